@@ -1,0 +1,255 @@
+//! The coroutine strand: I/O-bound work as futures on a multi-threaded tokio runtime.
+//!
+//! A coroutine that waits (for a socket, a timer, a child process, a channel) costs a few
+//! hundred bytes and no thread, so tens of thousands can wait at once. Coroutines are
+//! cancelled at their next `.await` and time limits stop them there too.
+//!
+//! * [`Runtime::spawn_async`]: one future, one [`Handle`] (the same type as threads').
+//! * [`Runtime::map_async`]: a future per item with a concurrency limit.
+//! * [`Runtime::block_on`]: run a future to completion from synchronous code.
+//! * [`timeout`]: a time limit on any future.
+//!
+//! # Warning: blocking calls
+//!
+//! A coroutine that blocks (a CPU loop, `std::thread::sleep`, a blocking lock or file read)
+//! stalls every coroutine queued on its worker. Send computing to the thread strand
+//! ([`Runtime::spawn`]) and await its handle.
+
+mod map;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+pub use map::{BlockingIter, MapAsync, MapAsyncUnordered};
+
+use crate::error::{SpawnError, StrandName};
+use crate::runtime::strand::StrandState;
+use crate::runtime::{Config, Runtime};
+use crate::task::wait;
+use crate::{Error, Handle, Result, TaskId};
+
+/// The tokio runtime and the books of the coroutine strand.
+pub(crate) struct CoroutineStrand {
+    /// Taken out to shut it down.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    pub(crate) handle: tokio::runtime::Handle,
+    pub(crate) state: Arc<StrandState>,
+}
+
+impl CoroutineStrand {
+    pub(crate) fn new(config: &Config) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.coroutine_workers)
+            .thread_name(format!("{}-io", config.thread_name))
+            .enable_all()
+            .build()
+            .map_err(|error| Error::Build {
+                reason: format!(
+                    "could not start {} coroutine workers: {error}",
+                    config.coroutine_workers
+                ),
+            })?;
+        Ok(CoroutineStrand {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            state: Arc::new(StrandState::new(StrandName::Coroutine, config.queue_bound)),
+        })
+    }
+
+    pub(crate) fn spawn_admitted<Fut>(
+        &self,
+        future: Fut,
+        limit: Option<Duration>,
+    ) -> Handle<Fut::Output>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let id = TaskId::next();
+        let books = Books {
+            state: Arc::clone(&self.state),
+            completed: false,
+        };
+        let join = match limit {
+            None => self.handle.spawn(async move {
+                let mut books = books;
+                let output = future.await;
+                books.completed = true;
+                Ok(output)
+            }),
+            Some(limit) => self.handle.spawn(async move {
+                let mut books = books;
+                let output = tokio::time::timeout(limit, future)
+                    .await
+                    .map_err(|_| Error::TimedOut);
+                books.completed = true;
+                output
+            }),
+        };
+        Handle::coroutine(id, join)
+    }
+
+    /// Drops every coroutine without waiting (they see it at their next `.await`).
+    pub(crate) fn stop(&self) {
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.handle.metrics().num_workers()
+    }
+}
+
+/// Books a coroutine as finished when its future is dropped: after it completes, or when
+/// it is cancelled or the runtime drops it.
+struct Books {
+    state: Arc<StrandState>,
+    completed: bool,
+}
+
+impl Drop for Books {
+    fn drop(&mut self) {
+        // A panic unwinding through the future is a finish, not a cancellation.
+        let cancelled = !self.completed && !std::thread::panicking();
+        self.state.finish(cancelled);
+    }
+}
+
+impl Runtime {
+    /// Runs `future` on the coroutine strand and returns a handle to its output.
+    ///
+    /// Waits for room if the strand holds its [queue bound](crate::Builder::queue_bound) of
+    /// unfinished coroutines (see [`try_spawn_async`](Runtime::try_spawn_async)). After
+    /// [`shutdown`](Runtime::shutdown) the handle reports [`Error::Shutdown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = plait::Runtime::new()?;
+    /// let waits: Vec<_> = (0..1000)
+    ///     .map(|i| rt.spawn_async(async move {
+    ///         tokio::time::sleep(Duration::from_millis(20)).await;
+    ///         i
+    ///     }))
+    ///     .collect();
+    /// let started = std::time::Instant::now();
+    /// let total: u64 = waits.into_iter().map(|h| h.join().unwrap()).sum();
+    /// assert_eq!(total, 499_500);
+    /// assert!(started.elapsed() < Duration::from_secs(2)); // 1000 waits at once, not in turn
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn spawn_async<Fut>(&self, future: Fut) -> Handle<Fut::Output>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.spawn_coroutine(future, None)
+    }
+
+    pub(crate) fn spawn_coroutine<Fut>(
+        &self,
+        future: Fut,
+        limit: Option<Duration>,
+    ) -> Handle<Fut::Output>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let strand = &self.shared.coroutines;
+        match strand.state.admit() {
+            Ok(()) => strand.spawn_admitted(future, limit),
+            Err(error) => Handle::ready(TaskId::next(), Err(error)),
+        }
+    }
+
+    /// Like [`spawn_async`](Runtime::spawn_async), but never waits: if the strand is full
+    /// (or shut down) the future comes back inside the error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueFull`] or [`Error::Shutdown`], with the future.
+    pub fn try_spawn_async<Fut>(
+        &self,
+        future: Fut,
+    ) -> std::result::Result<Handle<Fut::Output>, SpawnError<Fut>>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let strand = &self.shared.coroutines;
+        match strand.state.try_admit() {
+            Ok(()) => Ok(strand.spawn_admitted(future, None)),
+            Err(error) => Err(SpawnError::new(error, future)),
+        }
+    }
+
+    /// Runs `future` to completion on the current thread and returns its output: the bridge
+    /// from synchronous code into coroutines. Tokio's timers, sockets and channels work
+    /// inside it.
+    ///
+    /// Safe to call from anywhere, including inside a coroutine (the worker's other tasks
+    /// move to another thread first) and inside a thread-strand task (the pool thread runs
+    /// queued tasks while the future waits); from async code, prefer `.await`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = plait::Runtime::new()?;
+    /// let answer = rt.block_on(async {
+    ///     let a = rt.spawn_async(async { 20 });
+    ///     let b = rt.spawn(|| 22);
+    ///     a.await.unwrap() + b.await.unwrap()
+    /// });
+    /// assert_eq!(answer, 42);
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        wait::blocking_region(|| {
+            let _context = self.shared.coroutines.handle.enter();
+            wait::block_on(future, None)
+        })
+        .unwrap_or_else(|| unreachable!("a wait without deadline never times out"))
+    }
+
+    /// The number of worker threads of the coroutine strand.
+    #[must_use]
+    pub fn coroutine_workers(&self) -> usize {
+        self.shared.coroutines.workers()
+    }
+}
+
+/// Puts a time limit on `future`: it is dropped when `limit` passes, and the result is
+/// [`Error::TimedOut`].
+///
+/// Being cancelled while waiting cancels `future` too (dropping the returned future drops
+/// it), so a cancellation is never swallowed, unlike Python's `asyncio.wait_for` before
+/// 3.12. Must run on a runtime's coroutine strand (or inside [`Runtime::block_on`]).
+///
+/// # Errors
+///
+/// [`Error::TimedOut`] when `limit` passes before `future` completes.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = plait::Runtime::new()?;
+/// let slow = rt.block_on(plait::timeout(Duration::from_millis(10), async {
+///     tokio::time::sleep(Duration::from_secs(10)).await;
+/// }));
+/// assert!(slow.unwrap_err().is_timeout());
+/// # Ok::<(), plait::Error>(())
+/// ```
+pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output> {
+    tokio::time::timeout(limit, future)
+        .await
+        .map_err(|_| Error::TimedOut)
+}

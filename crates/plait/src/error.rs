@@ -1,0 +1,219 @@
+//! The one error type of the library.
+
+use std::any::Any;
+use std::fmt;
+
+/// A boxed error, as tasks return them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A task's own error, shared so that [`Error`] can be cloned (one failure may have to reach
+/// several waiters); downcast it with `error.downcast_ref::<E>()`.
+pub type SharedError = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with plait's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong with a task, whichever strand runs it.
+///
+/// A task's own failure never escapes as a panic of the runtime or a silent loss: it arrives
+/// here, on the task's [`Handle`](crate::Handle). Match on the variants, or use the `is_*`
+/// helpers.
+///
+/// # Examples
+///
+/// ```
+/// let rt = plait::Runtime::builder().threads(1).build()?;
+/// let err = rt.spawn(|| -> u32 { panic!("bad input: -1") }).join().unwrap_err();
+/// assert!(err.is_panic());
+/// assert_eq!(err.to_string(), "task panicked: bad input: -1");
+/// # Ok::<(), plait::Error>(())
+/// ```
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task panicked; `message` is the panic's message (or a placeholder when the
+    /// payload was not a string).
+    #[error("task panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+
+    /// The task was cancelled before it finished: by [`Handle::cancel`](crate::Handle::cancel),
+    /// by its [`TaskGroup`](crate::TaskGroup), or by the runtime shutting down.
+    #[error("task cancelled")]
+    Cancelled,
+
+    /// The task ran past its time limit and was stopped.
+    #[error("task timed out")]
+    TimedOut,
+
+    /// The task ran and returned an error of its own (see
+    /// [`Handle::try_join`](crate::Handle::try_join) and [`TaskGroup`](crate::TaskGroup)).
+    #[error("task failed: {0}")]
+    Failed(#[source] SharedError),
+
+    /// The strand's bound on queued tasks was reached and the caller asked not to wait.
+    #[error(
+        "the {strand} strand already holds {bound} unfinished tasks (its queue bound); \
+         wait for some to finish, or raise the bound with Builder::queue_bound"
+    )]
+    QueueFull {
+        /// Which strand was full.
+        strand: &'static str,
+        /// The bound in force.
+        bound: usize,
+    },
+
+    /// The runtime has been shut down and no longer accepts tasks.
+    #[error("the runtime has shut down and accepts no new tasks; build a new Runtime")]
+    Shutdown,
+
+    /// The runtime could not be built (for example the OS refused to start a thread).
+    #[error("could not build the runtime: {reason}")]
+    Build {
+        /// What went wrong, with the setting that caused it.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Returns `true` if the task panicked.
+    #[must_use]
+    pub fn is_panic(&self) -> bool {
+        matches!(self, Error::Panicked { .. })
+    }
+
+    /// Returns `true` if the task was cancelled.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+
+    /// Returns `true` if the task ran past its time limit.
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::TimedOut)
+    }
+
+    /// Wraps an error that a task returned.
+    pub fn failed(error: impl Into<BoxError>) -> Self {
+        Error::Failed(SharedError::from(error.into()))
+    }
+
+    /// Turns a panic payload (from `catch_unwind` or a `JoinError`) into `Panicked`.
+    pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> Self {
+        Error::Panicked {
+            message: panic_message(payload.as_ref()),
+        }
+    }
+}
+
+/// The message of a panic payload: the `&str` or `String` that `panic!` carries.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<a panic payload that is not a string>".to_owned()
+    }
+}
+
+/// A task that could not be spawned, handed back whole with the reason, so nothing is lost.
+///
+/// Returned by [`Runtime::try_spawn`](crate::Runtime::try_spawn) and
+/// [`Runtime::try_spawn_async`](crate::Runtime::try_spawn_async).
+pub struct SpawnError<F> {
+    error: Error,
+    task: F,
+}
+
+impl<F> SpawnError<F> {
+    pub(crate) fn new(error: Error, task: F) -> Self {
+        SpawnError { error, task }
+    }
+
+    /// Why the task was refused: [`Error::QueueFull`] or [`Error::Shutdown`].
+    #[must_use]
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// Takes the task back, to retry it or run it elsewhere.
+    #[must_use]
+    pub fn into_task(self) -> F {
+        self.task
+    }
+
+    /// Drops the task and keeps the reason.
+    #[must_use]
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+impl<F> fmt::Debug for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> fmt::Display for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task not spawned: {}", self.error)
+    }
+}
+
+impl<F> std::error::Error for SpawnError<F> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Shown where a strand's name is needed in messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StrandName {
+    Thread,
+    Coroutine,
+}
+
+impl StrandName {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StrandName::Thread => "thread",
+            StrandName::Coroutine => "coroutine",
+        }
+    }
+}
+
+impl fmt::Display for StrandName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_extracted_from_str_and_string() {
+        assert_eq!(panic_message(&"static"), "static");
+        assert_eq!(panic_message(&String::from("owned")), "owned");
+        assert!(panic_message(&42_u8).contains("not a string"));
+    }
+
+    #[test]
+    fn queue_full_names_the_bound_and_the_way_out() {
+        let msg = Error::QueueFull {
+            strand: "thread",
+            bound: 8,
+        }
+        .to_string();
+        assert!(msg.contains("8 unfinished"), "{msg}");
+        assert!(msg.contains("queue_bound"), "{msg}");
+    }
+}

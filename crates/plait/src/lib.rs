@@ -1,0 +1,71 @@
+//! plait: threads, coroutines and processes behind one task API.
+//!
+//! Python programmers meet concurrency as three models (processes, threads, coroutines)
+//! and a rule of thumb for choosing among them. plait is that system in Rust, where the rule
+//! changes: threads have no global interpreter lock, so they take CPU-bound work on every
+//! core; coroutines take I/O-bound waits by the ten thousand; processes are for isolation.
+//!
+//! | strand | spawn | for | built on |
+//! |---|---|---|---|
+//! | thread | [`Runtime::spawn`], [`scope`](Runtime::scope), [`join`](Runtime::join), [`map`](Runtime::map) | CPU-bound work | `rayon-core`'s work-stealing pool |
+//! | coroutine | [`Runtime::spawn_async`], [`map_async`](Runtime::map_async), [`block_on`](Runtime::block_on) | I/O-bound waits | `tokio`'s multi-threaded runtime |
+//!
+//! Whichever strand runs a task, you get the same [`Handle`]: [`join`](Handle::join) it from
+//! synchronous code or `.await` it from async code, [`cancel`](Handle::cancel) it, give it a
+//! [time limit](TaskBuilder::timeout). Failures are values: a panic in a task becomes
+//! [`Error::Panicked`] on its handle, never a crash of the runtime, never a silent loss.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let rt = plait::Runtime::new()?;
+//!
+//! // CPU-bound: a parallel map on the thread strand, lazy and batched.
+//! let primes = rt
+//!     .map(2..20_000u64, |n| (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0))
+//!     .filter(|is_prime| *is_prime.as_ref().unwrap())
+//!     .count();
+//! assert_eq!(primes, 2262);
+//!
+//! // I/O-bound: a thousand concurrent waits on the coroutine strand.
+//! let waits = rt.map_async(0..1000, 1000, |_| tokio::time::sleep(Duration::from_millis(10)));
+//! assert_eq!(waits.into_iter().filter(Result::is_ok).count(), 1000);
+//!
+//! // Tasks that fail together.
+//! let mut group = rt.group();
+//! group.spawn(|| Ok::<_, std::io::Error>(1));
+//! group.spawn_async(async { Ok::<_, std::io::Error>(2) });
+//! assert_eq!(group.join_all()?, [1, 2]);
+//!
+//! println!("{}", rt.shutdown(Duration::from_secs(1)));
+//! # Ok::<(), plait::Error>(())
+//! ```
+//!
+//! # Cancellation, in one place
+//!
+//! * A task that has not started never starts once cancelled.
+//! * A coroutine is dropped at its next `.await`.
+//! * A thread task cannot be killed (no thread can be, safely): it sees
+//!   [`task::is_cancelled`] turn `true` and should return early.
+//! * [`Handle::cancel`] returning `true` and the handle reporting [`Error::Cancelled`] are the
+//!   same event: a cancelled task's late value is dropped, never half-reported.
+//! * Dropping a [`Handle`] detaches the task; dropping a [`TaskGroup`] cancels its tasks.
+//!
+//! See [`sync`] for which channel, lock or semaphore to use from which strand.
+
+#![warn(missing_docs)]
+
+pub mod coroutine;
+mod error;
+mod loom;
+mod runtime;
+pub mod sync;
+pub mod task;
+pub mod thread;
+
+pub use coroutine::timeout;
+pub use error::{BoxError, Error, Result, SharedError, SpawnError};
+pub use runtime::{Builder, DEFAULT_QUEUE_BOUND, Runtime, ShutdownReport, StrandReport};
+pub use task::{CancelHandle, Handle, TaskBuilder, TaskGroup, TaskId, as_completed};

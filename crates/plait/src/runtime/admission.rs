@@ -1,0 +1,279 @@
+//! The bound on a strand's unfinished tasks, and waiting for them to drain.
+//!
+//! Counting must not put a contended cache line on every task's path: spawners count what
+//! they admit in one counter, finishing threads count what finishes in per-thread stripes,
+//! and the two are compared only when the cheap estimate says the strand may be full.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use rayon_core::Yield;
+
+/// Finishing threads spread their counts over this many stripes.
+const STRIPES: usize = 16;
+
+/// A waiter that could be the one to run the work it waits for (a pool thread) looks again
+/// this often, in case the pool's own queue holds what would free it.
+const HELPER_RECHECK: Duration = Duration::from_millis(1);
+
+pub(crate) struct Admission {
+    bound: usize,
+    admitted: CachePadded<AtomicUsize>,
+    finished: [CachePadded<AtomicUsize>; STRIPES],
+    /// A past value of the sum of `finished`: a lower bound, so estimates from it err on the
+    /// side of "full" and are then checked.
+    finished_seen: CachePadded<AtomicUsize>,
+    /// Threads blocked in `admit` or `wait_idle`; finishers notify only when non-zero.
+    waiters: CachePadded<AtomicUsize>,
+    lock: Mutex<()>,
+    changed: Condvar,
+}
+
+impl Admission {
+    pub(crate) fn new(bound: usize) -> Self {
+        Admission {
+            bound,
+            admitted: CachePadded::new(AtomicUsize::new(0)),
+            finished: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
+            finished_seen: CachePadded::new(AtomicUsize::new(0)),
+            waiters: CachePadded::new(AtomicUsize::new(0)),
+            lock: Mutex::new(()),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn bound(&self) -> usize {
+        self.bound
+    }
+
+    /// Admits one task if the strand holds fewer than `bound` unfinished ones.
+    pub(crate) fn try_admit(&self) -> bool {
+        let mut admitted = self.admitted.load(Ordering::Relaxed);
+        loop {
+            if admitted.saturating_sub(self.finished_seen.load(Ordering::Relaxed)) >= self.bound {
+                let finished = self.finished_total();
+                self.finished_seen.fetch_max(finished, Ordering::Relaxed);
+                if admitted.saturating_sub(finished) >= self.bound {
+                    return false;
+                }
+            }
+            match self.admitted.compare_exchange_weak(
+                admitted,
+                admitted + 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => admitted = actual,
+            }
+        }
+    }
+
+    /// Admits one task, waiting for room if the strand is full, unless `closed` says the
+    /// strand stopped taking tasks (then returns `false`). A pool thread runs queued tasks
+    /// while it waits, since they may be what it waits for.
+    pub(crate) fn admit(&self, closed: impl Fn() -> bool) -> bool {
+        let helper = rayon_core::current_thread_index().is_some();
+        loop {
+            if closed() {
+                return false;
+            }
+            if self.try_admit() {
+                return true;
+            }
+            if helper && rayon_core::yield_now() == Some(Yield::Executed) {
+                continue;
+            }
+            let guard = self.lock();
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            let outcome = if closed() {
+                Some(false)
+            } else if self.try_admit() {
+                Some(true)
+            } else {
+                let limit = if helper {
+                    HELPER_RECHECK
+                } else {
+                    Duration::MAX
+                };
+                drop(
+                    self.changed
+                        .wait_timeout(guard, limit)
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
+                None
+            };
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            if let Some(admitted) = outcome {
+                return admitted;
+            }
+        }
+    }
+
+    /// Wakes every waiter, e.g. because the strand closed.
+    pub(crate) fn wake_all(&self) {
+        self.notify();
+    }
+
+    /// Counts one admitted task as finished.
+    pub(crate) fn finish(&self) {
+        self.finished[stripe()].fetch_add(1, Ordering::SeqCst);
+        // SeqCst on both sides: either a waiter's re-check after registering sees this
+        // increment, or this load sees the waiter (the store-load pattern of a Dekker lock).
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            self.notify();
+        }
+    }
+
+    /// Tasks admitted and not yet finished.
+    pub(crate) fn in_flight(&self) -> usize {
+        let admitted = self.admitted.load(Ordering::SeqCst);
+        admitted.saturating_sub(self.finished_total())
+    }
+
+    /// Waits until no task is in flight or `deadline` passes; returns whether it drained.
+    pub(crate) fn wait_idle(&self, deadline: Instant) -> bool {
+        let mut guard = self.lock();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let drained = loop {
+            if self.in_flight() == 0 {
+                break true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            guard = self
+                .changed
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        drained
+    }
+
+    /// Waits for the next finish (or `limit`); returns the tasks then in flight.
+    pub(crate) fn wait_change(&self, limit: Duration) -> usize {
+        let guard = self.lock();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let before = self.in_flight();
+        if before != 0 {
+            drop(
+                self.changed
+                    .wait_timeout(guard, limit)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        self.in_flight()
+    }
+
+    fn finished_total(&self) -> usize {
+        self.finished
+            .iter()
+            .map(|stripe| stripe.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    fn notify(&self) {
+        // Taking the lock orders this notification after a waiter's check-then-wait.
+        let _guard = self.lock();
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // The lock guards no data, so a poisoned one is as good as any.
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// This thread's stripe: assigned round-robin the first time it finishes a task.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|stripe| {
+        let mut index = stripe.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            stripe.set(index);
+        }
+        index
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn admits_up_to_the_bound_then_refuses() {
+        let admission = Admission::new(3);
+        assert!((0..3).all(|_| admission.try_admit()));
+        assert!(!admission.try_admit());
+        assert_eq!(admission.in_flight(), 3);
+        admission.finish();
+        assert!(admission.try_admit());
+        assert!(!admission.try_admit());
+    }
+
+    #[test]
+    fn a_blocked_admit_wakes_when_a_task_finishes_on_another_thread() {
+        let admission = Arc::new(Admission::new(1));
+        assert!(admission.try_admit());
+        assert!(!admission.try_admit());
+        let finisher = {
+            let admission = admission.clone();
+            std::thread::spawn(move || {
+                // Finish only once the main thread is registered as a waiter.
+                while admission.waiters.load(Ordering::SeqCst) == 0 {
+                    std::thread::yield_now();
+                }
+                admission.finish();
+            })
+        };
+        assert!(admission.admit(|| false));
+        finisher.join().unwrap();
+        assert_eq!(admission.in_flight(), 1);
+    }
+
+    #[test]
+    fn wait_idle_returns_when_drained_and_times_out_otherwise() {
+        let admission = Admission::new(10);
+        assert!(admission.wait_idle(Instant::now()));
+        assert!(admission.try_admit());
+        assert!(!admission.wait_idle(Instant::now() + Duration::from_millis(5)));
+        admission.finish();
+        assert!(admission.wait_idle(Instant::now()));
+    }
+
+    #[test]
+    fn stress_many_threads_never_exceed_the_bound() {
+        let admission = Arc::new(Admission::new(4));
+        let live = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let (admission, live, peak) = (&admission, &live, &peak);
+                s.spawn(move || {
+                    for _ in 0..2_000 {
+                        assert!(admission.admit(|| false));
+                        let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        std::hint::spin_loop();
+                        live.fetch_sub(1, Ordering::SeqCst);
+                        admission.finish();
+                    }
+                });
+            }
+        });
+        assert!(peak.load(Ordering::SeqCst) <= 4);
+        assert_eq!(admission.in_flight(), 0);
+    }
+}

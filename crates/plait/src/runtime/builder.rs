@@ -1,0 +1,162 @@
+//! [`Builder`]: how a [`Runtime`] is configured.
+
+use std::sync::Arc;
+use std::thread;
+
+use super::{Runtime, Shared};
+use crate::coroutine::CoroutineStrand;
+use crate::thread::ThreadStrand;
+use crate::{Error, Result};
+
+/// The default bound on unfinished tasks per strand: large enough never to be felt by a
+/// program that keeps its work in view, small enough that a runaway producer stops at about
+/// a few hundred MiB rather than at the end of memory.
+pub const DEFAULT_QUEUE_BOUND: usize = 1 << 20;
+
+/// Configures and builds a [`Runtime`]; from [`Runtime::builder`].
+///
+/// # Examples
+///
+/// ```
+/// let rt = plait::Runtime::builder()
+///     .threads(4)
+///     .coroutine_workers(2)
+///     .queue_bound(10_000)
+///     .thread_name("crunch")
+///     .build()?;
+/// assert_eq!(rt.threads(), 4);
+/// # Ok::<(), plait::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a Builder does nothing until build"]
+pub struct Builder {
+    threads: Option<usize>,
+    coroutine_workers: Option<usize>,
+    queue_bound: usize,
+    thread_stack_size: Option<usize>,
+    thread_name: String,
+}
+
+/// A validated configuration.
+pub(crate) struct Config {
+    pub(crate) threads: usize,
+    pub(crate) coroutine_workers: usize,
+    pub(crate) queue_bound: usize,
+    pub(crate) thread_stack_size: Option<usize>,
+    pub(crate) thread_name: String,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults.
+    pub fn new() -> Self {
+        Builder {
+            threads: None,
+            coroutine_workers: None,
+            queue_bound: DEFAULT_QUEUE_BOUND,
+            thread_stack_size: None,
+            thread_name: "plait".to_owned(),
+        }
+    }
+
+    /// Threads of the thread strand (default: one per available core). At least 1.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// Worker threads of the coroutine strand (default: one per available core). At least
+    /// 1. Coroutines that wait take no worker, so few workers serve many coroutines.
+    pub fn coroutine_workers(mut self, n: usize) -> Self {
+        self.coroutine_workers = Some(n);
+        self
+    }
+
+    /// The most unfinished (queued or running) tasks each strand holds (default
+    /// [`DEFAULT_QUEUE_BOUND`]). Past it, `spawn` waits for room and `try_spawn` hands the
+    /// task back. At least 1.
+    pub fn queue_bound(mut self, n: usize) -> Self {
+        self.queue_bound = n;
+        self
+    }
+
+    /// Stack size of the thread strand's threads, in bytes (default: the platform's, usually
+    /// 2 MiB). Deeply recursive tasks, or tasks that join tasks thousands deep (each wait
+    /// may run another task on the same stack), need more.
+    pub fn thread_stack_size(mut self, bytes: usize) -> Self {
+        self.thread_stack_size = Some(bytes);
+        self
+    }
+
+    /// Prefix of the threads' names (default `plait`): pool threads are `PREFIX-0`, …,
+    /// coroutine workers `PREFIX-io`.
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Starts the strands.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Build`] naming the setting, if a count or bound is zero, or if the operating
+    /// system refuses to start the threads.
+    pub fn build(&self) -> Result<Runtime> {
+        let config = self.validate()?;
+        let coroutines = CoroutineStrand::new(&config)?;
+        let threads = ThreadStrand::new(&config, coroutines.handle.clone())?;
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                threads,
+                coroutines,
+            }),
+        })
+    }
+
+    fn validate(&self) -> Result<Config> {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let config = Config {
+            threads: self.threads.unwrap_or(cores),
+            coroutine_workers: self.coroutine_workers.unwrap_or(cores),
+            queue_bound: self.queue_bound,
+            thread_stack_size: self.thread_stack_size,
+            thread_name: self.thread_name.clone(),
+        };
+        for (setting, value) in [
+            ("threads", config.threads),
+            ("coroutine_workers", config.coroutine_workers),
+            ("queue_bound", config.queue_bound),
+        ] {
+            if value == 0 {
+                return Err(Error::Build {
+                    reason: format!("Builder::{setting} is 0; it must be at least 1"),
+                });
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_settings_are_refused_by_name() {
+        for builder in [
+            Builder::new().threads(0),
+            Builder::new().coroutine_workers(0),
+            Builder::new().queue_bound(0),
+        ] {
+            let err = builder.build().unwrap_err();
+            assert!(err.to_string().contains("must be at least 1"), "{err}");
+        }
+        let err = Builder::new().threads(0).build().unwrap_err();
+        assert!(err.to_string().contains("Builder::threads"), "{err}");
+    }
+}

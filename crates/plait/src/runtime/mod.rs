@@ -1,0 +1,125 @@
+//! [`Runtime`]: the three models of concurrency behind one task API.
+
+pub(crate) mod admission;
+mod builder;
+mod shutdown;
+pub(crate) mod strand;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub(crate) use builder::Config;
+pub use builder::{Builder, DEFAULT_QUEUE_BOUND};
+pub use shutdown::{ShutdownReport, StrandReport};
+
+use crate::Result;
+use crate::coroutine::CoroutineStrand;
+use crate::thread::ThreadStrand;
+
+/// Owns the strands and runs tasks on them.
+///
+/// * **Thread strand** (CPU-bound work): [`spawn`](Runtime::spawn), [`scope`](Runtime::scope),
+///   [`join`](Runtime::join), [`map`](Runtime::map), [`map_unordered`](Runtime::map_unordered).
+/// * **Coroutine strand** (I/O-bound work): [`spawn_async`](Runtime::spawn_async),
+///   [`map_async`](Runtime::map_async), [`block_on`](Runtime::block_on).
+/// * Both: [`task`](Runtime::task) (options such as a time limit), [`group`](Runtime::group)
+///   (tasks that fail together), [`shutdown`](Runtime::shutdown).
+///
+/// Every spawn returns the same [`Handle`](crate::Handle), with the same errors and
+/// cancellation, whichever strand runs the task.
+///
+/// A `Runtime` is a cheap handle: clones share the same strands, and tasks may capture one
+/// to spawn more work. Call [`shutdown`](Runtime::shutdown) to let in-flight work finish
+/// and learn what happened to it. When the last clone is dropped without a shutdown, work
+/// still in flight is cancelled without waiting (and a warning is logged through
+/// `tracing`): a program that returns from `main` does not wait for detached tasks.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = plait::Runtime::builder().threads(2).build()?;
+/// let cpu = rt.spawn(|| (1..=20u64).product::<u64>());
+/// let io = rt.spawn_async(async {
+///     tokio::time::sleep(Duration::from_millis(5)).await;
+///     "waited"
+/// });
+/// assert_eq!(cpu.join()?, 2_432_902_008_176_640_000);
+/// assert_eq!(io.join()?, "waited");
+/// let report = rt.shutdown(Duration::from_secs(1));
+/// assert!(report.is_clean());
+/// # Ok::<(), plait::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) threads: ThreadStrand,
+    pub(crate) coroutines: CoroutineStrand,
+}
+
+impl Runtime {
+    /// Starts a [`Builder`] to configure a runtime.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// Builds a runtime with the defaults: one thread per core, one coroutine worker per
+    /// core, and the default queue bound.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Build`](crate::Error::Build) if the operating system refuses to start the
+    /// threads.
+    pub fn new() -> Result<Runtime> {
+        Builder::new().build()
+    }
+
+    /// Tasks admitted and not yet finished, on the thread and coroutine strands.
+    #[must_use]
+    pub fn in_flight(&self) -> (usize, usize) {
+        (
+            self.shared.threads.state.admission.in_flight(),
+            self.shared.coroutines.state.admission.in_flight(),
+        )
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.threads.state.is_closed() && self.coroutines.state.is_closed() {
+            return;
+        }
+        let (threads, coroutines) = (
+            self.threads.state.admission.in_flight(),
+            self.coroutines.state.admission.in_flight(),
+        );
+        if threads + coroutines > 0 {
+            tracing::warn!(
+                threads,
+                coroutines,
+                "runtime dropped with tasks in flight; they are cancelled. \
+                 Call Runtime::shutdown(timeout) to let them finish"
+            );
+        }
+        for state in [&self.threads.state, &self.coroutines.state] {
+            state.close();
+            state.cancel_all();
+        }
+        self.coroutines.stop();
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (threads_in_flight, coroutines_in_flight) = self.in_flight();
+        f.debug_struct("Runtime")
+            .field("threads", &self.threads())
+            .field("coroutine_workers", &self.coroutine_workers())
+            .field("threads_in_flight", &threads_in_flight)
+            .field("coroutines_in_flight", &coroutines_in_flight)
+            .finish()
+    }
+}

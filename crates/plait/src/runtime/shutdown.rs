@@ -1,0 +1,146 @@
+//! Shutting a runtime down: finish what can finish, cancel the rest, say which was which.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::Runtime;
+use super::admission::Admission;
+use super::strand::StrandState;
+use crate::task::wait;
+
+/// How long the cancellation phase waits without seeing any task finish before it gives up
+/// on the rest (thread tasks that do not check for cancellation).
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// What [`Runtime::shutdown`] did with the tasks in flight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Thread-strand tasks.
+    pub threads: StrandReport,
+    /// Coroutine-strand tasks.
+    pub coroutines: StrandReport,
+    /// How long the shutdown took.
+    pub elapsed: Duration,
+}
+
+/// One strand's part of a [`ShutdownReport`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StrandReport {
+    /// Tasks that finished during the shutdown (with a value, an error or a panic).
+    pub completed: u64,
+    /// Tasks that were cancelled: never started, dropped at an `.await`, or stopped after
+    /// seeing the cancellation. Their handles report [`Error::Cancelled`](crate::Error::Cancelled).
+    pub cancelled: u64,
+    /// Thread tasks still running when the shutdown returned: they were asked to stop but
+    /// have not checked yet (or tasks queued behind them). Their handles will report the
+    /// cancellation when they end; nothing is lost, but they still hold a thread.
+    pub unfinished: u64,
+}
+
+impl ShutdownReport {
+    /// `true` if every task in flight finished and none had to be cancelled.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.threads.cancelled
+            + self.threads.unfinished
+            + self.coroutines.cancelled
+            + self.coroutines.unfinished
+            == 0
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "shut down in {:.1?}: threads {} completed, {} cancelled, {} unfinished; \
+             coroutines {} completed, {} cancelled, {} unfinished",
+            self.elapsed,
+            self.threads.completed,
+            self.threads.cancelled,
+            self.threads.unfinished,
+            self.coroutines.completed,
+            self.coroutines.cancelled,
+            self.coroutines.unfinished,
+        )
+    }
+}
+
+impl Runtime {
+    /// Stops taking tasks, lets the tasks in flight finish for up to `timeout`, cancels
+    /// whatever is left, and reports what happened to each.
+    ///
+    /// Every task in flight ends one of two ways, and its handle says which: it ran (and
+    /// reports its value or error), or it was cancelled (and reports
+    /// [`Error::Cancelled`](crate::Error::Cancelled)). At the deadline, queued tasks are
+    /// dropped unrun, coroutines are dropped at their next `.await`, and running thread tasks
+    /// are asked to stop; the shutdown then waits while cancellations keep landing and
+    /// returns once none has for a few milliseconds, counting thread tasks that ignore the
+    /// request as `unfinished`.
+    ///
+    /// After a shutdown, spawns on any clone of this runtime return handles that report
+    /// [`Error::Shutdown`](crate::Error::Shutdown). Call it from synchronous code; inside a
+    /// coroutine it first moves the worker's other tasks aside.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = plait::Runtime::new()?;
+    /// let quick = rt.spawn(|| 1 + 1);
+    /// let stuck = rt.spawn_async(std::future::pending::<()>());
+    /// let report = rt.shutdown(Duration::from_millis(50));
+    /// assert_eq!(quick.join()?, 2);
+    /// assert!(stuck.join().unwrap_err().is_cancelled());
+    /// assert_eq!(report.coroutines.cancelled, 1);
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout).unwrap_or_else(far_future);
+        let (threads, coroutines) = (&self.shared.threads, &self.shared.coroutines);
+        threads.state.close();
+        coroutines.state.close();
+        wait::blocking_region(|| {
+            let drained = threads.state.admission.wait_idle(deadline)
+                && coroutines.state.admission.wait_idle(deadline);
+            threads.state.cancel_all();
+            coroutines.state.cancel_all();
+            coroutines.stop();
+            if !drained {
+                settle(&coroutines.state.admission);
+                settle(&threads.state.admission);
+            }
+        });
+        ShutdownReport {
+            threads: strand_report(&threads.state),
+            coroutines: strand_report(&coroutines.state),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(60 * 60 * 24 * 365)
+}
+
+/// Waits while cancelled tasks keep finishing.
+fn settle(admission: &Admission) {
+    let mut left = admission.in_flight();
+    while left > 0 {
+        let now = admission.wait_change(SETTLE);
+        if now >= left {
+            return;
+        }
+        left = now;
+    }
+}
+
+fn strand_report(state: &StrandState) -> StrandReport {
+    let (completed, cancelled) = state.tally();
+    StrandReport {
+        completed,
+        cancelled,
+        unfinished: state.admission.in_flight() as u64,
+    }
+}

@@ -1,0 +1,67 @@
+//! [`TaskBuilder`]: a task with options.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::{Handle, Runtime};
+
+/// Spawns one task with options; from [`Runtime::task`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = plait::Runtime::new()?;
+/// let stuck = rt
+///     .task()
+///     .timeout(Duration::from_millis(20))
+///     .spawn_async(std::future::pending::<()>());
+/// assert!(stuck.join().unwrap_err().is_timeout());
+/// # Ok::<(), plait::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a TaskBuilder does nothing until spawn or spawn_async"]
+pub struct TaskBuilder<'rt> {
+    rt: &'rt Runtime,
+    limit: Option<Duration>,
+}
+
+impl Runtime {
+    /// Starts a [`TaskBuilder`], for a task with options.
+    pub fn task(&self) -> TaskBuilder<'_> {
+        TaskBuilder {
+            rt: self,
+            limit: None,
+        }
+    }
+}
+
+impl TaskBuilder<'_> {
+    /// Limits how long the task may run, counted from when it starts.
+    ///
+    /// A coroutine is dropped at its next `.await` once the limit passes. A thread task is
+    /// asked to stop (it sees [`is_cancelled`](crate::task::is_cancelled) return `true`).
+    /// Either way the handle reports [`Error::TimedOut`](crate::Error::TimedOut).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Spawns `f` on the thread strand; see [`Runtime::spawn`].
+    pub fn spawn<F, T>(self, f: F) -> Handle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.rt.spawn_thread(f, self.limit)
+    }
+
+    /// Spawns `future` on the coroutine strand; see [`Runtime::spawn_async`].
+    pub fn spawn_async<Fut>(self, future: Fut) -> Handle<Fut::Output>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.rt.spawn_coroutine(future, self.limit)
+    }
+}

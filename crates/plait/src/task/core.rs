@@ -1,0 +1,285 @@
+//! One thread-strand task in one allocation: its body, then its output, behind a [`Header`].
+
+use std::mem;
+use std::panic::{self, AssertUnwindSafe};
+
+use super::current;
+use super::state::{Cancel, Header, Reason};
+use crate::Error;
+use crate::loom::cell::UnsafeCell;
+
+/// What a task's cell holds over its life.
+enum Stage<F, T> {
+    /// Spawned, not yet claimed.
+    Pending(F),
+    /// Claimed: the body is running, or being dropped by a canceller.
+    Running,
+    /// The output, or the error that replaced it.
+    Done(crate::Result<T>),
+    /// The joiner took the output.
+    Taken,
+}
+
+/// How a run ended, for the strand's books.
+#[derive(Debug, Default)]
+pub(crate) struct Ran {
+    /// The task was stopped, or reports a cancellation, rather than its output.
+    pub(crate) cancelled: bool,
+    /// The task panicked and its handle was already gone: the panic must be reported
+    /// somewhere else so it is not lost.
+    pub(crate) unobserved_panic: Option<Error>,
+}
+
+/// The side of a task that its handle sees, with the body's type erased.
+pub(crate) trait Task<T>: CancelTask {
+    fn header(&self) -> &Header;
+
+    /// Moves the output out.
+    ///
+    /// # Safety
+    ///
+    /// The caller observed `COMPLETE` through [`Header::is_complete`] (or a failed
+    /// [`Header::register`]) and is the task's one joiner, taking the output once.
+    unsafe fn take_output(&self) -> crate::Result<T>;
+
+    /// Disposes of the output after the handle was dropped late; returns it if it is a
+    /// panic, so the caller can report it.
+    ///
+    /// # Safety
+    ///
+    /// [`Header::detach`] returned `true` for the caller.
+    unsafe fn take_unobserved_panic(&self) -> Option<Error>;
+}
+
+/// Cancels a task; what a [`CancelHandle`](crate::CancelHandle) holds.
+pub(crate) trait CancelTask: Send + Sync {
+    /// Returns `true` if the task will report the cancellation.
+    fn cancel(&self, reason: Reason) -> bool;
+}
+
+/// A task's header and stage.
+pub(crate) struct Core<F, T> {
+    header: Header,
+    stage: UnsafeCell<Stage<F, T>>,
+}
+
+// SAFETY: the stage is only touched by the party the header's protocol names (the claimer
+// until COMPLETE, then the one joiner or the detacher), so sharing the core between threads
+// moves `F` and `T` between threads but never aliases them: they must be `Send`.
+unsafe impl<F: Send, T: Send> Sync for Core<F, T> {}
+// SAFETY: as above.
+unsafe impl<F: Send, T: Send> Send for Core<F, T> {}
+
+impl<F, T> Core<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    pub(crate) fn new(body: F) -> Self {
+        Core {
+            header: Header::new(),
+            stage: UnsafeCell::new(Stage::Pending(body)),
+        }
+    }
+
+    /// Runs the body on the current thread, unless a canceller claimed it first. With
+    /// `skip`, the body is dropped unrun and the task reports a cancellation (the strand is
+    /// shutting down).
+    pub(crate) fn run(&self, skip: bool) -> Ran {
+        if !self.header.claim_to_run() {
+            return Ran {
+                cancelled: true,
+                unobserved_panic: None,
+            };
+        }
+        let body = self.take_body();
+        if skip {
+            let ran = self.publish(Err(Error::Cancelled));
+            // Dropped after publication: a panicking destructor cannot strand the joiner.
+            drop(body);
+            return Ran {
+                cancelled: true,
+                ..ran
+            };
+        }
+        let output = {
+            let _current = current::enter(&self.header);
+            panic::catch_unwind(AssertUnwindSafe(body)).map_err(Error::from_panic)
+        };
+        self.publish(output)
+    }
+
+    fn take_body(&self) -> F {
+        // SAFETY: the caller set CLAIMED, which gives it the stage until it sets COMPLETE.
+        let stage = self
+            .stage
+            .with_mut(|stage| unsafe { mem::replace(&mut *stage, Stage::Running) });
+        match stage {
+            Stage::Pending(body) => body,
+            // CLAIMED is set exactly once, by the one party that takes the body.
+            _ => unreachable!("a task body was claimed twice"),
+        }
+    }
+
+    /// Stores `output`, publishes it (or the cancellation that came first) and wakes the
+    /// joiner. The caller holds the claim.
+    fn publish(&self, output: crate::Result<T>) -> Ran {
+        // SAFETY: the caller holds the claim and COMPLETE is clear: the stage is ours.
+        self.stage
+            .with_mut(|stage| unsafe { *stage = Stage::Done(output) });
+        let mut displaced = None;
+        let completion = self.header.complete(|reason| {
+            // SAFETY: still ours: `complete` calls this before it sets COMPLETE.
+            displaced = Some(self.stage.with_mut(|stage| unsafe {
+                mem::replace(&mut *stage, Stage::Done(Err(reason.into_error())))
+            }));
+        });
+        let unobserved_panic = if completion.detached {
+            // SAFETY: the handle detached before COMPLETE, so the output is ours alone.
+            unsafe { self.take_unobserved_panic() }
+        } else {
+            None
+        };
+        // The displaced output is dropped only now, after publication, for the same reason
+        // as the body in `run`.
+        drop(displaced);
+        Ran {
+            cancelled: completion.cancelled,
+            unobserved_panic,
+        }
+    }
+}
+
+impl<F, T> Task<T> for Core<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    unsafe fn take_output(&self) -> crate::Result<T> {
+        // SAFETY: the caller observed COMPLETE and is the one joiner (this fn's contract).
+        let stage = self
+            .stage
+            .with_mut(|stage| unsafe { mem::replace(&mut *stage, Stage::Taken) });
+        match stage {
+            Stage::Done(output) => output,
+            _ => unreachable!("a task's output was taken before it was published, or twice"),
+        }
+    }
+
+    unsafe fn take_unobserved_panic(&self) -> Option<Error> {
+        self.stage.with_mut(|stage| {
+            // SAFETY: the caller owns the completed output (this fn's contract).
+            let stage = unsafe { &mut *stage };
+            if matches!(stage, Stage::Done(Err(Error::Panicked { .. }))) {
+                match mem::replace(stage, Stage::Taken) {
+                    Stage::Done(Err(error)) => Some(error),
+                    _ => None,
+                }
+            } else {
+                None
+            }
+        })
+    }
+}
+
+impl<F, T> CancelTask for Core<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    fn cancel(&self, reason: Reason) -> bool {
+        let outcome = self.header.cancel(reason);
+        if outcome == Cancel::Claimed {
+            let body = self.take_body();
+            self.publish(Err(reason.into_error()));
+            drop(body);
+        }
+        outcome.took_effect()
+    }
+}
+
+#[cfg(all(test, not(plait_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn run_stores_the_output_for_the_joiner() {
+        let core = Core::new(|| 6 * 7);
+        let ran = core.run(false);
+        assert!(!ran.cancelled);
+        assert!(core.header().is_complete());
+        // SAFETY: complete, and this test is the only joiner.
+        assert_eq!(unsafe { core.take_output() }.unwrap(), 42);
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error() {
+        let core = Core::new(|| -> u8 { panic!("boom") });
+        core.run(false);
+        // SAFETY: complete, single joiner.
+        let err = unsafe { core.take_output() }.unwrap_err();
+        assert_eq!(err.to_string(), "task panicked: boom");
+    }
+
+    #[test]
+    fn cancel_before_start_claims_and_the_body_never_runs() {
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let core = Core::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        assert!(core.cancel(Reason::Cancelled));
+        assert!(
+            core.header().is_complete(),
+            "a claimed cancellation completes at once"
+        );
+        let second = core.run(false);
+        assert!(second.cancelled);
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        // SAFETY: complete, single joiner.
+        assert!(unsafe { core.take_output() }.unwrap_err().is_cancelled());
+    }
+
+    #[test]
+    fn cancel_after_completion_is_too_late() {
+        let core = Core::new(|| 1);
+        core.run(false);
+        assert!(!core.cancel(Reason::Cancelled));
+        // SAFETY: complete, single joiner.
+        assert_eq!(unsafe { core.take_output() }.unwrap(), 1);
+    }
+
+    #[test]
+    fn cancel_while_running_replaces_the_output() {
+        let core = Arc::new(Core::new(|| 0));
+        // Claim as the worker would, then cancel mid-run, then publish.
+        assert!(core.header.claim_to_run());
+        let body = core.take_body();
+        assert!(core.cancel(Reason::TimedOut));
+        let ran = core.publish(Ok(body()));
+        assert!(ran.cancelled);
+        // SAFETY: complete, single joiner.
+        assert!(unsafe { core.take_output() }.unwrap_err().is_timeout());
+    }
+
+    #[test]
+    fn skip_reports_cancelled_without_running() {
+        let core = Core::new(|| -> u8 { unreachable!("skipped bodies never run") });
+        let ran = core.run(true);
+        assert!(ran.cancelled);
+        // SAFETY: complete, single joiner.
+        assert!(unsafe { core.take_output() }.unwrap_err().is_cancelled());
+    }
+
+    #[test]
+    fn a_detached_panic_is_handed_back_for_reporting() {
+        let core = Core::new(|| -> u8 { panic!("nobody is listening") });
+        assert!(!core.header().detach());
+        let ran = core.run(false);
+        let err = ran.unobserved_panic.expect("the panic is reported");
+        assert!(err.to_string().contains("nobody is listening"));
+    }
+}

@@ -1,0 +1,82 @@
+//! Which task the current thread is running, so the task can ask whether it should stop.
+
+use std::cell::Cell;
+use std::ptr::NonNull;
+
+use super::state::Header;
+use crate::Error;
+
+thread_local! {
+    static CURRENT: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
+}
+
+/// Marks a task as running on this thread until dropped; restores the task it interrupted
+/// (a thread that helps while it waits runs tasks inside tasks).
+pub(crate) struct Enter {
+    previous: Option<NonNull<Header>>,
+}
+
+pub(crate) fn enter(header: &Header) -> Enter {
+    Enter {
+        previous: CURRENT.with(|current| current.replace(Some(NonNull::from(header)))),
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.set(self.previous));
+    }
+}
+
+/// Returns `true` if the task running on this thread has been asked to stop: by
+/// [`Handle::cancel`](crate::Handle::cancel), a time limit, its task group, or the runtime
+/// shutting down.
+///
+/// Thread-strand tasks cannot be stopped from outside (no thread can be safely killed), so
+/// a long task should check this now and then and return early; whatever it returns is
+/// discarded and its handle reports [`Error::Cancelled`] (or [`Error::TimedOut`]).
+/// Coroutines need not check: they are dropped at their next `.await`. Outside a
+/// thread-strand task this returns `false`.
+///
+/// # Examples
+///
+/// ```
+/// let rt = plait::Runtime::new()?;
+/// let handle = rt.spawn(|| {
+///     let mut n = 0u64;
+///     while !plait::task::is_cancelled() {
+///         n += 1; // one slice of a long computation
+///         std::hint::spin_loop();
+///     }
+///     n
+/// });
+/// assert!(handle.cancel());
+/// assert!(handle.join().unwrap_err().is_cancelled());
+/// # Ok::<(), plait::Error>(())
+/// ```
+#[must_use]
+pub fn is_cancelled() -> bool {
+    let own = CURRENT.with(|current| {
+        current.get().is_some_and(|header| {
+            // SAFETY: the pointer was installed by `enter` from a reference to a header that
+            // the running task's worker keeps alive until the `Enter` guard is dropped, and
+            // guards are dropped in LIFO order on this thread, so it is live here.
+            unsafe { header.as_ref() }.is_cancelled()
+        })
+    });
+    own || crate::thread::worker::strand_cancelling()
+}
+
+/// Returns `Err(Error::Cancelled)` if the current task has been asked to stop, for use with
+/// `?` inside fallible task bodies; see [`is_cancelled`].
+///
+/// # Errors
+///
+/// [`Error::Cancelled`] when [`is_cancelled`] is `true`.
+pub fn check_cancelled() -> crate::Result<()> {
+    if is_cancelled() {
+        Err(Error::Cancelled)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,406 @@
+//! [`Handle`]: one result of one task, whichever strand runs it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use tokio::task::{AbortHandle, JoinError, JoinHandle};
+
+use super::core::{CancelTask, Task};
+use super::state::{Reason, Waiter};
+use super::{TaskId, wait};
+use crate::{Error, Result};
+
+/// The result of one task, to wait for with [`join`](Handle::join) or `.await`.
+///
+/// Every strand hands out the same `Handle`, with the same errors: a panic in the task
+/// arrives as [`Error::Panicked`], a cancellation as [`Error::Cancelled`], a time limit as
+/// [`Error::TimedOut`].
+///
+/// # Dropping a handle
+///
+/// Dropping a `Handle` *detaches* its task: the task still runs to the end and its result is
+/// discarded. A task is never lost by dropping its handle (unlike a Python task with no
+/// reference left), and a detached task that panics is reported through `tracing` (and the
+/// panic hook) rather than vanishing. To stop tasks when their owner goes away, put them in
+/// a [`TaskGroup`](crate::TaskGroup), which cancels its tasks when dropped.
+///
+/// # Examples
+///
+/// ```
+/// let rt = plait::Runtime::new()?;
+/// let sum = rt.spawn(|| (1..=100u64).sum::<u64>());
+/// let page = rt.spawn_async(async { "fetched".len() });
+/// assert_eq!(sum.join()?, 5050);
+/// assert_eq!(page.join()?, 7);
+/// # Ok::<(), plait::Error>(())
+/// ```
+pub struct Handle<T> {
+    id: TaskId,
+    inner: Inner<T>,
+}
+
+enum Inner<T> {
+    Thread(ThreadJoin<'static, T>),
+    Coroutine {
+        join: JoinHandle<Result<T>>,
+        /// Set by `cancel` once it has taken effect: the handle then reports the
+        /// cancellation whatever the task's last poll produced.
+        cancelled: AtomicBool,
+    },
+    /// Resolved when spawned, e.g. refused by a runtime that has shut down.
+    Ready(Option<Result<T>>),
+}
+
+impl<T> Handle<T> {
+    pub(crate) fn thread(id: TaskId, task: Arc<dyn Task<T>>) -> Self {
+        Handle {
+            id,
+            inner: Inner::Thread(ThreadJoin::new(task)),
+        }
+    }
+
+    pub(crate) fn coroutine(id: TaskId, join: JoinHandle<Result<T>>) -> Self {
+        Handle {
+            id,
+            inner: Inner::Coroutine {
+                join,
+                cancelled: AtomicBool::new(false),
+            },
+        }
+    }
+
+    pub(crate) fn ready(id: TaskId, result: Result<T>) -> Self {
+        Handle {
+            id,
+            inner: Inner::Ready(Some(result)),
+        }
+    }
+
+    /// The task's id.
+    #[must_use]
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Returns `true` once the task has finished (its result, or its error, is ready).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        match &self.inner {
+            Inner::Thread(task) => task.is_finished(),
+            Inner::Coroutine { join, .. } => join.is_finished(),
+            Inner::Ready(_) => true,
+        }
+    }
+
+    /// Cancels the task.
+    ///
+    /// * A task that has not started never starts.
+    /// * A running coroutine is dropped at its next `.await`.
+    /// * A running thread task cannot be stopped from outside: it is asked to stop, and sees
+    ///   [`task::is_cancelled`](crate::task::is_cancelled) return `true`.
+    ///
+    /// Returns `true` if the cancellation took effect, in which case the handle reports
+    /// [`Error::Cancelled`] (even if the task went on to produce a value, which is
+    /// dropped); `false` if the task had already finished and its result stands.
+    pub fn cancel(&self) -> bool {
+        match &self.inner {
+            Inner::Thread(task) => task.cancel(),
+            Inner::Coroutine { join, cancelled } => {
+                if join.is_finished() {
+                    return false;
+                }
+                join.abort();
+                cancelled.store(true, Ordering::Release);
+                true
+            }
+            Inner::Ready(_) => false,
+        }
+    }
+
+    /// A handle that can cancel the task from elsewhere (another thread, a timer, a signal
+    /// handler) while this `Handle` waits for it.
+    #[must_use]
+    pub fn cancel_handle(&self) -> CancelHandle {
+        let inner = match &self.inner {
+            Inner::Thread(task) => CancelInner::Thread(task.canceller()),
+            Inner::Coroutine { join, .. } => CancelInner::Coroutine(join.abort_handle()),
+            Inner::Ready(_) => CancelInner::Finished,
+        };
+        CancelHandle { id: self.id, inner }
+    }
+
+    /// Waits for the task and returns its result.
+    ///
+    /// Safe to call anywhere: on a thread of the thread strand it runs other queued tasks
+    /// while it waits (so tasks that join tasks cannot exhaust the pool), and inside a
+    /// coroutine it first moves the coroutine worker's other tasks to another thread (still,
+    /// prefer `.await` there).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Panicked`], [`Error::Cancelled`] or [`Error::TimedOut`] if the task did not
+    /// produce a value; [`Error::Shutdown`] if it was refused by a runtime that had shut down.
+    pub fn join(self) -> Result<T> {
+        self.wait(None)
+            .unwrap_or_else(|_| unreachable!("a wait without deadline never times out"))
+    }
+
+    /// Waits at most `limit` for the task. If the task is not finished by then, it is
+    /// cancelled (as by [`cancel`](Handle::cancel)) and `Err(Error::TimedOut)` is returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Handle::join), and [`Error::TimedOut`] when `limit` passes first.
+    pub fn join_timeout(self, limit: Duration) -> Result<T> {
+        let deadline = Instant::now().checked_add(limit);
+        match self.wait(deadline) {
+            Ok(result) => result,
+            Err(handle) => {
+                handle.cancel();
+                Err(Error::TimedOut)
+            }
+        }
+    }
+
+    /// Waits until `deadline`; hands the handle back if it passes first.
+    fn wait(mut self, deadline: Option<Instant>) -> std::result::Result<Result<T>, Self> {
+        match &mut self.inner {
+            Inner::Thread(task) => match task.join(deadline) {
+                Some(result) => Ok(result),
+                None => Err(self),
+            },
+            Inner::Ready(result) => Ok(result.take().unwrap_or(Err(Error::Cancelled))),
+            Inner::Coroutine { .. } => {
+                match wait::blocking_region(|| wait::block_on(&mut self, deadline)) {
+                    Some(result) => Ok(result),
+                    None => Err(self),
+                }
+            }
+        }
+    }
+}
+
+impl<T, E> Handle<std::result::Result<T, E>>
+where
+    E: Into<crate::BoxError>,
+{
+    /// Waits for a task that returns a `Result`, and flattens the two layers of error: the
+    /// task's own error arrives as [`Error::Failed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Handle::join), and [`Error::Failed`] when the task returned `Err`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = plait::Runtime::new()?;
+    /// let parsed = rt.spawn(|| "x42".parse::<u32>());
+    /// let err = parsed.try_join().unwrap_err();
+    /// assert!(matches!(err, plait::Error::Failed(_)));
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn try_join(self) -> Result<T> {
+        self.join()?.map_err(Error::failed)
+    }
+}
+
+// A handle never pins its output in place: the output is only ever moved out as a value.
+impl<T> Unpin for Handle<T> {}
+
+impl<T> Future for Handle<T> {
+    type Output = Result<T>;
+
+    /// # Panics
+    ///
+    /// If polled again after it returned `Ready`, as futures may.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.get_mut();
+        match &mut this.inner {
+            Inner::Thread(task) => task.poll_join(cx),
+            Inner::Coroutine { join, cancelled } => {
+                let outcome = ready!(Pin::new(join).poll(cx));
+                if cancelled.load(Ordering::Acquire) {
+                    return Poll::Ready(Err(Error::Cancelled));
+                }
+                Poll::Ready(outcome.unwrap_or_else(|error| Err(join_error(error))))
+            }
+            Inner::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("Handle polled after it returned its result"),
+            ),
+        }
+    }
+}
+
+/// What a tokio task that did not finish reports, in plait's terms.
+fn join_error(error: JoinError) -> Error {
+    match error.try_into_panic() {
+        Ok(payload) => Error::from_panic(payload),
+        Err(_) => Error::Cancelled,
+    }
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        if let Inner::Thread(task) = &mut self.inner
+            && let Some(error) = task.detach()
+        {
+            report_unobserved(self.id, &error);
+        }
+    }
+}
+
+/// A task panicked and nobody holds its handle: say so rather than lose it.
+pub(crate) fn report_unobserved(id: TaskId, error: &Error) {
+    tracing::warn!(task = %id, %error, "a detached task panicked; nobody held its handle");
+}
+
+impl<T> fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let strand = match self.inner {
+            Inner::Thread(_) => "thread",
+            Inner::Coroutine { .. } => "coroutine",
+            Inner::Ready(_) => "none",
+        };
+        f.debug_struct("Handle")
+            .field("id", &self.id)
+            .field("strand", &strand)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Cancels a task from elsewhere; obtained from [`Handle::cancel_handle`].
+///
+/// Cloning is cheap. Dropping it does nothing to the task.
+#[derive(Clone)]
+pub struct CancelHandle {
+    id: TaskId,
+    inner: CancelInner,
+}
+
+#[derive(Clone)]
+enum CancelInner {
+    Thread(Arc<dyn CancelTask>),
+    Coroutine(AbortHandle),
+    Finished,
+}
+
+impl CancelHandle {
+    /// The task's id.
+    #[must_use]
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Cancels the task, as [`Handle::cancel`] does.
+    ///
+    /// Returns `true` if the cancellation took effect. For a coroutine this is a best
+    /// effort: `true` means the task had not finished when asked, and the task's handle
+    /// reports the cancellation unless the coroutine completed before its next `.await`.
+    pub fn cancel(&self) -> bool {
+        match &self.inner {
+            CancelInner::Thread(task) => task.cancel(Reason::Cancelled),
+            CancelInner::Coroutine(abort) => {
+                let running = !abort.is_finished();
+                abort.abort();
+                running
+            }
+            CancelInner::Finished => false,
+        }
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The joining side of a thread-strand task, shared by [`Handle`] and
+/// [`ScopedHandle`](crate::thread::ScopedHandle).
+pub(crate) struct ThreadJoin<'a, T> {
+    /// `None` once the output has been taken or the task detached.
+    task: Option<Arc<dyn Task<T> + 'a>>,
+}
+
+impl<'a, T> ThreadJoin<'a, T> {
+    pub(crate) fn new(task: Arc<dyn Task<T> + 'a>) -> Self {
+        ThreadJoin { task: Some(task) }
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.task
+            .as_ref()
+            .is_none_or(|task| task.header().is_complete())
+    }
+
+    pub(crate) fn cancel(&self) -> bool {
+        self.task
+            .as_ref()
+            .is_some_and(|task| task.cancel(Reason::Cancelled))
+    }
+
+    fn canceller(&self) -> Arc<dyn CancelTask + 'a> {
+        match &self.task {
+            Some(task) => Arc::clone(task) as Arc<dyn CancelTask + 'a>,
+            None => Arc::new(NothingToCancel),
+        }
+    }
+
+    /// Blocks until the output is ready (or `deadline` passes: `None`).
+    pub(crate) fn join(&mut self, deadline: Option<Instant>) -> Option<Result<T>> {
+        let task = self.task.as_ref()?;
+        if !wait::until_complete(task.header(), deadline) {
+            return None;
+        }
+        Some(self.take())
+    }
+
+    pub(crate) fn poll_join(&mut self, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let task = self
+            .task
+            .as_ref()
+            .expect("Handle polled after it returned its result");
+        let header = task.header();
+        if !header.is_complete() && header.register(Waiter::Waker(cx.waker().clone())) {
+            return Poll::Pending;
+        }
+        Poll::Ready(self.take())
+    }
+
+    fn take(&mut self) -> Result<T> {
+        let task = self.task.take().expect("the output is taken at most once");
+        // SAFETY: the caller saw COMPLETE, and this is the task's one joiner (the only
+        // owner of its handle); `self.task` is now `None`, so it is taken once.
+        unsafe { task.take_output() }
+    }
+
+    /// Lets go of the task; returns its panic if it had already panicked unobserved.
+    pub(crate) fn detach(&mut self) -> Option<Error> {
+        let task = self.task.take()?;
+        if task.header().detach() {
+            // SAFETY: `detach` returned true: the task is complete and the output is ours.
+            unsafe { task.take_unobserved_panic() }
+        } else {
+            None
+        }
+    }
+}
+
+struct NothingToCancel;
+
+impl CancelTask for NothingToCancel {
+    fn cancel(&self, _: Reason) -> bool {
+        false
+    }
+}

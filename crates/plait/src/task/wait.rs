@@ -1,0 +1,126 @@
+//! Blocking until a task completes, without deadlocking the thread pool or stalling a
+//! coroutine worker.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+use rayon_core::Yield;
+
+use super::state::{Header, Waiter};
+
+/// A pool thread that finds nothing to help with parks at most this long before it looks
+/// again: a backstop for work that arrives while it parks, which the pool's own wake-ups
+/// would not report to it.
+const HELPER_PARK: Duration = Duration::from_millis(1);
+
+/// Blocks until `header` is complete.
+///
+/// Spins briefly first (a wake-up costs tens of microseconds here, far more than most
+/// tasks). On a pool thread it then runs other queued tasks while it waits, so that tasks
+/// joining tasks never exhaust the pool; elsewhere it parks until the completer wakes it.
+///
+/// With a `deadline`, gives up at that instant and returns `false`.
+pub(crate) fn until_complete(header: &Header, deadline: Option<Instant>) -> bool {
+    let backoff = Backoff::new();
+    while !backoff.is_completed() {
+        if header.is_complete() {
+            return true;
+        }
+        backoff.snooze();
+    }
+    blocking_region(|| park_until_complete(header, deadline))
+}
+
+fn park_until_complete(header: &Header, deadline: Option<Instant>) -> bool {
+    let helper = rayon_core::current_thread_index().is_some();
+    let mut registered = false;
+    loop {
+        if header.is_complete() {
+            return true;
+        }
+        if helper && rayon_core::yield_now() == Some(Yield::Executed) {
+            continue;
+        }
+        if !registered {
+            if !header.register(Waiter::Thread(thread::current())) {
+                return true;
+            }
+            registered = true;
+            continue;
+        }
+        if !park(helper, deadline) {
+            return header.is_complete();
+        }
+    }
+}
+
+/// Parks the current thread until unparked, for at most [`HELPER_PARK`] on a pool thread
+/// and never past `deadline`. Returns `false` once the deadline has passed.
+fn park(helper: bool, deadline: Option<Instant>) -> bool {
+    let limit = match deadline {
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            Some(if helper { left.min(HELPER_PARK) } else { left })
+        }
+        None => helper.then_some(HELPER_PARK),
+    };
+    match limit {
+        Some(limit) => thread::park_timeout(limit),
+        None => thread::park(),
+    }
+    true
+}
+
+/// Runs `f`, which blocks, so that it does not stall a coroutine worker: on a worker of a
+/// multi-threaded tokio runtime the worker's other tasks move to another thread first.
+pub(crate) fn blocking_region<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives `future` to completion on the current thread, parking between polls.
+///
+/// On a pool thread it runs queued thread tasks while the future is pending, for the same
+/// reason as [`until_complete`]. The caller wraps it in [`blocking_region`] where needed.
+/// With a `deadline`, gives up at that instant and returns `None`.
+pub(crate) fn block_on<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let helper = rayon_core::current_thread_index().is_some();
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+        if helper && rayon_core::yield_now() == Some(Yield::Executed) {
+            continue;
+        }
+        if !park(helper, deadline) {
+            return None;
+        }
+    }
+}
