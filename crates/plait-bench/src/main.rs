@@ -1,1 +1,2 @@
+//! Benchmarks (placeholder until the harness lands).
 fn main() {}

@@ -1,1 +1,2 @@
+//! The plait command (placeholder until the CLI lands).
 fn main() {}

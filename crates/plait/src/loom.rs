@@ -15,12 +15,12 @@ pub(crate) mod sync {
 
 #[cfg(not(plait_loom))]
 pub(crate) mod thread {
-    pub(crate) use std::thread::Thread;
+    pub(crate) use std::thread::{Thread, current};
 }
 
 #[cfg(plait_loom)]
 pub(crate) mod thread {
-    pub(crate) use loom::thread::Thread;
+    pub(crate) use loom::thread::{Thread, current};
 }
 
 #[cfg(not(plait_loom))]

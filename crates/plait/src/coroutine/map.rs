@@ -222,6 +222,6 @@ impl<S: Stream + Unpin> Iterator for BlockingIter<S> {
 
     fn next(&mut self) -> Option<S::Item> {
         let stream = &mut self.0;
-        wait::blocking_region(|| wait::block_on(stream.next(), None)).flatten()
+        wait::blocking_region(|| wait::block_on_tasks(stream.next(), None)).flatten()
     }
 }

@@ -195,9 +195,10 @@ impl Runtime {
     /// from synchronous code into coroutines. Tokio's timers, sockets and channels work
     /// inside it.
     ///
-    /// Safe to call from anywhere, including inside a coroutine (the worker's other tasks
-    /// move to another thread first) and inside a thread-strand task (the pool thread runs
-    /// queued tasks while the future waits); from async code, prefer `.await`.
+    /// Safe to call from inside a coroutine (the worker's other tasks move to another thread
+    /// first), though `.await` is better there. Inside a thread-strand task it holds the pool
+    /// thread while the future waits, like any blocking call: if the future waits for other
+    /// thread tasks, [`Handle::join`] them instead, which runs queued tasks while it waits.
     ///
     /// # Examples
     ///

@@ -10,7 +10,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use rayon_core::Yield;
+
+use crate::task::wait;
 
 /// Finishing threads spread their counts over this many stripes.
 const STRIPES: usize = 16;
@@ -84,7 +85,7 @@ impl Admission {
             if self.try_admit() {
                 return true;
             }
-            if helper && rayon_core::yield_now() == Some(Yield::Executed) {
+            if helper && wait::help() {
                 continue;
             }
             let guard = self.lock();

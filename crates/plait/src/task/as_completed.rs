@@ -60,7 +60,7 @@ impl<T> Iterator for AsCompleted<T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let pending = &mut self.pending;
-        wait::blocking_region(|| wait::block_on(pending.next(), None)).flatten()
+        wait::blocking_region(|| wait::block_on_tasks(pending.next(), None)).flatten()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -82,10 +82,12 @@ where
         }
     }
 
-    /// Runs the body on the current thread, unless a canceller claimed it first. With
-    /// `skip`, the body is dropped unrun and the task reports a cancellation (the strand is
-    /// shutting down).
-    pub(crate) fn run(&self, skip: bool) -> Ran {
+    /// Runs the body on the current thread, unless a canceller claimed it first.
+    ///
+    /// `strand_cancelled` says whether the whole strand is being cancelled (the runtime is
+    /// shutting down): then a body not yet started is dropped unrun, and one that was running
+    /// reports the cancellation, as if each had been cancelled through its handle.
+    pub(crate) fn run(&self, strand_cancelled: impl Fn() -> bool) -> Ran {
         if !self.header.claim_to_run() {
             return Ran {
                 cancelled: true,
@@ -93,7 +95,7 @@ where
             };
         }
         let body = self.take_body();
-        if skip {
+        if strand_cancelled() {
             let ran = self.publish(Err(Error::Cancelled));
             // Dropped after publication: a panicking destructor cannot strand the joiner.
             drop(body);
@@ -106,6 +108,10 @@ where
             let _current = current::enter(&self.header);
             panic::catch_unwind(AssertUnwindSafe(body)).map_err(Error::from_panic)
         };
+        if strand_cancelled() {
+            // The body may have returned early because it saw the strand's cancellation.
+            self.header.cancel(Reason::Cancelled);
+        }
         self.publish(output)
     }
 
@@ -210,7 +216,7 @@ mod tests {
     #[test]
     fn run_stores_the_output_for_the_joiner() {
         let core = Core::new(|| 6 * 7);
-        let ran = core.run(false);
+        let ran = core.run(|| false);
         assert!(!ran.cancelled);
         assert!(core.header().is_complete());
         // SAFETY: complete, and this test is the only joiner.
@@ -220,7 +226,7 @@ mod tests {
     #[test]
     fn a_panic_becomes_an_error() {
         let core = Core::new(|| -> u8 { panic!("boom") });
-        core.run(false);
+        core.run(|| false);
         // SAFETY: complete, single joiner.
         let err = unsafe { core.take_output() }.unwrap_err();
         assert_eq!(err.to_string(), "task panicked: boom");
@@ -236,7 +242,7 @@ mod tests {
             core.header().is_complete(),
             "a claimed cancellation completes at once"
         );
-        let second = core.run(false);
+        let second = core.run(|| false);
         assert!(second.cancelled);
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
         // SAFETY: complete, single joiner.
@@ -246,7 +252,7 @@ mod tests {
     #[test]
     fn cancel_after_completion_is_too_late() {
         let core = Core::new(|| 1);
-        core.run(false);
+        core.run(|| false);
         assert!(!core.cancel(Reason::Cancelled));
         // SAFETY: complete, single joiner.
         assert_eq!(unsafe { core.take_output() }.unwrap(), 1);
@@ -268,7 +274,7 @@ mod tests {
     #[test]
     fn skip_reports_cancelled_without_running() {
         let core = Core::new(|| -> u8 { unreachable!("skipped bodies never run") });
-        let ran = core.run(true);
+        let ran = core.run(|| true);
         assert!(ran.cancelled);
         // SAFETY: complete, single joiner.
         assert!(unsafe { core.take_output() }.unwrap_err().is_cancelled());
@@ -278,7 +284,7 @@ mod tests {
     fn a_detached_panic_is_handed_back_for_reporting() {
         let core = Core::new(|| -> u8 { panic!("nobody is listening") });
         assert!(!core.header().detach());
-        let ran = core.run(false);
+        let ran = core.run(|| false);
         let err = ran.unobserved_panic.expect("the panic is reported");
         assert!(err.to_string().contains("nobody is listening"));
     }

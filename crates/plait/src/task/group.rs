@@ -176,7 +176,7 @@ impl<T: Send + 'static> TaskGroup<T> {
     /// error, [`Error::Panicked`], [`Error::TimedOut`]; or [`Error::Cancelled`] if the group
     /// was cancelled from outside.
     pub fn join_all(self) -> Result<Vec<T>> {
-        wait::blocking_region(|| wait::block_on(self.join_all_async(), None))
+        wait::blocking_region(|| wait::block_on_tasks(self.join_all_async(), None))
             .unwrap_or_else(|| unreachable!("a wait without deadline never times out"))
     }
 

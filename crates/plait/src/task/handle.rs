@@ -141,6 +141,12 @@ impl<T> Handle<T> {
     /// coroutine it first moves the coroutine worker's other tasks to another thread (still,
     /// prefer `.await` there).
     ///
+    /// # Warning: locks held while joining
+    ///
+    /// Because a pool thread runs other tasks while it waits, a task that joins while
+    /// holding a lock (or a semaphore permit) can deadlock if one of those tasks needs the
+    /// same lock: release locks before joining. (rayon's `join` has the same caveat.)
+    ///
     /// # Errors
     ///
     /// [`Error::Panicked`], [`Error::Cancelled`] or [`Error::TimedOut`] if the task did not
@@ -176,7 +182,7 @@ impl<T> Handle<T> {
             },
             Inner::Ready(result) => Ok(result.take().unwrap_or(Err(Error::Cancelled))),
             Inner::Coroutine { .. } => {
-                match wait::blocking_region(|| wait::block_on(&mut self, deadline)) {
+                match wait::blocking_region(|| wait::block_on_tasks(&mut self, deadline)) {
                     Some(result) => Ok(result),
                     None => Err(self),
                 }

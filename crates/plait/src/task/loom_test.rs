@@ -3,6 +3,7 @@
 //! unparks), a data race on the stage or waiter cells, or a broken assertion.
 //!
 //! Run with: `RUSTFLAGS="--cfg plait_loom" cargo test -p plait --lib --release loom_test`
+//! (in its own target folder, e.g. `CARGO_TARGET_DIR=target/loom`, to keep the main build).
 
 use std::sync::Arc as StdArc;
 use std::task::{Wake, Waker};
@@ -14,6 +15,16 @@ use loom::thread;
 use super::core::{CancelTask, Core, Task};
 use super::state::{Reason, Waiter};
 use crate::Error;
+
+/// Explores the interleavings of `f` with at most three preemptions (what tokio runs in CI;
+/// raise it with `LOOM_MAX_PREEMPTIONS`).
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
 
 /// Joins as `Handle::join` does: register the thread, park until complete.
 fn join<T>(task: &dyn Task<T>) -> crate::Result<T> {
@@ -29,12 +40,12 @@ fn join<T>(task: &dyn Task<T>) -> crate::Result<T> {
 
 #[test]
 fn a_blocked_joiner_is_always_woken_with_the_output() {
-    loom::model(|| {
+    model(|| {
         let core = Arc::new(Core::new(|| 7));
         let worker = {
             let core = core.clone();
             thread::spawn(move || {
-                core.run(false);
+                core.run(|| false);
             })
         };
         assert_eq!(join(&*core).unwrap(), 7);
@@ -44,7 +55,7 @@ fn a_blocked_joiner_is_always_woken_with_the_output() {
 
 #[test]
 fn cancel_returns_true_exactly_when_the_handle_reports_it() {
-    loom::model(|| {
+    model(|| {
         let runs = Arc::new(AtomicUsize::new(0));
         let core = {
             let runs = runs.clone();
@@ -55,7 +66,7 @@ fn cancel_returns_true_exactly_when_the_handle_reports_it() {
         };
         let worker = {
             let core = core.clone();
-            thread::spawn(move || core.run(false).cancelled)
+            thread::spawn(move || core.run(|| false).cancelled)
         };
         let canceller = {
             let core = core.clone();
@@ -75,7 +86,7 @@ fn cancel_returns_true_exactly_when_the_handle_reports_it() {
 
 #[test]
 fn a_cancelled_unstarted_task_never_runs() {
-    loom::model(|| {
+    model(|| {
         let ran = Arc::new(AtomicBool::new(false));
         let core = {
             let ran = ran.clone();
@@ -85,7 +96,7 @@ fn a_cancelled_unstarted_task_never_runs() {
         assert!(core.cancel(Reason::TimedOut));
         let worker = {
             let core = core.clone();
-            thread::spawn(move || core.run(false))
+            thread::spawn(move || core.run(|| false))
         };
         assert!(matches!(join(&*core), Err(Error::TimedOut)));
         assert!(worker.join().unwrap().cancelled);
@@ -97,11 +108,11 @@ fn a_cancelled_unstarted_task_never_runs() {
 fn a_panic_is_owned_by_exactly_one_of_worker_and_detacher() {
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    loom::model(|| {
+    model(|| {
         let core = Arc::new(Core::new(|| -> u8 { panic!("lost?") }));
         let worker = {
             let core = core.clone();
-            thread::spawn(move || core.run(false).unobserved_panic.is_some())
+            thread::spawn(move || core.run(|| false).unobserved_panic.is_some())
         };
         let detacher_owns = if core.header().detach() {
             // SAFETY: detach returned true.
@@ -129,12 +140,12 @@ impl Wake for Flag {
 
 #[test]
 fn the_last_registered_waker_is_woken() {
-    loom::model(|| {
+    model(|| {
         let core = Arc::new(Core::new(|| ()));
         let worker = {
             let core = core.clone();
             thread::spawn(move || {
-                core.run(false);
+                core.run(|| false);
             })
         };
         let first = StdArc::new(Flag(Default::default()));

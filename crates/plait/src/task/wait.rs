@@ -13,6 +13,14 @@ use rayon_core::Yield;
 
 use super::state::{Header, Waiter};
 
+/// A pool thread that helps while it waits runs the helped task on its own stack; below this
+/// much stack left, it runs it on a fresh segment instead, so that waits nested thousands
+/// deep cannot overflow the stack.
+const HELP_RED_ZONE: usize = 128 * 1024;
+
+/// The size of each fresh stack segment.
+const HELP_STACK: usize = 2 * 1024 * 1024;
+
 /// A pool thread that finds nothing to help with parks at most this long before it looks
 /// again: a backstop for work that arrives while it parks, which the pool's own wake-ups
 /// would not report to it.
@@ -43,11 +51,11 @@ fn park_until_complete(header: &Header, deadline: Option<Instant>) -> bool {
         if header.is_complete() {
             return true;
         }
-        if helper && rayon_core::yield_now() == Some(Yield::Executed) {
+        if helper && help() {
             continue;
         }
         if !registered {
-            if !header.register(Waiter::Thread(thread::current())) {
+            if !header.register(Waiter::Thread(crate::loom::thread::current())) {
                 return true;
             }
             registered = true;
@@ -79,6 +87,13 @@ fn park(helper: bool, deadline: Option<Instant>) -> bool {
     true
 }
 
+/// On a pool thread, runs one queued task of its pool; returns whether there was one.
+pub(crate) fn help() -> bool {
+    stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || {
+        rayon_core::yield_now() == Some(Yield::Executed)
+    })
+}
+
 /// Runs `f`, which blocks, so that it does not stall a coroutine worker: on a worker of a
 /// multi-threaded tokio runtime the worker's other tasks move to another thread first.
 pub(crate) fn blocking_region<R>(f: impl FnOnce() -> R) -> R {
@@ -102,21 +117,36 @@ impl Wake for ThreadWaker {
     }
 }
 
-/// Drives `future` to completion on the current thread, parking between polls.
+/// Drives `future` to completion on the current thread, parking between polls. With a
+/// `deadline`, gives up at that instant and returns `None`. The caller wraps it in
+/// [`blocking_region`] where needed.
 ///
-/// On a pool thread it runs queued thread tasks while the future is pending, for the same
-/// reason as [`until_complete`]. The caller wraps it in [`blocking_region`] where needed.
-/// With a `deadline`, gives up at that instant and returns `None`.
+/// It does not help the pool: the future may wait for something (a permit, a lock) that a
+/// task run in its place on this stack could never release. Use [`block_on_tasks`] when the
+/// future waits only for task handles.
 pub(crate) fn block_on<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
+    drive(future, deadline, false)
+}
+
+/// [`block_on`] for a future that waits only for task handles: on a pool thread it runs
+/// queued tasks while the future is pending, for the same reason as [`until_complete`].
+pub(crate) fn block_on_tasks<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
+    drive(
+        future,
+        deadline,
+        rayon_core::current_thread_index().is_some(),
+    )
+}
+
+fn drive<F: Future>(future: F, deadline: Option<Instant>, helper: bool) -> Option<F::Output> {
     let mut future = pin!(future);
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     let mut cx = Context::from_waker(&waker);
-    let helper = rayon_core::current_thread_index().is_some();
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Some(output);
         }
-        if helper && rayon_core::yield_now() == Some(Yield::Executed) {
+        if helper && help() {
             continue;
         }
         if !park(helper, deadline) {

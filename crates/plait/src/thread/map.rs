@@ -94,7 +94,8 @@ impl Runtime {
         MapUnordered {
             feeder: Feeder::new(self, items.into_iter(), f),
             running: FuturesUnordered::new(),
-            ready: (0..).zip(Vec::new()),
+            ready: Vec::new().into_iter(),
+            next_index: 0,
         }
     }
 }
@@ -150,12 +151,13 @@ where
         }
     }
 
-    /// Spawns the next chunk if the bounds allow and the input has more.
-    fn next_chunk(&mut self) -> Option<Pending<T>> {
+    /// Spawns the next chunk if the bounds allow and the input has more. `held` is how many
+    /// finished results the consumer holds and has not yielded yet: they count as in flight.
+    fn next_chunk(&mut self, held: usize) -> Option<Pending<T>> {
         if self.exhausted || self.chunks >= self.max_chunks {
             return None;
         }
-        let room = self.max_in_flight.saturating_sub(self.in_flight);
+        let room = self.max_in_flight.saturating_sub(self.in_flight + held);
         let size = self.chunk_size.min(room);
         if size == 0 {
             return None;
@@ -266,7 +268,7 @@ where
     }
 
     fn refill(&mut self) {
-        while let Some(pending) = self.feeder.next_chunk() {
+        while let Some(pending) = self.feeder.next_chunk(self.ready.len()) {
             self.window.push_back(pending);
         }
     }
@@ -329,7 +331,9 @@ where
 {
     feeder: Feeder<I, F>,
     running: FuturesUnordered<Running<T>>,
-    ready: iter::Zip<std::ops::RangeFrom<usize>, std::vec::IntoIter<Result<T>>>,
+    /// Results not yet yielded, and the input index of the first.
+    ready: std::vec::IntoIter<Result<T>>,
+    next_index: usize,
 }
 
 impl<I, F, T> MapUnordered<I, F, T>
@@ -358,17 +362,19 @@ where
 
     fn next(&mut self) -> Option<(usize, Result<T>)> {
         loop {
-            if let Some(next) = self.ready.next() {
-                return Some(next);
+            if let Some(result) = self.ready.next() {
+                self.next_index += 1;
+                return Some((self.next_index - 1, result));
             }
-            while let Some(pending) = self.feeder.next_chunk() {
+            while let Some(pending) = self.feeder.next_chunk(0) {
                 self.running.push(Running(Some(pending)));
             }
             let running = &mut self.running;
             let (outcome, start, len) =
-                wait::blocking_region(|| wait::block_on(running.next(), None)).flatten()?;
+                wait::blocking_region(|| wait::block_on_tasks(running.next(), None)).flatten()?;
             let (ready, elapsed) = unpack(outcome, len);
-            self.ready = (start..).zip(ready);
+            self.ready = ready;
+            self.next_index = start;
             self.feeder.chunk_done(len, elapsed);
         }
     }

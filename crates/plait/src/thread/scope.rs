@@ -97,7 +97,7 @@ impl<'scope> Scope<'_, 'scope> {
         let core = Arc::new(Core::new(f));
         let task = Arc::clone(&core);
         self.rayon.spawn(move |_| {
-            let ran = task.run(worker::strand_cancelling());
+            let ran = task.run(worker::strand_cancelling);
             if let Some(error) = ran.unobserved_panic {
                 // The handle is gone: hand the panic to the pool's scope, which re-raises it
                 // when the scope ends.

@@ -38,7 +38,7 @@ where
 {
     STRAND.with(|strand| {
         let state = strand.get();
-        let ran = core.run(state.is_some_and(|state| state.is_cancelling()));
+        let ran = core.run(|| state.is_some_and(|state| state.is_cancelling()));
         account(id, ran, state.map(Arc::as_ref));
     });
 }

@@ -1,0 +1,215 @@
+//! The thread strand's lazy parallel map: order, laziness, bounded memory, cancellation.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use plait::Runtime;
+use proptest::prelude::*;
+
+fn runtime() -> Runtime {
+    Runtime::builder().threads(2).build().unwrap()
+}
+
+#[test]
+fn results_come_in_input_order() {
+    let rt = runtime();
+    let out: Vec<u64> = rt
+        .map(0..100_000u64, |x| x.wrapping_mul(2_654_435_761))
+        .map(Result::unwrap)
+        .collect();
+    let expected: Vec<u64> = (0..100_000u64)
+        .map(|x| x.wrapping_mul(2_654_435_761))
+        .collect();
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn a_ten_million_item_input_never_has_more_than_the_bound_in_flight() {
+    const BOUND: usize = 10_000;
+    let rt = Runtime::builder()
+        .threads(2)
+        .queue_bound(BOUND)
+        .build()
+        .unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let source = {
+        let pulled = pulled.clone();
+        (0..10_000_000u64).inspect(move |_| {
+            pulled.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let mut consumed = 0usize;
+    let mut peak = 0usize;
+    let mut sum = 0u64;
+    for result in rt.map(source, |x| x & 1) {
+        sum += result.unwrap();
+        consumed += 1;
+        peak = peak.max(pulled.load(Ordering::Relaxed) - consumed);
+    }
+    assert_eq!(consumed, 10_000_000);
+    assert_eq!(sum, 5_000_000);
+    assert!(peak <= BOUND, "{peak} items in flight, bound {BOUND}");
+}
+
+#[test]
+fn max_in_flight_bounds_a_single_map() {
+    let rt = runtime();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let source = {
+        let pulled = pulled.clone();
+        (0..50_000u32).inspect(move |_| {
+            pulled.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let mut consumed = 0;
+    for result in rt.map(source, |x| x).max_in_flight(100) {
+        result.unwrap();
+        consumed += 1;
+        assert!(pulled.load(Ordering::Relaxed) - consumed <= 100);
+    }
+}
+
+#[test]
+fn the_map_is_lazy_and_works_on_endless_input() {
+    let rt = runtime();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let map = {
+        let calls = calls.clone();
+        rt.map(0u64.., move |x| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            x * 10
+        })
+    };
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "nothing runs before the first next()"
+    );
+    let first: Vec<u64> = map.take(3).map(Result::unwrap).collect();
+    assert_eq!(first, [0, 10, 20]);
+}
+
+#[test]
+fn a_panicking_item_fails_alone_and_the_rest_go_on() {
+    let rt = runtime();
+    let results: Vec<_> = rt
+        .map(0..1000u32, |x| {
+            assert!(x % 100 != 7, "poison item {x}");
+            x
+        })
+        .collect();
+    assert_eq!(results.len(), 1000);
+    for (i, r) in results.iter().enumerate() {
+        if i % 100 == 7 {
+            assert!(r.as_ref().unwrap_err().to_string().contains("poison item"));
+        } else {
+            assert_eq!(*r.as_ref().unwrap() as usize, i);
+        }
+    }
+}
+
+#[test]
+fn dropping_the_map_stops_the_work_not_yet_done() {
+    let rt = Runtime::builder().threads(1).build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    {
+        let calls = calls.clone();
+        let mut map = rt.map(0..1_000_000u32, move |x| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            x
+        });
+        map.next().unwrap().unwrap();
+    }
+    let report = rt.shutdown(Duration::from_secs(10));
+    assert!(report.threads.unfinished == 0, "{report}");
+    assert!(
+        calls.load(Ordering::SeqCst) < 1_000_000,
+        "the rest of the input was not processed"
+    );
+}
+
+#[test]
+fn slow_items_still_spread_over_every_thread() {
+    let rt = runtime();
+    let threads = std::sync::Mutex::new(HashSet::new());
+    let threads = Arc::new(threads);
+    let seen = threads.clone();
+    let n = rt
+        .map(0..16, move |_| {
+            seen.lock().unwrap().insert(std::thread::current().id());
+            std::thread::sleep(Duration::from_millis(5));
+        })
+        .count();
+    assert_eq!(n, 16);
+    assert_eq!(threads.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn map_unordered_yields_every_index_once() {
+    let rt = runtime();
+    let mut seen: Vec<(usize, u32)> = rt
+        .map_unordered(0..10_000u32, |x| x + 1)
+        .map(|(i, r)| (i, r.unwrap()))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen.len(), 10_000);
+    for (i, (index, value)) in seen.into_iter().enumerate() {
+        assert_eq!((index, value), (i, i as u32 + 1));
+    }
+}
+
+#[test]
+fn map_unordered_does_not_wait_for_a_slow_first_item() {
+    let rt = runtime();
+    let first_done = rt
+        .map_unordered(0..8u32, |x| {
+            if x == 0 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            x
+        })
+        .map(|(i, _)| i)
+        .next()
+        .unwrap();
+    assert_ne!(first_done, 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn map_preserves_order_for_any_input_cost_and_window(
+        items in proptest::collection::vec(any::<u32>(), 0..2_000),
+        window in 1usize..300,
+        spin in 0u32..200,
+    ) {
+        let rt = runtime();
+        let f = move |x: u32| {
+            for _ in 0..(x % (spin + 1)) {
+                std::hint::spin_loop();
+            }
+            x.rotate_left(7) ^ 0x5bd1_e995
+        };
+        let expected: Vec<u32> = items.iter().map(|&x| f(x)).collect();
+        let got: Vec<u32> = rt.map(items.clone(), f).max_in_flight(window).map(Result::unwrap).collect();
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn map_unordered_is_a_permutation_with_the_right_indices(
+        items in proptest::collection::vec(any::<u16>(), 0..2_000),
+        window in 1usize..300,
+    ) {
+        let rt = runtime();
+        let mut got: Vec<(usize, u32)> = rt
+            .map_unordered(items.clone(), |x| u32::from(x) * 3)
+            .max_in_flight(window)
+            .map(|(i, r)| (i, r.unwrap()))
+            .collect();
+        got.sort_unstable();
+        let expected: Vec<(usize, u32)> = items.iter().map(|&x| u32::from(x) * 3).enumerate().collect();
+        prop_assert_eq!(got, expected);
+    }
+}

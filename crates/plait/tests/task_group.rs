@@ -1,0 +1,135 @@
+//! Task groups: the first failure cancels the rest; results in order; cancelled on drop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use plait::{Error, Runtime, sync::Event};
+
+fn runtime() -> Runtime {
+    Runtime::builder()
+        .threads(2)
+        .coroutine_workers(2)
+        .build()
+        .unwrap()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("bad record {0}")]
+struct BadRecord(u32);
+
+#[test]
+fn results_come_back_in_spawn_order() {
+    let rt = runtime();
+    let mut group = rt.group();
+    for i in 0..20u32 {
+        if i % 2 == 0 {
+            group.spawn(move || {
+                std::thread::sleep(Duration::from_millis(u64::from(20 - i)));
+                Ok::<_, BadRecord>(i)
+            });
+        } else {
+            group.spawn_async(async move {
+                tokio::time::sleep(Duration::from_millis(u64::from(20 - i))).await;
+                Ok::<_, BadRecord>(i)
+            });
+        }
+    }
+    assert_eq!(group.len(), 20);
+    assert_eq!(group.join_all().unwrap(), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_first_error_cancels_the_siblings_and_is_returned() {
+    let rt = runtime();
+    let waiter_dropped = Arc::new(AtomicBool::new(false));
+    let spinner_stopped = Arc::new(AtomicBool::new(false));
+    let mut group = rt.group::<u32>();
+    {
+        let dropped = waiter_dropped.clone();
+        group.spawn_async(async move {
+            struct Flag(Arc<AtomicBool>);
+            impl Drop for Flag {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+            let _flag = Flag(dropped);
+            std::future::pending::<()>().await;
+            Ok::<_, BadRecord>(0)
+        });
+    }
+    {
+        let stopped = spinner_stopped.clone();
+        group.spawn(move || {
+            while !plait::task::is_cancelled() {
+                std::hint::spin_loop();
+            }
+            stopped.store(true, Ordering::SeqCst);
+            Ok::<_, BadRecord>(0)
+        });
+    }
+    group.spawn(|| Err(BadRecord(3)));
+    let err = group.join_all().unwrap_err();
+    match &err {
+        Error::Failed(inner) => {
+            assert_eq!(inner.downcast_ref::<BadRecord>().unwrap().0, 3);
+        }
+        other => panic!("expected the task's own error, got {other}"),
+    }
+    assert!(waiter_dropped.load(Ordering::SeqCst));
+    assert!(spinner_stopped.load(Ordering::SeqCst));
+}
+
+#[test]
+fn a_panic_counts_as_the_groups_failure() {
+    let rt = runtime();
+    let mut group = rt.group::<u32>();
+    group.spawn_async(async { std::future::pending::<Result<u32, BadRecord>>().await });
+    group.spawn(|| -> Result<u32, BadRecord> { panic!("group member panicked") });
+    let err = group.join_all().unwrap_err();
+    assert!(err.is_panic(), "{err}");
+}
+
+#[test]
+fn dropping_the_group_cancels_its_tasks() {
+    let rt = runtime();
+    let started = Arc::new(Event::new());
+    let stopped = Arc::new(AtomicBool::new(false));
+    {
+        let mut group = rt.group::<()>();
+        let (started_in_task, stopped) = (started.clone(), stopped.clone());
+        group.spawn(move || {
+            started_in_task.set();
+            while !plait::task::is_cancelled() {
+                std::hint::spin_loop();
+            }
+            stopped.store(true, Ordering::SeqCst);
+            Ok::<_, BadRecord>(())
+        });
+        started.wait();
+    }
+    let report = rt.shutdown(Duration::from_secs(10));
+    assert!(stopped.load(Ordering::SeqCst), "{report}");
+}
+
+#[test]
+fn join_all_async_works_inside_a_coroutine() {
+    let rt = runtime();
+    let rt2 = rt.clone();
+    let out = rt.block_on(async move {
+        let mut group = rt2.group();
+        group.spawn(|| Ok::<_, BadRecord>(1));
+        group.spawn_async(async { Ok::<_, BadRecord>(2) });
+        group.join_all_async().await
+    });
+    assert_eq!(out.unwrap(), [1, 2]);
+}
+
+#[test]
+fn an_empty_group_joins_to_nothing() {
+    let rt = runtime();
+    let group = rt.group::<u8>();
+    assert!(group.is_empty());
+    assert!(group.join_all().unwrap().is_empty());
+}

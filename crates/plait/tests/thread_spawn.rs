@@ -1,0 +1,189 @@
+//! The thread strand's spawn, join and backpressure.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+
+use plait::{Error, Runtime};
+
+fn runtime(threads: usize) -> Runtime {
+    Runtime::builder()
+        .threads(threads)
+        .coroutine_workers(1)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn results_come_back_on_their_handles() {
+    let rt = runtime(2);
+    let handles: Vec<_> = (0..1000u64).map(|i| rt.spawn(move || i * 3)).collect();
+    let results: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(results, (0..1000).map(|i| i * 3).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_panic_becomes_an_error_and_the_pool_lives_on() {
+    let rt = runtime(2);
+    let bad = rt.spawn(|| -> u32 { panic!("task {} failed", 7) });
+    match bad.join() {
+        Err(Error::Panicked { message }) => assert_eq!(message, "task 7 failed"),
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+    let after: u32 = (0..100)
+        .map(|i| rt.spawn(move || i))
+        .map(|h| h.join().unwrap())
+        .sum();
+    assert_eq!(after, 4950);
+}
+
+#[test]
+fn nested_spawn_and_join_a_thousand_deep_on_two_threads_does_not_deadlock() {
+    fn nest(rt: Runtime, depth: u32) -> u32 {
+        if depth == 0 {
+            return 0;
+        }
+        let inner = rt.clone();
+        rt.spawn(move || nest(inner, depth - 1)).join().unwrap() + 1
+    }
+    let rt = runtime(2);
+    let top = rt.clone();
+    assert_eq!(rt.spawn(move || nest(top, 1000)).join().unwrap(), 1000);
+}
+
+#[test]
+fn many_tasks_each_joining_children_never_exhaust_the_pool() {
+    let rt = runtime(2);
+    let parents: Vec<_> = (0..64u64)
+        .map(|i| {
+            let rt2 = rt.clone();
+            rt.spawn(move || {
+                let kids: Vec<_> = (0..16u64).map(|j| rt2.spawn(move || i * j)).collect();
+                kids.into_iter().map(|k| k.join().unwrap()).sum::<u64>()
+            })
+        })
+        .collect();
+    let total: u64 = parents.into_iter().map(|p| p.join().unwrap()).sum();
+    assert_eq!(total, (0..64).sum::<u64>() * (0..16).sum::<u64>());
+}
+
+#[test]
+fn try_spawn_hands_the_closure_back_when_the_strand_is_full() {
+    let rt = Runtime::builder()
+        .threads(1)
+        .queue_bound(2)
+        .build()
+        .unwrap();
+    let (release, gate) = mpsc::channel::<()>();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let blocker = rt.spawn(move || {
+        started_tx.send(()).unwrap();
+        gate.recv().unwrap();
+    });
+    started.recv().unwrap();
+    let queued = rt.spawn(|| 1);
+    let refused = rt.try_spawn(|| 2).unwrap_err();
+    assert!(matches!(refused.error(), Error::QueueFull { bound: 2, .. }));
+    let closure = refused.into_task();
+    assert_eq!(closure(), 2, "the refused closure comes back whole");
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+    assert_eq!(queued.join().unwrap(), 1);
+    assert_eq!(rt.try_spawn(|| 3).unwrap().join().unwrap(), 3);
+}
+
+#[test]
+fn spawn_waits_for_room_instead_of_exceeding_the_bound() {
+    let rt = Runtime::builder()
+        .threads(2)
+        .queue_bound(4)
+        .build()
+        .unwrap();
+    let live = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..200)
+        .map(|_| {
+            let (live, peak) = (live.clone(), peak.clone());
+            rt.spawn(move || {
+                let now = live.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                std::thread::yield_now();
+                live.fetch_sub(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (threads_in_flight, _) = rt.in_flight();
+    assert_eq!(threads_in_flight, 0);
+    assert!(
+        peak.load(Ordering::SeqCst) <= 2,
+        "two threads run at most two tasks"
+    );
+}
+
+#[test]
+fn tasks_spawned_from_inside_a_full_pool_make_progress() {
+    // Every pool thread spawns more than the bound allows: spawn must help, not block.
+    let rt = Runtime::builder()
+        .threads(2)
+        .queue_bound(3)
+        .build()
+        .unwrap();
+    let outer: Vec<_> = (0..2)
+        .map(|_| {
+            let rt2 = rt.clone();
+            rt.spawn(move || {
+                let inner: Vec<_> = (0..50u32).map(|i| rt2.spawn(move || i)).collect();
+                inner.into_iter().map(|h| h.join().unwrap()).sum::<u32>()
+            })
+        })
+        .collect();
+    for h in outer {
+        assert_eq!(h.join().unwrap(), 1225);
+    }
+}
+
+#[test]
+fn stress_many_spawning_threads_lose_no_task() {
+    let rt = runtime(2);
+    let ran = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (rt, ran) = (&rt, &ran);
+            s.spawn(move || {
+                let handles: Vec<_> = (0..5_000)
+                    .map(|i| {
+                        let ran = ran.clone();
+                        rt.spawn(move || {
+                            ran.fetch_add(1, Ordering::Relaxed);
+                            i
+                        })
+                    })
+                    .collect();
+                for (i, h) in handles.into_iter().enumerate() {
+                    assert_eq!(h.join().unwrap(), i);
+                }
+            });
+        }
+    });
+    assert_eq!(ran.load(Ordering::Relaxed), 20_000);
+}
+
+#[test]
+fn join_runs_both_sides_and_reports_a_panic() {
+    let rt = runtime(2);
+    assert_eq!(rt.join(|| 1, || "two").unwrap(), (1, "two"));
+    let err = rt
+        .join(|| 1, || -> u8 { panic!("right side") })
+        .unwrap_err();
+    assert!(err.to_string().contains("right side"));
+}
+
+#[test]
+fn a_detached_task_still_runs() {
+    let rt = runtime(1);
+    let (done_tx, done) = mpsc::channel();
+    drop(rt.spawn(move || done_tx.send(42).unwrap()));
+    assert_eq!(done.recv().unwrap(), 42);
+}

@@ -1,0 +1,107 @@
+//! Time limits, on both strands and on waiting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use plait::Runtime;
+
+fn runtime() -> Runtime {
+    Runtime::builder()
+        .threads(2)
+        .coroutine_workers(2)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_coroutine_past_its_limit_is_dropped_and_reports_timed_out() {
+    let rt = runtime();
+    let started = Instant::now();
+    let stuck = rt
+        .task()
+        .timeout(Duration::from_millis(30))
+        .spawn_async(std::future::pending::<()>());
+    assert!(stuck.join().unwrap_err().is_timeout());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_coroutine_within_its_limit_returns_its_value() {
+    let rt = runtime();
+    let quick = rt
+        .task()
+        .timeout(Duration::from_secs(30))
+        .spawn_async(async { 3 });
+    assert_eq!(quick.join().unwrap(), 3);
+}
+
+#[test]
+fn a_thread_task_past_its_limit_is_asked_to_stop_and_reports_timed_out() {
+    let rt = runtime();
+    let noticed = Arc::new(AtomicBool::new(false));
+    let task = {
+        let noticed = noticed.clone();
+        rt.task().timeout(Duration::from_millis(30)).spawn(move || {
+            while !plait::task::is_cancelled() {
+                std::hint::spin_loop();
+            }
+            noticed.store(true, Ordering::SeqCst);
+        })
+    };
+    assert!(task.join().unwrap_err().is_timeout());
+    assert!(noticed.load(Ordering::SeqCst));
+}
+
+#[test]
+fn the_limit_counts_from_when_the_task_starts_not_when_it_queues() {
+    let rt = Runtime::builder().threads(1).build().unwrap();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let blocker = rt.spawn(move || gate.recv().unwrap());
+    let queued = rt.task().timeout(Duration::from_millis(200)).spawn(|| 1);
+    std::thread::sleep(Duration::from_millis(300)); // longer than the limit, while queued
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+    assert_eq!(queued.join().unwrap(), 1);
+}
+
+#[test]
+fn join_timeout_gives_up_and_cancels_the_task() {
+    let rt = runtime();
+    let stuck = rt.spawn_async(std::future::pending::<()>());
+    let started = Instant::now();
+    assert!(
+        stuck
+            .join_timeout(Duration::from_millis(20))
+            .unwrap_err()
+            .is_timeout()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(20));
+    let (_, coroutines) = rt.in_flight();
+    // The cancelled coroutine is dropped promptly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left = coroutines;
+    while left > 0 && Instant::now() < deadline {
+        std::thread::yield_now();
+        left = rt.in_flight().1;
+    }
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn join_timeout_returns_a_value_that_arrives_in_time() {
+    let rt = runtime();
+    let quick = rt.spawn(|| 8);
+    assert_eq!(quick.join_timeout(Duration::from_secs(30)).unwrap(), 8);
+}
+
+#[test]
+fn the_timeout_function_limits_any_future() {
+    let rt = runtime();
+    let outcome = rt.block_on(plait::timeout(Duration::from_millis(10), async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }));
+    assert!(outcome.unwrap_err().is_timeout());
+    let fine = rt.block_on(plait::timeout(Duration::from_secs(30), async { 4 }));
+    assert_eq!(fine.unwrap(), 4);
+}
