@@ -1,2 +1,36 @@
-//! The plait command (placeholder until the CLI lands).
-fn main() {}
+//! `plait`: run work on the right model of concurrency from the shell.
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// plait: threads for computing, coroutines for waiting, one task API.
+#[derive(Parser)]
+#[command(name = "plait", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hash files on the thread strand while a local server is queried on the coroutine
+    /// strand, and show what ran where and how long it took.
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("plait: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -69,3 +69,8 @@ pub use coroutine::timeout;
 pub use error::{BoxError, Error, Result, SharedError, SpawnError};
 pub use runtime::{Builder, DEFAULT_QUEUE_BOUND, Runtime, ShutdownReport, StrandReport};
 pub use task::{CancelHandle, Handle, TaskBuilder, TaskGroup, TaskId, as_completed};
+
+/// The examples in README.md, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExamples;

@@ -21,6 +21,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+/// The stream traits of [`map_async`](Runtime::map_async)'s results (from `futures`), so
+/// that `.next().await` works without another dependency.
+pub use futures_util::stream::{Stream, StreamExt};
 pub use map::{BlockingIter, MapAsync, MapAsyncUnordered};
 
 use crate::error::{SpawnError, StrandName};

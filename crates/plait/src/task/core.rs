@@ -82,6 +82,18 @@ where
         }
     }
 
+    /// A task that is complete from the start, with `output`.
+    pub(crate) fn completed(output: crate::Result<T>) -> Self {
+        let core = Core {
+            header: Header::new(),
+            stage: UnsafeCell::new(Stage::Done(output)),
+        };
+        let claimed = core.header.claim_to_run();
+        debug_assert!(claimed, "a new header is unclaimed");
+        core.header.complete(|_| {});
+        core
+    }
+
     /// Runs the body on the current thread, unless a canceller claimed it first.
     ///
     /// `strand_cancelled` says whether the whole strand is being cancelled (the runtime is

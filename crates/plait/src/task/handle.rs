@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 
-use super::core::{CancelTask, Task};
+use super::core::{CancelTask, Core, Task};
 use super::state::{Reason, Waiter};
 use super::{TaskId, wait};
 use crate::{Error, Result};
@@ -52,8 +52,6 @@ enum Inner<T> {
         /// cancellation whatever the task's last poll produced.
         cancelled: AtomicBool,
     },
-    /// Resolved when spawned, e.g. refused by a runtime that has shut down.
-    Ready(Option<Result<T>>),
 }
 
 impl<T> Handle<T> {
@@ -74,11 +72,12 @@ impl<T> Handle<T> {
         }
     }
 
-    pub(crate) fn ready(id: TaskId, result: Result<T>) -> Self {
-        Handle {
-            id,
-            inner: Inner::Ready(Some(result)),
-        }
+    /// A handle resolved at once, e.g. refused by a runtime that has shut down.
+    pub(crate) fn ready(id: TaskId, result: Result<T>) -> Self
+    where
+        T: Send + 'static,
+    {
+        Handle::thread(id, Arc::new(Core::<fn() -> T, T>::completed(result)))
     }
 
     /// The task's id.
@@ -93,7 +92,6 @@ impl<T> Handle<T> {
         match &self.inner {
             Inner::Thread(task) => task.is_finished(),
             Inner::Coroutine { join, .. } => join.is_finished(),
-            Inner::Ready(_) => true,
         }
     }
 
@@ -118,7 +116,6 @@ impl<T> Handle<T> {
                 cancelled.store(true, Ordering::Release);
                 true
             }
-            Inner::Ready(_) => false,
         }
     }
 
@@ -129,7 +126,6 @@ impl<T> Handle<T> {
         let inner = match &self.inner {
             Inner::Thread(task) => CancelInner::Thread(task.canceller()),
             Inner::Coroutine { join, .. } => CancelInner::Coroutine(join.abort_handle()),
-            Inner::Ready(_) => CancelInner::Finished,
         };
         CancelHandle { id: self.id, inner }
     }
@@ -180,7 +176,6 @@ impl<T> Handle<T> {
                 Some(result) => Ok(result),
                 None => Err(self),
             },
-            Inner::Ready(result) => Ok(result.take().unwrap_or(Err(Error::Cancelled))),
             Inner::Coroutine { .. } => {
                 match wait::blocking_region(|| wait::block_on_tasks(&mut self, deadline)) {
                     Some(result) => Ok(result),
@@ -236,11 +231,6 @@ impl<T> Future for Handle<T> {
                 }
                 Poll::Ready(outcome.unwrap_or_else(|error| Err(join_error(error))))
             }
-            Inner::Ready(result) => Poll::Ready(
-                result
-                    .take()
-                    .expect("Handle polled after it returned its result"),
-            ),
         }
     }
 }
@@ -273,7 +263,6 @@ impl<T> fmt::Debug for Handle<T> {
         let strand = match self.inner {
             Inner::Thread(_) => "thread",
             Inner::Coroutine { .. } => "coroutine",
-            Inner::Ready(_) => "none",
         };
         f.debug_struct("Handle")
             .field("id", &self.id)
@@ -296,7 +285,6 @@ pub struct CancelHandle {
 enum CancelInner {
     Thread(Arc<dyn CancelTask>),
     Coroutine(AbortHandle),
-    Finished,
 }
 
 impl CancelHandle {
@@ -319,7 +307,6 @@ impl CancelHandle {
                 abort.abort();
                 running
             }
-            CancelInner::Finished => false,
         }
     }
 }

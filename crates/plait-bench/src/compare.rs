@@ -1,0 +1,233 @@
+//! The claims plait makes, checked against the rows of one run.
+
+use crate::report::{Comparison, Row, format_ns};
+
+fn find<'a>(rows: &'a [Row], suite: &str, system: &str, case: Option<&str>) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.suite == suite
+            && r.system.starts_with(system)
+            && case.is_none_or(|c| r.case.starts_with(c))
+    })
+}
+
+fn speedup(row: &Row) -> Option<f64> {
+    row.note
+        .as_deref()?
+        .strip_prefix("speedup ")?
+        .trim_end_matches('x')
+        .parse()
+        .ok()
+}
+
+/// Which way a claim points.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// plait costs at most `limit` times the peer (ratio = ours / peer).
+    AtMost,
+    /// plait is at least `limit` times better than the peer (ratio = peer / ours).
+    AtLeast,
+}
+
+/// Which row: suite, the start of the system's name, and the start of the case's.
+type Pick = (&'static str, &'static str, Option<&'static str>);
+
+/// One claim: which rows, reduced to which number, in which unit, against which bound.
+struct Claim {
+    suite: &'static str,
+    text: &'static str,
+    ours: Pick,
+    peer: Pick,
+    value: fn(&Row) -> Option<f64>,
+    direction: Direction,
+    limit: f64,
+    unit: fn(f64) -> String,
+}
+
+impl Claim {
+    fn check(&self, ours: (&Row, f64), peer: (&Row, f64)) -> Comparison {
+        let (ratio, target, met) = match self.direction {
+            Direction::AtMost => {
+                let r = ours.1 / peer.1;
+                (r, format!("<= {}x", self.limit), r <= self.limit)
+            }
+            Direction::AtLeast => {
+                let r = peer.1 / ours.1;
+                (r, format!(">= {}x", self.limit), r >= self.limit)
+            }
+        };
+        Comparison {
+            suite: self.suite,
+            claim: self.text.to_owned(),
+            ours: format!("{} ({})", (self.unit)(ours.1), ours.0.system),
+            peer: format!("{} ({})", (self.unit)(peer.1), peer.0.system),
+            ratio,
+            target,
+            met,
+        }
+    }
+}
+
+fn bytes(b: f64) -> String {
+    format!("{b:.0} B")
+}
+
+fn ms(s: f64) -> String {
+    format!("{:.1} ms", s * 1e3)
+}
+
+/// How a row is reduced to the number a claim compares.
+fn per_task(row: &Row) -> Option<f64> {
+    Some(row.ns_per_task)
+}
+
+fn wall(row: &Row) -> Option<f64> {
+    Some(row.wall_s)
+}
+
+fn heap(row: &Row) -> Option<f64> {
+    row.bytes_per_task
+}
+
+pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
+    use Direction::{AtLeast, AtMost};
+    let claim = |suite, text, ours, peer, value, direction, limit, unit| Claim {
+        suite,
+        text,
+        ours,
+        peer,
+        value,
+        direction,
+        limit,
+        unit,
+    };
+    let claims: [Claim; 10] = [
+        claim(
+            "spawn",
+            "thread spawn+join per task vs rayon spawn",
+            ("spawn", "plait", None),
+            ("spawn", "rayon ThreadPool::spawn + per-task slot", None),
+            per_task,
+            AtMost,
+            1.3,
+            format_ns,
+        ),
+        claim(
+            "scope",
+            "scoped spawn per task vs rayon scope+spawn",
+            ("scope", "plait scope + spawn (handles dropped)", None),
+            ("scope", "rayon", None),
+            per_task,
+            AtMost,
+            1.3,
+            format_ns,
+        ),
+        claim(
+            "coroutine",
+            "spawn_async+await per task vs tokio",
+            ("coroutine", "plait", None),
+            ("coroutine", "tokio", None),
+            per_task,
+            AtMost,
+            1.3,
+            format_ns,
+        ),
+        claim(
+            "waits",
+            "10,000 concurrent 10 ms waits, wall vs tokio",
+            ("waits", "plait", None),
+            ("waits", "tokio", None),
+            wall,
+            AtMost,
+            1.2,
+            ms,
+        ),
+        claim(
+            "memory",
+            "heap per idle coroutine vs tokio",
+            ("memory", "plait", None),
+            ("memory", "tokio", None),
+            heap,
+            AtMost,
+            1.2,
+            bytes,
+        ),
+        claim(
+            "spawn",
+            "thread spawn+join vs ThreadPoolExecutor submit+result",
+            ("spawn", "plait", None),
+            ("python:tiny_tasks", "ThreadPoolExecutor", Some("submit")),
+            per_task,
+            AtLeast,
+            50.0,
+            format_ns,
+        ),
+        claim(
+            "map",
+            "map over tiny items vs ThreadPoolExecutor.map",
+            ("map", "plait", None),
+            ("python:tiny_tasks", "ThreadPoolExecutor", Some("map")),
+            per_task,
+            AtLeast,
+            1000.0,
+            format_ns,
+        ),
+        claim(
+            "coroutine",
+            "spawn_async+await vs asyncio+uvloop create_task+gather",
+            ("coroutine", "plait", None),
+            ("python:tiny_tasks", "asyncio (uvloop)", Some("create_task")),
+            per_task,
+            AtLeast,
+            15.0,
+            format_ns,
+        ),
+        claim(
+            "waits",
+            "10,000 concurrent 10 ms waits vs asyncio+uvloop",
+            ("waits", "plait", None),
+            ("python:io_bound", "asyncio (uvloop)", None),
+            wall,
+            AtLeast,
+            4.0,
+            ms,
+        ),
+        claim(
+            "memory",
+            "memory per idle coroutine vs asyncio (a third or less)",
+            ("memory", "plait", None),
+            ("python:tiny_tasks", "asyncio (memory)", None),
+            heap,
+            AtLeast,
+            3.0,
+            bytes,
+        ),
+    ];
+    let mut out = Vec::new();
+    for claim in &claims {
+        let ours = find(rows, claim.ours.0, claim.ours.1, claim.ours.2);
+        let peer = find(rows, claim.peer.0, claim.peer.1, claim.peer.2);
+        if let (Some(o), Some(p)) = (ours, peer)
+            && let (Some(ov), Some(pv)) = ((claim.value)(o), (claim.value)(p))
+        {
+            out.push(claim.check((o, ov), (p, pv)));
+        }
+    }
+    if let Some(o) = find(rows, "cpu", "plait spawn", None)
+        && let Some(s) = speedup(o)
+    {
+        let peer = find(rows, "python:cpu_bound", "ThreadPoolExecutor", None).and_then(speedup);
+        out.push(Comparison {
+            suite: "cpu",
+            claim: "CPU-bound speedup over one thread, all cores".to_owned(),
+            ours: format!("{s:.2}x ({})", o.system),
+            peer: peer.map_or_else(
+                || "-".to_owned(),
+                |p| format!("{p:.2}x (Python ThreadPoolExecutor)"),
+            ),
+            ratio: s,
+            target: ">= 1.8x speedup".to_owned(),
+            met: s >= 1.8,
+        });
+    }
+    out
+}

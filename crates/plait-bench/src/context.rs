@@ -1,0 +1,61 @@
+//! What every suite needs: the systems under test, built once, and how to time a case.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// The systems measured side by side, each with the same number of threads.
+pub(crate) struct Context {
+    pub(crate) plait: plait::Runtime,
+    pub(crate) rayon: rayon_core::ThreadPool,
+    pub(crate) tokio: tokio::runtime::Runtime,
+    pub(crate) threads: usize,
+    pub(crate) repeats: usize,
+    pub(crate) quick: bool,
+}
+
+impl Context {
+    pub(crate) fn new(quick: bool, repeats: usize) -> Result<Context, String> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let plait = plait::Runtime::builder()
+            .threads(threads)
+            .coroutine_workers(threads)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let rayon = rayon_core::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Context {
+            plait,
+            rayon,
+            tokio,
+            threads,
+            repeats,
+            quick,
+        })
+    }
+
+    /// `full` tasks, or a tenth of them with `--quick`.
+    pub(crate) fn n(&self, full: u64) -> u64 {
+        if self.quick { (full / 10).max(1) } else { full }
+    }
+
+    /// Runs `case` once to warm up, then `repeats` times; each run times itself (so set-up
+    /// stays outside the measurement) and returns its wall time.
+    pub(crate) fn measure(&self, mut case: impl FnMut() -> Duration) -> Vec<Duration> {
+        black_box(case());
+        (0..self.repeats).map(|_| case()).collect()
+    }
+}
+
+/// Times `f`.
+pub(crate) fn time(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}

@@ -1,0 +1,75 @@
+//! A CPU-bound kernel run 8 times: one thread, then plait's thread strand on every core.
+//!
+//! The kernel is Python's `sum(i * i for i in range(N))` from
+//! `../shared/bench/peers/cpu_bound.py`, with `black_box` so the compiler cannot turn the
+//! loop into a formula; N is 10x Python's so that each task takes milliseconds here too.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use crate::context::{Context, time};
+use crate::report::Row;
+
+const TASKS: u64 = 8;
+const KERNEL_N: u64 = 20_000_000;
+
+pub(crate) fn kernel(n: u64) -> u64 {
+    (0..n).fold(0u64, |acc, i| {
+        acc.wrapping_add(black_box(i).wrapping_mul(i))
+    })
+}
+
+pub(crate) fn run(ctx: &Context) -> Vec<Row> {
+    let n = ctx.n(KERNEL_N);
+    let expected = kernel(n);
+    let case = format!("{TASKS} x sum(i*i for i in 0..{n})");
+    let sequential = ctx.measure(|| {
+        time(|| {
+            for _ in 0..TASKS {
+                assert_eq!(kernel(n), expected);
+            }
+        })
+    });
+    let spawned = ctx.measure(|| {
+        time(|| {
+            let handles: Vec<_> = (0..TASKS)
+                .map(|_| ctx.plait.spawn(move || kernel(n)))
+                .collect();
+            for h in handles {
+                assert_eq!(h.join().expect("the kernel cannot fail"), expected);
+            }
+        })
+    });
+    let mapped = ctx.measure(|| {
+        time(|| {
+            for r in ctx.plait.map(0..TASKS, move |_| kernel(n)) {
+                assert_eq!(r.expect("the kernel cannot fail"), expected);
+            }
+        })
+    });
+    let base = crate::report::median(&secs(&sequential));
+    let speedup = |runs: &[Duration]| base / crate::report::median(&secs(runs));
+    vec![
+        Row::timed("cpu", &case, "sequential (1 thread)", TASKS, &sequential).note("speedup 1.00x"),
+        Row::timed(
+            "cpu",
+            &case,
+            &format!("plait spawn ({} threads)", ctx.threads),
+            TASKS,
+            &spawned,
+        )
+        .note(format!("speedup {:.2}x", speedup(&spawned))),
+        Row::timed(
+            "cpu",
+            &case,
+            &format!("plait map ({} threads)", ctx.threads),
+            TASKS,
+            &mapped,
+        )
+        .note(format!("speedup {:.2}x", speedup(&mapped))),
+    ]
+}
+
+fn secs(runs: &[Duration]) -> Vec<f64> {
+    runs.iter().map(Duration::as_secs_f64).collect()
+}

@@ -1,0 +1,57 @@
+//! The benchmark suites: each measures plait and its Rust peers in the same run.
+
+pub(crate) mod coroutine;
+pub(crate) mod cpu;
+pub(crate) mod map;
+pub(crate) mod memory;
+pub(crate) mod scope;
+pub(crate) mod spawn;
+pub(crate) mod waits;
+
+use crate::context::Context;
+use crate::report::Row;
+
+/// A suite's name and what runs it.
+pub(crate) struct Suite {
+    pub(crate) name: &'static str,
+    pub(crate) about: &'static str,
+    pub(crate) run: fn(&Context) -> Vec<Row>,
+}
+
+pub(crate) const ALL: &[Suite] = &[
+    Suite {
+        name: "spawn",
+        about: "thread strand: spawn + join of tiny tasks vs raw rayon ThreadPool::spawn",
+        run: spawn::run,
+    },
+    Suite {
+        name: "scope",
+        about: "thread strand: scoped spawns vs raw rayon scope + spawn",
+        run: scope::run,
+    },
+    Suite {
+        name: "map",
+        about: "thread strand: parallel map of tiny items vs rayon par_iter and a plain loop",
+        run: map::run,
+    },
+    Suite {
+        name: "cpu",
+        about: "thread strand: CPU-bound kernel, speedup over one thread",
+        run: cpu::run,
+    },
+    Suite {
+        name: "coroutine",
+        about: "coroutine strand: spawn_async + await of tiny tasks vs raw tokio",
+        run: coroutine::run,
+    },
+    Suite {
+        name: "waits",
+        about: "coroutine strand: 10,000 concurrent 10 ms waits vs raw tokio",
+        run: waits::run,
+    },
+    Suite {
+        name: "memory",
+        about: "coroutine strand: memory per idle coroutine vs raw tokio",
+        run: memory::run,
+    },
+];
