@@ -37,21 +37,45 @@ struct Claim {
     text: &'static str,
     ours: Pick,
     peer: Pick,
-    value: fn(&Row) -> Option<f64>,
+    value: Measure,
     direction: Direction,
     limit: f64,
     unit: fn(f64) -> String,
 }
 
+/// ours / peer. Cases of one suite ran in turn (A B A B ...), so the median of the
+/// run-by-run ratios cancels drift in the machine's speed; otherwise (a peer in another
+/// process, or a figure that is not a time) the ratio of the two figures.
+fn ratio(ours: (&Row, f64), peer: (&Row, f64), timed: bool) -> f64 {
+    let (o, p) = (ours.0, peer.0);
+    if timed
+        && o.suite == p.suite
+        && o.runs_wall_s.len() == p.runs_wall_s.len()
+        && !o.runs_wall_s.is_empty()
+    {
+        let pairs: Vec<f64> = o
+            .runs_wall_s
+            .iter()
+            .zip(&p.runs_wall_s)
+            .map(|(a, b)| a / b)
+            .collect();
+        return crate::report::median(&pairs);
+    }
+    ours.1 / peer.1
+}
+
 impl Claim {
     fn check(&self, ours: (&Row, f64), peer: (&Row, f64)) -> Comparison {
+        let timed = self.value != Measure::Heap;
+        let forward = ratio(ours, peer, timed);
         let (ratio, target, met) = match self.direction {
-            Direction::AtMost => {
-                let r = ours.1 / peer.1;
-                (r, format!("<= {}x", self.limit), r <= self.limit)
-            }
+            Direction::AtMost => (
+                forward,
+                format!("<= {}x", self.limit),
+                forward <= self.limit,
+            ),
             Direction::AtLeast => {
-                let r = peer.1 / ours.1;
+                let r = 1.0 / forward;
                 (r, format!(">= {}x", self.limit), r >= self.limit)
             }
         };
@@ -75,21 +99,30 @@ fn ms(s: f64) -> String {
     format!("{:.1} ms", s * 1e3)
 }
 
-/// How a row is reduced to the number a claim compares.
-fn per_task(row: &Row) -> Option<f64> {
-    Some(row.ns_per_task)
+/// Which figure of a row a claim compares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// Nanoseconds per task.
+    PerTask,
+    /// Median wall time.
+    Wall,
+    /// Heap bytes per task.
+    Heap,
 }
 
-fn wall(row: &Row) -> Option<f64> {
-    Some(row.wall_s)
-}
-
-fn heap(row: &Row) -> Option<f64> {
-    row.bytes_per_task
+impl Measure {
+    fn of(self, row: &Row) -> Option<f64> {
+        match self {
+            Measure::PerTask => Some(row.ns_per_task),
+            Measure::Wall => Some(row.wall_s),
+            Measure::Heap => row.bytes_per_task,
+        }
+    }
 }
 
 pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
     use Direction::{AtLeast, AtMost};
+    use Measure::{Heap, PerTask, Wall};
     let claim = |suite, text, ours, peer, value, direction, limit, unit| Claim {
         suite,
         text,
@@ -106,7 +139,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "thread spawn+join per task vs rayon spawn",
             ("spawn", "plait", None),
             ("spawn", "rayon ThreadPool::spawn + per-task slot", None),
-            per_task,
+            PerTask,
             AtMost,
             1.3,
             format_ns,
@@ -116,7 +149,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "scoped spawn per task vs rayon scope+spawn",
             ("scope", "plait scope + spawn (handles dropped)", None),
             ("scope", "rayon", None),
-            per_task,
+            PerTask,
             AtMost,
             1.3,
             format_ns,
@@ -126,7 +159,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "spawn_async+await per task vs tokio",
             ("coroutine", "plait", None),
             ("coroutine", "tokio", None),
-            per_task,
+            PerTask,
             AtMost,
             1.3,
             format_ns,
@@ -136,7 +169,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "10,000 concurrent 10 ms waits, wall vs tokio",
             ("waits", "plait", None),
             ("waits", "tokio", None),
-            wall,
+            Wall,
             AtMost,
             1.2,
             ms,
@@ -146,7 +179,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "heap per idle coroutine vs tokio",
             ("memory", "plait", None),
             ("memory", "tokio", None),
-            heap,
+            Heap,
             AtMost,
             1.2,
             bytes,
@@ -156,7 +189,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "thread spawn+join vs ThreadPoolExecutor submit+result",
             ("spawn", "plait", None),
             ("python:tiny_tasks", "ThreadPoolExecutor", Some("submit")),
-            per_task,
+            PerTask,
             AtLeast,
             50.0,
             format_ns,
@@ -166,7 +199,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "map over tiny items vs ThreadPoolExecutor.map",
             ("map", "plait", None),
             ("python:tiny_tasks", "ThreadPoolExecutor", Some("map")),
-            per_task,
+            PerTask,
             AtLeast,
             1000.0,
             format_ns,
@@ -176,7 +209,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "spawn_async+await vs asyncio+uvloop create_task+gather",
             ("coroutine", "plait", None),
             ("python:tiny_tasks", "asyncio (uvloop)", Some("create_task")),
-            per_task,
+            PerTask,
             AtLeast,
             15.0,
             format_ns,
@@ -186,7 +219,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "10,000 concurrent 10 ms waits vs asyncio+uvloop",
             ("waits", "plait", None),
             ("python:io_bound", "asyncio (uvloop)", None),
-            wall,
+            Wall,
             AtLeast,
             4.0,
             ms,
@@ -196,7 +229,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "memory per idle coroutine vs asyncio (a third or less)",
             ("memory", "plait", None),
             ("python:tiny_tasks", "asyncio (memory)", None),
-            heap,
+            Heap,
             AtLeast,
             3.0,
             bytes,
@@ -207,7 +240,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         let ours = find(rows, claim.ours.0, claim.ours.1, claim.ours.2);
         let peer = find(rows, claim.peer.0, claim.peer.1, claim.peer.2);
         if let (Some(o), Some(p)) = (ours, peer)
-            && let (Some(ov), Some(pv)) = ((claim.value)(o), (claim.value)(p))
+            && let (Some(ov), Some(pv)) = (claim.value.of(o), claim.value.of(p))
         {
             out.push(claim.check((o, ov), (p, pv)));
         }

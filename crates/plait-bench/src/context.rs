@@ -51,6 +51,25 @@ impl Context {
         black_box(case());
         (0..self.repeats).map(|_| case()).collect()
     }
+
+    /// Like [`measure`](Self::measure) for several cases at once, run in turn (A B C A B C
+    /// ...) so that a drift in the machine's speed hits every case alike: the ratios between
+    /// them hold even when absolute times wander.
+    pub(crate) fn measure_interleaved(
+        &self,
+        cases: &mut [&mut dyn FnMut() -> Duration],
+    ) -> Vec<Vec<Duration>> {
+        for case in cases.iter_mut() {
+            black_box(case());
+        }
+        let mut runs = vec![Vec::with_capacity(self.repeats); cases.len()];
+        for _ in 0..self.repeats {
+            for (case, runs) in cases.iter_mut().zip(&mut runs) {
+                runs.push(case());
+            }
+        }
+        runs
+    }
 }
 
 /// Times `f`.

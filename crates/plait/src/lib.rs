@@ -7,7 +7,7 @@
 //!
 //! | strand | spawn | for | built on |
 //! |---|---|---|---|
-//! | thread | [`Runtime::spawn`], [`scope`](Runtime::scope), [`join`](Runtime::join), [`map`](Runtime::map) | CPU-bound work | `rayon-core`'s work-stealing pool |
+//! | thread | [`Runtime::spawn`], [`scope`](Runtime::scope), [`join`](Runtime::join), [`map`](Runtime::map) | CPU-bound work | a work-stealing pool on `crossbeam-deque` |
 //! | coroutine | [`Runtime::spawn_async`], [`map_async`](Runtime::map_async), [`block_on`](Runtime::block_on) | I/O-bound waits | `tokio`'s multi-threaded runtime |
 //!
 //! Whichever strand runs a task, you get the same [`Handle`]: [`join`](Handle::join) it from
@@ -60,6 +60,7 @@
 pub mod coroutine;
 mod error;
 mod loom;
+mod pool;
 mod runtime;
 pub mod sync;
 pub mod task;

@@ -1,26 +1,29 @@
 //! The synchronisation primitives that hand-rolled code in this crate is built on.
 //!
-//! Under `--cfg plait_loom` they are loom's, so the model tests in `task/state/loom_test.rs`
-//! explore every interleaving of the code that uses them; otherwise they are std's, at no cost.
+//! Under `--cfg plait_loom` they are loom's, so the model tests (`task/loom_test.rs`,
+//! `pool/sleep.rs`) explore every interleaving of the code that uses them; otherwise they
+//! are std's, at no cost.
 
 #[cfg(not(plait_loom))]
 pub(crate) mod sync {
-    pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
+    pub(crate) use std::sync::Mutex;
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 }
 
 #[cfg(plait_loom)]
 pub(crate) mod sync {
-    pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+    pub(crate) use loom::sync::Mutex;
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 }
 
 #[cfg(not(plait_loom))]
 pub(crate) mod thread {
-    pub(crate) use std::thread::{Thread, current};
+    pub(crate) use std::thread::{Thread, current, park};
 }
 
 #[cfg(plait_loom)]
 pub(crate) mod thread {
-    pub(crate) use loom::thread::{Thread, current};
+    pub(crate) use loom::thread::{Thread, current, park};
 }
 
 #[cfg(not(plait_loom))]

@@ -46,15 +46,16 @@ fn the_first_error_cancels_the_siblings_and_is_returned() {
     let spinner_stopped = Arc::new(AtomicBool::new(false));
     let mut group = rt.group::<u32>();
     {
-        let dropped = waiter_dropped.clone();
-        group.spawn_async(async move {
-            struct Flag(Arc<AtomicBool>);
-            impl Drop for Flag {
-                fn drop(&mut self) {
-                    self.0.store(true, Ordering::SeqCst);
-                }
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
             }
-            let _flag = Flag(dropped);
+        }
+        // Made outside the future, so that it drops whether or not the future ever ran.
+        let flag = Flag(waiter_dropped.clone());
+        group.spawn_async(async move {
+            let _flag = flag;
             std::future::pending::<()>().await;
             Ok::<_, BadRecord>(0)
         });

@@ -10,20 +10,24 @@ use crate::report::Row;
 
 pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let n = ctx.n(1_000_000);
+    let runs = ctx.measure_interleaved(&mut [&mut || raw_tokio(&ctx.tokio, n), &mut || {
+        plait_async(&ctx.plait, n)
+    }]);
+    let case = "spawn + await, no-op";
     vec![
         Row::timed(
             "coroutine",
-            "spawn + await, no-op",
+            case,
             "tokio::spawn + JoinHandle.await",
             n,
-            &ctx.measure(|| raw_tokio(&ctx.tokio, n)),
+            &runs[0],
         ),
         Row::timed(
             "coroutine",
-            "spawn + await, no-op",
+            case,
             "plait spawn_async + Handle.await",
             n,
-            &ctx.measure(|| plait_async(&ctx.plait, n)),
+            &runs[1],
         ),
     ]
 }

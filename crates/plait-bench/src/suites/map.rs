@@ -11,28 +11,16 @@ use crate::report::Row;
 
 pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let n = ctx.n(10_000_000);
+    let runs = ctx.measure_interleaved(&mut [
+        &mut || sequential(n),
+        &mut || rayon_par_iter(&ctx.rayon, n),
+        &mut || plait_map(&ctx.plait, n),
+    ]);
+    let case = "map x+1 over 0..n, collect";
     vec![
-        Row::timed(
-            "map",
-            "map x+1 over 0..n, collect",
-            "sequential iterator (one thread)",
-            n,
-            &ctx.measure(|| sequential(n)),
-        ),
-        Row::timed(
-            "map",
-            "map x+1 over 0..n, collect",
-            "rayon par_iter",
-            n,
-            &ctx.measure(|| rayon_par_iter(&ctx.rayon, n)),
-        ),
-        Row::timed(
-            "map",
-            "map x+1 over 0..n, collect",
-            "plait map (lazy, ordered)",
-            n,
-            &ctx.measure(|| plait_map(&ctx.plait, n)),
-        ),
+        Row::timed("map", case, "sequential iterator (one thread)", n, &runs[0]),
+        Row::timed("map", case, "rayon par_iter", n, &runs[1]),
+        Row::timed("map", case, "plait map (lazy, ordered)", n, &runs[2]),
     ]
 }
 

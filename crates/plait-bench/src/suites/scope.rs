@@ -11,27 +11,27 @@ use crate::report::Row;
 pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let n = ctx.n(1_000_000);
     let slots: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    let runs = ctx.measure_interleaved(&mut [
+        &mut || rayon_scope(&ctx.rayon, &slots),
+        &mut || plait_scope(&ctx.plait, &slots),
+        &mut || plait_scope_join(&ctx.plait, n),
+    ]);
+    let writing = "scoped spawn, no-op writing a borrowed slot";
     vec![
+        Row::timed("scope", writing, "rayon scope + spawn", n, &runs[0]),
         Row::timed(
             "scope",
-            "scoped spawn, no-op writing a borrowed slot",
-            "rayon scope + spawn",
-            n,
-            &ctx.measure(|| rayon_scope(&ctx.rayon, &slots)),
-        ),
-        Row::timed(
-            "scope",
-            "scoped spawn, no-op writing a borrowed slot",
+            writing,
             "plait scope + spawn (handles dropped)",
             n,
-            &ctx.measure(|| plait_scope(&ctx.plait, &slots)),
+            &runs[1],
         ),
         Row::timed(
             "scope",
             "scoped spawn, no-op returning its value",
             "plait scope + spawn + ScopedHandle::join",
             n,
-            &ctx.measure(|| plait_scope_join(&ctx.plait, n)),
+            &runs[2],
         ),
     ]
 }

@@ -6,6 +6,7 @@
 //! through their handles, in the same order.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,21 +19,30 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let n = ctx.n(1_000_000);
     // 'static slots for rayon's 'static closures; allocated once, reset between runs.
     let slots: &'static [AtomicU64] = Box::leak((0..n).map(|_| AtomicU64::new(NOT_DONE)).collect());
+    let runs = ctx.measure_interleaved(&mut [
+        &mut || rayon_spawn(&ctx.rayon, slots),
+        &mut || rayon_spawn_arc(&ctx.rayon, n),
+        &mut || plait_spawn(&ctx.plait, n),
+    ]);
+    let case = "spawn + join, no-op";
     vec![
         Row::timed(
             "spawn",
-            "spawn + join, no-op",
+            case,
             "rayon ThreadPool::spawn + per-task slot",
             n,
-            &ctx.measure(|| rayon_spawn(&ctx.rayon, slots)),
-        ),
+            &runs[0],
+        )
+        .note("slots preallocated side by side, 8 to a cache line"),
         Row::timed(
             "spawn",
-            "spawn + join, no-op",
-            "plait spawn + Handle::join",
+            case,
+            "rayon ThreadPool::spawn + per-task Arc slot",
             n,
-            &ctx.measure(|| plait_spawn(&ctx.plait, n)),
-        ),
+            &runs[1],
+        )
+        .note("a heap slot per task, as a handle needs"),
+        Row::timed("spawn", case, "plait spawn + Handle::join", n, &runs[2]),
     ]
 }
 
@@ -46,29 +56,52 @@ fn rayon_spawn(pool: &rayon_core::ThreadPool, slots: &'static [AtomicU64]) -> Du
     }
     let mut sum = 0u64;
     for slot in slots {
-        let mut spins = 0u32;
-        loop {
-            let value = slot.load(Ordering::Acquire);
-            if value != NOT_DONE {
-                sum = sum.wrapping_add(value);
-                break;
-            }
-            spins += 1;
-            if spins > 64 {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
+        sum = sum.wrapping_add(wait_for(slot));
     }
     let elapsed = start.elapsed();
     check_sum(sum, slots.len() as u64);
     elapsed
 }
 
-fn plait_spawn(rt: &plait::Runtime, n: u64) -> Duration {
+fn rayon_spawn_arc(pool: &rayon_core::ThreadPool, n: u64) -> Duration {
+    let mut slots = Vec::with_capacity(n as usize);
     let start = Instant::now();
-    let handles: Vec<plait::Handle<u64>> = (0..n).map(|i| rt.spawn(move || black_box(i))).collect();
+    for i in 0..n {
+        let slot = Arc::new(AtomicU64::new(NOT_DONE));
+        slots.push(Arc::clone(&slot));
+        pool.spawn(move || slot.store(black_box(i), Ordering::Release));
+    }
+    let mut sum = 0u64;
+    for slot in slots {
+        sum = sum.wrapping_add(wait_for(&slot));
+    }
+    let elapsed = start.elapsed();
+    check_sum(sum, n);
+    elapsed
+}
+
+/// Spins (then yields) until the slot is filled.
+fn wait_for(slot: &AtomicU64) -> u64 {
+    let mut spins = 0u32;
+    loop {
+        let value = slot.load(Ordering::Acquire);
+        if value != NOT_DONE {
+            return value;
+        }
+        spins += 1;
+        if spins > 64 {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn plait_spawn(rt: &plait::Runtime, n: u64) -> Duration {
+    // Room for the handles, as the rayon baseline has room for its slots.
+    let mut handles: Vec<plait::Handle<u64>> = Vec::with_capacity(n as usize);
+    let start = Instant::now();
+    handles.extend((0..n).map(|i| rt.spawn(move || black_box(i))));
     let mut sum = 0u64;
     for handle in handles {
         sum = sum.wrapping_add(handle.join().expect("a no-op task cannot fail"));

@@ -15,6 +15,7 @@
 //! stalls every coroutine queued on its worker. Send computing to the thread strand
 //! ([`Runtime::spawn`]) and await its handle.
 
+mod books;
 mod map;
 
 use std::future::Future;
@@ -31,6 +32,7 @@ use crate::runtime::strand::StrandState;
 use crate::runtime::{Config, Runtime};
 use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
+use books::Books;
 
 /// The tokio runtime and the books of the coroutine strand.
 pub(crate) struct CoroutineStrand {
@@ -38,13 +40,19 @@ pub(crate) struct CoroutineStrand {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) state: Arc<StrandState>,
+    /// The strand's number in the books (see `books.rs`).
+    number: u64,
 }
 
 impl CoroutineStrand {
     pub(crate) fn new(config: &Config) -> Result<Self> {
+        let state = Arc::new(StrandState::new(StrandName::Coroutine, config.queue_bound));
+        let number = books::register(&state);
+        let for_threads = Arc::clone(&state);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.coroutine_workers)
             .thread_name(format!("{}-io", config.thread_name))
+            .on_thread_start(move || books::install(number, Arc::clone(&for_threads)))
             .enable_all()
             .build()
             .map_err(|error| Error::Build {
@@ -56,7 +64,8 @@ impl CoroutineStrand {
         Ok(CoroutineStrand {
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
-            state: Arc::new(StrandState::new(StrandName::Coroutine, config.queue_bound)),
+            state,
+            number,
         })
     }
 
@@ -70,10 +79,7 @@ impl CoroutineStrand {
         Fut::Output: Send + 'static,
     {
         let id = TaskId::next();
-        let books = Books {
-            state: Arc::clone(&self.state),
-            completed: false,
-        };
+        let books = Books::new(self.number);
         let join = match limit {
             None => self.handle.spawn(async move {
                 let mut books = books;
@@ -107,21 +113,6 @@ impl CoroutineStrand {
 
     pub(crate) fn workers(&self) -> usize {
         self.handle.metrics().num_workers()
-    }
-}
-
-/// Books a coroutine as finished when its future is dropped: after it completes, or when
-/// it is cancelled or the runtime drops it.
-struct Books {
-    state: Arc<StrandState>,
-    completed: bool,
-}
-
-impl Drop for Books {
-    fn drop(&mut self) {
-        // A panic unwinding through the future is a finish, not a cancellation.
-        let cancelled = !self.completed && !std::thread::panicking();
-        self.state.finish(cancelled);
     }
 }
 

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::task::wait;
-
 /// Finishing threads spread their counts over this many stripes.
 const STRIPES: usize = 16;
 
@@ -77,7 +75,7 @@ impl Admission {
     /// strand stopped taking tasks (then returns `false`). A pool thread runs queued tasks
     /// while it waits, since they may be what it waits for.
     pub(crate) fn admit(&self, closed: impl Fn() -> bool) -> bool {
-        let helper = rayon_core::current_thread_index().is_some();
+        let helper = crate::pool::on_worker();
         loop {
             if closed() {
                 return false;
@@ -85,7 +83,7 @@ impl Admission {
             if self.try_admit() {
                 return true;
             }
-            if helper && wait::help() {
+            if helper && crate::pool::help() {
                 continue;
             }
             let guard = self.lock();

@@ -77,7 +77,9 @@ impl Runtime {
         Builder::new().build()
     }
 
-    /// Tasks admitted and not yet finished, on the thread and coroutine strands.
+    /// Tasks admitted and not yet finished, on the thread and coroutine strands: a gauge for
+    /// monitoring. A task leaves it just after its handle receives the result, so right after
+    /// a `join` it may still count for an instant.
     #[must_use]
     pub fn in_flight(&self) -> (usize, usize) {
         (

@@ -3,10 +3,13 @@
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 
+use std::sync::Arc;
+
 use super::current;
 use super::state::{Cancel, Header, Reason};
-use crate::Error;
 use crate::loom::cell::UnsafeCell;
+use crate::pool::job::Job;
+use crate::{Error, TaskId};
 
 /// What a task's cell holds over its life.
 enum Stage<F, T> {
@@ -14,10 +17,22 @@ enum Stage<F, T> {
     Pending(F),
     /// Claimed: the body is running, or being dropped by a canceller.
     Running,
-    /// The output, or the error that replaced it.
-    Done(crate::Result<T>),
+    /// The output.
+    Done(T),
+    /// The error that replaced the output. Errors are rare, so they are boxed rather than
+    /// widening every task.
+    Failed(Box<Error>),
     /// The joiner took the output.
     Taken,
+}
+
+impl<F, T> Stage<F, T> {
+    fn finished(output: crate::Result<T>) -> Self {
+        match output {
+            Ok(value) => Stage::Done(value),
+            Err(error) => Stage::Failed(Box::new(error)),
+        }
+    }
 }
 
 /// How a run ended, for the strand's books.
@@ -49,6 +64,9 @@ pub(crate) trait Task<T>: CancelTask {
     ///
     /// [`Header::detach`] returned `true` for the caller.
     unsafe fn take_unobserved_panic(&self) -> Option<Error>;
+
+    /// Runs the task on the current thread unless someone claimed it already.
+    fn run_here(&self);
 }
 
 /// Cancels a task; what a [`CancelHandle`](crate::CancelHandle) holds.
@@ -57,9 +75,16 @@ pub(crate) trait CancelTask: Send + Sync {
     fn cancel(&self, reason: Reason) -> bool;
 }
 
-/// A task's header and stage.
+impl<C: CancelTask + ?Sized> CancelTask for Arc<C> {
+    fn cancel(&self, reason: Reason) -> bool {
+        (**self).cancel(reason)
+    }
+}
+
+/// A task's header, id and stage.
 pub(crate) struct Core<F, T> {
     header: Header,
+    id: TaskId,
     stage: UnsafeCell<Stage<F, T>>,
 }
 
@@ -75,18 +100,20 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    pub(crate) fn new(body: F) -> Self {
+    pub(crate) fn new(id: TaskId, body: F) -> Self {
         Core {
             header: Header::new(),
+            id,
             stage: UnsafeCell::new(Stage::Pending(body)),
         }
     }
 
     /// A task that is complete from the start, with `output`.
-    pub(crate) fn completed(output: crate::Result<T>) -> Self {
+    pub(crate) fn completed(id: TaskId, output: crate::Result<T>) -> Self {
         let core = Core {
             header: Header::new(),
-            stage: UnsafeCell::new(Stage::Done(output)),
+            id,
+            stage: UnsafeCell::new(Stage::finished(output)),
         };
         let claimed = core.header.claim_to_run();
         debug_assert!(claimed, "a new header is unclaimed");
@@ -99,7 +126,7 @@ where
     /// `strand_cancelled` says whether the whole strand is being cancelled (the runtime is
     /// shutting down): then a body not yet started is dropped unrun, and one that was running
     /// reports the cancellation, as if each had been cancelled through its handle.
-    pub(crate) fn run(&self, strand_cancelled: impl Fn() -> bool) -> Ran {
+    pub(crate) fn run(&self, strand_cancelled: &dyn Fn() -> bool) -> Ran {
         if !self.header.claim_to_run() {
             return Ran {
                 cancelled: true,
@@ -144,12 +171,12 @@ where
     fn publish(&self, output: crate::Result<T>) -> Ran {
         // SAFETY: the caller holds the claim and COMPLETE is clear: the stage is ours.
         self.stage
-            .with_mut(|stage| unsafe { *stage = Stage::Done(output) });
+            .with_mut(|stage| unsafe { *stage = Stage::finished(output) });
         let mut displaced = None;
         let completion = self.header.complete(|reason| {
             // SAFETY: still ours: `complete` calls this before it sets COMPLETE.
             displaced = Some(self.stage.with_mut(|stage| unsafe {
-                mem::replace(&mut *stage, Stage::Done(Err(reason.into_error())))
+                mem::replace(&mut *stage, Stage::Failed(Box::new(reason.into_error())))
             }));
         });
         let unobserved_panic = if completion.detached {
@@ -183,24 +210,43 @@ where
             .stage
             .with_mut(|stage| unsafe { mem::replace(&mut *stage, Stage::Taken) });
         match stage {
-            Stage::Done(output) => output,
+            Stage::Done(value) => Ok(value),
+            Stage::Failed(error) => Err(*error),
             _ => unreachable!("a task's output was taken before it was published, or twice"),
         }
+    }
+
+    fn run_here(&self) {
+        self.run(&crate::pool::strand_cancelling);
     }
 
     unsafe fn take_unobserved_panic(&self) -> Option<Error> {
         self.stage.with_mut(|stage| {
             // SAFETY: the caller owns the completed output (this fn's contract).
             let stage = unsafe { &mut *stage };
-            if matches!(stage, Stage::Done(Err(Error::Panicked { .. }))) {
+            if matches!(stage, Stage::Failed(error) if error.is_panic()) {
                 match mem::replace(stage, Stage::Taken) {
-                    Stage::Done(Err(error)) => Some(error),
+                    Stage::Failed(error) => Some(*error),
                     _ => None,
                 }
             } else {
                 None
             }
         })
+    }
+}
+
+impl<F, T> Job for Core<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    fn run(self: Arc<Self>, strand_cancelled: &dyn Fn() -> bool) -> Ran {
+        Core::run(&self, strand_cancelled)
+    }
+
+    fn id(&self) -> TaskId {
+        self.id
     }
 }
 
@@ -223,12 +269,11 @@ where
 #[cfg(all(test, not(plait_loom)))]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn run_stores_the_output_for_the_joiner() {
-        let core = Core::new(|| 6 * 7);
-        let ran = core.run(|| false);
+        let core = Core::new(TaskId::next(), || 6 * 7);
+        let ran = core.run(&|| false);
         assert!(!ran.cancelled);
         assert!(core.header().is_complete());
         // SAFETY: complete, and this test is the only joiner.
@@ -237,8 +282,8 @@ mod tests {
 
     #[test]
     fn a_panic_becomes_an_error() {
-        let core = Core::new(|| -> u8 { panic!("boom") });
-        core.run(|| false);
+        let core = Core::new(TaskId::next(), || -> u8 { panic!("boom") });
+        core.run(&|| false);
         // SAFETY: complete, single joiner.
         let err = unsafe { core.take_output() }.unwrap_err();
         assert_eq!(err.to_string(), "task panicked: boom");
@@ -248,13 +293,15 @@ mod tests {
     fn cancel_before_start_claims_and_the_body_never_runs() {
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = ran.clone();
-        let core = Core::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        let core = Core::new(TaskId::next(), move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst)
+        });
         assert!(core.cancel(Reason::Cancelled));
         assert!(
             core.header().is_complete(),
             "a claimed cancellation completes at once"
         );
-        let second = core.run(|| false);
+        let second = core.run(&|| false);
         assert!(second.cancelled);
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
         // SAFETY: complete, single joiner.
@@ -263,8 +310,8 @@ mod tests {
 
     #[test]
     fn cancel_after_completion_is_too_late() {
-        let core = Core::new(|| 1);
-        core.run(|| false);
+        let core = Core::new(TaskId::next(), || 1);
+        core.run(&|| false);
         assert!(!core.cancel(Reason::Cancelled));
         // SAFETY: complete, single joiner.
         assert_eq!(unsafe { core.take_output() }.unwrap(), 1);
@@ -272,7 +319,7 @@ mod tests {
 
     #[test]
     fn cancel_while_running_replaces_the_output() {
-        let core = Arc::new(Core::new(|| 0));
+        let core = Arc::new(Core::new(TaskId::next(), || 0));
         // Claim as the worker would, then cancel mid-run, then publish.
         assert!(core.header.claim_to_run());
         let body = core.take_body();
@@ -285,8 +332,10 @@ mod tests {
 
     #[test]
     fn skip_reports_cancelled_without_running() {
-        let core = Core::new(|| -> u8 { unreachable!("skipped bodies never run") });
-        let ran = core.run(|| true);
+        let core = Core::new(TaskId::next(), || -> u8 {
+            unreachable!("skipped bodies never run")
+        });
+        let ran = core.run(&|| true);
         assert!(ran.cancelled);
         // SAFETY: complete, single joiner.
         assert!(unsafe { core.take_output() }.unwrap_err().is_cancelled());
@@ -294,9 +343,9 @@ mod tests {
 
     #[test]
     fn a_detached_panic_is_handed_back_for_reporting() {
-        let core = Core::new(|| -> u8 { panic!("nobody is listening") });
+        let core = Core::new(TaskId::next(), || -> u8 { panic!("nobody is listening") });
         assert!(!core.header().detach());
-        let ran = core.run(|| false);
+        let ran = core.run(&|| false);
         let err = ran.unobserved_panic.expect("the panic is reported");
         assert!(err.to_string().contains("nobody is listening"));
     }

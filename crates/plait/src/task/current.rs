@@ -64,7 +64,7 @@ pub fn is_cancelled() -> bool {
             unsafe { header.as_ref() }.is_cancelled()
         })
     });
-    own || crate::thread::worker::strand_cancelling()
+    own || crate::pool::strand_cancelling()
 }
 
 /// Returns `Err(Error::Cancelled)` if the current task has been asked to stop, for use with

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 
 use super::core::{CancelTask, Core, Task};
-use super::state::{Reason, Waiter};
+use super::state::Reason;
 use super::{TaskId, wait};
 use crate::{Error, Result};
 
@@ -77,7 +77,7 @@ impl<T> Handle<T> {
     where
         T: Send + 'static,
     {
-        Handle::thread(id, Arc::new(Core::<fn() -> T, T>::completed(result)))
+        Handle::thread(id, Arc::new(Core::<fn() -> T, T>::completed(id, result)))
     }
 
     /// The task's id.
@@ -365,7 +365,7 @@ impl<'a, T> ThreadJoin<'a, T> {
             .as_ref()
             .expect("Handle polled after it returned its result");
         let header = task.header();
-        if !header.is_complete() && header.register(Waiter::Waker(cx.waker().clone())) {
+        if !header.is_complete() && header.register(cx.waker()) {
             return Poll::Pending;
         }
         Poll::Ready(self.take())
@@ -376,6 +376,13 @@ impl<'a, T> ThreadJoin<'a, T> {
         // SAFETY: the caller saw COMPLETE, and this is the task's one joiner (the only
         // owner of its handle); `self.task` is now `None`, so it is taken once.
         unsafe { task.take_output() }
+    }
+
+    /// Runs the task on the current thread if nobody has claimed it yet.
+    pub(crate) fn run_here_if_queued(&self) {
+        if let Some(task) = &self.task {
+            task.run_here();
+        }
     }
 
     /// Lets go of the task; returns its panic if it had already panicked unobserved.

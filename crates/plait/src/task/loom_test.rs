@@ -13,8 +13,8 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
 
 use super::core::{CancelTask, Core, Task};
-use super::state::{Reason, Waiter};
-use crate::Error;
+use super::state::Reason;
+use crate::{Error, TaskId};
 
 /// Explores the interleavings of `f` with at most three preemptions (what tokio runs in CI;
 /// raise it with `LOOM_MAX_PREEMPTIONS`).
@@ -29,7 +29,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 /// Joins as `Handle::join` does: register the thread, park until complete.
 fn join<T>(task: &dyn Task<T>) -> crate::Result<T> {
     let header = task.header();
-    if header.register(Waiter::Thread(thread::current())) {
+    if header.register(&super::state::thread_waker()) {
         while !header.is_complete() {
             thread::park();
         }
@@ -41,11 +41,11 @@ fn join<T>(task: &dyn Task<T>) -> crate::Result<T> {
 #[test]
 fn a_blocked_joiner_is_always_woken_with_the_output() {
     model(|| {
-        let core = Arc::new(Core::new(|| 7));
+        let core = Arc::new(Core::new(TaskId::next(), || 7));
         let worker = {
             let core = core.clone();
             thread::spawn(move || {
-                core.run(|| false);
+                core.run(&|| false);
             })
         };
         assert_eq!(join(&*core).unwrap(), 7);
@@ -59,14 +59,14 @@ fn cancel_returns_true_exactly_when_the_handle_reports_it() {
         let runs = Arc::new(AtomicUsize::new(0));
         let core = {
             let runs = runs.clone();
-            Arc::new(Core::new(move || {
+            Arc::new(Core::new(TaskId::next(), move || {
                 runs.fetch_add(1, Ordering::SeqCst);
                 1
             }))
         };
         let worker = {
             let core = core.clone();
-            thread::spawn(move || core.run(|| false).cancelled)
+            thread::spawn(move || core.run(&|| false).cancelled)
         };
         let canceller = {
             let core = core.clone();
@@ -90,13 +90,15 @@ fn a_cancelled_unstarted_task_never_runs() {
         let ran = Arc::new(AtomicBool::new(false));
         let core = {
             let ran = ran.clone();
-            Arc::new(Core::new(move || ran.store(true, Ordering::SeqCst)))
+            Arc::new(Core::new(TaskId::next(), move || {
+                ran.store(true, Ordering::SeqCst)
+            }))
         };
         // The cancel lands first; the worker may come at any point after.
         assert!(core.cancel(Reason::TimedOut));
         let worker = {
             let core = core.clone();
-            thread::spawn(move || core.run(|| false))
+            thread::spawn(move || core.run(&|| false))
         };
         assert!(matches!(join(&*core), Err(Error::TimedOut)));
         assert!(worker.join().unwrap().cancelled);
@@ -109,10 +111,10 @@ fn a_panic_is_owned_by_exactly_one_of_worker_and_detacher() {
     let quiet = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     model(|| {
-        let core = Arc::new(Core::new(|| -> u8 { panic!("lost?") }));
+        let core = Arc::new(Core::new(TaskId::next(), || -> u8 { panic!("lost?") }));
         let worker = {
             let core = core.clone();
-            thread::spawn(move || core.run(|| false).unobserved_panic.is_some())
+            thread::spawn(move || core.run(&|| false).unobserved_panic.is_some())
         };
         let detacher_owns = if core.header().detach() {
             // SAFETY: detach returned true.
@@ -141,20 +143,20 @@ impl Wake for Flag {
 #[test]
 fn the_last_registered_waker_is_woken() {
     model(|| {
-        let core = Arc::new(Core::new(|| ()));
+        let core = Arc::new(Core::new(TaskId::next(), || ()));
         let worker = {
             let core = core.clone();
             thread::spawn(move || {
-                core.run(|| false);
+                core.run(&|| false);
             })
         };
         let first = StdArc::new(Flag(Default::default()));
         let second = StdArc::new(Flag(Default::default()));
         let header = core.header();
-        let mut waiting = header.register(Waiter::Waker(Waker::from(first.clone())));
+        let mut waiting = header.register(&Waker::from(first.clone()));
         if waiting {
             // A poll with a different waker replaces the first.
-            waiting = header.register(Waiter::Waker(Waker::from(second.clone())));
+            waiting = header.register(&Waker::from(second.clone()));
         }
         worker.join().unwrap();
         assert!(header.is_complete());

@@ -8,7 +8,7 @@
 //! * `CANCELLED` (and `TIMED_OUT`, its reason): a cancellation was requested before `COMPLETE`.
 //!   The completer then stores the cancellation instead of the output, so `cancel` returning
 //!   `true` and the handle reporting the cancellation are one and the same event.
-//! * `WAITER`: the waiter slot holds a thread or waker that the completer must wake.
+//! * `WAITER`: the waiter slot holds a waker that the completer must wake.
 //! * `DETACHED`: the handle is gone; whichever of `DETACHED` and `COMPLETE` comes second owns
 //!   the output and disposes of it.
 //!
@@ -21,12 +21,13 @@
 //!
 //! The slot's contents are dropped with the header.
 
-use std::task::Waker;
+use std::sync::Arc;
+use std::task::{Wake, Waker};
 
 use crate::Error;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::{AtomicUsize, Ordering};
-use crate::loom::thread::Thread;
+use crate::loom::thread::{Thread, current};
 
 const CLAIMED: usize = 1 << 0;
 const COMPLETE: usize = 1 << 1;
@@ -88,29 +89,22 @@ impl Cancel {
     }
 }
 
-/// Who is waiting for a task.
-pub(crate) enum Waiter {
-    /// A thread blocked in `join`, woken by unparking it.
-    Thread(Thread),
-    /// A future awaiting the handle.
-    Waker(Waker),
+/// A waker that unparks `thread`: how a thread blocked in `join` waits for a task.
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
 }
 
-impl Waiter {
-    fn wake_by_ref(&self) {
-        match self {
-            Waiter::Thread(thread) => thread.unpark(),
-            Waiter::Waker(waker) => waker.wake_by_ref(),
-        }
-    }
-
-    fn wakes_same(&self, other: &Waiter) -> bool {
-        match (self, other) {
-            (Waiter::Thread(a), Waiter::Thread(b)) => a.id() == b.id(),
-            (Waiter::Waker(a), Waiter::Waker(b)) => a.will_wake(b),
-            _ => false,
-        }
-    }
+/// A waker for the current thread, for blocking waits.
+pub(crate) fn thread_waker() -> Waker {
+    Waker::from(Arc::new(ThreadWaker(current())))
 }
 
 /// What the completer learned when it published the output.
@@ -125,11 +119,11 @@ pub(crate) struct Completion {
 /// The state word and waiter slot of one task.
 pub(crate) struct Header {
     state: AtomicUsize,
-    waiter: UnsafeCell<Option<Waiter>>,
+    waiter: UnsafeCell<Option<Waker>>,
 }
 
 // SAFETY: the waiter slot is only touched under the access rules in the module docs, which the
-// state word enforces; `Thread` and `Waker` are `Send + Sync`.
+// state word enforces; a `Waker` is `Send + Sync`.
 unsafe impl Send for Header {}
 // SAFETY: as above.
 unsafe impl Sync for Header {}
@@ -213,8 +207,8 @@ impl Header {
             self.waiter.with(|slot| {
                 // SAFETY: WAITER and COMPLETE are both set, so the slot is shared and
                 // read-only: the joiner can no longer clear WAITER to write it.
-                if let Some(waiter) = unsafe { &*slot } {
-                    waiter.wake_by_ref();
+                if let Some(waker) = unsafe { &*slot } {
+                    waker.wake_by_ref();
                 }
             });
         }
@@ -224,10 +218,10 @@ impl Header {
         }
     }
 
-    /// Registers `waiter` to be woken at completion. Only the handle's owner calls this.
+    /// Registers `waker` to be woken at completion. Only the handle's owner calls this.
     ///
     /// Returns `false` if the task is already complete: read the output now.
-    pub(crate) fn register(&self, waiter: Waiter) -> bool {
+    pub(crate) fn register(&self, waker: &Waker) -> bool {
         let current = self.state.load(Ordering::Acquire);
         if current & COMPLETE != 0 {
             return false;
@@ -237,7 +231,7 @@ impl Header {
                 // SAFETY: WAITER is set, so the slot is shared and read-only for everyone.
                 unsafe { &*slot }
                     .as_ref()
-                    .is_some_and(|w| w.wakes_same(&waiter))
+                    .is_some_and(|w| w.will_wake(waker))
             });
             if same {
                 return true;
@@ -249,7 +243,8 @@ impl Header {
         // SAFETY: WAITER and COMPLETE were both clear when we last looked (or we cleared
         // WAITER while COMPLETE was clear), so we have exclusive access: the completer only
         // reads the slot if it finds WAITER set when it sets COMPLETE.
-        self.waiter.with_mut(|slot| unsafe { *slot = Some(waiter) });
+        self.waiter
+            .with_mut(|slot| unsafe { *slot = Some(waker.clone()) });
         self.set_waiter_bit()
     }
 

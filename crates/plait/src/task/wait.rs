@@ -3,28 +3,19 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::{Context, Poll};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
-use rayon_core::Yield;
 
-use super::state::{Header, Waiter};
-
-/// A pool thread that helps while it waits runs the helped task on its own stack; below this
-/// much stack left, it runs it on a fresh segment instead, so that waits nested thousands
-/// deep cannot overflow the stack.
-const HELP_RED_ZONE: usize = 128 * 1024;
-
-/// The size of each fresh stack segment.
-const HELP_STACK: usize = 2 * 1024 * 1024;
+use super::state::{self, Header};
+use crate::pool;
 
 /// A pool thread that finds nothing to help with parks at most this long before it looks
 /// again: a backstop for work that arrives while it parks, which the pool's own wake-ups
 /// would not report to it.
-const HELPER_PARK: Duration = Duration::from_millis(1);
+pub(crate) const HELPER_PARK: Duration = Duration::from_millis(1);
 
 /// Blocks until `header` is complete.
 ///
@@ -45,17 +36,17 @@ pub(crate) fn until_complete(header: &Header, deadline: Option<Instant>) -> bool
 }
 
 fn park_until_complete(header: &Header, deadline: Option<Instant>) -> bool {
-    let helper = rayon_core::current_thread_index().is_some();
+    let helper = pool::on_worker();
     let mut registered = false;
     loop {
         if header.is_complete() {
             return true;
         }
-        if helper && help() {
+        if helper && pool::help() {
             continue;
         }
         if !registered {
-            if !header.register(Waiter::Thread(crate::loom::thread::current())) {
+            if !header.register(&state::thread_waker()) {
                 return true;
             }
             registered = true;
@@ -87,13 +78,6 @@ fn park(helper: bool, deadline: Option<Instant>) -> bool {
     true
 }
 
-/// On a pool thread, runs one queued task of its pool; returns whether there was one.
-pub(crate) fn help() -> bool {
-    stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || {
-        rayon_core::yield_now() == Some(Yield::Executed)
-    })
-}
-
 /// Runs `f`, which blocks, so that it does not stall a coroutine worker: on a worker of a
 /// multi-threaded tokio runtime the worker's other tasks move to another thread first.
 pub(crate) fn blocking_region<R>(f: impl FnOnce() -> R) -> R {
@@ -102,18 +86,6 @@ pub(crate) fn blocking_region<R>(f: impl FnOnce() -> R) -> R {
             tokio::task::block_in_place(f)
         }
         _ => f(),
-    }
-}
-
-struct ThreadWaker(Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
     }
 }
 
@@ -131,22 +103,18 @@ pub(crate) fn block_on<F: Future>(future: F, deadline: Option<Instant>) -> Optio
 /// [`block_on`] for a future that waits only for task handles: on a pool thread it runs
 /// queued tasks while the future is pending, for the same reason as [`until_complete`].
 pub(crate) fn block_on_tasks<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
-    drive(
-        future,
-        deadline,
-        rayon_core::current_thread_index().is_some(),
-    )
+    drive(future, deadline, pool::on_worker())
 }
 
 fn drive<F: Future>(future: F, deadline: Option<Instant>, helper: bool) -> Option<F::Output> {
     let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let waker = state::thread_waker();
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Some(output);
         }
-        if helper && help() {
+        if helper && pool::help() {
             continue;
         }
         if !park(helper, deadline) {

@@ -1,6 +1,7 @@
 //! The thread strand: CPU-bound work on a work-stealing pool of OS threads.
 //!
-//! Built on [`rayon_core`]'s pool. Rust threads have no global interpreter lock, so this
+//! Built on a work-stealing pool of `crossbeam-deque`s. Rust threads have no global
+//! interpreter lock, so this
 //! strand uses every core; it is the one to reach for where Python would need processes.
 //! Tasks are closures; they share memory with the caller and each other.
 //!
@@ -18,7 +19,6 @@
 
 mod map;
 mod scope;
-pub(crate) mod worker;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -28,51 +28,38 @@ pub use map::{Map, MapUnordered};
 pub use scope::{Scope, ScopedHandle};
 
 use crate::error::{SpawnError, StrandName};
+use crate::pool::job::JobRef;
+use crate::pool::{self, Pool};
 use crate::runtime::strand::StrandState;
 use crate::runtime::{Config, Runtime};
-use crate::task::core::{CancelTask, Core};
-use crate::task::state::Reason;
-use crate::task::wait;
+use crate::task::core::Core;
 use crate::{Error, Handle, Result, TaskId};
 
 /// The pool and the books of the thread strand.
 pub(crate) struct ThreadStrand {
-    pool: rayon_core::ThreadPool,
+    pool: Pool,
     pub(crate) state: Arc<StrandState>,
-    /// Where time limits of thread tasks are kept: the coroutine strand's timers.
-    timers: tokio::runtime::Handle,
 }
 
 impl ThreadStrand {
     pub(crate) fn new(config: &Config, timers: tokio::runtime::Handle) -> Result<Self> {
         let state = Arc::new(StrandState::new(StrandName::Thread, config.queue_bound));
-        let for_threads = Arc::clone(&state);
-        let prefix = config.thread_name.clone();
-        let mut builder = rayon_core::ThreadPoolBuilder::new()
-            .num_threads(config.threads)
-            .thread_name(move |i| format!("{prefix}-{i}"))
-            .start_handler(move |_| worker::install(Arc::clone(&for_threads)))
-            // Tasks catch their own panics; this only sees a panicking destructor of a
-            // task's value, which must not abort the process (rayon's default).
-            .panic_handler(|payload| {
-                let message = crate::error::panic_message(payload.as_ref());
-                tracing::error!(%message, "a thread-strand job panicked outside its task");
-            });
-        if let Some(bytes) = config.thread_stack_size {
-            builder = builder.stack_size(bytes);
-        }
-        let pool = builder.build().map_err(|error| Error::Build {
-            reason: format!("could not start {} pool threads: {error}", config.threads),
-        })?;
-        Ok(ThreadStrand {
-            pool,
-            state,
-            timers,
-        })
+        let pool = Pool::new(
+            &pool::Options {
+                threads: config.threads,
+                name: config.thread_name.clone(),
+                stack_size: config.thread_stack_size,
+            },
+            pool::Context {
+                strand: Arc::clone(&state),
+                timers,
+            },
+        )?;
+        Ok(ThreadStrand { pool, state })
     }
 
     pub(crate) fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.pool.threads()
     }
 
     /// Spawns an admitted task.
@@ -82,24 +69,14 @@ impl ThreadStrand {
         T: Send + 'static,
     {
         let id = TaskId::next();
-        let core = Arc::new(Core::new(body));
-        let task = Arc::clone(&core);
-        match limit {
-            None => self.pool.spawn(move || worker::run_admitted(id, &*task)),
-            Some(limit) => {
-                let timers = self.timers.clone();
-                self.pool.spawn(move || {
-                    let cancel: Arc<dyn CancelTask> = Arc::clone(&task) as _;
-                    let timer = timers.spawn(async move {
-                        tokio::time::sleep(limit).await;
-                        cancel.cancel(Reason::TimedOut);
-                    });
-                    worker::run_admitted(id, &*task);
-                    timer.abort();
-                });
-            }
-        }
+        let core = Arc::new(Core::new(id, body));
+        self.pool
+            .push(JobRef::admitted(Arc::clone(&core) as _, limit));
         Handle::thread(id, core)
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 }
 
@@ -161,11 +138,12 @@ impl Runtime {
         }
     }
 
-    /// Runs `a` and `b` in parallel on the thread strand and returns both results: the
-    /// building block of divide and conquer (rayon's `join`).
+    /// Runs `a` and `b` in parallel and returns both results: the building block of divide
+    /// and conquer (rayon's `join`).
     ///
-    /// `b` is offered to idle threads while the current thread runs `a`; if nobody takes
-    /// it, the current thread runs it too, so nested `join`s cost little more than calls.
+    /// `a` runs on the current thread while `b` is offered to the pool; if no pool thread
+    /// has taken `b` by the time `a` is done, the current thread runs it too (on a pool
+    /// thread, it runs other queued tasks while it waits).
     ///
     /// # Errors
     ///
@@ -194,16 +172,14 @@ impl Runtime {
         RA: Send,
         RB: Send,
     {
-        let (ra, rb) = wait::blocking_region(|| {
-            self.shared.threads.pool.join(
-                || panic::catch_unwind(AssertUnwindSafe(a)),
-                || panic::catch_unwind(AssertUnwindSafe(b)),
-            )
+        let (ra, rb) = self.scope(|s| {
+            let b = s.spawn(b);
+            let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);
+            // Run `b` here if no pool thread has started it.
+            b.run_here_if_queued();
+            (ra, b.join())
         });
-        Ok((
-            ra.map_err(Error::from_panic)?,
-            rb.map_err(Error::from_panic)?,
-        ))
+        Ok((ra?, rb?))
     }
 
     /// The number of threads in the thread strand.
@@ -212,7 +188,7 @@ impl Runtime {
         self.shared.threads.threads()
     }
 
-    pub(crate) fn thread_pool(&self) -> &rayon_core::ThreadPool {
-        &self.shared.threads.pool
+    pub(crate) fn thread_pool(&self) -> &Pool {
+        self.shared.threads.pool()
     }
 }

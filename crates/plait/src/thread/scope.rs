@@ -1,52 +1,42 @@
 //! Scoped tasks: thread-strand tasks that borrow from the caller's stack.
 
 use std::marker::PhantomData;
-use std::panic;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
-use super::worker;
-use crate::Runtime;
+use crossbeam_utils::Backoff;
+
+use crate::pool::job::{Job, JobRef, ScopeLatch};
+use crate::pool::{self, Pool};
 use crate::task::core::Core;
 use crate::task::handle::ThreadJoin;
 use crate::task::wait;
+use crate::{Error, Runtime, TaskId};
 
 /// The tasks of one [`Runtime::scope`] call; passed to its closure.
 ///
-/// `'scope` is how long data borrowed by the tasks must live: the whole `scope` call.
-pub struct Scope<'a, 'scope> {
-    rayon: &'a rayon_core::Scope<'scope>,
-    panics: &'a Arc<ScopePanics>,
-}
-
-/// Panics of tasks whose handles were dropped after the task finished, to re-raise when
-/// the scope ends (panics of tasks detached before they finish are re-raised by the pool's
-/// own scope).
-#[derive(Default)]
-struct ScopePanics(Mutex<Option<String>>);
-
-impl ScopePanics {
-    fn record(&self, message: String) {
-        let mut first = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        first.get_or_insert(message);
-    }
-
-    fn take(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
+/// `'scope` is how long data borrowed by the tasks must live: at least the whole `scope`
+/// call.
+pub struct Scope<'a, 'scope: 'a> {
+    pool: &'a Pool,
+    latch: &'a ScopeLatch,
+    _scope: PhantomData<&'scope mut &'scope ()>,
 }
 
 impl Runtime {
-    /// Runs `op`, whose tasks may borrow from the current stack, and returns once every task
-    /// spawned in the scope has finished.
+    /// Runs `op` on the current thread; tasks it spawns may borrow from the current stack.
+    /// Returns once every task spawned in the scope has finished.
     ///
     /// Each [`Scope::spawn`] returns a [`ScopedHandle`]: join it to get the task's result
-    /// (or its panic, as [`Error::Panicked`](crate::Error::Panicked)).
+    /// (or its panic, as [`Error::Panicked`](crate::Error::Panicked)). While it waits at the
+    /// end, the current thread runs queued tasks if it is a pool thread.
     ///
     /// # Panics
     ///
     /// Like [`std::thread::scope`]: if a task panicked and its handle was dropped without
     /// being joined, the panic is re-raised here once all tasks have finished, so that it is
-    /// not lost. A panic of `op` itself is also re-raised.
+    /// not lost. A panic of `op` itself is re-raised too, also only once every task has
+    /// finished.
     ///
     /// # Examples
     ///
@@ -65,68 +55,92 @@ impl Runtime {
     /// ```
     pub fn scope<'scope, OP, R>(&self, op: OP) -> R
     where
-        OP: FnOnce(&Scope<'_, 'scope>) -> R + Send,
-        R: Send,
+        OP: FnOnce(&Scope<'_, 'scope>) -> R,
     {
-        let panics = Arc::new(ScopePanics::default());
-        let result = wait::blocking_region(|| {
-            self.thread_pool().scope(|rayon| {
-                op(&Scope {
-                    rayon,
-                    panics: &panics,
-                })
-            })
-        });
-        if let Some(message) = panics.take() {
-            panic::resume_unwind(Box::new(message));
+        let latch = ScopeLatch::new();
+        let outcome = {
+            let scope = Scope {
+                pool: self.thread_pool(),
+                latch: &latch,
+                _scope: PhantomData,
+            };
+            panic::catch_unwind(AssertUnwindSafe(|| op(&scope)))
+        };
+        // Even when `op` panicked: the tasks may borrow what our caller owns.
+        wait_until_done(&latch);
+        let result = outcome.unwrap_or_else(|payload| panic::resume_unwind(payload));
+        if let Some(error) = latch.take_panic() {
+            panic::resume_unwind(Box::new(panic_text(error)));
         }
         result
     }
 }
 
-impl<'scope> Scope<'_, 'scope> {
+/// Waits until every task of the scope is done and out of the pool.
+fn wait_until_done(latch: &ScopeLatch) {
+    let backoff = Backoff::new();
+    while !backoff.is_completed() {
+        if latch.is_finished() {
+            return;
+        }
+        backoff.snooze();
+    }
+    wait::blocking_region(|| {
+        let helper = pool::on_worker();
+        while !latch.is_finished() {
+            if helper && pool::help() {
+                continue;
+            }
+            // The last task unparks us; a pool thread also looks for work now and then.
+            if helper {
+                std::thread::park_timeout(wait::HELPER_PARK);
+            } else {
+                std::thread::park();
+            }
+        }
+    });
+}
+
+impl<'a, 'scope: 'a> Scope<'a, 'scope> {
     /// Spawns a task that may borrow anything that outlives the scope.
     ///
     /// Scoped tasks do not count against the strand's queue bound: the scope itself bounds
     /// them, and they must all finish before it returns.
-    pub fn spawn<F, T>(&self, f: F) -> ScopedHandle<'scope, T>
+    pub fn spawn<F, T>(&self, f: F) -> ScopedHandle<'a, T>
     where
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        let core = Arc::new(Core::new(f));
-        let task = Arc::clone(&core);
-        self.rayon.spawn(move |_| {
-            let ran = task.run(worker::strand_cancelling);
-            if let Some(error) = ran.unobserved_panic {
-                // The handle is gone: hand the panic to the pool's scope, which re-raises it
-                // when the scope ends.
-                panic::resume_unwind(Box::new(panic_text(error)));
-            }
-        });
+        let core = Arc::new(Core::new(TaskId::next(), f));
+        let job: Arc<dyn Job + 'scope> = Arc::clone(&core) as _;
+        // SAFETY: spawns happen only while `op` runs (a `Scope` is only lent to it), and
+        // `Runtime::scope` waits after `op` returns, neither returning nor unwinding before
+        // the latch is finished, which the guard brings about only once the pool has dropped
+        // the job: so the latch outlives the guard, and nothing borrowed for `'scope` is used
+        // after the scope.
+        let job = unsafe { JobRef::scoped(job, self.latch.guard()) };
+        self.pool.push(job);
         ScopedHandle {
             join: ThreadJoin::new(core),
-            panics: Arc::clone(self.panics),
-            _scope: PhantomData,
+            latch: self.latch,
         }
     }
 }
 
-fn panic_text(error: crate::Error) -> String {
+fn panic_text(error: Error) -> String {
     match error {
-        crate::Error::Panicked { message } => message,
+        Error::Panicked { message } => message,
         other => other.to_string(),
     }
 }
 
 /// The result of one scoped task; see [`Runtime::scope`].
 ///
-/// Dropping it detaches the task (the scope still waits for it); if the task panics, the
-/// scope re-raises the panic.
-pub struct ScopedHandle<'scope, T> {
-    join: ThreadJoin<'scope, T>,
-    panics: Arc<ScopePanics>,
-    _scope: PhantomData<&'scope ()>,
+/// It lives no longer than the scope's closure (`'a`). Dropping it detaches the task (the
+/// scope still waits for it); if the task panics, the scope re-raises the panic.
+pub struct ScopedHandle<'a, T> {
+    join: ThreadJoin<'a, T>,
+    latch: &'a ScopeLatch,
 }
 
 impl<T> ScopedHandle<'_, T> {
@@ -152,12 +166,17 @@ impl<T> ScopedHandle<'_, T> {
     pub fn cancel(&self) -> bool {
         self.join.cancel()
     }
+
+    /// Runs the task on the current thread if no pool thread has started it.
+    pub(crate) fn run_here_if_queued(&self) {
+        self.join.run_here_if_queued();
+    }
 }
 
 impl<T> Drop for ScopedHandle<'_, T> {
     fn drop(&mut self) {
         if let Some(error) = self.join.detach() {
-            self.panics.record(panic_text(error));
+            self.latch.record(error);
         }
     }
 }

@@ -1,0 +1,82 @@
+//! Booking coroutines as finished without a reference count per task.
+//!
+//! Each coroutine carries a guard that books it as finished when its future is dropped.
+//! Holding an `Arc` of the strand's state in every guard would bounce the count's cache line
+//! between the spawning thread and the workers on every task; instead the guard holds the
+//! strand's number, and each tokio thread keeps the strand's state in a thread-local, set
+//! when the thread starts. A future dropped on any other thread (spawned onto a runtime that
+//! had shut down, say) finds its strand through a registry of weak references.
+
+use std::cell::OnceCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use crate::runtime::strand::StrandState;
+
+thread_local! {
+    static LOCAL: OnceCell<(u64, Arc<StrandState>)> = const { OnceCell::new() };
+}
+
+/// Strands that may have coroutines in flight, by number; dead entries are pruned as new
+/// strands register.
+static REGISTRY: Mutex<Vec<(u64, Weak<StrandState>)>> = Mutex::new(Vec::new());
+
+/// Registers a coroutine strand and returns its number.
+pub(crate) fn register(state: &Arc<StrandState>) -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    registry.retain(|(_, weak)| weak.strong_count() > 0);
+    registry.push((number, Arc::downgrade(state)));
+    number
+}
+
+/// Called on each of the strand's threads as it starts.
+pub(crate) fn install(number: u64, state: Arc<StrandState>) {
+    LOCAL.with(|local| {
+        // A thread starts once; a second set would be ignored.
+        let _ = local.set((number, state));
+    });
+}
+
+/// Books one coroutine as finished when dropped.
+pub(crate) struct Books {
+    strand: u64,
+    /// Set once the future has returned.
+    pub(crate) completed: bool,
+}
+
+impl Books {
+    pub(crate) fn new(strand: u64) -> Self {
+        Books {
+            strand,
+            completed: false,
+        }
+    }
+}
+
+impl Drop for Books {
+    fn drop(&mut self) {
+        // A panic unwinding through the future is a finish, not a cancellation.
+        let cancelled = !self.completed && !std::thread::panicking();
+        let booked = LOCAL.with(|local| match local.get() {
+            Some((number, state)) if *number == self.strand => {
+                state.finish(cancelled);
+                true
+            }
+            _ => false,
+        });
+        if !booked {
+            let state = REGISTRY
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .find(|(number, _)| *number == self.strand)
+                .and_then(|(_, weak)| weak.upgrade());
+            // No state: the runtime is gone, and with it the books.
+            if let Some(state) = state {
+                state.finish(cancelled);
+            }
+        }
+    }
+}

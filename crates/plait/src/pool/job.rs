@@ -1,0 +1,162 @@
+//! What the pool's queues hold: a task, type-erased, and what to do once it has run.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use crate::task::core::{CancelTask, Ran};
+use crate::{Error, TaskId};
+
+/// A task the pool can run: a thread-strand task's core with its types erased.
+pub(crate) trait Job: CancelTask {
+    /// Runs the task (or skips it, if it was cancelled before it started) and lets go of
+    /// the pool's reference. `strand_cancelled` says whether the strand is shutting down.
+    fn run(self: Arc<Self>, strand_cancelled: &dyn Fn() -> bool) -> Ran;
+
+    fn id(&self) -> TaskId;
+}
+
+/// One entry of a pool queue.
+pub(crate) struct JobRef {
+    // Declared before `kind`: when an entry is dropped unrun, the job goes first, so a scope
+    // is told only once nothing of its job is left in the pool.
+    job: Arc<dyn Job>,
+    kind: Kind,
+}
+
+pub(crate) enum Kind {
+    /// A task admitted by the strand: booked as finished when it has run.
+    Admitted { limit: Option<Duration> },
+    /// A task of a scope, which waits for the guard to drop.
+    Scoped(ScopeGuard),
+}
+
+impl JobRef {
+    pub(crate) fn admitted(job: Arc<dyn Job>, limit: Option<Duration>) -> Self {
+        JobRef {
+            job,
+            kind: Kind::Admitted { limit },
+        }
+    }
+
+    /// A job that borrows data for `'scope`.
+    ///
+    /// # Safety
+    ///
+    /// The caller must not let `'scope` end before `guard`'s latch has counted this entry
+    /// done, which happens only after the pool has dropped its reference to the job (when it
+    /// has run, or when the entry is dropped unrun). Then nothing borrowed for `'scope` is
+    /// used after it ends, though the queues' type says `'static`.
+    pub(crate) unsafe fn scoped<'scope>(job: Arc<dyn Job + 'scope>, guard: ScopeGuard) -> Self {
+        // SAFETY: only the lifetime bound of the trait object changes (same layout); the
+        // caller upholds the contract above.
+        let job: Arc<dyn Job> =
+            unsafe { std::mem::transmute::<Arc<dyn Job + 'scope>, Arc<dyn Job>>(job) };
+        JobRef {
+            job,
+            kind: Kind::Scoped(guard),
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (Arc<dyn Job>, Kind) {
+        (self.job, self.kind)
+    }
+}
+
+/// Counts one job of a scope done when dropped.
+pub(crate) struct ScopeGuard(NonNull<ScopeLatch>);
+
+// SAFETY: a guard only reaches its latch through `&ScopeLatch`, and `ScopeLatch` is `Sync`.
+unsafe impl Send for ScopeGuard {}
+
+impl ScopeGuard {
+    /// Hands an unobserved panic of the job to its scope.
+    pub(crate) fn record(&self, error: Error) {
+        // SAFETY: the latch outlives every guard (see `Drop`), and this guard is alive.
+        unsafe { self.0.as_ref() }.record(error);
+    }
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        // SAFETY: the latch outlives every guard: its scope does not end before `finished`
+        // is set, and the last guard sets it only after its last use of the latch.
+        unsafe { ScopeLatch::done(self.0) }
+    }
+}
+
+/// A scope's count of jobs not yet done, the thread that waits for it, and the first panic
+/// that nobody observed.
+///
+/// It lives on the scope's stack frame, and each queued job holds a plain pointer to it (a
+/// reference count per job would add two contended atomic operations to every spawn). That
+/// is sound because the scope waits for `finished`, which the job that brings `pending` to
+/// zero sets only after its last access to the latch (it wakes the owner through a clone of
+/// the owner's thread handle).
+pub(crate) struct ScopeLatch {
+    pending: AtomicUsize,
+    finished: AtomicBool,
+    owner: Thread,
+    panic: Mutex<Option<Error>>,
+}
+
+impl ScopeLatch {
+    /// A latch for the current thread to wait on.
+    pub(crate) fn new() -> Self {
+        ScopeLatch {
+            pending: AtomicUsize::new(0),
+            finished: AtomicBool::new(true),
+            owner: thread::current(),
+            panic: Mutex::new(None),
+        }
+    }
+
+    /// One more job to wait for; the guard counts it done.
+    ///
+    /// # Safety
+    ///
+    /// The latch must not go away before [`is_finished`](Self::is_finished) says so, and no
+    /// guard may be made once the owner has started waiting.
+    pub(crate) unsafe fn guard(&self) -> ScopeGuard {
+        // `finished` goes false before the job can exist anywhere else, so it cannot be
+        // finished (and set true again) before this store.
+        if self.pending.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.finished.store(false, Ordering::Relaxed);
+        }
+        ScopeGuard(NonNull::from(self))
+    }
+
+    /// # Safety
+    ///
+    /// `latch` is live, and this is the last use of it by this guard.
+    unsafe fn done(latch: NonNull<ScopeLatch>) {
+        // SAFETY: live by the caller's contract; `finished` is still false, so the owner waits.
+        let this = unsafe { latch.as_ref() };
+        if this.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let owner = this.owner.clone();
+            // After this store the owner may return and free the latch: touch it no more.
+            this.finished.store(true, Ordering::Release);
+            owner.unpark();
+        }
+    }
+
+    /// Whether every job is done and out of the pool.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Keeps the first unobserved panic, to re-raise when the scope ends.
+    pub(crate) fn record(&self, error: Error) {
+        let mut first = self.panic.lock().unwrap_or_else(PoisonError::into_inner);
+        first.get_or_insert(error);
+    }
+
+    pub(crate) fn take_panic(&self) -> Option<Error> {
+        self.panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
