@@ -56,9 +56,18 @@ pub(crate) fn stop() {
     ENABLED.store(false, Ordering::SeqCst);
 }
 
-/// This process's resident memory, from /proc.
+/// This process's resident memory now (`VmRSS`), from /proc.
 pub(crate) fn rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+/// This process's peak resident memory (`VmHWM`), from /proc.
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -176,7 +176,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         ),
         claim(
             "memory",
-            "heap per idle coroutine vs tokio",
+            "memory per idle coroutine vs tokio (resident, fresh process)",
             ("memory", "plait", None),
             ("memory", "tokio", None),
             Heap,

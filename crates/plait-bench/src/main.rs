@@ -50,10 +50,23 @@ struct Args {
     /// One JSON object per result and per comparison, instead of tables.
     #[arg(long)]
     json: bool,
+    /// Internal: measure one system's idle coroutines in this (fresh) process.
+    #[arg(long, hide = true, num_args = 2, value_names = ["SYSTEM", "N"])]
+    memory_child: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let [system, n] = args.memory_child.as_slice() {
+        let n = n.parse().unwrap_or(100_000);
+        return match suites::memory::child_main(system, n) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("plait-bench: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.list {
         for suite in suites::ALL {
             println!("{:<10} {}", suite.name, suite.about);

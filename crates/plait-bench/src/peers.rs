@@ -79,6 +79,7 @@ pub(crate) fn run(python: &Path, dir: &Path, script: &str) -> Result<Vec<Row>, S
                 tasks_per_s: r.n as f64 / r.wall_s,
                 runs_wall_s: r.runs_wall_s,
                 bytes_per_task: None,
+                heap_bytes_per_task: None,
                 note: None,
             };
             if let Some(speedup) = r.speedup_vs_sequential {
@@ -108,6 +109,7 @@ pub(crate) fn run(python: &Path, dir: &Path, script: &str) -> Result<Vec<Row>, S
                 tasks_per_s: n as f64 / wall,
                 runs_wall_s: vec![wall],
                 bytes_per_task: bytes,
+                heap_bytes_per_task: None,
                 note: bytes.map(|b| format!("{b:.0} B resident per task")),
             });
         }

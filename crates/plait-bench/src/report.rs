@@ -16,9 +16,12 @@ pub(crate) struct Row {
     pub(crate) ns_per_task: f64,
     pub(crate) tasks_per_s: f64,
     pub(crate) runs_wall_s: Vec<f64>,
-    /// Live heap bytes per task (memory suite).
+    /// Resident bytes per task (memory suite): peak RSS grown, in a fresh process.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) bytes_per_task: Option<f64>,
+    /// Live heap bytes per task, counted by the allocator (memory suite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) heap_bytes_per_task: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
 }
@@ -38,6 +41,7 @@ impl Row {
             tasks_per_s: n as f64 / wall_s,
             runs_wall_s,
             bytes_per_task: None,
+            heap_bytes_per_task: None,
             note: None,
         }
     }

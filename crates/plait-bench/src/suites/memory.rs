@@ -1,112 +1,155 @@
 //! Memory per idle coroutine: 100,000 tasks each parked on a long sleep, with their handles
-//! held, counted by the allocator (live heap bytes) and by the kernel (resident set).
+//! held. Each measurement runs in a fresh child process (this binary, re-executed), as the
+//! Python peer does: resident memory grown (peak RSS minus RSS before, the figure Python
+//! reports) and live heap bytes counted by the allocator.
 
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::alloc;
 use crate::context::Context;
-use crate::report::Row;
+use crate::report::{Row, median};
 
 const LONG: Duration = Duration::from_secs(3600);
+
+/// What one child measured.
+struct Sample {
+    heap: f64,
+    rss: f64,
+    wall: Duration,
+}
 
 pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let n = ctx.n(100_000);
     let mut rows = Vec::new();
-    for system in ["tokio::spawn + sleep", "plait spawn_async + sleep"] {
-        let mut heap = Vec::new();
-        let mut rss = Vec::new();
-        let mut walls = Vec::new();
-        for _ in 0..ctx.repeats {
-            let (bytes, resident, wall) = if system.starts_with("tokio") {
-                idle_tokio(ctx, n)
-            } else {
-                idle_plait(ctx, n)
-            };
-            heap.push(bytes);
-            rss.push(resident);
-            walls.push(wall);
+    for (system, label) in [
+        ("tokio", "tokio::spawn + sleep"),
+        ("plait", "plait spawn_async + sleep"),
+    ] {
+        let samples: Vec<Sample> = (0..ctx.repeats).filter_map(|_| child(system, n)).collect();
+        if samples.is_empty() {
+            eprintln!("plait-bench: the memory child for {system} failed every time");
+            continue;
         }
-        let heap_per_task = crate::report::median(&heap) / n as f64;
-        let rss_per_task = crate::report::median(&rss) / n as f64;
+        let heap = median(&samples.iter().map(|s| s.heap).collect::<Vec<_>>()) / n as f64;
+        let rss = median(&samples.iter().map(|s| s.rss).collect::<Vec<_>>()) / n as f64;
+        let walls: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
         let mut row = Row::timed(
             "memory",
             "idle coroutine with a sleep timer, handle held",
-            system,
+            label,
             n,
             &walls,
         )
         .note(format!(
-            "{heap_per_task:.0} B heap, {rss_per_task:.0} B resident per task"
+            "{rss:.0} B resident, {heap:.0} B heap per task (fresh process)"
         ));
-        row.bytes_per_task = Some(heap_per_task);
+        row.bytes_per_task = Some(rss);
+        row.heap_bytes_per_task = Some(heap);
         rows.push(row);
     }
     rows
 }
 
-/// Waits until every task has run once and parked on its timer.
-fn await_all_parked(started: &AtomicUsize, n: u64) {
+/// Runs one measurement in a fresh copy of this program.
+fn child(system: &str, n: u64) -> Option<Sample> {
+    let exe = std::env::current_exe().ok()?;
+    let output = Command::new(exe)
+        .args(["--memory-child", system, &n.to_string()])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    let (heap, rss, wall) = (
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+    );
+    Some(Sample {
+        heap,
+        rss,
+        wall: Duration::from_secs_f64(wall),
+    })
+}
+
+/// The child's side: prints "heap-bytes rss-bytes wall-seconds".
+pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Arc::new(AtomicUsize::new(0));
+    let measured = match system {
+        "tokio" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            measure(n, &started, || {
+                (0..n)
+                    .map(|_| {
+                        let started = started.clone();
+                        rt.spawn(async move {
+                            started.fetch_add(1, Ordering::Release);
+                            tokio::time::sleep(LONG).await;
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+        }
+        "plait" => {
+            let rt = plait::Runtime::builder()
+                .threads(threads)
+                .coroutine_workers(threads)
+                .build()
+                .map_err(|e| e.to_string())?;
+            measure(n, &started, || {
+                (0..n)
+                    .map(|_| {
+                        let started = started.clone();
+                        rt.spawn_async(async move {
+                            started.fetch_add(1, Ordering::Release);
+                            tokio::time::sleep(LONG).await;
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+        }
+        other => {
+            return Err(format!(
+                "no system {other:?} to measure; use tokio or plait"
+            ));
+        }
+    };
+    let (heap, rss, wall) = measured;
+    println!("{heap} {rss} {}", wall.as_secs_f64());
+    // Exit without tearing the tasks down: nothing more to measure.
+    std::process::exit(0);
+}
+
+/// Spawns with `spawn`, waits until every task has parked on its timer, and returns the
+/// heap and resident memory grown, and the time it took.
+fn measure<H>(
+    n: u64,
+    started: &AtomicUsize,
+    spawn: impl FnOnce() -> Vec<H>,
+) -> (f64, f64, Duration) {
+    let rss_before = alloc::rss_bytes().unwrap_or(0);
+    alloc::start();
+    let begin = Instant::now();
+    let handles = spawn();
     while started.load(Ordering::Acquire) < n as usize {
         std::thread::yield_now();
     }
-}
-
-fn idle_tokio(ctx: &Context, n: u64) -> (f64, f64, Duration) {
-    let started = Arc::new(AtomicUsize::new(0));
-    let rss_before = alloc::rss_bytes().unwrap_or(0);
-    alloc::start();
-    let begin = Instant::now();
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            let started = started.clone();
-            ctx.tokio.spawn(async move {
-                started.fetch_add(1, Ordering::Release);
-                tokio::time::sleep(LONG).await;
-            })
-        })
-        .collect();
-    await_all_parked(&started, n);
     let wall = begin.elapsed();
     let heap = alloc::live() as f64;
-    let rss = alloc::rss_bytes().unwrap_or(0).saturating_sub(rss_before) as f64;
     alloc::stop();
-    for h in &handles {
-        h.abort();
-    }
-    drop(handles);
-    while ctx.tokio.metrics().num_alive_tasks() > 0 {
-        std::thread::yield_now();
-    }
-    (heap, rss, wall)
-}
-
-fn idle_plait(ctx: &Context, n: u64) -> (f64, f64, Duration) {
-    let started = Arc::new(AtomicUsize::new(0));
-    let rss_before = alloc::rss_bytes().unwrap_or(0);
-    alloc::start();
-    let begin = Instant::now();
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            let started = started.clone();
-            ctx.plait.spawn_async(async move {
-                started.fetch_add(1, Ordering::Release);
-                tokio::time::sleep(LONG).await;
-            })
-        })
-        .collect();
-    await_all_parked(&started, n);
-    let wall = begin.elapsed();
-    let heap = alloc::live() as f64;
-    let rss = alloc::rss_bytes().unwrap_or(0).saturating_sub(rss_before) as f64;
-    alloc::stop();
-    for h in &handles {
-        h.cancel();
-    }
-    drop(handles);
-    while ctx.plait.in_flight().1 > 0 {
-        std::thread::yield_now();
-    }
+    let rss = alloc::peak_rss_bytes()
+        .unwrap_or(0)
+        .saturating_sub(rss_before) as f64;
+    std::hint::black_box(&handles);
     (heap, rss, wall)
 }

@@ -17,6 +17,7 @@
 
 mod books;
 mod map;
+mod tracked;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,6 +34,8 @@ use crate::runtime::{Config, Runtime};
 use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 use books::Books;
+use futures_util::FutureExt;
+use tracked::{Limited, Tracked};
 
 /// The tokio runtime and the books of the coroutine strand.
 pub(crate) struct CoroutineStrand {
@@ -81,20 +84,12 @@ impl CoroutineStrand {
         let id = TaskId::next();
         let books = Books::new(self.number);
         let join = match limit {
-            None => self.handle.spawn(async move {
-                let mut books = books;
-                let output = future.await;
-                books.completed = true;
-                Ok(output)
-            }),
-            Some(limit) => self.handle.spawn(async move {
-                let mut books = books;
-                let output = tokio::time::timeout(limit, future)
-                    .await
-                    .map_err(|_| Error::TimedOut);
-                books.completed = true;
-                output
-            }),
+            None => self
+                .handle
+                .spawn(Tracked::new(future.map(Ok::<Fut::Output, Error>), books)),
+            Some(limit) => self
+                .handle
+                .spawn(Tracked::new(Limited::new(future, limit), books)),
         };
         Handle::coroutine(id, join)
     }

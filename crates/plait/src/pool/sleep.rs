@@ -7,15 +7,16 @@
 //! searcher, so a burst of work wakes threads one at a time, each as the previous one gets
 //! busy (tokio's scheduler does the same).
 //!
-//! No wake-up is lost. Both counts live in one atomic word, and every access to it is a
-//! read-modify-write, the notifier's included (`fetch_add(0)`, as tokio does): operations on
-//! one word are totally ordered, so either the notifier's comes first, and the worker's
-//! acquires the notifier's release and then sees the work the notifier published before it,
-//! or the worker's comes first, and the notifier sees a searcher (who will find the work) or
-//! a sleeper (whom it wakes). A worker always looks at the queues *after* changing its
-//! count. The model tests at the bottom check this with loom.
+//! No wake-up is lost. Both counts live in one atomic word. The notifier publishes work, then
+//! reads the word after a `SeqCst` fence; a worker changes the word (going from searching to
+//! sleeping), then looks at the queues after a `SeqCst` fence. Of the two fences, whichever
+//! comes second in their total order sees the other side's write: either the notifier sees
+//! the searcher (who will find the work) or the sleeper (whom it wakes), or the worker sees
+//! the work. The notifier's side is a fence and a load, so a spawn reads the shared line
+//! rather than writing it. The model tests at the bottom check this with loom (removing the
+//! notifier's fence makes them fail).
 
-use crate::loom::sync::{AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::loom::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, fence};
 use crate::loom::thread::{self, Thread};
 
 /// The low bits of `state` count searching workers; the bits from here up, sleeping ones.
@@ -55,8 +56,8 @@ impl Sleep {
 
     /// Called after work was made available (pushed to a queue).
     pub(crate) fn notify(&self) {
-        // A read-modify-write, not a load: see the module docs.
-        let state = self.state.fetch_add(0, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let state = self.state.load(Ordering::Relaxed);
         if searching(state) == 0 && sleeping(state) != 0 {
             self.wake_one();
         }
@@ -81,6 +82,7 @@ impl Sleep {
     /// terminates.
     pub(crate) fn sleep(&self, index: usize, has_work: impl Fn() -> bool) -> bool {
         let state = self.state.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if searching(state) == 1 && has_work() {
             // A notifier may have seen us searching and left this work to us.
             self.state.fetch_add(1, Ordering::SeqCst);
@@ -94,6 +96,7 @@ impl Sleep {
             sleepers.push((index, thread::current()));
             self.state.fetch_add(SLEEPING, Ordering::SeqCst);
         }
+        fence(Ordering::SeqCst);
         if has_work() {
             if self.unregister(index) {
                 self.state.fetch_add(1, Ordering::SeqCst);

@@ -49,13 +49,13 @@ pub(crate) struct Ran {
 pub(crate) trait Task<T>: CancelTask {
     fn header(&self) -> &Header;
 
-    /// Moves the output out.
+    /// Moves the output out; `None` if it was taken already.
     ///
     /// # Safety
     ///
     /// The caller observed `COMPLETE` through [`Header::is_complete`] (or a failed
-    /// [`Header::register`]) and is the task's one joiner, taking the output once.
-    unsafe fn take_output(&self) -> crate::Result<T>;
+    /// [`Header::register`]) and is the task's one joiner.
+    unsafe fn take_output(&self) -> Option<crate::Result<T>>;
 
     /// Disposes of the output after the handle was dropped late; returns it if it is a
     /// panic, so the caller can report it.
@@ -204,15 +204,15 @@ where
         &self.header
     }
 
-    unsafe fn take_output(&self) -> crate::Result<T> {
+    unsafe fn take_output(&self) -> Option<crate::Result<T>> {
         // SAFETY: the caller observed COMPLETE and is the one joiner (this fn's contract).
         let stage = self
             .stage
             .with_mut(|stage| unsafe { mem::replace(&mut *stage, Stage::Taken) });
         match stage {
-            Stage::Done(value) => Ok(value),
-            Stage::Failed(error) => Err(*error),
-            _ => unreachable!("a task's output was taken before it was published, or twice"),
+            Stage::Done(value) => Some(Ok(value)),
+            Stage::Failed(error) => Some(Err(*error)),
+            _ => None,
         }
     }
 
@@ -270,22 +270,27 @@ where
 mod tests {
     use super::*;
 
+    /// The output of a completed task, as its one joiner takes it.
+    fn output<T>(core: &impl Task<T>) -> crate::Result<T> {
+        assert!(core.header().is_complete());
+        // SAFETY: complete (checked above), and each test is its task's only joiner.
+        unsafe { core.take_output() }.expect("the output is taken once")
+    }
+
     #[test]
     fn run_stores_the_output_for_the_joiner() {
         let core = Core::new(TaskId::next(), || 6 * 7);
         let ran = core.run(&|| false);
         assert!(!ran.cancelled);
         assert!(core.header().is_complete());
-        // SAFETY: complete, and this test is the only joiner.
-        assert_eq!(unsafe { core.take_output() }.unwrap(), 42);
+        assert_eq!(output(&core).unwrap(), 42);
     }
 
     #[test]
     fn a_panic_becomes_an_error() {
         let core = Core::new(TaskId::next(), || -> u8 { panic!("boom") });
         core.run(&|| false);
-        // SAFETY: complete, single joiner.
-        let err = unsafe { core.take_output() }.unwrap_err();
+        let err = output(&core).unwrap_err();
         assert_eq!(err.to_string(), "task panicked: boom");
     }
 
@@ -304,8 +309,7 @@ mod tests {
         let second = core.run(&|| false);
         assert!(second.cancelled);
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
-        // SAFETY: complete, single joiner.
-        assert!(unsafe { core.take_output() }.unwrap_err().is_cancelled());
+        assert!(output(&core).unwrap_err().is_cancelled());
     }
 
     #[test]
@@ -313,8 +317,7 @@ mod tests {
         let core = Core::new(TaskId::next(), || 1);
         core.run(&|| false);
         assert!(!core.cancel(Reason::Cancelled));
-        // SAFETY: complete, single joiner.
-        assert_eq!(unsafe { core.take_output() }.unwrap(), 1);
+        assert_eq!(output(&core).unwrap(), 1);
     }
 
     #[test]
@@ -326,8 +329,7 @@ mod tests {
         assert!(core.cancel(Reason::TimedOut));
         let ran = core.publish(Ok(body()));
         assert!(ran.cancelled);
-        // SAFETY: complete, single joiner.
-        assert!(unsafe { core.take_output() }.unwrap_err().is_timeout());
+        assert!(output(&*core).unwrap_err().is_timeout());
     }
 
     #[test]
@@ -337,8 +339,7 @@ mod tests {
         });
         let ran = core.run(&|| true);
         assert!(ran.cancelled);
-        // SAFETY: complete, single joiner.
-        assert!(unsafe { core.take_output() }.unwrap_err().is_cancelled());
+        assert!(output(&core).unwrap_err().is_cancelled());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -40,35 +40,34 @@ use crate::{Error, Result};
 /// # Ok::<(), plait::Error>(())
 /// ```
 pub struct Handle<T> {
-    id: TaskId,
+    /// The task's id, and for a coroutine [`CANCELLED`]: set by `cancel` once it has taken
+    /// effect, so that the handle reports the cancellation whatever the task's last poll
+    /// produced. (One word for both keeps a handle at three words.)
+    id: AtomicU64,
     inner: Inner<T>,
 }
 
+/// The bit of `Handle::id` that says a coroutine's cancellation took effect; ids never
+/// reach it.
+const CANCELLED: u64 = 1 << 63;
+
 enum Inner<T> {
     Thread(ThreadJoin<'static, T>),
-    Coroutine {
-        join: JoinHandle<Result<T>>,
-        /// Set by `cancel` once it has taken effect: the handle then reports the
-        /// cancellation whatever the task's last poll produced.
-        cancelled: AtomicBool,
-    },
+    Coroutine(JoinHandle<Result<T>>),
 }
 
 impl<T> Handle<T> {
     pub(crate) fn thread(id: TaskId, task: Arc<dyn Task<T>>) -> Self {
         Handle {
-            id,
+            id: AtomicU64::new(id.as_u64()),
             inner: Inner::Thread(ThreadJoin::new(task)),
         }
     }
 
     pub(crate) fn coroutine(id: TaskId, join: JoinHandle<Result<T>>) -> Self {
         Handle {
-            id,
-            inner: Inner::Coroutine {
-                join,
-                cancelled: AtomicBool::new(false),
-            },
+            id: AtomicU64::new(id.as_u64()),
+            inner: Inner::Coroutine(join),
         }
     }
 
@@ -83,7 +82,7 @@ impl<T> Handle<T> {
     /// The task's id.
     #[must_use]
     pub fn id(&self) -> TaskId {
-        self.id
+        TaskId::from_u64(self.id.load(Ordering::Relaxed) & !CANCELLED)
     }
 
     /// Returns `true` once the task has finished (its result, or its error, is ready).
@@ -91,7 +90,7 @@ impl<T> Handle<T> {
     pub fn is_finished(&self) -> bool {
         match &self.inner {
             Inner::Thread(task) => task.is_finished(),
-            Inner::Coroutine { join, .. } => join.is_finished(),
+            Inner::Coroutine(join) => join.is_finished(),
         }
     }
 
@@ -108,12 +107,12 @@ impl<T> Handle<T> {
     pub fn cancel(&self) -> bool {
         match &self.inner {
             Inner::Thread(task) => task.cancel(),
-            Inner::Coroutine { join, cancelled } => {
+            Inner::Coroutine(join) => {
                 if join.is_finished() {
                     return false;
                 }
                 join.abort();
-                cancelled.store(true, Ordering::Release);
+                self.id.fetch_or(CANCELLED, Ordering::Release);
                 true
             }
         }
@@ -125,9 +124,12 @@ impl<T> Handle<T> {
     pub fn cancel_handle(&self) -> CancelHandle {
         let inner = match &self.inner {
             Inner::Thread(task) => CancelInner::Thread(task.canceller()),
-            Inner::Coroutine { join, .. } => CancelInner::Coroutine(join.abort_handle()),
+            Inner::Coroutine(join) => CancelInner::Coroutine(join.abort_handle()),
         };
-        CancelHandle { id: self.id, inner }
+        CancelHandle {
+            id: self.id(),
+            inner,
+        }
     }
 
     /// Waits for the task and returns its result.
@@ -176,7 +178,7 @@ impl<T> Handle<T> {
                 Some(result) => Ok(result),
                 None => Err(self),
             },
-            Inner::Coroutine { .. } => {
+            Inner::Coroutine(_) => {
                 match wait::blocking_region(|| wait::block_on_tasks(&mut self, deadline)) {
                     Some(result) => Ok(result),
                     None => Err(self),
@@ -224,9 +226,9 @@ impl<T> Future for Handle<T> {
         let this = self.get_mut();
         match &mut this.inner {
             Inner::Thread(task) => task.poll_join(cx),
-            Inner::Coroutine { join, cancelled } => {
+            Inner::Coroutine(join) => {
                 let outcome = ready!(Pin::new(join).poll(cx));
-                if cancelled.load(Ordering::Acquire) {
+                if this.id.load(Ordering::Acquire) & CANCELLED != 0 {
                     return Poll::Ready(Err(Error::Cancelled));
                 }
                 Poll::Ready(outcome.unwrap_or_else(|error| Err(join_error(error))))
@@ -248,7 +250,7 @@ impl<T> Drop for Handle<T> {
         if let Inner::Thread(task) = &mut self.inner
             && let Some(error) = task.detach()
         {
-            report_unobserved(self.id, &error);
+            report_unobserved(self.id(), &error);
         }
     }
 }
@@ -262,10 +264,10 @@ impl<T> fmt::Debug for Handle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let strand = match self.inner {
             Inner::Thread(_) => "thread",
-            Inner::Coroutine { .. } => "coroutine",
+            Inner::Coroutine(_) => "coroutine",
         };
         f.debug_struct("Handle")
-            .field("id", &self.id)
+            .field("id", &self.id())
             .field("strand", &strand)
             .field("finished", &self.is_finished())
             .finish()
@@ -322,49 +324,36 @@ impl fmt::Debug for CancelHandle {
 /// The joining side of a thread-strand task, shared by [`Handle`] and
 /// [`ScopedHandle`](crate::thread::ScopedHandle).
 pub(crate) struct ThreadJoin<'a, T> {
-    /// `None` once the output has been taken or the task detached.
-    task: Option<Arc<dyn Task<T> + 'a>>,
+    task: Arc<dyn Task<T> + 'a>,
 }
 
 impl<'a, T> ThreadJoin<'a, T> {
     pub(crate) fn new(task: Arc<dyn Task<T> + 'a>) -> Self {
-        ThreadJoin { task: Some(task) }
+        ThreadJoin { task }
     }
 
     pub(crate) fn is_finished(&self) -> bool {
-        self.task
-            .as_ref()
-            .is_none_or(|task| task.header().is_complete())
+        self.task.header().is_complete()
     }
 
     pub(crate) fn cancel(&self) -> bool {
-        self.task
-            .as_ref()
-            .is_some_and(|task| task.cancel(Reason::Cancelled))
+        self.task.cancel(Reason::Cancelled)
     }
 
     fn canceller(&self) -> Arc<dyn CancelTask + 'a> {
-        match &self.task {
-            Some(task) => Arc::clone(task) as Arc<dyn CancelTask + 'a>,
-            None => Arc::new(NothingToCancel),
-        }
+        Arc::clone(&self.task) as Arc<dyn CancelTask + 'a>
     }
 
     /// Blocks until the output is ready (or `deadline` passes: `None`).
     pub(crate) fn join(&mut self, deadline: Option<Instant>) -> Option<Result<T>> {
-        let task = self.task.as_ref()?;
-        if !wait::until_complete(task.header(), deadline) {
+        if !wait::until_complete(self.task.header(), deadline) {
             return None;
         }
         Some(self.take())
     }
 
     pub(crate) fn poll_join(&mut self, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let task = self
-            .task
-            .as_ref()
-            .expect("Handle polled after it returned its result");
-        let header = task.header();
+        let header = self.task.header();
         if !header.is_complete() && header.register(cx.waker()) {
             return Poll::Pending;
         }
@@ -372,35 +361,24 @@ impl<'a, T> ThreadJoin<'a, T> {
     }
 
     fn take(&mut self) -> Result<T> {
-        let task = self.task.take().expect("the output is taken at most once");
         // SAFETY: the caller saw COMPLETE, and this is the task's one joiner (the only
-        // owner of its handle); `self.task` is now `None`, so it is taken once.
-        unsafe { task.take_output() }
+        // owner of its handle).
+        unsafe { self.task.take_output() }.expect("Handle polled after it returned its result")
     }
 
     /// Runs the task on the current thread if nobody has claimed it yet.
     pub(crate) fn run_here_if_queued(&self) {
-        if let Some(task) = &self.task {
-            task.run_here();
-        }
+        self.task.run_here();
     }
 
     /// Lets go of the task; returns its panic if it had already panicked unobserved.
     pub(crate) fn detach(&mut self) -> Option<Error> {
-        let task = self.task.take()?;
-        if task.header().detach() {
-            // SAFETY: `detach` returned true: the task is complete and the output is ours.
-            unsafe { task.take_unobserved_panic() }
+        if self.task.header().detach() {
+            // SAFETY: `detach` returned true: the task is complete and its output, if not
+            // taken already by this handle, is ours.
+            unsafe { self.task.take_unobserved_panic() }
         } else {
             None
         }
-    }
-}
-
-struct NothingToCancel;
-
-impl CancelTask for NothingToCancel {
-    fn cancel(&self, _: Reason) -> bool {
-        false
     }
 }

@@ -19,6 +19,11 @@ impl TaskId {
         self.0.get()
     }
 
+    /// The id whose number is `n` (from a `Handle`'s packed word).
+    pub(crate) fn from_u64(n: u64) -> TaskId {
+        TaskId(NonZeroU64::new(n).unwrap_or(NonZeroU64::MIN))
+    }
+
     /// Hands out the next id. Threads reserve ids in blocks so that spawning from many
     /// threads never contends on one counter.
     pub(crate) fn next() -> TaskId {

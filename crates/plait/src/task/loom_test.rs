@@ -35,7 +35,7 @@ fn join<T>(task: &dyn Task<T>) -> crate::Result<T> {
         }
     }
     // SAFETY: complete, and this is the only joiner.
-    unsafe { task.take_output() }
+    unsafe { task.take_output() }.expect("taken once")
 }
 
 #[test]

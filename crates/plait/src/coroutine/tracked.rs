@@ -1,0 +1,83 @@
+//! The futures a coroutine task really runs: the user's, with its books and time limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::books::Books;
+
+pin_project_lite::pin_project! {
+    /// A coroutine's future with its books: the guard rides along, so that the task is
+    /// booked as finished whether the future completes or is dropped.
+    ///
+    /// A plain struct rather than an `async` block, which would keep room for the future
+    /// twice (once captured, once being awaited) and double the memory of an idle coroutine.
+    pub(crate) struct Tracked<F> {
+        #[pin]
+        future: F,
+        books: Books,
+    }
+}
+
+impl<F> Tracked<F> {
+    pub(crate) fn new(future: F, books: Books) -> Self {
+        Tracked { future, books }
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.future.poll(cx));
+        this.books.completed = true;
+        Poll::Ready(output)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future with a time limit that starts when it is first polled (when the coroutine
+    /// starts), not when it is spawned.
+    pub(crate) struct Limited<F> {
+        #[pin]
+        future: F,
+        limit: Duration,
+        #[pin]
+        deadline: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F> Limited<F> {
+    pub(crate) fn new(future: F, limit: Duration) -> Self {
+        Limited {
+            future,
+            limit,
+            deadline: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Limited<F> {
+    type Output = crate::Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if this.deadline.is_none() {
+            this.deadline.set(Some(tokio::time::sleep(*this.limit)));
+        }
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        let expired = this
+            .deadline
+            .as_pin_mut()
+            .is_some_and(|deadline| deadline.poll(cx).is_ready());
+        if expired {
+            Poll::Ready(Err(crate::Error::TimedOut))
+        } else {
+            Poll::Pending
+        }
+    }
+}
