@@ -23,53 +23,58 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let n = ctx.n(KERNEL_N);
     let expected = kernel(n);
     let case = format!("{TASKS} x sum(i*i for i in 0..{n})");
-    let sequential = ctx.measure(|| {
-        time(|| {
-            for _ in 0..TASKS {
-                assert_eq!(kernel(n), expected);
-            }
-        })
-    });
-    let spawned = ctx.measure(|| {
-        time(|| {
-            let handles: Vec<_> = (0..TASKS)
-                .map(|_| ctx.plait.spawn(move || kernel(n)))
-                .collect();
-            for h in handles {
-                assert_eq!(h.join().expect("the kernel cannot fail"), expected);
-            }
-        })
-    });
-    let mapped = ctx.measure(|| {
-        time(|| {
-            for r in ctx.plait.map(0..TASKS, move |_| kernel(n)) {
-                assert_eq!(r.expect("the kernel cannot fail"), expected);
-            }
-        })
-    });
-    let base = crate::report::median(&secs(&sequential));
-    let speedup = |runs: &[Duration]| base / crate::report::median(&secs(runs));
+    let runs = ctx.measure_interleaved(&mut [
+        &mut || {
+            time(|| {
+                for _ in 0..TASKS {
+                    assert_eq!(kernel(n), expected);
+                }
+            })
+        },
+        &mut || {
+            time(|| {
+                let handles: Vec<_> = (0..TASKS)
+                    .map(|_| ctx.plait.spawn(move || kernel(n)))
+                    .collect();
+                for h in handles {
+                    assert_eq!(h.join().expect("the kernel cannot fail"), expected);
+                }
+            })
+        },
+        &mut || {
+            time(|| {
+                for r in ctx.plait.map(0..TASKS, move |_| kernel(n)) {
+                    assert_eq!(r.expect("the kernel cannot fail"), expected);
+                }
+            })
+        },
+    ]);
+    // Speedup run by run (the runs alternate), then the median: robust to a drifting machine.
+    let speedup = |parallel: &[Duration]| {
+        let ratios: Vec<f64> = runs[0]
+            .iter()
+            .zip(parallel)
+            .map(|(one, many)| one.as_secs_f64() / many.as_secs_f64())
+            .collect();
+        crate::report::median(&ratios)
+    };
     vec![
-        Row::timed("cpu", &case, "sequential (1 thread)", TASKS, &sequential).note("speedup 1.00x"),
+        Row::timed("cpu", &case, "sequential (1 thread)", TASKS, &runs[0]).note("speedup 1.00x"),
         Row::timed(
             "cpu",
             &case,
             &format!("plait spawn ({} threads)", ctx.threads),
             TASKS,
-            &spawned,
+            &runs[1],
         )
-        .note(format!("speedup {:.2}x", speedup(&spawned))),
+        .note(format!("speedup {:.2}x", speedup(&runs[1]))),
         Row::timed(
             "cpu",
             &case,
             &format!("plait map ({} threads)", ctx.threads),
             TASKS,
-            &mapped,
+            &runs[2],
         )
-        .note(format!("speedup {:.2}x", speedup(&mapped))),
+        .note(format!("speedup {:.2}x", speedup(&runs[2]))),
     ]
-}
-
-fn secs(runs: &[Duration]) -> Vec<f64> {
-    runs.iter().map(Duration::as_secs_f64).collect()
 }

@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::iter;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,8 +23,10 @@ use crate::{Error, Handle, Result, Runtime};
 /// microsecond with the wake-up) stay near 1 % of it, small enough to spread work evenly.
 const CHUNK_TARGET: Duration = Duration::from_micros(100);
 
-/// The largest chunk, in items, whatever the items cost.
-const MAX_CHUNK: usize = 1 << 14;
+/// The largest chunk, in items, whatever the items cost. A chunk of 4,096 eight-byte items
+/// is 32 KiB, well under the size where the system allocator maps fresh pages (and takes
+/// page faults) for every chunk.
+const MAX_CHUNK: usize = 1 << 12;
 
 /// Chunks in flight per pool thread: enough to keep every thread busy while the consumer
 /// works through finished chunks.
@@ -65,7 +66,7 @@ impl Runtime {
         Map {
             feeder: Feeder::new(self, items.into_iter(), f),
             window: VecDeque::new(),
-            ready: Vec::new().into_iter(),
+            ready: Results::empty(),
         }
     }
 
@@ -94,17 +95,98 @@ impl Runtime {
         MapUnordered {
             feeder: Feeder::new(self, items.into_iter(), f),
             running: FuturesUnordered::new(),
-            ready: Vec::new().into_iter(),
+            ready: Results::empty(),
             next_index: 0,
         }
     }
 }
 
-/// One chunk's results, and how long it took.
+/// One chunk's results, and how long it took. Values and errors are kept apart, so a chunk
+/// of `u64`s costs eight bytes an item rather than a whole `Result` each.
 struct Chunk<T> {
-    results: Vec<Result<T>>,
+    values: Vec<T>,
+    /// Items that panicked, by position in the chunk, in order.
+    errors: Vec<(usize, Error)>,
     elapsed: Duration,
 }
+
+/// A chunk's results in order.
+enum Results<T> {
+    /// Every item succeeded: the common case, and the fast one.
+    Values(std::vec::IntoIter<T>),
+    /// Some items panicked: the values, with the errors at their places.
+    Mixed {
+        values: std::vec::IntoIter<T>,
+        errors: std::iter::Peekable<std::vec::IntoIter<(usize, Error)>>,
+        position: usize,
+        len: usize,
+    },
+    /// The chunk never ran: one error stands for each of its items.
+    Failed { error: Error, left: usize },
+}
+
+impl<T> Results<T> {
+    fn empty() -> Self {
+        Results::Values(Vec::new().into_iter())
+    }
+
+    fn of(chunk: Chunk<T>) -> Self {
+        if chunk.errors.is_empty() {
+            return Results::Values(chunk.values.into_iter());
+        }
+        Results::Mixed {
+            len: chunk.values.len() + chunk.errors.len(),
+            values: chunk.values.into_iter(),
+            errors: chunk.errors.into_iter().peekable(),
+            position: 0,
+        }
+    }
+}
+
+impl<T> Iterator for Results<T> {
+    type Item = Result<T>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Result<T>> {
+        match self {
+            Results::Values(values) => values.next().map(Ok),
+            Results::Mixed {
+                values,
+                errors,
+                position,
+                len,
+            } => {
+                if *position == *len {
+                    return None;
+                }
+                let at = *position;
+                *position += 1;
+                if errors.peek().is_some_and(|(p, _)| *p == at) {
+                    return errors.next().map(|(_, error)| Err(error));
+                }
+                values.next().map(Ok)
+            }
+            Results::Failed { error, left } => {
+                if *left == 0 {
+                    return None;
+                }
+                *left -= 1;
+                Some(Err(error.clone()))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = match self {
+            Results::Values(values) => values.len(),
+            Results::Mixed { position, len, .. } => len - position,
+            Results::Failed { left, .. } => *left,
+        };
+        (left, Some(left))
+    }
+}
+
+impl<T> ExactSizeIterator for Results<T> {}
 
 /// A chunk on its way: where it starts in the input, and how many items it holds.
 struct Pending<T> {
@@ -179,6 +261,21 @@ where
         Some(Pending { handle, start, len })
     }
 
+    /// Every item yields one result: those held, those in flight, and those still in the
+    /// input.
+    fn size_hint(&self, held: usize) -> (usize, Option<usize>) {
+        let (low, high) = if self.exhausted {
+            (0, Some(0))
+        } else {
+            self.source.size_hint()
+        };
+        let known = held + self.in_flight;
+        (
+            low.saturating_add(known),
+            high.and_then(|h| h.checked_add(known)),
+        )
+    }
+
     /// Books a chunk handed to the consumer and learns from its timing.
     fn chunk_done(&mut self, len: usize, elapsed: Option<Duration>) {
         self.in_flight -= len;
@@ -202,44 +299,41 @@ where
     F: Fn(X) -> T,
 {
     let start = Instant::now();
-    let mut results = Vec::with_capacity(items.len());
+    let mut values = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
     let mut items = items.into_iter();
     // One unwinding guard per chunk, re-entered after a panic: the panicking item gets its
     // error and the rest of the chunk goes on.
     loop {
         let finished = panic::catch_unwind(AssertUnwindSafe(|| {
             for item in items.by_ref() {
-                if stop.load(Ordering::Relaxed) {
+                // Abandoned by the consumer: stop early (checked now and then, not per item).
+                if values.len() % 64 == 0 && stop.load(Ordering::Relaxed) {
                     return;
                 }
-                results.push(Ok(f(item)));
+                values.push(f(item));
             }
         }));
         match finished {
             Ok(()) => break,
-            Err(payload) => results.push(Err(Error::from_panic(payload))),
+            Err(payload) => errors.push((values.len() + errors.len(), Error::from_panic(payload))),
         }
     }
     Chunk {
-        results,
+        values,
+        errors,
         elapsed: start.elapsed(),
     }
 }
 
 /// Results of a chunk, or the one error that stopped the whole chunk (repeated per item).
-fn unpack<T>(
-    outcome: Result<Chunk<T>>,
-    len: usize,
-) -> (std::vec::IntoIter<Result<T>>, Option<Duration>) {
+fn unpack<T>(outcome: Result<Chunk<T>>, len: usize) -> (Results<T>, Option<Duration>) {
     match outcome {
-        Ok(chunk) => (chunk.results.into_iter(), Some(chunk.elapsed)),
-        Err(error) => (
-            iter::repeat_n(error, len)
-                .map(Err)
-                .collect::<Vec<_>>()
-                .into_iter(),
-            None,
-        ),
+        Ok(chunk) => {
+            let elapsed = chunk.elapsed;
+            (Results::of(chunk), Some(elapsed))
+        }
+        Err(error) => (Results::Failed { error, left: len }, None),
     }
 }
 
@@ -250,7 +344,7 @@ where
 {
     feeder: Feeder<I, F>,
     window: VecDeque<Pending<T>>,
-    ready: std::vec::IntoIter<Result<T>>,
+    ready: Results<T>,
 }
 
 impl<I, F, T> Map<I, F, T>
@@ -297,6 +391,10 @@ where
             self.refill();
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feeder.size_hint(self.ready.len())
+    }
 }
 
 impl<I: Iterator, F, T> Drop for Map<I, F, T> {
@@ -332,7 +430,7 @@ where
     feeder: Feeder<I, F>,
     running: FuturesUnordered<Running<T>>,
     /// Results not yet yielded, and the input index of the first.
-    ready: std::vec::IntoIter<Result<T>>,
+    ready: Results<T>,
     next_index: usize,
 }
 
@@ -378,6 +476,10 @@ where
             self.feeder.chunk_done(len, elapsed);
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feeder.size_hint(self.ready.len())
+    }
 }
 
 impl<I: Iterator, F, T> Drop for MapUnordered<I, F, T> {
@@ -418,11 +520,8 @@ mod tests {
             vec![1, 2, 3],
             &stop,
         );
-        let results: Vec<_> = chunk
-            .results
-            .iter()
-            .map(|r| r.as_ref().ok().copied())
-            .collect();
+        let (results, _) = unpack(Ok(chunk), 3);
+        let results: Vec<_> = results.map(Result::ok).collect();
         assert_eq!(results, [Some(1), None, Some(3)]);
     }
 }
