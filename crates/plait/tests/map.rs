@@ -112,37 +112,55 @@ fn a_panicking_item_fails_alone_and_the_rest_go_on() {
 
 #[test]
 fn dropping_the_map_stops_the_work_not_yet_done() {
+    // One pool thread; item 1 blocks until the map is dropped, with more chunks queued
+    // behind it. Dropped, the map must cancel those: only items 0 and 1 ever run.
     let rt = Runtime::builder().threads(1).build().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
     {
         let calls = calls.clone();
-        let mut map = rt.map(0..1_000_000u32, move |x| {
+        let mut map = rt.map(0..1_000u32, move |x| {
             calls.fetch_add(1, Ordering::SeqCst);
+            if x == 1 {
+                gate.lock().unwrap().recv().unwrap();
+            }
             x
         });
-        map.next().unwrap().unwrap();
+        assert_eq!(map.next().unwrap().unwrap(), 0);
+        // Item 1's chunk is running (blocked) and later chunks are queued behind it.
     }
+    release.send(()).unwrap();
     let report = rt.shutdown(Duration::from_secs(10));
-    assert!(report.threads.unfinished == 0, "{report}");
-    assert!(
-        calls.load(Ordering::SeqCst) < 1_000_000,
-        "the rest of the input was not processed"
+    assert_eq!(report.threads.unfinished, 0, "{report}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "queued chunks ran after the drop"
     );
 }
 
 #[test]
 fn slow_items_still_spread_over_every_thread() {
+    // Items 0 and 1 wait for each other (up to a generous deadline): they can only both
+    // arrive if two threads run them at once.
     let rt = runtime();
-    let threads = std::sync::Mutex::new(HashSet::new());
-    let threads = Arc::new(threads);
-    let seen = threads.clone();
-    let n = rt
-        .map(0..16, move |_| {
-            seen.lock().unwrap().insert(std::thread::current().id());
-            std::thread::sleep(Duration::from_millis(5));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let threads = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let (arrived2, threads2) = (arrived.clone(), threads.clone());
+    let met: Vec<bool> = rt
+        .map(0..2, move |_| {
+            threads2.lock().unwrap().insert(std::thread::current().id());
+            arrived2.fetch_add(1, Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while arrived2.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            arrived2.load(Ordering::SeqCst) == 2
         })
-        .count();
-    assert_eq!(n, 16);
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(met, [true, true]);
     assert_eq!(threads.lock().unwrap().len(), 2);
 }
 
@@ -162,18 +180,20 @@ fn map_unordered_yields_every_index_once() {
 
 #[test]
 fn map_unordered_does_not_wait_for_a_slow_first_item() {
+    // Item 0 blocks until the first result has been yielded: an ordered map would hang.
     let rt = runtime();
-    let first_done = rt
-        .map_unordered(0..8u32, |x| {
-            if x == 0 {
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            x
-        })
-        .map(|(i, _)| i)
-        .next()
-        .unwrap();
-    assert_ne!(first_done, 0);
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let mut results = rt.map_unordered(0..8u32, move |x| {
+        if x == 0 {
+            gate.lock().unwrap().recv().unwrap();
+        }
+        x
+    });
+    let (first, _) = results.next().unwrap();
+    assert_ne!(first, 0);
+    release.send(()).unwrap();
+    assert_eq!(results.count(), 7);
 }
 
 proptest! {

@@ -97,3 +97,46 @@ fn scopes_nest_inside_tasks() {
     });
     assert_eq!(outer.join().unwrap(), 21);
 }
+
+#[test]
+fn spawning_after_the_previous_tasks_finished_still_waits_for_the_new_ones() {
+    // Each round: one task is joined (the scope's count drops to nothing but the owner's
+    // share), then another is spawned that writes to the stack. The scope must wait for it.
+    let rt = runtime();
+    for round in 0..2_000u32 {
+        let mut slot = 0u32;
+        rt.scope(|s| {
+            s.spawn(|| round).join().unwrap();
+            let slot = &mut slot;
+            drop(s.spawn(move || {
+                std::thread::yield_now();
+                *slot = round + 1;
+            }));
+        });
+        assert_eq!(
+            slot,
+            round + 1,
+            "the scope returned before its last task ran"
+        );
+    }
+}
+
+#[test]
+fn spawns_from_several_threads_inside_the_scope_are_all_waited_for() {
+    let rt = runtime();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    rt.scope(|s| {
+        std::thread::scope(|threads| {
+            for _ in 0..4 {
+                threads.spawn(|| {
+                    for _ in 0..250 {
+                        drop(s.spawn(|| {
+                            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }));
+                    }
+                });
+            }
+        });
+    });
+    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 1000);
+}

@@ -96,22 +96,47 @@ fn a_panic_counts_as_the_groups_failure() {
 fn dropping_the_group_cancels_its_tasks() {
     let rt = runtime();
     let started = Arc::new(Event::new());
-    let stopped = Arc::new(AtomicBool::new(false));
+    let (stopped_tx, stopped) = std::sync::mpsc::channel::<()>();
     {
         let mut group = rt.group::<()>();
-        let (started_in_task, stopped) = (started.clone(), stopped.clone());
+        let started_in_task = started.clone();
         group.spawn(move || {
             started_in_task.set();
             while !plait::task::is_cancelled() {
                 std::hint::spin_loop();
             }
-            stopped.store(true, Ordering::SeqCst);
+            stopped_tx.send(()).unwrap();
             Ok::<_, BadRecord>(())
         });
         started.wait();
     }
-    let report = rt.shutdown(Duration::from_secs(10));
-    assert!(stopped.load(Ordering::SeqCst), "{report}");
+    // The drop, not a shutdown, must stop the task.
+    stopped
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the task was not cancelled by the group's drop");
+}
+
+#[test]
+fn dropping_join_all_async_half_way_cancels_the_tasks() {
+    let rt = runtime();
+    let (stopped_tx, stopped) = std::sync::mpsc::channel::<()>();
+    let mut group = rt.group::<()>();
+    group.spawn(move || {
+        while !plait::task::is_cancelled() {
+            std::hint::spin_loop();
+        }
+        stopped_tx.send(()).unwrap();
+        Ok::<_, BadRecord>(())
+    });
+    // Give up on the group after a moment, as a `select!` or a timeout would.
+    let outcome = rt.block_on(plait::timeout(
+        Duration::from_millis(20),
+        group.join_all_async(),
+    ));
+    assert!(outcome.unwrap_err().is_timeout());
+    stopped
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the abandoned group's task kept running");
 }
 
 #[test]

@@ -93,9 +93,10 @@ fn try_spawn_hands_the_closure_back_when_the_strand_is_full() {
 
 #[test]
 fn spawn_waits_for_room_instead_of_exceeding_the_bound() {
+    // More threads than the bound: only the bound can keep the peak at 2.
     let rt = Runtime::builder()
-        .threads(2)
-        .queue_bound(4)
+        .threads(4)
+        .queue_bound(2)
         .build()
         .unwrap();
     let live = Arc::new(AtomicUsize::new(0));
@@ -106,7 +107,8 @@ fn spawn_waits_for_room_instead_of_exceeding_the_bound() {
             rt.spawn(move || {
                 let now = live.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
-                std::thread::yield_now();
+                // Long enough for four threads to overlap, were they allowed to.
+                std::thread::sleep(std::time::Duration::from_millis(1));
                 live.fetch_sub(1, Ordering::SeqCst);
             })
         })
@@ -119,7 +121,8 @@ fn spawn_waits_for_room_instead_of_exceeding_the_bound() {
     assert_eq!(rt.in_flight(), (0, 0));
     assert!(
         peak.load(Ordering::SeqCst) <= 2,
-        "two threads run at most two tasks"
+        "the bound of 2 was exceeded: {} at once",
+        peak.load(Ordering::SeqCst)
     );
 }
 
@@ -187,4 +190,64 @@ fn a_detached_task_still_runs() {
     let (done_tx, done) = mpsc::channel();
     drop(rt.spawn(move || done_tx.send(42).unwrap()));
     assert_eq!(done.recv().unwrap(), 42);
+}
+
+#[test]
+fn join_returns_even_when_every_pool_thread_is_busy() {
+    let rt = runtime(1);
+    let (release, gate) = mpsc::channel::<()>();
+    let (started_tx, started) = mpsc::channel::<()>();
+    let blocker = rt.spawn(move || {
+        started_tx.send(()).unwrap();
+        gate.recv().unwrap();
+    });
+    started.recv().unwrap();
+    // The only pool thread is busy: both closures run here.
+    assert_eq!(rt.join(|| 1, || 2).unwrap(), (1, 2));
+    release.send(()).unwrap();
+    blocker.join().unwrap();
+}
+
+#[test]
+fn join_inside_tasks_splits_work_recursively() {
+    fn sum(rt: &Runtime, xs: &[u64]) -> u64 {
+        if xs.len() <= 64 {
+            return xs.iter().sum();
+        }
+        let (left, right) = xs.split_at(xs.len() / 2);
+        let (a, b) = rt.join(|| sum(rt, left), || sum(rt, right)).unwrap();
+        a + b
+    }
+    let rt = runtime(2);
+    let xs: Vec<u64> = (0..100_000).collect();
+    let rt2 = rt.clone();
+    let total = rt.spawn(move || sum(&rt2, &xs)).join().unwrap();
+    assert_eq!(total, 4_999_950_000);
+}
+
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("a destructor that panics");
+    }
+}
+
+#[test]
+fn a_panicking_destructor_of_a_detached_result_does_not_leak_the_task() {
+    let rt = runtime(1);
+    let go = Arc::new(plait::sync::Event::new());
+    let task = {
+        let go = go.clone();
+        rt.spawn(move || {
+            go.wait();
+            PanicOnDrop
+        })
+    };
+    // Detached first, so the pool thread drops the value when the task ends.
+    drop(task);
+    go.set();
+    let report = rt.shutdown(std::time::Duration::from_secs(10));
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(rt.in_flight(), (0, 0));
 }

@@ -39,6 +39,11 @@ pub(crate) fn install(number: u64, state: Arc<StrandState>) {
     });
 }
 
+/// Whether the current thread is one of plait's coroutine threads.
+pub(crate) fn on_own_thread() -> bool {
+    LOCAL.with(|local| local.get().is_some())
+}
+
 /// Books one coroutine as finished when dropped.
 pub(crate) struct Books {
     strand: u64,

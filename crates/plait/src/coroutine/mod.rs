@@ -34,6 +34,7 @@ use crate::runtime::{Config, Runtime};
 use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 use books::Books;
+pub(crate) use books::on_own_thread;
 use futures_util::FutureExt;
 use tracked::{Limited, Tracked};
 

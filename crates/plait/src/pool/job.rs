@@ -31,6 +31,8 @@ pub(crate) enum Kind {
     Admitted { limit: Option<Duration> },
     /// A task of a scope, which waits for the guard to drop.
     Scoped(ScopeGuard),
+    /// The second half of a `join`, which its caller waits for itself.
+    Joined,
 }
 
 impl JobRef {
@@ -57,6 +59,26 @@ impl JobRef {
         JobRef {
             job,
             kind: Kind::Scoped(guard),
+        }
+    }
+
+    /// A job that borrows data for `'scope` and that its caller waits for itself (the second
+    /// closure of a `join`).
+    ///
+    /// # Safety
+    ///
+    /// Before `'scope` ends, and without unwinding before then, the caller must have seen
+    /// the job complete (its body run, or dropped by a cancellation) and taken its output.
+    /// What is left of the job in the pool after that holds no value that borrows: the pool
+    /// can only drop its reference to a core whose stage is empty.
+    pub(crate) unsafe fn joined<'scope>(job: Arc<dyn Job + 'scope>) -> Self {
+        // SAFETY: only the lifetime bound of the trait object changes (same layout); the
+        // caller upholds the contract above.
+        let job: Arc<dyn Job> =
+            unsafe { std::mem::transmute::<Arc<dyn Job + 'scope>, Arc<dyn Job>>(job) };
+        JobRef {
+            job,
+            kind: Kind::Joined,
         }
     }
 
@@ -92,9 +114,12 @@ impl Drop for ScopeGuard {
 ///
 /// It lives on the scope's stack frame, and each queued job holds a plain pointer to it (a
 /// reference count per job would add two contended atomic operations to every spawn). That
-/// is sound because the scope waits for `finished`, which the job that brings `pending` to
-/// zero sets only after its last access to the latch (it wakes the owner through a clone of
-/// the owner's thread handle).
+/// is sound because the scope waits for `finished`, which whoever brings `pending` to zero
+/// sets only after its last access to the latch (it wakes the owner through a clone of the
+/// owner's thread handle).
+///
+/// `pending` starts at one, the owner's own share, which the owner gives up once its closure
+/// has returned: so `pending` reaches zero exactly once, after the last spawn.
 pub(crate) struct ScopeLatch {
     pending: AtomicUsize,
     finished: AtomicBool,
@@ -106,8 +131,8 @@ impl ScopeLatch {
     /// A latch for the current thread to wait on.
     pub(crate) fn new() -> Self {
         ScopeLatch {
-            pending: AtomicUsize::new(0),
-            finished: AtomicBool::new(true),
+            pending: AtomicUsize::new(1),
+            finished: AtomicBool::new(false),
             owner: thread::current(),
             panic: Mutex::new(None),
         }
@@ -118,14 +143,17 @@ impl ScopeLatch {
     /// # Safety
     ///
     /// The latch must not go away before [`is_finished`](Self::is_finished) says so, and no
-    /// guard may be made once the owner has started waiting.
+    /// guard may be made after [`release_owner`](Self::release_owner).
     pub(crate) unsafe fn guard(&self) -> ScopeGuard {
-        // `finished` goes false before the job can exist anywhere else, so it cannot be
-        // finished (and set true again) before this store.
-        if self.pending.fetch_add(1, Ordering::Relaxed) == 0 {
-            self.finished.store(false, Ordering::Relaxed);
-        }
+        // The owner's share keeps `pending` above zero, so this cannot race a finish.
+        self.pending.fetch_add(1, Ordering::Relaxed);
         ScopeGuard(NonNull::from(self))
+    }
+
+    /// The owner is done spawning: it gives up its share, once.
+    pub(crate) fn release_owner(&self) {
+        // SAFETY: the owner keeps the latch alive until it is finished.
+        unsafe { ScopeLatch::done(NonNull::from(self)) }
     }
 
     /// # Safety

@@ -225,6 +225,12 @@ fn run(job: JobRef, context: &Context) {
     let (job, kind) = job.into_parts();
     match kind {
         Kind::Admitted { limit } => {
+            // Booked as finished even if a destructor in the task unwinds: a lost slot
+            // would hold the strand's bound and its shutdown forever.
+            let mut books = Finish {
+                strand: &context.strand,
+                cancelled: false,
+            };
             let id = job.id();
             let timer = limit.map(|limit| {
                 let task = Arc::clone(&job);
@@ -240,7 +246,7 @@ fn run(job: JobRef, context: &Context) {
             if let Some(error) = &ran.unobserved_panic {
                 report_unobserved(id, error);
             }
-            context.strand.finish(ran.cancelled);
+            books.cancelled = ran.cancelled;
         }
         Kind::Scoped(guard) => {
             let ran = job.run(&cancelling);
@@ -249,6 +255,22 @@ fn run(job: JobRef, context: &Context) {
             }
             // `guard` drops here, after the job: the scope may now end.
         }
+        Kind::Joined => {
+            // The joiner waits for completion itself; nothing to book.
+            job.run(&cancelling);
+        }
+    }
+}
+
+/// Books an admitted task as finished when dropped.
+struct Finish<'a> {
+    strand: &'a StrandState,
+    cancelled: bool,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.strand.finish(self.cancelled);
     }
 }
 

@@ -127,10 +127,13 @@ impl Admission {
         }
     }
 
-    /// Tasks admitted and not yet finished.
+    /// Tasks admitted and not yet finished. Never too low: the finished count is read
+    /// first, so a task admitted and finished in between adds to the admitted count only.
     pub(crate) fn in_flight(&self) -> usize {
-        let admitted = self.admitted.load(Ordering::SeqCst);
-        admitted.saturating_sub(self.finished_total())
+        let finished = self.finished_total();
+        self.admitted
+            .load(Ordering::SeqCst)
+            .saturating_sub(finished)
     }
 
     /// Waits until no task is in flight or `deadline` passes; returns whether it drained.
@@ -169,6 +172,12 @@ impl Admission {
         }
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         self.in_flight()
+    }
+
+    /// Whether a thread waits in `admit` or `wait_idle`.
+    #[cfg(test)]
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::SeqCst) != 0
     }
 
     fn finished_total(&self) -> usize {

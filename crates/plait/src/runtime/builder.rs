@@ -13,6 +13,9 @@ use crate::{Error, Result};
 /// a few hundred MiB rather than at the end of memory.
 pub const DEFAULT_QUEUE_BOUND: usize = 1 << 20;
 
+/// The most threads the thread strand takes (its sleep bookkeeping packs the counts).
+const MAX_THREADS: usize = (1 << 16) - 1;
+
 /// Configures and builds a [`Runtime`]; from [`Runtime::builder`].
 ///
 /// # Examples
@@ -64,7 +67,8 @@ impl Builder {
         }
     }
 
-    /// Threads of the thread strand (default: one per available core). At least 1.
+    /// Threads of the thread strand (default: one per available core). At least 1, at most
+    /// 65,535.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -138,6 +142,14 @@ impl Builder {
                 });
             }
         }
+        if config.threads > MAX_THREADS {
+            return Err(Error::Build {
+                reason: format!(
+                    "Builder::threads is {}; the thread strand takes at most {MAX_THREADS}",
+                    config.threads
+                ),
+            });
+        }
         Ok(config)
     }
 }
@@ -158,5 +170,7 @@ mod tests {
         }
         let err = Builder::new().threads(0).build().unwrap_err();
         assert!(err.to_string().contains("Builder::threads"), "{err}");
+        let err = Builder::new().threads(70_000).build().unwrap_err();
+        assert!(err.to_string().contains("at most 65535"), "{err}");
     }
 }

@@ -79,8 +79,10 @@ impl Runtime {
     /// request as `unfinished`.
     ///
     /// After a shutdown, spawns on any clone of this runtime return handles that report
-    /// [`Error::Shutdown`](crate::Error::Shutdown). Call it from synchronous code; inside a
-    /// coroutine it first moves the worker's other tasks aside.
+    /// [`Error::Shutdown`](crate::Error::Shutdown) (tasks of a [`scope`](Runtime::scope) still
+    /// running then report [`Error::Cancelled`](crate::Error::Cancelled)). Call it from
+    /// synchronous code outside the runtime: called from one of the runtime's own tasks, it
+    /// waits out the whole `timeout`, since that task is itself in flight.
     ///
     /// # Examples
     ///

@@ -55,7 +55,7 @@ impl StrandState {
         if self.admission.try_admit()
             || wait::blocking_region(|| self.admission.admit(|| self.is_closed()))
         {
-            Ok(())
+            self.recheck_closed()
         } else {
             Err(Error::Shutdown)
         }
@@ -67,12 +67,23 @@ impl StrandState {
             return Err(Error::Shutdown);
         }
         if self.admission.try_admit() {
-            Ok(())
+            self.recheck_closed()
         } else {
             Err(Error::QueueFull {
                 strand: self.name.as_str(),
                 bound: self.admission.bound(),
             })
+        }
+    }
+
+    /// A shutdown that closed the strand while we were admitting may already have seen it
+    /// drained: take the admission back rather than start a task it does not know of.
+    fn recheck_closed(&self) -> Result<(), Error> {
+        if self.is_closed() {
+            self.admission.finish();
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
         }
     }
 
@@ -117,5 +128,40 @@ impl StrandState {
             self.tally.completed.load(Ordering::SeqCst),
             self.tally.cancelled.load(Ordering::SeqCst),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn closing_releases_a_spawner_that_waits_for_room() {
+        let state = Arc::new(StrandState::new(StrandName::Thread, 1));
+        assert!(state.admit().is_ok());
+        let waiter = {
+            let state = state.clone();
+            std::thread::spawn(move || state.admit())
+        };
+        // Close only once the spawner is registered as waiting.
+        while !state.admission.has_waiters() {
+            std::thread::yield_now();
+        }
+        state.close();
+        assert!(matches!(waiter.join().unwrap(), Err(Error::Shutdown)));
+        assert_eq!(
+            state.admission.in_flight(),
+            1,
+            "the refused spawn holds no slot"
+        );
+    }
+
+    #[test]
+    fn a_closed_strand_admits_nothing() {
+        let state = StrandState::new(StrandName::Thread, 10);
+        state.close();
+        assert!(matches!(state.try_admit(), Err(Error::Shutdown)));
+        assert_eq!(state.admission.in_flight(), 0);
     }
 }

@@ -32,8 +32,16 @@ pub struct Semaphore(tokio::sync::Semaphore);
 pub type Permit<'a> = tokio::sync::SemaphorePermit<'a>;
 
 impl Semaphore {
+    /// The most permits a semaphore can hold (tokio's limit).
+    pub const MAX_PERMITS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
     /// A semaphore with `permits` permits.
+    ///
+    /// # Panics
+    ///
+    /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
     #[must_use]
+    #[track_caller]
     pub fn new(permits: usize) -> Self {
         Semaphore(tokio::sync::Semaphore::new(permits))
     }
@@ -59,6 +67,11 @@ impl Semaphore {
     }
 
     /// Adds permits.
+    ///
+    /// # Panics
+    ///
+    /// If the total would exceed [`Semaphore::MAX_PERMITS`].
+    #[track_caller]
     pub fn add_permits(&self, n: usize) {
         self.0.add_permits(n);
     }

@@ -220,8 +220,9 @@ impl<T: Send + 'static> TaskGroup<T> {
 
 impl<T> Drop for TaskGroup<T> {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.cancel();
-        }
+        // Through the shared cancel handles, which outlive `self.tasks`: a `join_all_async`
+        // dropped half way (by a `select!` or a timeout) has moved the tasks out, and they
+        // must still stop. Cancelling tasks that already finished does nothing.
+        self.shared.cancel_all();
     }
 }

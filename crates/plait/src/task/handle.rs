@@ -25,9 +25,10 @@ use crate::{Error, Result};
 ///
 /// Dropping a `Handle` *detaches* its task: the task still runs to the end and its result is
 /// discarded. A task is never lost by dropping its handle (unlike a Python task with no
-/// reference left), and a detached task that panics is reported through `tracing` (and the
-/// panic hook) rather than vanishing. To stop tasks when their owner goes away, put them in
-/// a [`TaskGroup`](crate::TaskGroup), which cancels its tasks when dropped.
+/// reference left), and a detached task that panics does not vanish silently: the panic
+/// hook prints it, and a detached thread task's panic is also reported through `tracing`.
+/// To stop tasks when their owner goes away, put them in a [`TaskGroup`](crate::TaskGroup),
+/// which cancels its tasks when dropped.
 ///
 /// # Examples
 ///
@@ -135,9 +136,10 @@ impl<T> Handle<T> {
     /// Waits for the task and returns its result.
     ///
     /// Safe to call anywhere: on a thread of the thread strand it runs other queued tasks
-    /// while it waits (so tasks that join tasks cannot exhaust the pool), and inside a
-    /// coroutine it first moves the coroutine worker's other tasks to another thread (still,
-    /// prefer `.await` there).
+    /// while it waits (so tasks that join tasks cannot exhaust the pool), and inside one of
+    /// plait's coroutines it first moves the worker's other tasks to another thread (still,
+    /// prefer `.await` there). Inside a coroutine of another tokio runtime it blocks that
+    /// runtime's worker thread while it waits.
     ///
     /// # Warning: locks held while joining
     ///
@@ -164,10 +166,9 @@ impl<T> Handle<T> {
         let deadline = Instant::now().checked_add(limit);
         match self.wait(deadline) {
             Ok(result) => result,
-            Err(handle) => {
-                handle.cancel();
-                Err(Error::TimedOut)
-            }
+            // Finished just after the deadline: the result stands.
+            Err(handle) if !handle.cancel() => handle.join(),
+            Err(_) => Err(Error::TimedOut),
         }
     }
 

@@ -78,14 +78,34 @@ fn park(helper: bool, deadline: Option<Instant>) -> bool {
     true
 }
 
-/// Runs `f`, which blocks, so that it does not stall a coroutine worker: on a worker of a
-/// multi-threaded tokio runtime the worker's other tasks move to another thread first.
+/// Runs `f`, which blocks, so that it does not stall a coroutine worker: on one of plait's
+/// coroutine threads, the worker's other tasks move to another thread first.
+///
+/// Only plait's own threads get this: on a thread of another tokio runtime, moving the
+/// worker aside panics in some contexts (a current-thread runtime, a `LocalSet`) that cannot
+/// be told apart from outside, so there `f` simply blocks.
 pub(crate) fn blocking_region<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+    if crate::coroutine::on_own_thread() {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// Aborts the process if dropped while unwinding: for waits that must not be cut short
+/// while other threads may still use the frames an unwind would free. Disarm it with
+/// `mem::forget`.
+pub(crate) struct AbortOnUnwind(pub(crate) &'static str);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "plait: a panic interrupted {}; aborting, as unwinding would free memory that running tasks still use",
+                self.0
+            );
+            std::process::abort();
         }
-        _ => f(),
     }
 }
 

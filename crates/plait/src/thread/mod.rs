@@ -1,9 +1,9 @@
 //! The thread strand: CPU-bound work on a work-stealing pool of OS threads.
 //!
-//! Built on a work-stealing pool of `crossbeam-deque`s. Rust threads have no global
-//! interpreter lock, so this
-//! strand uses every core; it is the one to reach for where Python would need processes.
-//! Tasks are closures; they share memory with the caller and each other.
+//! Built on plait's work-stealing pool (`crossbeam-deque` underneath). Rust threads have no
+//! global interpreter lock, so this strand uses every core: it is the one to reach for where
+//! Python would need processes. Tasks are closures; they share memory with the caller and
+//! with each other.
 //!
 //! * [`Runtime::spawn`]: one task, one [`Handle`].
 //! * [`Runtime::scope`]: tasks that borrow from the caller's stack.
@@ -28,11 +28,13 @@ pub use map::{Map, MapUnordered};
 pub use scope::{Scope, ScopedHandle};
 
 use crate::error::{SpawnError, StrandName};
-use crate::pool::job::JobRef;
+use crate::pool::job::{Job, JobRef};
 use crate::pool::{self, Pool};
 use crate::runtime::strand::StrandState;
 use crate::runtime::{Config, Runtime};
 use crate::task::core::Core;
+use crate::task::handle::ThreadJoin;
+use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 
 /// The pool and the books of the thread strand.
@@ -142,8 +144,9 @@ impl Runtime {
     /// and conquer (rayon's `join`).
     ///
     /// `a` runs on the current thread while `b` is offered to the pool; if no pool thread
-    /// has taken `b` by the time `a` is done, the current thread runs it too (on a pool
-    /// thread, it runs other queued tasks while it waits).
+    /// has taken `b` by the time `a` is done, the current thread runs it too, so `join`
+    /// returns even when every pool thread is busy. If a pool thread has `b`, the current
+    /// thread waits for it (running other queued tasks meanwhile, on a pool thread).
     ///
     /// # Errors
     ///
@@ -172,13 +175,22 @@ impl Runtime {
         RA: Send,
         RB: Send,
     {
-        let (ra, rb) = self.scope(|s| {
-            let b = s.spawn(b);
-            let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);
-            // Run `b` here if no pool thread has started it.
-            b.run_here_if_queued();
-            (ra, b.join())
-        });
+        let core = Arc::new(Core::new(TaskId::next(), b));
+        let job: Arc<dyn Job + '_> = Arc::clone(&core) as _;
+        // SAFETY: `b`'s output is taken below, after it completed, on every path out of this
+        // function, and the bomb turns any unwind before that into an abort.
+        self.thread_pool().push(unsafe { JobRef::joined(job) });
+        let bomb = wait::AbortOnUnwind("a join's wait for its second closure");
+        let mut b = ThreadJoin::new(core);
+        let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);
+        // Run `b` here if no pool thread has started it; otherwise wait for it (helping, on
+        // a pool thread).
+        b.run_here_if_queued();
+        let rb = b
+            .join(None)
+            .unwrap_or_else(|| unreachable!("a wait without deadline never times out"));
+        drop(b);
+        std::mem::forget(bomb);
         Ok((ra?, rb?))
     }
 

@@ -67,6 +67,7 @@ impl Runtime {
             panic::catch_unwind(AssertUnwindSafe(|| op(&scope)))
         };
         // Even when `op` panicked: the tasks may borrow what our caller owns.
+        latch.release_owner();
         wait_until_done(&latch);
         let result = outcome.unwrap_or_else(|payload| panic::resume_unwind(payload));
         if let Some(error) = latch.take_panic() {
@@ -77,7 +78,16 @@ impl Runtime {
 }
 
 /// Waits until every task of the scope is done and out of the pool.
+///
+/// It must not unwind before then (tasks may still borrow from the frames it would unwind
+/// through), so an unexpected panic here aborts the process instead.
 fn wait_until_done(latch: &ScopeLatch) {
+    let bomb = wait::AbortOnUnwind("a scope's wait for its tasks");
+    wait_until_finished(latch);
+    std::mem::forget(bomb);
+}
+
+fn wait_until_finished(latch: &ScopeLatch) {
     let backoff = Backoff::new();
     while !backoff.is_completed() {
         if latch.is_finished() {
@@ -165,11 +175,6 @@ impl<T> ScopedHandle<'_, T> {
     /// Cancels the task, as [`Handle::cancel`](crate::Handle::cancel) does.
     pub fn cancel(&self) -> bool {
         self.join.cancel()
-    }
-
-    /// Runs the task on the current thread if no pool thread has started it.
-    pub(crate) fn run_here_if_queued(&self) {
-        self.join.run_here_if_queued();
     }
 }
 
