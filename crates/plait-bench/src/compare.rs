@@ -146,8 +146,8 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         ),
         claim(
             "scope",
-            "scoped spawn per task vs rayon scope+spawn",
-            ("scope", "plait scope + spawn (handles dropped)", None),
+            "scoped spawn per task vs rayon scope+spawn (both spawning from a pool thread)",
+            ("scope", "plait scope + spawn on a pool thread", None),
             ("scope", "rayon", None),
             PerTask,
             AtMost,
