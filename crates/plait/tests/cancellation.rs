@@ -1,34 +1,16 @@
 //! Cancelling queued and running tasks on both strands.
 
+mod common;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 
 use plait::{Runtime, sync::Event};
 
-fn one_thread() -> Runtime {
-    Runtime::builder()
-        .threads(1)
-        .coroutine_workers(1)
-        .build()
-        .unwrap()
-}
-
-/// Occupies the only pool thread until the returned sender is used.
-fn block_the_pool(rt: &Runtime) -> (mpsc::Sender<()>, plait::Handle<()>) {
-    let (release, gate) = mpsc::channel::<()>();
-    let (started_tx, started) = mpsc::channel::<()>();
-    let blocker = rt.spawn(move || {
-        started_tx.send(()).unwrap();
-        gate.recv().unwrap();
-    });
-    started.recv().unwrap();
-    (release, blocker)
-}
-
 #[test]
 fn a_cancelled_queued_task_never_starts_and_reports_at_once() {
-    let rt = one_thread();
-    let (release, blocker) = block_the_pool(&rt);
+    let rt = common::runtime(1);
+    let (release, blocker) = common::block_a_thread(&rt);
     let ran = Arc::new(AtomicBool::new(false));
     let queued = {
         let ran = ran.clone();
@@ -45,7 +27,7 @@ fn a_cancelled_queued_task_never_starts_and_reports_at_once() {
 
 #[test]
 fn a_running_thread_task_sees_the_cancel_token() {
-    let rt = one_thread();
+    let rt = common::runtime(1);
     let started = Arc::new(Event::new());
     let noticed = Arc::new(AtomicBool::new(false));
     let task = {
@@ -67,7 +49,7 @@ fn a_running_thread_task_sees_the_cancel_token() {
 
 #[test]
 fn check_cancelled_lets_fallible_tasks_bail_with_question_mark() {
-    let rt = one_thread();
+    let rt = common::runtime(1);
     let started = Arc::new(Event::new());
     let task = {
         let started = started.clone();
@@ -95,7 +77,7 @@ impl Drop for SetOnDrop {
 
 #[test]
 fn a_running_coroutine_is_dropped_at_its_next_await() {
-    let rt = one_thread();
+    let rt = common::runtime(1);
     let started = Arc::new(Event::new());
     let dropped = Arc::new(AtomicBool::new(false));
     let task = {
@@ -117,7 +99,7 @@ fn a_running_coroutine_is_dropped_at_its_next_await() {
 
 #[test]
 fn cancelling_a_finished_task_is_too_late_and_the_result_stands() {
-    let rt = one_thread();
+    let rt = common::runtime(1);
     for handle in [rt.spawn(|| 5), rt.spawn_async(async { 5 })] {
         while !handle.is_finished() {
             std::thread::yield_now();
@@ -129,7 +111,7 @@ fn cancelling_a_finished_task_is_too_late_and_the_result_stands() {
 
 #[test]
 fn a_cancel_handle_stops_a_task_that_another_thread_is_joining() {
-    let rt = one_thread();
+    let rt = common::runtime(1);
     let started = Arc::new(Event::new());
     let task = {
         let started = started.clone();

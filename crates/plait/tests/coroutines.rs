@@ -1,5 +1,7 @@
 //! The coroutine strand: spawn_async, map_async, block_on, and blocking from inside it.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -7,17 +9,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use plait::Runtime;
 
-fn runtime() -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn ten_thousand_waits_run_at_once() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let started = Instant::now();
     let handles: Vec<_> = (0..10_000u32)
         .map(|i| {
@@ -38,7 +32,7 @@ fn ten_thousand_waits_run_at_once() {
 
 #[test]
 fn a_panicking_coroutine_becomes_an_error() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let bad = rt.spawn_async(async { panic!("async boom") });
     let err: plait::Error = bad.join().unwrap_err();
     assert_eq!(err.to_string(), "task panicked: async boom");
@@ -47,7 +41,7 @@ fn a_panicking_coroutine_becomes_an_error() {
 
 #[test]
 fn handles_of_both_strands_can_be_awaited_together() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let total = rt.block_on(async {
         let a = rt.spawn(|| 40);
         let b = rt.spawn_async(async { 2 });
@@ -94,7 +88,7 @@ fn block_on_inside_a_coroutine_is_safe() {
 
 #[test]
 fn map_async_keeps_order_and_the_concurrency_limit() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let live = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let out: Vec<u32> = rt
@@ -125,7 +119,7 @@ fn map_async_keeps_order_and_the_concurrency_limit() {
 
 #[test]
 fn map_async_is_a_stream_in_async_code() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let out: Vec<usize> = rt.block_on(async {
         rt.map_async(["a", "bb", "ccc"], 2, |s| async move { s.len() })
             .map(Result::unwrap)
@@ -137,7 +131,7 @@ fn map_async_is_a_stream_in_async_code() {
 
 #[test]
 fn map_async_unordered_yields_fast_items_first() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let order: Vec<usize> = rt
         .map_async_unordered([300u64, 1, 1], 3, |ms| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -154,7 +148,7 @@ fn map_async_unordered_yields_fast_items_first() {
 
 #[test]
 fn map_async_on_endless_input_is_lazy() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let first: Vec<u64> = rt
         .map_async(0u64.., 4, |i| async move { i * 2 })
         .into_iter()

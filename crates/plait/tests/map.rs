@@ -1,5 +1,7 @@
 //! The thread strand's lazy parallel map: order, laziness, bounded memory, cancellation.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,13 +10,9 @@ use std::time::Duration;
 use plait::Runtime;
 use proptest::prelude::*;
 
-fn runtime() -> Runtime {
-    Runtime::builder().threads(2).build().unwrap()
-}
-
 #[test]
 fn results_come_in_input_order() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let out: Vec<u64> = rt
         .map(0..100_000u64, |x| x.wrapping_mul(2_654_435_761))
         .map(Result::unwrap)
@@ -55,7 +53,7 @@ fn a_ten_million_item_input_never_has_more_than_the_bound_in_flight() {
 
 #[test]
 fn max_in_flight_bounds_a_single_map() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let pulled = Arc::new(AtomicUsize::new(0));
     let source = {
         let pulled = pulled.clone();
@@ -73,7 +71,7 @@ fn max_in_flight_bounds_a_single_map() {
 
 #[test]
 fn the_map_is_lazy_and_works_on_endless_input() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let calls = Arc::new(AtomicUsize::new(0));
     let map = {
         let calls = calls.clone();
@@ -93,7 +91,7 @@ fn the_map_is_lazy_and_works_on_endless_input() {
 
 #[test]
 fn a_panicking_item_fails_alone_and_the_rest_go_on() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let results: Vec<_> = rt
         .map(0..1000u32, |x| {
             assert!(x % 100 != 7, "poison item {x}");
@@ -144,7 +142,7 @@ fn dropping_the_map_stops_the_work_not_yet_done() {
 fn slow_items_still_spread_over_every_thread() {
     // Items 0 and 1 wait for each other (up to a generous deadline): they can only both
     // arrive if two threads run them at once.
-    let rt = runtime();
+    let rt = common::runtime(2);
     let arrived = Arc::new(AtomicUsize::new(0));
     let threads = Arc::new(std::sync::Mutex::new(HashSet::new()));
     let (arrived2, threads2) = (arrived.clone(), threads.clone());
@@ -166,7 +164,7 @@ fn slow_items_still_spread_over_every_thread() {
 
 #[test]
 fn map_unordered_yields_every_index_once() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let mut seen: Vec<(usize, u32)> = rt
         .map_unordered(0..10_000u32, |x| x + 1)
         .map(|(i, r)| (i, r.unwrap()))
@@ -181,7 +179,7 @@ fn map_unordered_yields_every_index_once() {
 #[test]
 fn map_unordered_does_not_wait_for_a_slow_first_item() {
     // Item 0 blocks until the first result has been yielded: an ordered map would hang.
-    let rt = runtime();
+    let rt = common::runtime(2);
     let (release, gate) = std::sync::mpsc::channel::<()>();
     let gate = std::sync::Mutex::new(gate);
     let mut results = rt.map_unordered(0..8u32, move |x| {
@@ -205,7 +203,7 @@ proptest! {
         window in 1usize..300,
         spin in 0u32..200,
     ) {
-        let rt = runtime();
+        let rt = common::runtime(2);
         let f = move |x: u32| {
             for _ in 0..(x % (spin + 1)) {
                 std::hint::spin_loop();
@@ -222,7 +220,7 @@ proptest! {
         items in proptest::collection::vec(any::<u16>(), 0..2_000),
         window in 1usize..300,
     ) {
-        let rt = runtime();
+        let rt = common::runtime(2);
         let mut got: Vec<(usize, u32)> = rt
             .map_unordered(items.clone(), |x| u32::from(x) * 3)
             .max_in_flight(window)

@@ -1,16 +1,12 @@
 //! Scoped tasks that borrow from the caller.
 
+mod common;
+
 use std::panic::{self, AssertUnwindSafe};
-
-use plait::Runtime;
-
-fn runtime() -> Runtime {
-    Runtime::builder().threads(2).build().unwrap()
-}
 
 #[test]
 fn scoped_tasks_borrow_and_mutate_the_callers_data() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let mut chunks = vec![vec![1u32; 1000]; 8];
     let sums: Vec<u32> = rt.scope(|s| {
         let handles: Vec<_> = chunks
@@ -30,7 +26,7 @@ fn scoped_tasks_borrow_and_mutate_the_callers_data() {
 
 #[test]
 fn the_scope_waits_for_tasks_whose_handles_were_dropped() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let mut done = [false; 16];
     rt.scope(|s| {
         for slot in &mut done {
@@ -42,7 +38,7 @@ fn the_scope_waits_for_tasks_whose_handles_were_dropped() {
 
 #[test]
 fn a_joined_panic_is_an_error_not_a_scope_panic() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let message = rt.scope(|s| {
         let bad = s.spawn(|| -> u8 { panic!("scoped boom") });
         bad.join().unwrap_err().to_string()
@@ -52,7 +48,7 @@ fn a_joined_panic_is_an_error_not_a_scope_panic() {
 
 #[test]
 fn an_unjoined_panic_is_raised_when_the_scope_ends() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         rt.scope(|s| {
             drop(s.spawn(|| panic!("nobody joined me")));
@@ -69,7 +65,7 @@ fn an_unjoined_panic_is_raised_when_the_scope_ends() {
 
 #[test]
 fn a_handle_dropped_after_its_task_panicked_still_raises() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         rt.scope(|s| {
             let h = s.spawn(|| panic!("finished, then dropped"));
@@ -84,7 +80,7 @@ fn a_handle_dropped_after_its_task_panicked_still_raises() {
 
 #[test]
 fn scopes_nest_inside_tasks() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let rt2 = rt.clone();
     let outer = rt.spawn(move || {
         let data = [1u64, 2, 3, 4];
@@ -102,7 +98,7 @@ fn scopes_nest_inside_tasks() {
 fn spawning_after_the_previous_tasks_finished_still_waits_for_the_new_ones() {
     // Each round: one task is joined (the scope's count drops to nothing but the owner's
     // share), then another is spawned that writes to the stack. The scope must wait for it.
-    let rt = runtime();
+    let rt = common::runtime(2);
     for round in 0..2_000u32 {
         let mut slot = 0u32;
         rt.scope(|s| {
@@ -123,7 +119,7 @@ fn spawning_after_the_previous_tasks_finished_still_waits_for_the_new_ones() {
 
 #[test]
 fn spawns_from_several_threads_inside_the_scope_are_all_waited_for() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let done = std::sync::atomic::AtomicUsize::new(0);
     rt.scope(|s| {
         std::thread::scope(|threads| {

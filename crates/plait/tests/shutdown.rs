@@ -1,5 +1,7 @@
 //! Shutting down with work in flight: every task ran or reported a cancellation.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -36,18 +38,8 @@ fn every_task_in_flight_either_ran_or_reported_cancelled() {
         .build()
         .unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
-    let started = Arc::new(Event::new());
     // One thread task that only stops when asked, so queued ones stay queued.
-    let hog = {
-        let started = started.clone();
-        rt.spawn(move || {
-            started.set();
-            while !plait::task::is_cancelled() {
-                std::hint::spin_loop();
-            }
-        })
-    };
-    started.wait();
+    let hog = common::spawn_until_cancelled(&rt);
     let queued: Vec<_> = (0..50)
         .map(|_| {
             let ran = ran.clone();
@@ -128,17 +120,7 @@ fn a_spawner_waiting_for_room_is_released_by_shutdown() {
         .queue_bound(1)
         .build()
         .unwrap();
-    let started = Arc::new(Event::new());
-    let hog = {
-        let started = started.clone();
-        rt.spawn(move || {
-            started.set();
-            while !plait::task::is_cancelled() {
-                std::hint::spin_loop();
-            }
-        })
-    };
-    started.wait();
+    let hog = common::spawn_until_cancelled(&rt);
     let spawner = {
         let rt = rt.clone();
         std::thread::spawn(move || rt.spawn(|| 1).join())

@@ -1,22 +1,16 @@
 //! The synchronisation primitives work from the strands they are documented for.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use plait::Runtime;
 use plait::sync::{Event, Semaphore, channel};
 
-fn runtime() -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_channel_carries_values_from_coroutines_to_threads() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let (tx, rx) = channel::bounded::<u32>(4);
     let producer = rt.spawn_async(async move {
         for i in 0..100 {
@@ -61,7 +55,7 @@ fn a_semaphore_limits_thread_tasks_with_a_blocking_acquire() {
 
 #[test]
 fn an_event_releases_waiters_on_both_strands() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let event = Arc::new(Event::new());
     let thread_waiter = {
         let event = event.clone();

@@ -1,18 +1,12 @@
 //! Task groups: the first failure cancels the rest; results in order; cancelled on drop.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use plait::{Error, Runtime, sync::Event};
-
-fn runtime() -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .build()
-        .unwrap()
-}
+use plait::{Error, sync::Event};
 
 #[derive(Debug, thiserror::Error)]
 #[error("bad record {0}")]
@@ -20,7 +14,7 @@ struct BadRecord(u32);
 
 #[test]
 fn results_come_back_in_spawn_order() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let mut group = rt.group();
     for i in 0..20u32 {
         if i % 2 == 0 {
@@ -41,7 +35,7 @@ fn results_come_back_in_spawn_order() {
 
 #[test]
 fn the_first_error_cancels_the_siblings_and_is_returned() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let waiter_dropped = Arc::new(AtomicBool::new(false));
     let spinner_stopped = Arc::new(AtomicBool::new(false));
     let mut group = rt.group::<u32>();
@@ -84,7 +78,7 @@ fn the_first_error_cancels_the_siblings_and_is_returned() {
 
 #[test]
 fn a_panic_counts_as_the_groups_failure() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let mut group = rt.group::<u32>();
     group.spawn_async(async { std::future::pending::<Result<u32, BadRecord>>().await });
     group.spawn(|| -> Result<u32, BadRecord> { panic!("group member panicked") });
@@ -94,7 +88,7 @@ fn a_panic_counts_as_the_groups_failure() {
 
 #[test]
 fn dropping_the_group_cancels_its_tasks() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let started = Arc::new(Event::new());
     let (stopped_tx, stopped) = std::sync::mpsc::channel::<()>();
     {
@@ -118,7 +112,7 @@ fn dropping_the_group_cancels_its_tasks() {
 
 #[test]
 fn dropping_join_all_async_half_way_cancels_the_tasks() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let (stopped_tx, stopped) = std::sync::mpsc::channel::<()>();
     let mut group = rt.group::<()>();
     group.spawn(move || {
@@ -141,7 +135,7 @@ fn dropping_join_all_async_half_way_cancels_the_tasks() {
 
 #[test]
 fn join_all_async_works_inside_a_coroutine() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let rt2 = rt.clone();
     let out = rt.block_on(async move {
         let mut group = rt2.group();
@@ -154,7 +148,7 @@ fn join_all_async_works_inside_a_coroutine() {
 
 #[test]
 fn an_empty_group_joins_to_nothing() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let group = rt.group::<u8>();
     assert!(group.is_empty());
     assert!(group.join_all().unwrap().is_empty());

@@ -1,21 +1,15 @@
 //! The thread strand's spawn, join and backpressure.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
 use plait::{Error, Runtime};
 
-fn runtime(threads: usize) -> Runtime {
-    Runtime::builder()
-        .threads(threads)
-        .coroutine_workers(1)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn results_come_back_on_their_handles() {
-    let rt = runtime(2);
+    let rt = common::runtime(2);
     let handles: Vec<_> = (0..1000u64).map(|i| rt.spawn(move || i * 3)).collect();
     let results: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(results, (0..1000).map(|i| i * 3).collect::<Vec<_>>());
@@ -23,7 +17,7 @@ fn results_come_back_on_their_handles() {
 
 #[test]
 fn a_panic_becomes_an_error_and_the_pool_lives_on() {
-    let rt = runtime(2);
+    let rt = common::runtime(2);
     let bad = rt.spawn(|| -> u32 { panic!("task {} failed", 7) });
     match bad.join() {
         Err(Error::Panicked { message }) => assert_eq!(message, "task 7 failed"),
@@ -45,14 +39,14 @@ fn nested_spawn_and_join_a_thousand_deep_on_two_threads_does_not_deadlock() {
         let inner = rt.clone();
         rt.spawn(move || nest(inner, depth - 1)).join().unwrap() + 1
     }
-    let rt = runtime(2);
+    let rt = common::runtime(2);
     let top = rt.clone();
     assert_eq!(rt.spawn(move || nest(top, 1000)).join().unwrap(), 1000);
 }
 
 #[test]
 fn many_tasks_each_joining_children_never_exhaust_the_pool() {
-    let rt = runtime(2);
+    let rt = common::runtime(2);
     let parents: Vec<_> = (0..64u64)
         .map(|i| {
             let rt2 = rt.clone();
@@ -73,13 +67,7 @@ fn try_spawn_hands_the_closure_back_when_the_strand_is_full() {
         .queue_bound(2)
         .build()
         .unwrap();
-    let (release, gate) = mpsc::channel::<()>();
-    let (started_tx, started) = mpsc::channel::<()>();
-    let blocker = rt.spawn(move || {
-        started_tx.send(()).unwrap();
-        gate.recv().unwrap();
-    });
-    started.recv().unwrap();
+    let (release, blocker) = common::block_a_thread(&rt);
     let queued = rt.spawn(|| 1);
     let refused = rt.try_spawn(|| 2).unwrap_err();
     assert!(matches!(refused.error(), Error::QueueFull { bound: 2, .. }));
@@ -150,7 +138,7 @@ fn tasks_spawned_from_inside_a_full_pool_make_progress() {
 
 #[test]
 fn stress_many_spawning_threads_lose_no_task() {
-    let rt = runtime(2);
+    let rt = common::runtime(2);
     let ran = Arc::new(AtomicUsize::new(0));
     std::thread::scope(|s| {
         for _ in 0..4 {
@@ -176,7 +164,7 @@ fn stress_many_spawning_threads_lose_no_task() {
 
 #[test]
 fn join_runs_both_sides_and_reports_a_panic() {
-    let rt = runtime(2);
+    let rt = common::runtime(2);
     assert_eq!(rt.join(|| 1, || "two").unwrap(), (1, "two"));
     let err = rt
         .join(|| 1, || -> u8 { panic!("right side") })
@@ -186,7 +174,7 @@ fn join_runs_both_sides_and_reports_a_panic() {
 
 #[test]
 fn a_detached_task_still_runs() {
-    let rt = runtime(1);
+    let rt = common::runtime(1);
     let (done_tx, done) = mpsc::channel();
     drop(rt.spawn(move || done_tx.send(42).unwrap()));
     assert_eq!(done.recv().unwrap(), 42);
@@ -194,14 +182,8 @@ fn a_detached_task_still_runs() {
 
 #[test]
 fn join_returns_even_when_every_pool_thread_is_busy() {
-    let rt = runtime(1);
-    let (release, gate) = mpsc::channel::<()>();
-    let (started_tx, started) = mpsc::channel::<()>();
-    let blocker = rt.spawn(move || {
-        started_tx.send(()).unwrap();
-        gate.recv().unwrap();
-    });
-    started.recv().unwrap();
+    let rt = common::runtime(1);
+    let (release, blocker) = common::block_a_thread(&rt);
     // The only pool thread is busy: both closures run here.
     assert_eq!(rt.join(|| 1, || 2).unwrap(), (1, 2));
     release.send(()).unwrap();
@@ -218,7 +200,7 @@ fn join_inside_tasks_splits_work_recursively() {
         let (a, b) = rt.join(|| sum(rt, left), || sum(rt, right)).unwrap();
         a + b
     }
-    let rt = runtime(2);
+    let rt = common::runtime(2);
     let xs: Vec<u64> = (0..100_000).collect();
     let rt2 = rt.clone();
     let total = rt.spawn(move || sum(&rt2, &xs)).join().unwrap();
@@ -235,7 +217,7 @@ impl Drop for PanicOnDrop {
 
 #[test]
 fn a_panicking_destructor_of_a_detached_result_does_not_leak_the_task() {
-    let rt = runtime(1);
+    let rt = common::runtime(1);
     let go = Arc::new(plait::sync::Event::new());
     let task = {
         let go = go.clone();

@@ -1,22 +1,16 @@
 //! Time limits, on both strands and on waiting.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use plait::Runtime;
 
-fn runtime() -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_coroutine_past_its_limit_is_dropped_and_reports_timed_out() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let started = Instant::now();
     let stuck = rt
         .task()
@@ -28,7 +22,7 @@ fn a_coroutine_past_its_limit_is_dropped_and_reports_timed_out() {
 
 #[test]
 fn a_coroutine_within_its_limit_returns_its_value() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let quick = rt
         .task()
         .timeout(Duration::from_secs(30))
@@ -38,7 +32,7 @@ fn a_coroutine_within_its_limit_returns_its_value() {
 
 #[test]
 fn a_thread_task_past_its_limit_is_asked_to_stop_and_reports_timed_out() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let noticed = Arc::new(AtomicBool::new(false));
     let task = {
         let noticed = noticed.clone();
@@ -67,7 +61,7 @@ fn the_limit_counts_from_when_the_task_starts_not_when_it_queues() {
 
 #[test]
 fn join_timeout_gives_up_and_cancels_the_task() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let stuck = rt.spawn_async(std::future::pending::<()>());
     let started = Instant::now();
     assert!(
@@ -90,14 +84,14 @@ fn join_timeout_gives_up_and_cancels_the_task() {
 
 #[test]
 fn join_timeout_returns_a_value_that_arrives_in_time() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let quick = rt.spawn(|| 8);
     assert_eq!(quick.join_timeout(Duration::from_secs(30)).unwrap(), 8);
 }
 
 #[test]
 fn the_timeout_function_limits_any_future() {
-    let rt = runtime();
+    let rt = common::runtime(2);
     let outcome = rt.block_on(plait::timeout(Duration::from_millis(10), async {
         tokio::time::sleep(Duration::from_secs(30)).await;
     }));

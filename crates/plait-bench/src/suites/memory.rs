@@ -90,13 +90,7 @@ pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             measure(n, &started, || {
                 (0..n)
-                    .map(|_| {
-                        let started = started.clone();
-                        rt.spawn(async move {
-                            started.fetch_add(1, Ordering::Release);
-                            tokio::time::sleep(LONG).await;
-                        })
-                    })
+                    .map(|_| rt.spawn(idle(started.clone())))
                     .collect::<Vec<_>>()
             })
         }
@@ -108,13 +102,7 @@ pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             measure(n, &started, || {
                 (0..n)
-                    .map(|_| {
-                        let started = started.clone();
-                        rt.spawn_async(async move {
-                            started.fetch_add(1, Ordering::Release);
-                            tokio::time::sleep(LONG).await;
-                        })
-                    })
+                    .map(|_| rt.spawn_async(idle(started.clone())))
                     .collect::<Vec<_>>()
             })
         }
@@ -128,6 +116,12 @@ pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
     println!("{heap} {rss} {}", wall.as_secs_f64());
     // Exit without tearing the tasks down: nothing more to measure.
     std::process::exit(0);
+}
+
+/// One idle task: it says it has started, then sleeps on a timer far in the future.
+async fn idle(started: Arc<AtomicUsize>) {
+    started.fetch_add(1, Ordering::Release);
+    tokio::time::sleep(LONG).await;
 }
 
 /// Spawns with `spawn`, waits until every task has parked on its timer, and returns the

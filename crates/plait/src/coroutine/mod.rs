@@ -35,8 +35,7 @@ use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 use books::Books;
 pub(crate) use books::on_own_thread;
-use futures_util::FutureExt;
-use tracked::{Limited, Tracked};
+use tracked::{Limited, Tracked, Unlimited};
 
 /// The tokio runtime and the books of the coroutine strand.
 pub(crate) struct CoroutineStrand {
@@ -87,7 +86,7 @@ impl CoroutineStrand {
         let join = match limit {
             None => self
                 .handle
-                .spawn(Tracked::new(future.map(Ok::<Fut::Output, Error>), books)),
+                .spawn(Tracked::new(Unlimited::new(future), books)),
             Some(limit) => self
                 .handle
                 .spawn(Tracked::new(Limited::new(future, limit), books)),

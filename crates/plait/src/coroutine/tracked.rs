@@ -32,8 +32,31 @@ impl<F: Future> Future for Tracked<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let output = std::task::ready!(this.future.poll(cx));
-        this.books.completed = true;
+        this.books.complete();
         Poll::Ready(output)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future without a time limit, its output in the `Result` every coroutine returns.
+    /// (Not `FutureExt::map`, which adds a state word to every task.)
+    pub(crate) struct Unlimited<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Unlimited<F> {
+    pub(crate) fn new(future: F) -> Self {
+        Unlimited { future }
+    }
+}
+
+impl<F: Future> Future for Unlimited<F> {
+    type Output = crate::Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().future.poll(cx).map(Ok)
     }
 }
 
