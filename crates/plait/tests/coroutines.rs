@@ -53,11 +53,7 @@ fn handles_of_both_strands_can_be_awaited_together() {
 #[test]
 fn blocking_join_inside_a_coroutine_is_safe() {
     // One coroutine worker: if join blocked it, the other coroutine could never run.
-    let rt = Runtime::builder()
-        .threads(1)
-        .coroutine_workers(1)
-        .build()
-        .unwrap();
+    let rt = common::runtime(1);
     let rt2 = rt.clone();
     let outer = rt.spawn_async(async move {
         let inner = rt2.spawn_async(async {
@@ -71,11 +67,7 @@ fn blocking_join_inside_a_coroutine_is_safe() {
 
 #[test]
 fn block_on_inside_a_coroutine_is_safe() {
-    let rt = Runtime::builder()
-        .threads(1)
-        .coroutine_workers(1)
-        .build()
-        .unwrap();
+    let rt = common::runtime(1);
     let rt2 = rt.clone();
     let outer = rt.spawn_async(async move {
         rt2.block_on(async {

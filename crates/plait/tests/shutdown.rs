@@ -32,11 +32,7 @@ fn shutdown_lets_quick_work_finish() {
 
 #[test]
 fn every_task_in_flight_either_ran_or_reported_cancelled() {
-    let rt = Runtime::builder()
-        .threads(1)
-        .coroutine_workers(1)
-        .build()
-        .unwrap();
+    let rt = common::runtime(1);
     let ran = Arc::new(AtomicUsize::new(0));
     // One thread task that only stops when asked, so queued ones stay queued.
     let hog = common::spawn_until_cancelled(&rt);
