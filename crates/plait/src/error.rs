@@ -75,6 +75,77 @@ pub enum Error {
         /// What went wrong, with the setting that caused it.
         reason: String,
     },
+
+    /// No task is registered under this name (see `#[plait::task]`).
+    #[error(
+        "no task is registered as `{name}`{}",
+        if close.is_empty() { String::new() } else { format!("; did you mean {}?", close.join(", ")) }
+    )]
+    UnknownTask {
+        /// The name asked for.
+        name: String,
+        /// Registered names close to it, best first.
+        close: Vec<String>,
+    },
+
+    /// The worker process running the task died under it: it aborted, segfaulted, called
+    /// `exit`, or was killed (by the kernel's OOM killer, say). Other tasks are unaffected
+    /// and the pool has replaced the worker.
+    #[error(
+        "the worker process running {task} died ({exit}){}",
+        if stderr.is_empty() { String::new() } else { format!("; its last words: {stderr}") }
+    )]
+    WorkerLost {
+        /// The task's registered name.
+        task: String,
+        /// How the worker ended.
+        exit: crate::process::WorkerExit,
+        /// The end of what the worker wrote to standard error.
+        stderr: String,
+    },
+
+    /// The task allocated past the worker's memory cap
+    /// ([`ProcessOptions::memory_limit`](crate::process::ProcessOptions::memory_limit)); the
+    /// worker was replaced.
+    #[error(
+        "{task} allocated past the worker's memory cap of {limit} bytes; raise          ProcessOptions::memory_limit if it needs more"
+    )]
+    MemoryLimit {
+        /// The task's registered name.
+        task: String,
+        /// The cap in force, in bytes.
+        limit: u64,
+    },
+
+    /// A task's arguments are larger than the process strand carries; refused at spawn.
+    #[error(
+        "the arguments of {task} are {bytes} bytes, over the payload limit of {limit} bytes;          raise ProcessOptions::payload_limit, or pass a path instead of the data"
+    )]
+    PayloadTooLarge {
+        /// The task's registered name.
+        task: String,
+        /// The encoded size.
+        bytes: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+
+    /// A task's arguments or result could not be encoded or decoded, or its worker sent a
+    /// frame that does not decode (that worker was replaced).
+    #[error("encoding for {task} failed: {reason}")]
+    Codec {
+        /// The task's registered name.
+        task: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A worker process could not be started, or did not become a worker.
+    #[error("the process strand cannot start its workers: {reason}")]
+    WorkerStart {
+        /// What went wrong, and the way out.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -178,6 +249,7 @@ impl<F> std::error::Error for SpawnError<F> {
 pub(crate) enum StrandName {
     Thread,
     Coroutine,
+    Process,
 }
 
 impl StrandName {
@@ -185,6 +257,7 @@ impl StrandName {
         match self {
             StrandName::Thread => "thread",
             StrandName::Coroutine => "coroutine",
+            StrandName::Process => "process",
         }
     }
 }

@@ -57,10 +57,15 @@
 
 #![warn(missing_docs)]
 
+// `#[plait::task]` expands to paths under `::plait`, which must resolve inside this crate
+// too (for its built-in tasks and tests).
+extern crate self as plait;
+
 pub mod coroutine;
 mod error;
 mod loom;
 mod pool;
+pub mod process;
 mod runtime;
 pub mod sync;
 pub mod task;
@@ -68,8 +73,18 @@ pub mod thread;
 
 pub use coroutine::timeout;
 pub use error::{BoxError, Error, Result, SharedError, SpawnError};
+/// Registers a function as a task that worker processes can run: see
+/// [`process`](crate::process) and [`Runtime::spawn_process`].
+pub use plait_macros::task;
+pub use process::init;
 pub use runtime::{Builder, DEFAULT_QUEUE_BOUND, Runtime, ShutdownReport, StrandReport};
 pub use task::{CancelHandle, Handle, TaskBuilder, TaskGroup, TaskId, as_completed};
+
+/// What `#[plait::task]` expands to needs; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}
 
 /// The examples in README.md, compiled and run as doctests so that they stay true.
 #[cfg(doctest)]

@@ -14,8 +14,13 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use crate::runtime::strand::StrandState;
 
 thread_local! {
-    static LOCAL: OnceCell<(u64, Arc<StrandState>)> = const { OnceCell::new() };
+    /// The strands whose coroutines run on this thread, by number: the coroutine strand,
+    /// and the process strand whose tasks wait here for their workers.
+    static LOCAL: OnceCell<Strands> = const { OnceCell::new() };
 }
+
+/// Strands by number.
+pub(crate) type Strands = Arc<[(u64, Arc<StrandState>)]>;
 
 /// Strands that may have coroutines in flight, by number; dead entries are pruned as new
 /// strands register.
@@ -31,11 +36,11 @@ pub(crate) fn register(state: &Arc<StrandState>) -> u64 {
     number
 }
 
-/// Called on each of the strand's threads as it starts.
-pub(crate) fn install(number: u64, state: Arc<StrandState>) {
+/// Called on each of the strand's threads as it starts, with the strands it serves.
+pub(crate) fn install(strands: Strands) {
     LOCAL.with(|local| {
         // A thread starts once; a second set would be ignored.
-        let _ = local.set((number, state));
+        let _ = local.set(strands);
     });
 }
 
@@ -76,12 +81,15 @@ impl Drop for Books {
     fn drop(&mut self) {
         // A panic unwinding through the future is a finish, not a cancellation.
         let cancelled = !self.completed() && !std::thread::panicking();
-        let booked = LOCAL.with(|local| match local.get() {
-            Some((number, state)) if *number == self.strand() => {
-                state.finish(cancelled);
-                true
+        let booked = LOCAL.with(|local| {
+            let strands = local.get().map_or(&[][..], |strands| &strands[..]);
+            match strands.iter().find(|(number, _)| *number == self.strand()) {
+                Some((_, state)) => {
+                    state.finish(cancelled);
+                    true
+                }
+                None => false,
             }
-            _ => false,
         });
         if !booked {
             let state = REGISTRY

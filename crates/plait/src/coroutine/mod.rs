@@ -35,7 +35,7 @@ use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 use books::Books;
 pub(crate) use books::on_own_thread;
-use tracked::{Limited, Tracked, Unlimited};
+use tracked::{Limited, Tracked, TrackedResult, Unlimited};
 
 /// The tokio runtime and the books of the coroutine strand.
 pub(crate) struct CoroutineStrand {
@@ -48,14 +48,20 @@ pub(crate) struct CoroutineStrand {
 }
 
 impl CoroutineStrand {
-    pub(crate) fn new(config: &Config) -> Result<Self> {
+    /// Starts the strand; `also_books` is another strand whose tasks run as coroutines here
+    /// (the process strand's).
+    pub(crate) fn new(config: &Config, also_books: &Arc<StrandState>) -> Result<(Self, u64)> {
         let state = Arc::new(StrandState::new(StrandName::Coroutine, config.queue_bound));
         let number = books::register(&state);
-        let for_threads = Arc::clone(&state);
+        let also_number = books::register(also_books);
+        let strands: books::Strands = Arc::from([
+            (number, Arc::clone(&state)),
+            (also_number, Arc::clone(also_books)),
+        ]);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.coroutine_workers)
             .thread_name(format!("{}-io", config.thread_name))
-            .on_thread_start(move || books::install(number, Arc::clone(&for_threads)))
+            .on_thread_start(move || books::install(Arc::clone(&strands)))
             .enable_all()
             .build()
             .map_err(|error| Error::Build {
@@ -64,12 +70,26 @@ impl CoroutineStrand {
                     config.coroutine_workers
                 ),
             })?;
-        Ok(CoroutineStrand {
+        let strand = CoroutineStrand {
             handle: runtime.handle().clone(),
             runtime: Mutex::new(Some(runtime)),
             state,
             number,
-        })
+        };
+        Ok((strand, also_number))
+    }
+
+    /// Spawns a future that reports its own errors, booked to strand `books` (admitted
+    /// there already).
+    pub(crate) fn spawn_booked<Fut, T>(&self, future: Fut, books: u64) -> Handle<T>
+    where
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let join = self
+            .handle
+            .spawn(TrackedResult::new(future, Books::new(books)));
+        Handle::coroutine(TaskId::next(), join)
     }
 
     pub(crate) fn spawn_admitted<Fut>(

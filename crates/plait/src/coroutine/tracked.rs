@@ -104,3 +104,36 @@ impl<F: Future> Future for Limited<F> {
         }
     }
 }
+
+pin_project_lite::pin_project! {
+    /// A fallible future with its books, for tasks whose future reports their own
+    /// cancellation (a process task whose worker was stopped): `Err(Cancelled)` is booked as
+    /// a cancellation, anything else as a finish.
+    pub(crate) struct TrackedResult<F> {
+        #[pin]
+        future: F,
+        books: Books,
+    }
+}
+
+impl<F> TrackedResult<F> {
+    pub(crate) fn new(future: F, books: Books) -> Self {
+        TrackedResult { future, books }
+    }
+}
+
+impl<F, T> Future for TrackedResult<F>
+where
+    F: Future<Output = crate::Result<T>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.future.poll(cx));
+        if !matches!(output, Err(crate::Error::Cancelled)) {
+            this.books.complete();
+        }
+        Poll::Ready(output)
+    }
+}

@@ -5,6 +5,7 @@ use std::thread;
 
 use super::{Runtime, Shared};
 use crate::coroutine::CoroutineStrand;
+use crate::process::{ProcessOptions, ProcessStrand};
 use crate::thread::ThreadStrand;
 use crate::{Error, Result};
 
@@ -38,6 +39,7 @@ pub struct Builder {
     queue_bound: usize,
     thread_stack_size: Option<usize>,
     thread_name: String,
+    processes: ProcessOptions,
 }
 
 /// A validated configuration.
@@ -64,6 +66,7 @@ impl Builder {
             queue_bound: DEFAULT_QUEUE_BOUND,
             thread_stack_size: None,
             thread_name: "plait".to_owned(),
+            processes: ProcessOptions::new(),
         }
     }
 
@@ -104,6 +107,14 @@ impl Builder {
         self
     }
 
+    /// How the process strand runs its worker processes (default:
+    /// [`ProcessOptions::new`]). Workers start on the first process task, or at
+    /// [`Runtime::start_processes`].
+    pub fn processes(mut self, options: ProcessOptions) -> Self {
+        self.processes = options;
+        self
+    }
+
     /// Starts the strands.
     ///
     /// # Errors
@@ -112,12 +123,21 @@ impl Builder {
     /// system refuses to start the threads.
     pub fn build(&self) -> Result<Runtime> {
         let config = self.validate()?;
-        let coroutines = CoroutineStrand::new(&config)?;
+        let processes = self.processes.validate()?;
+        let process_state = ProcessStrand::state(config.queue_bound);
+        let (coroutines, process_books) = CoroutineStrand::new(&config, &process_state)?;
         let threads = ThreadStrand::new(&config, coroutines.handle.clone())?;
+        let processes = ProcessStrand::new(
+            process_state,
+            process_books,
+            processes,
+            coroutines.handle.clone(),
+        );
         Ok(Runtime {
             shared: Arc::new(Shared {
                 threads,
                 coroutines,
+                processes,
             }),
         })
     }

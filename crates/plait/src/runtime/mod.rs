@@ -7,6 +7,7 @@ pub(crate) mod strand;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) use builder::Config;
 pub use builder::{Builder, DEFAULT_QUEUE_BOUND};
@@ -14,6 +15,7 @@ pub use shutdown::{ShutdownReport, StrandReport};
 
 use crate::Result;
 use crate::coroutine::CoroutineStrand;
+use crate::process::ProcessStrand;
 use crate::thread::ThreadStrand;
 
 /// Owns the strands and runs tasks on them.
@@ -58,7 +60,11 @@ pub struct Runtime {
 pub(crate) struct Shared {
     pub(crate) threads: ThreadStrand,
     pub(crate) coroutines: CoroutineStrand,
+    pub(crate) processes: ProcessStrand,
 }
+
+/// How long dropping a runtime waits for its worker processes to be killed and reaped.
+const REAP: Duration = Duration::from_secs(2);
 
 impl Runtime {
     /// Starts a [`Builder`] to configure a runtime.
@@ -77,51 +83,63 @@ impl Runtime {
         Builder::new().build()
     }
 
-    /// Tasks admitted and not yet finished, on the thread and coroutine strands: a gauge for
-    /// monitoring. A task leaves it just after its handle receives the result, so right after
-    /// a `join` it may still count for an instant.
+    /// Tasks admitted and not yet finished, on the thread, coroutine and process strands: a
+    /// gauge for monitoring. A task leaves it just after its handle receives the result, so
+    /// right after a `join` it may still count for an instant.
     #[must_use]
-    pub fn in_flight(&self) -> (usize, usize) {
+    pub fn in_flight(&self) -> (usize, usize, usize) {
         (
             self.shared.threads.state.admission.in_flight(),
             self.shared.coroutines.state.admission.in_flight(),
+            self.shared.processes.state.admission.in_flight(),
         )
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if self.threads.state.is_closed() && self.coroutines.state.is_closed() {
+        let strands = [
+            &self.threads.state,
+            &self.coroutines.state,
+            &self.processes.state,
+        ];
+        if strands.iter().all(|state| state.is_closed()) {
             return;
         }
-        let (threads, coroutines) = (
+        let (threads, coroutines, processes) = (
             self.threads.state.admission.in_flight(),
             self.coroutines.state.admission.in_flight(),
+            self.processes.state.admission.in_flight(),
         );
-        if threads + coroutines > 0 {
+        if threads + coroutines + processes > 0 {
             tracing::warn!(
                 threads,
                 coroutines,
+                processes,
                 "runtime dropped with tasks in flight; they are cancelled. \
                  Call Runtime::shutdown(timeout) to let them finish"
             );
         }
-        for state in [&self.threads.state, &self.coroutines.state] {
+        for state in strands {
             state.close();
             state.cancel_all();
         }
+        // Before the coroutines stop: the supervisors that reap the workers are coroutines.
+        crate::task::wait::blocking_region(|| self.processes.stop(false, REAP));
         self.coroutines.stop();
     }
 }
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (threads_in_flight, coroutines_in_flight) = self.in_flight();
+        let (threads_in_flight, coroutines_in_flight, processes_in_flight) = self.in_flight();
         f.debug_struct("Runtime")
             .field("threads", &self.threads())
             .field("coroutine_workers", &self.coroutine_workers())
             .field("threads_in_flight", &threads_in_flight)
             .field("coroutines_in_flight", &coroutines_in_flight)
+            .field("process_workers", &self.process_workers())
+            .field("processes_in_flight", &processes_in_flight)
             .finish()
     }
 }

@@ -12,6 +12,9 @@ use crate::task::wait;
 /// on the rest (thread tasks that do not check for cancellation).
 const SETTLE: Duration = Duration::from_millis(20);
 
+/// How long a shutdown waits for worker processes to be stopped and reaped.
+const REAP: Duration = Duration::from_secs(2);
+
 /// What [`Runtime::shutdown`] did with the tasks in flight.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -19,6 +22,8 @@ pub struct ShutdownReport {
     pub threads: StrandReport,
     /// Coroutine-strand tasks.
     pub coroutines: StrandReport,
+    /// Process-strand tasks.
+    pub processes: StrandReport,
     /// How long the shutdown took.
     pub elapsed: Duration,
 }
@@ -41,11 +46,9 @@ impl ShutdownReport {
     /// `true` if every task in flight finished and none had to be cancelled.
     #[must_use]
     pub fn is_clean(&self) -> bool {
-        self.threads.cancelled
-            + self.threads.unfinished
-            + self.coroutines.cancelled
-            + self.coroutines.unfinished
-            == 0
+        [self.threads, self.coroutines, self.processes]
+            .iter()
+            .all(|strand| strand.cancelled + strand.unfinished == 0)
     }
 }
 
@@ -54,7 +57,8 @@ impl fmt::Display for ShutdownReport {
         write!(
             f,
             "shut down in {:.1?}: threads {} completed, {} cancelled, {} unfinished; \
-             coroutines {} completed, {} cancelled, {} unfinished",
+             coroutines {} completed, {} cancelled, {} unfinished; \
+             processes {} completed, {} cancelled, {} unfinished",
             self.elapsed,
             self.threads.completed,
             self.threads.cancelled,
@@ -62,6 +66,9 @@ impl fmt::Display for ShutdownReport {
             self.coroutines.completed,
             self.coroutines.cancelled,
             self.coroutines.unfinished,
+            self.processes.completed,
+            self.processes.cancelled,
+            self.processes.unfinished,
         )
     }
 }
@@ -100,14 +107,25 @@ impl Runtime {
     pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let started = Instant::now();
         let deadline = started.checked_add(timeout).unwrap_or_else(far_future);
-        let (threads, coroutines) = (&self.shared.threads, &self.shared.coroutines);
+        let (threads, coroutines, processes) = (
+            &self.shared.threads,
+            &self.shared.coroutines,
+            &self.shared.processes,
+        );
         threads.state.close();
         coroutines.state.close();
+        processes.state.close();
         wait::blocking_region(|| {
             let drained = threads.state.admission.wait_idle(deadline)
-                && coroutines.state.admission.wait_idle(deadline);
+                && coroutines.state.admission.wait_idle(deadline)
+                && processes.state.admission.wait_idle(deadline);
             threads.state.cancel_all();
             coroutines.state.cancel_all();
+            processes.state.cancel_all();
+            // Workers finish what they hold (nothing, if drained) or are killed; either way
+            // they are reaped before the coroutines that supervise them stop.
+            processes.stop(drained, REAP);
+            settle(&processes.state.admission);
             coroutines.stop();
             if !drained {
                 settle(&coroutines.state.admission);
@@ -117,6 +135,7 @@ impl Runtime {
         ShutdownReport {
             threads: strand_report(&threads.state),
             coroutines: strand_report(&coroutines.state),
+            processes: strand_report(&processes.state),
             elapsed: started.elapsed(),
         }
     }

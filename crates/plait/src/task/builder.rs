@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::process::Task;
 use crate::{Handle, Runtime};
 
 /// Spawns one task with options; from [`Runtime::task`].
@@ -54,6 +55,13 @@ impl TaskBuilder<'_> {
         T: Send + 'static,
     {
         self.rt.spawn_thread(f, self.limit)
+    }
+
+    /// Runs `task` in a worker process; see [`Runtime::spawn_process`]. A time limit here
+    /// is hard: past it the worker is killed (and replaced) and the handle reports
+    /// [`Error::TimedOut`](crate::Error::TimedOut).
+    pub fn spawn_process<T: Task>(self, task: T, args: T::Args) -> Handle<T::Output> {
+        self.rt.spawn_process_with(task, args, self.limit)
     }
 
     /// Spawns `future` on the coroutine strand; see [`Runtime::spawn_async`].

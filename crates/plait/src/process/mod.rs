@@ -1,0 +1,357 @@
+//! The process strand: tasks in worker processes, for isolation and hard limits.
+//!
+//! A thread or a coroutine shares the program's memory, so a task that crashes, leaks or
+//! hangs takes the program with it. A process task runs in a worker process: a crash
+//! there costs one worker (replaced at once) and fails that one task; a time limit or a
+//! memory cap is enforced by the kernel; a leak ends when the worker is recycled.
+//!
+//! * `#[plait::task]` on a function registers it by name, so that a worker can run it.
+//! * [`Runtime::spawn_process`]: one task, the same [`Handle`] as the other strands.
+//! * [`Runtime::map_process`]: many, batched so that tiny tasks do not pay a round trip each.
+//! * [`ProcessOptions`]: worker count, recycling, memory cap, payload limit, crash retries,
+//!   an initializer; given to [`Builder::processes`](crate::Builder::processes).
+//! * [`init`]: the call at the top of `main` where a worker process starts serving;
+//!   [`test_worker!`](crate::test_worker) does the same in a test binary.
+//!
+//! # What a failure does
+//!
+//! | the task… | its handle reports | the pool |
+//! |---|---|---|
+//! | panics | [`Error::Panicked`] | the worker goes on |
+//! | aborts, segfaults, calls `exit`, is OOM-killed | [`Error::WorkerLost`] with the signal or status and the worker's last words | replaces the worker; the tasks queued behind go to other workers |
+//! | runs past its [time limit](crate::TaskBuilder::timeout) | [`Error::TimedOut`] | kills and replaces the worker |
+//! | allocates past the [memory cap](ProcessOptions::memory_limit) | [`Error::MemoryLimit`] | replaces the worker |
+//! | is cancelled while running | [`Error::Cancelled`] | kills and replaces the worker |
+//! | answers with a frame that does not decode | [`Error::Codec`] naming the task | kills and replaces the worker |
+//!
+//! A task whose worker dies under it runs again only if
+//! [`crash_retries`](ProcessOptions::crash_retries) allows, so a poison task cannot take
+//! down worker after worker.
+//!
+//! Workers die with the runtime: dropping it (or [`shutdown`](Runtime::shutdown)) stops and
+//! reaps them, and if the program is killed outright each worker's kernel-delivered
+//! parent-death signal, and the end of its input pipe, end it within moments.
+
+mod codec;
+mod options;
+mod pool;
+mod registry;
+mod supervisor;
+mod worker;
+
+use std::fmt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+pub use options::{DEFAULT_PAYLOAD_LIMIT, ProcessOptions};
+use pool::{Control, Payload, Pool, Reply, Request, Stop, Ticket};
+pub use registry::{Registration, Task, registered_tasks};
+pub use worker::{WORKER_TEST_NAME, init};
+
+use crate::error::StrandName;
+use crate::runtime::strand::StrandState;
+use crate::{Error, Handle, Result, Runtime, TaskId};
+
+/// How a worker process ended: an exit status or a signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// It exited with this status (a task called `std::process::exit`, say).
+    Code(i32),
+    /// A signal killed it: 6 is an abort, 9 a kill (the kernel's OOM killer, or another
+    /// process), 11 a segmentation fault.
+    Signal(i32),
+    /// The status could not be read.
+    Unknown,
+}
+
+impl From<ExitStatus> for WorkerExit {
+    fn from(status: ExitStatus) -> Self {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => WorkerExit::Code(code),
+            (None, Some(signal)) => WorkerExit::Signal(signal),
+            (None, None) => WorkerExit::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerExit::Code(code) => write!(f, "exit status {code}"),
+            WorkerExit::Signal(signal) => {
+                let name = match signal {
+                    4 => " (SIGILL)",
+                    6 => " (SIGABRT)",
+                    7 => " (SIGBUS)",
+                    8 => " (SIGFPE)",
+                    9 => " (SIGKILL)",
+                    11 => " (SIGSEGV)",
+                    15 => " (SIGTERM)",
+                    _ => "",
+                };
+                write!(f, "signal {signal}{name}")
+            }
+            WorkerExit::Unknown => f.write_str("an unknown status"),
+        }
+    }
+}
+
+/// The process strand of a runtime: its books and, once first used, its pool of workers.
+pub(crate) struct ProcessStrand {
+    pub(crate) state: Arc<StrandState>,
+    /// The strand's number in the coroutine books (its tasks wait there).
+    pub(crate) books: u64,
+    options: ProcessOptions,
+    pool: OnceLock<Arc<Pool>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl ProcessStrand {
+    pub(crate) fn state(bound: usize) -> Arc<StrandState> {
+        Arc::new(StrandState::new(StrandName::Process, bound))
+    }
+
+    pub(crate) fn new(
+        state: Arc<StrandState>,
+        books: u64,
+        options: ProcessOptions,
+        handle: tokio::runtime::Handle,
+    ) -> Self {
+        ProcessStrand {
+            state,
+            books,
+            options,
+            pool: OnceLock::new(),
+            handle,
+        }
+    }
+
+    /// The pool, started on first use.
+    fn pool(&self) -> Result<&Arc<Pool>> {
+        if let Some(pool) = self.pool.get() {
+            return Ok(pool);
+        }
+        if worker::started_as_worker() && !worker::serving() {
+            return Err(Error::WorkerStart {
+                reason: "this process was started as a plait worker but did not call \
+                         plait::init() before using the process strand; call it first thing \
+                         in main (or invoke plait::test_worker!() in a test binary)"
+                    .to_owned(),
+            });
+        }
+        Ok(self
+            .pool
+            .get_or_init(|| Pool::start(self.options.clone(), &self.handle)))
+    }
+
+    /// Stops the workers, waiting up to `limit` for them to be reaped.
+    pub(crate) fn stop(&self, drain: bool, limit: Duration) {
+        if let Some(pool) = self.pool.get() {
+            pool.stop(if drain { Stop::Drain } else { Stop::Kill }, limit);
+        }
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.options.worker_count()
+    }
+}
+
+/// Cancels a process task's request when its future is dropped before the answer came.
+struct CancelOnDrop {
+    pool: Arc<Pool>,
+    ticket: Arc<Ticket>,
+    id: u64,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(slot) = self.ticket.cancel()
+        {
+            let _ = self.pool.controls[slot].send(Control::Cancel(self.id));
+        }
+    }
+}
+
+/// Encodes a task's arguments, refusing them if they are over the payload limit.
+pub(crate) fn encode_args<T: Task>(args: &T::Args, limit: usize) -> Result<Bytes> {
+    let bytes = postcard::to_allocvec(args).map_err(|error| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason: format!("the arguments could not be encoded: {error}"),
+    })?;
+    if bytes.len() > limit {
+        return Err(Error::PayloadTooLarge {
+            task: T::NAME.to_owned(),
+            bytes: bytes.len(),
+            limit,
+        });
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Decodes a task's result.
+pub(crate) fn decode_output<T: Task>(bytes: &[u8]) -> Result<T::Output> {
+    postcard::from_bytes(bytes).map_err(|error| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason: format!("the result could not be decoded: {error}"),
+    })
+}
+
+impl Runtime {
+    /// Runs the registered `task` with `args` in a worker process and returns a handle to
+    /// its result: the same [`Handle`] as [`spawn`](Runtime::spawn) and
+    /// [`spawn_async`](Runtime::spawn_async) return.
+    ///
+    /// The first process task starts the workers (see
+    /// [`start_processes`](Runtime::start_processes) to start them ahead). Tasks queue
+    /// when every worker is busy; the strand's [queue bound](crate::Builder::queue_bound)
+    /// applies as on the other strands. Cancelling a task a worker is running kills that
+    /// worker (a new one takes its place). See the [module docs](crate::process) for what
+    /// each kind of failure reports.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// #[plait::task]
+    /// fn checksum(data: Vec<u8>) -> u32 {
+    ///     data.iter().map(|&b| u32::from(b)).sum()
+    /// }
+    ///
+    /// fn main() -> plait::Result<()> {
+    ///     plait::init();
+    ///     let rt = plait::Runtime::new()?;
+    ///     let sum = rt.spawn_process(checksum::task(), vec![1, 2, 3]);
+    ///     assert_eq!(sum.join()?, 6);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn spawn_process<T: Task>(&self, task: T, args: T::Args) -> Handle<T::Output> {
+        self.spawn_process_with(task, args, None)
+    }
+
+    pub(crate) fn spawn_process_with<T: Task>(
+        &self,
+        _task: T,
+        args: T::Args,
+        timeout: Option<Duration>,
+    ) -> Handle<T::Output> {
+        let strand = &self.shared.processes;
+        let refused = |error| Handle::ready(TaskId::next(), Err(error));
+        let pool = match strand.pool() {
+            Ok(pool) => Arc::clone(pool),
+            Err(error) => return refused(error),
+        };
+        let args = match encode_args::<T>(&args, pool.options.payload_limit) {
+            Ok(args) => args,
+            Err(error) => return refused(error),
+        };
+        if let Err(error) = strand.state.admit() {
+            return refused(error);
+        }
+        let (reply, answer) = oneshot::channel();
+        let ticket = Arc::new(Ticket::default());
+        let id = pool.next_id();
+        pool.submit(Request {
+            id,
+            task: T::NAME,
+            payload: Payload::One(args),
+            timeout,
+            retries_left: pool.options.crash_retries,
+            reply,
+            ticket: Arc::clone(&ticket),
+        });
+        // Made out here so that dropping the future unpolled still cancels the request.
+        let guard = CancelOnDrop {
+            pool,
+            ticket,
+            id,
+            armed: true,
+        };
+        let future = async move {
+            let answer = answer.await;
+            guard.disarm();
+            match answer {
+                Ok(Reply::One(Ok(bytes))) => decode_output::<T>(&bytes),
+                Ok(Reply::One(Err(error))) => Err(error),
+                Ok(Reply::Batch(_)) => unreachable!("a call is answered by a call's reply"),
+                Err(_) => Err(Error::Cancelled),
+            }
+        };
+        self.shared.coroutines.spawn_booked(future, strand.books)
+    }
+
+    /// Starts the worker processes now, rather than on the first process task, and waits
+    /// until every one serves.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WorkerStart`] if a worker does not start (most often: the program does not
+    /// call [`plait::init`](crate::init) first thing in `main`); [`Error::Shutdown`] after a
+    /// shutdown.
+    pub fn start_processes(&self) -> Result<()> {
+        let strand = &self.shared.processes;
+        if strand.state.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        let pool = Arc::clone(strand.pool()?);
+        self.block_on(async move { pool.wait_serving().await })
+    }
+
+    /// The number of worker processes of the process strand (started or not).
+    #[must_use]
+    pub fn process_workers(&self) -> usize {
+        self.shared.processes.workers()
+    }
+
+    /// How many worker processes the process strand has started so far, replacements for
+    /// crashed, timed-out and recycled workers included: a gauge for monitoring.
+    #[must_use]
+    pub fn process_workers_started(&self) -> usize {
+        self.shared.processes.pool.get().map_or(0, |pool| {
+            pool.started.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+}
+
+/// Lets the process strand run in a test binary, whose `main` belongs to the test harness.
+///
+/// Invoke it once, at the top level of each integration-test file (or in the crate's unit
+/// tests) that uses the process strand. It defines a test named
+/// [`__plait_worker__`](WORKER_TEST_NAME) that does nothing in a normal test run; the
+/// runtime starts its workers by running the test binary with that test's name as the
+/// filter, and the test becomes a worker there (it calls [`init`]).
+///
+/// ```ignore
+/// plait::test_worker!();
+///
+/// #[plait::task]
+/// fn double(x: i32) -> i32 { x * 2 }
+///
+/// #[test]
+/// fn doubles_in_a_worker() {
+///     let rt = plait::Runtime::new().unwrap();
+///     assert_eq!(rt.spawn_process(double::task(), 21).join().unwrap(), 42);
+/// }
+/// ```
+#[macro_export]
+macro_rules! test_worker {
+    () => {
+        #[test]
+        fn __plait_worker__() {
+            $crate::init();
+        }
+    };
+}

@@ -1,0 +1,270 @@
+//! The runtime side of the process strand: one queue of requests, one supervisor per worker.
+//!
+//! Spawning a process task puts a [`Request`] on the pool's queue. Each worker slot has a
+//! supervisor (a coroutine) that starts a worker process, feeds it requests from the queue
+//! a few ahead (so that the pipe never runs dry), reads its answers, and when the process
+//! dies (crash, time limit, cancellation, recycling) settles what it held and starts
+//! another. See `supervisor.rs`.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::options::ProcessOptions;
+use super::supervisor;
+use crate::{Error, Result};
+
+/// What a request carries to the worker.
+pub(crate) enum Payload {
+    /// One call's encoded arguments.
+    One(Bytes),
+    /// A batch: each item's encoded arguments, run one after another by one worker.
+    Batch(Vec<Bytes>),
+}
+
+impl Payload {
+    /// How many tasks it counts as (for recycling).
+    pub(crate) fn tasks(&self) -> u64 {
+        match self {
+            Payload::One(_) => 1,
+            Payload::Batch(items) => items.len() as u64,
+        }
+    }
+}
+
+/// The answer to a request.
+pub(crate) enum Reply {
+    One(Result<Bytes>),
+    Batch(Result<Vec<Result<Bytes>>>),
+}
+
+/// One task (or batch) on its way to a worker.
+pub(crate) struct Request {
+    pub(crate) id: u64,
+    pub(crate) task: &'static str,
+    pub(crate) payload: Payload,
+    /// A hard time limit, counted from when the worker starts the task.
+    pub(crate) timeout: Option<Duration>,
+    /// Further attempts if the worker dies under it.
+    pub(crate) retries_left: u32,
+    pub(crate) reply: oneshot::Sender<Reply>,
+    pub(crate) ticket: Arc<Ticket>,
+}
+
+impl Request {
+    /// Fails the request (nobody may be listening: a cancelled task's reply is dropped).
+    pub(crate) fn fail(self, error: Error) {
+        let reply = match self.payload {
+            Payload::One(_) => Reply::One(Err(error)),
+            Payload::Batch(_) => Reply::Batch(Err(error)),
+        };
+        let _ = self.reply.send(reply);
+    }
+}
+
+/// Where a request is, so that cancelling it can reach the worker that runs it.
+///
+/// `0` while queued, `slot + 1` once a worker holds it, [`Ticket::CANCELLED`] once
+/// cancelled.
+#[derive(Default)]
+pub(crate) struct Ticket(AtomicU64);
+
+impl Ticket {
+    const CANCELLED: u64 = u64::MAX;
+
+    /// Hands the request to `slot`'s worker; `false` if it was cancelled (drop it unrun).
+    pub(crate) fn send_to(&self, slot: usize) -> bool {
+        self.0
+            .compare_exchange(0, slot as u64 + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Puts the request back in the queue (its worker died before running it).
+    pub(crate) fn requeue(&self) -> bool {
+        let held = self.0.load(Ordering::Acquire);
+        held != Self::CANCELLED
+            && self
+                .0
+                .compare_exchange(held, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Cancels; returns the slot whose worker holds the request, if one does.
+    pub(crate) fn cancel(&self) -> Option<usize> {
+        match self.0.swap(Self::CANCELLED, Ordering::AcqRel) {
+            0 | Self::CANCELLED => None,
+            slot => Some(slot as usize - 1),
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::CANCELLED
+    }
+}
+
+/// Messages to a slot's supervisor from elsewhere.
+pub(crate) enum Control {
+    /// The task with this request id was cancelled: kill the worker if it is running it.
+    Cancel(u64),
+}
+
+/// Whether the pool runs, drains (workers finish what they hold and exit), or is killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stop {
+    Run,
+    Drain,
+    Kill,
+}
+
+pub(crate) struct Pool {
+    pub(crate) options: ProcessOptions,
+    pub(crate) queue: async_channel::Sender<Request>,
+    pub(crate) requests: async_channel::Receiver<Request>,
+    pub(crate) controls: Vec<mpsc::UnboundedSender<Control>>,
+    pub(crate) stop: watch::Sender<Stop>,
+    /// Why the pool cannot serve, once it cannot: every request fails with it.
+    broken: OnceLock<Error>,
+    next_id: AtomicU64,
+    /// Workers serving now; `start_processes` waits for it to reach the worker count.
+    pub(crate) serving: watch::Sender<usize>,
+    /// Supervisors still running, for a synchronous stop to wait on.
+    supervisors: Mutex<usize>,
+    supervisors_done: Condvar,
+    /// Worker processes started so far, replacements included (for tests and metrics).
+    pub(crate) started: AtomicUsize,
+}
+
+impl Pool {
+    /// Starts a supervisor per worker on `handle`; workers start at once, in parallel.
+    pub(crate) fn start(options: ProcessOptions, handle: &tokio::runtime::Handle) -> Arc<Pool> {
+        let workers = options.worker_count();
+        let (queue, requests) = async_channel::unbounded();
+        let (controls, receivers): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+        let pool = Arc::new(Pool {
+            options,
+            queue,
+            requests,
+            controls,
+            stop: watch::Sender::new(Stop::Run),
+            broken: OnceLock::new(),
+            next_id: AtomicU64::new(1),
+            serving: watch::Sender::new(0),
+            supervisors: Mutex::new(workers),
+            supervisors_done: Condvar::new(),
+            started: AtomicUsize::new(0),
+        });
+        for (slot, control) in receivers.into_iter().enumerate() {
+            let pool = Arc::clone(&pool);
+            handle.spawn(async move {
+                supervisor::supervise(Arc::clone(&pool), slot, control).await;
+                pool.supervisor_done();
+            });
+        }
+        pool
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues a request, or fails it if the pool cannot serve.
+    pub(crate) fn submit(&self, request: Request) {
+        if let Some(error) = self.broken.get() {
+            return request.fail(error.clone());
+        }
+        if let Err(
+            async_channel::TrySendError::Full(request)
+            | async_channel::TrySendError::Closed(request),
+        ) = self.queue.try_send(request)
+        {
+            request.fail(self.broken.get().cloned().unwrap_or(Error::Shutdown));
+        }
+    }
+
+    /// Puts a request its worker never started back in the queue.
+    pub(crate) fn requeue(&self, request: Request) {
+        if *self.stop.borrow() != Stop::Run {
+            return request.fail(Error::Cancelled);
+        }
+        if request.ticket.requeue() {
+            self.submit(request);
+        }
+    }
+
+    /// Marks the pool unable to serve and fails every queued request with `error`.
+    pub(crate) fn break_with(&self, error: Error) {
+        let error = self.broken.get_or_init(|| error).clone();
+        self.queue.close();
+        while let Ok(request) = self.requests.try_recv() {
+            request.fail(error.clone());
+        }
+    }
+
+    pub(crate) fn broken(&self) -> Option<&Error> {
+        self.broken.get()
+    }
+
+    /// Waits until every worker serves, or the pool breaks.
+    pub(crate) async fn wait_serving(&self) -> Result<()> {
+        let mut serving = self.serving.subscribe();
+        let workers = self.options.worker_count();
+        let mut stop = self.stop.subscribe();
+        loop {
+            if let Some(error) = self.broken() {
+                return Err(error.clone());
+            }
+            if *serving.borrow_and_update() >= workers {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = serving.changed() => if changed.is_err() { return Err(Error::Shutdown) },
+                _ = stop.changed() => return Err(Error::Shutdown),
+            }
+        }
+    }
+
+    /// Stops the workers (`Drain`: they finish what they hold; `Kill`: at once) and waits,
+    /// up to `limit`, for every supervisor to have reaped its process.
+    pub(crate) fn stop(&self, how: Stop, limit: Duration) {
+        self.stop.send_if_modified(|stop| {
+            let raise = how > *stop;
+            if raise {
+                *stop = how;
+            }
+            raise
+        });
+        self.queue.close();
+        while let Ok(request) = self.requests.try_recv() {
+            request.fail(Error::Cancelled);
+        }
+        let deadline = Instant::now() + limit;
+        let mut running = self
+            .supervisors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *running > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            running = self
+                .supervisors_done
+                .wait_timeout(running, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn supervisor_done(&self) {
+        let mut running = self
+            .supervisors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *running -= 1;
+        self.supervisors_done.notify_all();
+    }
+}

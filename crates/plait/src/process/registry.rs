@@ -1,0 +1,171 @@
+//! Tasks by name: what `#[plait::task]` registers, and how a worker finds a task.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::error::panic_message;
+
+/// A function that worker processes can run by name; implemented by `#[plait::task]`.
+///
+/// Write the attribute rather than implementing this by hand: the attribute also registers
+/// the task, and a task that is not registered cannot run in a worker.
+pub trait Task: Copy + Send + Sync + 'static {
+    /// The arguments: the one argument's type, or a tuple of several.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// The result.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The registered name: the function's module path and name.
+    const NAME: &'static str;
+
+    /// Runs the function (in a worker process, or here).
+    fn run(args: Self::Args) -> Self::Output;
+}
+
+/// One registered task, collected at link time; made by `#[plait::task]`.
+#[derive(Debug)]
+pub struct Registration {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>,
+}
+
+impl Registration {
+    /// The registration of `T`.
+    #[must_use]
+    pub const fn of<T: Task>() -> Self {
+        Registration {
+            name: T::NAME,
+            run: run_erased::<T>,
+        }
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Why a task produced no result, as a worker reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Panicked(String),
+    UnknownTask(String),
+    Codec(String),
+}
+
+impl Failure {
+    pub(crate) fn into_error(self, task: &str) -> Error {
+        match self {
+            Failure::Panicked(message) => Error::Panicked { message },
+            Failure::UnknownTask(name) => unknown_task(&name),
+            Failure::Codec(reason) => Error::Codec {
+                task: task.to_owned(),
+                reason,
+            },
+        }
+    }
+}
+
+/// Decodes the arguments, runs the task with panics caught, encodes the result onto `out`.
+fn run_erased<T: Task>(args: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
+    let args: T::Args = postcard::from_bytes(args)
+        .map_err(|error| Failure::Codec(format!("the arguments could not be decoded: {error}")))?;
+    let output = catch_unwind(AssertUnwindSafe(|| T::run(args)))
+        .map_err(|payload| Failure::Panicked(panic_message(payload.as_ref())))?;
+    let start = out.len();
+    if let Err(error) = postcard::to_io(&output, &mut *out) {
+        out.truncate(start);
+        return Err(Failure::Codec(format!(
+            "the result could not be encoded: {error}"
+        )));
+    }
+    Ok(())
+}
+
+fn registry() -> &'static HashMap<&'static str, &'static Registration> {
+    static REGISTRY: OnceLock<HashMap<&'static str, &'static Registration>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut map = HashMap::new();
+        for registration in inventory::iter::<Registration> {
+            if map.insert(registration.name, registration).is_some() {
+                tracing::warn!(
+                    name = registration.name,
+                    "two tasks are registered under one name; the worker runs one of them"
+                );
+            }
+        }
+        map
+    })
+}
+
+/// The registered task called `name`.
+pub(crate) fn lookup(name: &str) -> Option<&'static Registration> {
+    registry().get(name).copied()
+}
+
+/// The names of every registered task, sorted.
+#[must_use]
+pub fn registered_tasks() -> Vec<&'static str> {
+    let mut names: Vec<_> = registry().keys().copied().collect();
+    names.sort_unstable();
+    names
+}
+
+/// `Error::UnknownTask` for `name`, with the registered names closest to it.
+pub(crate) fn unknown_task(name: &str) -> Error {
+    let names = registered_tasks();
+    Error::UnknownTask {
+        name: name.to_owned(),
+        close: close_names(name, names.iter().copied()),
+    }
+}
+
+/// Up to three of `candidates` that look like `name`: by edit distance on the whole path, or
+/// the same last segment (a task moved to another module).
+pub(crate) fn close_names<'a>(
+    name: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    let last = |path: &'a str| path.rsplit("::").next().unwrap_or(path);
+    let name_last = name.rsplit("::").next().unwrap_or(name);
+    let mut scored: Vec<(f64, &str)> = candidates
+        .map(|candidate| {
+            let whole = strsim::jaro_winkler(name, candidate);
+            let tail = strsim::jaro_winkler(name_last, last(candidate));
+            (whole.max(tail), candidate)
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, name)| name.to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_names_prefer_near_paths_and_same_function_names() {
+        let names = ["app::jobs::resize", "app::jobs::rotate", "app::mail::send"];
+        assert_eq!(
+            close_names("app::jobs::resise", names.into_iter()),
+            ["app::jobs::resize"]
+        );
+        assert_eq!(
+            close_names("other::resize", names.into_iter()),
+            ["app::jobs::resize"]
+        );
+        assert!(close_names("zzz", names.into_iter()).is_empty());
+    }
+
+    #[test]
+    fn unknown_task_error_names_the_task() {
+        let err = unknown_task("nowhere::nothing");
+        assert!(err.to_string().contains("nowhere::nothing"), "{err}");
+    }
+}

@@ -1,0 +1,553 @@
+//! One worker slot: start a process, feed it, read it, and when it dies settle what it held
+//! and start another.
+//!
+//! A worker answers requests in the order it received them, one at a time, so the requests
+//! it holds form a queue whose head is the one running. When the process dies, the head is
+//! the task that killed it (or that was stopped: time limit, cancellation), and everything
+//! behind it never started and goes back to the pool's queue for another worker.
+
+use std::collections::VecDeque;
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
+
+use super::WorkerExit;
+use super::codec::{self, Frame, Kind};
+use super::pool::{Control, Payload, Pool, Reply, Request, Stop};
+use super::worker::{PARENT_ENV, PROTOCOL, WORKER_ENV, WORKER_TEST_NAME};
+use crate::Error;
+
+/// Arguments at least this large are written straight from the caller's buffer.
+const LARGE: usize = 256 * 1024;
+/// How much of a worker's standard error is kept to explain its death.
+const STDERR_TAIL: usize = 4096;
+/// How much a worker may print before `plait::init` takes its standard output.
+const MAX_PREAMBLE: usize = 1 << 20;
+
+/// Runs slot `slot` until the pool stops.
+pub(crate) async fn supervise(
+    pool: Arc<Pool>,
+    slot: usize,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    let mut stop = pool.stop.subscribe();
+    let mut failures = 0_u32;
+    let mut served = false;
+    while *stop.borrow_and_update() == Stop::Run {
+        match Worker::start(&pool).await {
+            Ok(worker) => {
+                served = true;
+                failures = 0;
+                pool.serving.send_modify(|n| *n += 1);
+                worker.serve(&pool, slot, &mut control, &mut stop).await;
+                pool.serving.send_modify(|n| *n -= 1);
+            }
+            // A worker that starts but does not answer will not answer next time either.
+            Err(StartError::Handshake(error)) if !served => return pool.break_with(error),
+            Err(StartError::Handshake(error) | StartError::Spawn(error)) => {
+                failures += 1;
+                if failures > 5 {
+                    return pool.break_with(error);
+                }
+                tracing::warn!(%error, slot, "could not start a worker process; retrying");
+                let backoff = Duration::from_millis(10 << failures);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+enum StartError {
+    /// The OS could not start the process: may pass.
+    Spawn(Error),
+    /// The process started but did not become a worker: will not pass.
+    Handshake(Error),
+}
+
+/// Why the runtime killed a worker, which decides what its running task reports.
+#[derive(Clone, Debug)]
+enum Killed {
+    TimedOut,
+    Cancelled,
+    Codec(String),
+    Stopped,
+}
+
+/// The requests a worker holds, in the order it will answer them, and room for more.
+struct Line {
+    held: Mutex<VecDeque<Request>>,
+    room: Semaphore,
+}
+
+impl Line {
+    fn held(&self) -> std::sync::MutexGuard<'_, VecDeque<Request>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct Worker {
+    child: Child,
+    /// Taken by the feeder once the worker serves.
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    buf: BytesMut,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_done: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    async fn start(pool: &Pool) -> Result<Worker, StartError> {
+        let exe = std::env::current_exe().map_err(|error| {
+            StartError::Spawn(Error::WorkerStart {
+                reason: format!(
+                    "cannot find the current executable to run it as a worker: {error}"
+                ),
+            })
+        })?;
+        let mut child = tokio::process::Command::new(&exe)
+            // Read by a test harness as a filter for the test `plait::test_worker!` defines;
+            // never seen by a program that calls `plait::init` first.
+            .args([WORKER_TEST_NAME, "--nocapture", "--test-threads=1", "-q"])
+            .env(WORKER_ENV, PROTOCOL)
+            .env(PARENT_ENV, std::process::id().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| {
+                StartError::Spawn(Error::WorkerStart {
+                    reason: format!("cannot start {} as a worker: {error}", exe.display()),
+                })
+            })?;
+        pool.started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            unreachable!("all three were piped");
+        };
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        let stderr_done = tokio::spawn(forward_stderr(stderr, Arc::clone(&tail)));
+        let mut worker = Worker {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            buf: BytesMut::with_capacity(64 * 1024),
+            stderr: tail,
+            stderr_done,
+        };
+        let limit = pool.options.start_timeout;
+        match tokio::time::timeout(limit, worker.handshake(pool)).await {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(reason)) => Err(StartError::Handshake(worker.refused(reason).await)),
+            Err(_) => {
+                let reason = format!("it did not answer within {limit:?}");
+                Err(StartError::Handshake(worker.refused(reason).await))
+            }
+        }
+    }
+
+    /// Sends `Init`, skips what the program printed before `plait::init`, reads `Hello`.
+    async fn handshake(&mut self, pool: &Pool) -> Result<(), String> {
+        let init = codec::Init {
+            frame_limit: pool.options.payload_limit as u64,
+            memory_limit: pool.options.memory_limit,
+            initializer: pool
+                .options
+                .initializer
+                .as_ref()
+                .map(|(name, args)| ((*name).to_owned(), args.clone())),
+        };
+        let body = postcard::to_allocvec(&init).map_err(|error| error.to_string())?;
+        let frame = codec::frame(Kind::Init, 0, &body);
+        // A worker that exits at once closes the pipe: its exit status explains it better.
+        if let Some(stdin) = &mut self.stdin {
+            let _ = stdin.write_all(&frame).await;
+        }
+        loop {
+            if let Some(at) = find(&self.buf, codec::MAGIC) {
+                let _ = self.buf.split_to(at + codec::MAGIC.len());
+                break;
+            }
+            if self.buf.len() > MAX_PREAMBLE {
+                return Err(format!(
+                    "it printed {} bytes without answering",
+                    self.buf.len()
+                ));
+            }
+            if self.read().await? == 0 {
+                return Err("it exited without answering".to_owned());
+            }
+        }
+        let frame = loop {
+            if let Some(frame) = self.decode(pool)? {
+                break frame;
+            }
+            if self.read().await? == 0 {
+                return Err("it exited during the handshake".to_owned());
+            }
+        };
+        match frame.kind {
+            Kind::Hello => Ok(()),
+            Kind::Done => {
+                let failure = codec::parse_done(frame.body).map_err(|e| e.to_string())?;
+                let name = init.initializer.map(|(name, _)| name).unwrap_or_default();
+                Err(match failure {
+                    Err(failure) => format!(
+                        "its initializer {name} failed: {}",
+                        failure.into_error(&name)
+                    ),
+                    Ok(_) => "it answered the handshake with a result".to_owned(),
+                })
+            }
+            other => Err(format!("it answered the handshake with {other:?}")),
+        }
+    }
+
+    /// The error for a worker that did not start: what it said and how it ended.
+    async fn refused(mut self, reason: String) -> Error {
+        let _ = self.child.start_kill();
+        let status = self.child.wait().await.ok();
+        let stderr = self.stderr_tail().await;
+        let status = status.map_or_else(String::new, |s| {
+            format!(" (it ended with {})", WorkerExit::from(s))
+        });
+        Error::WorkerStart {
+            reason: format!(
+                "a worker process was started but {reason}{status}. Call plait::init() first \
+                 thing in main (or invoke plait::test_worker!() once in a test binary){}",
+                if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!("; its last words: {stderr}")
+                }
+            ),
+        }
+    }
+
+    async fn read(&mut self) -> Result<usize, String> {
+        self.stdout
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(|error| format!("reading its output failed: {error}"))
+    }
+
+    fn decode(&mut self, pool: &Pool) -> Result<Option<Frame>, String> {
+        // A batch's answer carries many results; each is checked by the worker.
+        let limit = pool
+            .options
+            .payload_limit
+            .saturating_mul(2)
+            .saturating_add(1 << 20);
+        codec::decode(&mut self.buf, limit).map_err(|error| error.to_string())
+    }
+
+    /// Waits (briefly) for the rest of the worker's standard error, and returns its tail.
+    async fn stderr_tail(&mut self) -> String {
+        let _ = tokio::time::timeout(Duration::from_millis(200), &mut self.stderr_done).await;
+        let tail = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&tail).trim().to_owned()
+    }
+
+    /// Serves until the process ends; settles what it held.
+    async fn serve(
+        mut self,
+        pool: &Arc<Pool>,
+        slot: usize,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+        stop: &mut watch::Receiver<Stop>,
+    ) {
+        let line = Arc::new(Line {
+            held: Mutex::new(VecDeque::new()),
+            room: Semaphore::new(pool.options.pipeline_depth),
+        });
+        let stdin = self.stdin.take().expect("a started worker has its input");
+        let writer = tokio::spawn(feed(
+            Arc::clone(pool),
+            slot,
+            stdin,
+            Arc::clone(&line),
+            stop.clone(),
+        ));
+        let mut killed: Option<Killed> = None;
+        let mut deadline: Option<(u64, Instant)> = None;
+        loop {
+            match self.decode(pool) {
+                Ok(Some(frame)) => {
+                    if let Err(reason) = answer(&line, frame, &mut deadline) {
+                        self.kill(&mut killed, Killed::Codec(reason));
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    self.kill(&mut killed, Killed::Codec(reason));
+                    self.buf.clear();
+                }
+            }
+            let due = deadline.map(|(_, at)| at);
+            tokio::select! {
+                read = self.stdout.read_buf(&mut self.buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                },
+                Some(Control::Cancel(id)) = control.recv() => {
+                    if line.held().front().is_some_and(|head| head.id == id) {
+                        self.kill(&mut killed, Killed::Cancelled);
+                    }
+                }
+                () = sleep_until(due), if due.is_some() => {
+                    deadline = None;
+                    self.kill(&mut killed, Killed::TimedOut);
+                }
+                Ok(_) = stop.wait_for(|stop| *stop == Stop::Kill), if killed.is_none() => {
+                    self.kill(&mut killed, Killed::Stopped);
+                }
+            }
+        }
+        writer.abort();
+        let _ = writer.await;
+        let status = self.child.wait().await;
+        let stderr = self.stderr_tail().await;
+        let held: Vec<Request> = line.held().drain(..).collect();
+        let mut held = held.into_iter();
+        if let Some(head) = held.next() {
+            settle_head(pool, head, killed, status, &stderr);
+        }
+        for request in held {
+            pool.requeue(request);
+        }
+    }
+
+    fn kill(&mut self, killed: &mut Option<Killed>, why: Killed) {
+        if killed.is_none() {
+            *killed = Some(why);
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Decides what the task a worker died under reports.
+fn settle_head(
+    pool: &Pool,
+    mut head: Request,
+    killed: Option<Killed>,
+    status: io::Result<ExitStatus>,
+    stderr: &str,
+) {
+    let task = head.task.to_owned();
+    let error = match killed {
+        Some(Killed::TimedOut) => Error::TimedOut,
+        Some(Killed::Cancelled | Killed::Stopped) => Error::Cancelled,
+        Some(Killed::Codec(reason)) => Error::Codec { task, reason },
+        None => {
+            let exit = status.map_or(WorkerExit::Unknown, WorkerExit::from);
+            let allocation_failed = stderr.contains("memory allocation of");
+            match pool.options.memory_limit {
+                Some(limit) if allocation_failed => Error::MemoryLimit { task, limit },
+                _ if head.retries_left > 0 => {
+                    head.retries_left -= 1;
+                    tracing::warn!(task, %exit, "a worker died under a task; running it again");
+                    return pool.requeue(head);
+                }
+                _ => Error::WorkerLost {
+                    task,
+                    exit,
+                    stderr: stderr.to_owned(),
+                },
+            }
+        }
+    };
+    head.fail(error);
+}
+
+/// Handles one frame from a serving worker.
+fn answer(line: &Line, frame: Frame, deadline: &mut Option<(u64, Instant)>) -> Result<(), String> {
+    let mut held = line.held();
+    let Some(head) = held.front() else {
+        return Err(format!(
+            "an unexpected {:?} frame from an idle worker",
+            frame.kind
+        ));
+    };
+    if head.id != frame.id {
+        return Err(format!(
+            "a {:?} frame for request {} while {} runs",
+            frame.kind, frame.id, head.id
+        ));
+    }
+    match frame.kind {
+        Kind::Started => {
+            if let Some(limit) = head.timeout {
+                *deadline = Some((head.id, Instant::now() + limit));
+            }
+            return Ok(());
+        }
+        Kind::Done | Kind::BatchDone => {}
+        other => return Err(format!("an unexpected {other:?} frame")),
+    }
+    let request = held.pop_front().expect("checked above");
+    drop(held);
+    line.room.add_permits(1);
+    if deadline.is_some_and(|(id, _)| id == request.id) {
+        *deadline = None;
+    }
+    let task = request.task;
+    let reply = match (frame.kind, &request.payload) {
+        (Kind::Done, Payload::One(_)) => {
+            let outcome = codec::parse_done(frame.body).map_err(|e| e.to_string())?;
+            Reply::One(outcome.map_err(|failure| failure.into_error(task)))
+        }
+        (Kind::BatchDone, Payload::Batch(items)) => {
+            let outcomes = codec::parse_batch_done(frame.body).map_err(|e| e.to_string())?;
+            if outcomes.len() != items.len() {
+                return Err(format!(
+                    "{} results for a batch of {}",
+                    outcomes.len(),
+                    items.len()
+                ));
+            }
+            Reply::Batch(Ok(outcomes
+                .into_iter()
+                .map(|outcome| outcome.map_err(|failure| failure.into_error(task)))
+                .collect()))
+        }
+        (kind, _) => return Err(format!("a {kind:?} answer to the wrong kind of request")),
+    };
+    let _ = request.reply.send(reply);
+    Ok(())
+}
+
+/// Feeds a worker requests from the pool's queue, a few ahead of what it has answered.
+/// Ends (closing the worker's input, so that it retires once done) when the worker has had
+/// its `max_tasks_per_worker`, when the pool stops, or when the pipe breaks.
+async fn feed(
+    pool: Arc<Pool>,
+    slot: usize,
+    mut stdin: ChildStdin,
+    line: Arc<Line>,
+    mut stop: watch::Receiver<Stop>,
+) {
+    let budget = pool.options.max_tasks_per_worker.unwrap_or(u64::MAX);
+    let mut sent = 0_u64;
+    let mut out = Vec::with_capacity(64 * 1024);
+    while sent < budget {
+        tokio::select! {
+            permit = line.room.acquire() => permit.expect("never closed").forget(),
+            _ = stop.wait_for(|stop| *stop != Stop::Run) => return,
+        }
+        let first = tokio::select! {
+            request = pool.requests.recv() => match request {
+                Ok(request) => request,
+                Err(_) => return,
+            },
+            _ = stop.wait_for(|stop| *stop != Stop::Run) => return,
+        };
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            if request.ticket.send_to(slot) {
+                sent += request.payload.tasks();
+                let large = encode(&request, &mut out);
+                line.held().push_back(request);
+                if let Some(args) = large {
+                    if write(&mut stdin, &mut out).await.is_err()
+                        || stdin.write_all(&args).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            } else {
+                line.room.add_permits(1); // cancelled while queued: never runs
+            }
+            if sent < budget
+                && let Ok(permit) = line.room.try_acquire()
+            {
+                match pool.requests.try_recv() {
+                    Ok(request) => {
+                        permit.forget();
+                        next = Some(request);
+                    }
+                    Err(_) => drop(permit),
+                }
+            }
+        }
+        if write(&mut stdin, &mut out).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write(stdin: &mut ChildStdin, out: &mut Vec<u8>) -> io::Result<()> {
+    if !out.is_empty() {
+        stdin.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Appends `request`'s frame to `out`; large arguments are returned to be written apart.
+fn encode(request: &Request, out: &mut Vec<u8>) -> Option<Bytes> {
+    match &request.payload {
+        Payload::One(args) => {
+            let flags = if request.timeout.is_some() {
+                codec::REPORT_START
+            } else {
+                0
+            };
+            let prefix = codec::call_prefix(flags, request.task);
+            codec::put_header(out, Kind::Call, request.id, prefix.len() + args.len());
+            out.extend_from_slice(&prefix);
+            if args.len() >= LARGE {
+                return Some(args.clone());
+            }
+            out.extend_from_slice(args);
+        }
+        Payload::Batch(items) => {
+            let body = codec::batch_body(request.task, items.iter().map(|item| &item[..]));
+            codec::put_header(out, Kind::Batch, request.id, body.len());
+            out.extend_from_slice(&body);
+        }
+    }
+    None
+}
+
+/// Copies a worker's standard error to ours, keeping its tail to explain a death.
+async fn forward_stderr(mut stderr: ChildStderr, tail: Arc<Mutex<Vec<u8>>>) {
+    let mut chunk = vec![0; 8192];
+    while let Ok(n) = stderr.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        let _ = io::Write::write_all(&mut io::stderr(), &chunk[..n]);
+        let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+        tail.extend_from_slice(&chunk[..n]);
+        if tail.len() > STDERR_TAIL {
+            let excess = tail.len() - STDERR_TAIL;
+            tail.drain(..excess);
+        }
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}

@@ -1,0 +1,278 @@
+//! The worker side: a copy of the program, started by the runtime, that serves tasks.
+//!
+//! A worker is the current executable run again with [`WORKER_ENV`] set. [`init`], called
+//! first thing in `main`, sees the variable and serves instead of returning. The worker
+//! talks to the runtime over its standard input and output, which it takes for itself at
+//! once: anything the program prints afterwards goes to standard error, and reads of
+//! standard input see an empty file, so a task's `println!` cannot garble a frame.
+//!
+//! One task runs at a time, on the main thread. Frames the runtime sends ahead wait in the
+//! pipe; results are flushed whenever no further request is already waiting, so a busy
+//! worker answers in batches and an idle one at once.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::BytesMut;
+use rustix::process::{Resource, Rlimit, Signal};
+
+use super::codec::{self, Frame, Kind};
+use super::registry::{self, Failure};
+
+/// Set in a worker's environment, to the protocol version.
+pub(crate) const WORKER_ENV: &str = "PLAIT_WORKER";
+/// Set in a worker's environment, to the runtime's process id.
+pub(crate) const PARENT_ENV: &str = "PLAIT_PARENT_PID";
+/// The protocol version a runtime and its workers must share.
+pub(crate) const PROTOCOL: &str = "1";
+
+/// The first argument a worker is started with. A program that calls [`init`] at the top of
+/// `main` never sees it; a test binary reads it as a filter that selects the one test
+/// [`test_worker!`](crate::test_worker) defines.
+pub const WORKER_TEST_NAME: &str = "__plait_worker__";
+
+/// Set once this process serves as a worker.
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process a worker if the runtime started it as one; otherwise returns at once.
+///
+/// Call it first thing in `main` in any program that uses the process strand: the runtime
+/// starts its worker processes by running the program again, and `init` is where a worker
+/// stops being the program and starts serving tasks (it never returns in a worker). In a
+/// test binary, where `main` belongs to the test harness, invoke
+/// [`test_worker!`](crate::test_worker) once instead.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[plait::task]
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() -> plait::Result<()> {
+///     plait::init();
+///     let rt = plait::Runtime::new()?;
+///     assert_eq!(rt.spawn_process(square::task(), 12).join()?, 144);
+///     Ok(())
+/// }
+/// ```
+pub fn init() {
+    let Ok(version) = std::env::var(WORKER_ENV) else {
+        return;
+    };
+    if version != PROTOCOL {
+        eprintln!(
+            "plait worker: this binary speaks protocol {PROTOCOL}, the runtime asked for \
+             {version}; the runtime and its workers must be the same build"
+        );
+        std::process::exit(2);
+    }
+    SERVING.store(true, Ordering::Relaxed);
+    let code = match serve() {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("plait worker {}: {error}", std::process::id());
+            3
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Whether this process was started by a runtime as a worker; `true` also in a worker that
+/// has not reached [`init`] (and then the process strand refuses to start more workers,
+/// rather than have a program without `init` start itself without end).
+pub(crate) fn started_as_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some()
+}
+
+/// Whether this process serves as a worker (it called [`init`]).
+pub(crate) fn serving() -> bool {
+    SERVING.load(Ordering::Relaxed)
+}
+
+fn serve() -> io::Result<()> {
+    die_with_parent()?;
+    let (mut input, mut output) = take_stdio()?;
+    output.write_all(codec::MAGIC)?;
+    output.flush()?;
+
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let init_frame = read_frame(&mut input, &mut buf, usize::MAX >> 1)?
+        .ok_or_else(|| io::Error::other("the runtime closed the pipe before sending Init"))?;
+    let init: codec::Init = match init_frame.kind {
+        Kind::Init => postcard::from_bytes(&init_frame.body)
+            .map_err(|error| io::Error::other(format!("an undecodable Init: {error}")))?,
+        other => return Err(io::Error::other(format!("expected Init, got {other:?}"))),
+    };
+    let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
+    if let Some(bytes) = init.memory_limit {
+        let cap = Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        };
+        rustix::process::setrlimit(Resource::As, cap)?;
+    }
+    let mut out = Vec::with_capacity(64 * 1024);
+    if let Some((name, args)) = &init.initializer {
+        if let Err(failure) = run(name, args, &mut out) {
+            write_done(&mut out, 0, Err(failure));
+            output.write_all(&out)?;
+            output.flush()?;
+            return Ok(());
+        }
+        out.clear();
+    }
+    codec::put_header(&mut out, Kind::Hello, 0, 4);
+    out.extend_from_slice(&std::process::id().to_le_bytes());
+    output.write_all(&out)?;
+    output.flush()?;
+    out.clear();
+
+    loop {
+        let Some(frame) = read_frame(&mut input, &mut buf, limit)? else {
+            return Ok(()); // the runtime closed the pipe: retire
+        };
+        match frame.kind {
+            Kind::Call => {
+                let call = codec::parse_call(&frame.body).map_err(io::Error::other)?;
+                if call.flags & codec::REPORT_START != 0 {
+                    codec::put_header(&mut out, Kind::Started, frame.id, 0);
+                    output.write_all(&out)?;
+                    output.flush()?;
+                    out.clear();
+                }
+                let start = out.len();
+                codec::put_header(&mut out, Kind::Done, frame.id, 0);
+                out.push(0); // the OK tag; a failure rewrites the frame
+                let result = run(call.name, call.args, &mut out);
+                if let Err(failure) = result {
+                    out.truncate(start);
+                    write_done(&mut out, frame.id, Err(failure));
+                } else {
+                    patch_len(&mut out, start, limit, call.name, frame.id);
+                }
+            }
+            Kind::Batch => {
+                let (name, items) = codec::parse_batch(&frame.body).map_err(io::Error::other)?;
+                let start = out.len();
+                codec::put_header(&mut out, Kind::BatchDone, frame.id, 0);
+                out.extend_from_slice(
+                    &u32::try_from(items.len()).unwrap_or(u32::MAX).to_le_bytes(),
+                );
+                let mut result = Vec::new();
+                for item in items {
+                    result.clear();
+                    let outcome = run(name, item, &mut result);
+                    codec::put_outcome(&mut out, &outcome.map(|()| &result[..]), true);
+                }
+                patch_len(&mut out, start, limit, name, frame.id);
+            }
+            other => {
+                return Err(io::Error::other(format!("unexpected {other:?} frame")));
+            }
+        }
+        // Flush when nothing more is already waiting: answers go out in batches under load.
+        if !has_frame(&buf) {
+            output.write_all(&out)?;
+            output.flush()?;
+            out.clear();
+        }
+    }
+}
+
+fn run(name: &str, args: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
+    match registry::lookup(name) {
+        Some(registration) => (registration.run)(args, out),
+        None => Err(Failure::UnknownTask(name.to_owned())),
+    }
+}
+
+fn write_done(out: &mut Vec<u8>, id: u64, outcome: Result<(), Failure>) {
+    let start = out.len();
+    codec::put_header(out, Kind::Done, id, 0);
+    codec::put_outcome(out, &outcome.map(|()| &[][..]), false);
+    let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Writes the real length into the frame that starts at `start`; a frame over the limit
+/// becomes a failure that says so instead.
+fn patch_len(out: &mut Vec<u8>, start: usize, limit: usize, name: &str, id: u64) {
+    let body = out.len() - start - codec::HEADER;
+    if body > limit {
+        out.truncate(start);
+        let failure = Failure::Codec(format!(
+            "the result of {name} is {body} bytes, over the payload limit of {limit} bytes \
+             (raise it with ProcessOptions::payload_limit)"
+        ));
+        write_done(out, id, Err(failure));
+        return;
+    }
+    let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn has_frame(buf: &BytesMut) -> bool {
+    buf.len() >= 4 && buf.len() >= 4 + u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
+}
+
+fn read_frame(input: &mut Input, buf: &mut BytesMut, limit: usize) -> io::Result<Option<Frame>> {
+    loop {
+        if let Some(frame) = codec::decode(buf, limit).map_err(io::Error::other)? {
+            return Ok(Some(frame));
+        }
+        let n = loop {
+            match input.file.read(&mut input.scratch) {
+                Ok(n) => break n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        };
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::Error::other("the runtime closed the pipe mid-frame"))
+            };
+        }
+        buf.extend_from_slice(&input.scratch[..n]);
+    }
+}
+
+/// The frames' input, read a pipe-buffer at a time.
+struct Input {
+    file: File,
+    scratch: Box<[u8]>,
+}
+
+/// Dies with the runtime: the kernel kills this process when its parent goes, even by
+/// SIGKILL. (A closed pipe is the second line: the next read sees end of file.)
+fn die_with_parent() -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    // The parent may have died before the line above: then we have been re-parented.
+    let expected = std::env::var(PARENT_ENV).ok();
+    let actual = std::os::unix::process::parent_id().to_string();
+    if expected.as_deref() != Some(actual.as_str()) {
+        return Err(io::Error::other(
+            "the runtime that started this worker is gone",
+        ));
+    }
+    Ok(())
+}
+
+/// Takes standard input and output for the frames; the program keeps standard error, and
+/// its standard output goes there too.
+fn take_stdio() -> io::Result<(Input, File)> {
+    let input = Input {
+        file: File::from(rustix::io::dup(io::stdin())?),
+        scratch: vec![0; 64 * 1024].into_boxed_slice(),
+    };
+    let output = File::from(rustix::io::dup(io::stdout())?);
+    io::stdout().flush()?;
+    rustix::stdio::dup2_stdout(io::stderr())?;
+    let null = File::open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok((input, output))
+}
