@@ -10,9 +10,10 @@ pub fn add(a: i64, b: i64) -> i64 {
     a + b
 }
 
-/// Returns its input, for payload round trips.
+/// Returns its input, for payload round trips. (`ByteBuf` encodes as one run of bytes,
+/// where a `Vec<u8>` goes element by element.)
 #[plait::task]
-pub fn echo(data: Vec<u8>) -> Vec<u8> {
+pub fn echo(data: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
     data
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use plait::Runtime;
 use plait::process::ProcessOptions;
 use plait_testtasks::{Order, add, echo, total, worker_pid};
+use serde_bytes::ByteBuf;
 
 plait::test_worker!();
 
@@ -78,8 +79,15 @@ fn many_tasks_in_flight_all_come_back_in_their_handles() {
 #[test]
 fn payloads_of_64_mib_travel_both_ways() {
     let rt = runtime(1);
-    let data: Vec<u8> = (0..64 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let pattern: Vec<u8> = (0..=250).collect();
+    let mut data = Vec::with_capacity(64 << 20);
+    while data.len() < 64 << 20 {
+        let take = pattern.len().min((64 << 20) - data.len());
+        data.extend_from_slice(&pattern[..take]);
+    }
+    let data = ByteBuf::from(data);
     let back = rt.spawn_process(echo::task(), data.clone()).join().unwrap();
+    assert_eq!(back.len(), 64 << 20);
     assert!(back == data, "the payload came back changed");
 }
 
@@ -90,7 +98,7 @@ fn an_over_limit_payload_is_refused_at_spawn_with_the_limit() {
         .build()
         .unwrap();
     let err = rt
-        .spawn_process(echo::task(), vec![0; 4096])
+        .spawn_process(echo::task(), ByteBuf::from(vec![0; 4096]))
         .join()
         .unwrap_err();
     assert!(
@@ -125,4 +133,135 @@ fn start_processes_waits_until_every_worker_serves() {
     let rt = runtime(2);
     rt.start_processes().unwrap();
     assert_eq!(rt.process_workers_started(), 2);
+}
+
+#[test]
+fn workers_are_recycled_after_max_tasks() {
+    let rt = Runtime::builder()
+        .processes(ProcessOptions::new().workers(1).max_tasks_per_worker(3))
+        .build()
+        .unwrap();
+    let pids: Vec<u32> = (0..10)
+        .map(|_| rt.spawn_process(worker_pid::task(), ()).join().unwrap())
+        .collect();
+    let mut runs = std::collections::HashMap::new();
+    for pid in &pids {
+        *runs.entry(pid).or_insert(0) += 1;
+    }
+    assert!(runs.values().all(|&n| n <= 3), "{pids:?}");
+    assert_eq!(runs.len(), 4, "{pids:?}");
+}
+
+static GREETING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[plait::task]
+fn set_greeting(greeting: String) {
+    assert!(!greeting.is_empty(), "an empty greeting");
+    GREETING.set(greeting).unwrap();
+}
+
+#[plait::task]
+fn greeting() -> Option<String> {
+    GREETING.get().cloned()
+}
+
+#[test]
+fn the_initializer_runs_in_every_worker_before_it_serves() {
+    let options = ProcessOptions::new()
+        .workers(2)
+        .initializer(set_greeting::task(), "hello from init".into())
+        .unwrap();
+    let rt = Runtime::builder().processes(options).build().unwrap();
+    for result in rt.map_process_unordered(greeting::task(), std::iter::repeat_n((), 50)) {
+        assert_eq!(result.1.unwrap().as_deref(), Some("hello from init"));
+    }
+}
+
+#[test]
+fn a_failing_initializer_is_a_start_error_that_names_it() {
+    let options = ProcessOptions::new()
+        .workers(1)
+        .initializer(set_greeting::task(), String::new())
+        .unwrap();
+    let rt = Runtime::builder().processes(options).build().unwrap();
+    let err = rt.start_processes().unwrap_err();
+    assert!(matches!(err, plait::Error::WorkerStart { .. }), "{err}");
+    assert!(err.to_string().contains("set_greeting"), "{err}");
+    assert!(err.to_string().contains("an empty greeting"), "{err}");
+    // Tasks fail with the same reason rather than wait for a worker that will not come.
+    let err = rt.spawn_process(square::task(), 2).join().unwrap_err();
+    assert!(matches!(err, plait::Error::WorkerStart { .. }), "{err}");
+}
+
+#[test]
+fn tasks_run_by_name_with_encoded_arguments() {
+    let rt = runtime(1);
+    let args = postcard::to_allocvec(&(2i64, 3i64)).unwrap();
+    let out = rt
+        .spawn_process_by_name("plait_testtasks::add", args)
+        .join()
+        .unwrap();
+    assert_eq!(postcard::from_bytes::<i64>(&out).unwrap(), 5);
+
+    let err = rt
+        .spawn_process_by_name("plait_testtasks::ad", vec![])
+        .join()
+        .unwrap_err();
+    assert!(
+        matches!(&err, plait::Error::UnknownTask { name, close }
+        if name == "plait_testtasks::ad" && close.first().map(String::as_str) == Some("plait_testtasks::add")),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("did you mean plait_testtasks::add"),
+        "{err}"
+    );
+}
+
+#[plait::task]
+fn scribble_on_the_frames() -> u32 {
+    let mut written = 0;
+    // Foreign code writing where it should not: garbage on the worker's frame pipe, the
+    // only write-only pipe it holds beyond standard error.
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let fd: u32 = entry.file_name().to_string_lossy().parse().unwrap();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        let write_only = info
+            .lines()
+            .find_map(|line| line.strip_prefix("flags:"))
+            .is_some_and(|flags| flags.trim().ends_with('1'));
+        let pipe = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("pipe:"));
+        if fd > 2 && write_only && pipe {
+            use std::io::Write;
+            let mut pipe = std::fs::OpenOptions::new()
+                .write(true)
+                .open(entry.path())
+                .unwrap();
+            pipe.write_all(&[9, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0])
+                .unwrap();
+            written += 1000 + fd;
+        } else {
+            written += 1;
+        }
+    }
+    written
+}
+
+#[test]
+fn an_undecodable_frame_kills_the_worker_and_fails_the_task_with_a_codec_error() {
+    let rt = runtime(1);
+    let before = rt.spawn_process(worker_pid::task(), ()).join().unwrap();
+    let err = rt
+        .spawn_process(scribble_on_the_frames::task(), ())
+        .join()
+        .unwrap_err();
+    assert!(
+        matches!(&err, plait::Error::Codec { task, .. } if task.ends_with("scribble_on_the_frames")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("unknown frame kind 99"), "{err}");
+    let after = rt.spawn_process(worker_pid::task(), ()).join().unwrap();
+    assert_ne!(before, after, "the worker that sent garbage was replaced");
 }

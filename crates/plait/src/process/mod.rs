@@ -33,6 +33,7 @@
 //! parent-death signal, and the end of its input pipe, end it within moments.
 
 mod codec;
+mod map;
 mod options;
 mod pool;
 mod registry;
@@ -48,6 +49,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+pub use map::{MapProcess, MapProcessUnordered};
 pub use options::{DEFAULT_PAYLOAD_LIMIT, ProcessOptions};
 use pool::{Control, Payload, Pool, Reply, Request, Stop, Ticket};
 pub use registry::{Registration, Task, registered_tasks};
@@ -162,23 +164,60 @@ impl ProcessStrand {
     }
 }
 
-/// Cancels a process task's request when its future is dropped before the answer came.
-struct CancelOnDrop {
+/// A request submitted to the pool, and its answer to come.
+///
+/// Dropping it before the answer came cancels the request: a queued one never runs, and a
+/// running one costs its worker. Made before the task's future, and moved into it, so that
+/// dropping the future unpolled still cancels.
+pub(crate) struct Call {
     pool: Arc<Pool>,
     ticket: Arc<Ticket>,
     id: u64,
-    armed: bool,
+    answer: Option<oneshot::Receiver<Reply>>,
 }
 
-impl CancelOnDrop {
-    fn disarm(mut self) {
-        self.armed = false;
+impl Call {
+    pub(crate) fn submit(
+        pool: &Arc<Pool>,
+        task: &'static str,
+        payload: Payload,
+        timeout: Option<Duration>,
+    ) -> Call {
+        let (reply, answer) = oneshot::channel();
+        let ticket = Arc::new(Ticket::default());
+        let id = pool.next_id();
+        pool.submit(Request {
+            id,
+            task,
+            payload,
+            timeout,
+            retries_left: pool.options.crash_retries,
+            reply,
+            ticket: Arc::clone(&ticket),
+            solo: false,
+            sent: None,
+        });
+        Call {
+            pool: Arc::clone(pool),
+            ticket,
+            id,
+            answer: Some(answer),
+        }
+    }
+
+    /// The answer; `None` if the request was dropped unanswered (the pool stopped).
+    pub(crate) async fn answer(mut self) -> Option<Reply> {
+        // Awaited in place, so that a drop during the wait still finds it and cancels.
+        let answer = self.answer.as_mut()?.await.ok();
+        // Answered (or dropped by the pool): nothing left to cancel.
+        self.answer = None;
+        answer
     }
 }
 
-impl Drop for CancelOnDrop {
+impl Drop for Call {
     fn drop(&mut self) {
-        if self.armed
+        if self.answer.is_some()
             && let Some(slot) = self.ticket.cancel()
         {
             let _ = self.pool.controls[slot].send(Control::Cancel(self.id));
@@ -261,33 +300,53 @@ impl Runtime {
         if let Err(error) = strand.state.admit() {
             return refused(error);
         }
-        let (reply, answer) = oneshot::channel();
-        let ticket = Arc::new(Ticket::default());
-        let id = pool.next_id();
-        pool.submit(Request {
-            id,
-            task: T::NAME,
-            payload: Payload::One(args),
-            timeout,
-            retries_left: pool.options.crash_retries,
-            reply,
-            ticket: Arc::clone(&ticket),
-        });
-        // Made out here so that dropping the future unpolled still cancels the request.
-        let guard = CancelOnDrop {
-            pool,
-            ticket,
-            id,
-            armed: true,
-        };
+        let call = Call::submit(&pool, T::NAME, Payload::One(args), timeout);
         let future = async move {
-            let answer = answer.await;
-            guard.disarm();
-            match answer {
-                Ok(Reply::One(Ok(bytes))) => decode_output::<T>(&bytes),
-                Ok(Reply::One(Err(error))) => Err(error),
-                Ok(Reply::Batch(_)) => unreachable!("a call is answered by a call's reply"),
-                Err(_) => Err(Error::Cancelled),
+            match call.answer().await {
+                Some(Reply::One(Ok(bytes))) => decode_output::<T>(&bytes),
+                Some(Reply::One(Err(error))) => Err(error),
+                Some(Reply::Batch(_)) => unreachable!("a call is answered by a call's reply"),
+                None => Err(Error::Cancelled),
+            }
+        };
+        self.shared.coroutines.spawn_booked(future, strand.books)
+    }
+
+    /// Runs the task registered as `name` with arguments already encoded (with `postcard`,
+    /// as the task's arguments type) and returns its encoded result: the way in for work
+    /// that arrives by name, as from a job file or a queue.
+    ///
+    /// # Errors
+    ///
+    /// The handle reports [`Error::UnknownTask`], with the registered names closest to
+    /// `name`, if no task has that name; [`Error::PayloadTooLarge`] if `args` is over the
+    /// payload limit; otherwise as for [`spawn_process`](Runtime::spawn_process).
+    pub fn spawn_process_by_name(&self, name: &str, args: Vec<u8>) -> Handle<Vec<u8>> {
+        let strand = &self.shared.processes;
+        let refused = |error| Handle::ready(TaskId::next(), Err(error));
+        let Some(registration) = registry::lookup(name) else {
+            return refused(registry::unknown_task(name));
+        };
+        let pool = match strand.pool() {
+            Ok(pool) => Arc::clone(pool),
+            Err(error) => return refused(error),
+        };
+        if args.len() > pool.options.payload_limit {
+            return refused(Error::PayloadTooLarge {
+                task: name.to_owned(),
+                bytes: args.len(),
+                limit: pool.options.payload_limit,
+            });
+        }
+        if let Err(error) = strand.state.admit() {
+            return refused(error);
+        }
+        let call = Call::submit(&pool, registration.name, Payload::One(args.into()), None);
+        let future = async move {
+            match call.answer().await {
+                Some(Reply::One(result)) => result.map(|bytes| bytes.to_vec()),
+                Some(Reply::Batch(_)) => unreachable!("a call is answered by a call's reply"),
+                None => Err(Error::Cancelled),
             }
         };
         self.shared.coroutines.spawn_booked(future, strand.books)

@@ -52,6 +52,11 @@ pub(crate) struct Request {
     pub(crate) retries_left: u32,
     pub(crate) reply: oneshot::Sender<Reply>,
     pub(crate) ticket: Arc<Ticket>,
+    /// Sent only to a worker that holds nothing else, so that if the worker dies the
+    /// request is known to be what killed it (see `supervisor::settle`).
+    pub(crate) solo: bool,
+    /// When it was written to its worker.
+    pub(crate) sent: Option<Instant>,
 }
 
 impl Request {
@@ -99,10 +104,6 @@ impl Ticket {
             slot => Some(slot as usize - 1),
         }
     }
-
-    pub(crate) fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire) == Self::CANCELLED
-    }
 }
 
 /// Messages to a slot's supervisor from elsewhere.
@@ -133,6 +134,9 @@ pub(crate) struct Pool {
     /// Supervisors still running, for a synchronous stop to wait on.
     supervisors: Mutex<usize>,
     supervisors_done: Condvar,
+    /// Workers that would take a request at once: starting, or waiting with nothing in
+    /// their pipe. A busy worker takes more only while the queue is longer than this.
+    pub(crate) idle: AtomicUsize,
     /// Worker processes started so far, replacements included (for tests and metrics).
     pub(crate) started: AtomicUsize,
 }
@@ -156,6 +160,7 @@ impl Pool {
             supervisors: Mutex::new(workers),
             supervisors_done: Condvar::new(),
             started: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
         });
         for (slot, control) in receivers.into_iter().enumerate() {
             let pool = Arc::clone(&pool);
@@ -195,10 +200,19 @@ impl Pool {
         }
     }
 
+    /// Puts back a request that may have run on a worker that died, to run alone next time
+    /// (see `supervisor::settle`).
+    pub(crate) fn requeue_solo(&self, mut request: Request) {
+        request.solo = true;
+        self.requeue(request);
+    }
+
     /// Marks the pool unable to serve and fails every queued request with `error`.
     pub(crate) fn break_with(&self, error: Error) {
         let error = self.broken.get_or_init(|| error).clone();
         self.queue.close();
+        // Wakes `wait_serving`, which checks for a break whenever the count changes.
+        self.serving.send_modify(|_| {});
         while let Ok(request) = self.requests.try_recv() {
             request.fail(error.clone());
         }

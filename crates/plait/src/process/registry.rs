@@ -121,8 +121,8 @@ pub(crate) fn unknown_task(name: &str) -> Error {
     }
 }
 
-/// Up to three of `candidates` that look like `name`: by edit distance on the whole path, or
-/// the same last segment (a task moved to another module).
+/// Up to three of `candidates` that look like `name`: a typo in the whole path, or a near
+/// or equal function name (a task moved to another module).
 pub(crate) fn close_names<'a>(
     name: &str,
     candidates: impl Iterator<Item = &'a str>,
@@ -130,12 +130,11 @@ pub(crate) fn close_names<'a>(
     let last = |path: &'a str| path.rsplit("::").next().unwrap_or(path);
     let name_last = name.rsplit("::").next().unwrap_or(name);
     let mut scored: Vec<(f64, &str)> = candidates
-        .map(|candidate| {
-            let whole = strsim::jaro_winkler(name, candidate);
-            let tail = strsim::jaro_winkler(name_last, last(candidate));
-            (whole.max(tail), candidate)
+        .filter_map(|candidate| {
+            let whole = strsim::normalized_damerau_levenshtein(name, candidate);
+            let tail = strsim::normalized_damerau_levenshtein(name_last, last(candidate));
+            (whole >= 0.85 || tail >= 0.75).then_some((whole.max(tail), candidate))
         })
-        .filter(|(score, _)| *score >= 0.8)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     scored

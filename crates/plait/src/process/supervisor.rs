@@ -9,13 +9,14 @@
 use std::collections::VecDeque;
 use std::io;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use super::WorkerExit;
@@ -30,6 +31,10 @@ const LARGE: usize = 256 * 1024;
 const STDERR_TAIL: usize = 4096;
 /// How much a worker may print before `plait::init` takes its standard output.
 const MAX_PREAMBLE: usize = 1 << 20;
+/// How much work, by recent service times, a worker may hold beyond the request it runs.
+const PIPELINE_BUDGET: Duration = Duration::from_millis(1);
+/// The service time assumed of a new worker.
+const INITIAL_SERVICE: Duration = Duration::from_micros(50);
 
 /// Runs slot `slot` until the pool stops.
 pub(crate) async fn supervise(
@@ -41,7 +46,12 @@ pub(crate) async fn supervise(
     let mut failures = 0_u32;
     let mut served = false;
     while *stop.borrow_and_update() == Stop::Run {
-        match Worker::start(&pool).await {
+        // A starting worker counts as idle: work should wait for it rather than pile up
+        // behind a busy one.
+        pool.idle.fetch_add(1, Ordering::Relaxed);
+        let started = Worker::start(&pool).await;
+        pool.idle.fetch_sub(1, Ordering::Relaxed);
+        match started {
             Ok(worker) => {
                 served = true;
                 failures = 0;
@@ -83,15 +93,48 @@ enum Killed {
     Stopped,
 }
 
-/// The requests a worker holds, in the order it will answer them, and room for more.
+/// The requests a worker holds, in the order it will answer them, and how fast it answers.
 struct Line {
-    held: Mutex<VecDeque<Request>>,
-    room: Semaphore,
+    held: Mutex<Held>,
+    /// Signalled on every answer: the feeder may send more.
+    answered: Notify,
+}
+
+struct Held {
+    queue: VecDeque<Request>,
+    /// When the worker last answered; with each request's send time, it gives the time the
+    /// worker spent on a request.
+    last_answer: std::time::Instant,
+    /// A running average of that time.
+    service: Duration,
 }
 
 impl Line {
-    fn held(&self) -> std::sync::MutexGuard<'_, VecDeque<Request>> {
+    fn new() -> Line {
+        Line {
+            held: Mutex::new(Held {
+                queue: VecDeque::new(),
+                last_answer: std::time::Instant::now(),
+                service: INITIAL_SERVICE,
+            }),
+            answered: Notify::new(),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Held {
+    /// How many requests the worker may hold: enough to cover a round trip when its
+    /// requests are quick, one at a time when they are slow (a request queued behind a slow
+    /// one waits for it even if another worker is free).
+    fn depth(&self, most: usize) -> usize {
+        let quick = PIPELINE_BUDGET.as_nanos() / self.service.as_nanos().max(1);
+        usize::try_from(quick)
+            .unwrap_or(usize::MAX)
+            .clamp(2, most.max(2))
     }
 }
 
@@ -268,17 +311,18 @@ impl Worker {
         control: &mut mpsc::UnboundedReceiver<Control>,
         stop: &mut watch::Receiver<Stop>,
     ) {
-        let line = Arc::new(Line {
-            held: Mutex::new(VecDeque::new()),
-            room: Semaphore::new(pool.options.pipeline_depth),
-        });
+        let line = Arc::new(Line::new());
         let stdin = self.stdin.take().expect("a started worker has its input");
-        let writer = tokio::spawn(feed(
+        let (dead, dead_rx) = watch::channel(false);
+        let feeder = tokio::spawn(feed(
             Arc::clone(pool),
             slot,
             stdin,
             Arc::clone(&line),
-            stop.clone(),
+            Ended {
+                stop: stop.clone(),
+                dead: dead_rx,
+            },
         ));
         let mut killed: Option<Killed> = None;
         let mut deadline: Option<(u64, Instant)> = None;
@@ -303,7 +347,7 @@ impl Worker {
                     Ok(_) => {}
                 },
                 Some(Control::Cancel(id)) = control.recv() => {
-                    if line.held().front().is_some_and(|head| head.id == id) {
+                    if line.held().queue.front().is_some_and(|head| head.id == id) {
                         self.kill(&mut killed, Killed::Cancelled);
                     }
                 }
@@ -316,18 +360,13 @@ impl Worker {
                 }
             }
         }
-        writer.abort();
-        let _ = writer.await;
+        // The feeder hands back what it holds rather than be aborted with it.
+        let _ = dead.send(true);
+        let _ = feeder.await;
         let status = self.child.wait().await;
         let stderr = self.stderr_tail().await;
-        let held: Vec<Request> = line.held().drain(..).collect();
-        let mut held = held.into_iter();
-        if let Some(head) = held.next() {
-            settle_head(pool, head, killed, status, &stderr);
-        }
-        for request in held {
-            pool.requeue(request);
-        }
+        let held: Vec<Request> = line.held().queue.drain(..).collect();
+        settle(pool, held, killed, status, &stderr);
     }
 
     fn kill(&mut self, killed: &mut Option<Killed>, why: Killed) {
@@ -338,44 +377,71 @@ impl Worker {
     }
 }
 
-/// Decides what the task a worker died under reports.
-fn settle_head(
+/// Settles the requests a dead worker held, in the order it would have answered them.
+///
+/// A worker flushes its answers only when it has no further request waiting, so when it
+/// dies holding several, any of them may have run (their answers lost with it) and any may
+/// be the one that killed it. Those all run again, each alone on a worker (`solo`), and are
+/// charged nothing; a request that dies alone is known to be the culprit and is charged
+/// with the crash. A time limit, by contrast, names its task exactly (the worker reported
+/// the start), and the requests behind it never ran.
+fn settle(
     pool: &Pool,
-    mut head: Request,
+    held: Vec<Request>,
     killed: Option<Killed>,
     status: io::Result<ExitStatus>,
     stderr: &str,
 ) {
+    let alone = held.len() == 1;
+    let mut held = held.into_iter();
+    let Some(mut head) = held.next() else {
+        return;
+    };
     let task = head.task.to_owned();
-    let error = match killed {
-        Some(Killed::TimedOut) => Error::TimedOut,
-        Some(Killed::Cancelled | Killed::Stopped) => Error::Cancelled,
-        Some(Killed::Codec(reason)) => Error::Codec { task, reason },
+    let (error, rest_ran) = match killed {
+        Some(Killed::TimedOut) => (Error::TimedOut, false),
+        Some(Killed::Stopped) => (Error::Cancelled, false),
+        Some(Killed::Cancelled) => (Error::Cancelled, true),
+        Some(Killed::Codec(reason)) => (Error::Codec { task, reason }, true),
+        None if !alone => {
+            for request in std::iter::once(head).chain(held) {
+                pool.requeue_solo(request);
+            }
+            return;
+        }
         None => {
             let exit = status.map_or(WorkerExit::Unknown, WorkerExit::from);
             let allocation_failed = stderr.contains("memory allocation of");
-            match pool.options.memory_limit {
+            let error = match pool.options.memory_limit {
                 Some(limit) if allocation_failed => Error::MemoryLimit { task, limit },
                 _ if head.retries_left > 0 => {
                     head.retries_left -= 1;
                     tracing::warn!(task, %exit, "a worker died under a task; running it again");
-                    return pool.requeue(head);
+                    return pool.requeue_solo(head);
                 }
                 _ => Error::WorkerLost {
                     task,
                     exit,
                     stderr: stderr.to_owned(),
                 },
-            }
+            };
+            (error, false)
         }
     };
     head.fail(error);
+    for request in held {
+        if rest_ran {
+            pool.requeue_solo(request);
+        } else {
+            pool.requeue(request);
+        }
+    }
 }
 
 /// Handles one frame from a serving worker.
 fn answer(line: &Line, frame: Frame, deadline: &mut Option<(u64, Instant)>) -> Result<(), String> {
     let mut held = line.held();
-    let Some(head) = held.front() else {
+    let Some(head) = held.queue.front() else {
         return Err(format!(
             "an unexpected {:?} frame from an idle worker",
             frame.kind
@@ -397,9 +463,13 @@ fn answer(line: &Line, frame: Frame, deadline: &mut Option<(u64, Instant)>) -> R
         Kind::Done | Kind::BatchDone => {}
         other => return Err(format!("an unexpected {other:?} frame")),
     }
-    let request = held.pop_front().expect("checked above");
+    let request = held.queue.pop_front().expect("checked above");
+    let now = std::time::Instant::now();
+    let began = request.sent.map_or(now, |sent| sent.max(held.last_answer));
+    held.service = (held.service * 7 + now.saturating_duration_since(began)) / 8;
+    held.last_answer = now;
     drop(held);
-    line.room.add_permits(1);
+    line.answered.notify_one();
     if deadline.is_some_and(|(id, _)| id == request.id) {
         *deadline = None;
     }
@@ -429,60 +499,122 @@ fn answer(line: &Line, frame: Frame, deadline: &mut Option<(u64, Instant)>) -> R
     Ok(())
 }
 
-/// Feeds a worker requests from the pool's queue, a few ahead of what it has answered.
+/// What ends a feeder: the pool stopping, or its worker dying.
+struct Ended {
+    stop: watch::Receiver<Stop>,
+    dead: watch::Receiver<bool>,
+}
+
+impl Ended {
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.stop.wait_for(|stop| *stop != Stop::Run) => {}
+            _ = self.dead.wait_for(|dead| *dead) => {}
+        }
+    }
+}
+
+/// Feeds a worker requests from the pool's queue. An idle worker takes the next request;
+/// a busy one takes more (up to its [depth](Held::depth)) only while the queue holds more
+/// than the idle workers will take, so that work spreads before it piles up.
+///
 /// Ends (closing the worker's input, so that it retires once done) when the worker has had
-/// its `max_tasks_per_worker`, when the pool stops, or when the pipe breaks.
+/// its `max_tasks_per_worker`, when the pool stops, or when the worker dies; a request it
+/// holds then goes back to the queue.
 async fn feed(
     pool: Arc<Pool>,
     slot: usize,
     mut stdin: ChildStdin,
     line: Arc<Line>,
-    mut stop: watch::Receiver<Stop>,
+    mut ended: Ended,
 ) {
     let budget = pool.options.max_tasks_per_worker.unwrap_or(u64::MAX);
+    let most = pool.options.pipeline_depth;
     let mut sent = 0_u64;
     let mut out = Vec::with_capacity(64 * 1024);
     while sent < budget {
-        tokio::select! {
-            permit = line.room.acquire() => permit.expect("never closed").forget(),
-            _ = stop.wait_for(|stop| *stop != Stop::Run) => return,
-        }
-        let first = tokio::select! {
-            request = pool.requests.recv() => match request {
-                Ok(request) => request,
-                Err(_) => return,
-            },
-            _ = stop.wait_for(|stop| *stop != Stop::Run) => return,
+        let (held, room, lone) = {
+            let held = line.held();
+            let lone = held.queue.front().is_some_and(|head| head.solo);
+            (held.queue.len(), held.depth(most), lone)
         };
-        let mut next = Some(first);
-        while let Some(request) = next.take() {
+        let request = if held == 0 {
+            pool.idle.fetch_add(1, Ordering::Relaxed);
+            let request = tokio::select! {
+                request = pool.requests.recv() => request.ok(),
+                () = ended.wait() => None,
+            };
+            pool.idle.fetch_sub(1, Ordering::Relaxed);
+            match request {
+                Some(request) => request,
+                None => return,
+            }
+        } else {
+            let wanted =
+                !lone && held < room && pool.requests.len() > pool.idle.load(Ordering::Relaxed);
+            match wanted.then(|| pool.requests.try_recv().ok()).flatten() {
+                Some(request) => request,
+                None => {
+                    tokio::select! {
+                        () = line.answered.notified() => continue,
+                        () = ended.wait() => return,
+                    }
+                }
+            }
+        };
+        if request.solo && held > 0 {
+            // Alone in the pipe: wait until the worker has answered everything else.
+            loop {
+                if line.held().queue.is_empty() {
+                    break;
+                }
+                tokio::select! {
+                    () = line.answered.notified() => {}
+                    () = ended.wait() => return pool.requeue(request),
+                }
+            }
+        }
+        let mut next = Some(request);
+        while let Some(mut request) = next.take() {
+            let solo = request.solo;
             if request.ticket.send_to(slot) {
                 sent += request.payload.tasks();
+                request.sent = Some(std::time::Instant::now());
                 let large = encode(&request, &mut out);
-                line.held().push_back(request);
+                line.held().queue.push_back(request);
                 if let Some(args) = large {
-                    if write(&mut stdin, &mut out).await.is_err()
-                        || stdin.write_all(&args).await.is_err()
-                    {
+                    let written = tokio::select! {
+                        written = async {
+                            write(&mut stdin, &mut out).await?;
+                            stdin.write_all(&args).await
+                        } => written.is_ok(),
+                        () = ended.wait() => false,
+                    };
+                    if !written {
                         return;
                     }
                 }
-            } else {
-                line.room.add_permits(1); // cancelled while queued: never runs
             }
-            if sent < budget
-                && let Ok(permit) = line.room.try_acquire()
-            {
-                match pool.requests.try_recv() {
-                    Ok(request) => {
-                        permit.forget();
+            // More at once while the queue is deep: one write for many requests.
+            if !solo && sent < budget {
+                let held = line.held();
+                let more = held.queue.len() < held.depth(most)
+                    && pool.requests.len() > pool.idle.load(Ordering::Relaxed);
+                drop(held);
+                if more && let Ok(request) = pool.requests.try_recv() {
+                    if request.solo {
+                        pool.requeue(request);
+                    } else {
                         next = Some(request);
                     }
-                    Err(_) => drop(permit),
                 }
             }
         }
-        if write(&mut stdin, &mut out).await.is_err() {
+        let written = tokio::select! {
+            written = write(&mut stdin, &mut out) => written.is_ok(),
+            () = ended.wait() => false,
+        };
+        if !written {
             return;
         }
     }

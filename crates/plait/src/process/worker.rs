@@ -266,10 +266,12 @@ fn die_with_parent() -> io::Result<()> {
 /// its standard output goes there too.
 fn take_stdio() -> io::Result<(Input, File)> {
     let input = Input {
-        file: File::from(rustix::io::dup(io::stdin())?),
+        file: File::from(rustix::io::fcntl_dupfd_cloexec(io::stdin(), 3)?),
         scratch: vec![0; 64 * 1024].into_boxed_slice(),
     };
-    let output = File::from(rustix::io::dup(io::stdout())?);
+    // Close-on-exec: a process a task starts must not hold the frames' pipes open (the
+    // runtime sees a worker's death as the end of its output).
+    let output = File::from(rustix::io::fcntl_dupfd_cloexec(io::stdout(), 3)?);
     io::stdout().flush()?;
     rustix::stdio::dup2_stdout(io::stderr())?;
     let null = File::open("/dev/null")?;
