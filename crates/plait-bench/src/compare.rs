@@ -2,12 +2,16 @@
 
 use crate::report::{Comparison, Row, format_ns};
 
+/// The row of `suite` whose system starts with `system` and whose case is `case` (or, with
+/// none exactly so, starts with it).
 fn find<'a>(rows: &'a [Row], suite: &str, system: &str, case: Option<&str>) -> Option<&'a Row> {
-    rows.iter().find(|r| {
-        r.suite == suite
-            && r.system.starts_with(system)
-            && case.is_none_or(|c| r.case.starts_with(c))
-    })
+    let of = |r: &&Row| r.suite == suite && r.system.starts_with(system);
+    case.and_then(|c| rows.iter().filter(of).find(|r| r.case == c))
+        .or_else(|| {
+            rows.iter()
+                .filter(of)
+                .find(|r| case.is_none_or(|c| r.case.starts_with(c)))
+        })
 }
 
 fn speedup(row: &Row) -> Option<f64> {
@@ -133,7 +137,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         limit,
         unit,
     };
-    let claims: [Claim; 10] = [
+    let claims: [Claim; 12] = [
         claim(
             "spawn",
             "thread spawn+join per task vs rayon spawn",
@@ -234,6 +238,26 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             3.0,
             bytes,
         ),
+        claim(
+            "process",
+            "tiny tasks one by one through worker processes vs ProcessPoolExecutor chunksize=1",
+            ("process", "plait", Some("spawn_process")),
+            ("python:tiny_tasks", "ProcessPoolExecutor", Some("map no-op chunksize=1")),
+            PerTask,
+            AtLeast,
+            50.0,
+            format_ns,
+        ),
+        claim(
+            "process",
+            "batched map through worker processes vs multiprocessing.Pool.map (default chunks)",
+            ("process", "plait", Some("map over tiny items")),
+            ("python:tiny_tasks", "multiprocessing.Pool", Some("map no-op default chunksize")),
+            PerTask,
+            AtLeast,
+            5.0,
+            format_ns,
+        ),
     ];
     let mut out = Vec::new();
     for claim in &claims {
@@ -243,6 +267,23 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             && let (Some(ov), Some(pv)) = (claim.value.of(o), claim.value.of(p))
         {
             out.push(claim.check((o, ov), (p, pv)));
+        }
+    }
+    for (case, claim) in [
+        ("start workers", "worker processes started and serving"),
+        ("a worker crashes", "a worker crash until its replacement has served"),
+    ] {
+        if let Some(o) = find(rows, "process", "plait", Some(case)) {
+            let limit = 5e-3;
+            out.push(Comparison {
+                suite: "process",
+                claim: claim.to_owned(),
+                ours: format!("{} ({})", ms(o.wall_s), o.system),
+                peer: "-".to_owned(),
+                ratio: o.wall_s / limit,
+                target: "< 5 ms".to_owned(),
+                met: o.wall_s < limit,
+            });
         }
     }
     if let Some(o) = find(rows, "cpu", "plait spawn", None)

@@ -56,6 +56,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // The process suite's workers are this binary, started again: they serve from here.
+    plait::init();
     let args = Args::parse();
     if let [system, n] = args.memory_child.as_slice() {
         let n = n.parse().unwrap_or(100_000);

@@ -4,6 +4,7 @@ pub(crate) mod coroutine;
 pub(crate) mod cpu;
 pub(crate) mod map;
 pub(crate) mod memory;
+pub(crate) mod process;
 pub(crate) mod scope;
 pub(crate) mod spawn;
 pub(crate) mod waits;
@@ -53,5 +54,10 @@ pub(crate) const ALL: &[Suite] = &[
         name: "memory",
         about: "coroutine strand: memory per idle coroutine vs raw tokio",
         run: memory::run,
+    },
+    Suite {
+        name: "process",
+        about: "process strand: tiny tasks through worker processes, start-up, crash recovery",
+        run: process::run,
     },
 ];

@@ -179,6 +179,19 @@ impl Runtime {
         }
     }
 
+    /// Spawns a future that reports its own errors (flattened into the handle's).
+    pub(crate) fn spawn_coroutine_fallible<Fut, T>(&self, future: Fut) -> Handle<T>
+    where
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let strand = &self.shared.coroutines;
+        match strand.state.admit() {
+            Ok(()) => strand.spawn_booked(future, strand.number),
+            Err(error) => Handle::ready(TaskId::next(), Err(error)),
+        }
+    }
+
     /// Like [`spawn_async`](Runtime::spawn_async), but never waits: if the strand is full
     /// (or shut down) the future comes back inside the error.
     ///

@@ -10,6 +10,8 @@
 //! * [`Runtime::map_process`]: many, batched so that tiny tasks do not pay a round trip each.
 //! * [`ProcessOptions`]: worker count, recycling, memory cap, payload limit, crash retries,
 //!   an initializer; given to [`Builder::processes`](crate::Builder::processes).
+//! * [`Runtime::spawn_command`]: a program with its arguments, environment, directory and
+//!   input, its output captured, its process group killed on a time limit.
 //! * [`init`]: the call at the top of `main` where a worker process starts serving;
 //!   [`test_worker!`](crate::test_worker) does the same in a test binary.
 //!
@@ -33,6 +35,7 @@
 //! parent-death signal, and the end of its input pipe, end it within moments.
 
 mod codec;
+pub mod command;
 mod map;
 mod options;
 mod pool;
@@ -49,6 +52,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+pub use command::{Command, CommandError, CommandOutput, run_command};
 pub use map::{MapProcess, MapProcessUnordered};
 pub use options::{DEFAULT_PAYLOAD_LIMIT, ProcessOptions};
 use pool::{Control, Payload, Pool, Reply, Request, Stop, Ticket};

@@ -1,0 +1,313 @@
+//! Commands as tasks: run a program with its arguments, environment, directory and input,
+//! capture its output up to a bound, and stop its whole process group on a time limit.
+//!
+//! [`Runtime::spawn_command`] runs the command from the runtime itself (it is already a
+//! process of its own: no worker needed between). The same command is also the registered
+//! task [`run_command`], for work that arrives by name.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::WorkerExit;
+use crate::{Error, Handle, Runtime};
+
+/// How much of each output stream a command keeps by default: 1 MiB.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
+
+/// After a command exits, how long to wait for processes it left behind to close its output.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
+/// A program to run, with everything it runs with; see [`Runtime::spawn_command`].
+///
+/// # Examples
+///
+/// ```
+/// use plait::process::Command;
+/// let rt = plait::Runtime::new()?;
+/// let out = rt
+///     .spawn_command(Command::new("sh").args(["-c", "echo hi $WHO; echo oops >&2; exit 3"]).env("WHO", "there"))
+///     .join()?;
+/// assert_eq!(out.stdout, b"hi there\n");
+/// assert_eq!(out.stderr, b"oops\n");
+/// assert_eq!(out.code, Some(3));
+/// assert!(!out.success());
+/// # Ok::<(), plait::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[must_use]
+pub struct Command {
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+    /// Variables added to (or replacing those of) the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory (default: the runtime's).
+    pub cwd: Option<PathBuf>,
+    /// What the command reads on standard input (default: nothing, as from `/dev/null`).
+    #[serde(with = "serde_bytes")]
+    pub stdin: Vec<u8>,
+    /// A time limit: past it the command's whole process group is killed.
+    pub timeout: Option<Duration>,
+    /// How many bytes of each of standard output and standard error to keep; the rest is
+    /// read and counted, not kept.
+    pub output_limit: usize,
+}
+
+impl Command {
+    /// A command that runs `program` (found on `PATH` unless it holds a `/`).
+    pub fn new(program: impl Into<String>) -> Self {
+        Command {
+            argv: vec![program.into()],
+            env: Vec::new(),
+            cwd: None,
+            stdin: Vec::new(),
+            timeout: None,
+            output_limit: DEFAULT_OUTPUT_LIMIT,
+        }
+    }
+
+    /// A shell command line, run by `sh -c`.
+    pub fn shell(line: impl Into<String>) -> Self {
+        Command::new("sh").args(["-c".to_owned(), line.into()])
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.argv.push(arg.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.argv.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Sets what the command reads on standard input.
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.stdin = input.into();
+        self
+    }
+
+    /// Sets a time limit; past it the whole process group is killed and the output says
+    /// [`timed_out`](CommandOutput::timed_out).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Sets how many bytes of each output stream to keep (default
+    /// [`DEFAULT_OUTPUT_LIMIT`]).
+    pub fn output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = bytes;
+        self
+    }
+
+    /// The program's name, for messages.
+    fn program(&self) -> &str {
+        self.argv.first().map_or("", String::as_str)
+    }
+}
+
+/// How a command ended, and what it wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CommandOutput {
+    /// Its exit status, if it exited.
+    pub code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// Whether it ran past its time limit (and its process group was killed).
+    pub timed_out: bool,
+    /// The first [`output_limit`](Command::output_limit) bytes of its standard output.
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    /// The first [`output_limit`](Command::output_limit) bytes of its standard error.
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
+    /// Bytes of standard output beyond the limit, read and dropped.
+    pub stdout_dropped: u64,
+    /// Bytes of standard error beyond the limit, read and dropped.
+    pub stderr_dropped: u64,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl CommandOutput {
+    /// Whether it exited with status 0 in time.
+    #[must_use]
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+
+    /// How it ended, as for a worker process.
+    #[must_use]
+    pub fn exit(&self) -> WorkerExit {
+        match (self.code, self.signal) {
+            (Some(code), _) => WorkerExit::Code(code),
+            (None, Some(signal)) => WorkerExit::Signal(signal),
+            (None, None) => WorkerExit::Unknown,
+        }
+    }
+}
+
+/// A command that could not be run at all (the program does not exist, say).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{0}")]
+pub struct CommandError(String);
+
+/// Runs `command`: the registered task behind [`Runtime::spawn_command`], for running
+/// commands by name (`plait::process::command::run_command`) or in a worker.
+///
+/// # Errors
+///
+/// [`CommandError`] if the command cannot start: an empty `argv`, a program that does not
+/// exist or cannot be executed, a working directory that does not exist.
+#[crate::task]
+pub fn run_command(command: Command) -> Result<CommandOutput, CommandError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CommandError(format!("cannot start an I/O loop: {error}")))?;
+    runtime.block_on(run(command))
+}
+
+impl Runtime {
+    /// Runs `command` and returns a handle to its output: exit status, captured standard
+    /// output and error (up to [`output_limit`](Command::output_limit) each), and whether
+    /// its time limit killed it. The command runs in its own process group; a time limit,
+    /// a cancellation or the runtime's shutdown kills the whole group, so that nothing it
+    /// started outlives it.
+    ///
+    /// A command that runs and fails is not an error: check
+    /// [`success`](CommandOutput::success). One that cannot start is: the handle reports
+    /// [`Error::Failed`] with a [`CommandError`] naming the program and the reason.
+    pub fn spawn_command(&self, command: Command) -> Handle<CommandOutput> {
+        self.spawn_coroutine_fallible(async move { run(command).await.map_err(Error::failed) })
+    }
+}
+
+/// Runs a command to its end (or its time limit).
+pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError> {
+    let program = command.program().to_owned();
+    if program.is_empty() {
+        return Err(CommandError("an empty command: argv needs a program".to_owned()));
+    }
+    let mut process = tokio::process::Command::new(&program);
+    process
+        .args(&command.argv[1..])
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if command.stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &command.cwd {
+        process.current_dir(cwd);
+    }
+    let started = Instant::now();
+    let mut child = process.spawn().map_err(|error| {
+        let place = command
+            .cwd
+            .as_ref()
+            .map_or_else(String::new, |cwd| format!(" in {}", cwd.display()));
+        CommandError(format!("cannot run `{program}`{place}: {error}"))
+    })?;
+    let group = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let _group_guard = KillGroupOnDrop(group);
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = command.stdin;
+        // A command that does not read its input closes the pipe: not an error.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+    let limit = command.output_limit;
+    let stdout = tokio::spawn(capture(child.stdout.take(), limit));
+    let stderr = tokio::spawn(capture(child.stderr.take(), limit));
+    let (status, timed_out) = match command.timeout {
+        Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => (status, false),
+            Err(_) => {
+                kill_group(group);
+                (child.wait().await, true)
+            }
+        },
+        None => (child.wait().await, false),
+    };
+    let status = status.map_err(|error| CommandError(format!("waiting for `{program}`: {error}")))?;
+    let elapsed = started.elapsed();
+    let (stdout, stdout_dropped) = collect(stdout).await;
+    let (stderr, stderr_dropped) = collect(stderr).await;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(CommandOutput {
+        code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        stdout,
+        stderr,
+        stdout_dropped,
+        stderr_dropped,
+        elapsed,
+    })
+}
+
+/// Waits (briefly, if the command left processes holding the pipe) for a capture.
+async fn collect(capture: tokio::task::JoinHandle<(Vec<u8>, u64)>) -> (Vec<u8>, u64) {
+    match tokio::time::timeout(OUTPUT_GRACE, capture).await {
+        Ok(Ok(captured)) => captured,
+        _ => (Vec::new(), 0),
+    }
+}
+
+/// Reads a stream to its end, keeping the first `limit` bytes and counting the rest.
+async fn capture(stream: Option<impl AsyncRead + Unpin>, limit: usize) -> (Vec<u8>, u64) {
+    let Some(mut stream) = stream else {
+        return (Vec::new(), 0);
+    };
+    let mut kept = Vec::new();
+    let mut dropped = 0_u64;
+    let mut chunk = vec![0; 16 * 1024];
+    while let Ok(n) = stream.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        let keep = n.min(limit - kept.len());
+        kept.extend_from_slice(&chunk[..keep]);
+        dropped += (n - keep) as u64;
+    }
+    (kept, dropped)
+}
+
+fn kill_group(group: Option<Pid>) {
+    if let Some(group) = group {
+        // Already gone is fine.
+        let _ = rustix::process::kill_process_group(group, Signal::KILL);
+    }
+}
+
+/// Kills the command's process group if the run is dropped (cancelled) or ends: whatever
+/// the command started in its group does not outlive it.
+struct KillGroupOnDrop(Option<Pid>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
