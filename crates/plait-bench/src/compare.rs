@@ -242,7 +242,11 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "process",
             "tiny tasks one by one through worker processes vs ProcessPoolExecutor chunksize=1",
             ("process", "plait", Some("spawn_process")),
-            ("python:tiny_tasks", "ProcessPoolExecutor", Some("map no-op chunksize=1")),
+            (
+                "python:tiny_tasks",
+                "ProcessPoolExecutor",
+                Some("map no-op chunksize=1"),
+            ),
             PerTask,
             AtLeast,
             50.0,
@@ -252,7 +256,11 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             "process",
             "batched map through worker processes vs multiprocessing.Pool.map (default chunks)",
             ("process", "plait", Some("map over tiny items")),
-            ("python:tiny_tasks", "multiprocessing.Pool", Some("map no-op default chunksize")),
+            (
+                "python:tiny_tasks",
+                "multiprocessing.Pool",
+                Some("map no-op default chunksize"),
+            ),
             PerTask,
             AtLeast,
             5.0,
@@ -271,7 +279,10 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
     }
     for (case, claim) in [
         ("start workers", "worker processes started and serving"),
-        ("a worker crashes", "a worker crash until its replacement has served"),
+        (
+            "a worker crashes",
+            "a worker crash until its replacement has served",
+        ),
     ] {
         if let Some(o) = find(rows, "process", "plait", Some(case)) {
             let limit = 5e-3;

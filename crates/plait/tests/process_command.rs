@@ -38,7 +38,10 @@ fn output_status_environment_directory_and_input() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     assert_eq!(out.stderr, b"err\n");
-    assert_eq!((out.code, out.signal, out.timed_out), (Some(4), None, false));
+    assert_eq!(
+        (out.code, out.signal, out.timed_out),
+        (Some(4), None, false)
+    );
     assert!(!out.success());
     assert!(
         rt.spawn_command(Command::new("true"))
@@ -57,7 +60,8 @@ fn a_missing_program_fails_the_task_with_its_name() {
         .unwrap_err();
     assert!(matches!(err, Error::Failed(_)), "{err}");
     assert!(
-        err.to_string().contains("cannot run `plait-no-such-program`"),
+        err.to_string()
+            .contains("cannot run `plait-no-such-program`"),
         "{err}"
     );
     let err = rt
@@ -87,7 +91,10 @@ fn read_pid(file: &std::path::Path) -> u32 {
         {
             return pid;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no pid in {file:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no pid in {file:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -146,7 +153,10 @@ fn cancelling_a_command_kills_its_process_group() {
 fn the_command_task_runs_in_a_worker_and_by_name() {
     let rt = runtime();
     let out = rt
-        .spawn_process(run_command::task(), Command::new("echo").arg("from a worker"))
+        .spawn_process(
+            run_command::task(),
+            Command::new("echo").arg("from a worker"),
+        )
         .join()
         .unwrap()
         .unwrap();

@@ -2,23 +2,24 @@
 //!
 //! A frame is a little-endian `u32` length (of what follows it), a kind byte, a `u64`
 //! request id and a body. Arguments and results inside bodies are `postcard` (serde's
-//! compact binary form); the frame layout around them is written by hand so that a result
-//! travels as one slice of the read buffer, never re-encoded.
+//! compact binary form), which delimits itself: a batch's items follow one another with no
+//! length between them, and are decoded where their type is known. The frame layout around
+//! them is written by hand so that results are decoded straight from the read buffer.
 //!
 //! | kind | from | body |
 //! |---|---|---|
 //! | `Init` | runtime | `postcard` of [`Init`] |
 //! | `Hello` | worker | process id: `u32` |
 //! | `Call` | runtime | flags `u8`, name length `u16`, name, arguments |
-//! | `Batch` | runtime | name length `u16`, name, count `u32`, then per item length `u32` and arguments |
+//! | `Batch` | runtime | name length `u16`, name, count `u32`, then the items' arguments back to back |
 //! | `Started` | worker | empty: the call with this id has started (sent only when asked) |
 //! | `Done` | worker | an outcome: tag `u8`, then the result or the failure's message |
-//! | `BatchDone` | worker | count `u32`, then per item tag `u8`, length `u32`, bytes |
+//! | `BatchDone` | worker | count `u32`, then per item a tag `u8` and the result (or a failure's length `u32` and message) |
 //!
 //! Decoding never panics and never trusts a length: every malformed input is a
 //! [`CodecError`] (a property test feeds it arbitrary bytes).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut};
 use serde::{Deserialize, Serialize};
 
 use super::registry::Failure;
@@ -69,12 +70,12 @@ fn error<T>(message: impl Into<String>) -> Result<T, CodecError> {
     Err(CodecError(message.into()))
 }
 
-/// One decoded frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Frame {
+/// One decoded frame, borrowed from the read buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Frame<'a> {
     pub(crate) kind: Kind,
     pub(crate) id: u64,
-    pub(crate) body: Bytes,
+    pub(crate) body: &'a [u8],
 }
 
 /// What a worker needs before it serves: sent first, answered by `Hello`.
@@ -88,16 +89,64 @@ pub(crate) struct Init {
     pub(crate) initializer: Option<(String, Vec<u8>)>,
 }
 
-/// Takes one whole frame off the front of `buf`, if it holds one.
+/// Serializes `value` with `postcard` onto the end of `out`, in place (postcard's own
+/// writers either take the vector by value or write through `io::Write` a byte at a time).
+pub(crate) fn encode_into<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    let start = out.len();
+    let encoded = postcard::serialize_with_flavor(value, Append(&mut *out));
+    if encoded.is_err() {
+        // A value that fails half way leaves nothing behind.
+        out.truncate(start);
+    }
+    encoded
+}
+
+/// `postcard`'s output flavor for appending to a vector we keep.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // Varints arrive as slices of a few bytes: a `memcpy` call for each costs more than
+        // the bytes themselves.
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &byte in data {
+                self.0.push(byte);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// The whole frame at the front of `buf`, if it holds one, and its length (to advance past
+/// once it is handled).
 ///
 /// # Errors
 ///
 /// A frame longer than `limit`, shorter than a header, or of an unknown kind.
-pub(crate) fn decode(buf: &mut BytesMut, limit: usize) -> Result<Option<Frame>, CodecError> {
-    if buf.len() < 4 {
+pub(crate) fn decode(buf: &[u8], limit: usize) -> Result<Option<(Frame<'_>, usize)>, CodecError> {
+    let Some(len) = buf.get(..4) else {
         return Ok(None);
-    }
-    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    };
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
     if len < HEADER - 4 {
         return error(format!("a frame of {len} bytes is shorter than its header"));
     }
@@ -106,22 +155,31 @@ pub(crate) fn decode(buf: &mut BytesMut, limit: usize) -> Result<Option<Frame>, 
             "a frame of {len} bytes is over the limit of {limit} bytes"
         ));
     }
-    if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
+    let Some(mut frame) = buf.get(4..4 + len) else {
         return Ok(None);
-    }
-    let mut frame = buf.split_to(4 + len);
-    frame.advance(4);
+    };
     let kind_byte = frame.get_u8();
     let Some(kind) = Kind::from_u8(kind_byte) else {
         return error(format!("unknown frame kind {kind_byte}"));
     };
     let id = frame.get_u64_le();
-    Ok(Some(Frame {
-        kind,
-        id,
-        body: frame.freeze(),
-    }))
+    Ok(Some((
+        Frame {
+            kind,
+            id,
+            body: frame,
+        },
+        4 + len,
+    )))
+}
+
+/// How many more bytes `buf` needs to hold its first frame whole (0 if it does).
+pub(crate) fn missing(buf: &[u8]) -> usize {
+    match buf.get(..4) {
+        Some(len) => (4 + u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize)
+            .saturating_sub(buf.len()),
+        None => 4 - buf.len(),
+    }
 }
 
 /// Writes a frame header for a body of `body_len` bytes.
@@ -145,12 +203,15 @@ pub(crate) fn frame(kind: Kind, id: u64, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The body of a `Call` up to its arguments: flags and name.
-pub(crate) fn call_prefix(flags: u8, name: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(3 + name.len());
+/// Appends the body of a `Call` up to its arguments: flags and name.
+pub(crate) fn put_call_prefix(out: &mut Vec<u8>, flags: u8, name: &str) {
     out.put_u8(flags);
-    put_name(&mut out, name);
-    out
+    put_name(out, name);
+}
+
+/// The length of a `Call` prefix for `name`.
+pub(crate) fn call_prefix_len(name: &str) -> usize {
+    3 + name.len().min(usize::from(u16::MAX))
 }
 
 fn put_name(out: &mut Vec<u8>, name: &str) {
@@ -160,19 +221,15 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(&name.as_bytes()[..usize::from(len)]);
 }
 
-/// The body of a `Batch`.
-pub(crate) fn batch_body<'a>(
-    name: &str,
-    items: impl ExactSizeIterator<Item = &'a [u8]>,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_name(&mut out, name);
-    out.put_u32_le(u32::try_from(items.len()).unwrap_or(u32::MAX));
-    for item in items {
-        out.put_u32_le(u32::try_from(item.len()).unwrap_or(u32::MAX));
-        out.extend_from_slice(item);
-    }
-    out
+/// Appends the body of a `Batch` up to its items: name and count.
+pub(crate) fn put_batch_prefix(out: &mut Vec<u8>, name: &str, count: u32) {
+    put_name(out, name);
+    out.put_u32_le(count);
+}
+
+/// The length of a `Batch` prefix for `name`.
+pub(crate) fn batch_prefix_len(name: &str) -> usize {
+    6 + name.len().min(usize::from(u16::MAX))
 }
 
 /// A parsed `Call` body.
@@ -196,100 +253,84 @@ pub(crate) fn parse_call(mut body: &[u8]) -> Result<Call<'_>, CodecError> {
     })
 }
 
-/// A parsed `Batch` body: the task's name and each item's arguments.
-pub(crate) fn parse_batch(mut body: &[u8]) -> Result<(&str, Vec<&[u8]>), CodecError> {
+/// A parsed `Batch` body: the task's name, the item count, and the items back to back.
+pub(crate) fn parse_batch(mut body: &[u8]) -> Result<(&str, u32, &[u8]), CodecError> {
     let name = take_name(&mut body)?;
     let count = take_u32(&mut body, "a batch's count")?;
-    // Each item takes at least its 4-byte length: a count beyond that is a lie.
-    if count as usize > body.len() / 4 {
-        return error(format!(
-            "a batch claims {count} items in {} bytes",
-            body.len()
-        ));
-    }
-    let mut items = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        items.push(take_slice(&mut body, "a batch item")?);
-    }
-    if !body.is_empty() {
-        return error(format!("{} bytes after a batch's last item", body.len()));
-    }
-    Ok((name, items))
+    Ok((name, count, body))
 }
 
 /// A task's outcome as a worker reports it: the encoded result, or why there is none.
-pub(crate) type Outcome = Result<Bytes, Failure>;
+pub(crate) type Outcome<'a> = Result<&'a [u8], Failure>;
 
-const OK: u8 = 0;
+pub(crate) const OK: u8 = 0;
 const PANICKED: u8 = 1;
 const UNKNOWN: u8 = 2;
 const CODEC: u8 = 3;
 
-/// Appends an outcome whose result was already written by `write` (or a failure).
-pub(crate) fn put_outcome(out: &mut Vec<u8>, outcome: &Result<&[u8], Failure>, with_len: bool) {
-    let (tag, bytes) = match outcome {
-        Ok(result) => (OK, *result),
-        Err(Failure::Panicked(message)) => (PANICKED, message.as_bytes()),
-        Err(Failure::UnknownTask(name)) => (UNKNOWN, name.as_bytes()),
-        Err(Failure::Codec(reason)) => (CODEC, reason.as_bytes()),
-    };
-    out.put_u8(tag);
-    if with_len {
-        out.put_u32_le(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+/// Appends a `Done` body's outcome: the tag, then the result or the message.
+pub(crate) fn put_outcome(out: &mut Vec<u8>, outcome: &Outcome<'_>) {
+    match outcome {
+        Ok(result) => {
+            out.put_u8(OK);
+            out.extend_from_slice(result);
+        }
+        Err(failure) => {
+            let (tag, message) = failure_parts(failure);
+            out.put_u8(tag);
+            out.extend_from_slice(message.as_bytes());
+        }
     }
-    out.extend_from_slice(bytes);
 }
 
-fn outcome(tag: u8, bytes: Bytes) -> Result<Outcome, CodecError> {
-    let text = || String::from_utf8_lossy(&bytes).into_owned();
+/// Appends a batch item's failure: tag, length, message. (A success is the `OK` tag and
+/// the result, which delimits itself.)
+pub(crate) fn put_item_failure(out: &mut Vec<u8>, failure: &Failure) {
+    let (tag, message) = failure_parts(failure);
+    out.put_u8(tag);
+    out.put_u32_le(u32::try_from(message.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(&message.as_bytes()[..message.len().min(u32::MAX as usize)]);
+}
+
+fn failure_parts(failure: &Failure) -> (u8, &str) {
+    match failure {
+        Failure::Panicked(message) => (PANICKED, message),
+        Failure::UnknownTask(name) => (UNKNOWN, name),
+        Failure::Codec(reason) => (CODEC, reason),
+    }
+}
+
+fn failure(tag: u8, message: &[u8]) -> Result<Failure, CodecError> {
+    let text = String::from_utf8_lossy(message).into_owned();
     Ok(match tag {
-        OK => Ok(bytes.clone()),
-        PANICKED => Err(Failure::Panicked(text())),
-        UNKNOWN => Err(Failure::UnknownTask(text())),
-        CODEC => Err(Failure::Codec(text())),
+        PANICKED => Failure::Panicked(text),
+        UNKNOWN => Failure::UnknownTask(text),
+        CODEC => Failure::Codec(text),
         _ => return error(format!("unknown outcome tag {tag}")),
     })
 }
 
-pub(crate) fn parse_done(mut body: Bytes) -> Result<Outcome, CodecError> {
-    if body.is_empty() {
-        return error("an outcome without a tag");
+/// A `Done` body's outcome.
+pub(crate) fn parse_done(body: &[u8]) -> Result<Outcome<'_>, CodecError> {
+    match body.split_first() {
+        None => error("an outcome without a tag"),
+        Some((&OK, result)) => Ok(Ok(result)),
+        Some((&tag, message)) => failure(tag, message).map(Err),
     }
-    let tag = body.get_u8();
-    outcome(tag, body)
 }
 
-pub(crate) fn parse_batch_done(mut body: Bytes) -> Result<Vec<Outcome>, CodecError> {
-    let count = take_u32(&mut &body[..], "a batch result's count")?;
-    body.advance(4);
-    if count as usize > body.len() / 5 {
-        return error(format!(
-            "a batch result claims {count} items in {} bytes",
-            body.len()
-        ));
+/// Reads a batch item's outcome from `stream`: `Ok(Ok(()))` if it is a result, which the
+/// caller then decodes (and so advances past); the failure otherwise, already advanced past.
+pub(crate) fn take_item(stream: &mut &[u8]) -> Result<Result<(), Failure>, CodecError> {
+    if stream.is_empty() {
+        return error("a batch result cut short");
     }
-    let mut outcomes = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        if body.len() < 5 {
-            return error("a batch result item cut short");
-        }
-        let tag = body.get_u8();
-        let len = body.get_u32_le() as usize;
-        if len > body.len() {
-            return error(format!(
-                "a batch result item of {len} bytes in {}",
-                body.len()
-            ));
-        }
-        outcomes.push(outcome(tag, body.split_to(len))?);
+    let tag = stream.get_u8();
+    if tag == OK {
+        return Ok(Ok(()));
     }
-    if !body.is_empty() {
-        return error(format!(
-            "{} bytes after a batch result's last item",
-            body.len()
-        ));
-    }
-    Ok(outcomes)
+    let message = take_slice(stream, "a batch item's failure")?;
+    failure(tag, message).map(Err)
 }
 
 fn take_u32(body: &mut &[u8], what: &str) -> Result<u32, CodecError> {
@@ -340,20 +381,35 @@ mod tests {
         ]
     }
 
+    /// Every frame at the front of `buf`, as the readers take them.
+    fn drain(buf: &mut Vec<u8>, limit: usize) -> Result<Vec<(Kind, u64, Vec<u8>)>, CodecError> {
+        let mut frames = Vec::new();
+        while let Some((frame, len)) = decode(buf, limit)? {
+            frames.push((frame.kind, frame.id, frame.body.to_vec()));
+            buf.drain(..len);
+        }
+        Ok(frames)
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let mut buf = BytesMut::from(&bytes[..]);
-            while let Ok(Some(frame)) = decode(&mut buf, 256) {
-                let _ = parse_call(&frame.body);
-                let _ = parse_batch(&frame.body);
-                let _ = parse_done(frame.body.clone());
-                let _ = parse_batch_done(frame.body.clone());
+            let mut buf = bytes.clone();
+            if let Ok(frames) = drain(&mut buf, 256) {
+                for (_, _, body) in frames {
+                    let _ = parse_call(&body);
+                    let _ = parse_batch(&body);
+                    let _ = parse_done(&body);
+                    let mut stream = &body[..];
+                    while let Ok(Err(_)) = take_item(&mut stream) {}
+                }
             }
+            let _ = missing(&bytes);
             let _ = parse_call(&bytes);
             let _ = parse_batch(&bytes);
-            let _ = parse_done(Bytes::from(bytes.clone()));
-            let _ = parse_batch_done(Bytes::from(bytes));
+            let _ = parse_done(&bytes);
+            let mut stream = &bytes[..];
+            while let Ok(Err(_)) = take_item(&mut stream) {}
         }
 
         #[test]
@@ -369,15 +425,14 @@ mod tests {
             let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
             cuts.push(stream.len());
             cuts.sort_unstable();
-            let mut buf = BytesMut::new();
+            let mut buf = Vec::new();
             let mut decoded = Vec::new();
             let mut from = 0;
             for cut in cuts {
                 buf.extend_from_slice(&stream[from..cut]);
                 from = cut;
-                while let Some(frame) = decode(&mut buf, 300).unwrap() {
-                    decoded.push((frame.kind, frame.id, frame.body.to_vec()));
-                }
+                prop_assert!(missing(&buf) > 0 || decode(&buf, 300).unwrap().is_some());
+                decoded.extend(drain(&mut buf, 300).unwrap());
             }
             prop_assert!(buf.is_empty());
             prop_assert_eq!(decoded, frames);
@@ -386,48 +441,69 @@ mod tests {
         #[test]
         fn batches_and_outcomes_round_trip(
             name in "[a-z:_]{0,40}",
-            items in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..20),
+            items in prop::collection::vec(any::<u64>(), 0..20),
             failures in prop::collection::vec(any::<bool>(), 0..20),
         ) {
-            let body = batch_body(&name, items.iter().map(Vec::as_slice));
-            let (parsed_name, parsed) = parse_batch(&body).unwrap();
+            let mut body = Vec::new();
+            put_batch_prefix(&mut body, &name, items.len() as u32);
+            prop_assert_eq!(body.len(), batch_prefix_len(&name));
+            for item in &items {
+                postcard::to_io(item, &mut body).unwrap();
+            }
+            let (parsed_name, count, mut stream) = parse_batch(&body).unwrap();
             prop_assert_eq!(parsed_name, &name);
-            prop_assert_eq!(parsed, items.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            prop_assert_eq!(count as usize, items.len());
+            for item in &items {
+                let (value, rest) = postcard::take_from_bytes::<u64>(stream).unwrap();
+                prop_assert_eq!(value, *item);
+                stream = rest;
+            }
+            prop_assert!(stream.is_empty());
 
             let mut out = Vec::new();
-            out.put_u32_le(failures.len() as u32);
-            let expected: Vec<Outcome> = failures
-                .iter()
-                .enumerate()
-                .map(|(i, failed)| if *failed {
-                    Err(Failure::Panicked(format!("item {i}")))
+            for (i, failed) in failures.iter().enumerate() {
+                if *failed {
+                    put_item_failure(&mut out, &Failure::Panicked(format!("item {i}")));
                 } else {
-                    Ok(Bytes::from(vec![i as u8; i]))
-                })
-                .collect();
-            for outcome in &expected {
-                put_outcome(&mut out, &outcome.as_ref().map(|b| &b[..]).map_err(Clone::clone), true);
+                    out.push(OK);
+                    postcard::to_io(&(i as u64), &mut out).unwrap();
+                }
             }
-            prop_assert_eq!(parse_batch_done(Bytes::from(out)).unwrap(), expected);
+            let mut stream = &out[..];
+            for (i, failed) in failures.iter().enumerate() {
+                match take_item(&mut stream).unwrap() {
+                    Ok(()) => {
+                        prop_assert!(!failed);
+                        let (value, rest) = postcard::take_from_bytes::<u64>(stream).unwrap();
+                        prop_assert_eq!(value, i as u64);
+                        stream = rest;
+                    }
+                    Err(failure) => {
+                        prop_assert!(*failed);
+                        prop_assert_eq!(failure, Failure::Panicked(format!("item {i}")));
+                    }
+                }
+            }
+            prop_assert!(stream.is_empty());
         }
     }
 
     #[test]
     fn oversized_and_undersized_frames_are_refused_with_their_sizes() {
-        let mut buf = BytesMut::from(&frame(Kind::Done, 1, &[0; 100])[..]);
-        let err = decode(&mut buf, 50).unwrap_err();
+        let buf = frame(Kind::Done, 1, &[0; 100]);
+        let err = decode(&buf, 50).unwrap_err();
         assert!(err.0.contains("over the limit of 50"), "{}", err.0);
-        let mut buf = BytesMut::from(&[3, 0, 0, 0, 1, 2, 3][..]);
+        let buf = [3, 0, 0, 0, 1, 2, 3];
         assert!(
-            decode(&mut buf, 50)
+            decode(&buf, 50)
                 .unwrap_err()
                 .0
                 .contains("shorter than its header")
         );
-        let mut buf = BytesMut::from(&frame(Kind::Done, 1, &[])[..]);
+        let mut buf = frame(Kind::Done, 1, &[]);
         buf[4] = 99;
         assert!(
-            decode(&mut buf, 50)
+            decode(&buf, 50)
                 .unwrap_err()
                 .0
                 .contains("unknown frame kind 99")
@@ -435,8 +511,10 @@ mod tests {
     }
 
     #[test]
-    fn calls_round_trip() {
-        let mut body = call_prefix(REPORT_START, "app::square");
+    fn calls_and_outcomes_round_trip() {
+        let mut body = Vec::new();
+        put_call_prefix(&mut body, REPORT_START, "app::square");
+        assert_eq!(body.len(), call_prefix_len("app::square"));
         body.extend_from_slice(&[7, 8]);
         assert_eq!(
             parse_call(&body).unwrap(),
@@ -446,5 +524,11 @@ mod tests {
                 args: &[7, 8]
             }
         );
+        let mut out = Vec::new();
+        put_outcome(&mut out, &Ok(&[1, 2][..]));
+        assert_eq!(parse_done(&out).unwrap(), Ok(&[1, 2][..]));
+        out.clear();
+        put_outcome(&mut out, &Err(Failure::Codec("bad".into())));
+        assert_eq!(parse_done(&out).unwrap(), Err(Failure::Codec("bad".into())));
     }
 }

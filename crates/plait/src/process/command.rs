@@ -207,13 +207,19 @@ impl Runtime {
 pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError> {
     let program = command.program().to_owned();
     if program.is_empty() {
-        return Err(CommandError("an empty command: argv needs a program".to_owned()));
+        return Err(CommandError(
+            "an empty command: argv needs a program".to_owned(),
+        ));
     }
     let mut process = tokio::process::Command::new(&program);
     process
         .args(&command.argv[1..])
         .envs(command.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if command.stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdin(if command.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -251,7 +257,8 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
         },
         None => (child.wait().await, false),
     };
-    let status = status.map_err(|error| CommandError(format!("waiting for `{program}`: {error}")))?;
+    let status =
+        status.map_err(|error| CommandError(format!("waiting for `{program}`: {error}")))?;
     let elapsed = started.elapsed();
     let (stdout, stdout_dropped) = collect(stdout).await;
     let (stderr, stderr_dropped) = collect(stderr).await;

@@ -24,14 +24,16 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use super::pool::{Payload, Pool, Reply};
-use super::{Call, Task, decode_output, encode_args};
+use super::{Call, Task, codec, decode_output};
 use crate::task::wait;
 use crate::{Error, Handle, Result, Runtime, TaskId};
 
 /// How long one chunk aims to keep a worker busy.
 const CHUNK_TARGET: Duration = Duration::from_millis(2);
 /// The most items in one chunk.
-const MAX_CHUNK: usize = 4096;
+const MAX_CHUNK: usize = 16 * 1024;
+/// The most bytes of arguments in one chunk.
+const CHUNK_BYTES: usize = 256 * 1024;
 /// Chunks in flight per worker: enough that a worker finds the next chunk waiting in its
 /// pipe when it finishes one.
 const CHUNKS_PER_WORKER: usize = 4;
@@ -76,7 +78,7 @@ impl Runtime {
         MapProcess {
             feeder: Feeder::new(self, task, items.into_iter()),
             window: VecDeque::new(),
-            ready: Vec::new().into_iter(),
+            ready: Ready::empty(),
         }
     }
 
@@ -94,18 +96,85 @@ impl Runtime {
         MapProcessUnordered {
             feeder: Feeder::new(self, task, items.into_iter()),
             running: FuturesUnordered::new(),
-            ready: Vec::new().into_iter(),
-            next_index: 0,
+            ready: Ready::empty(),
+            start: 0,
         }
     }
 }
 
-/// The results of a chunk, in order.
-type Results<O> = Vec<Result<O>>;
+/// A chunk's results: values and errors apart, so that a chunk of `u64`s costs eight bytes
+/// an item rather than a whole `Result` each.
+struct Chunk<O> {
+    values: Vec<O>,
+    /// Failed items, by position in the chunk, in order.
+    errors: Vec<(usize, Error)>,
+}
 
-/// A run of items handed to the pool, or one refused before it.
+/// A chunk's results in order, as the iterators hand them out.
+struct Ready<O> {
+    values: std::vec::IntoIter<O>,
+    errors: std::iter::Peekable<std::vec::IntoIter<(usize, Error)>>,
+    next: usize,
+    len: usize,
+}
+
+impl<O> Ready<O> {
+    fn empty() -> Self {
+        Ready::of(
+            Chunk {
+                values: Vec::new(),
+                errors: Vec::new(),
+            },
+            0,
+        )
+    }
+
+    fn of(chunk: Chunk<O>, len: usize) -> Self {
+        Ready {
+            values: chunk.values.into_iter(),
+            errors: chunk.errors.into_iter().peekable(),
+            next: 0,
+            len,
+        }
+    }
+
+    /// A chunk that failed as a whole: its error for each item.
+    fn failed(error: &Error, len: usize) -> Self {
+        let errors = (0..len).map(|i| (i, error.clone())).collect();
+        Ready::of(
+            Chunk {
+                values: Vec::new(),
+                errors,
+            },
+            len,
+        )
+    }
+
+    fn left(&self) -> usize {
+        self.len - self.next
+    }
+}
+
+impl<O> Iterator for Ready<O> {
+    type Item = Result<O>;
+
+    fn next(&mut self) -> Option<Result<O>> {
+        if self.next == self.len {
+            return None;
+        }
+        let at = self.next;
+        self.next += 1;
+        if self.errors.peek().is_some_and(|(i, _)| *i == at) {
+            return self.errors.next().map(|(_, error)| Err(error));
+        }
+        // A chunk holds a value or an error for each item.
+        Some(self.values.next().ok_or_else(|| Error::Cancelled))
+    }
+}
+
+/// A run of items handed to the pool (or refused before it, with its error ready).
 struct Piece<O> {
-    handle: Handle<Results<O>>,
+    handle: Handle<Chunk<O>>,
     start: usize,
     len: usize,
     sent: Instant,
@@ -156,40 +225,55 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
         let start = self.index;
         if let Some(error) = self.refused.take() {
             self.index += 1;
-            return Some(ready_piece(start, vec![Err(error)]));
+            return Some(refused_piece(start, error));
         }
         let pool = match &self.pool {
             Ok(pool) => Arc::clone(pool),
             Err(error) => {
                 self.items.next()?;
                 self.index += 1;
-                return Some(ready_piece(start, vec![Err(error.clone())]));
+                return Some(refused_piece(start, error.clone()));
             }
         };
-        let mut payloads = Vec::with_capacity(self.chunk);
-        while payloads.len() < self.chunk {
+        let limit = pool.options.payload_limit;
+        let mut items = Vec::with_capacity(self.chunk * 4);
+        let mut count = 0;
+        while count < self.chunk && items.len() < CHUNK_BYTES {
             let Some(item) = self.items.next() else { break };
-            match encode_args::<T>(&item, pool.options.payload_limit) {
-                Ok(bytes) => payloads.push(bytes),
-                Err(error) if payloads.is_empty() => {
-                    self.index += 1;
-                    return Some(ready_piece(start, vec![Err(error)]));
+            let before = items.len();
+            // The error is built only on the way out: the loop runs per item.
+            let refused = match codec::encode_into(&item, &mut items) {
+                Ok(()) if items.len() - before <= limit => {
+                    count += 1;
+                    continue;
                 }
-                Err(error) => {
-                    self.refused = Some(error);
-                    break;
-                }
+                Ok(()) => Error::PayloadTooLarge {
+                    task: T::NAME.to_owned(),
+                    bytes: items.len() - before,
+                    limit,
+                },
+                Err(error) => Error::Codec {
+                    task: T::NAME.to_owned(),
+                    reason: format!("the arguments could not be encoded: {error}"),
+                },
+            };
+            items.truncate(before);
+            if count == 0 {
+                self.index += 1;
+                return Some(refused_piece(start, refused));
             }
+            self.refused = Some(refused);
+            break;
         }
-        if payloads.is_empty() {
+        if count == 0 {
             return None;
         }
-        let len = payloads.len();
+        let len = count;
         self.index += len;
         // Grow until measurements come back (see `chunk_done`).
         self.chunk = (self.chunk * 2).min(self.max_chunk);
         Some(Piece {
-            handle: spawn_chunk::<T>(&self.rt, pool, payloads),
+            handle: spawn_chunk::<T>(&self.rt, pool, Bytes::from(items), len),
             start,
             len,
             sent: Instant::now(),
@@ -199,7 +283,7 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
     /// Sizes the next chunks by what this one cost per item.
     fn chunk_done(&mut self, len: usize, elapsed: Duration) {
         let per_item = elapsed.as_nanos() / len.max(1) as u128;
-        let fits = (CHUNK_TARGET.as_nanos() / per_item.max(1)) as usize;
+        let fits = usize::try_from(CHUNK_TARGET.as_nanos() / per_item.max(1)).unwrap_or(usize::MAX);
         self.chunk = self.chunk.min(fits.max(1)).min(self.max_chunk);
     }
 
@@ -213,64 +297,120 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
     }
 }
 
-fn ready_piece<O: Send + 'static>(start: usize, results: Results<O>) -> Piece<O> {
+fn refused_piece<O: Send + 'static>(start: usize, error: Error) -> Piece<O> {
     Piece {
-        len: results.len(),
-        handle: Handle::ready(TaskId::next(), Ok(results)),
+        handle: Handle::ready(
+            TaskId::next(),
+            Ok(Chunk {
+                values: Vec::new(),
+                errors: vec![(0, error)],
+            }),
+        ),
         start,
+        len: 1,
         sent: Instant::now(),
     }
 }
 
-/// Sends one chunk; its future falls back to one call per item if the worker dies under it.
+/// Sends one chunk of `len` items; its future falls back to one call per item if the worker
+/// dies under it.
 fn spawn_chunk<T: Task>(
     rt: &Runtime,
     pool: Arc<Pool>,
-    items: Vec<Bytes>,
-) -> Handle<Results<T::Output>> {
+    items: Bytes,
+    len: usize,
+) -> Handle<Chunk<T::Output>> {
     let strand = &rt.shared.processes;
     if let Err(error) = strand.state.admit() {
         return Handle::ready(TaskId::next(), Err(error));
     }
-    let call = Call::submit(&pool, T::NAME, Payload::Batch(items.clone()), None);
+    let payload = Payload::Batch {
+        items: items.clone(),
+        count: u32::try_from(len).unwrap_or(u32::MAX),
+    };
+    let call = Call::submit(&pool, T::NAME, payload, None);
     let future = async move {
         match call.answer().await {
-            Some(Reply::Batch(Ok(outcomes))) => Ok(outcomes
-                .into_iter()
-                .map(|outcome| outcome.and_then(|bytes| decode_output::<T>(&bytes)))
-                .collect()),
+            Some(Reply::Batch(Ok(body))) => decode_chunk::<T>(&body, len),
             None | Some(Reply::Batch(Err(Error::Cancelled))) => Err(Error::Cancelled),
-            Some(Reply::Batch(Err(_)) | Reply::One(_)) => {
-                let calls: Vec<Call> = items
-                    .into_iter()
-                    .map(|args| Call::submit(&pool, T::NAME, Payload::One(args), None))
-                    .collect();
-                let mut results = Vec::with_capacity(calls.len());
-                for call in calls {
-                    results.push(match call.answer().await {
-                        Some(Reply::One(outcome)) => {
-                            outcome.and_then(|bytes| decode_output::<T>(&bytes))
-                        }
-                        _ => Err(Error::Cancelled),
-                    });
-                }
-                Ok(results)
-            }
+            Some(Reply::Batch(Err(_)) | Reply::One(_)) => one_by_one::<T>(&pool, &items, len).await,
         }
     };
     rt.shared.coroutines.spawn_booked(future, strand.books)
 }
 
-/// A chunk's results, or its error for each of its items.
-fn unpack<O>(outcome: Result<Results<O>>, len: usize) -> std::vec::IntoIter<Result<O>> {
-    match outcome {
-        Ok(results) => results.into_iter(),
-        Err(error) => vec![error; len]
-            .into_iter()
-            .map(Err)
-            .collect::<Vec<_>>()
-            .into_iter(),
+/// Runs a chunk's items one call each: after its worker died under the chunk, so that the
+/// item that killed it fails alone.
+async fn one_by_one<T: Task>(
+    pool: &Arc<Pool>,
+    items: &Bytes,
+    len: usize,
+) -> Result<Chunk<T::Output>> {
+    let mut calls = Vec::with_capacity(len);
+    let mut rest = &items[..];
+    for _ in 0..len {
+        // The items were encoded here, so they decode; the decoding finds where each ends.
+        let (_, next) =
+            postcard::take_from_bytes::<T::Args>(rest).map_err(|error| Error::Codec {
+                task: T::NAME.to_owned(),
+                reason: format!("re-reading a batch's arguments: {error}"),
+            })?;
+        let start = items.len() - rest.len();
+        let end = items.len() - next.len();
+        rest = next;
+        let args = items.slice(start..end);
+        calls.push(Call::submit(pool, T::NAME, Payload::One(args), None));
     }
+    let mut chunk = Chunk {
+        values: Vec::with_capacity(len),
+        errors: Vec::new(),
+    };
+    for (i, call) in calls.into_iter().enumerate() {
+        let result = match call.answer().await {
+            Some(Reply::One(outcome)) => outcome.and_then(|bytes| decode_output::<T>(&bytes)),
+            _ => Err(Error::Cancelled),
+        };
+        match result {
+            Ok(value) => chunk.values.push(value),
+            Err(error) => chunk.errors.push((i, error)),
+        }
+    }
+    Ok(chunk)
+}
+
+/// Decodes a `BatchDone` body of `len` items.
+fn decode_chunk<T: Task>(body: &[u8], len: usize) -> Result<Chunk<T::Output>> {
+    let codec_error = |reason: String| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason,
+    };
+    let (count, mut stream) = body
+        .split_first_chunk::<4>()
+        .map(|(count, rest)| (u32::from_le_bytes(*count) as usize, rest))
+        .ok_or_else(|| codec_error("a batch result without its count".to_owned()))?;
+    if count != len {
+        return Err(codec_error(format!("{count} results for a batch of {len}")));
+    }
+    let mut chunk = Chunk {
+        values: Vec::with_capacity(len),
+        errors: Vec::new(),
+    };
+    for i in 0..len {
+        match codec::take_item(&mut stream).map_err(|error| codec_error(error.0))? {
+            Ok(()) => {
+                let (value, rest) =
+                    postcard::take_from_bytes::<T::Output>(stream).map_err(|error| {
+                        codec_error(format!(
+                            "the result of item {i} could not be decoded: {error}"
+                        ))
+                    })?;
+                chunk.values.push(value);
+                stream = rest;
+            }
+            Err(failure) => chunk.errors.push((i, failure.into_error(T::NAME))),
+        }
+    }
+    Ok(chunk)
 }
 
 /// The iterator returned by [`Runtime::map_process`]: results in input order.
@@ -278,7 +418,7 @@ fn unpack<O>(outcome: Result<Results<O>>, len: usize) -> std::vec::IntoIter<Resu
 pub struct MapProcess<T: Task, I> {
     feeder: Feeder<T, I>,
     window: VecDeque<Piece<T::Output>>,
-    ready: std::vec::IntoIter<Result<T::Output>>,
+    ready: Ready<T::Output>,
 }
 
 impl<T: Task, I: Iterator<Item = T::Args>> Iterator for MapProcess<T, I> {
@@ -293,11 +433,13 @@ impl<T: Task, I: Iterator<Item = T::Args>> Iterator for MapProcess<T, I> {
                 self.window.push_back(piece);
             }
             let piece = self.window.pop_front()?;
-            let outcome = piece.handle.join();
-            if outcome.is_ok() {
-                self.feeder.chunk_done(piece.len, piece.sent.elapsed());
-            }
-            self.ready = unpack(outcome, piece.len);
+            self.ready = match piece.handle.join() {
+                Ok(chunk) => {
+                    self.feeder.chunk_done(piece.len, piece.sent.elapsed());
+                    Ready::of(chunk, piece.len)
+                }
+                Err(error) => Ready::failed(&error, piece.len),
+            };
             // Keep the workers busy while the caller works through this chunk.
             while let Some(piece) = self.feeder.next_piece(self.window.len()) {
                 self.window.push_back(piece);
@@ -307,7 +449,7 @@ impl<T: Task, I: Iterator<Item = T::Args>> Iterator for MapProcess<T, I> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let in_window: usize = self.window.iter().map(|piece| piece.len).sum();
-        self.feeder.size_hint(self.ready.len() + in_window)
+        self.feeder.size_hint(self.ready.left() + in_window)
     }
 }
 
@@ -319,8 +461,7 @@ impl<T: Task, I> Drop for MapProcess<T, I> {
     }
 }
 
-type Running<O> =
-    Pin<Box<dyn Future<Output = (Result<Results<O>>, usize, usize, Duration)> + Send>>;
+type Running<O> = Pin<Box<dyn Future<Output = (Result<Chunk<O>>, usize, usize, Duration)> + Send>>;
 
 /// The iterator returned by [`Runtime::map_process_unordered`]: `(index, result)` pairs in
 /// completion order.
@@ -328,8 +469,9 @@ type Running<O> =
 pub struct MapProcessUnordered<T: Task, I> {
     feeder: Feeder<T, I>,
     running: FuturesUnordered<Running<T::Output>>,
-    ready: std::vec::IntoIter<Result<T::Output>>,
-    next_index: usize,
+    ready: Ready<T::Output>,
+    /// The input index of `ready`'s first item.
+    start: usize,
 }
 
 impl<T: Task, I: Iterator<Item = T::Args>> Iterator for MapProcessUnordered<T, I> {
@@ -337,9 +479,9 @@ impl<T: Task, I: Iterator<Item = T::Args>> Iterator for MapProcessUnordered<T, I
 
     fn next(&mut self) -> Option<(usize, Result<T::Output>)> {
         loop {
+            let at = self.start + self.ready.next;
             if let Some(result) = self.ready.next() {
-                self.next_index += 1;
-                return Some((self.next_index - 1, result));
+                return Some((at, result));
             }
             while let Some(piece) = self.feeder.next_piece(self.running.len()) {
                 let Piece {
@@ -359,16 +501,19 @@ impl<T: Task, I: Iterator<Item = T::Args>> Iterator for MapProcessUnordered<T, I
             let running = &mut self.running;
             let (outcome, start, len, elapsed) =
                 wait::blocking_region(|| wait::block_on(running.next(), None)).flatten()?;
-            if outcome.is_ok() {
-                self.feeder.chunk_done(len, elapsed);
-            }
-            self.ready = unpack(outcome, len);
-            self.next_index = start;
+            self.ready = match outcome {
+                Ok(chunk) => {
+                    self.feeder.chunk_done(len, elapsed);
+                    Ready::of(chunk, len)
+                }
+                Err(error) => Ready::failed(&error, len),
+            };
+            self.start = start;
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.feeder.size_hint(self.ready.len())
+        self.feeder.size_hint(self.ready.left())
     }
 }
 

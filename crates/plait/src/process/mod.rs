@@ -40,6 +40,7 @@ mod map;
 mod options;
 mod pool;
 mod registry;
+mod remote;
 mod supervisor;
 mod worker;
 
@@ -55,8 +56,9 @@ use tokio::sync::oneshot;
 pub use command::{Command, CommandError, CommandOutput, run_command};
 pub use map::{MapProcess, MapProcessUnordered};
 pub use options::{DEFAULT_PAYLOAD_LIMIT, ProcessOptions};
-use pool::{Control, Payload, Pool, Reply, Request, Stop, Ticket};
+use pool::{Control, Payload, Pool, Replier, Reply, Request, Stop, Ticket};
 pub use registry::{Registration, Task, registered_tasks};
+use remote::Remote;
 pub use worker::{WORKER_TEST_NAME, init};
 
 use crate::error::StrandName;
@@ -151,9 +153,9 @@ impl ProcessStrand {
                     .to_owned(),
             });
         }
-        Ok(self
-            .pool
-            .get_or_init(|| Pool::start(self.options.clone(), &self.handle)))
+        Ok(self.pool.get_or_init(|| {
+            Pool::start(self.options.clone(), Arc::clone(&self.state), &self.handle)
+        }))
     }
 
     /// Stops the workers, waiting up to `limit` for them to be reaped.
@@ -187,20 +189,14 @@ impl Call {
         payload: Payload,
         timeout: Option<Duration>,
     ) -> Call {
-        let (reply, answer) = oneshot::channel();
+        let (sender, answer) = oneshot::channel();
         let ticket = Arc::new(Ticket::default());
-        let id = pool.next_id();
-        pool.submit(Request {
-            id,
-            task,
-            payload,
-            timeout,
-            retries_left: pool.options.crash_retries,
-            reply,
+        let replier = Replier::Channel {
+            sender,
             ticket: Arc::clone(&ticket),
-            solo: false,
-            sent: None,
-        });
+        };
+        let id = pool.next_id();
+        pool.submit(Request::new(id, pool, task, payload, timeout, replier));
         Call {
             pool: Arc::clone(pool),
             ticket,
@@ -304,16 +300,18 @@ impl Runtime {
         if let Err(error) = strand.state.admit() {
             return refused(error);
         }
-        let call = Call::submit(&pool, T::NAME, Payload::One(args), timeout);
-        let future = async move {
-            match call.answer().await {
-                Some(Reply::One(Ok(bytes))) => decode_output::<T>(&bytes),
-                Some(Reply::One(Err(error))) => Err(error),
-                Some(Reply::Batch(_)) => unreachable!("a call is answered by a call's reply"),
-                None => Err(Error::Cancelled),
-            }
-        };
-        self.shared.coroutines.spawn_booked(future, strand.books)
+        let id = TaskId::next();
+        let request_id = pool.next_id();
+        let remote = Arc::new(Remote::<T>::new(id, request_id, Arc::clone(&pool)));
+        pool.submit(Request::new(
+            request_id,
+            &pool,
+            T::NAME,
+            Payload::One(args),
+            timeout,
+            Replier::Direct(Arc::clone(&remote) as _),
+        ));
+        Handle::thread(id, remote)
     }
 
     /// Runs the task registered as `name` with arguments already encoded (with `postcard`,

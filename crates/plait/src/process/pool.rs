@@ -15,14 +15,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::options::ProcessOptions;
 use super::supervisor;
+use crate::runtime::strand::StrandState;
 use crate::{Error, Result};
 
 /// What a request carries to the worker.
 pub(crate) enum Payload {
     /// One call's encoded arguments.
     One(Bytes),
-    /// A batch: each item's encoded arguments, run one after another by one worker.
-    Batch(Vec<Bytes>),
+    /// A batch: `count` items' encoded arguments back to back, run one after another by
+    /// one worker.
+    Batch { items: Bytes, count: u32 },
 }
 
 impl Payload {
@@ -30,15 +32,45 @@ impl Payload {
     pub(crate) fn tasks(&self) -> u64 {
         match self {
             Payload::One(_) => 1,
-            Payload::Batch(items) => items.len() as u64,
+            Payload::Batch { count, .. } => u64::from(*count),
         }
     }
 }
 
-/// The answer to a request.
+/// The answer to a request sent through a channel: a call's encoded result, or a batch's
+/// `BatchDone` body (the count, then each item's outcome).
 pub(crate) enum Reply {
     One(Result<Bytes>),
-    Batch(Result<Vec<Result<Bytes>>>),
+    Batch(Result<Bytes>),
+}
+
+/// Completes a request where it is answered, with no channel between: decodes the result
+/// and hands it to the task's handle (see `super::remote`).
+pub(crate) trait Complete: Send + Sync {
+    /// The worker's answer (or the error that stands for it); called once.
+    fn complete(&self, outcome: Result<&[u8]>);
+    /// Where the request is, for cancelling it.
+    fn ticket(&self) -> &Ticket;
+}
+
+/// Where a request's answer goes.
+pub(crate) enum Replier {
+    /// A channel, to a coroutine that awaits it (batches, calls by name).
+    Channel {
+        sender: oneshot::Sender<Reply>,
+        ticket: Arc<Ticket>,
+    },
+    /// Straight to the task's handle.
+    Direct(Arc<dyn Complete>),
+}
+
+impl Replier {
+    pub(crate) fn ticket(&self) -> &Ticket {
+        match self {
+            Replier::Channel { ticket, .. } => ticket,
+            Replier::Direct(complete) => complete.ticket(),
+        }
+    }
 }
 
 /// One task (or batch) on its way to a worker.
@@ -50,8 +82,9 @@ pub(crate) struct Request {
     pub(crate) timeout: Option<Duration>,
     /// Further attempts if the worker dies under it.
     pub(crate) retries_left: u32,
-    pub(crate) reply: oneshot::Sender<Reply>,
-    pub(crate) ticket: Arc<Ticket>,
+    /// Taken when the request is answered; a request dropped unanswered reports a
+    /// cancellation.
+    reply: Option<Replier>,
     /// Sent only to a worker that holds nothing else, so that if the worker dies the
     /// request is known to be what killed it (see `supervisor::settle`).
     pub(crate) solo: bool,
@@ -60,13 +93,62 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    /// Fails the request (nobody may be listening: a cancelled task's reply is dropped).
+    pub(crate) fn new(
+        id: u64,
+        pool: &Pool,
+        task: &'static str,
+        payload: Payload,
+        timeout: Option<Duration>,
+        reply: Replier,
+    ) -> Request {
+        Request {
+            id,
+            task,
+            payload,
+            timeout,
+            retries_left: pool.options.crash_retries,
+            reply: Some(reply),
+            solo: false,
+            sent: None,
+        }
+    }
+
+    pub(crate) fn ticket(&self) -> &Ticket {
+        self.reply
+            .as_ref()
+            .expect("a request holds its replier until answered")
+            .ticket()
+    }
+
+    /// Answers a call with its encoded result, or a batch with its `BatchDone` body.
+    pub(crate) fn answer(mut self, outcome: Result<&[u8]>) {
+        match self.reply.take() {
+            Some(Replier::Direct(complete)) => complete.complete(outcome),
+            Some(Replier::Channel { sender, .. }) => {
+                let bytes = outcome.map(Bytes::copy_from_slice);
+                let reply = match self.payload {
+                    Payload::One(_) => Reply::One(bytes),
+                    Payload::Batch { .. } => Reply::Batch(bytes),
+                };
+                // Nobody may be listening: a cancelled task's answer is dropped.
+                let _ = sender.send(reply);
+            }
+            None => {}
+        }
+    }
+
+    /// Fails the request.
     pub(crate) fn fail(self, error: Error) {
-        let reply = match self.payload {
-            Payload::One(_) => Reply::One(Err(error)),
-            Payload::Batch(_) => Reply::Batch(Err(error)),
-        };
-        let _ = self.reply.send(reply);
+        self.answer(Err(error));
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(Replier::Direct(complete)) = self.reply.take() {
+            complete.complete(Err(Error::Cancelled));
+        }
+        // A channel's sender, dropped, tells its receiver the same.
     }
 }
 
@@ -122,6 +204,9 @@ pub(crate) enum Stop {
 
 pub(crate) struct Pool {
     pub(crate) options: ProcessOptions,
+    /// The strand's books: requests answered directly (not through a coroutine) are booked
+    /// as finished here.
+    pub(crate) books: Arc<StrandState>,
     pub(crate) queue: async_channel::Sender<Request>,
     pub(crate) requests: async_channel::Receiver<Request>,
     pub(crate) controls: Vec<mpsc::UnboundedSender<Control>>,
@@ -143,13 +228,18 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Starts a supervisor per worker on `handle`; workers start at once, in parallel.
-    pub(crate) fn start(options: ProcessOptions, handle: &tokio::runtime::Handle) -> Arc<Pool> {
+    pub(crate) fn start(
+        options: ProcessOptions,
+        books: Arc<StrandState>,
+        handle: &tokio::runtime::Handle,
+    ) -> Arc<Pool> {
         let workers = options.worker_count();
         let (queue, requests) = async_channel::unbounded();
         let (controls, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
         let pool = Arc::new(Pool {
             options,
+            books,
             queue,
             requests,
             controls,
@@ -195,7 +285,7 @@ impl Pool {
         if *self.stop.borrow() != Stop::Run {
             return request.fail(Error::Cancelled);
         }
-        if request.ticket.requeue() {
+        if request.ticket().requeue() {
             self.submit(request);
         }
     }

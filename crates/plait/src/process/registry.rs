@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::codec;
 use crate::Error;
 use crate::error::panic_message;
 
@@ -30,8 +31,14 @@ pub trait Task: Copy + Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Registration {
     pub(crate) name: &'static str,
-    pub(crate) run: fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>,
+    pub(crate) run: RunOne,
+    pub(crate) run_batch: RunBatch,
 }
+
+/// Runs a call: its encoded arguments in, its encoded result appended to the output.
+pub(crate) type RunOne = fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>;
+/// Runs a batch: `count` items' arguments back to back in, their outcomes appended.
+pub(crate) type RunBatch = fn(&[u8], u32, &mut Vec<u8>) -> Result<(), Failure>;
 
 impl Registration {
     /// The registration of `T`.
@@ -40,6 +47,7 @@ impl Registration {
         Registration {
             name: T::NAME,
             run: run_erased::<T>,
+            run_batch: run_batch_erased::<T>,
         }
     }
 }
@@ -73,12 +81,49 @@ fn run_erased<T: Task>(args: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
         .map_err(|error| Failure::Codec(format!("the arguments could not be decoded: {error}")))?;
     let output = catch_unwind(AssertUnwindSafe(|| T::run(args)))
         .map_err(|payload| Failure::Panicked(panic_message(payload.as_ref())))?;
-    let start = out.len();
-    if let Err(error) = postcard::to_io(&output, &mut *out) {
-        out.truncate(start);
-        return Err(Failure::Codec(format!(
-            "the result could not be encoded: {error}"
-        )));
+    codec::encode_into(&output, out)
+        .map_err(|error| Failure::Codec(format!("the result could not be encoded: {error}")))
+}
+
+/// Runs `count` items whose arguments follow one another in `stream`, appending each one's
+/// outcome (see `codec::take_item`). A panic fails its item only; arguments that do not
+/// decode fail the batch (the items after them cannot be found).
+fn run_batch_erased<T: Task>(stream: &[u8], count: u32, out: &mut Vec<u8>) -> Result<(), Failure> {
+    let mut rest = stream;
+    let mut index = 0;
+    // Where the current item's outcome starts, to drop half of one that panicked.
+    let mut mark = out.len();
+    while index < count {
+        // One unwinding frame for a whole run of items rather than one per item: a panic
+        // ends the run, and the next one starts after the item that panicked.
+        let ran = catch_unwind(AssertUnwindSafe(|| -> Result<(), Failure> {
+            while index < count {
+                let (args, next) = postcard::take_from_bytes::<T::Args>(rest).map_err(|error| {
+                    Failure::Codec(format!(
+                        "the arguments of batch item {index} could not be decoded: {error}"
+                    ))
+                })?;
+                rest = next;
+                index += 1;
+                mark = out.len();
+                let output = T::run(args);
+                out.push(codec::OK);
+                if let Err(error) = codec::encode_into(&output, out) {
+                    out.truncate(mark);
+                    let reason = format!("the result could not be encoded: {error}");
+                    codec::put_item_failure(out, &Failure::Codec(reason));
+                }
+            }
+            Ok(())
+        }));
+        match ran {
+            Ok(result) => result?,
+            Err(payload) => {
+                out.truncate(mark);
+                let message = panic_message(payload.as_ref());
+                codec::put_item_failure(out, &Failure::Panicked(message));
+            }
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::{Notify, mpsc, watch};
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use super::WorkerExit;
 use super::codec::{self, Frame, Kind};
-use super::pool::{Control, Payload, Pool, Reply, Request, Stop};
+use super::pool::{Control, Payload, Pool, Request, Stop};
 use super::worker::{PARENT_ENV, PROTOCOL, WORKER_ENV, WORKER_TEST_NAME};
 use crate::Error;
 
@@ -233,14 +233,26 @@ impl Worker {
                 return Err("it exited without answering".to_owned());
             }
         }
-        let frame = loop {
-            if let Some(frame) = self.decode(pool)? {
-                break frame;
+        let limit = frame_limit(pool);
+        let len = loop {
+            if codec::decode(&self.buf, limit)
+                .map_err(|error| error.to_string())?
+                .is_some()
+            {
+                break codec::decode(&self.buf, limit)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |(_, len)| len);
             }
             if self.read().await? == 0 {
                 return Err("it exited during the handshake".to_owned());
             }
         };
+        let frame = self.buf.split_to(len);
+        let (frame, _) = codec::decode(&frame, limit)
+            .ok()
+            .flatten()
+            .ok_or("the handshake frame went away")?;
         match frame.kind {
             Kind::Hello => Ok(()),
             Kind::Done => {
@@ -286,16 +298,6 @@ impl Worker {
             .map_err(|error| format!("reading its output failed: {error}"))
     }
 
-    fn decode(&mut self, pool: &Pool) -> Result<Option<Frame>, String> {
-        // A batch's answer carries many results; each is checked by the worker.
-        let limit = pool
-            .options
-            .payload_limit
-            .saturating_mul(2)
-            .saturating_add(1 << 20);
-        codec::decode(&mut self.buf, limit).map_err(|error| error.to_string())
-    }
-
     /// Waits (briefly) for the rest of the worker's standard error, and returns its tail.
     async fn stderr_tail(&mut self) -> String {
         let _ = tokio::time::timeout(Duration::from_millis(200), &mut self.stderr_done).await;
@@ -326,17 +328,19 @@ impl Worker {
         ));
         let mut killed: Option<Killed> = None;
         let mut deadline: Option<(u64, Instant)> = None;
+        let limit = frame_limit(pool);
         loop {
-            match self.decode(pool) {
-                Ok(Some(frame)) => {
+            match codec::decode(&self.buf, limit) {
+                Ok(Some((frame, len))) => {
                     if let Err(reason) = answer(&line, frame, &mut deadline) {
                         self.kill(&mut killed, Killed::Codec(reason));
                     }
+                    self.buf.advance(len);
                     continue;
                 }
-                Ok(None) => {}
-                Err(reason) => {
-                    self.kill(&mut killed, Killed::Codec(reason));
+                Ok(None) => self.buf.reserve(codec::missing(&self.buf)),
+                Err(error) => {
+                    self.kill(&mut killed, Killed::Codec(error.to_string()));
                     self.buf.clear();
                 }
             }
@@ -438,8 +442,21 @@ fn settle(
     }
 }
 
+/// The largest frame a worker may send: a batch's answer carries many results (each
+/// checked against the payload limit by the worker).
+fn frame_limit(pool: &Pool) -> usize {
+    pool.options
+        .payload_limit
+        .saturating_mul(2)
+        .saturating_add(1 << 20)
+}
+
 /// Handles one frame from a serving worker.
-fn answer(line: &Line, frame: Frame, deadline: &mut Option<(u64, Instant)>) -> Result<(), String> {
+fn answer(
+    line: &Line,
+    frame: Frame<'_>,
+    deadline: &mut Option<(u64, Instant)>,
+) -> Result<(), String> {
     let mut held = line.held();
     let Some(head) = held.queue.front() else {
         return Err(format!(
@@ -474,28 +491,15 @@ fn answer(line: &Line, frame: Frame, deadline: &mut Option<(u64, Instant)>) -> R
         *deadline = None;
     }
     let task = request.task;
-    let reply = match (frame.kind, &request.payload) {
-        (Kind::Done, Payload::One(_)) => {
+    match (frame.kind, &request.payload) {
+        (Kind::Done, _) => {
+            // A failed batch is answered with `Done` too: the failure stands for every item.
             let outcome = codec::parse_done(frame.body).map_err(|e| e.to_string())?;
-            Reply::One(outcome.map_err(|failure| failure.into_error(task)))
+            request.answer(outcome.map_err(|failure| failure.into_error(task)));
         }
-        (Kind::BatchDone, Payload::Batch(items)) => {
-            let outcomes = codec::parse_batch_done(frame.body).map_err(|e| e.to_string())?;
-            if outcomes.len() != items.len() {
-                return Err(format!(
-                    "{} results for a batch of {}",
-                    outcomes.len(),
-                    items.len()
-                ));
-            }
-            Reply::Batch(Ok(outcomes
-                .into_iter()
-                .map(|outcome| outcome.map_err(|failure| failure.into_error(task)))
-                .collect()))
-        }
+        (Kind::BatchDone, Payload::Batch { .. }) => request.answer(Ok(frame.body)),
         (kind, _) => return Err(format!("a {kind:?} answer to the wrong kind of request")),
-    };
-    let _ = request.reply.send(reply);
+    }
     Ok(())
 }
 
@@ -577,7 +581,7 @@ async fn feed(
         let mut next = Some(request);
         while let Some(mut request) = next.take() {
             let solo = request.solo;
-            if request.ticket.send_to(slot) {
+            if request.ticket().send_to(slot) {
                 sent += request.payload.tasks();
                 request.sent = Some(std::time::Instant::now());
                 let large = encode(&request, &mut out);
@@ -630,27 +634,29 @@ async fn write(stdin: &mut ChildStdin, out: &mut Vec<u8>) -> io::Result<()> {
 
 /// Appends `request`'s frame to `out`; large arguments are returned to be written apart.
 fn encode(request: &Request, out: &mut Vec<u8>) -> Option<Bytes> {
+    let (args, prefix) = match &request.payload {
+        Payload::One(args) => (args, codec::call_prefix_len(request.task)),
+        Payload::Batch { items, .. } => (items, codec::batch_prefix_len(request.task)),
+    };
     match &request.payload {
-        Payload::One(args) => {
+        Payload::One(_) => {
+            codec::put_header(out, Kind::Call, request.id, prefix + args.len());
             let flags = if request.timeout.is_some() {
                 codec::REPORT_START
             } else {
                 0
             };
-            let prefix = codec::call_prefix(flags, request.task);
-            codec::put_header(out, Kind::Call, request.id, prefix.len() + args.len());
-            out.extend_from_slice(&prefix);
-            if args.len() >= LARGE {
-                return Some(args.clone());
-            }
-            out.extend_from_slice(args);
+            codec::put_call_prefix(out, flags, request.task);
         }
-        Payload::Batch(items) => {
-            let body = codec::batch_body(request.task, items.iter().map(|item| &item[..]));
-            codec::put_header(out, Kind::Batch, request.id, body.len());
-            out.extend_from_slice(&body);
+        Payload::Batch { count, .. } => {
+            codec::put_header(out, Kind::Batch, request.id, prefix + args.len());
+            codec::put_batch_prefix(out, request.task, *count);
         }
     }
+    if args.len() >= LARGE {
+        return Some(args.clone());
+    }
+    out.extend_from_slice(args);
     None
 }
 

@@ -14,11 +14,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::BytesMut;
 use rustix::process::{Resource, Rlimit, Signal};
 
 use super::codec::{self, Frame, Kind};
-use super::registry::{self, Failure};
+use super::registry::{self, Failure, Registration};
 
 /// Set in a worker's environment, to the protocol version.
 pub(crate) const WORKER_ENV: &str = "PLAIT_WORKER";
@@ -98,14 +97,17 @@ fn serve() -> io::Result<()> {
     output.write_all(codec::MAGIC)?;
     output.flush()?;
 
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let init_frame = read_frame(&mut input, &mut buf, usize::MAX >> 1)?
-        .ok_or_else(|| io::Error::other("the runtime closed the pipe before sending Init"))?;
-    let init: codec::Init = match init_frame.kind {
-        Kind::Init => postcard::from_bytes(&init_frame.body)
-            .map_err(|error| io::Error::other(format!("an undecodable Init: {error}")))?,
-        other => return Err(io::Error::other(format!("expected Init, got {other:?}"))),
+    let init: codec::Init = {
+        let frame = input
+            .frame(usize::MAX >> 1)?
+            .ok_or_else(|| io::Error::other("the runtime closed the pipe before sending Init"))?;
+        match frame.kind {
+            Kind::Init => postcard::from_bytes(frame.body)
+                .map_err(|error| io::Error::other(format!("an undecodable Init: {error}")))?,
+            other => return Err(io::Error::other(format!("expected Init, got {other:?}"))),
+        }
     };
+    input.consume();
     let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
     if let Some(bytes) = init.memory_limit {
         let cap = Rlimit {
@@ -114,15 +116,19 @@ fn serve() -> io::Result<()> {
         };
         rustix::process::setrlimit(Resource::As, cap)?;
     }
+    let mut tasks = Tasks::default();
     let mut out = Vec::with_capacity(64 * 1024);
     if let Some((name, args)) = &init.initializer {
-        if let Err(failure) = run(name, args, &mut out) {
-            write_done(&mut out, 0, Err(failure));
+        let mut result = Vec::new();
+        if let Err(failure) = tasks
+            .find(name)
+            .and_then(|task| (task.run)(args, &mut result))
+        {
+            write_done(&mut out, 0, &Err(failure));
             output.write_all(&out)?;
             output.flush()?;
             return Ok(());
         }
-        out.clear();
     }
     codec::put_header(&mut out, Kind::Hello, 0, 4);
     out.extend_from_slice(&std::process::id().to_le_bytes());
@@ -131,12 +137,12 @@ fn serve() -> io::Result<()> {
     out.clear();
 
     loop {
-        let Some(frame) = read_frame(&mut input, &mut buf, limit)? else {
+        let Some(frame) = input.frame(limit)? else {
             return Ok(()); // the runtime closed the pipe: retire
         };
         match frame.kind {
             Kind::Call => {
-                let call = codec::parse_call(&frame.body).map_err(io::Error::other)?;
+                let call = codec::parse_call(frame.body).map_err(io::Error::other)?;
                 if call.flags & codec::REPORT_START != 0 {
                     codec::put_header(&mut out, Kind::Started, frame.id, 0);
                     output.write_all(&out)?;
@@ -145,36 +151,40 @@ fn serve() -> io::Result<()> {
                 }
                 let start = out.len();
                 codec::put_header(&mut out, Kind::Done, frame.id, 0);
-                out.push(0); // the OK tag; a failure rewrites the frame
-                let result = run(call.name, call.args, &mut out);
-                if let Err(failure) = result {
+                out.push(codec::OK);
+                let ran = tasks
+                    .find(call.name)
+                    .and_then(|task| (task.run)(call.args, &mut out));
+                if let Err(failure) = ran {
                     out.truncate(start);
-                    write_done(&mut out, frame.id, Err(failure));
+                    write_done(&mut out, frame.id, &Err(failure));
                 } else {
                     patch_len(&mut out, start, limit, call.name, frame.id);
                 }
             }
             Kind::Batch => {
-                let (name, items) = codec::parse_batch(&frame.body).map_err(io::Error::other)?;
+                let (name, count, items) =
+                    codec::parse_batch(frame.body).map_err(io::Error::other)?;
                 let start = out.len();
                 codec::put_header(&mut out, Kind::BatchDone, frame.id, 0);
-                out.extend_from_slice(
-                    &u32::try_from(items.len()).unwrap_or(u32::MAX).to_le_bytes(),
-                );
-                let mut result = Vec::new();
-                for item in items {
-                    result.clear();
-                    let outcome = run(name, item, &mut result);
-                    codec::put_outcome(&mut out, &outcome.map(|()| &result[..]), true);
+                out.extend_from_slice(&count.to_le_bytes());
+                let ran = tasks
+                    .find(name)
+                    .and_then(|task| (task.run_batch)(items, count, &mut out));
+                if let Err(failure) = ran {
+                    out.truncate(start);
+                    write_done(&mut out, frame.id, &Err(failure));
+                } else {
+                    patch_len(&mut out, start, limit, name, frame.id);
                 }
-                patch_len(&mut out, start, limit, name, frame.id);
             }
             other => {
                 return Err(io::Error::other(format!("unexpected {other:?} frame")));
             }
         }
+        input.consume();
         // Flush when nothing more is already waiting: answers go out in batches under load.
-        if !has_frame(&buf) {
+        if !input.has_frame() {
             output.write_all(&out)?;
             output.flush()?;
             out.clear();
@@ -182,17 +192,30 @@ fn serve() -> io::Result<()> {
     }
 }
 
-fn run(name: &str, args: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
-    match registry::lookup(name) {
-        Some(registration) => (registration.run)(args, out),
-        None => Err(Failure::UnknownTask(name.to_owned())),
+/// The registry, with the last task found kept at hand: a worker usually runs one task
+/// over and over.
+#[derive(Default)]
+struct Tasks {
+    last: Option<&'static Registration>,
+}
+
+impl Tasks {
+    fn find(&mut self, name: &str) -> Result<&'static Registration, Failure> {
+        if let Some(last) = self.last
+            && last.name == name
+        {
+            return Ok(last);
+        }
+        let found = registry::lookup(name).ok_or_else(|| Failure::UnknownTask(name.to_owned()))?;
+        self.last = Some(found);
+        Ok(found)
     }
 }
 
-fn write_done(out: &mut Vec<u8>, id: u64, outcome: Result<(), Failure>) {
+fn write_done(out: &mut Vec<u8>, id: u64, outcome: &codec::Outcome<'_>) {
     let start = out.len();
     codec::put_header(out, Kind::Done, id, 0);
-    codec::put_outcome(out, &outcome.map(|()| &[][..]), false);
+    codec::put_outcome(out, outcome);
     let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
@@ -207,44 +230,71 @@ fn patch_len(out: &mut Vec<u8>, start: usize, limit: usize, name: &str, id: u64)
             "the result of {name} is {body} bytes, over the payload limit of {limit} bytes \
              (raise it with ProcessOptions::payload_limit)"
         ));
-        write_done(out, id, Err(failure));
+        write_done(out, id, &Err(failure));
         return;
     }
     let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-fn has_frame(buf: &BytesMut) -> bool {
-    buf.len() >= 4 && buf.len() >= 4 + u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
-}
-
-fn read_frame(input: &mut Input, buf: &mut BytesMut, limit: usize) -> io::Result<Option<Frame>> {
-    loop {
-        if let Some(frame) = codec::decode(buf, limit).map_err(io::Error::other)? {
-            return Ok(Some(frame));
-        }
-        let n = loop {
-            match input.file.read(&mut input.scratch) {
-                Ok(n) => break n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
-        };
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(io::Error::other("the runtime closed the pipe mid-frame"))
-            };
-        }
-        buf.extend_from_slice(&input.scratch[..n]);
-    }
-}
-
-/// The frames' input, read a pipe-buffer at a time.
+/// The frames' input: a pipe read a pipe-buffer at a time into `buf`, whose first `used`
+/// bytes are frames already handled.
 struct Input {
     file: File,
     scratch: Box<[u8]>,
+    buf: Vec<u8>,
+    used: usize,
+    /// The length of the frame last returned, consumed by `consume`.
+    current: usize,
+}
+
+impl Input {
+    /// The next frame, reading as needed; `None` at the end of the input.
+    fn frame(&mut self, limit: usize) -> io::Result<Option<Frame<'_>>> {
+        loop {
+            let pending = &self.buf[self.used..];
+            if codec::decode(pending, limit)
+                .map_err(io::Error::other)?
+                .is_some()
+            {
+                break;
+            }
+            // Handled frames go before reading more, so the buffer does not grow forever.
+            self.buf.drain(..self.used);
+            self.used = 0;
+            let n = loop {
+                match self.file.read(&mut self.scratch) {
+                    Ok(n) => break n,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => return Err(error),
+                }
+            };
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(io::Error::other("the runtime closed the pipe mid-frame"))
+                };
+            }
+            self.buf.extend_from_slice(&self.scratch[..n]);
+        }
+        let (frame, len) = codec::decode(&self.buf[self.used..], limit)
+            .map_err(io::Error::other)?
+            .expect("checked above");
+        self.current = len;
+        Ok(Some(frame))
+    }
+
+    /// Marks the frame last returned as handled.
+    fn consume(&mut self) {
+        self.used += std::mem::take(&mut self.current);
+    }
+
+    /// Whether a whole frame is waiting already.
+    fn has_frame(&self) -> bool {
+        let pending = &self.buf[self.used..];
+        !pending.is_empty() && codec::missing(pending) == 0
+    }
 }
 
 /// Dies with the runtime: the kernel kills this process when its parent goes, even by
@@ -268,6 +318,9 @@ fn take_stdio() -> io::Result<(Input, File)> {
     let input = Input {
         file: File::from(rustix::io::fcntl_dupfd_cloexec(io::stdin(), 3)?),
         scratch: vec![0; 64 * 1024].into_boxed_slice(),
+        buf: Vec::with_capacity(64 * 1024),
+        used: 0,
+        current: 0,
     };
     // Close-on-exec: a process a task starts must not hold the frames' pipes open (the
     // runtime sees a worker's death as the end of its output).

@@ -154,6 +154,19 @@ where
         self.publish(output)
     }
 
+    /// Completes the task with an output computed elsewhere (in a worker process), unless
+    /// a canceller claimed it first; the body is dropped unrun.
+    pub(crate) fn complete_with(&self, output: crate::Result<T>) -> Ran {
+        if !self.header.claim_to_run() {
+            return Ran {
+                cancelled: true,
+                unobserved_panic: None,
+            };
+        }
+        drop(self.take_body());
+        self.publish(output)
+    }
+
     fn take_body(&self) -> F {
         // SAFETY: the caller set CLAIMED, which gives it the stage until it sets COMPLETE.
         let stage = self

@@ -1,0 +1,92 @@
+//! A process task as its [`Handle`](crate::Handle) sees it: a task core completed by the
+//! supervisor that reads the worker's answer, with no coroutine or channel in between.
+//!
+//! The core is the thread strand's (the same completion protocol, the same joins and
+//! cancellation); only the body never runs here. The supervisor decodes the result straight
+//! from its read buffer into the core, and the joiner wakes.
+
+use std::sync::Arc;
+
+use super::pool::{Complete, Control, Pool, Ticket};
+use super::{Task, decode_output};
+use crate::task::core::{CancelTask, Core, Task as TaskCore};
+use crate::task::handle::report_unobserved;
+use crate::task::state::{Header, Reason};
+use crate::{Error, Result, TaskId};
+
+/// A body that is never run: the output comes from a worker.
+type Elsewhere<O> = fn() -> O;
+
+fn elsewhere<O>() -> O {
+    unreachable!("a process task's output comes from its worker")
+}
+
+pub(crate) struct Remote<T: Task> {
+    core: Core<Elsewhere<T::Output>, T::Output>,
+    id: TaskId,
+    ticket: Ticket,
+    /// The request's id, for a cancellation to name it to the worker's supervisor.
+    request: u64,
+    pool: Arc<Pool>,
+}
+
+impl<T: Task> Remote<T> {
+    pub(crate) fn new(id: TaskId, request: u64, pool: Arc<Pool>) -> Self {
+        Remote {
+            core: Core::new(id, elsewhere::<T::Output> as Elsewhere<T::Output>),
+            id,
+            ticket: Ticket::default(),
+            request,
+            pool,
+        }
+    }
+}
+
+impl<T: Task> Complete for Remote<T> {
+    fn complete(&self, outcome: Result<&[u8]>) {
+        let output = outcome.and_then(decode_output::<T>);
+        // Stopped by the pool (a shutdown) rather than through the handle: still a
+        // cancellation in the books.
+        let stopped = matches!(output, Err(Error::Cancelled));
+        let ran = self.core.complete_with(output);
+        if let Some(error) = &ran.unobserved_panic {
+            report_unobserved(self.id, error);
+        }
+        self.pool.books.finish(ran.cancelled || stopped);
+    }
+
+    fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+}
+
+impl<T: Task> CancelTask for Remote<T> {
+    fn cancel(&self, reason: Reason) -> bool {
+        let took_effect = self.core.cancel(reason);
+        // Queued: it will be dropped unsent. Sent: its worker is stopped if running it.
+        if let Some(slot) = self.ticket.cancel() {
+            let _ = self.pool.controls[slot].send(Control::Cancel(self.request));
+        }
+        took_effect
+    }
+}
+
+impl<T: Task> TaskCore<T::Output> for Remote<T> {
+    fn header(&self) -> &Header {
+        self.core.header()
+    }
+
+    unsafe fn take_output(&self) -> Option<Result<T::Output>> {
+        // SAFETY: forwarded under the caller's contract.
+        unsafe { self.core.take_output() }
+    }
+
+    fn run_here(&self) {
+        // Nothing to run here: the worker runs it.
+    }
+
+    unsafe fn take_unobserved_panic(&self) -> Option<Error> {
+        // SAFETY: forwarded under the caller's contract.
+        unsafe { self.core.take_unobserved_panic() }
+    }
+}
