@@ -1,10 +1,13 @@
-//! `plait demo`: real work on both strands at once.
+//! `plait demo`: real work on all three strands.
 //!
 //! * Thread strand: SHA-256 of every file in a folder (by default a generated data set),
 //!   once on one thread and once with `Runtime::map` on every core.
 //! * Coroutine strand, meanwhile: a local TCP server that answers each request after a
 //!   simulated backend latency, and a client that sends it hundreds of requests with
 //!   `Runtime::map_async`, all in flight at once.
+//! * Process strand, then: the same files hashed again in worker processes with
+//!   `Runtime::map_process`, beside a task that crashes its worker on purpose: the crash
+//!   costs that one task, and the rest finish.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -81,17 +84,19 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         rt.spawn_async(async move { serve_and_fetch(&rt2, requests, concurrency, latency).await })
     };
 
-    let hashing = hash_on_threads(&rt, &files)?;
+    let (hashing, digests) = hash_on_threads(&rt, &files)?;
     let fetching = io.join().map_err(|e| e.to_string())??;
+    let isolating = hash_in_processes(&rt, &files, &digests, hashing.alone)?;
 
-    print_table(&[hashing, fetching]);
+    print_table(&[hashing, fetching, isolating]);
     let report = rt.shutdown(Duration::from_secs(5));
     println!("\n{report}");
     Ok(())
 }
 
-/// Hashes every file once on this thread, then on every core; returns the table line.
-fn hash_on_threads(rt: &plait::Runtime, files: &[PathBuf]) -> Result<Line, String> {
+/// Hashes every file once on this thread, then on every core; returns the table line and
+/// the digests.
+fn hash_on_threads(rt: &plait::Runtime, files: &[PathBuf]) -> Result<(Line, Vec<String>), String> {
     let started = Instant::now();
     let serial: Vec<String> = files
         .iter()
@@ -119,13 +124,68 @@ fn hash_on_threads(rt: &plait::Runtime, files: &[PathBuf]) -> Result<Line, Strin
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
-    Ok(Line {
+    let line = Line {
         what: format!("SHA-256 of {} files, {} MiB", files.len(), bytes >> 20),
         strand: "thread",
         tasks: files.len(),
         wall,
         alone,
         ran_on: describe(&ran_on),
+    };
+    Ok((line, serial))
+}
+
+/// Hashes a file in a worker process; returns the digest and the worker's process id.
+#[plait::task]
+fn hash_in_worker(path: PathBuf) -> Result<(String, u32), String> {
+    sha256_file(&path).map(|digest| (digest, std::process::id()))
+}
+
+/// Takes its worker process down, as a bug in foreign code would.
+#[plait::task]
+fn crash_on_purpose() {
+    std::process::abort();
+}
+
+/// Hashes the files again in worker processes while one task crashes its worker; returns
+/// the table line.
+fn hash_in_processes(
+    rt: &plait::Runtime,
+    files: &[PathBuf],
+    digests: &[String],
+    alone: Duration,
+) -> Result<Line, String> {
+    let started = Instant::now();
+    let crash = rt.spawn_process(crash_on_purpose::task(), ());
+    let mut ran_on: BTreeMap<String, usize> = BTreeMap::new();
+    for (result, expected) in rt
+        .map_process(hash_in_worker::task(), files.to_vec())
+        .zip(digests)
+    {
+        let (digest, pid) = result.map_err(|e| e.to_string())??;
+        if digest != *expected {
+            return Err("a worker process computed a different hash".to_owned());
+        }
+        *ran_on.entry(format!("pid {pid}")).or_default() += 1;
+    }
+    let crashed = match crash.join() {
+        Err(plait::Error::WorkerLost { exit, .. }) => exit.to_string(),
+        other => {
+            return Err(format!(
+                "the crashing task did not crash its worker: {other:?}"
+            ));
+        }
+    };
+    Ok(Line {
+        what: "the same files in worker processes, + 1 crash".to_owned(),
+        strand: "process",
+        tasks: files.len() + 1,
+        wall: started.elapsed(),
+        alone,
+        ran_on: format!(
+            "{}; 1 worker lost to {crashed}, replaced",
+            describe(&ran_on)
+        ),
     })
 }
 
@@ -253,12 +313,12 @@ fn describe(counts: &BTreeMap<String, usize>) -> String {
 fn print_table(lines: &[Line]) {
     println!();
     println!(
-        "{:<44} {:<9} {:>6} {:>10} {:>12} {:>8}  ran on",
+        "{:<46} {:<9} {:>6} {:>10} {:>12} {:>8}  ran on",
         "work", "strand", "tasks", "wall", "one by one", "speedup"
     );
     for line in lines {
         println!(
-            "{:<44} {:<9} {:>6} {:>10} {:>12} {:>7.1}x  {}",
+            "{:<46} {:<9} {:>6} {:>10} {:>12} {:>7.1}x  {}",
             line.what,
             line.strand,
             line.tasks,

@@ -17,11 +17,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Hash files on the thread strand while a local server is queried on the coroutine
-    /// strand, and show what ran where and how long it took.
+    /// strand, then hash them again in worker processes beside a task that crashes its
+    /// worker; show what ran where and how long it took.
     Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
+    // A worker process of the process strand is this binary, started again: it serves
+    // from here and never reaches the command line.
+    plait::init();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(&args),

@@ -7,7 +7,7 @@ fn plait() -> Command {
 }
 
 #[test]
-fn the_demo_does_work_on_both_strands_and_says_where() {
+fn the_demo_does_work_on_all_three_strands_and_says_where() {
     let output = plait()
         .args([
             "demo",
@@ -43,6 +43,14 @@ fn the_demo_does_work_on_both_strands_and_says_where() {
     assert!(
         requests.contains("coroutine") && requests.contains("plait-io"),
         "{requests}"
+    );
+    let isolated = stdout
+        .lines()
+        .find(|l| l.starts_with("the same files in worker processes"))
+        .expect(&stdout);
+    assert!(
+        isolated.contains("process") && isolated.contains("pid ") && isolated.contains("SIGABRT"),
+        "{isolated}"
     );
     assert!(stdout.contains("shut down in"), "{stdout}");
 }

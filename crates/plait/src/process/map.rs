@@ -49,7 +49,7 @@ impl Runtime {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// #[plait::task]
     /// fn collatz_steps(mut n: u64) -> u32 {
     ///     let mut steps = 0;

@@ -263,7 +263,7 @@ impl Runtime {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// #[plait::task]
     /// fn checksum(data: Vec<u8>) -> u32 {
     ///     data.iter().map(|&b| u32::from(b)).sum()

@@ -44,7 +44,7 @@ static SERVING: AtomicBool = AtomicBool::new(false);
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// #[plait::task]
 /// fn square(x: u64) -> u64 {
 ///     x * x
