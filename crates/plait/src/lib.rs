@@ -74,7 +74,7 @@ pub mod thread;
 pub use coroutine::timeout;
 pub use error::{BoxError, Error, Result, SharedError, SpawnError};
 /// Registers a function as a task that worker processes can run: see
-/// [`process`](crate::process) and [`Runtime::spawn_process`].
+/// [`process`] and [`Runtime::spawn_process`].
 pub use plait_macros::task;
 pub use process::init;
 pub use runtime::{Builder, DEFAULT_QUEUE_BOUND, Runtime, ShutdownReport, StrandReport};

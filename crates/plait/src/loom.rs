@@ -1,19 +1,19 @@
 //! The synchronisation primitives that hand-rolled code in this crate is built on.
 //!
 //! Under `--cfg plait_loom` they are loom's, so the model tests (`task/loom_test.rs`,
-//! `pool/sleep.rs`) explore every interleaving of the code that uses them; otherwise they
+//! `pool/sleep.rs`, `process/pool.rs`) explore every interleaving of the code that uses them; otherwise they
 //! are std's, at no cost.
 
 #[cfg(not(plait_loom))]
 pub(crate) mod sync {
     pub(crate) use std::sync::Mutex;
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 }
 
 #[cfg(plait_loom)]
 pub(crate) mod sync {
     pub(crate) use loom::sync::Mutex;
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 }
 
 #[cfg(not(plait_loom))]

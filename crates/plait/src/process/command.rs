@@ -3,7 +3,7 @@
 //!
 //! [`Runtime::spawn_command`] runs the command from the runtime itself (it is already a
 //! process of its own: no worker needed between). The same command is also the registered
-//! task [`run_command`], for work that arrives by name.
+//! task [`run_command`](fn@run_command), for work that arrives by name.
 
 use std::path::PathBuf;
 use std::process::Stdio;

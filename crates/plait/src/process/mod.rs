@@ -30,6 +30,25 @@
 //! [`crash_retries`](ProcessOptions::crash_retries) allows, so a poison task cannot take
 //! down worker after worker.
 //!
+//! A busy worker sends its answers in batches, so a worker that dies may take with it
+//! answers it had computed but not yet sent. The tasks it held then run again, each alone
+//! on a worker, until the one that kills its worker is found: only that one is charged with
+//! the crash. A task that shared a worker with a crashing one may therefore run twice: make
+//! tasks with side effects idempotent, as for any queue that retries.
+//!
+//! Arguments and results must be serde types; anything else does not compile:
+//!
+//! ```compile_fail,E0277
+//! #[plait::task]
+//! fn size(file: std::fs::File) -> u64 { // error: `File` is not `Serialize`
+//!     file.metadata().map_or(0, |m| m.len())
+//! }
+//! ```
+//!
+//! Arguments and results travel as `postcard` (serde's compact binary form). For large
+//! binary payloads use `serde_bytes::ByteBuf` (or `#[serde(with = "serde_bytes")]`): a
+//! plain `Vec<u8>` is encoded element by element.
+//!
 //! Workers die with the runtime: dropping it (or [`shutdown`](Runtime::shutdown)) stops and
 //! reaps them, and if the program is killed outright each worker's kernel-delivered
 //! parent-death signal, and the end of its input pipe, end it within moments.

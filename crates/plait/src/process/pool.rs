@@ -6,7 +6,9 @@
 //! dies (crash, time limit, cancellation, recycling) settles what it held and starts
 //! another. See `supervisor.rs`.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+use crate::loom::sync::Ordering;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -155,9 +157,18 @@ impl Drop for Request {
 /// Where a request is, so that cancelling it can reach the worker that runs it.
 ///
 /// `0` while queued, `slot + 1` once a worker holds it, [`Ticket::CANCELLED`] once
-/// cancelled.
-#[derive(Default)]
-pub(crate) struct Ticket(AtomicU64);
+/// cancelled. Whichever of a feeder sending the request and a handle cancelling it comes
+/// first decides: a request cancelled before it is sent is never sent, and one cancelled
+/// after is known to the canceller by its slot (the loom model below checks both races).
+pub(crate) struct Ticket(TicketState);
+
+type TicketState = crate::loom::sync::AtomicU64;
+
+impl Default for Ticket {
+    fn default() -> Self {
+        Ticket(TicketState::new(0))
+    }
+}
 
 impl Ticket {
     const CANCELLED: u64 = u64::MAX;
@@ -370,5 +381,48 @@ impl Pool {
             .unwrap_or_else(PoisonError::into_inner);
         *running -= 1;
         self.supervisors_done.notify_all();
+    }
+}
+
+#[cfg(all(test, plait_loom))]
+mod loom_test {
+    //! Run with `RUSTFLAGS="--cfg plait_loom" cargo test -p plait --lib --release loom_test`.
+
+    use loom::sync::Arc;
+
+    use super::Ticket;
+
+    #[test]
+    fn a_request_is_sent_or_its_cancel_finds_where_it_went_never_neither() {
+        loom::model(|| {
+            let ticket = Arc::new(Ticket::default());
+            let feeder = {
+                let ticket = Arc::clone(&ticket);
+                loom::thread::spawn(move || ticket.send_to(3))
+            };
+            let found = ticket.cancel();
+            let sent = feeder.join().unwrap();
+            // Sent: the canceller learns the slot (and kills the worker if it runs it).
+            // Not sent: the feeder drops the request unrun.
+            assert_eq!(sent, found == Some(3));
+        });
+    }
+
+    #[test]
+    fn a_cancel_racing_a_requeue_always_wins() {
+        loom::model(|| {
+            let ticket = Arc::new(Ticket::default());
+            assert!(ticket.send_to(1));
+            let supervisor = {
+                let ticket = Arc::clone(&ticket);
+                loom::thread::spawn(move || ticket.requeue())
+            };
+            let found = ticket.cancel();
+            let requeued = supervisor.join().unwrap();
+            // Put back before the cancel: the cancel finds it queued (no slot to stop).
+            assert!(!(requeued && found.is_some()));
+            // Either way it is never sent again.
+            assert!(!ticket.send_to(2));
+        });
     }
 }
