@@ -12,11 +12,7 @@ use plait::{Error, Runtime};
 plait::test_worker!();
 
 fn runtime() -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .build()
-        .unwrap()
+    common::runtime(2)
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Crash isolation: whatever a task does to its worker process, only that task fails, and
 //! the pool replaces the worker and goes on.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use plait::process::{ProcessOptions, WorkerExit};
@@ -56,12 +58,7 @@ fn pid() -> u32 {
 }
 
 fn runtime(options: ProcessOptions) -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .processes(options)
-        .build()
-        .unwrap()
+    common::process_runtime(options)
 }
 
 fn lost(err: &Error) -> WorkerExit {

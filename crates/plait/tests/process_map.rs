@@ -1,6 +1,8 @@
 //! `map_process`: batched, ordered (or not), lazy, and a crash inside a batch fails only the
 //! item that caused it.
 
+mod common;
+
 use std::collections::HashSet;
 
 use plait::process::ProcessOptions;
@@ -31,12 +33,7 @@ fn identity(data: Vec<u8>) -> usize {
 }
 
 fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .processes(ProcessOptions::new().workers(workers))
-        .build()
-        .unwrap()
+    common::process_runtime(ProcessOptions::new().workers(workers))
 }
 
 #[test]

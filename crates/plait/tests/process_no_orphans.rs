@@ -18,12 +18,7 @@ fn nap(ms: u64) -> u64 {
 }
 
 fn runtime() -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .processes(ProcessOptions::new().workers(3))
-        .build()
-        .unwrap()
+    common::process_runtime(ProcessOptions::new().workers(3))
 }
 
 #[test]

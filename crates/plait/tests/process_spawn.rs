@@ -1,6 +1,8 @@
 //! The process strand's basic path: registered tasks run in worker processes and come back
 //! through the same Handle as the other strands.
 
+mod common;
+
 use std::time::Duration;
 
 use plait::Runtime;
@@ -21,12 +23,7 @@ fn fail(message: String) -> u32 {
 }
 
 fn runtime(workers: usize) -> Runtime {
-    Runtime::builder()
-        .threads(2)
-        .coroutine_workers(2)
-        .processes(ProcessOptions::new().workers(workers))
-        .build()
-        .unwrap()
+    common::process_runtime(ProcessOptions::new().workers(workers))
 }
 
 #[test]

@@ -15,6 +15,17 @@ pub(crate) fn runtime(threads: usize) -> Runtime {
         .unwrap()
 }
 
+/// A runtime with two threads, two coroutine workers, and the process strand as `options`
+/// say.
+pub(crate) fn process_runtime(options: plait::process::ProcessOptions) -> Runtime {
+    Runtime::builder()
+        .threads(2)
+        .coroutine_workers(2)
+        .processes(options)
+        .build()
+        .unwrap()
+}
+
 /// Occupies one pool thread until the returned sender is used (or dropped); returns once
 /// the blocking task has started.
 pub(crate) fn block_a_thread(rt: &Runtime) -> (mpsc::Sender<()>, Handle<()>) {
