@@ -16,7 +16,10 @@ use syn::{FnArg, ItemFn, Pat, ReturnType, Type, parse_macro_input};
 /// `Serialize` and `Deserialize` (a compile error otherwise). A function of one argument
 /// takes that argument; a function of several takes them as a tuple.
 ///
-/// The task's name is its module path and function name, such as `my_app::jobs::resize`.
+/// The task's name is its module path and function name, such as `my_app::jobs::resize`:
+/// stable across builds, so that work queued by name still finds its task. Two tasks of the
+/// same name in one module (possible only inside function bodies) would share it; the
+/// registry keeps one and warns.
 ///
 /// ```ignore
 /// #[plait::task]

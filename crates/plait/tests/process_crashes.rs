@@ -212,3 +212,51 @@ fn a_task_over_the_memory_cap_reports_memory_limit() {
         1 << 20
     );
 }
+
+#[test]
+fn cancelling_a_task_queued_in_a_busy_workers_pipe_frees_the_tasks_behind_it() {
+    let rt = runtime(ProcessOptions::new().workers(1));
+    rt.start_processes().unwrap();
+    // Quick tasks first, so that the worker is sent several at a time; a hung one among
+    // them, cancelled at once, wherever it is by then (queued, in the pipe, or running).
+    let before: Vec<_> = (0..200)
+        .map(|x| rt.spawn_process(crash_if::task(), (x, false)))
+        .collect();
+    let hung = rt.spawn_process(sleep_ms::task(), 60_000);
+    let after: Vec<_> = (0..200)
+        .map(|x| rt.spawn_process(crash_if::task(), (x, false)))
+        .collect();
+    assert!(hung.cancel());
+    let started = Instant::now();
+    for (x, handle) in before.into_iter().chain(after).enumerate() {
+        assert_eq!(handle.join().unwrap(), (x as u32 % 200) * 2);
+    }
+    assert!(hung.join().unwrap_err().is_cancelled());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the tasks behind the cancelled one waited for it: {:?}",
+        started.elapsed()
+    );
+}
+
+#[plait::task]
+fn refuse_to_start() {
+    panic!("this worker will not serve");
+}
+
+#[test]
+fn a_pool_whose_workers_cannot_start_fails_its_tasks_with_the_reason() {
+    let rt = runtime(
+        ProcessOptions::new()
+            .workers(3)
+            .initializer(refuse_to_start::task(), ())
+            .unwrap(),
+    );
+    let err = rt.start_processes().unwrap_err();
+    assert!(matches!(err, Error::WorkerStart { .. }), "{err}");
+    assert!(err.to_string().contains("will not serve"), "{err}");
+    let err = rt.spawn_process(pid::task(), ()).join().unwrap_err();
+    assert!(matches!(err, Error::WorkerStart { .. }), "{err}");
+    let started = rt.process_workers_started();
+    assert!(started <= 3, "{started} workers started for 3 slots");
+}

@@ -118,3 +118,56 @@ proptest! {
         prop_assert_eq!(out, expected);
     }
 }
+
+#[test]
+fn chunks_stay_within_a_small_payload_limit() {
+    // 20 KiB arguments under a 64 KiB limit: a chunk of many would not fit one frame.
+    let rt = common::process_runtime(ProcessOptions::new().workers(1).payload_limit(64 << 10));
+    let items = (0..40).map(|i| vec![i as u8; 20 << 10]);
+    let lens: Vec<usize> = rt
+        .map_process(identity::task(), items)
+        .collect::<plait::Result<_>>()
+        .unwrap();
+    assert_eq!(lens, vec![20 << 10; 40]);
+    assert_eq!(
+        rt.process_workers_started(),
+        1,
+        "no worker was lost to a frame too large"
+    );
+}
+
+/// Arguments whose decoding panics for one value: user serde code misbehaving.
+#[derive(serde::Serialize)]
+struct Touchy(u32);
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u32::deserialize(deserializer)?;
+        assert!(value != 13, "thirteen does not decode");
+        Ok(Touchy(value))
+    }
+}
+
+#[plait::task]
+fn touchy(x: Touchy) -> u32 {
+    x.0
+}
+
+#[test]
+fn a_panic_while_decoding_an_item_fails_that_item_alone() {
+    let rt = runtime(1);
+    let results: Vec<_> = rt
+        .map_process(touchy::task(), (0..40).map(Touchy))
+        .collect();
+    for (x, result) in results.iter().enumerate() {
+        if x == 13 {
+            let err = result.as_ref().unwrap_err();
+            assert!(
+                err.is_panic() && err.to_string().contains("thirteen"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(result.as_ref().ok(), Some(&(x as u32)));
+        }
+    }
+}

@@ -83,6 +83,8 @@ pub(crate) struct Frame<'a> {
 pub(crate) struct Init {
     /// The largest frame either side may send.
     pub(crate) frame_limit: u64,
+    /// The largest result one call may carry.
+    pub(crate) payload_limit: u64,
     /// Address-space limit for the worker, in bytes.
     pub(crate) memory_limit: Option<u64>,
     /// A registered task to run once before serving, and its encoded arguments.
@@ -234,19 +236,19 @@ pub(crate) fn batch_prefix_len(name: &str) -> usize {
 
 /// A parsed `Call` body.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Call<'a> {
+pub(crate) struct CallBody<'a> {
     pub(crate) flags: u8,
     pub(crate) name: &'a str,
     pub(crate) args: &'a [u8],
 }
 
-pub(crate) fn parse_call(mut body: &[u8]) -> Result<Call<'_>, CodecError> {
+pub(crate) fn parse_call(mut body: &[u8]) -> Result<CallBody<'_>, CodecError> {
     if body.is_empty() {
         return error("a call without flags");
     }
     let flags = body.get_u8();
     let name = take_name(&mut body)?;
-    Ok(Call {
+    Ok(CallBody {
         flags,
         name,
         args: body,
@@ -518,7 +520,7 @@ mod tests {
         body.extend_from_slice(&[7, 8]);
         assert_eq!(
             parse_call(&body).unwrap(),
-            Call {
+            CallBody {
                 flags: REPORT_START,
                 name: "app::square",
                 args: &[7, 8]

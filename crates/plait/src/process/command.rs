@@ -236,7 +236,8 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
         CommandError(format!("cannot run `{program}`{place}: {error}"))
     })?;
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
-    let _group_guard = KillGroupOnDrop(group);
+    // Dropped (cancelled) before the command ends: its group is killed with it.
+    let mut group_guard = KillGroupOnDrop(group);
     if let Some(mut stdin) = child.stdin.take() {
         let input = command.stdin;
         // A command that does not read its input closes the pipe: not an error.
@@ -252,11 +253,17 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
             Ok(status) => (status, false),
             Err(_) => {
                 kill_group(group);
+                // The leader may have left the group: it goes too.
+                let _ = child.start_kill();
                 (child.wait().await, true)
             }
         },
         None => (child.wait().await, false),
     };
+    // What the command left running in its group goes now, while the group's id cannot yet
+    // have been reused (the leader was reaped a moment ago).
+    kill_group(group);
+    group_guard.0 = None;
     let status =
         status.map_err(|error| CommandError(format!("waiting for `{program}`: {error}")))?;
     let elapsed = started.elapsed();
@@ -309,8 +316,8 @@ fn kill_group(group: Option<Pid>) {
     }
 }
 
-/// Kills the command's process group if the run is dropped (cancelled) or ends: whatever
-/// the command started in its group does not outlive it.
+/// Kills the command's process group if the run is dropped before the command ended
+/// (cancelled): whatever the command started in its group does not outlive it.
 struct KillGroupOnDrop(Option<Pid>);
 
 impl Drop for KillGroupOnDrop {

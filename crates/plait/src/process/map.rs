@@ -189,6 +189,8 @@ struct Feeder<T: Task, I> {
     index: usize,
     /// An item refused after its chunk was started: it goes out alone next.
     refused: Option<Error>,
+    /// An item's encoded arguments that did not fit its chunk: they start the next one.
+    carried: Option<Vec<u8>>,
     chunk: usize,
     max_chunk: usize,
     max_pieces: usize,
@@ -210,6 +212,7 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
             items: items.fuse(),
             index: 0,
             refused: None,
+            carried: None,
             chunk: 1,
             max_chunk,
             max_pieces,
@@ -223,7 +226,9 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
             return None;
         }
         let start = self.index;
-        if let Some(error) = self.refused.take() {
+        if self.carried.is_none()
+            && let Some(error) = self.refused.take()
+        {
             self.index += 1;
             return Some(refused_piece(start, error));
         }
@@ -237,13 +242,30 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
         };
         let limit = pool.options.payload_limit;
         let mut items = Vec::with_capacity(self.chunk * 4);
+        // Where each item's arguments end, to send them one by one if the chunk's worker dies
+        // (decoding them to find out would run user code here).
+        let mut ends: Vec<u32> = Vec::with_capacity(self.chunk);
         let mut count = 0;
+        // An item that did not fit the last chunk goes first.
+        if let Some(carried) = self.carried.take() {
+            items.extend_from_slice(&carried);
+            ends.push(u32::try_from(items.len()).unwrap_or(u32::MAX));
+            count = 1;
+        }
         while count < self.chunk && items.len() < CHUNK_BYTES {
             let Some(item) = self.items.next() else { break };
             let before = items.len();
             // The error is built only on the way out: the loop runs per item.
             let refused = match codec::encode_into(&item, &mut items) {
+                // A chunk's arguments fit in one payload: an item that would push them over
+                // waits for the next chunk (and one up to the limit goes alone).
+                Ok(()) if items.len() - before <= limit && items.len() > limit => {
+                    self.carried = Some(items[before..].to_vec());
+                    items.truncate(before);
+                    break;
+                }
                 Ok(()) if items.len() - before <= limit => {
+                    ends.push(u32::try_from(items.len()).unwrap_or(u32::MAX));
                     count += 1;
                     continue;
                 }
@@ -273,7 +295,7 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
         // Grow until measurements come back (see `chunk_done`).
         self.chunk = (self.chunk * 2).min(self.max_chunk);
         Some(Piece {
-            handle: spawn_chunk::<T>(&self.rt, pool, Bytes::from(items), len),
+            handle: spawn_chunk::<T>(&self.rt, pool, Bytes::from(items), ends),
             start,
             len,
             sent: Instant::now(),
@@ -289,7 +311,7 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
 
     fn size_hint(&self, ready: usize) -> (usize, Option<usize>) {
         let (low, high) = self.items.size_hint();
-        let queued = usize::from(self.refused.is_some());
+        let queued = usize::from(self.refused.is_some()) + usize::from(self.carried.is_some());
         (
             low.saturating_add(ready + queued),
             high.and_then(|high| high.checked_add(ready + queued)),
@@ -312,14 +334,15 @@ fn refused_piece<O: Send + 'static>(start: usize, error: Error) -> Piece<O> {
     }
 }
 
-/// Sends one chunk of `len` items; its future falls back to one call per item if the worker
-/// dies under it.
+/// Sends one chunk (`ends` says where each item's arguments end in `items`); its future falls
+/// back to one call per item if the worker dies under it.
 fn spawn_chunk<T: Task>(
     rt: &Runtime,
     pool: Arc<Pool>,
     items: Bytes,
-    len: usize,
+    ends: Vec<u32>,
 ) -> Handle<Chunk<T::Output>> {
+    let len = ends.len();
     let strand = &rt.shared.processes;
     if let Err(error) = strand.state.admit() {
         return Handle::ready(TaskId::next(), Err(error));
@@ -333,7 +356,9 @@ fn spawn_chunk<T: Task>(
         match call.answer().await {
             Some(Reply::Batch(Ok(body))) => decode_chunk::<T>(&body, len),
             None | Some(Reply::Batch(Err(Error::Cancelled))) => Err(Error::Cancelled),
-            Some(Reply::Batch(Err(_)) | Reply::One(_)) => one_by_one::<T>(&pool, &items, len).await,
+            Some(Reply::Batch(Err(_)) | Reply::One(_)) => {
+                one_by_one::<T>(&pool, &items, &ends).await
+            }
         }
     };
     rt.shared.coroutines.spawn_booked(future, strand.books)
@@ -344,23 +369,18 @@ fn spawn_chunk<T: Task>(
 async fn one_by_one<T: Task>(
     pool: &Arc<Pool>,
     items: &Bytes,
-    len: usize,
+    ends: &[u32],
 ) -> Result<Chunk<T::Output>> {
-    let mut calls = Vec::with_capacity(len);
-    let mut rest = &items[..];
-    for _ in 0..len {
-        // The items were encoded here, so they decode; the decoding finds where each ends.
-        let (_, next) =
-            postcard::take_from_bytes::<T::Args>(rest).map_err(|error| Error::Codec {
-                task: T::NAME.to_owned(),
-                reason: format!("re-reading a batch's arguments: {error}"),
-            })?;
-        let start = items.len() - rest.len();
-        let end = items.len() - next.len();
-        rest = next;
-        let args = items.slice(start..end);
-        calls.push(Call::submit(pool, T::NAME, Payload::One(args), None));
-    }
+    let len = ends.len();
+    let mut start = 0;
+    let calls: Vec<Call> = ends
+        .iter()
+        .map(|&end| {
+            let args = items.slice(start..end as usize);
+            start = end as usize;
+            Call::submit(pool, T::NAME, Payload::One(args), None)
+        })
+        .collect();
     let mut chunk = Chunk {
         values: Vec::with_capacity(len),
         errors: Vec::new(),
@@ -409,6 +429,12 @@ fn decode_chunk<T: Task>(body: &[u8], len: usize) -> Result<Chunk<T::Output>> {
             }
             Err(failure) => chunk.errors.push((i, failure.into_error(T::NAME))),
         }
+    }
+    if !stream.is_empty() {
+        return Err(codec_error(format!(
+            "{} bytes after a batch's last result",
+            stream.len()
+        )));
     }
     Ok(chunk)
 }

@@ -25,6 +25,7 @@
 //! | allocates past the [memory cap](ProcessOptions::memory_limit) | [`Error::MemoryLimit`] | replaces the worker |
 //! | is cancelled while running | [`Error::Cancelled`] | kills and replaces the worker |
 //! | answers with a frame that does not decode | [`Error::Codec`] naming the task | kills and replaces the worker |
+//! | returns a result that does not decode as its type | [`Error::Codec`] naming the task | the worker goes on |
 //!
 //! A task whose worker dies under it runs again only if
 //! [`crash_retries`](ProcessOptions::crash_retries) allows, so a poison task cannot take
@@ -55,18 +56,21 @@
 
 mod codec;
 pub mod command;
+mod feeder;
 mod map;
 mod options;
+mod outbox;
 mod pool;
 mod registry;
 mod remote;
+mod spawn;
 mod supervisor;
 mod worker;
 
 use std::fmt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -136,6 +140,8 @@ pub(crate) struct ProcessStrand {
     pub(crate) books: u64,
     options: ProcessOptions,
     pool: OnceLock<Arc<Pool>>,
+    /// Held while the pool starts, so that it starts once.
+    starting: Mutex<()>,
     handle: tokio::runtime::Handle,
 }
 
@@ -155,14 +161,18 @@ impl ProcessStrand {
             books,
             options,
             pool: OnceLock::new(),
+            starting: Mutex::new(()),
             handle,
         }
     }
 
-    /// The pool, started on first use.
+    /// The pool, started on first use (not after a shutdown).
     fn pool(&self) -> Result<&Arc<Pool>> {
         if let Some(pool) = self.pool.get() {
             return Ok(pool);
+        }
+        if self.state.is_closed() {
+            return Err(Error::Shutdown);
         }
         if worker::started_as_worker() && !worker::serving() {
             return Err(Error::WorkerStart {
@@ -172,9 +182,12 @@ impl ProcessStrand {
                     .to_owned(),
             });
         }
-        Ok(self.pool.get_or_init(|| {
-            Pool::start(self.options.clone(), Arc::clone(&self.state), &self.handle)
-        }))
+        let _starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pool) = self.pool.get() {
+            return Ok(pool);
+        }
+        let pool = Pool::start(self.options.clone(), Arc::clone(&self.state), &self.handle)?;
+        Ok(self.pool.get_or_init(|| pool))
     }
 
     /// Stops the workers, waiting up to `limit` for them to be reaped.
@@ -197,7 +210,6 @@ impl ProcessStrand {
 pub(crate) struct Call {
     pool: Arc<Pool>,
     ticket: Arc<Ticket>,
-    id: u64,
     answer: Option<oneshot::Receiver<Reply>>,
 }
 
@@ -214,12 +226,17 @@ impl Call {
             sender,
             ticket: Arc::clone(&ticket),
         };
-        let id = pool.next_id();
-        pool.submit(Request::new(id, pool, task, payload, timeout, replier));
+        pool.submit(Request::new(
+            pool.next_id(),
+            pool,
+            task,
+            payload,
+            timeout,
+            replier,
+        ));
         Call {
             pool: Arc::clone(pool),
             ticket,
-            id,
             answer: Some(answer),
         }
     }
@@ -239,7 +256,7 @@ impl Drop for Call {
         if self.answer.is_some()
             && let Some(slot) = self.ticket.cancel()
         {
-            let _ = self.pool.controls[slot].send(Control::Cancel(self.id));
+            let _ = self.pool.controls[slot].send(Control::Cancel);
         }
     }
 }
@@ -320,10 +337,9 @@ impl Runtime {
             return refused(error);
         }
         let id = TaskId::next();
-        let request_id = pool.next_id();
-        let remote = Arc::new(Remote::<T>::new(id, request_id, Arc::clone(&pool)));
+        let remote = Arc::new(Remote::<T>::new(id, Arc::clone(&pool)));
         pool.submit(Request::new(
-            request_id,
+            pool.next_id(),
             &pool,
             T::NAME,
             Payload::One(args),

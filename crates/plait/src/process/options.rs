@@ -84,8 +84,9 @@ impl ProcessOptions {
     }
 
     /// The largest argument or result one task may carry, in bytes (default
-    /// [`DEFAULT_PAYLOAD_LIMIT`]). Larger arguments are refused when the task is spawned,
-    /// larger results fail the task; both with [`Error::PayloadTooLarge`] naming the limit.
+    /// [`DEFAULT_PAYLOAD_LIMIT`], at most 4 GiB less 1 MiB). Larger arguments are refused
+    /// when the task is spawned, with [`Error::PayloadTooLarge`]; a larger result fails the
+    /// task with [`Error::Codec`]; both name the limit.
     pub fn payload_limit(mut self, bytes: usize) -> Self {
         self.payload_limit = bytes;
         self
@@ -145,12 +146,13 @@ impl ProcessOptions {
                 });
             }
         }
-        if self.payload_limit > u32::MAX as usize - 1024 {
+        // A frame's length is a u32, and a frame holds a payload and its header.
+        let most = u32::MAX as usize - (1 << 20);
+        if self.payload_limit > most {
             return Err(Error::Build {
                 reason: format!(
-                    "ProcessOptions::payload_limit is {} bytes; frames carry at most {} bytes",
+                    "ProcessOptions::payload_limit is {} bytes; frames carry at most {most} bytes",
                     self.payload_limit,
-                    u32::MAX as usize - 1024
                 ),
             });
         }

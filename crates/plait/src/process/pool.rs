@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::options::ProcessOptions;
+use super::spawn::Spawner;
 use super::supervisor;
 use crate::runtime::strand::StrandState;
 use crate::{Error, Result};
@@ -191,6 +192,10 @@ impl Ticket {
     }
 
     /// Cancels; returns the slot whose worker holds the request, if one does.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::CANCELLED
+    }
+
     pub(crate) fn cancel(&self) -> Option<usize> {
         match self.0.swap(Self::CANCELLED, Ordering::AcqRel) {
             0 | Self::CANCELLED => None,
@@ -201,9 +206,13 @@ impl Ticket {
 
 /// Messages to a slot's supervisor from elsewhere.
 pub(crate) enum Control {
-    /// The task with this request id was cancelled: kill the worker if it is running it.
-    Cancel(u64),
+    /// A request this slot's worker holds was cancelled: if it is at the head (running), the
+    /// worker is killed; if not yet, it will be when it gets there.
+    Cancel,
 }
+
+/// Room in a frame beyond its payload: header, task name, a batch's count.
+const FRAME_SLACK: usize = 64 * 1024 + 64;
 
 /// Whether the pool runs, drains (workers finish what they hold and exit), or is killed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -215,9 +224,9 @@ pub(crate) enum Stop {
 
 pub(crate) struct Pool {
     pub(crate) options: ProcessOptions,
-    /// The strand's books: requests answered directly (not through a coroutine) are booked
-    /// as finished here.
-    pub(crate) books: Arc<StrandState>,
+    /// The strand's state: requests answered directly (not through a coroutine) are booked
+    /// as finished there.
+    pub(crate) strand: Arc<StrandState>,
     pub(crate) queue: async_channel::Sender<Request>,
     pub(crate) requests: async_channel::Receiver<Request>,
     pub(crate) controls: Vec<mpsc::UnboundedSender<Control>>,
@@ -230,6 +239,8 @@ pub(crate) struct Pool {
     /// Supervisors still running, for a synchronous stop to wait on.
     supervisors: Mutex<usize>,
     supervisors_done: Condvar,
+    /// Starts the worker processes (from a thread that outlives them).
+    pub(crate) spawner: Spawner,
     /// Workers that would take a request at once: starting, or waiting with nothing in
     /// their pipe. A busy worker takes more only while the queue is longer than this.
     pub(crate) idle: AtomicUsize,
@@ -239,18 +250,26 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Starts a supervisor per worker on `handle`; workers start at once, in parallel.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WorkerStart`] if the thread that starts worker processes cannot start.
     pub(crate) fn start(
         options: ProcessOptions,
-        books: Arc<StrandState>,
+        strand: Arc<StrandState>,
         handle: &tokio::runtime::Handle,
-    ) -> Arc<Pool> {
+    ) -> Result<Arc<Pool>> {
+        let spawner = Spawner::start(handle.clone()).map_err(|error| Error::WorkerStart {
+            reason: format!("cannot start the thread that starts workers: {error}"),
+        })?;
         let workers = options.worker_count();
         let (queue, requests) = async_channel::unbounded();
         let (controls, receivers): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
         let pool = Arc::new(Pool {
             options,
-            books,
+            strand,
+            spawner,
             queue,
             requests,
             controls,
@@ -264,13 +283,21 @@ impl Pool {
             idle: AtomicUsize::new(0),
         });
         for (slot, control) in receivers.into_iter().enumerate() {
-            let pool = Arc::clone(&pool);
+            // Counted out however the supervisor ends: returned, panicked, or dropped with
+            // the runtime.
+            let done = SupervisorDone(Arc::clone(&pool));
             handle.spawn(async move {
-                supervisor::supervise(Arc::clone(&pool), slot, control).await;
-                pool.supervisor_done();
+                supervisor::supervise(Arc::clone(&done.0), slot, control).await;
+                drop(done);
             });
         }
-        pool
+        Ok(pool)
+    }
+
+    /// The largest frame either side sends: a payload and room for the frame around it (a
+    /// batch's answer larger than this fails the batch, and its items run one by one).
+    pub(crate) fn frame_limit(&self) -> usize {
+        self.options.payload_limit.saturating_add(FRAME_SLACK)
     }
 
     pub(crate) fn next_id(&self) -> u64 {
@@ -373,14 +400,20 @@ impl Pool {
                 .0;
         }
     }
+}
 
-    fn supervisor_done(&self) {
-        let mut running = self
+/// Counts a supervisor out when dropped.
+struct SupervisorDone(Arc<Pool>);
+
+impl Drop for SupervisorDone {
+    fn drop(&mut self) {
+        let pool = &self.0;
+        let mut running = pool
             .supervisors
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *running -= 1;
-        self.supervisors_done.notify_all();
+        pool.supervisors_done.notify_all();
     }
 }
 

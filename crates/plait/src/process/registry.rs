@@ -77,12 +77,20 @@ impl Failure {
 
 /// Decodes the arguments, runs the task with panics caught, encodes the result onto `out`.
 fn run_erased<T: Task>(args: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
-    let args: T::Args = postcard::from_bytes(args)
-        .map_err(|error| Failure::Codec(format!("the arguments could not be decoded: {error}")))?;
-    let output = catch_unwind(AssertUnwindSafe(|| T::run(args)))
-        .map_err(|payload| Failure::Panicked(panic_message(payload.as_ref())))?;
-    codec::encode_into(&output, out)
-        .map_err(|error| Failure::Codec(format!("the result could not be encoded: {error}")))
+    let start = out.len();
+    // Decoding and encoding run user code too (serde impls): a panic anywhere is the task's.
+    catch_unwind(AssertUnwindSafe(|| {
+        let args: T::Args = postcard::from_bytes(args).map_err(|error| {
+            Failure::Codec(format!("the arguments could not be decoded: {error}"))
+        })?;
+        let output = T::run(args);
+        codec::encode_into(&output, out)
+            .map_err(|error| Failure::Codec(format!("the result could not be encoded: {error}")))
+    }))
+    .unwrap_or_else(|payload| {
+        out.truncate(start);
+        Err(Failure::Panicked(panic_message(payload.as_ref())))
+    })
 }
 
 /// Runs `count` items whose arguments follow one another in `stream`, appending each one's
@@ -93,19 +101,24 @@ fn run_batch_erased<T: Task>(stream: &[u8], count: u32, out: &mut Vec<u8>) -> Re
     let mut index = 0;
     // Where the current item's outcome starts, to drop half of one that panicked.
     let mut mark = out.len();
+    // Set while an item's arguments are being decoded: a panic there (in a `Deserialize`
+    // impl) leaves no way to find the next item, so it fails the batch.
+    let mut decoding = false;
     while index < count {
         // One unwinding frame for a whole run of items rather than one per item: a panic
         // ends the run, and the next one starts after the item that panicked.
         let ran = catch_unwind(AssertUnwindSafe(|| -> Result<(), Failure> {
             while index < count {
+                mark = out.len();
+                decoding = true;
                 let (args, next) = postcard::take_from_bytes::<T::Args>(rest).map_err(|error| {
                     Failure::Codec(format!(
                         "the arguments of batch item {index} could not be decoded: {error}"
                     ))
                 })?;
+                decoding = false;
                 rest = next;
                 index += 1;
-                mark = out.len();
                 let output = T::run(args);
                 out.push(codec::OK);
                 if let Err(error) = codec::encode_into(&output, out) {
@@ -118,6 +131,12 @@ fn run_batch_erased<T: Task>(stream: &[u8], count: u32, out: &mut Vec<u8>) -> Re
         }));
         match ran {
             Ok(result) => result?,
+            Err(payload) if decoding => {
+                let message = panic_message(payload.as_ref());
+                return Err(Failure::Panicked(format!(
+                    "decoding the arguments of batch item {index} panicked: {message}"
+                )));
+            }
             Err(payload) => {
                 out.truncate(mark);
                 let message = panic_message(payload.as_ref());

@@ -5,10 +5,12 @@
 //! cancellation); only the body never runs here. The supervisor decodes the result straight
 //! from its read buffer into the core, and the joiner wakes.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use super::pool::{Complete, Control, Pool, Ticket};
 use super::{Task, decode_output};
+use crate::error::panic_message;
 use crate::task::core::{CancelTask, Core, Task as TaskCore};
 use crate::task::handle::report_unobserved;
 use crate::task::state::{Header, Reason};
@@ -25,18 +27,15 @@ pub(crate) struct Remote<T: Task> {
     core: Core<Elsewhere<T::Output>, T::Output>,
     id: TaskId,
     ticket: Ticket,
-    /// The request's id, for a cancellation to name it to the worker's supervisor.
-    request: u64,
     pool: Arc<Pool>,
 }
 
 impl<T: Task> Remote<T> {
-    pub(crate) fn new(id: TaskId, request: u64, pool: Arc<Pool>) -> Self {
+    pub(crate) fn new(id: TaskId, pool: Arc<Pool>) -> Self {
         Remote {
             core: Core::new(id, elsewhere::<T::Output> as Elsewhere<T::Output>),
             id,
             ticket: Ticket::default(),
-            request,
             pool,
         }
     }
@@ -44,7 +43,19 @@ impl<T: Task> Remote<T> {
 
 impl<T: Task> Complete for Remote<T> {
     fn complete(&self, outcome: Result<&[u8]>) {
-        let output = outcome.and_then(decode_output::<T>);
+        // A result's `Deserialize` is user code: a panic there is the task's, not the
+        // supervisor's that runs this.
+        let output = outcome.and_then(|bytes| {
+            catch_unwind(AssertUnwindSafe(|| decode_output::<T>(bytes))).unwrap_or_else(|payload| {
+                Err(Error::Codec {
+                    task: T::NAME.to_owned(),
+                    reason: format!(
+                        "decoding the result panicked: {}",
+                        panic_message(payload.as_ref())
+                    ),
+                })
+            })
+        });
         // Stopped by the pool (a shutdown) rather than through the handle: still a
         // cancellation in the books.
         let stopped = matches!(output, Err(Error::Cancelled));
@@ -52,7 +63,7 @@ impl<T: Task> Complete for Remote<T> {
         if let Some(error) = &ran.unobserved_panic {
             report_unobserved(self.id, error);
         }
-        self.pool.books.finish(ran.cancelled || stopped);
+        self.pool.strand.finish(ran.cancelled || stopped);
     }
 
     fn ticket(&self) -> &Ticket {
@@ -65,7 +76,7 @@ impl<T: Task> CancelTask for Remote<T> {
         let took_effect = self.core.cancel(reason);
         // Queued: it will be dropped unsent. Sent: its worker is stopped if running it.
         if let Some(slot) = self.ticket.cancel() {
-            let _ = self.pool.controls[slot].send(Control::Cancel(self.request));
+            let _ = self.pool.controls[slot].send(Control::Cancel);
         }
         took_effect
     }

@@ -7,8 +7,8 @@
 //! standard input see an empty file, so a task's `println!` cannot garble a frame.
 //!
 //! One task runs at a time, on the main thread. Frames the runtime sends ahead wait in the
-//! pipe; results are flushed whenever no further request is already waiting, so a busy
-//! worker answers in batches and an idle one at once.
+//! pipe; answers go out through a writer thread (see `outbox.rs`), in batches under load and
+//! at once when idle.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::process::{Resource, Rlimit, Signal};
 
 use super::codec::{self, Frame, Kind};
+use super::outbox::Outbox;
 use super::registry::{self, Failure, Registration};
 
 /// Set in a worker's environment, to the protocol version.
@@ -136,8 +137,27 @@ fn serve() -> io::Result<()> {
     output.flush()?;
     out.clear();
 
+    let outbox = Outbox::start(output)?;
+    let limits = Limits {
+        frame: limit,
+        payload: usize::try_from(init.payload_limit).unwrap_or(usize::MAX),
+    };
+    let served = serve_frames(&mut input, &outbox, &mut tasks, limits);
+    // Whatever was answered goes out, even if serving failed.
+    outbox.close();
+    served
+}
+
+/// Runs the requests that arrive until the runtime closes the pipe.
+fn serve_frames(
+    input: &mut Input,
+    outbox: &Outbox,
+    tasks: &mut Tasks,
+    limits: Limits,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(64 * 1024);
     loop {
-        let Some(frame) = input.frame(limit)? else {
+        let Some(frame) = input.frame(limits.frame)? else {
             return Ok(()); // the runtime closed the pipe: retire
         };
         match frame.kind {
@@ -145,9 +165,8 @@ fn serve() -> io::Result<()> {
                 let call = codec::parse_call(frame.body).map_err(io::Error::other)?;
                 if call.flags & codec::REPORT_START != 0 {
                     codec::put_header(&mut out, Kind::Started, frame.id, 0);
-                    output.write_all(&out)?;
-                    output.flush()?;
-                    out.clear();
+                    // Out now: the task may run long, and the runtime times it from here.
+                    outbox.post(&mut out, true)?;
                 }
                 let start = out.len();
                 codec::put_header(&mut out, Kind::Done, frame.id, 0);
@@ -159,7 +178,9 @@ fn serve() -> io::Result<()> {
                     out.truncate(start);
                     write_done(&mut out, frame.id, &Err(failure));
                 } else {
-                    patch_len(&mut out, start, limit, call.name, frame.id);
+                    // The result alone (after the tag) is what the payload limit bounds.
+                    let cap = limits.payload.saturating_add(1);
+                    patch_len(&mut out, start, cap, "the result", call.name, frame.id);
                 }
             }
             Kind::Batch => {
@@ -175,7 +196,8 @@ fn serve() -> io::Result<()> {
                     out.truncate(start);
                     write_done(&mut out, frame.id, &Err(failure));
                 } else {
-                    patch_len(&mut out, start, limit, name, frame.id);
+                    let cap = limits.frame;
+                    patch_len(&mut out, start, cap, "a batch's results", name, frame.id);
                 }
             }
             other => {
@@ -183,12 +205,8 @@ fn serve() -> io::Result<()> {
             }
         }
         input.consume();
-        // Flush when nothing more is already waiting: answers go out in batches under load.
-        if !input.has_frame() {
-            output.write_all(&out)?;
-            output.flush()?;
-            out.clear();
-        }
+        let idle = !input.has_frame();
+        outbox.post(&mut out, idle)?;
     }
 }
 
@@ -220,14 +238,23 @@ fn write_done(out: &mut Vec<u8>, id: u64, outcome: &codec::Outcome<'_>) {
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// Writes the real length into the frame that starts at `start`; a frame over the limit
-/// becomes a failure that says so instead.
-fn patch_len(out: &mut Vec<u8>, start: usize, limit: usize, name: &str, id: u64) {
+/// How large what a worker receives and sends may be.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// A whole frame's body.
+    frame: usize,
+    /// One call's result.
+    payload: usize,
+}
+
+/// Writes the real length into the frame that starts at `start`; a body over `cap` becomes
+/// a failure that says so instead (`what` names what was too large).
+fn patch_len(out: &mut Vec<u8>, start: usize, cap: usize, what: &str, name: &str, id: u64) {
     let body = out.len() - start - codec::HEADER;
-    if body > limit {
+    if body > cap {
         out.truncate(start);
         let failure = Failure::Codec(format!(
-            "the result of {name} is {body} bytes, over the payload limit of {limit} bytes \
+            "{what} of {name} came to {body} bytes, over the limit of {cap} bytes \
              (raise it with ProcessOptions::payload_limit)"
         ));
         write_done(out, id, &Err(failure));
@@ -290,7 +317,7 @@ impl Input {
         self.used += std::mem::take(&mut self.current);
     }
 
-    /// Whether a whole frame is waiting already.
+    /// Whether a whole frame is waiting already (more work to run at once).
     fn has_frame(&self) -> bool {
         let pending = &self.buf[self.used..];
         !pending.is_empty() && codec::missing(pending) == 0
