@@ -260,3 +260,23 @@ fn a_pool_whose_workers_cannot_start_fails_its_tasks_with_the_reason() {
     let started = rt.process_workers_started();
     assert!(started <= 3, "{started} workers started for 3 slots");
 }
+
+#[plait::task]
+fn load_model(bytes: usize) {
+    std::hint::black_box(vec![1u8; bytes]);
+}
+
+#[test]
+fn an_initializer_over_the_memory_cap_is_a_start_error_naming_the_cap() {
+    let options = ProcessOptions::new()
+        .workers(1)
+        .memory_limit(256 << 20)
+        .initializer(load_model::task(), 1 << 30)
+        .unwrap();
+    let err = runtime(options).start_processes().unwrap_err();
+    assert!(matches!(err, Error::WorkerStart { .. }), "{err}");
+    assert!(
+        err.to_string().contains("ProcessOptions::memory_limit"),
+        "{err}"
+    );
+}

@@ -67,6 +67,17 @@ impl Outbox {
                 let output = Arc::clone(&output);
                 move || write_out(&shared, &output)
             })?;
+        // Wait until the writer runs (its start allocates: a memory cap set after this
+        // must not find it half started).
+        {
+            let mut state = shared.state();
+            while !state.writer_waiting {
+                state = shared
+                    .written
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
         Ok(Outbox {
             shared,
             output,
@@ -128,6 +139,8 @@ fn write_out(shared: &Shared, mut output: &File) {
             let mut state = shared.state();
             while state.pending.is_empty() && !state.closed {
                 state.writer_waiting = true;
+                // Tells `start` the writer is up (and `post` that there is room).
+                shared.written.notify_all();
                 state = shared
                     .posted
                     .wait(state)

@@ -99,6 +99,11 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if pool.options.memory_limit.is_some() && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // The cap counts address space, and glibc reserves 64 MiB of it for each thread
+            // that allocates (an arena each): a worker's few threads share two instead.
+            command.env("MALLOC_ARENA_MAX", "2");
+        }
         let mut child = pool.spawner.spawn(command).await.map_err(|error| {
             StartError::Spawn(Error::WorkerStart {
                 reason: format!("cannot start {} as a worker: {error}", exe.display()),
@@ -122,14 +127,14 @@ impl Worker {
             stderr_done,
         };
         let limit = pool.options.start_timeout;
-        match tokio::time::timeout(limit, worker.handshake(pool)).await {
-            Ok(Ok(())) => Ok(worker),
-            Ok(Err(reason)) => Err(StartError::Handshake(worker.refused(reason).await)),
-            Err(_) => {
-                let reason = format!("it did not answer within {limit:?}");
-                Err(StartError::Handshake(worker.refused(reason).await))
-            }
-        }
+        let reason = match tokio::time::timeout(limit, worker.handshake(pool)).await {
+            Ok(Ok(())) => return Ok(worker),
+            Ok(Err(reason)) => reason,
+            Err(_) => format!("it did not answer within {limit:?}"),
+        };
+        Err(StartError::Handshake(
+            worker.refused(reason, pool.options.memory_limit).await,
+        ))
     }
 
     /// Sends `Init`, skips what the program printed before `plait::init`, reads `Hello`.
@@ -183,23 +188,33 @@ impl Worker {
         }
     }
 
-    /// The error for a worker that did not start: what it said and how it ended.
-    async fn refused(mut self, reason: String) -> Error {
+    /// The error for a worker that did not start: what it said, how it ended, and the likely
+    /// way out.
+    async fn refused(mut self, reason: String, memory_limit: Option<u64>) -> Error {
         let _ = self.child.start_kill();
         let status = self.child.wait().await.ok();
         let stderr = self.stderr_tail().await;
         let status = status.map_or_else(String::new, |s| {
             format!(" (it ended with {})", WorkerExit::from(s))
         });
+        let way_out = match memory_limit {
+            Some(cap) if out_of_memory(&stderr) => format!(
+                "The memory cap of {cap} bytes is too small for a worker to start: raise \
+                 ProcessOptions::memory_limit (a worker takes about 75 MiB of address space \
+                 before its tasks)"
+            ),
+            _ => "Call plait::init() first thing in main (or invoke plait::test_worker!() \
+                  once in a test binary)"
+                .to_owned(),
+        };
+        let last_words = if stderr.is_empty() {
+            String::new()
+        } else {
+            format!("; its last words: {stderr}")
+        };
         Error::WorkerStart {
             reason: format!(
-                "a worker process was started but {reason}{status}. Call plait::init() first \
-                 thing in main (or invoke plait::test_worker!() once in a test binary){}",
-                if stderr.is_empty() {
-                    String::new()
-                } else {
-                    format!("; its last words: {stderr}")
-                }
+                "a worker process was started but {reason}{status}. {way_out}{last_words}"
             ),
         }
     }
@@ -236,6 +251,11 @@ fn hello(frame: codec::Frame<'_>, initializer: Option<&String>) -> Result<(), St
         }
         other => Err(format!("it answered the handshake with {other:?}")),
     }
+}
+
+/// Whether a worker's last words say it ran out of memory (its cap, most likely).
+pub(crate) fn out_of_memory(stderr: &str) -> bool {
+    stderr.contains("memory allocation of") || stderr.contains("Cannot allocate memory")
 }
 
 /// Copies a worker's standard error to ours, keeping its tail to explain a death.

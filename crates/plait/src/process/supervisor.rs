@@ -20,7 +20,7 @@ use super::WorkerExit;
 use super::codec::{self, Frame, Kind};
 use super::feeder::{Ended, Line, feed};
 use super::pool::{Control, Payload, Pool, Request, Stop};
-use super::spawn::{StartError, Worker};
+use super::spawn::{StartError, Worker, out_of_memory};
 use crate::Error;
 
 /// Runs slot `slot` until the pool stops (or breaks).
@@ -187,7 +187,7 @@ fn settle(
         }
         None => {
             let exit = status.map_or(WorkerExit::Unknown, WorkerExit::from);
-            let allocation_failed = stderr.contains("memory allocation of");
+            let allocation_failed = out_of_memory(stderr);
             let error = match pool.options.memory_limit {
                 Some(limit) if allocation_failed => Error::MemoryLimit { task, limit },
                 _ if head.retries_left > 0 => {

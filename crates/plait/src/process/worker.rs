@@ -110,6 +110,22 @@ fn serve() -> io::Result<()> {
     };
     input.consume();
     let limit = usize::try_from(init.frame_limit).unwrap_or(usize::MAX);
+    // The writer thread starts before the memory cap: its stack counts against the cap,
+    // and a thread refused for it would look like a crash.
+    let outbox = Outbox::start(output)?;
+    let served = start_and_serve(&mut input, &outbox, &init, limit);
+    // Whatever was answered goes out, even if serving failed.
+    outbox.close();
+    served
+}
+
+/// Applies the memory cap, runs the initializer, says `Hello`, and serves.
+fn start_and_serve(
+    input: &mut Input,
+    outbox: &Outbox,
+    init: &codec::Init,
+    limit: usize,
+) -> io::Result<()> {
     if let Some(bytes) = init.memory_limit {
         let cap = Rlimit {
             current: Some(bytes),
@@ -126,26 +142,17 @@ fn serve() -> io::Result<()> {
             .and_then(|task| (task.run)(args, &mut result))
         {
             write_done(&mut out, 0, &Err(failure));
-            output.write_all(&out)?;
-            output.flush()?;
-            return Ok(());
+            return outbox.post(&mut out, true);
         }
     }
     codec::put_header(&mut out, Kind::Hello, 0, 4);
     out.extend_from_slice(&std::process::id().to_le_bytes());
-    output.write_all(&out)?;
-    output.flush()?;
-    out.clear();
-
-    let outbox = Outbox::start(output)?;
+    outbox.post(&mut out, true)?;
     let limits = Limits {
         frame: limit,
         payload: usize::try_from(init.payload_limit).unwrap_or(usize::MAX),
     };
-    let served = serve_frames(&mut input, &outbox, &mut tasks, limits);
-    // Whatever was answered goes out, even if serving failed.
-    outbox.close();
-    served
+    serve_frames(input, outbox, &mut tasks, limits)
 }
 
 /// Runs the requests that arrive until the runtime closes the pipe.
