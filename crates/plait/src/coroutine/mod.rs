@@ -114,6 +114,24 @@ impl CoroutineStrand {
         Handle::coroutine(id, join)
     }
 
+    /// Drops every coroutine and waits, up to `limit`, until they are all dropped, so that
+    /// their cancellations are booked when this returns. Inside a runtime (where blocking
+    /// is not allowed) it does not wait.
+    pub(crate) fn stop_and_wait(&self, limit: Duration) {
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(runtime) = runtime {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(limit);
+            }
+        }
+    }
+
     /// Drops every coroutine without waiting (they see it at their next `.await`).
     pub(crate) fn stop(&self) {
         let runtime = self

@@ -126,7 +126,9 @@ impl Runtime {
             // they are reaped before the coroutines that supervise them stop.
             processes.stop(drained, REAP);
             settle(&processes.state.admission);
-            coroutines.stop();
+            // Waits for the coroutines to be dropped: on a busy machine tokio's threads may
+            // take longer to drop them than the settling below waits between cancellations.
+            coroutines.stop_and_wait(REAP);
             if !drained {
                 settle(&coroutines.state.admission);
                 settle(&threads.state.admission);
