@@ -1,6 +1,8 @@
 //! `plait`: run work on the right model of concurrency from the shell.
 
 mod demo;
+mod graph;
+mod job;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,9 @@ enum Command {
     /// strand, then hash them again in worker processes beside a task that crashes its
     /// worker; show what ran where and how long it took.
     Demo(demo::Args),
+    /// Read a job file and show its plan: the tasks by level, or the graph as Graphviz dot
+    /// or a Mermaid flowchart.
+    Graph(graph::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +34,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Graph(args) => graph::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

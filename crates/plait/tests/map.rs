@@ -111,7 +111,9 @@ fn a_panicking_item_fails_alone_and_the_rest_go_on() {
 #[test]
 fn dropping_the_map_stops_the_work_not_yet_done() {
     // One pool thread; item 1 blocks until the map is dropped, with more chunks queued
-    // behind it. Dropped, the map must cancel those: only items 0 and 1 ever run.
+    // behind it. Dropped, the map must cancel those: only items 0 and 1 ever run (item 1
+    // only if its chunk had started by the drop: if not, it was cancelled too, and its
+    // closure with the gate dropped).
     let rt = Runtime::builder().threads(1).build().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let (release, gate) = std::sync::mpsc::channel::<()>();
@@ -128,13 +130,13 @@ fn dropping_the_map_stops_the_work_not_yet_done() {
         assert_eq!(map.next().unwrap().unwrap(), 0);
         // Item 1's chunk is running (blocked) and later chunks are queued behind it.
     }
-    release.send(()).unwrap();
+    let _ = release.send(());
     let report = rt.shutdown(Duration::from_secs(10));
     assert_eq!(report.threads.unfinished, 0, "{report}");
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        2,
-        "queued chunks ran after the drop"
+    let calls = calls.load(Ordering::SeqCst);
+    assert!(
+        calls <= 2,
+        "queued chunks ran after the drop: {calls} calls"
     );
 }
 

@@ -1,0 +1,351 @@
+//! The job file: a TOML file of command tasks and what each needs, read with every mistake
+//! named by line and column.
+//!
+//! ```toml
+//! [tasks.fetch]
+//! cmd = "python3 fetch.py"          # a shell command line; or argv = ["prog", "arg"]
+//!
+//! [tasks.report]
+//! argv = ["python3", "report.py"]
+//! needs = ["fetch"]
+//! env = { LANG = "C" }
+//! cwd = "reports"
+//! timeout = "30s"                   # or a number of seconds
+//! retries = 2
+//! cpus = 2                          # counts against --jobs
+//! inputs = ["data/raw.csv"]         # for up-to-date checks
+//! outputs = ["out/report.txt"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A job file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Format {
+    #[serde(default)]
+    tasks: BTreeMap<String, Spanned<TaskFormat>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFormat {
+    cmd: Option<String>,
+    argv: Option<Vec<String>>,
+    #[serde(default)]
+    needs: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    timeout: Option<Spanned<TimeoutFormat>>,
+    #[serde(default)]
+    retries: u32,
+    #[serde(default = "one")]
+    cpus: Spanned<u32>,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    outputs: Vec<String>,
+}
+
+fn one() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TimeoutFormat {
+    Seconds(u64),
+    Text(String),
+}
+
+/// What a task runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Run {
+    /// A shell command line (`sh -c`).
+    Shell(String),
+    /// A program and its arguments.
+    Argv(Vec<String>),
+}
+
+/// One task of a job file, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TaskSpec {
+    pub(crate) name: String,
+    pub(crate) run: Run,
+    pub(crate) needs: Vec<String>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+    pub(crate) cpus: u32,
+    pub(crate) inputs: Vec<String>,
+    pub(crate) outputs: Vec<String>,
+    /// Where each of `needs` was written, for messages about it.
+    pub(crate) needs_at: Vec<Position>,
+}
+
+/// A line and column in the job file, from 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+}
+
+impl Position {
+    fn of(text: &str, offset: usize) -> Position {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+        Position { line, column }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// A job file that cannot be used, with where and why.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct FileError {
+    pub(crate) path: PathBuf,
+    pub(crate) at: Option<Position>,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at {
+            Some(at) => write!(f, "{}, {at}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Reads and checks the job file at `path`.
+pub(crate) fn read(path: &Path) -> Result<Vec<TaskSpec>, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|error| FileError {
+        path: path.to_owned(),
+        at: None,
+        message: format!("cannot read it: {error}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Checks a job file's text (`path` is for messages).
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError> {
+    let error = |at: Option<Position>, message: String| FileError {
+        path: path.to_owned(),
+        at,
+        message,
+    };
+    let format: Format = toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|span| Position::of(text, span.start));
+        error(at, e.message().trim_end().to_owned())
+    })?;
+    if format.tasks.is_empty() {
+        return Err(error(
+            None,
+            "no tasks: a job file holds tables like [tasks.build] with cmd = \"make\"".to_owned(),
+        ));
+    }
+    let mut tasks = Vec::with_capacity(format.tasks.len());
+    for (name, spanned) in format.tasks {
+        let at = Some(Position::of(text, spanned.span().start));
+        let task = spanned.into_inner();
+        let run = match (task.cmd, task.argv) {
+            (Some(line), None) if !line.trim().is_empty() => Run::Shell(line),
+            (None, Some(argv)) if argv.first().is_some_and(|p| !p.is_empty()) => Run::Argv(argv),
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    at,
+                    format!("task `{name}` has both `cmd` and `argv`; keep one"),
+                ));
+            }
+            (None, None) => {
+                return Err(error(
+                    at,
+                    format!(
+                        "task `{name}` runs nothing: give it `cmd = \"...\"` or `argv = [...]`"
+                    ),
+                ));
+            }
+            _ => return Err(error(at, format!("task `{name}` has an empty command"))),
+        };
+        if *task.cpus.get_ref() == 0 {
+            let at = Some(Position::of(text, task.cpus.span().start));
+            return Err(error(
+                at,
+                format!("task `{name}` has cpus = 0; it needs at least 1"),
+            ));
+        }
+        let timeout =
+            match task.timeout {
+                None => None,
+                Some(spanned) => {
+                    let at = Some(Position::of(text, spanned.span().start));
+                    Some(match spanned.into_inner() {
+                    TimeoutFormat::Seconds(seconds) => Duration::from_secs(seconds),
+                    TimeoutFormat::Text(text) => parse_duration(&text).ok_or_else(|| {
+                        error(at, format!(
+                            "task `{name}` has timeout = {text:?}; write a number of seconds, \
+                             or a number and a unit: \"500ms\", \"30s\", \"5m\", \"2h\""
+                        ))
+                    })?,
+                })
+                }
+            };
+        let needs_at = task
+            .needs
+            .iter()
+            .map(|need| Position::of(text, need.span().start))
+            .collect();
+        tasks.push(TaskSpec {
+            name,
+            run,
+            needs: task.needs.into_iter().map(Spanned::into_inner).collect(),
+            env: task.env,
+            cwd: task.cwd,
+            timeout,
+            retries: task.retries,
+            cpus: task.cpus.into_inner(),
+            inputs: task.inputs,
+            outputs: task.outputs,
+            needs_at,
+        });
+    }
+    Ok(tasks)
+}
+
+/// "500ms", "30s", "5m", "2h", or a bare number of seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Vec<TaskSpec>, FileError> {
+        parse(Path::new("job.toml"), text)
+    }
+
+    fn message(text: &str) -> String {
+        parse_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_full_task_reads_back() {
+        let tasks = parse_str(
+            r#"
+[tasks.fetch]
+cmd = "echo fetch"
+
+[tasks.report]
+argv = ["python3", "report.py"]
+needs = ["fetch"]
+env = { LANG = "C" }
+cwd = "reports"
+timeout = "1.5m"
+retries = 2
+cpus = 2
+inputs = ["raw.csv"]
+outputs = ["out.txt"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(tasks.len(), 2);
+        let report = &tasks[1];
+        assert_eq!(report.name, "report");
+        assert_eq!(
+            report.run,
+            Run::Argv(vec!["python3".into(), "report.py".into()])
+        );
+        assert_eq!(report.needs, ["fetch"]);
+        assert_eq!(
+            report.needs_at[0],
+            Position {
+                line: 7,
+                column: 10
+            }
+        );
+        assert_eq!(report.timeout, Some(Duration::from_secs(90)));
+        assert_eq!((report.retries, report.cpus), (2, 2));
+        assert_eq!(tasks[0].cpus, 1);
+    }
+
+    #[test]
+    fn mistakes_are_named_with_line_and_column() {
+        let unknown = message("[tasks.a]\ncmd = \"x\"\ncommand = \"y\"\n");
+        assert!(unknown.contains("line 3, column 1"), "{unknown}");
+        assert!(unknown.contains("command"), "{unknown}");
+
+        let wrong_type = message("[tasks.a]\ncmd = \"x\"\nretries = \"two\"\n");
+        assert!(wrong_type.contains("line 3"), "{wrong_type}");
+
+        let duplicate = message("[tasks.a]\ncmd = \"x\"\n[tasks.a]\ncmd = \"y\"\n");
+        assert!(duplicate.contains("line 3"), "{duplicate}");
+
+        let both = message("[tasks.a]\ncmd = \"x\"\nargv = [\"y\"]\n");
+        assert!(both.contains("both `cmd` and `argv`"), "{both}");
+
+        let neither = message("[tasks.a]\nneeds = []\n");
+        assert!(neither.contains("runs nothing"), "{neither}");
+
+        let timeout = message("[tasks.a]\ncmd = \"x\"\ntimeout = \"soon\"\n");
+        assert!(
+            timeout.contains("line 3, column 11") && timeout.contains("30s"),
+            "{timeout}"
+        );
+
+        let cpus = message("[tasks.a]\ncmd = \"x\"\ncpus = 0\n");
+        assert!(
+            cpus.contains("line 3, column 8") && cpus.contains("at least 1"),
+            "{cpus}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_says_what_a_job_file_holds() {
+        for text in ["", "# nothing yet\n", "[tasks]\n"] {
+            let empty = message(text);
+            assert!(
+                empty.contains("no tasks") && empty.contains("[tasks."),
+                "{empty}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_read_in_the_usual_units() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("12"), Some(Duration::from_secs(12)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("5 years"), None);
+    }
+}
