@@ -353,7 +353,7 @@ fn spawn_chunk<T: Task>(
     };
     let call = Call::submit(&pool, T::NAME, payload, None);
     let future = async move {
-        match call.answer().await {
+        match call.reply().await {
             Some(Reply::Batch(Ok(body))) => decode_chunk::<T>(&body, len),
             None | Some(Reply::Batch(Err(Error::Cancelled))) => Err(Error::Cancelled),
             Some(Reply::Batch(Err(_)) | Reply::One(_)) => {
@@ -386,7 +386,7 @@ async fn one_by_one<T: Task>(
         errors: Vec::new(),
     };
     for (i, call) in calls.into_iter().enumerate() {
-        let result = match call.answer().await {
+        let result = match call.reply().await {
             Some(Reply::One(outcome)) => outcome.and_then(|bytes| decode_output::<T>(&bytes)),
             _ => Err(Error::Cancelled),
         };

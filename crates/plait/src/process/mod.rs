@@ -242,7 +242,7 @@ impl Call {
     }
 
     /// The answer; `None` if the request was dropped unanswered (the pool stopped).
-    pub(crate) async fn answer(mut self) -> Option<Reply> {
+    pub(crate) async fn reply(mut self) -> Option<Reply> {
         // Awaited in place, so that a drop during the wait still finds it and cancels.
         let answer = self.answer.as_mut()?.await.ok();
         // Answered (or dropped by the pool): nothing left to cancel.
@@ -380,7 +380,7 @@ impl Runtime {
         }
         let call = Call::submit(&pool, registration.name, Payload::One(args.into()), None);
         let future = async move {
-            match call.answer().await {
+            match call.reply().await {
                 Some(Reply::One(result)) => result.map(|bytes| bytes.to_vec()),
                 Some(Reply::Batch(_)) => unreachable!("a call is answered by a call's reply"),
                 None => Err(Error::Cancelled),

@@ -124,7 +124,7 @@ impl Request {
     }
 
     /// Answers a call with its encoded result, or a batch with its `BatchDone` body.
-    pub(crate) fn answer(mut self, outcome: Result<&[u8]>) {
+    pub(crate) fn complete(mut self, outcome: Result<&[u8]>) {
         match self.reply.take() {
             Some(Replier::Direct(complete)) => complete.complete(outcome),
             Some(Replier::Channel { sender, .. }) => {
@@ -142,7 +142,7 @@ impl Request {
 
     /// Fails the request.
     pub(crate) fn fail(self, error: Error) {
-        self.answer(Err(error));
+        self.complete(Err(error));
     }
 }
 

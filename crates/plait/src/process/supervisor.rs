@@ -103,7 +103,7 @@ async fn serve(
         if killed.is_none() {
             match codec::decode(&worker.buf, limit) {
                 Ok(Some((frame, len))) => {
-                    match answer(&line, frame, &mut deadline) {
+                    match take_answer(&line, frame, &mut deadline) {
                         Ok(()) if line.held().head_cancelled() => {
                             kill(&mut worker, &mut killed, Killed::Cancelled);
                         }
@@ -216,7 +216,11 @@ fn settle(
 
 /// Handles one frame from a serving worker: checks it against the head of the line and
 /// only then takes the head, so that a bad frame leaves the head to be settled.
-fn answer(line: &Line, frame: Frame<'_>, deadline: &mut Option<Instant>) -> Result<(), String> {
+fn take_answer(
+    line: &Line,
+    frame: Frame<'_>,
+    deadline: &mut Option<Instant>,
+) -> Result<(), String> {
     let mut held = line.held();
     let Some(head) = held.queue.front() else {
         return Err(format!(
@@ -246,7 +250,7 @@ fn answer(line: &Line, frame: Frame<'_>, deadline: &mut Option<Instant>) -> Resu
     drop(held);
     *deadline = None;
     line.answered.notify_one();
-    request.answer(outcome);
+    request.complete(outcome);
     Ok(())
 }
 
