@@ -3,6 +3,7 @@
 mod demo;
 mod graph;
 mod job;
+mod run;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,9 @@ enum Command {
     /// Read a job file and show its plan: the tasks by level, or the graph as Graphviz dot
     /// or a Mermaid flowchart.
     Graph(graph::Args),
+    /// Run a job file: each task's command once what it needs has succeeded, as many at
+    /// once as --jobs allows; print each task's output under its name, then a summary.
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,11 +37,12 @@ fn main() -> ExitCode {
     plait::init();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Demo(args) => demo::run(&args),
-        Command::Graph(args) => graph::run(&args),
+        Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Graph(args) => graph::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run::run(&args),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("plait: {error}");
             ExitCode::FAILURE

@@ -1,0 +1,355 @@
+//! `plait run FILE`: run a job file's commands, each once its needs have succeeded, as many
+//! at once as `--jobs` allows, critical path first.
+
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use plait::process::{Command, CommandOutput};
+
+use crate::job::file::{self, Run, TaskSpec};
+use crate::job::plan::Plan;
+
+/// Options of `plait run`.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The job file (TOML: `[tasks.NAME]` tables with `cmd` and `needs`).
+    file: PathBuf,
+    /// How many CPUs the running tasks may claim at once (each claims its `cpus`, default
+    /// 1). Default: the machine's cores.
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// After a failure, go on with every task that does not need the failed one (default:
+    /// stop starting tasks and cancel the running ones).
+    #[arg(long)]
+    keep_going: bool,
+    /// Print the plan by levels and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// How a task ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Status {
+    Pending,
+    Running,
+    Succeeded,
+    Failed(String),
+    /// Not run: something it needs failed (or the run stopped first).
+    Skipped(String),
+    /// Stopped by the fail-fast policy while it ran.
+    Cancelled,
+}
+
+struct Task {
+    spec: TaskSpec,
+    status: Status,
+    attempts: u32,
+    /// Needs not yet succeeded.
+    waiting_on: usize,
+    /// The longest chain of tasks from this one to the end: run the longest first.
+    height: usize,
+    elapsed: Duration,
+}
+
+/// A finished attempt, sent back by its coroutine.
+struct Finished {
+    task: usize,
+    outcome: plait::Result<CommandOutput>,
+}
+
+pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
+    let specs = file::read(&args.file).map_err(|e| e.to_string())?;
+    let plan = Plan::new(&args.file, specs).map_err(|e| e.to_string())?;
+    if args.dry_run {
+        print!("{}", plan.text());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = plait::Runtime::new().map_err(|e| e.to_string())?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    // Relative paths in the file are relative to the file.
+    let base = args
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let started = Instant::now();
+    let mut run = Scheduler::new(plan, jobs, args.keep_going);
+    run.drive(&rt, &base);
+    let failed = run.print_summary(started.elapsed());
+    let _ = rt.shutdown(Duration::from_secs(5));
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+struct Scheduler {
+    tasks: Vec<Task>,
+    /// For each task, the tasks that need it.
+    dependents: Vec<Vec<usize>>,
+    /// Ready tasks, highest first: (height, then file order reversed for ties).
+    ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)>,
+    jobs: usize,
+    free: usize,
+    keep_going: bool,
+    stopping: bool,
+    running: Vec<(usize, plait::CancelHandle)>,
+}
+
+impl Scheduler {
+    fn new(plan: Plan, jobs: usize, keep_going: bool) -> Scheduler {
+        let Plan {
+            tasks: specs,
+            needs,
+            levels,
+        } = plan;
+        let mut dependents = vec![Vec::new(); specs.len()];
+        for (task, needs) in needs.iter().enumerate() {
+            for &need in needs {
+                dependents[need].push(task);
+            }
+        }
+        // Heights, from the last level back: a task's is one more than its tallest dependent.
+        let mut order: Vec<usize> = (0..specs.len()).collect();
+        order.sort_by_key(|&t| std::cmp::Reverse(levels[t]));
+        let mut heights = vec![0; specs.len()];
+        for &task in &order {
+            heights[task] = dependents[task]
+                .iter()
+                .map(|&d| heights[d] + 1)
+                .max()
+                .unwrap_or(0);
+        }
+        let tasks: Vec<Task> = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| Task {
+                waiting_on: needs[i].len(),
+                height: heights[i],
+                spec,
+                status: Status::Pending,
+                attempts: 0,
+                elapsed: Duration::ZERO,
+            })
+            .collect();
+        let ready = tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.waiting_on == 0)
+            .map(|(i, t)| (t.height, std::cmp::Reverse(i)))
+            .collect();
+        Scheduler {
+            tasks,
+            dependents,
+            ready,
+            jobs,
+            free: jobs,
+            keep_going,
+            stopping: false,
+            running: Vec::new(),
+        }
+    }
+
+    /// Runs until nothing is running and nothing more can start.
+    fn drive(&mut self, rt: &plait::Runtime, base: &Path) {
+        let (done, finished) = mpsc::channel::<Finished>();
+        loop {
+            self.start_ready(rt, base, &done);
+            if self.running.is_empty() {
+                break;
+            }
+            let Ok(finished) = finished.recv() else {
+                break;
+            };
+            self.finish(finished);
+        }
+        for task in &mut self.tasks {
+            if task.status == Status::Pending {
+                task.status = Status::Skipped("the run stopped at a failure".to_owned());
+            }
+        }
+    }
+
+    fn start_ready(&mut self, rt: &plait::Runtime, base: &Path, done: &mpsc::Sender<Finished>) {
+        while !self.stopping {
+            let Some(&(_, std::cmp::Reverse(task))) = self.ready.peek() else {
+                return;
+            };
+            // A task wanting more CPUs than the whole run has runs alone.
+            let cpus = (self.tasks[task].spec.cpus as usize).min(self.jobs);
+            if cpus > self.free {
+                return;
+            }
+            self.ready.pop();
+            self.free -= cpus;
+            self.launch(rt, base, task, done);
+        }
+    }
+
+    fn launch(
+        &mut self,
+        rt: &plait::Runtime,
+        base: &Path,
+        task: usize,
+        done: &mpsc::Sender<Finished>,
+    ) {
+        let entry = &mut self.tasks[task];
+        entry.status = Status::Running;
+        entry.attempts += 1;
+        let command = command(&entry.spec, base);
+        let handle = rt.spawn_command(command);
+        self.running.push((task, handle.cancel_handle()));
+        let done = done.clone();
+        // The handle is awaited on the coroutine strand; the result comes back here.
+        drop(rt.spawn_async(async move {
+            let outcome = handle.await;
+            let _ = done.send(Finished { task, outcome });
+        }));
+    }
+
+    fn finish(&mut self, Finished { task, outcome }: Finished) {
+        self.running.retain(|(t, _)| *t != task);
+        let entry = &mut self.tasks[task];
+        self.free += (entry.spec.cpus as usize).min(self.jobs);
+        let name = entry.spec.name.clone();
+        let failure = match &outcome {
+            Ok(out) => {
+                entry.elapsed += out.elapsed;
+                print_output(&name, out);
+                if out.success() {
+                    None
+                } else if out.timed_out {
+                    Some(format!("timed out after {:.1?}", out.elapsed))
+                } else {
+                    Some(format!("exited with {}", out.exit()))
+                }
+            }
+            Err(error) if error.is_cancelled() => {
+                entry.status = Status::Cancelled;
+                return;
+            }
+            Err(error) => {
+                eprintln!("[{name}] {error}");
+                Some(error.to_string())
+            }
+        };
+        let Some(failure) = failure else {
+            entry.status = Status::Succeeded;
+            for &dependent in &self.dependents[task] {
+                let next = &mut self.tasks[dependent];
+                next.waiting_on -= 1;
+                if next.waiting_on == 0 && next.status == Status::Pending {
+                    self.ready.push((next.height, std::cmp::Reverse(dependent)));
+                }
+            }
+            return;
+        };
+        if entry.attempts <= entry.spec.retries && !self.stopping {
+            eprintln!(
+                "[{name}] attempt {} of {} failed ({failure}); trying again",
+                entry.attempts,
+                entry.spec.retries + 1
+            );
+            entry.status = Status::Pending;
+            self.ready.push((entry.height, std::cmp::Reverse(task)));
+            return;
+        }
+        entry.status = Status::Failed(failure);
+        self.skip_downstream(task);
+        if !self.keep_going {
+            self.stopping = true;
+            for (_, cancel) in &self.running {
+                cancel.cancel();
+            }
+        }
+    }
+
+    /// Marks everything that needs `task`, directly or not, as skipped.
+    fn skip_downstream(&mut self, task: usize) {
+        let reason = format!("needs {}, which failed", self.tasks[task].spec.name);
+        let mut stack = self.dependents[task].clone();
+        while let Some(next) = stack.pop() {
+            if self.tasks[next].status == Status::Pending {
+                self.tasks[next].status = Status::Skipped(reason.clone());
+                stack.extend(self.dependents[next].iter().copied());
+            }
+        }
+    }
+
+    /// Prints the table of how each task ended; returns whether any did not succeed.
+    fn print_summary(&self, wall: Duration) -> bool {
+        println!();
+        println!(
+            "{:<20} {:<10} {:>8} {:>10}  {:<8} detail",
+            "task", "status", "attempts", "time", "strand"
+        );
+        let mut failed = false;
+        let mut order: Vec<&Task> = self.tasks.iter().collect();
+        order.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        for task in order {
+            let (status, detail) = match &task.status {
+                Status::Succeeded => ("ok", String::new()),
+                Status::Failed(why) => ("failed", why.clone()),
+                Status::Skipped(why) => ("skipped", why.clone()),
+                Status::Cancelled => ("cancelled", "stopped at another task's failure".to_owned()),
+                Status::Pending | Status::Running => ("not run", String::new()),
+            };
+            failed |= status != "ok";
+            println!(
+                "{:<20} {:<10} {:>8} {:>10}  {:<8} {detail}",
+                task.spec.name,
+                status,
+                task.attempts,
+                format!("{:.1?}", task.elapsed),
+                "process",
+            );
+        }
+        println!("\n{} tasks in {wall:.1?}", self.tasks.len());
+        failed
+    }
+}
+
+/// The command a task runs, with relative paths taken from the job file's folder.
+fn command(spec: &TaskSpec, base: &Path) -> Command {
+    let mut command = match &spec.run {
+        Run::Shell(line) => Command::shell(line.clone()),
+        Run::Argv(argv) => Command::new(argv[0].clone()).args(argv[1..].iter().cloned()),
+    };
+    for (key, value) in &spec.env {
+        command = command.env(key.clone(), value.clone());
+    }
+    command = command.cwd(match &spec.cwd {
+        Some(cwd) => base.join(cwd),
+        None => base.to_path_buf(),
+    });
+    if let Some(limit) = spec.timeout {
+        command = command.timeout(limit);
+    }
+    command
+}
+
+/// A task's captured output, each line prefixed by its name.
+fn print_output(name: &str, out: &CommandOutput) {
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("[{name}] {line}");
+    }
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        eprintln!("[{name}] {line}");
+    }
+    for (stream, dropped) in [
+        ("output", out.stdout_dropped),
+        ("error output", out.stderr_dropped),
+    ] {
+        if dropped > 0 {
+            eprintln!("[{name}] ({dropped} more bytes of {stream} not kept)");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `plait run`, as a user runs it, on job files in temporary folders.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh folder holding `job.toml` with `text`.
+fn folder(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("plait-run-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("job.toml"), text).unwrap();
+    dir
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plait"))
+        .arg("run")
+        .arg(dir.join("job.toml"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The summary line of `task`.
+fn summary<'a>(stdout: &'a str, task: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(task) && !line.starts_with('['))
+        .unwrap_or_else(|| panic!("no summary line for {task}:\n{stdout}"))
+}
+
+#[test]
+fn tasks_run_after_what_they_need_with_their_output_under_their_names() {
+    let dir = folder(
+        "order",
+        r#"
+[tasks.fetch]
+cmd = "echo fetching; echo fetch >> log.txt"
+[tasks.clean]
+cmd = "echo clean >> log.txt"
+needs = ["fetch"]
+[tasks.stats]
+argv = ["sh", "-c", "echo stats >> log.txt"]
+needs = ["fetch"]
+[tasks.report]
+cmd = "echo report >> log.txt"
+needs = ["clean", "stats"]
+"#,
+    );
+    let output = run(&dir, &["--jobs", "2"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("[fetch] fetching"), "{stdout}");
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    let at = |name: &str| log.lines().position(|l| l == name).expect(&log);
+    assert!(
+        at("fetch") < at("clean") && at("fetch") < at("stats"),
+        "{log}"
+    );
+    assert!(
+        at("clean") < at("report") && at("stats") < at("report"),
+        "{log}"
+    );
+    for task in ["fetch", "clean", "stats", "report"] {
+        assert!(summary(&stdout, task).contains(" ok "), "{stdout}");
+    }
+}
+
+#[test]
+fn a_failure_stops_the_run_and_skips_what_needs_it() {
+    let dir = folder(
+        "fail-fast",
+        r#"
+[tasks.bad]
+cmd = "exit 3"
+[tasks.after]
+cmd = "touch after"
+needs = ["bad"]
+[tasks.slow]
+cmd = "sleep 2; touch slow"
+[tasks.after_slow]
+cmd = "touch after_slow"
+needs = ["slow"]
+"#,
+    );
+    let output = run(&dir, &["--jobs", "2"]);
+    let stdout = text(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        summary(&stdout, "bad").contains("exit status 3"),
+        "{stdout}"
+    );
+    assert!(summary(&stdout, "after").contains("skipped"), "{stdout}");
+    // Fail fast: the independent branch was stopped too, and nothing after it started.
+    assert!(summary(&stdout, "slow").contains("cancelled"), "{stdout}");
+    assert!(!dir.join("after").exists() && !dir.join("after_slow").exists());
+    assert!(!dir.join("slow").exists(), "the cancelled command went on");
+}
+
+#[test]
+fn keep_going_runs_everything_not_downstream_of_a_failure() {
+    let dir = folder(
+        "keep-going",
+        r#"
+[tasks.bad]
+cmd = "exit 1"
+[tasks.after]
+cmd = "touch after"
+needs = ["bad"]
+[tasks.slow]
+cmd = "sleep 0.2; touch slow"
+[tasks.after_slow]
+cmd = "touch after_slow"
+needs = ["slow"]
+"#,
+    );
+    let output = run(&dir, &["--jobs", "2", "--keep-going"]);
+    let stdout = text(&output.stdout);
+    assert!(!output.status.success(), "a failure still fails the run");
+    assert!(
+        dir.join("slow").exists() && dir.join("after_slow").exists(),
+        "{stdout}"
+    );
+    assert!(!dir.join("after").exists());
+    assert!(
+        summary(&stdout, "after").contains("needs bad, which failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn retries_timeouts_and_missing_programs() {
+    let dir = folder(
+        "retries",
+        r#"
+[tasks.flaky]
+cmd = "if [ -f tried ]; then echo second; else touch tried; exit 1; fi"
+retries = 1
+[tasks.stuck]
+cmd = "sleep 30"
+timeout = "200ms"
+[tasks.missing]
+argv = ["plait-no-such-program", "--flag"]
+"#,
+    );
+    let started = std::time::Instant::now();
+    let output = run(&dir, &["--jobs", "3", "--keep-going"]);
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let flaky = summary(&stdout, "flaky");
+    assert!(flaky.contains(" ok ") && flaky.contains(" 2 "), "{stdout}");
+    assert!(summary(&stdout, "stuck").contains("timed out"), "{stdout}");
+    let missing = summary(&stdout, "missing");
+    assert!(
+        missing.contains("cannot run `plait-no-such-program`"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("[flaky] attempt 1 of 2 failed"), "{stderr}");
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_runs_nothing() {
+    let dir = folder(
+        "dry-run",
+        "[tasks.a]\ncmd='touch a'\n[tasks.b]\ncmd='touch b'\nneeds=['a']\n",
+    );
+    let output = run(&dir, &["--dry-run"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success());
+    assert!(
+        stdout.contains("level 0:") && stdout.contains("level 1:"),
+        "{stdout}"
+    );
+    assert!(!dir.join("a").exists() && !dir.join("b").exists());
+}
