@@ -3,6 +3,7 @@
 mod demo;
 mod graph;
 mod job;
+mod journal;
 mod run;
 
 use std::process::ExitCode;

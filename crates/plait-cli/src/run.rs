@@ -11,6 +11,7 @@ use plait::process::{Command, CommandOutput};
 
 use crate::job::file::{self, Run, TaskSpec};
 use crate::job::plan::Plan;
+use crate::journal::{self, Journal};
 
 /// Options of `plait run`.
 #[derive(clap::Args)]
@@ -36,6 +37,8 @@ enum Status {
     Pending,
     Running,
     Succeeded,
+    /// Succeeded in an earlier run with the same fingerprint: not run again.
+    UpToDate,
     Failed(String),
     /// Not run: something it needs failed (or the run stopped first).
     Skipped(String),
@@ -52,6 +55,8 @@ struct Task {
     /// The longest chain of tasks from this one to the end: run the longest first.
     height: usize,
     elapsed: Duration,
+    /// What it runs and on what (see `journal`), once its needs have succeeded.
+    fingerprint: Option<String>,
 }
 
 /// A finished attempt, sent back by its coroutine.
@@ -79,9 +84,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    let journal = Journal::open(&base, &args.file)?;
     let started = Instant::now();
-    let mut run = Scheduler::new(plan, jobs, args.keep_going);
-    run.drive(&rt, &base);
+    let mut run = Scheduler::new(plan, jobs, args.keep_going, journal, base.clone());
+    run.drive(&rt);
     let failed = run.print_summary(started.elapsed());
     let _ = rt.shutdown(Duration::from_secs(5));
     Ok(if failed {
@@ -93,8 +99,12 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
 
 struct Scheduler {
     tasks: Vec<Task>,
-    /// For each task, the tasks that need it.
+    /// For each task, the tasks it needs and the tasks that need it.
+    needs: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
+    journal: Journal,
+    /// The job file's folder: where commands run and relative paths start.
+    base: PathBuf,
     /// Ready tasks, highest first: (height, then file order reversed for ties).
     ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)>,
     jobs: usize,
@@ -105,7 +115,13 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(plan: Plan, jobs: usize, keep_going: bool) -> Scheduler {
+    fn new(
+        plan: Plan,
+        jobs: usize,
+        keep_going: bool,
+        journal: Journal,
+        base: PathBuf,
+    ) -> Scheduler {
         let Plan {
             tasks: specs,
             needs,
@@ -138,6 +154,7 @@ impl Scheduler {
                 status: Status::Pending,
                 attempts: 0,
                 elapsed: Duration::ZERO,
+                fingerprint: None,
             })
             .collect();
         let ready = tasks
@@ -148,7 +165,10 @@ impl Scheduler {
             .collect();
         Scheduler {
             tasks,
+            needs,
             dependents,
+            journal,
+            base,
             ready,
             jobs,
             free: jobs,
@@ -159,10 +179,10 @@ impl Scheduler {
     }
 
     /// Runs until nothing is running and nothing more can start.
-    fn drive(&mut self, rt: &plait::Runtime, base: &Path) {
+    fn drive(&mut self, rt: &plait::Runtime) {
         let (done, finished) = mpsc::channel::<Finished>();
         loop {
-            self.start_ready(rt, base, &done);
+            self.start_ready(rt, &done);
             if self.running.is_empty() {
                 break;
             }
@@ -178,11 +198,29 @@ impl Scheduler {
         }
     }
 
-    fn start_ready(&mut self, rt: &plait::Runtime, base: &Path, done: &mpsc::Sender<Finished>) {
+    fn start_ready(&mut self, rt: &plait::Runtime, done: &mpsc::Sender<Finished>) {
         while !self.stopping {
             let Some(&(_, std::cmp::Reverse(task))) = self.ready.peek() else {
                 return;
             };
+            if self.tasks[task].fingerprint.is_none() {
+                let needs: Vec<&str> = self.needs[task]
+                    .iter()
+                    .filter_map(|&need| self.tasks[need].fingerprint.as_deref())
+                    .collect();
+                let fingerprint = journal::fingerprint(&self.tasks[task].spec, &self.base, &needs);
+                if self
+                    .journal
+                    .is_done(&self.tasks[task].spec, &fingerprint, &self.base)
+                {
+                    self.ready.pop();
+                    self.tasks[task].fingerprint = Some(fingerprint);
+                    self.tasks[task].status = Status::UpToDate;
+                    self.release_dependents(task);
+                    continue;
+                }
+                self.tasks[task].fingerprint = Some(fingerprint);
+            }
             // A task wanting more CPUs than the whole run has runs alone.
             let cpus = (self.tasks[task].spec.cpus as usize).min(self.jobs);
             if cpus > self.free {
@@ -190,21 +228,15 @@ impl Scheduler {
             }
             self.ready.pop();
             self.free -= cpus;
-            self.launch(rt, base, task, done);
+            self.launch(rt, task, done);
         }
     }
 
-    fn launch(
-        &mut self,
-        rt: &plait::Runtime,
-        base: &Path,
-        task: usize,
-        done: &mpsc::Sender<Finished>,
-    ) {
+    fn launch(&mut self, rt: &plait::Runtime, task: usize, done: &mpsc::Sender<Finished>) {
         let entry = &mut self.tasks[task];
         entry.status = Status::Running;
         entry.attempts += 1;
-        let command = command(&entry.spec, base);
+        let command = command(&entry.spec, &self.base);
         let handle = rt.spawn_command(command);
         self.running.push((task, handle.cancel_handle()));
         let done = done.clone();
@@ -243,13 +275,11 @@ impl Scheduler {
         };
         let Some(failure) = failure else {
             entry.status = Status::Succeeded;
-            for &dependent in &self.dependents[task] {
-                let next = &mut self.tasks[dependent];
-                next.waiting_on -= 1;
-                if next.waiting_on == 0 && next.status == Status::Pending {
-                    self.ready.push((next.height, std::cmp::Reverse(dependent)));
-                }
+            let fingerprint = entry.fingerprint.clone().unwrap_or_default();
+            if let Err(error) = self.journal.record(&name, &fingerprint) {
+                eprintln!("plait: {error}; the next run will run {name} again");
             }
+            self.release_dependents(task);
             return;
         };
         if entry.attempts <= entry.spec.retries && !self.stopping {
@@ -268,6 +298,17 @@ impl Scheduler {
             self.stopping = true;
             for (_, cancel) in &self.running {
                 cancel.cancel();
+            }
+        }
+    }
+
+    /// `task` succeeded: what needed only it (and others done) is ready.
+    fn release_dependents(&mut self, task: usize) {
+        for &dependent in &self.dependents[task] {
+            let next = &mut self.tasks[dependent];
+            next.waiting_on -= 1;
+            if next.waiting_on == 0 && next.status == Status::Pending {
+                self.ready.push((next.height, std::cmp::Reverse(dependent)));
             }
         }
     }
@@ -297,12 +338,13 @@ impl Scheduler {
         for task in order {
             let (status, detail) = match &task.status {
                 Status::Succeeded => ("ok", String::new()),
+                Status::UpToDate => ("up to date", "succeeded before; not run again".to_owned()),
                 Status::Failed(why) => ("failed", why.clone()),
                 Status::Skipped(why) => ("skipped", why.clone()),
                 Status::Cancelled => ("cancelled", "stopped at another task's failure".to_owned()),
                 Status::Pending | Status::Running => ("not run", String::new()),
             };
-            failed |= status != "ok";
+            failed |= !matches!(task.status, Status::Succeeded | Status::UpToDate);
             println!(
                 "{:<20} {:<10} {:>8} {:>10}  {:<8} {detail}",
                 task.spec.name,

@@ -179,3 +179,109 @@ fn dry_run_prints_the_plan_and_runs_nothing() {
     );
     assert!(!dir.join("a").exists() && !dir.join("b").exists());
 }
+
+fn log(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("log.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn running_again_after_a_failure_skips_what_succeeded() {
+    let dir = folder(
+        "resume",
+        r#"
+[tasks.a]
+cmd = "echo a >> log.txt"
+[tasks.b]
+cmd = "test -f fixed || exit 1; echo b >> log.txt"
+needs = ["a"]
+"#,
+    );
+    assert!(!run(&dir, &[]).status.success());
+    assert_eq!(log(&dir), ["a"]);
+    std::fs::write(dir.join("fixed"), "").unwrap();
+    let output = run(&dir, &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(summary(&stdout, "a").contains("up to date"), "{stdout}");
+    assert_eq!(log(&dir), ["a", "b"], "a ran again");
+    // Everything succeeded: a third run runs nothing.
+    let output = run(&dir, &[]);
+    assert!(output.status.success());
+    assert_eq!(log(&dir), ["a", "b"]);
+}
+
+#[test]
+fn a_changed_command_or_input_or_a_missing_output_runs_again() {
+    let job = |cmd: &str| {
+        format!("[tasks.build]\ncmd = \"{cmd}\"\ninputs = [\"src.txt\"]\noutputs = [\"out.txt\"]\n")
+    };
+    let dir = folder("inputs", &job("echo build >> log.txt; cp src.txt out.txt"));
+    std::fs::write(dir.join("src.txt"), "one").unwrap();
+    let runs = |dir: &Path| log(dir).len();
+    assert!(run(&dir, &[]).status.success());
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(runs(&dir), 1, "same command and inputs: up to date");
+
+    std::fs::write(dir.join("src.txt"), "two").unwrap();
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(runs(&dir), 2, "a changed input runs it again");
+
+    std::fs::remove_file(dir.join("out.txt")).unwrap();
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(runs(&dir), 3, "a missing output runs it again");
+
+    std::fs::write(
+        dir.join("job.toml"),
+        job("echo build >> log.txt; cp src.txt out.txt; true"),
+    )
+    .unwrap();
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(runs(&dir), 4, "a changed command runs it again");
+}
+
+#[test]
+fn after_plait_is_killed_running_again_skips_what_finished() {
+    let dir = folder(
+        "killed",
+        r#"
+[tasks.a]
+cmd = "echo a >> log.txt"
+[tasks.b]
+cmd = "[ -f fast ] || sleep 3; echo b >> log.txt"
+needs = ["a"]
+"#,
+    );
+    let mut plait = Command::new(env!("CARGO_BIN_EXE_plait"))
+        .arg("run")
+        .arg(dir.join("job.toml"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until `a` is in the journal (b is then sleeping), then kill plait outright.
+    let journal = dir.join(".plait/job.journal");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&journal).is_ok_and(|j| j.contains("\"a\"")) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "a never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    plait.kill().unwrap();
+    plait.wait().unwrap();
+
+    std::fs::write(dir.join("fast"), "").unwrap();
+    let output = run(&dir, &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(summary(&stdout, "a").contains("up to date"), "{stdout}");
+    assert_eq!(
+        log(&dir)[..2],
+        ["a", "b"],
+        "a ran once, b once after the restart"
+    );
+}

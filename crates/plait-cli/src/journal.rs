@@ -1,0 +1,137 @@
+//! The run journal under `.plait/`: which tasks succeeded, with what fingerprint, so that
+//! running a job again skips them, after a failure or after plait itself was killed.
+//!
+//! A task's fingerprint covers what it runs (command, environment, directory), the content
+//! of its declared `inputs`, and the fingerprints of the tasks it needs: change any of
+//! those and it runs again. A task that declares `outputs` also runs again if one is
+//! missing. Each success is appended (and flushed) as it happens, one JSON line each, so a
+//! run killed at any moment leaves every finished task recorded; a torn last line is
+//! ignored.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::job::file::{Run, TaskSpec};
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    task: String,
+    fingerprint: String,
+}
+
+pub(crate) struct Journal {
+    path: PathBuf,
+    done: HashMap<String, String>,
+    file: File,
+}
+
+impl Journal {
+    /// Opens (creating) the journal for the job file `job` in `base`/.plait.
+    ///
+    /// # Errors
+    ///
+    /// If `.plait` or the journal cannot be created or read, naming the path.
+    pub(crate) fn open(base: &Path, job: &Path) -> Result<Journal, String> {
+        let dir = base.join(".plait");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let stem = job
+            .file_stem()
+            .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
+        let path = dir.join(format!("{stem}.journal"));
+        let mut done = HashMap::new();
+        if let Ok(existing) = File::open(&path) {
+            for line in BufReader::new(existing).lines() {
+                let Ok(line) = line else { break };
+                // A line cut short by a kill does not parse: it is skipped.
+                if let Ok(entry) = serde_json::from_str::<Entry>(&line) {
+                    done.insert(entry.task, entry.fingerprint);
+                }
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(Journal { path, done, file })
+    }
+
+    /// Whether `task` succeeded before with `fingerprint` (and its outputs are all there).
+    pub(crate) fn is_done(&self, task: &TaskSpec, fingerprint: &str, base: &Path) -> bool {
+        self.done
+            .get(&task.name)
+            .is_some_and(|fp| fp == fingerprint)
+            && task.outputs.iter().all(|output| base.join(output).exists())
+    }
+
+    /// Records that `task` succeeded with `fingerprint`.
+    ///
+    /// # Errors
+    ///
+    /// If the journal cannot be written, naming it.
+    pub(crate) fn record(&mut self, task: &str, fingerprint: &str) -> Result<(), String> {
+        let entry = Entry {
+            task: task.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        };
+        let mut line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        self.done.insert(entry.task, entry.fingerprint);
+        Ok(())
+    }
+}
+
+/// A task's fingerprint: what it runs, its inputs' content, and its needs' fingerprints.
+pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    match &task.run {
+        Run::Shell(line) => {
+            field(b"shell");
+            field(line.as_bytes());
+        }
+        Run::Argv(argv) => {
+            field(b"argv");
+            for arg in argv {
+                field(arg.as_bytes());
+            }
+        }
+    }
+    for (key, value) in &task.env {
+        field(key.as_bytes());
+        field(value.as_bytes());
+    }
+    field(
+        task.cwd
+            .as_deref()
+            .map_or(&b""[..], |cwd| cwd.as_os_str().as_encoded_bytes()),
+    );
+    for input in &task.inputs {
+        field(input.as_bytes());
+        match std::fs::read(base.join(input)) {
+            Ok(content) => field(&Sha256::digest(&content)),
+            // A missing input fingerprints differently every time: the task runs.
+            Err(_) => field(format!("missing {:?}", std::time::SystemTime::now()).as_bytes()),
+        }
+    }
+    for need in needs {
+        field(need.as_bytes());
+    }
+    hash.finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
