@@ -285,3 +285,17 @@ needs = ["a"]
         "a ran once, b once after the restart"
     );
 }
+
+#[test]
+fn the_example_pipeline_runs_and_checks_itself() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pipeline.toml");
+    let dir = folder("example", &std::fs::read_to_string(example).unwrap());
+    let output = run(&dir, &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("[check] all 400000 events counted"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("[report] ").count(), 10, "{stdout}");
+}
