@@ -4,6 +4,7 @@ mod demo;
 mod graph;
 mod job;
 mod journal;
+mod progress;
 mod run;
 
 use std::process::ExitCode;

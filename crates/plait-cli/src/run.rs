@@ -12,6 +12,7 @@ use plait::process::{Command, CommandOutput};
 use crate::job::file::{self, Run, TaskSpec};
 use crate::job::plan::Plan;
 use crate::journal::{self, Journal};
+use crate::progress::Progress;
 
 /// Options of `plait run`.
 #[derive(clap::Args)]
@@ -103,6 +104,7 @@ struct Scheduler {
     needs: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
     journal: Journal,
+    progress: Progress,
     /// The job file's folder: where commands run and relative paths start.
     base: PathBuf,
     /// Ready tasks, highest first: (height, then file order reversed for ties).
@@ -164,6 +166,7 @@ impl Scheduler {
             .map(|(i, t)| (t.height, std::cmp::Reverse(i)))
             .collect();
         Scheduler {
+            progress: Progress::new(tasks.len()),
             tasks,
             needs,
             dependents,
@@ -191,11 +194,15 @@ impl Scheduler {
             };
             self.finish(finished);
         }
-        for task in &mut self.tasks {
+        for (i, task) in self.tasks.iter_mut().enumerate() {
             if task.status == Status::Pending {
-                task.status = Status::Skipped("the run stopped at a failure".to_owned());
+                let why = "the run stopped at a failure".to_owned();
+                self.progress
+                    .ended(i, &task.spec.name, &format!("skipped: {why}"));
+                task.status = Status::Skipped(why);
             }
         }
+        self.progress.finish();
     }
 
     fn start_ready(&mut self, rt: &plait::Runtime, done: &mpsc::Sender<Finished>) {
@@ -236,6 +243,8 @@ impl Scheduler {
         let entry = &mut self.tasks[task];
         entry.status = Status::Running;
         entry.attempts += 1;
+        self.progress
+            .started(task, &entry.spec.name, entry.attempts);
         let command = command(&entry.spec, &self.base);
         let handle = rt.spawn_command(command);
         self.running.push((task, handle.cancel_handle()));
@@ -255,7 +264,7 @@ impl Scheduler {
         let failure = match &outcome {
             Ok(out) => {
                 entry.elapsed += out.elapsed;
-                print_output(&name, out);
+                print_output(&self.progress, &name, out);
                 if out.success() {
                     None
                 } else if out.timed_out {
@@ -266,32 +275,39 @@ impl Scheduler {
             }
             Err(error) if error.is_cancelled() => {
                 entry.status = Status::Cancelled;
+                self.progress.ended(task, &name, "cancelled");
                 return;
             }
             Err(error) => {
-                eprintln!("[{name}] {error}");
+                self.progress.err(&format!("[{name}] {error}"));
                 Some(error.to_string())
             }
         };
         let Some(failure) = failure else {
             entry.status = Status::Succeeded;
+            let took = format!("ok in {:.1?}", entry.elapsed);
             let fingerprint = entry.fingerprint.clone().unwrap_or_default();
+            self.progress.ended(task, &name, &took);
             if let Err(error) = self.journal.record(&name, &fingerprint) {
-                eprintln!("plait: {error}; the next run will run {name} again");
+                self.progress.err(&format!(
+                    "plait: {error}; the next run will run {name} again"
+                ));
             }
             self.release_dependents(task);
             return;
         };
         if entry.attempts <= entry.spec.retries && !self.stopping {
-            eprintln!(
+            self.progress.err(&format!(
                 "[{name}] attempt {} of {} failed ({failure}); trying again",
                 entry.attempts,
                 entry.spec.retries + 1
-            );
+            ));
             entry.status = Status::Pending;
             self.ready.push((entry.height, std::cmp::Reverse(task)));
             return;
         }
+        self.progress
+            .ended(task, &name, &format!("failed: {failure}"));
         entry.status = Status::Failed(failure);
         self.skip_downstream(task);
         if !self.keep_going {
@@ -319,6 +335,9 @@ impl Scheduler {
         let mut stack = self.dependents[task].clone();
         while let Some(next) = stack.pop() {
             if self.tasks[next].status == Status::Pending {
+                let name = &self.tasks[next].spec.name;
+                self.progress
+                    .ended(next, name, &format!("skipped: {reason}"));
                 self.tasks[next].status = Status::Skipped(reason.clone());
                 stack.extend(self.dependents[next].iter().copied());
             }
@@ -379,19 +398,21 @@ fn command(spec: &TaskSpec, base: &Path) -> Command {
 }
 
 /// A task's captured output, each line prefixed by its name.
-fn print_output(name: &str, out: &CommandOutput) {
+fn print_output(progress: &Progress, name: &str, out: &CommandOutput) {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        println!("[{name}] {line}");
+        progress.out(&format!("[{name}] {line}"));
     }
     for line in String::from_utf8_lossy(&out.stderr).lines() {
-        eprintln!("[{name}] {line}");
+        progress.err(&format!("[{name}] {line}"));
     }
     for (stream, dropped) in [
         ("output", out.stdout_dropped),
         ("error output", out.stderr_dropped),
     ] {
         if dropped > 0 {
-            eprintln!("[{name}] ({dropped} more bytes of {stream} not kept)");
+            progress.err(&format!(
+                "[{name}] ({dropped} more bytes of {stream} not kept)"
+            ));
         }
     }
 }

@@ -55,6 +55,13 @@ needs = ["clean", "stats"]
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(stdout.contains("[fetch] fetching"), "{stdout}");
+    // Not a terminal: progress comes as plain lines, no bars or escape codes.
+    assert!(stdout.contains("[fetch] started"), "{stdout}");
+    assert!(stdout.contains("[report] ok in "), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "escape codes in piped output: {stdout}"
+    );
     let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
     let at = |name: &str| log.lines().position(|l| l == name).expect(&log);
     assert!(
@@ -95,6 +102,10 @@ needs = ["slow"]
         "{stdout}"
     );
     assert!(summary(&stdout, "after").contains("skipped"), "{stdout}");
+    assert!(
+        stdout.contains("[after] skipped: needs bad, which failed"),
+        "{stdout}"
+    );
     // Fail fast: the independent branch was stopped too, and nothing after it started.
     assert!(summary(&stdout, "slow").contains("cancelled"), "{stdout}");
     assert!(!dir.join("after").exists() && !dir.join("after_slow").exists());
@@ -297,5 +308,5 @@ fn the_example_pipeline_runs_and_checks_itself() {
         stdout.contains("[check] all 400000 events counted"),
         "{stdout}"
     );
-    assert_eq!(stdout.matches("[report] ").count(), 10, "{stdout}");
+    assert_eq!(stdout.matches(" events, mean value ").count(), 10, "{stdout}");
 }
