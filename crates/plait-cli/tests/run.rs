@@ -308,5 +308,9 @@ fn the_example_pipeline_runs_and_checks_itself() {
         stdout.contains("[check] all 400000 events counted"),
         "{stdout}"
     );
-    assert_eq!(stdout.matches(" events, mean value ").count(), 10, "{stdout}");
+    assert_eq!(
+        stdout.matches(" events, mean value ").count(),
+        10,
+        "{stdout}"
+    );
 }

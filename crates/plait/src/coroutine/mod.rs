@@ -114,33 +114,21 @@ impl CoroutineStrand {
         Handle::coroutine(id, join)
     }
 
-    /// Drops every coroutine and waits, up to `limit`, until they are all dropped, so that
-    /// their cancellations are booked when this returns. Inside a runtime (where blocking
-    /// is not allowed) it does not wait.
-    pub(crate) fn stop_and_wait(&self, limit: Duration) {
+    /// Drops every coroutine (they see it at their next `.await`). With `wait`, waits up
+    /// to that long until all are dropped, so that their cancellations are booked when this
+    /// returns; not inside a runtime, where blocking is not allowed.
+    pub(crate) fn stop(&self, wait: Option<Duration>) {
         let runtime = self
             .runtime
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(runtime) = runtime {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                runtime.shutdown_background();
-            } else {
+        match (runtime, wait) {
+            (Some(runtime), Some(limit)) if tokio::runtime::Handle::try_current().is_err() => {
                 runtime.shutdown_timeout(limit);
             }
-        }
-    }
-
-    /// Drops every coroutine without waiting (they see it at their next `.await`).
-    pub(crate) fn stop(&self) {
-        let runtime = self
-            .runtime
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(runtime) = runtime {
-            runtime.shutdown_background();
+            (Some(runtime), _) => runtime.shutdown_background(),
+            (None, _) => {}
         }
     }
 

@@ -126,7 +126,7 @@ impl Drop for Shared {
         }
         // Before the coroutines stop: the supervisors that reap the workers are coroutines.
         crate::task::wait::blocking_region(|| self.processes.stop(false, REAP));
-        self.coroutines.stop();
+        self.coroutines.stop(None);
     }
 }
 

@@ -128,7 +128,7 @@ impl Runtime {
             settle(&processes.state.admission);
             // Waits for the coroutines to be dropped: on a busy machine tokio's threads may
             // take longer to drop them than the settling below waits between cancellations.
-            coroutines.stop_and_wait(REAP);
+            coroutines.stop(Some(REAP));
             if !drained {
                 settle(&coroutines.state.admission);
                 settle(&threads.state.admission);
