@@ -6,7 +6,7 @@
 //! those and it runs again. A task that declares `outputs` also runs again if one is
 //! missing. Each success is appended (and flushed) as it happens, one JSON line each, so a
 //! run killed at any moment leaves every finished task recorded; a torn last line is
-//! ignored.
+//! ignored. Each task's last output is kept beside the journal, in `<job>.logs/`.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -28,6 +28,8 @@ pub(crate) struct Journal {
     path: PathBuf,
     done: HashMap<String, String>,
     file: File,
+    /// Where each task's last output is kept: `.plait/<job>.logs/`.
+    logs: PathBuf,
 }
 
 impl Journal {
@@ -59,7 +61,36 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Ok(Journal { path, done, file })
+        let logs = dir.join(format!("{stem}.logs"));
+        Ok(Journal {
+            path,
+            done,
+            file,
+            logs,
+        })
+    }
+
+    /// Keeps a task's last output under `.plait/<job>.logs/<task>.stdout` and `.stderr`.
+    ///
+    /// # Errors
+    ///
+    /// If the files cannot be written, naming them.
+    pub(crate) fn keep_output(
+        &self,
+        task: &str,
+        stdout: &[u8],
+        stderr: &[u8],
+    ) -> Result<(), String> {
+        std::fs::create_dir_all(&self.logs)
+            .map_err(|e| format!("cannot create {}: {e}", self.logs.display()))?;
+        // Task names are TOML keys: anything but a path separator is fine in a file name.
+        let file = task.replace(['/', '\\', '\0'], "_");
+        for (extension, bytes) in [("stdout", stdout), ("stderr", stderr)] {
+            let path = self.logs.join(format!("{file}.{extension}"));
+            std::fs::write(&path, bytes)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// Whether `task` succeeded before with `fingerprint` (and its outputs are all there).

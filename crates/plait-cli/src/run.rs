@@ -265,6 +265,9 @@ impl Scheduler {
             Ok(out) => {
                 entry.elapsed += out.elapsed;
                 print_output(&self.progress, &name, out);
+                if let Err(error) = self.journal.keep_output(&name, &out.stdout, &out.stderr) {
+                    self.progress.err(&format!("plait: {error}"));
+                }
                 if out.success() {
                     None
                 } else if out.timed_out {

@@ -75,6 +75,9 @@ needs = ["clean", "stats"]
     for task in ["fetch", "clean", "stats", "report"] {
         assert!(summary(&stdout, task).contains(" ok "), "{stdout}");
     }
+    // Each task's output is also kept under .plait/.
+    let kept = std::fs::read_to_string(dir.join(".plait/job.logs/fetch.stdout")).unwrap();
+    assert_eq!(kept, "fetching\n");
 }
 
 #[test]
