@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -47,20 +47,27 @@ impl Journal {
             .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
         let path = dir.join(format!("{stem}.journal"));
         let mut done = HashMap::new();
-        if let Ok(existing) = File::open(&path) {
-            for line in BufReader::new(existing).lines() {
-                let Ok(line) = line else { break };
-                // A line cut short by a kill does not parse: it is skipped.
-                if let Ok(entry) = serde_json::from_str::<Entry>(&line) {
+        let mut torn = false;
+        if let Ok(existing) = std::fs::read(&path) {
+            // Lines that do not parse (one cut short by a kill) are skipped, not fatal.
+            for line in existing.split(|&byte| byte == b'\n') {
+                if let Ok(entry) = serde_json::from_slice::<Entry>(line) {
                     done.insert(entry.task, entry.fingerprint);
                 }
             }
+            torn = existing.last().is_some_and(|&byte| byte != b'\n');
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut file = file;
+        if torn {
+            // End the torn line, so that the next entry starts a line of its own.
+            file.write_all(b"\n")
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
         let logs = dir.join(format!("{stem}.logs"));
         Ok(Journal {
             path,
@@ -83,8 +90,11 @@ impl Journal {
     ) -> Result<(), String> {
         std::fs::create_dir_all(&self.logs)
             .map_err(|e| format!("cannot create {}: {e}", self.logs.display()))?;
-        // Task names are TOML keys: anything but a path separator is fine in a file name.
-        let file = task.replace(['/', '\\', '\0'], "_");
+        // Task names are TOML keys: escape what a file name cannot hold, reversibly.
+        let file = task
+            .replace('%', "%25")
+            .replace('/', "%2F")
+            .replace('\0', "%00");
         for (extension, bytes) in [("stdout", stdout), ("stderr", stderr)] {
             let path = self.logs.join(format!("{file}.{extension}"));
             std::fs::write(&path, bytes)
@@ -129,6 +139,9 @@ pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> Strin
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(bytes);
     };
+    // Each list goes in with its length, so that items cannot move between lists
+    // (`argv = ["x", "A", "B"]` against `argv = ["x"]` with `env = { A = "B" }`).
+    let count = |n: usize| (n as u64).to_le_bytes();
     match &task.run {
         Run::Shell(line) => {
             field(b"shell");
@@ -136,11 +149,14 @@ pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> Strin
         }
         Run::Argv(argv) => {
             field(b"argv");
+            field(&count(argv.len()));
             for arg in argv {
                 field(arg.as_bytes());
             }
         }
     }
+    field(b"env");
+    field(&count(task.env.len()));
     for (key, value) in &task.env {
         field(key.as_bytes());
         field(value.as_bytes());
@@ -150,6 +166,8 @@ pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> Strin
             .as_deref()
             .map_or(&b""[..], |cwd| cwd.as_os_str().as_encoded_bytes()),
     );
+    field(b"inputs");
+    field(&count(task.inputs.len()));
     for input in &task.inputs {
         field(input.as_bytes());
         match std::fs::read(base.join(input)) {
@@ -158,6 +176,8 @@ pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> Strin
             Err(_) => field(format!("missing {:?}", std::time::SystemTime::now()).as_bytes()),
         }
     }
+    field(b"needs");
+    field(&count(needs.len()));
     for need in needs {
         field(need.as_bytes());
     }
@@ -165,4 +185,58 @@ pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> Strin
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn spec(argv: &[&str], env: &[(&str, &str)]) -> TaskSpec {
+        TaskSpec {
+            name: "t".into(),
+            run: Run::Argv(argv.iter().map(|s| (*s).to_owned()).collect()),
+            needs: vec![],
+            needs_at: vec![],
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            cwd: None,
+            timeout: None,
+            retries: 0,
+            cpus: 1,
+            inputs: vec![],
+            outputs: vec![],
+        }
+    }
+
+    #[test]
+    fn items_cannot_move_between_lists_unnoticed() {
+        let base = Path::new(".");
+        let a = fingerprint(&spec(&["x", "A", "B"], &[]), base, &[]);
+        let b = fingerprint(&spec(&["x"], &[("A", "B")]), base, &[]);
+        assert_ne!(a, b);
+        assert_eq!(a, fingerprint(&spec(&["x", "A", "B"], &[]), base, &[]));
+    }
+
+    #[test]
+    fn a_torn_last_line_loses_nothing_before_or_after_it() {
+        let dir = std::env::temp_dir().join(format!("plait-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(".plait")).unwrap();
+        let job = dir.join("job.toml");
+        // A whole entry, then one cut inside a two-byte character by a kill.
+        let text = b"{\"task\":\"a\",\"fingerprint\":\"1\"}\n{\"task\":\"\xc3";
+        std::fs::write(dir.join(".plait/job.journal"), text).unwrap();
+        let mut journal = Journal::open(&dir, &job).unwrap();
+        assert_eq!(journal.done.get("a").map(String::as_str), Some("1"));
+        journal.record("b", "2").unwrap();
+        drop(journal);
+        let journal = Journal::open(&dir, &job).unwrap();
+        assert_eq!(journal.done.get("a").map(String::as_str), Some("1"));
+        assert_eq!(journal.done.get("b").map(String::as_str), Some("2"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -52,7 +52,11 @@ impl Progress {
                 );
                 bar.set_message(what);
                 bar.enable_steady_tick(Duration::from_millis(120));
-                running.insert(task, bar);
+                // A retry replaces the failed attempt's line.
+                if let Some(old) = running.insert(task, bar) {
+                    old.finish_and_clear();
+                    multi.remove(&old);
+                }
             }
             Progress::Lines => println!("[{name}] started{}", attempt_note(attempt)),
         }

@@ -107,7 +107,7 @@ struct Scheduler {
     progress: Progress,
     /// The job file's folder: where commands run and relative paths start.
     base: PathBuf,
-    /// Ready tasks, highest first: (height, then file order reversed for ties).
+    /// Ready tasks, highest first: (height, then name order for ties).
     ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)>,
     jobs: usize,
     free: usize,
@@ -216,17 +216,22 @@ impl Scheduler {
                     .filter_map(|&need| self.tasks[need].fingerprint.as_deref())
                     .collect();
                 let fingerprint = journal::fingerprint(&self.tasks[task].spec, &self.base, &needs);
-                if self
+                // A need that ran in this run may have made something new: run again too.
+                let a_need_ran = self.needs[task]
+                    .iter()
+                    .any(|&need| self.tasks[need].status == Status::Succeeded);
+                let done = self
                     .journal
-                    .is_done(&self.tasks[task].spec, &fingerprint, &self.base)
-                {
+                    .is_done(&self.tasks[task].spec, &fingerprint, &self.base);
+                self.tasks[task].fingerprint = Some(fingerprint);
+                if done && !a_need_ran {
                     self.ready.pop();
-                    self.tasks[task].fingerprint = Some(fingerprint);
                     self.tasks[task].status = Status::UpToDate;
+                    self.progress
+                        .ended(task, &self.tasks[task].spec.name, "up to date");
                     self.release_dependents(task);
                     continue;
                 }
-                self.tasks[task].fingerprint = Some(fingerprint);
             }
             // A task wanting more CPUs than the whole run has runs alone.
             let cpus = (self.tasks[task].spec.cpus as usize).min(self.jobs);
@@ -248,12 +253,23 @@ impl Scheduler {
         let command = command(&entry.spec, &self.base);
         let handle = rt.spawn_command(command);
         self.running.push((task, handle.cancel_handle()));
-        let done = done.clone();
         // The handle is awaited on the coroutine strand; the result comes back here.
-        drop(rt.spawn_async(async move {
-            let outcome = handle.await;
-            let _ = done.send(Finished { task, outcome });
-        }));
+        let forward = {
+            let done = done.clone();
+            rt.spawn_async(async move {
+                let outcome = handle.await;
+                let _ = done.send(Finished { task, outcome });
+            })
+        };
+        // Refused (the runtime is shutting down): nothing will send, so say it here.
+        if forward.is_finished()
+            && let Err(error) = forward.join()
+        {
+            let _ = done.send(Finished {
+                task,
+                outcome: Err(error),
+            });
+        }
     }
 
     fn finish(&mut self, Finished { task, outcome }: Finished) {

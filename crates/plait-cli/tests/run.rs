@@ -221,6 +221,7 @@ needs = ["a"]
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(summary(&stdout, "a").contains("up to date"), "{stdout}");
+    assert!(stdout.contains("[a] up to date"), "{stdout}");
     assert_eq!(log(&dir), ["a", "b"], "a ran again");
     // Everything succeeded: a third run runs nothing.
     let output = run(&dir, &[]);
@@ -315,5 +316,35 @@ fn the_example_pipeline_runs_and_checks_itself() {
         stdout.matches(" events, mean value ").count(),
         10,
         "{stdout}"
+    );
+}
+
+#[test]
+fn what_needs_a_task_that_ran_again_runs_again() {
+    let dir = folder(
+        "rerun-downstream",
+        r#"
+[tasks.gen]
+cmd = "echo gen >> log.txt; echo data > g.txt"
+outputs = ["g.txt"]
+[tasks.use]
+cmd = "echo use >> log.txt; cp g.txt u.txt"
+needs = ["gen"]
+outputs = ["u.txt"]
+"#,
+    );
+    assert!(run(&dir, &[]).status.success());
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(
+        log(&dir),
+        ["gen", "use"],
+        "the second run was all up to date"
+    );
+    std::fs::remove_file(dir.join("g.txt")).unwrap();
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(
+        log(&dir),
+        ["gen", "use", "gen", "use"],
+        "use ran after gen did"
     );
 }

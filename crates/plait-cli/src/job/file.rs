@@ -100,9 +100,10 @@ pub(crate) struct Position {
 
 impl Position {
     fn of(text: &str, offset: usize) -> Position {
-        let before = &text[..offset.min(text.len())];
+        let before = text.get(..offset).unwrap_or(text);
         let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+        let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+        let column = before[line_start..].chars().count() + 1;
         Position { line, column }
     }
 }
@@ -189,22 +190,29 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
                 format!("task `{name}` has cpus = 0; it needs at least 1"),
             ));
         }
-        let timeout =
-            match task.timeout {
-                None => None,
-                Some(spanned) => {
-                    let at = Some(Position::of(text, spanned.span().start));
-                    Some(match spanned.into_inner() {
-                    TimeoutFormat::Seconds(seconds) => Duration::from_secs(seconds),
-                    TimeoutFormat::Text(text) => parse_duration(&text).ok_or_else(|| {
-                        error(at, format!(
-                            "task `{name}` has timeout = {text:?}; write a number of seconds, \
-                             or a number and a unit: \"500ms\", \"30s\", \"5m\", \"2h\""
-                        ))
-                    })?,
-                })
+        let timeout = match task.timeout {
+            None => None,
+            Some(spanned) => {
+                let at = Some(Position::of(text, spanned.span().start));
+                let limit = match spanned.into_inner() {
+                    TimeoutFormat::Seconds(seconds) => Some(Duration::from_secs(seconds)),
+                    TimeoutFormat::Text(text) => parse_duration(&text),
+                };
+                match limit {
+                    Some(limit) if !limit.is_zero() => Some(limit),
+                    _ => {
+                        return Err(error(
+                            at,
+                            format!(
+                                "task `{name}` has a timeout that is not a time above zero; \
+                                 write a number of seconds, or a number and a unit: \
+                                 \"500ms\", \"30s\", \"5m\", \"2h\""
+                            ),
+                        ));
+                    }
                 }
-            };
+            }
+        };
         let needs_at = task
             .needs
             .iter()
@@ -315,6 +323,8 @@ outputs = ["out.txt"]
         let neither = message("[tasks.a]\nneeds = []\n");
         assert!(neither.contains("runs nothing"), "{neither}");
 
+        let zero = message("[tasks.a]\ncmd = \"x\"\ntimeout = 0\n");
+        assert!(zero.contains("above zero"), "{zero}");
         let timeout = message("[tasks.a]\ncmd = \"x\"\ntimeout = \"soon\"\n");
         assert!(
             timeout.contains("line 3, column 11") && timeout.contains("30s"),
@@ -325,6 +335,18 @@ outputs = ["out.txt"]
         assert!(
             cpus.contains("line 3, column 8") && cpus.contains("at least 1"),
             "{cpus}"
+        );
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let tasks = parse_str("[tasks.c]\ncmd = 'x'\nneeds = [\"é\", \"x\"]\n").unwrap();
+        assert_eq!(
+            tasks[0].needs_at[1],
+            Position {
+                line: 3,
+                column: 15
+            }
         );
     }
 
