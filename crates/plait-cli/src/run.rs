@@ -66,6 +66,14 @@ struct Finished {
     outcome: plait::Result<CommandOutput>,
 }
 
+/// What the scheduler waits for.
+enum Event {
+    Finished(Finished),
+    /// SIGINT or SIGTERM: stop, cancel what runs (its process groups are not in plait's,
+    /// so the terminal's Ctrl-C does not reach them), report.
+    Interrupted(&'static str),
+}
+
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let specs = file::read(&args.file).map_err(|e| e.to_string())?;
     let plan = Plan::new(&args.file, specs).map_err(|e| e.to_string())?;
@@ -91,10 +99,12 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     run.drive(&rt);
     let failed = run.print_summary(started.elapsed());
     let _ = rt.shutdown(Duration::from_secs(5));
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    Ok(match run.interrupted {
+        // As a shell reports a command ended by SIGINT (128 + 2) or SIGTERM (128 + 15).
+        Some(signal) if signal.contains("SIGINT") => ExitCode::from(130),
+        Some(_) => ExitCode::from(143),
+        None if failed => ExitCode::FAILURE,
+        None => ExitCode::SUCCESS,
     })
 }
 
@@ -113,6 +123,8 @@ struct Scheduler {
     free: usize,
     keep_going: bool,
     stopping: bool,
+    /// Set when a signal stopped the run.
+    interrupted: Option<&'static str>,
     running: Vec<(usize, plait::CancelHandle)>,
 }
 
@@ -177,26 +189,40 @@ impl Scheduler {
             free: jobs,
             keep_going,
             stopping: false,
+            interrupted: None,
             running: Vec::new(),
         }
     }
 
     /// Runs until nothing is running and nothing more can start.
     fn drive(&mut self, rt: &plait::Runtime) {
-        let (done, finished) = mpsc::channel::<Finished>();
+        let (done, events) = mpsc::channel::<Event>();
+        let signals = rt.spawn_async(interruption(done.clone()));
         loop {
             self.start_ready(rt, &done);
             if self.running.is_empty() {
                 break;
             }
-            let Ok(finished) = finished.recv() else {
-                break;
-            };
-            self.finish(finished);
+            match events.recv() {
+                Ok(Event::Finished(finished)) => self.finish(finished),
+                Ok(Event::Interrupted(signal)) => {
+                    self.progress
+                        .err(&format!("plait: {signal}; stopping the running tasks"));
+                    self.interrupted = Some(signal);
+                    self.stop();
+                }
+                Err(_) => break,
+            }
         }
+        signals.cancel();
+        let why = if self.interrupted.is_some() {
+            "the run was interrupted"
+        } else {
+            "the run stopped at a failure"
+        };
         for (i, task) in self.tasks.iter_mut().enumerate() {
             if task.status == Status::Pending {
-                let why = "the run stopped at a failure".to_owned();
+                let why = why.to_owned();
                 self.progress
                     .ended(i, &task.spec.name, &format!("skipped: {why}"));
                 task.status = Status::Skipped(why);
@@ -205,7 +231,15 @@ impl Scheduler {
         self.progress.finish();
     }
 
-    fn start_ready(&mut self, rt: &plait::Runtime, done: &mpsc::Sender<Finished>) {
+    /// Starts nothing more and cancels what runs.
+    fn stop(&mut self) {
+        self.stopping = true;
+        for (_, cancel) in &self.running {
+            cancel.cancel();
+        }
+    }
+
+    fn start_ready(&mut self, rt: &plait::Runtime, done: &mpsc::Sender<Event>) {
         while !self.stopping {
             let Some(&(_, std::cmp::Reverse(task))) = self.ready.peek() else {
                 return;
@@ -244,7 +278,7 @@ impl Scheduler {
         }
     }
 
-    fn launch(&mut self, rt: &plait::Runtime, task: usize, done: &mpsc::Sender<Finished>) {
+    fn launch(&mut self, rt: &plait::Runtime, task: usize, done: &mpsc::Sender<Event>) {
         let entry = &mut self.tasks[task];
         entry.status = Status::Running;
         entry.attempts += 1;
@@ -258,17 +292,17 @@ impl Scheduler {
             let done = done.clone();
             rt.spawn_async(async move {
                 let outcome = handle.await;
-                let _ = done.send(Finished { task, outcome });
+                let _ = done.send(Event::Finished(Finished { task, outcome }));
             })
         };
         // Refused (the runtime is shutting down): nothing will send, so say it here.
         if forward.is_finished()
             && let Err(error) = forward.join()
         {
-            let _ = done.send(Finished {
+            let _ = done.send(Event::Finished(Finished {
                 task,
                 outcome: Err(error),
-            });
+            }));
         }
     }
 
@@ -330,10 +364,7 @@ impl Scheduler {
         entry.status = Status::Failed(failure);
         self.skip_downstream(task);
         if !self.keep_going {
-            self.stopping = true;
-            for (_, cancel) in &self.running {
-                cancel.cancel();
-            }
+            self.stop();
         }
     }
 
@@ -379,7 +410,13 @@ impl Scheduler {
                 Status::UpToDate => ("up to date", "succeeded before; not run again".to_owned()),
                 Status::Failed(why) => ("failed", why.clone()),
                 Status::Skipped(why) => ("skipped", why.clone()),
-                Status::Cancelled => ("cancelled", "stopped at another task's failure".to_owned()),
+                Status::Cancelled => (
+                    "cancelled",
+                    match self.interrupted {
+                        Some(signal) => format!("stopped: plait was {signal}"),
+                        None => "stopped at another task's failure".to_owned(),
+                    },
+                ),
                 Status::Pending | Status::Running => ("not run", String::new()),
             };
             failed |= !matches!(task.status, Status::Succeeded | Status::UpToDate);
@@ -394,6 +431,28 @@ impl Scheduler {
         }
         println!("\n{} tasks in {wall:.1?}", self.tasks.len());
         failed
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and tells the scheduler.
+async fn interruption(done: mpsc::Sender<Event>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // No handler: the default action (ending plait) stays.
+        return;
+    };
+    let signal = tokio::select! {
+        _ = interrupt.recv() => "interrupted (SIGINT)",
+        _ = terminate.recv() => "terminated (SIGTERM)",
+    };
+    let _ = done.send(Event::Interrupted(signal));
+    // A second signal while the run winds down: the user wants out now.
+    tokio::select! {
+        _ = interrupt.recv() => std::process::exit(130),
+        _ = terminate.recv() => std::process::exit(143),
     }
 }
 

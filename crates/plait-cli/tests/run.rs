@@ -348,3 +348,58 @@ outputs = ["u.txt"]
         "use ran after gen did"
     );
 }
+
+#[test]
+fn an_interrupted_run_stops_its_commands_and_says_so() {
+    let dir = folder(
+        "interrupted",
+        r#"
+[tasks.long]
+cmd = "sleep 30 & echo $! > sleeper.pid; wait"
+[tasks.after]
+cmd = "touch after"
+needs = ["long"]
+"#,
+    );
+    let plait = Command::new(env!("CARGO_BIN_EXE_plait"))
+        .arg("run")
+        .arg(dir.join("job.toml"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pidfile = dir.join("sleeper.pid");
+    let started = std::time::Instant::now();
+    let sleeper: u32 = loop {
+        if let Ok(Ok(pid)) = std::fs::read_to_string(&pidfile).map(|p| p.trim().parse()) {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "long never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    // The command is in its own process group: Ctrl-C at a terminal would reach only plait.
+    let status = Command::new("kill")
+        .args(["-INT", &plait.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = plait.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(130), "{stdout}");
+    assert!(summary(&stdout, "long").contains("interrupted"), "{stdout}");
+    assert!(summary(&stdout, "after").contains("skipped"), "{stdout}");
+    let gone = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{sleeper}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{sleeper}/stat"))
+            .is_ok_and(|stat| stat.contains(") Z "))
+    {
+        assert!(
+            gone.elapsed() < std::time::Duration::from_secs(5),
+            "the interrupted command's child {sleeper} is still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!dir.join("after").exists());
+}
