@@ -189,27 +189,16 @@ pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> Strin
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn spec(argv: &[&str], env: &[(&str, &str)]) -> TaskSpec {
-        TaskSpec {
-            name: "t".into(),
-            run: Run::Argv(argv.iter().map(|s| (*s).to_owned()).collect()),
-            needs: vec![],
-            needs_at: vec![],
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<BTreeMap<_, _>>(),
-            cwd: None,
-            timeout: None,
-            retries: 0,
-            cpus: 1,
-            inputs: vec![],
-            outputs: vec![],
-        }
+        let run = Run::Argv(argv.iter().map(|s| (*s).to_owned()).collect());
+        let mut task = TaskSpec::plain("t", run);
+        task.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        task
     }
 
     #[test]

@@ -91,6 +91,27 @@ pub(crate) struct TaskSpec {
     pub(crate) needs_at: Vec<Position>,
 }
 
+#[cfg(test)]
+impl TaskSpec {
+    /// A task named `name` that runs `run` with every option at its default (for tests
+    /// that build specs without a file).
+    pub(crate) fn plain(name: &str, run: Run) -> TaskSpec {
+        TaskSpec {
+            name: name.to_owned(),
+            run,
+            needs: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout: None,
+            retries: 0,
+            cpus: 1,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            needs_at: Vec::new(),
+        }
+    }
+}
+
 /// A line and column in the job file, from 1.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Position {

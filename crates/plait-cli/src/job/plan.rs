@@ -215,7 +215,7 @@ fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a s
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::file::parse;
+    use super::super::file::{Run, parse};
     use super::*;
 
     fn plan(text: &str) -> Result<Plan, FileError> {
@@ -267,26 +267,13 @@ mod tests {
     fn a_long_chain_does_not_overflow_the_stack() {
         // Deep enough that a recursive walk would overflow a test thread's stack.
         let tasks: Vec<TaskSpec> = (0..200_000)
-            .map(|i| TaskSpec {
-                name: format!("t{i:06}"),
-                run: super::super::file::Run::Shell("x".into()),
-                needs: if i == 0 {
-                    vec![]
-                } else {
-                    vec![format!("t{:06}", i - 1)]
-                },
-                needs_at: if i == 0 {
-                    vec![]
-                } else {
-                    vec![Default::default()]
-                },
-                env: Default::default(),
-                cwd: None,
-                timeout: None,
-                retries: 0,
-                cpus: 1,
-                inputs: vec![],
-                outputs: vec![],
+            .map(|i| {
+                let mut task = TaskSpec::plain(&format!("t{i:06}"), Run::Shell("x".into()));
+                if i > 0 {
+                    task.needs = vec![format!("t{:06}", i - 1)];
+                    task.needs_at = vec![Default::default()];
+                }
+                task
             })
             .collect();
         let plan = Plan::new(Path::new("job.toml"), tasks).unwrap();
