@@ -10,12 +10,14 @@ pub(crate) struct Counting;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 // SAFETY: every call is forwarded to `System` unchanged; the counters are side effects.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if ENABLED.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            let live = LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            PEAK.fetch_max(live + layout.size() as isize, Ordering::Relaxed);
         }
         // SAFETY: forwarded with the caller's layout.
         unsafe { System.alloc(layout) }
@@ -31,10 +33,9 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if ENABLED.load(Ordering::Relaxed) {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
+            let grown = new_size as isize - layout.size() as isize;
+            let live = LIVE.fetch_add(grown, Ordering::Relaxed);
+            PEAK.fetch_max(live + grown, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -44,12 +45,18 @@ unsafe impl GlobalAlloc for Counting {
 /// Starts counting from zero.
 pub(crate) fn start() {
     LIVE.store(0, Ordering::SeqCst);
+    PEAK.store(0, Ordering::SeqCst);
     ENABLED.store(true, Ordering::SeqCst);
 }
 
 /// Bytes allocated and not freed since `start` (frees of older blocks count negative).
 pub(crate) fn live() -> isize {
     LIVE.load(Ordering::SeqCst)
+}
+
+/// The most bytes live at once since `start`.
+pub(crate) fn peak() -> isize {
+    PEAK.load(Ordering::SeqCst)
 }
 
 pub(crate) fn stop() {

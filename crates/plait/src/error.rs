@@ -140,6 +140,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A graph node did not run because a node it needs (directly or further up) failed.
+    #[error("{node} did not run: it needs {failed}, which failed")]
+    Upstream {
+        /// The node that did not run.
+        node: String,
+        /// The failed node upstream of it.
+        failed: String,
+    },
+
+    /// A graph node's result was released once its consumers had run, or was taken
+    /// already.
+    #[error(
+        "the result of {node} is gone: it was released after its last consumer ran, or taken already; mark the node with Graph::node(..).keep() to keep it"
+    )]
+    Released {
+        /// The node.
+        node: String,
+    },
+
     /// A worker process could not be started, or did not become a worker.
     #[error("the process strand cannot start its workers: {reason}")]
     WorkerStart {

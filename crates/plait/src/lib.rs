@@ -63,10 +63,12 @@ extern crate self as plait;
 
 pub mod coroutine;
 mod error;
+pub mod graph;
 mod loom;
 mod pool;
 pub mod process;
 mod runtime;
+mod strand;
 pub mod sync;
 pub mod task;
 pub mod thread;
@@ -78,6 +80,7 @@ pub use error::{BoxError, Error, Result, SharedError, SpawnError};
 pub use plait_macros::task;
 pub use process::init;
 pub use runtime::{Builder, DEFAULT_QUEUE_BOUND, Runtime, ShutdownReport, StrandReport};
+pub use strand::Strand;
 pub use task::{CancelHandle, Handle, TaskBuilder, TaskGroup, TaskId, as_completed};
 
 /// What `#[plait::task]` expands to needs; not part of the API.

@@ -2,6 +2,7 @@
 
 pub(crate) mod coroutine;
 pub(crate) mod cpu;
+pub(crate) mod graph;
 pub(crate) mod map;
 pub(crate) mod memory;
 pub(crate) mod process;
@@ -54,6 +55,11 @@ pub(crate) const ALL: &[Suite] = &[
         name: "memory",
         about: "coroutine strand: memory per idle coroutine vs raw tokio",
         run: memory::run,
+    },
+    Suite {
+        name: "graph",
+        about: "task graphs: scheduler cost per no-op node (chain, fan-out/in, random DAG), memory per node",
+        run: graph::run,
     },
     Suite {
         name: "process",

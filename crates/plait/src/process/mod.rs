@@ -359,6 +359,16 @@ impl Runtime {
     /// `name`, if no task has that name; [`Error::PayloadTooLarge`] if `args` is over the
     /// payload limit; otherwise as for [`spawn_process`](Runtime::spawn_process).
     pub fn spawn_process_by_name(&self, name: &str, args: Vec<u8>) -> Handle<Vec<u8>> {
+        self.spawn_process_by_name_with(name, args, None)
+    }
+
+    /// [`spawn_process_by_name`](Runtime::spawn_process_by_name) with a hard time limit.
+    pub(crate) fn spawn_process_by_name_with(
+        &self,
+        name: &str,
+        args: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Handle<Vec<u8>> {
         let strand = &self.shared.processes;
         let refused = |error| Handle::ready(TaskId::next(), Err(error));
         let Some(registration) = registry::lookup(name) else {
@@ -378,7 +388,7 @@ impl Runtime {
         if let Err(error) = strand.state.admit() {
             return refused(error);
         }
-        let call = Call::submit(&pool, registration.name, Payload::One(args.into()), None);
+        let call = Call::submit(&pool, registration.name, Payload::One(args.into()), timeout);
         let future = async move {
             match call.reply().await {
                 Some(Reply::One(result)) => result.map(|bytes| bytes.to_vec()),

@@ -2,12 +2,43 @@
 
 use std::cell::Cell;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::state::Header;
 use crate::Error;
 
 thread_local! {
     static CURRENT: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
+    /// The stop flag of the graph run whose node this thread is running, if any.
+    static GRAPH: Cell<Option<NonNull<AtomicBool>>> = const { Cell::new(None) };
+}
+
+/// Marks a graph node as running on this thread until dropped, so that the node sees its
+/// run's cancellation through [`is_cancelled`].
+pub(crate) struct EnterGraph {
+    previous: Option<NonNull<AtomicBool>>,
+}
+
+pub(crate) fn enter_graph(stopping: &AtomicBool) -> EnterGraph {
+    EnterGraph {
+        previous: GRAPH.with(|graph| graph.replace(Some(NonNull::from(stopping)))),
+    }
+}
+
+impl Drop for EnterGraph {
+    fn drop(&mut self) {
+        GRAPH.with(|graph| graph.set(self.previous));
+    }
+}
+
+fn graph_stopping() -> bool {
+    GRAPH.with(|graph| {
+        graph.get().is_some_and(|stopping| {
+            // SAFETY: installed by `enter_graph` from a reference that the caller keeps
+            // alive until the guard drops; guards drop in LIFO order on this thread.
+            unsafe { stopping.as_ref() }.load(Ordering::Acquire)
+        })
+    })
 }
 
 /// Marks a task as running on this thread until dropped; restores the task it interrupted
@@ -29,8 +60,8 @@ impl Drop for Enter {
 }
 
 /// Returns `true` if the task running on this thread has been asked to stop: by
-/// [`Handle::cancel`](crate::Handle::cancel), a time limit, its task group, or the runtime
-/// shutting down.
+/// [`Handle::cancel`](crate::Handle::cancel), a time limit, its task group, its graph run
+/// stopping, or the runtime shutting down.
 ///
 /// Thread-strand tasks cannot be stopped from outside (no thread can be safely killed), so
 /// a long task should check this now and then and return early; whatever it returns is
@@ -64,7 +95,7 @@ pub fn is_cancelled() -> bool {
             unsafe { header.as_ref() }.is_cancelled()
         })
     });
-    own || crate::pool::strand_cancelling()
+    own || graph_stopping() || crate::pool::strand_cancelling()
 }
 
 /// Returns `Err(Error::Cancelled)` if the current task has been asked to stop, for use with

@@ -9,7 +9,7 @@
 pub(crate) mod as_completed;
 mod builder;
 pub(crate) mod core;
-mod current;
+pub(crate) mod current;
 mod group;
 pub(crate) mod handle;
 mod id;

@@ -1,0 +1,623 @@
+//! [`Executor`]: how the scheduler reaches the strands, and what it hands over.
+//!
+//! The scheduler decides *when* a node runs; an executor decides *where*. The runtime is
+//! the local executor; one that sends work to other machines implements the same trait.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+use super::deps::Value;
+use super::scheduler::Shared;
+use super::{ArgsBody, CommandBody, CoroutineBody, Decode, NodeId, ThreadBody, catch};
+use crate::process::{Command, CommandOutput};
+use crate::{CancelHandle, Error, Handle, Result, Runtime, Strand};
+
+/// Runs the nodes a graph's scheduler hands it.
+///
+/// The scheduler calls [`execute`](Executor::execute) without holding its lock, from
+/// whichever thread finished the node that made the new one ready; `execute` should start
+/// the work and return at once.
+pub trait Executor: Send + Sync + 'static {
+    /// Starts `work`. Its [`Done`] must be finished exactly once, when the work has ended
+    /// (dropping it unfinished fails the node, so nothing is lost). Returns a handle that
+    /// cancels the work, if the work can be cancelled.
+    fn execute(&self, work: Work) -> Option<CancelHandle>;
+
+    /// How many units of work (see [`NodeMut::weight`](super::NodeMut::weight)) on
+    /// `strand` may be in flight at once. Nodes wait in the scheduler, in priority order,
+    /// beyond that.
+    fn capacity(&self, strand: Strand) -> usize;
+}
+
+/// One run of one node, from the scheduler to an [`Executor`].
+#[must_use = "work must be run, or its Done finished"]
+pub struct Work {
+    pub(crate) node: NodeId,
+    pub(crate) attempt: u32,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) call: Call,
+    pub(crate) done: Done,
+}
+
+impl Work {
+    /// The node.
+    #[must_use]
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Which run of the node this is, from 1.
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The node's name, if it has one.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        self.done.shared.name(self.node)
+    }
+
+    /// The strand the node asks for.
+    #[must_use]
+    pub fn strand(&self) -> Strand {
+        self.call.strand()
+    }
+
+    /// The node's time limit per run, if it has one.
+    #[must_use]
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// What to run, and where to report its end.
+    pub fn into_parts(self) -> (Call, Done) {
+        (self.call, self.done)
+    }
+}
+
+impl fmt::Debug for Work {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Work")
+            .field("node", &self.node)
+            .field("attempt", &self.attempt)
+            .field("strand", &self.strand())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a node runs, by strand.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Call {
+    /// A closure for the thread strand.
+    Thread(ThreadCall),
+    /// A future for the coroutine strand.
+    Coroutine(CoroutineCall),
+    /// A registered task for a worker process: a name and encoded arguments, which can
+    /// travel to another machine.
+    Process(ProcessCall),
+    /// A command line, which can travel too.
+    Command(CommandCall),
+}
+
+impl Call {
+    /// The strand this call is for.
+    #[must_use]
+    pub fn strand(&self) -> Strand {
+        match self {
+            Call::Thread(_) => Strand::Thread,
+            Call::Coroutine(_) => Strand::Coroutine,
+            Call::Process(_) | Call::Command(_) => Strand::Process,
+        }
+    }
+}
+
+/// How one run of a node ended, for [`Done::finish`]. Only the calls make successful
+/// outputs, so a result always has the type its node promises.
+pub struct Output(pub(crate) Result<Value>);
+
+impl Output {
+    /// A failed run.
+    #[must_use]
+    pub fn failed(error: Error) -> Self {
+        Output(Err(error))
+    }
+
+    /// The error, if the run failed.
+    #[must_use]
+    pub fn error(&self) -> Option<&Error> {
+        self.0.as_ref().err()
+    }
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Ok(_) => f.write_str("Output(Ok(..))"),
+            Err(error) => f.debug_tuple("Output").field(error).finish(),
+        }
+    }
+}
+
+/// A closure and its inputs, to run on the current thread.
+pub struct ThreadCall {
+    pub(crate) body: ThreadBody,
+    pub(crate) inputs: Vec<Value>,
+}
+
+impl ThreadCall {
+    /// Runs the closure here; a panic becomes the output's error. The inputs are let go
+    /// before this returns.
+    pub fn run(self) -> Output {
+        let ThreadCall { body, inputs } = self;
+        let output = catch(|| body(&inputs));
+        drop(inputs);
+        Output(output)
+    }
+}
+
+impl fmt::Debug for ThreadCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadCall")
+            .field("inputs", &self.inputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An async closure and its inputs.
+pub struct CoroutineCall {
+    pub(crate) body: CoroutineBody,
+    pub(crate) inputs: Vec<Value>,
+}
+
+impl CoroutineCall {
+    /// Makes the future; a panic, in making or polling it, becomes the output's error.
+    pub fn into_future(self) -> BoxFuture<'static, Output> {
+        let CoroutineCall { body, inputs } = self;
+        let future = catch(|| Ok(body(&inputs)));
+        drop(inputs);
+        async move {
+            match future {
+                Ok(future) => Output(
+                    std::panic::AssertUnwindSafe(future)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|payload| Err(Error::from_panic(payload))),
+                ),
+                Err(error) => Output(Err(error)),
+            }
+        }
+        .boxed()
+    }
+}
+
+impl fmt::Debug for CoroutineCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoroutineCall")
+            .field("inputs", &self.inputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registered task to run in a worker process.
+pub struct ProcessCall {
+    pub(crate) task: &'static str,
+    pub(crate) args: ArgsBody,
+    pub(crate) decode: Decode,
+    pub(crate) inputs: Option<Vec<Value>>,
+}
+
+impl ProcessCall {
+    /// The task's registered name.
+    #[must_use]
+    pub fn task(&self) -> &'static str {
+        self.task
+    }
+
+    /// Makes the task's arguments from the inputs and encodes them (with `postcard`, as
+    /// [`Runtime::spawn_process_by_name`] takes them). Lets go of the inputs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the arguments do not encode; [`Error::Panicked`] if making them
+    /// panicked; [`Error::Failed`] if called twice.
+    pub fn encode_args(&mut self) -> Result<Vec<u8>> {
+        let inputs = self.inputs.take().ok_or_else(called_twice)?;
+        let args = catch(|| (self.args)(&inputs));
+        drop(inputs);
+        args
+    }
+
+    /// The output for the worker's answer: the encoded result, or the error the process
+    /// strand reported.
+    #[must_use]
+    pub fn output(&self, answer: Result<Vec<u8>>) -> Output {
+        Output(answer.and_then(|bytes| (self.decode)(&bytes, self.task)))
+    }
+}
+
+impl fmt::Debug for ProcessCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessCall")
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A command to run.
+pub struct CommandCall {
+    pub(crate) body: CommandBody,
+    pub(crate) inputs: Option<Vec<Value>>,
+    pub(crate) shown: String,
+}
+
+impl CommandCall {
+    /// Makes the command from the inputs. Lets go of the inputs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Panicked`] if making it panicked; [`Error::Failed`] if called twice.
+    pub fn command(&mut self) -> Result<Command> {
+        let inputs = self.inputs.take().ok_or_else(called_twice)?;
+        let command = catch(|| Ok((self.body)(&inputs)))?;
+        self.shown = shown(&command);
+        Ok(command)
+    }
+
+    /// The output for the command's end: success only if it exited with status 0 in
+    /// time; otherwise an error that names the command, says how it ended and ends with
+    /// its standard error.
+    #[must_use]
+    pub fn output(&self, ended: Result<CommandOutput>) -> Output {
+        Output(ended.and_then(|output| {
+            if output.success() {
+                Ok(Arc::new(output) as Value)
+            } else {
+                Err(Error::failed(CommandFailed::new(&self.shown, &output)))
+            }
+        }))
+    }
+}
+
+impl fmt::Debug for CommandCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandCall")
+            .field("command", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+fn called_twice() -> Error {
+    Error::failed("a call's inputs were taken already: make its arguments once")
+}
+
+/// A command as people read it: the shell line, or the argv joined.
+fn shown(command: &Command) -> String {
+    match command.argv.as_slice() {
+        [sh, flag, line] if sh == "sh" && flag == "-c" => line.clone(),
+        argv => argv.join(" "),
+    }
+}
+
+/// A command that ran and did not succeed.
+#[derive(Debug)]
+struct CommandFailed(String);
+
+impl CommandFailed {
+    /// How much of the end of standard error the message quotes.
+    const STDERR_TAIL: usize = 800;
+
+    fn new(command: &str, output: &CommandOutput) -> Self {
+        let how = if output.timed_out {
+            "ran past its time limit".to_owned()
+        } else if let Some(code) = output.code {
+            format!("exited with status {code}")
+        } else if let Some(signal) = output.signal {
+            format!("was killed by signal {signal}")
+        } else {
+            "ended abnormally".to_owned()
+        };
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = stderr.trim_end();
+        let mut tail = stderr.len().saturating_sub(Self::STDERR_TAIL);
+        while !stderr.is_char_boundary(tail) {
+            tail += 1;
+        }
+        let mut message = format!("`{command}` {how}");
+        if !stderr.is_empty() {
+            message.push_str(": ");
+            message.push_str(&stderr[tail..]);
+        }
+        CommandFailed(message)
+    }
+}
+
+impl fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CommandFailed {}
+
+/// Where a run reports its end; see [`Executor::execute`].
+#[must_use = "a Done must be finished, or the node fails as dropped"]
+pub struct Done {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) node: NodeId,
+    pub(crate) attempt: u32,
+    /// When the run started, if anyone is watching the times.
+    pub(crate) started: Option<Instant>,
+    pub(crate) finished: bool,
+}
+
+impl Done {
+    /// Says that the run starts now (for the `Started` event and the run's timing). Call
+    /// it just before running; without it, the run counts from when it was handed over.
+    pub fn start(&mut self) {
+        if self.shared.observed() {
+            self.started = Some(Instant::now());
+            self.shared.started(self.node, self.attempt);
+        }
+    }
+
+    /// Whether the graph run is stopping (cancelled, or failed fast): work not yet started
+    /// should be finished with [`Error::Cancelled`] rather than run.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.shared.is_stopping()
+    }
+
+    /// Reports the run's end to the scheduler, which may start more work on this thread
+    /// before returning.
+    pub fn finish(mut self, output: Output) {
+        self.finished = true;
+        self.shared
+            .finish(self.node, self.attempt, self.started, output.0);
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if !self.finished {
+            let error = if self.shared.is_stopping() {
+                Error::Cancelled
+            } else {
+                Error::failed(format!(
+                    "the executor dropped the run of {} without finishing it (was the runtime shut down?)",
+                    self.shared.display_name(self.node)
+                ))
+            };
+            self.shared
+                .finish(self.node, self.attempt, self.started, Err(error));
+        }
+    }
+}
+
+impl fmt::Debug for Done {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Done")
+            .field("node", &self.node)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The local executor: threads, coroutines and worker processes of this runtime.
+impl Executor for Runtime {
+    fn execute(&self, work: Work) -> Option<CancelHandle> {
+        let limit = work.timeout;
+        let (call, mut done) = work.into_parts();
+        match call {
+            Call::Thread(call) => match limit {
+                None => {
+                    let run = inline::Run { call, done };
+                    if let Err(run) = inline::offer(run) {
+                        drop(self.spawn(move || run.run()));
+                    }
+                    // Cancellation reaches a running thread node through its run's stop
+                    // flag (see `task::is_cancelled`), so there is no handle to keep.
+                    None
+                }
+                Some(limit) => {
+                    done.start();
+                    let handle = self.task().timeout(limit).spawn(move || call.run());
+                    Some(self.watch(handle, done, |ran| ran.unwrap_or_else(Output::failed)))
+                }
+            },
+            Call::Coroutine(call) => {
+                let handle = self.spawn_async(CoroutineRun {
+                    stage: Stage::Call(call, limit),
+                    done: Some(done),
+                });
+                Some(handle.cancel_handle())
+            }
+            Call::Process(mut call) => {
+                let args = match call.encode_args() {
+                    Ok(args) => args,
+                    Err(error) => {
+                        done.finish(Output::failed(error));
+                        return None;
+                    }
+                };
+                done.start();
+                let handle = self.spawn_process_by_name_with(call.task(), args, limit);
+                Some(self.watch(handle, done, move |answer| call.output(answer)))
+            }
+            Call::Command(mut call) => {
+                let mut command = match call.command() {
+                    Ok(command) => command,
+                    Err(error) => {
+                        done.finish(Output::failed(error));
+                        return None;
+                    }
+                };
+                if let Some(limit) = limit {
+                    command.timeout = Some(command.timeout.map_or(limit, |own| own.min(limit)));
+                }
+                done.start();
+                let handle = self.spawn_command(command);
+                Some(self.watch(handle, done, move |ended| call.output(ended)))
+            }
+        }
+    }
+
+    fn capacity(&self, strand: Strand) -> usize {
+        match strand {
+            // Enough to keep every thread busy while finished nodes hand over their
+            // successors; few enough that priorities decide what runs next.
+            Strand::Thread => self.threads() * 4,
+            // Waits cost a coroutine little; the bound is the strand's own.
+            Strand::Coroutine => 4096,
+            Strand::Process => self.process_workers() * 2,
+        }
+    }
+}
+
+impl Runtime {
+    /// Reports `handle`'s end to `done`, from a coroutine; returns the handle's canceller.
+    fn watch<T: Send + 'static>(
+        &self,
+        handle: Handle<T>,
+        done: Done,
+        output: impl FnOnce(Result<T>) -> Output + Send + 'static,
+    ) -> CancelHandle {
+        let cancel = handle.cancel_handle();
+        drop(self.spawn_async(async move { done.finish(output(handle.await)) }));
+        cancel
+    }
+}
+
+/// A coroutine node's run. The stage comes before `done` so that, when the run is dropped
+/// (cancelled), the inputs the future holds are gone before `done` reports the end: whoever
+/// sees the run end sees its inputs released.
+struct CoroutineRun {
+    stage: Stage,
+    done: Option<Done>,
+}
+
+enum Stage {
+    /// Not polled yet: the future is made on the first poll, inside the runtime, as making
+    /// it may need the runtime's timers.
+    Call(CoroutineCall, Option<Duration>),
+    Running(BoxFuture<'static, Output>),
+    Ended,
+}
+
+impl Future for CoroutineRun {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let Stage::Call(..) = this.stage {
+            let Stage::Call(call, limit) = std::mem::replace(&mut this.stage, Stage::Ended) else {
+                unreachable!("matched just above")
+            };
+            let future = call.into_future();
+            let future = match limit {
+                None => future,
+                Some(limit) => async move {
+                    tokio::time::timeout(limit, future)
+                        .await
+                        .unwrap_or_else(|_| Output::failed(Error::TimedOut))
+                }
+                .boxed(),
+            };
+            if let Some(done) = &mut this.done {
+                done.start();
+            }
+            this.stage = Stage::Running(future);
+        }
+        let Stage::Running(future) = &mut this.stage else {
+            return Poll::Ready(());
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        this.stage = Stage::Ended;
+        if let Some(done) = this.done.take() {
+            done.finish(output);
+        }
+        Poll::Ready(())
+    }
+}
+
+/// Thread nodes run back to back on one pool thread: when a node finishing here makes
+/// another thread node ready, the first such node runs next on this thread, as a loop
+/// rather than a trip through the pool's queues (tokio's LIFO slot, for graphs). The others
+/// go to the pool, where idle threads steal them.
+mod inline {
+    use std::cell::{Cell, RefCell};
+
+    use super::{Done, Output, ThreadCall};
+    use crate::Error;
+    use crate::task::current;
+
+    /// A thread node's run. The call comes before `done` so that, when a run is dropped
+    /// unrun, its inputs are gone before `done` reports the end.
+    pub(super) struct Run {
+        pub(super) call: ThreadCall,
+        pub(super) done: Done,
+    }
+
+    thread_local! {
+        /// Whether this thread runs thread nodes now, and so takes one more when it ends.
+        static RUNNING: Cell<bool> = const { Cell::new(false) };
+        static NEXT: RefCell<Option<Run>> = const { RefCell::new(None) };
+    }
+
+    /// Keeps `run` for this thread to do next, if it is running nodes and has not kept one
+    /// already; otherwise hands it back.
+    pub(super) fn offer(run: Run) -> Result<(), Run> {
+        if !RUNNING.with(Cell::get) {
+            return Err(run);
+        }
+        NEXT.with(|next| {
+            let mut next = next.borrow_mut();
+            if next.is_some() {
+                Err(run)
+            } else {
+                *next = Some(run);
+                Ok(())
+            }
+        })
+    }
+
+    impl Run {
+        /// Runs this node, then whatever its end kept for this thread, and so on.
+        pub(super) fn run(self) {
+            let was_running = RUNNING.with(|running| running.replace(true));
+            // A node that joins another graph may run nodes of it on this stack (the pool
+            // helps while it waits): the guard puts the flag back for the outer loop.
+            let _restore = Restore(was_running);
+            let mut next = Some(self);
+            while let Some(Run { call, mut done }) = next {
+                let output = if done.is_cancelled() {
+                    drop(call);
+                    Output::failed(Error::Cancelled)
+                } else {
+                    done.start();
+                    let _graph = current::enter_graph(&done.shared.stopping);
+                    call.run()
+                };
+                done.finish(output);
+                next = NEXT.with(|next| next.borrow_mut().take());
+            }
+        }
+    }
+
+    struct Restore(bool);
+
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RUNNING.with(|running| running.set(self.0));
+        }
+    }
+}

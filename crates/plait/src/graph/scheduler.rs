@@ -1,0 +1,633 @@
+//! The scheduler: which node runs next, what a finished node unlocks, what a failure stops.
+//!
+//! All mutable state sits behind one lock, taken once when a node finishes (to record it,
+//! unlock its dependents and pick what runs next) and once more when the executor hands
+//! back a canceller. Nothing slow runs under the lock: executors are called, results
+//! dropped and cancellations sent after it is released.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use super::deps::Value;
+use super::event::{Event, EventKind, Observer};
+use super::executor::{CommandCall, CoroutineCall, Done, Executor, ProcessCall, ThreadCall, Work};
+use super::{Body, Call, Graph, NodeId, NodeOptions};
+use crate::{CancelHandle, Error, Strand};
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Some inputs have not succeeded yet.
+    Waiting,
+    /// In its strand's ready queue.
+    Ready,
+    /// Handed to the executor.
+    Running,
+    Succeeded,
+    Failed,
+    /// Not run: an input failed upstream (keep-going).
+    Skipped,
+    /// Not run, or stopped while running: the run was cancelled or failed fast.
+    Cancelled,
+}
+
+/// What never changes during a run, and the lock over what does.
+pub(crate) struct Shared {
+    /// The graph's identity, to refuse nodes of other graphs.
+    pub(crate) graph: u32,
+    options: Vec<Option<Box<NodeOptions>>>,
+    strands: Vec<Strand>,
+    /// Node `i`'s inputs are `inputs[input_starts[i]..input_starts[i + 1]]`.
+    inputs: Vec<u32>,
+    input_starts: Vec<u32>,
+    /// Node `i`'s consumers are `dependents[dependent_starts[i]..dependent_starts[i + 1]]`.
+    dependents: Vec<u32>,
+    dependent_starts: Vec<u32>,
+    /// The longest chain of nodes from each node to a sink: higher runs first.
+    priority: Vec<u32>,
+    executor: Arc<dyn Executor>,
+    observers: Vec<Observer>,
+    keep_going: bool,
+    windows: [usize; 3],
+    pub(crate) stopping: AtomicBool,
+    complete: AtomicBool,
+    state: Mutex<State>,
+}
+
+pub(crate) struct State {
+    bodies: Vec<Option<Body>>,
+    /// Input edges not yet succeeded.
+    waiting: Vec<u32>,
+    /// Consumer edges not yet finished: the result is released when this reaches 0.
+    consumers: Vec<u32>,
+    pub(crate) values: Vec<Option<Value>>,
+    pub(crate) status: Vec<Status>,
+    pub(crate) attempts: Vec<u32>,
+    /// Why each failed node failed.
+    pub(crate) errors: HashMap<u32, Error>,
+    /// For each skipped node, the failed node upstream of it.
+    pub(crate) upstream: HashMap<u32, u32>,
+    ready: [BinaryHeap<(u32, Reverse<u32>)>; 3],
+    /// Units of each strand's window in flight.
+    busy: [usize; 3],
+    running: HashMap<u32, CancelHandle>,
+    unfinished: usize,
+    waker: Option<Waker>,
+}
+
+/// What to do once the lock is released.
+#[derive(Default)]
+struct After {
+    works: Vec<Work>,
+    cancels: Vec<CancelHandle>,
+    /// Results and bodies let go of: dropped outside the lock, as their destructors may be
+    /// slow.
+    garbage: Vec<Garbage>,
+    /// Every node has ended: mark the run complete once the garbage is gone.
+    completes: bool,
+}
+
+#[allow(dead_code)] // held only to be dropped
+enum Garbage {
+    Value(Value),
+    Body(Body),
+}
+
+impl Shared {
+    pub(crate) fn new(
+        graph: Graph,
+        executor: Arc<dyn Executor>,
+        observers: Vec<Observer>,
+        keep_going: bool,
+        limits: [Option<usize>; 3],
+    ) -> Arc<Shared> {
+        let n = graph.specs.len();
+        let graph_id = graph.id;
+        let mut input_starts = graph.starts;
+        input_starts.push(u32::try_from(graph.inputs.len()).expect("fewer than 2^32 edges"));
+        let inputs = graph.inputs;
+
+        // Consumers by counting sort of the input edges.
+        let mut dependent_starts = vec![0u32; n + 1];
+        for &input in &inputs {
+            dependent_starts[input as usize + 1] += 1;
+        }
+        for i in 0..n {
+            dependent_starts[i + 1] += dependent_starts[i];
+        }
+        let mut fill = dependent_starts.clone();
+        let mut dependents = vec![0u32; inputs.len()];
+        for node in 0..n {
+            for &input in &inputs[input_starts[node] as usize..input_starts[node + 1] as usize] {
+                dependents[fill[input as usize] as usize] = node as u32;
+                fill[input as usize] += 1;
+            }
+        }
+
+        // Inputs always come before their consumers, so one pass from the end sees every
+        // consumer before its inputs.
+        let mut priority = vec![0u32; n];
+        for node in (0..n).rev() {
+            let range = dependent_starts[node] as usize..dependent_starts[node + 1] as usize;
+            priority[node] = 1 + dependents[range]
+                .iter()
+                .map(|&d| priority[d as usize])
+                .max()
+                .unwrap_or(0);
+        }
+
+        let mut strands = Vec::with_capacity(n);
+        let mut options = Vec::with_capacity(n);
+        let mut bodies = Vec::with_capacity(n);
+        for spec in graph.specs {
+            strands.push(spec.body.strand());
+            options.push(spec.options);
+            bodies.push(Some(spec.body));
+        }
+        let windows = Strand::ALL.map(|strand| {
+            limits[strand.index()]
+                .unwrap_or_else(|| executor.capacity(strand))
+                .max(1)
+        });
+        let waiting: Vec<u32> = (0..n)
+            .map(|i| input_starts[i + 1] - input_starts[i])
+            .collect();
+        let consumers: Vec<u32> = (0..n)
+            .map(|i| dependent_starts[i + 1] - dependent_starts[i])
+            .collect();
+        let state = State {
+            bodies,
+            waiting,
+            consumers,
+            values: vec![None; n],
+            status: vec![Status::Waiting; n],
+            attempts: vec![0; n],
+            errors: HashMap::new(),
+            upstream: HashMap::new(),
+            ready: Default::default(),
+            busy: [0; 3],
+            running: HashMap::new(),
+            unfinished: n,
+            waker: None,
+        };
+        Arc::new(Shared {
+            graph: graph_id,
+            options,
+            strands,
+            inputs,
+            input_starts,
+            dependents,
+            dependent_starts,
+            priority,
+            executor,
+            observers,
+            keep_going,
+            windows,
+            stopping: AtomicBool::new(false),
+            complete: AtomicBool::new(n == 0),
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Queues the nodes that need nothing and starts what fits.
+    pub(crate) fn start(self: &Arc<Self>) {
+        let mut after = After::default();
+        {
+            let mut state = self.lock();
+            for node in 0..self.strands.len() {
+                if state.waiting[node] == 0 {
+                    self.make_ready(&mut state, node);
+                }
+            }
+            self.dispatch(&mut state, &mut after);
+        }
+        self.after(after);
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock but observers; their panic must not wedge
+        // the run.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.strands.len()
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn observed(&self) -> bool {
+        !self.observers.is_empty()
+    }
+
+    pub(crate) fn name(&self, node: NodeId) -> Option<&str> {
+        self.options.get(node.index())?.as_ref()?.name.as_deref()
+    }
+
+    /// The node's name, or `node #INDEX`.
+    pub(crate) fn display_name(&self, node: NodeId) -> String {
+        self.name(node)
+            .map_or_else(|| node.to_string(), ToOwned::to_owned)
+    }
+
+    fn option<T>(&self, node: usize, get: impl FnOnce(&NodeOptions) -> T, default: T) -> T {
+        self.options[node].as_deref().map_or(default, get)
+    }
+
+    fn inputs_of(&self, node: usize) -> &[u32] {
+        &self.inputs[self.input_starts[node] as usize..self.input_starts[node + 1] as usize]
+    }
+
+    fn dependents_of(&self, node: usize) -> &[u32] {
+        &self.dependents
+            [self.dependent_starts[node] as usize..self.dependent_starts[node + 1] as usize]
+    }
+
+    /// Whether a node's result stays to the end of the run.
+    fn kept(&self, node: usize) -> bool {
+        self.dependents_of(node).is_empty() || self.option(node, |o| o.keep, false)
+    }
+
+    /// The error a skipped node reports.
+    pub(crate) fn upstream_error(&self, node: usize, failed: u32) -> Error {
+        Error::Upstream {
+            node: self.display_name(NodeId(node as u32)),
+            failed: self.display_name(NodeId(failed)),
+        }
+    }
+
+    fn emit(&self, node: usize, attempt: u32, kind: EventKind<'_>) {
+        let event = Event {
+            node: NodeId(node as u32),
+            name: self.name(NodeId(node as u32)),
+            strand: self.strands[node],
+            attempt,
+            at: Instant::now(),
+            kind,
+        };
+        for observer in &self.observers {
+            observer(&event);
+        }
+    }
+
+    /// Reports that `node`'s run `attempt` has started (from [`Done::start`]).
+    pub(crate) fn started(&self, node: NodeId, attempt: u32) {
+        self.emit(node.index(), attempt, EventKind::Started);
+    }
+
+    fn make_ready(&self, state: &mut State, node: usize) {
+        state.status[node] = Status::Ready;
+        state.ready[self.strands[node].index()].push((self.priority[node], Reverse(node as u32)));
+        if self.observed() {
+            self.emit(node, state.attempts[node], EventKind::Queued);
+        }
+    }
+
+    /// Hands ready nodes to the executor while their strands' windows have room.
+    fn dispatch(self: &Arc<Self>, state: &mut State, after: &mut After) {
+        if self.is_stopping() {
+            return;
+        }
+        for strand in Strand::ALL {
+            let s = strand.index();
+            let window = self.windows[s];
+            while let Some(&(_, Reverse(node))) = state.ready[s].peek() {
+                let node = node as usize;
+                let weight = self.weight(node);
+                if state.busy[s] + weight > window {
+                    break;
+                }
+                state.ready[s].pop();
+                state.busy[s] += weight;
+                state.status[node] = Status::Running;
+                state.attempts[node] += 1;
+                after.works.push(self.work(state, node));
+            }
+        }
+    }
+
+    fn weight(&self, node: usize) -> usize {
+        let window = self.windows[self.strands[node].index()];
+        (self.option(node, |o| o.weight, 1) as usize).min(window)
+    }
+
+    fn work(self: &Arc<Self>, state: &State, node: usize) -> Work {
+        let inputs: Vec<Value> = self
+            .inputs_of(node)
+            .iter()
+            .map(|&input| {
+                state.values[input as usize]
+                    .clone()
+                    .expect("an input's result is kept until its consumers have run")
+            })
+            .collect();
+        let body = state.bodies[node]
+            .clone()
+            .expect("a node's body is kept until it has finished");
+        let call = match body {
+            Body::Thread(body) => Call::Thread(ThreadCall { body, inputs }),
+            Body::Coroutine(body) => Call::Coroutine(CoroutineCall { body, inputs }),
+            Body::Process { task, args, decode } => Call::Process(ProcessCall {
+                task,
+                args,
+                decode,
+                inputs: Some(inputs),
+            }),
+            Body::Command(body) => Call::Command(CommandCall {
+                body,
+                inputs: Some(inputs),
+                shown: String::new(),
+            }),
+        };
+        let attempt = state.attempts[node];
+        Work {
+            node: NodeId(node as u32),
+            attempt,
+            timeout: self.option(node, |o| o.timeout, None),
+            call,
+            done: Done {
+                shared: Arc::clone(self),
+                node: NodeId(node as u32),
+                attempt,
+                started: self.observed().then(Instant::now),
+                finished: false,
+            },
+        }
+    }
+
+    /// Records the end of one run of `node` and starts what it unlocks.
+    pub(crate) fn finish(
+        self: &Arc<Self>,
+        node: NodeId,
+        attempt: u32,
+        started: Option<Instant>,
+        output: crate::Result<Value>,
+    ) {
+        let elapsed = started.map_or(Duration::ZERO, |started| started.elapsed());
+        let node = node.index();
+        let mut after = After::default();
+        {
+            let mut state = self.lock();
+            debug_assert_eq!(state.status[node], Status::Running);
+            debug_assert_eq!(state.attempts[node], attempt);
+            state.running.remove(&(node as u32));
+            let s = self.strands[node].index();
+            state.busy[s] -= self.weight(node);
+            match output {
+                Ok(value) => self.succeed(&mut state, node, value, elapsed, &mut after),
+                Err(error) => {
+                    let retries = self.option(node, |o| o.retries, 0);
+                    if !self.is_stopping() && !error.is_cancelled() && attempt <= retries {
+                        if self.observed() {
+                            self.emit(
+                                node,
+                                attempt,
+                                EventKind::Failed {
+                                    error: &error,
+                                    elapsed,
+                                    retrying: true,
+                                },
+                            );
+                        }
+                        self.make_ready(&mut state, node);
+                    } else {
+                        self.fail(&mut state, node, error, elapsed, &mut after);
+                    }
+                }
+            }
+            self.dispatch(&mut state, &mut after);
+            self.check_complete(&mut state, &mut after);
+        }
+        self.after(after);
+    }
+
+    fn succeed(
+        &self,
+        state: &mut State,
+        node: usize,
+        value: Value,
+        elapsed: Duration,
+        after: &mut After,
+    ) {
+        state.status[node] = Status::Succeeded;
+        state.unfinished -= 1;
+        self.retire(state, node, after);
+        if (state.consumers[node] > 0 && !self.is_stopping()) || self.kept(node) {
+            state.values[node] = Some(value);
+        } else {
+            after.garbage.push(Garbage::Value(value));
+        }
+        if self.observed() {
+            self.emit(node, state.attempts[node], EventKind::Finished { elapsed });
+        }
+        if self.is_stopping() {
+            return;
+        }
+        for &dependent in self.dependents_of(node) {
+            let dependent = dependent as usize;
+            state.waiting[dependent] -= 1;
+            if state.waiting[dependent] == 0 && state.status[dependent] == Status::Waiting {
+                self.make_ready(state, dependent);
+            }
+        }
+    }
+
+    /// A node will not run again: its body goes, and its inputs lose a consumer each.
+    fn retire(&self, state: &mut State, node: usize, after: &mut After) {
+        if let Some(body) = state.bodies[node].take() {
+            after.garbage.push(Garbage::Body(body));
+        }
+        for &input in self.inputs_of(node) {
+            let input = input as usize;
+            state.consumers[input] -= 1;
+            if state.consumers[input] == 0 && !self.kept(input) {
+                if let Some(value) = state.values[input].take() {
+                    after.garbage.push(Garbage::Value(value));
+                }
+            }
+        }
+    }
+
+    fn fail(
+        &self,
+        state: &mut State,
+        node: usize,
+        error: Error,
+        elapsed: Duration,
+        after: &mut After,
+    ) {
+        state.unfinished -= 1;
+        self.retire(state, node, after);
+        if self.observed() {
+            self.emit(
+                node,
+                state.attempts[node],
+                EventKind::Failed {
+                    error: &error,
+                    elapsed,
+                    retrying: false,
+                },
+            );
+        }
+        if error.is_cancelled() && self.is_stopping() {
+            state.status[node] = Status::Cancelled;
+            return;
+        }
+        state.status[node] = Status::Failed;
+        state.errors.insert(node as u32, error);
+        if self.is_stopping() {
+            // Failed on its own while the run was stopping: nothing more to stop.
+        } else if self.keep_going {
+            self.skip_downstream(state, node, after);
+        } else {
+            self.stop(state, after);
+        }
+    }
+
+    /// Marks everything downstream of the failed `root` as skipped.
+    fn skip_downstream(&self, state: &mut State, root: usize, after: &mut After) {
+        let mut stack: Vec<u32> = self.dependents_of(root).to_vec();
+        while let Some(node) = stack.pop() {
+            let node = node as usize;
+            // Already skipped through another path (nothing downstream of a failure can
+            // have become ready).
+            if state.status[node] != Status::Waiting {
+                continue;
+            }
+            state.status[node] = Status::Skipped;
+            state.upstream.insert(node as u32, root as u32);
+            state.unfinished -= 1;
+            self.retire(state, node, after);
+            if self.observed() {
+                let error = self.upstream_error(node, root as u32);
+                self.emit(node, 0, EventKind::Skipped { error: &error });
+            }
+            stack.extend_from_slice(self.dependents_of(node));
+        }
+    }
+
+    /// Stops the run: nothing more starts, what runs is cancelled, results that only
+    /// unstarted nodes needed are released.
+    fn stop(&self, state: &mut State, after: &mut After) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        after
+            .cancels
+            .extend(state.running.drain().map(|(_, cancel)| cancel));
+        for heap in &mut state.ready {
+            heap.clear();
+        }
+        let observed = self.observed();
+        for node in 0..self.len() {
+            if matches!(state.status[node], Status::Waiting | Status::Ready) {
+                state.status[node] = Status::Cancelled;
+                state.unfinished -= 1;
+                if let Some(body) = state.bodies[node].take() {
+                    after.garbage.push(Garbage::Body(body));
+                }
+                if observed {
+                    self.emit(
+                        node,
+                        state.attempts[node],
+                        EventKind::Skipped {
+                            error: &Error::Cancelled,
+                        },
+                    );
+                }
+            }
+        }
+        for node in 0..self.len() {
+            if state.status[node] == Status::Succeeded && !self.kept(node) {
+                if let Some(value) = state.values[node].take() {
+                    after.garbage.push(Garbage::Value(value));
+                }
+            }
+        }
+    }
+
+    /// Cancels the run (from [`GraphRun::cancel`](super::GraphRun::cancel)).
+    pub(crate) fn cancel(&self) {
+        let mut after = After::default();
+        {
+            let mut state = self.lock();
+            self.stop(&mut state, &mut after);
+            self.check_complete(&mut state, &mut after);
+        }
+        for cancel in after.cancels.drain(..) {
+            cancel.cancel();
+        }
+        drop(after.garbage);
+        if after.completes {
+            self.complete();
+        }
+    }
+
+    fn check_complete(&self, state: &mut State, after: &mut After) {
+        if state.unfinished == 0 {
+            after.completes = true;
+        }
+    }
+
+    /// Registers the waker of whoever waits for the run; `true` if it is complete already.
+    pub(crate) fn register(&self, waker: &Waker) -> bool {
+        let mut state = self.lock();
+        if self.is_complete() {
+            return true;
+        }
+        match &state.waker {
+            Some(known) if known.will_wake(waker) => {}
+            _ => state.waker = Some(waker.clone()),
+        }
+        false
+    }
+
+    /// Marks the run complete, once every result it let go of has been dropped (a waiter
+    /// that sees the run complete sees those destructors run), and wakes the waiter.
+    fn complete(&self) {
+        if self.complete.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Taken after the flag is set: a waiter registering now sees the flag instead.
+        let waker = self.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn after(self: &Arc<Self>, mut after: After) {
+        drop(std::mem::take(&mut after.garbage));
+        for cancel in after.cancels.drain(..) {
+            cancel.cancel();
+        }
+        for work in after.works.drain(..) {
+            let node = work.node.0;
+            let attempt = work.attempt;
+            if let Some(cancel) = self.executor.execute(work) {
+                let mut state = self.lock();
+                // The run may have ended, and its results been taken, meanwhile.
+                let live = state.status.get(node as usize) == Some(&Status::Running)
+                    && state.attempts.get(node as usize) == Some(&attempt);
+                if live && !self.is_stopping() {
+                    state.running.insert(node, cancel);
+                } else if live {
+                    drop(state);
+                    cancel.cancel();
+                }
+            }
+        }
+        if after.completes {
+            self.complete();
+        }
+    }
+}

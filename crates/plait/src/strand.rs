@@ -1,0 +1,51 @@
+//! [`Strand`]: the three models of concurrency, as values.
+
+use std::fmt;
+
+/// One of the three models of concurrency a task can run on.
+///
+/// | strand | unit | memory | suspended by | for |
+/// |---|---|---|---|---|
+/// | [`Thread`](Strand::Thread) | OS thread | shared | the OS, preemptively | CPU-bound work |
+/// | [`Coroutine`](Strand::Coroutine) | future on an event loop | shared | the task, at `.await` | I/O-bound waits |
+/// | [`Process`](Strand::Process) | worker process | separate (IPC) | the OS, preemptively | isolation: crashes, leaks, hard limits |
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Strand {
+    /// The thread strand: a work-stealing pool with one thread per core.
+    Thread,
+    /// The coroutine strand: futures on `tokio`'s multi-threaded runtime.
+    Coroutine,
+    /// The process strand: worker processes, and commands in processes of their own.
+    Process,
+}
+
+impl Strand {
+    /// Every strand, in a fixed order.
+    pub const ALL: [Strand; 3] = [Strand::Thread, Strand::Coroutine, Strand::Process];
+
+    /// The strand's name in lower case: `thread`, `coroutine` or `process`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strand::Thread => "thread",
+            Strand::Coroutine => "coroutine",
+            Strand::Process => "process",
+        }
+    }
+
+    /// Its position in [`Strand::ALL`], for tables indexed by strand.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Strand::Thread => 0,
+            Strand::Coroutine => 1,
+            Strand::Process => 2,
+        }
+    }
+}
+
+impl fmt::Display for Strand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
