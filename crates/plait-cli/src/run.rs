@@ -1,13 +1,19 @@
-//! `plait run FILE`: run a job file's commands, each once its needs have succeeded, as many
-//! at once as `--jobs` allows, critical path first.
+//! `plait run FILE`: run a job file's commands on the library's graph scheduler: each once
+//! its needs have succeeded, as many at once as `--jobs` allows (a task's `cpus` count
+//! against it), critical path first.
+//!
+//! Each task is a node on the coroutine strand that decides whether the task is up to date
+//! (see `journal`), and if not runs its command in a process group of its own and waits
+//! for it. Progress and the summary come from the scheduler's events and results.
 
-use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use plait::graph::{Event, EventKind, Graph, GraphCanceller, Node, NodeStatus, Results};
 use plait::process::{Command, CommandOutput};
+use plait::{Error, Runtime, Strand};
 
 use crate::job::file::{self, Run, TaskSpec};
 use crate::job::plan::Plan;
@@ -32,48 +38,6 @@ pub(crate) struct Args {
     dry_run: bool,
 }
 
-/// How a task ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Status {
-    Pending,
-    Running,
-    Succeeded,
-    /// Succeeded in an earlier run with the same fingerprint: not run again.
-    UpToDate,
-    Failed(String),
-    /// Not run: something it needs failed (or the run stopped first).
-    Skipped(String),
-    /// Stopped by the fail-fast policy while it ran.
-    Cancelled,
-}
-
-struct Task {
-    spec: TaskSpec,
-    status: Status,
-    attempts: u32,
-    /// Needs not yet succeeded.
-    waiting_on: usize,
-    /// The longest chain of tasks from this one to the end: run the longest first.
-    height: usize,
-    elapsed: Duration,
-    /// What it runs and on what (see `journal`), once its needs have succeeded.
-    fingerprint: Option<String>,
-}
-
-/// A finished attempt, sent back by its coroutine.
-struct Finished {
-    task: usize,
-    outcome: plait::Result<CommandOutput>,
-}
-
-/// What the scheduler waits for.
-enum Event {
-    Finished(Finished),
-    /// SIGINT or SIGTERM: stop, cancel what runs (its process groups are not in plait's,
-    /// so the terminal's Ctrl-C does not reach them), report.
-    Interrupted(&'static str),
-}
-
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let specs = file::read(&args.file).map_err(|e| e.to_string())?;
     let plan = Plan::new(&args.file, specs).map_err(|e| e.to_string())?;
@@ -81,7 +45,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         print!("{}", plan.text());
         return Ok(ExitCode::SUCCESS);
     }
-    let rt = plait::Runtime::new().map_err(|e| e.to_string())?;
+    let rt = Runtime::new().map_err(|e| e.to_string())?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -95,11 +59,27 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         .to_path_buf();
     let journal = Journal::open(&base, &args.file)?;
     let started = Instant::now();
-    let mut run = Scheduler::new(plan, jobs, args.keep_going, journal, base.clone());
-    run.drive(&rt);
-    let failed = run.print_summary(started.elapsed());
+
+    let job = Arc::new(Job::new(plan, journal, base));
+    let (graph, nodes) = job.graph(&rt);
+    let observer = Arc::clone(&job);
+    let run = graph
+        .runner(rt.clone())
+        .keep_going(args.keep_going)
+        .limit(Strand::Coroutine, jobs)
+        .observe(move |event| observer.observe(event))
+        .start();
+    let signals = rt.spawn_async(interruption(run.canceller(), Arc::clone(&job)));
+    let results = run.join();
+    signals.cancel();
+    job.progress().finish();
+    let failed = job.print_summary(&results, &nodes, started.elapsed());
     let _ = rt.shutdown(Duration::from_secs(5));
-    Ok(match run.interrupted {
+    let interrupted = *job
+        .interrupted
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Ok(match interrupted {
         // As a shell reports a command ended by SIGINT (128 + 2) or SIGTERM (128 + 15).
         Some(signal) if signal.contains("SIGINT") => ExitCode::from(130),
         Some(_) => ExitCode::from(143),
@@ -108,324 +88,275 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     })
 }
 
-struct Scheduler {
-    tasks: Vec<Task>,
-    /// For each task, the tasks it needs and the tasks that need it.
-    needs: Vec<Vec<usize>>,
-    dependents: Vec<Vec<usize>>,
-    journal: Journal,
-    progress: Progress,
-    /// The job file's folder: where commands run and relative paths start.
-    base: PathBuf,
-    /// Ready tasks, highest first: (height, then name order for ties).
-    ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)>,
-    jobs: usize,
-    free: usize,
-    keep_going: bool,
-    stopping: bool,
-    /// Set when a signal stopped the run.
-    interrupted: Option<&'static str>,
-    running: Vec<(usize, plait::CancelHandle)>,
+/// What a task's node returns: the fingerprint its dependents build theirs on, and whether
+/// it ran in this run (a need that ran may have made something new: its dependents run too).
+struct Finished {
+    fingerprint: String,
+    ran: bool,
 }
 
-impl Scheduler {
-    fn new(
-        plan: Plan,
-        jobs: usize,
-        keep_going: bool,
-        journal: Journal,
-        base: PathBuf,
-    ) -> Scheduler {
+/// What the run keeps per task, beside the scheduler's own books.
+#[derive(Default, Clone)]
+struct Book {
+    /// Times its command was started in this run.
+    attempts: u32,
+    /// Time its commands ran, all attempts together.
+    elapsed: Duration,
+}
+
+/// The job, shared by the task nodes, the observer and the signal handler.
+struct Job {
+    tasks: Vec<TaskSpec>,
+    needs: Vec<Vec<usize>>,
+    /// The task each node runs (nodes are added in dependency order, tasks in file order).
+    task_of_node: Mutex<Vec<usize>>,
+    /// The job file's folder: where commands run and relative paths start.
+    base: PathBuf,
+    journal: Mutex<Journal>,
+    progress: Mutex<Progress>,
+    books: Mutex<Vec<Book>>,
+    /// Set when a signal stopped the run.
+    interrupted: Mutex<Option<&'static str>>,
+}
+
+impl Job {
+    fn new(plan: Plan, journal: Journal, base: PathBuf) -> Job {
         let Plan {
-            tasks: specs,
-            needs,
-            levels,
-        } = plan;
-        let mut dependents = vec![Vec::new(); specs.len()];
-        for (task, needs) in needs.iter().enumerate() {
-            for &need in needs {
-                dependents[need].push(task);
-            }
-        }
-        // Heights, from the last level back: a task's is one more than its tallest dependent.
-        let mut order: Vec<usize> = (0..specs.len()).collect();
-        order.sort_by_key(|&t| std::cmp::Reverse(levels[t]));
-        let mut heights = vec![0; specs.len()];
-        for &task in &order {
-            heights[task] = dependents[task]
-                .iter()
-                .map(|&d| heights[d] + 1)
-                .max()
-                .unwrap_or(0);
-        }
-        let tasks: Vec<Task> = specs
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| Task {
-                waiting_on: needs[i].len(),
-                height: heights[i],
-                spec,
-                status: Status::Pending,
-                attempts: 0,
-                elapsed: Duration::ZERO,
-                fingerprint: None,
-            })
-            .collect();
-        let ready = tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.waiting_on == 0)
-            .map(|(i, t)| (t.height, std::cmp::Reverse(i)))
-            .collect();
-        Scheduler {
-            progress: Progress::new(tasks.len()),
             tasks,
             needs,
-            dependents,
-            journal,
+            levels: _,
+        } = plan;
+        Job {
+            progress: Mutex::new(Progress::new(tasks.len())),
+            books: Mutex::new(vec![Book::default(); tasks.len()]),
+            task_of_node: Mutex::new(Vec::new()),
+            tasks,
+            needs,
             base,
-            ready,
-            jobs,
-            free: jobs,
-            keep_going,
-            stopping: false,
-            interrupted: None,
-            running: Vec::new(),
+            journal: Mutex::new(journal),
+            interrupted: Mutex::new(None),
         }
     }
 
-    /// Runs until nothing is running and nothing more can start.
-    fn drive(&mut self, rt: &plait::Runtime) {
-        let (done, events) = mpsc::channel::<Event>();
-        let signals = rt.spawn_async(interruption(done.clone()));
-        loop {
-            self.start_ready(rt, &done);
-            if self.running.is_empty() {
-                break;
-            }
-            match events.recv() {
-                Ok(Event::Finished(finished)) => self.finish(finished),
-                Ok(Event::Interrupted(signal)) => {
-                    self.progress
-                        .err(&format!("plait: {signal}; stopping the running tasks"));
-                    self.interrupted = Some(signal);
-                    self.stop();
-                }
-                Err(_) => break,
-            }
-        }
-        signals.cancel();
-        let why = if self.interrupted.is_some() {
-            "the run was interrupted"
-        } else {
-            "the run stopped at a failure"
-        };
-        for (i, task) in self.tasks.iter_mut().enumerate() {
-            if task.status == Status::Pending {
-                let why = why.to_owned();
-                self.progress
-                    .ended(i, &task.spec.name, &format!("skipped: {why}"));
-                task.status = Status::Skipped(why);
-            }
-        }
-        self.progress.finish();
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts nothing more and cancels what runs.
-    fn stop(&mut self) {
-        self.stopping = true;
-        for (_, cancel) in &self.running {
-            cancel.cancel();
+    /// One node per task, on the coroutine strand, weighted by its `cpus`.
+    fn graph(self: &Arc<Self>, rt: &Runtime) -> (Graph, Vec<Node<Finished>>) {
+        let order = topological(&self.needs);
+        let mut graph = Graph::with_capacity(self.tasks.len());
+        let mut nodes: Vec<Option<Node<Finished>>> = vec![None; self.tasks.len()];
+        for &task in &order {
+            let needs: Vec<Node<Finished>> = self.needs[task]
+                .iter()
+                .map(|&need| nodes[need].expect("needs come first in dependency order"))
+                .collect();
+            let (job, rt) = (Arc::clone(self), rt.clone());
+            let node = graph.try_task_async(needs, move |needs| {
+                let (job, rt) = (Arc::clone(&job), rt.clone());
+                async move { job.run_task(&rt, task, &needs).await }
+            });
+            let spec = &self.tasks[task];
+            let _ = graph
+                .node(node)
+                .name(spec.name.clone())
+                .retries(spec.retries)
+                .weight(spec.cpus)
+                .keep();
+            nodes[task] = Some(node);
         }
+        *self
+            .task_of_node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = order;
+        let nodes = nodes
+            .into_iter()
+            .map(|node| node.expect("every task has a node"))
+            .collect();
+        (graph, nodes)
     }
 
-    fn start_ready(&mut self, rt: &plait::Runtime, done: &mpsc::Sender<Event>) {
-        while !self.stopping {
-            let Some(&(_, std::cmp::Reverse(task))) = self.ready.peek() else {
-                return;
-            };
-            if self.tasks[task].fingerprint.is_none() {
-                let needs: Vec<&str> = self.needs[task]
-                    .iter()
-                    .filter_map(|&need| self.tasks[need].fingerprint.as_deref())
-                    .collect();
-                let fingerprint = journal::fingerprint(&self.tasks[task].spec, &self.base, &needs);
-                // A need that ran in this run may have made something new: run again too.
-                let a_need_ran = self.needs[task]
-                    .iter()
-                    .any(|&need| self.tasks[need].status == Status::Succeeded);
-                let done = self
-                    .journal
-                    .is_done(&self.tasks[task].spec, &fingerprint, &self.base);
-                self.tasks[task].fingerprint = Some(fingerprint);
-                if done && !a_need_ran {
-                    self.ready.pop();
-                    self.tasks[task].status = Status::UpToDate;
-                    self.progress
-                        .ended(task, &self.tasks[task].spec.name, "up to date");
-                    self.release_dependents(task);
-                    continue;
-                }
-            }
-            // A task wanting more CPUs than the whole run has runs alone.
-            let cpus = (self.tasks[task].spec.cpus as usize).min(self.jobs);
-            if cpus > self.free {
-                return;
-            }
-            self.ready.pop();
-            self.free -= cpus;
-            self.launch(rt, task, done);
-        }
-    }
-
-    fn launch(&mut self, rt: &plait::Runtime, task: usize, done: &mpsc::Sender<Event>) {
-        let entry = &mut self.tasks[task];
-        entry.status = Status::Running;
-        entry.attempts += 1;
-        self.progress
-            .started(task, &entry.spec.name, entry.attempts);
-        let command = command(&entry.spec, &self.base);
-        let handle = rt.spawn_command(command);
-        self.running.push((task, handle.cancel_handle()));
-        // The handle is awaited on the coroutine strand; the result comes back here.
-        let forward = {
-            let done = done.clone();
-            rt.spawn_async(async move {
-                let outcome = handle.await;
-                let _ = done.send(Event::Finished(Finished { task, outcome }));
+    /// One run of a task: skipped as up to date, or its command run to its end.
+    async fn run_task(
+        &self,
+        rt: &Runtime,
+        task: usize,
+        needs: &[Arc<Finished>],
+    ) -> Result<Finished, String> {
+        let spec = &self.tasks[task];
+        let name = spec.name.as_str();
+        let fingerprint = {
+            // Hashing the inputs is work for the thread strand, not a coroutine worker.
+            let (spec, base) = (spec.clone(), self.base.clone());
+            let needs: Vec<String> = needs.iter().map(|n| n.fingerprint.clone()).collect();
+            rt.spawn(move || {
+                let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
+                journal::fingerprint(&spec, &base, &needs)
             })
+            .await
+            .map_err(|error| format!("cannot fingerprint its inputs: {error}"))?
         };
-        // Refused (the runtime is shutting down): nothing will send, so say it here.
-        if forward.is_finished()
-            && let Err(error) = forward.join()
+        let a_need_ran = needs.iter().any(|need| need.ran);
+        let done_before = self
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_done(spec, &fingerprint, &self.base);
+        if done_before && !a_need_ran {
+            self.progress().ended(task, name, "up to date");
+            return Ok(Finished {
+                fingerprint,
+                ran: false,
+            });
+        }
+        let attempt = {
+            let mut books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
+            books[task].attempts += 1;
+            books[task].attempts
+        };
+        self.progress().started(task, name, attempt);
+        let handle = rt.spawn_command(command(spec, &self.base));
+        // The node is dropped when the run is cancelled: the command goes with it.
+        let _kill = KillOnDrop(handle.cancel_handle());
+        let output = handle.await.map_err(|error| reason(&error))?;
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)[task].elapsed += output.elapsed;
+        print_output(&self.progress(), name, &output);
+        if let Err(error) = self
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keep_output(name, &output.stdout, &output.stderr)
         {
-            let _ = done.send(Event::Finished(Finished {
-                task,
-                outcome: Err(error),
-            }));
+            self.progress().err(&format!("plait: {error}"));
         }
-    }
-
-    fn finish(&mut self, Finished { task, outcome }: Finished) {
-        self.running.retain(|(t, _)| *t != task);
-        let entry = &mut self.tasks[task];
-        self.free += (entry.spec.cpus as usize).min(self.jobs);
-        let name = entry.spec.name.clone();
-        let failure = match &outcome {
-            Ok(out) => {
-                entry.elapsed += out.elapsed;
-                print_output(&self.progress, &name, out);
-                if let Err(error) = self.journal.keep_output(&name, &out.stdout, &out.stderr) {
-                    self.progress.err(&format!("plait: {error}"));
-                }
-                if out.success() {
-                    None
-                } else if out.timed_out {
-                    Some(format!("timed out after {:.1?}", out.elapsed))
-                } else {
-                    Some(format!("exited with {}", out.exit()))
-                }
-            }
-            Err(error) if error.is_cancelled() => {
-                entry.status = Status::Cancelled;
-                self.progress.ended(task, &name, "cancelled");
-                return;
-            }
-            Err(error) => {
-                self.progress.err(&format!("[{name}] {error}"));
-                Some(error.to_string())
-            }
-        };
-        let Some(failure) = failure else {
-            entry.status = Status::Succeeded;
-            let took = format!("ok in {:.1?}", entry.elapsed);
-            let fingerprint = entry.fingerprint.clone().unwrap_or_default();
-            self.progress.ended(task, &name, &took);
-            if let Err(error) = self.journal.record(&name, &fingerprint) {
-                self.progress.err(&format!(
-                    "plait: {error}; the next run will run {name} again"
-                ));
-            }
-            self.release_dependents(task);
-            return;
-        };
-        if entry.attempts <= entry.spec.retries && !self.stopping {
-            self.progress.err(&format!(
-                "[{name}] attempt {} of {} failed ({failure}); trying again",
-                entry.attempts,
-                entry.spec.retries + 1
+        if output.timed_out {
+            return Err(format!("timed out after {:.1?}", output.elapsed));
+        }
+        if !output.success() {
+            return Err(format!("exited with {}", output.exit()));
+        }
+        let took = self.books.lock().unwrap_or_else(PoisonError::into_inner)[task].elapsed;
+        self.progress()
+            .ended(task, name, &format!("ok in {took:.1?}"));
+        if let Err(error) = self
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(name, &fingerprint)
+        {
+            self.progress().err(&format!(
+                "plait: {error}; the next run will run {name} again"
             ));
-            entry.status = Status::Pending;
-            self.ready.push((entry.height, std::cmp::Reverse(task)));
-            return;
         }
-        self.progress
-            .ended(task, &name, &format!("failed: {failure}"));
-        entry.status = Status::Failed(failure);
-        self.skip_downstream(task);
-        if !self.keep_going {
-            self.stop();
+        Ok(Finished {
+            fingerprint,
+            ran: true,
+        })
+    }
+
+    /// Shows failures, retries and skips as the scheduler reports them (starts and
+    /// successes are shown by the tasks themselves).
+    fn observe(&self, event: &Event<'_>) {
+        let task = self
+            .task_of_node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[event.node.index()];
+        let name = self.tasks[task].name.as_str();
+        match event.kind {
+            EventKind::Failed {
+                error,
+                retrying: true,
+                ..
+            } => self.progress().err(&format!(
+                "[{name}] attempt {} of {} failed ({}); trying again",
+                event.attempt,
+                self.tasks[task].retries + 1,
+                reason(error)
+            )),
+            EventKind::Failed { error, .. } if error.is_cancelled() => {
+                self.progress().ended(task, name, "cancelled");
+            }
+            EventKind::Failed { error, .. } => {
+                self.progress()
+                    .ended(task, name, &format!("failed: {}", reason(error)));
+            }
+            EventKind::Skipped { error } => {
+                let why = self.skip_reason(error);
+                self.progress()
+                    .ended(task, name, &format!("skipped: {why}"));
+            }
+            _ => {}
         }
     }
 
-    /// `task` succeeded: what needed only it (and others done) is ready.
-    fn release_dependents(&mut self, task: usize) {
-        for &dependent in &self.dependents[task] {
-            let next = &mut self.tasks[dependent];
-            next.waiting_on -= 1;
-            if next.waiting_on == 0 && next.status == Status::Pending {
-                self.ready.push((next.height, std::cmp::Reverse(dependent)));
+    /// Why a task did not run.
+    fn skip_reason(&self, error: &Error) -> String {
+        match error {
+            Error::Upstream { failed, .. } => format!("needs {failed}, which failed"),
+            _ if self
+                .interrupted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some() =>
+            {
+                "the run was interrupted".to_owned()
             }
-        }
-    }
-
-    /// Marks everything that needs `task`, directly or not, as skipped.
-    fn skip_downstream(&mut self, task: usize) {
-        let reason = format!("needs {}, which failed", self.tasks[task].spec.name);
-        let mut stack = self.dependents[task].clone();
-        while let Some(next) = stack.pop() {
-            if self.tasks[next].status == Status::Pending {
-                let name = &self.tasks[next].spec.name;
-                self.progress
-                    .ended(next, name, &format!("skipped: {reason}"));
-                self.tasks[next].status = Status::Skipped(reason.clone());
-                stack.extend(self.dependents[next].iter().copied());
-            }
+            _ => "the run stopped at a failure".to_owned(),
         }
     }
 
     /// Prints the table of how each task ended; returns whether any did not succeed.
-    fn print_summary(&self, wall: Duration) -> bool {
+    fn print_summary(&self, results: &Results, nodes: &[Node<Finished>], wall: Duration) -> bool {
         println!();
         println!(
             "{:<20} {:<10} {:>8} {:>10}  {:<8} detail",
             "task", "status", "attempts", "time", "strand"
         );
+        let books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
+        let interrupted = *self
+            .interrupted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut order: Vec<usize> = (0..self.tasks.len()).collect();
+        order.sort_by(|&a, &b| self.tasks[a].name.cmp(&self.tasks[b].name));
         let mut failed = false;
-        let mut order: Vec<&Task> = self.tasks.iter().collect();
-        order.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         for task in order {
-            let (status, detail) = match &task.status {
-                Status::Succeeded => ("ok", String::new()),
-                Status::UpToDate => ("up to date", "succeeded before; not run again".to_owned()),
-                Status::Failed(why) => ("failed", why.clone()),
-                Status::Skipped(why) => ("skipped", why.clone()),
-                Status::Cancelled => (
+            let node = nodes[task];
+            let book = &books[task];
+            let error = results.error(node.id());
+            let (status, detail) = match results.status(node.id()) {
+                NodeStatus::Succeeded => match results.get(node) {
+                    Ok(finished) if !finished.ran => {
+                        ("up to date", "succeeded before; not run again".to_owned())
+                    }
+                    _ => ("ok", String::new()),
+                },
+                NodeStatus::Failed => ("failed", error.as_ref().map(reason).unwrap_or_default()),
+                NodeStatus::Skipped => (
+                    "skipped",
+                    error
+                        .as_ref()
+                        .map(|e| self.skip_reason(e))
+                        .unwrap_or_default(),
+                ),
+                // Started and stopped, or never started.
+                _ if book.attempts > 0 => (
                     "cancelled",
-                    match self.interrupted {
+                    match interrupted {
                         Some(signal) => format!("stopped: plait was {signal}"),
                         None => "stopped at another task's failure".to_owned(),
                     },
                 ),
-                Status::Pending | Status::Running => ("not run", String::new()),
+                _ => ("skipped", self.skip_reason(&Error::Cancelled)),
             };
-            failed |= !matches!(task.status, Status::Succeeded | Status::UpToDate);
+            failed |= !matches!(status, "ok" | "up to date");
             println!(
                 "{:<20} {:<10} {:>8} {:>10}  {:<8} {detail}",
-                task.spec.name,
+                self.tasks[task].name,
                 status,
-                task.attempts,
-                format!("{:.1?}", task.elapsed),
+                book.attempts,
+                format!("{:.1?}", book.elapsed),
                 "process",
             );
         }
@@ -434,8 +365,50 @@ impl Scheduler {
     }
 }
 
-/// Waits for SIGINT or SIGTERM and tells the scheduler.
-async fn interruption(done: mpsc::Sender<Event>) {
+/// The tasks in an order where each comes after what it needs (the plan has no cycle).
+fn topological(needs: &[Vec<usize>]) -> Vec<usize> {
+    let mut order = Vec::with_capacity(needs.len());
+    let mut placed = vec![false; needs.len()];
+    // Depth-first from each task in file order; iterative, as a job may be a long chain.
+    for root in 0..needs.len() {
+        let mut stack = vec![(root, 0usize)];
+        while let Some((task, next)) = stack.pop() {
+            if placed[task] {
+                continue;
+            }
+            if let Some(&need) = needs[task].get(next) {
+                stack.push((task, next + 1));
+                if !placed[need] {
+                    stack.push((need, 0));
+                }
+            } else {
+                placed[task] = true;
+                order.push(task);
+            }
+        }
+    }
+    order
+}
+
+/// A task's error as the summary shows it: the task's own message, without the wrapping.
+fn reason(error: &Error) -> String {
+    match error {
+        Error::Failed(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Cancels a running command when its node is dropped.
+struct KillOnDrop(plait::CancelHandle);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and cancels the run.
+async fn interruption(run: GraphCanceller, job: Arc<Job>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
@@ -448,7 +421,12 @@ async fn interruption(done: mpsc::Sender<Event>) {
         _ = interrupt.recv() => "interrupted (SIGINT)",
         _ = terminate.recv() => "terminated (SIGTERM)",
     };
-    let _ = done.send(Event::Interrupted(signal));
+    *job.interrupted
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(signal);
+    job.progress()
+        .err(&format!("plait: {signal}; stopping the running tasks"));
+    run.cancel();
     // A second signal while the run winds down: the user wants out now.
     tokio::select! {
         _ = interrupt.recv() => std::process::exit(130),

@@ -146,6 +146,31 @@ needs = ["slow"]
     );
 }
 
+/// A job of four tasks that each hold a lock folder for a while and fail if another task
+/// holds it: they succeed only if no two run at once.
+fn exclusive_job(name: &str, cpus: u32) -> PathBuf {
+    let mut text = String::new();
+    for i in 0..4 {
+        text.push_str(&format!(
+            "[tasks.t{i}]\ncmd = \"mkdir held || exit 9; sleep 0.3; rmdir held\"\ncpus = {cpus}\n"
+        ));
+    }
+    folder(name, &text)
+}
+
+#[test]
+fn a_task_claims_its_cpus_against_jobs() {
+    // Two CPUs each, two in all: one at a time.
+    let dir = exclusive_job("cpus-2", 2);
+    let output = run(&dir, &["--jobs", "2", "--keep-going"]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    // One CPU each: two at once, and the lock says so.
+    let dir = exclusive_job("cpus-1", 1);
+    let output = run(&dir, &["--jobs", "2", "--keep-going"]);
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("exit status 9"));
+}
+
 #[test]
 fn retries_timeouts_and_missing_programs() {
     let dir = folder(

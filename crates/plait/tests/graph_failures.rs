@@ -41,6 +41,7 @@ fn fail_fast_cancels_running_and_waiting_nodes() {
             Err::<(), _>("disk full")
         }
     });
+    let after_failing = graph.task(failing, |()| ());
 
     let began = Instant::now();
     let results = rt.run_graph(graph).join();
@@ -50,7 +51,12 @@ fn fail_fast_cancels_running_and_waiting_nodes() {
     );
     assert_eq!(results.status(failing.id()), NodeStatus::Failed);
     assert_eq!(results.status(slow.id()), NodeStatus::Cancelled);
+    // Needs the cancelled node, not the failed one: cancelled too.
     assert_eq!(results.status(after_slow.id()), NodeStatus::Cancelled);
+    // Needs the failed one: skipped, with the failure as the reason.
+    assert_eq!(results.status(after_failing.id()), NodeStatus::Skipped);
+    let why = results.error(after_failing.id()).unwrap();
+    assert!(matches!(why, Error::Upstream { .. }), "{why}");
     assert!(!ran_after_slow.load(Ordering::SeqCst));
     let error = results.check().unwrap_err();
     assert!(error.to_string().contains("disk full"), "{error}");

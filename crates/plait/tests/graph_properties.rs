@@ -131,6 +131,23 @@ fn downstream_of_failures(specs: &[Spec]) -> Vec<bool> {
     tainted
 }
 
+/// Whether a node upstream of `node` failed in this run.
+fn failed_upstream(
+    specs: &[Spec],
+    results: &plait::graph::Results,
+    nodes: &[Node<Out>],
+    node: usize,
+) -> bool {
+    let mut stack = specs[node].inputs.clone();
+    while let Some(input) = stack.pop() {
+        if results.status(nodes[input].id()) == NodeStatus::Failed {
+            return true;
+        }
+        stack.extend(&specs[input].inputs);
+    }
+    false
+}
+
 fn check(specs: Vec<Spec>, keep_going: bool) -> Result<(), TestCaseError> {
     let live = Arc::new(AtomicUsize::new(0));
     let recorder = Arc::new(Recorder {
@@ -187,7 +204,12 @@ fn check(specs: Vec<Spec>, keep_going: bool) -> Result<(), TestCaseError> {
                 NodeStatus::Succeeded => prop_assert!(ran[i].is_some() && !spec.fails),
                 NodeStatus::Failed => prop_assert!(ran[i].is_some() && spec.fails),
                 NodeStatus::Cancelled => prop_assert!(specs.iter().any(|s| s.fails)),
-                NodeStatus::Skipped => prop_assert!(false, "fail-fast skips nothing"),
+                // Skipped only because something it needs failed, in this run.
+                NodeStatus::Skipped => prop_assert!(
+                    tainted[i] && failed_upstream(&specs, &results, &nodes, i),
+                    "node {} skipped without a failure upstream",
+                    i
+                ),
                 _ => prop_assert!(false, "an unknown status"),
             }
         }

@@ -14,8 +14,9 @@
 //!   critical path, as `dask.order` does), keeping each strand's executor window full;
 //! * releases each result as soon as its last consumer has run, so memory follows the
 //!   graph's frontier, not its size (sinks and nodes marked [`keep`](NodeMut::keep) stay);
-//! * on a failure, by default cancels the rest (fail-fast); with
-//!   [`keep_going`](Runner::keep_going) runs everything not downstream of the failure;
+//! * on a failure, skips what needs the failed node and, by default, cancels the rest
+//!   (fail-fast); with [`keep_going`](Runner::keep_going) runs everything not downstream of
+//!   the failure;
 //! * retries a node that fails ([`retries`](NodeMut::retries)) and bounds its time
 //!   ([`timeout`](NodeMut::timeout));
 //! * reports each node's life ([`Event`]: queued, started, finished, failed, skipped) to

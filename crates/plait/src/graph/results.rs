@@ -17,9 +17,10 @@ pub enum NodeStatus {
     Succeeded,
     /// It ran, and its last run failed (see [`Results::error`]).
     Failed,
-    /// It did not run: a node it needs failed (with [`keep_going`](super::Runner::keep_going)).
+    /// It did not run: a node it needs (directly or further up) failed.
     Skipped,
-    /// It did not run, or was stopped: the run was cancelled or failed fast.
+    /// It did not run, or was stopped while running: the run was cancelled, or failed fast
+    /// at a node it does not need.
     Cancelled,
 }
 

@@ -71,7 +71,8 @@ impl Graph {
 
 impl Runner {
     /// After a failure, run every node that does not need the failed one (default `false`:
-    /// fail fast, cancelling the rest).
+    /// fail fast, cancelling the rest). Either way, the nodes that need the failed one are
+    /// skipped, with [`Error::Upstream`](crate::Error::Upstream) as their reason.
     pub fn keep_going(mut self, keep_going: bool) -> Self {
         self.keep_going = keep_going;
         self

@@ -7,7 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -54,6 +54,11 @@ pub(crate) struct Shared {
     keep_going: bool,
     windows: [usize; 3],
     pub(crate) stopping: AtomicBool,
+    /// Every node has ended (set under the lock).
+    ended: AtomicBool,
+    /// Locked sections whose garbage is not dropped yet.
+    sections: AtomicUsize,
+    /// Ended, and every result let go of dropped: waiters may take the results.
     complete: AtomicBool,
     state: Mutex<State>,
 }
@@ -87,8 +92,6 @@ struct After {
     /// Results and bodies let go of: dropped outside the lock, as their destructors may be
     /// slow.
     garbage: Vec<Garbage>,
-    /// Every node has ended: mark the run complete once the garbage is gone.
-    completes: bool,
 }
 
 #[allow(dead_code)] // held only to be dropped
@@ -188,6 +191,8 @@ impl Shared {
             keep_going,
             windows,
             stopping: AtomicBool::new(false),
+            ended: AtomicBool::new(n == 0),
+            sections: AtomicUsize::new(0),
             complete: AtomicBool::new(n == 0),
             state: Mutex::new(state),
         })
@@ -204,6 +209,7 @@ impl Shared {
                 }
             }
             self.dispatch(&mut state, &mut after);
+            self.leave(&state);
         }
         self.after(after);
     }
@@ -406,7 +412,7 @@ impl Shared {
                 }
             }
             self.dispatch(&mut state, &mut after);
-            self.check_complete(&mut state, &mut after);
+            self.leave(&state);
         }
         self.after(after);
     }
@@ -485,12 +491,13 @@ impl Shared {
         }
         state.status[node] = Status::Failed;
         state.errors.insert(node as u32, error);
-        if self.is_stopping() {
-            // Failed on its own while the run was stopping: nothing more to stop.
-        } else if self.keep_going {
+        if !self.is_stopping() {
+            // What needs the failure is skipped, with the failure as its reason, whichever
+            // the policy; fail-fast then cancels the rest.
             self.skip_downstream(state, node, after);
-        } else {
-            self.stop(state, after);
+            if !self.keep_going {
+                self.stop(state, after);
+            }
         }
     }
 
@@ -557,25 +564,34 @@ impl Shared {
     }
 
     /// Cancels the run (from [`GraphRun::cancel`](super::GraphRun::cancel)).
-    pub(crate) fn cancel(&self) {
+    pub(crate) fn cancel(self: &Arc<Self>) {
         let mut after = After::default();
         {
             let mut state = self.lock();
+            // Ended already: its results may have been taken (the state is empty).
+            if self.ended.load(Ordering::Acquire) {
+                return;
+            }
             self.stop(&mut state, &mut after);
-            self.check_complete(&mut state, &mut after);
+            self.leave(&state);
         }
-        for cancel in after.cancels.drain(..) {
-            cancel.cancel();
-        }
-        drop(after.garbage);
-        if after.completes {
-            self.complete();
-        }
+        self.after(after);
     }
 
-    fn check_complete(&self, state: &mut State, after: &mut After) {
+    /// The end of a locked section whose [`After`] is to be handled: counted, so that the
+    /// run is marked complete only once every section's garbage is gone.
+    fn leave(&self, state: &State) {
         if state.unfinished == 0 {
-            after.completes = true;
+            self.ended.store(true, Ordering::Release);
+        }
+        self.sections.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A section's garbage is gone; the last one out after every node has ended completes
+    /// the run.
+    fn settle(&self) {
+        if self.sections.fetch_sub(1, Ordering::AcqRel) == 1 && self.ended.load(Ordering::Acquire) {
+            self.complete();
         }
     }
 
@@ -610,6 +626,7 @@ impl Shared {
         for cancel in after.cancels.drain(..) {
             cancel.cancel();
         }
+        self.settle();
         for work in after.works.drain(..) {
             let node = work.node.0;
             let attempt = work.attempt;
@@ -625,9 +642,6 @@ impl Shared {
                     cancel.cancel();
                 }
             }
-        }
-        if after.completes {
-            self.complete();
         }
     }
 }
