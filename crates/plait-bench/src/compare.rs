@@ -297,6 +297,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             });
         }
     }
+    graph(rows, &mut out);
     if let Some(o) = find(rows, "cpu", "plait spawn", None)
         && let Some(s) = speedup(o)
     {
@@ -315,4 +316,75 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         });
     }
     out
+}
+
+/// The graph suite's claims, per graph: cost per node (at most 2 µs, at least 20 times
+/// less than Dask's schedulers on the same graph) and, for a million nodes, built and run
+/// in under 5 s and under 1 GiB.
+fn graph(rows: &[Row], out: &mut Vec<Comparison>) {
+    for ours in rows
+        .iter()
+        .filter(|r| r.suite == "graph" && r.system == "plait run_graph: run")
+    {
+        let case = ours.case.as_str();
+        out.push(Comparison {
+            suite: "graph",
+            claim: format!("scheduler cost per node, {case}"),
+            ours: format_ns(ours.ns_per_task),
+            peer: "-".to_owned(),
+            ratio: ours.ns_per_task / 2000.0,
+            target: "<= 2 µs".to_owned(),
+            met: ours.ns_per_task <= 2000.0,
+        });
+        for system in ["dask sync", "dask threads"] {
+            if let Some(peer) = find(rows, "python:dask_graphs", system, Some(case))
+                && peer.case == case
+            {
+                let ratio = peer.ns_per_task / ours.ns_per_task;
+                out.push(Comparison {
+                    suite: "graph",
+                    claim: format!("cost per node vs {system}, {case}"),
+                    ours: format_ns(ours.ns_per_task),
+                    peer: format!("{} ({})", format_ns(peer.ns_per_task), peer.system),
+                    ratio,
+                    target: ">= 20x".to_owned(),
+                    met: ratio >= 20.0,
+                });
+            }
+        }
+        if ours.n < 1_000_000 {
+            continue;
+        }
+        if let Some(total) = find(rows, "graph", "plait run_graph: build + run", Some(case)) {
+            out.push(Comparison {
+                suite: "graph",
+                claim: format!("built and run, {case}"),
+                ours: ms(total.wall_s),
+                peer: "-".to_owned(),
+                ratio: total.wall_s / 5.0,
+                target: "< 5 s".to_owned(),
+                met: total.wall_s < 5.0,
+            });
+        }
+        if let Some(memory) = find(rows, "graph", "plait: memory", Some(case))
+            && let Some(per_node) = memory.bytes_per_task
+        {
+            let total = per_node * memory.n as f64;
+            let gib = f64::from(1u32 << 30);
+            out.push(Comparison {
+                suite: "graph",
+                claim: format!("peak resident memory grown, {case}"),
+                ours: format!("{:.0} MiB ({per_node:.0} B per node)", total / 1048576.0),
+                peer: find(rows, "python:dask_graphs", "dask sync", Some(case))
+                    .and_then(|p| p.bytes_per_task)
+                    .map_or_else(
+                        || "-".to_owned(),
+                        |b| format!("{b:.0} B per node (dask sync)"),
+                    ),
+                ratio: total / gib,
+                target: "< 1 GiB".to_owned(),
+                met: total < gib,
+            });
+        }
+    }
 }

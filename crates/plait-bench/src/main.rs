@@ -32,7 +32,8 @@ struct Args {
     /// List the suites and exit.
     #[arg(long)]
     list: bool,
-    /// Also run the Python peers (tiny_tasks.py, cpu_bound.py, io_bound.py) in this run.
+    /// Also run the Python peers of the suites chosen (tiny_tasks.py, cpu_bound.py,
+    /// io_bound.py from ../shared/bench/peers; this crate's peers/dask_graphs.py) in this run.
     #[arg(long)]
     peers: bool,
     /// The Python with the peers' packages installed.
@@ -61,7 +62,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let [system, n] = args.memory_child.as_slice() {
         let n = n.parse().unwrap_or(100_000);
-        return match suites::memory::child_main(system, n) {
+        let measured = if system.starts_with("graph-") {
+            suites::graph::child_main(system, n)
+        } else {
+            suites::memory::child_main(system, n)
+        };
+        return match measured {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("plait-bench: {error}");
@@ -106,9 +112,22 @@ fn main() -> ExitCode {
     }
     let mut failed = false;
     if args.peers {
-        let dir = args.peers_dir.clone().unwrap_or_else(peers::default_dir);
-        for script in peers::SCRIPTS {
-            match peers::run(&args.python, &dir, script) {
+        let shared = args.peers_dir.clone().unwrap_or_else(peers::default_dir);
+        for peer in peers::PEERS {
+            let chosen = args.suites.is_empty()
+                || args
+                    .suites
+                    .iter()
+                    .any(|s| peer.suites.contains(&s.as_str()));
+            if !chosen {
+                continue;
+            }
+            let dir = if peer.own {
+                peers::own_dir()
+            } else {
+                shared.clone()
+            };
+            match peers::run(&args.python, &dir, peer.script) {
                 Ok(peer_rows) => rows.extend(peer_rows),
                 Err(error) => {
                     eprintln!("plait-bench: {error}");

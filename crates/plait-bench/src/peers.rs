@@ -8,8 +8,42 @@ use serde::Deserialize;
 
 use crate::report::Row;
 
+/// A Python peer script, and the suites it is the peer of.
+pub(crate) struct Peer {
+    pub(crate) script: &'static str,
+    pub(crate) suites: &'static [&'static str],
+    /// In this crate's `peers/` rather than the shared folder.
+    pub(crate) own: bool,
+}
+
 /// The scripts whose workloads match plait's suites.
-pub(crate) const SCRIPTS: &[&str] = &["tiny_tasks.py", "cpu_bound.py", "io_bound.py"];
+pub(crate) const PEERS: &[Peer] = &[
+    Peer {
+        script: "tiny_tasks.py",
+        suites: &["spawn", "map", "coroutine", "memory", "process"],
+        own: false,
+    },
+    Peer {
+        script: "cpu_bound.py",
+        suites: &["cpu"],
+        own: false,
+    },
+    Peer {
+        script: "io_bound.py",
+        suites: &["waits"],
+        own: false,
+    },
+    Peer {
+        script: "dask_graphs.py",
+        suites: &["graph"],
+        own: true,
+    },
+];
+
+/// This crate's own peer scripts (workloads the shared folder does not have).
+pub(crate) fn own_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
+}
 
 #[derive(Deserialize)]
 struct Output {
@@ -28,6 +62,8 @@ struct PeerRow {
     runs_wall_s: Vec<f64>,
     #[serde(default)]
     speedup_vs_sequential: Option<f64>,
+    #[serde(default)]
+    peak_rss_growth_bytes: Option<f64>,
 }
 
 /// Where the peers live by default: beside this checkout.
@@ -37,7 +73,7 @@ pub(crate) fn default_dir() -> PathBuf {
 
 /// Runs one script with `python` and turns its JSON line into rows.
 pub(crate) fn run(python: &Path, dir: &Path, script: &str) -> Result<Vec<Row>, String> {
-    eprintln!("plait-bench: running the Python peer {script} (up to ~2 minutes)...");
+    eprintln!("plait-bench: running the Python peer {script} (minutes)...");
     let path = dir.join(script);
     let output = Command::new(python)
         .arg(&path)
@@ -84,6 +120,10 @@ pub(crate) fn run(python: &Path, dir: &Path, script: &str) -> Result<Vec<Row>, S
             };
             if let Some(speedup) = r.speedup_vs_sequential {
                 row.note = Some(format!("speedup {speedup:.2}x"));
+            }
+            if let Some(peak) = r.peak_rss_growth_bytes {
+                row.bytes_per_task = Some(peak / r.n.max(1) as f64);
+                row.note = Some(format!("peak RSS +{:.0} MiB", peak / 1048576.0));
             }
             row
         })

@@ -149,10 +149,10 @@ pub enum Error {
         failed: String,
     },
 
-    /// A graph node's result was released once its consumers had run, or was taken
-    /// already.
+    /// A graph node's result was released once its consumers had run (or the run
+    /// stopped), or was taken already.
     #[error(
-        "the result of {node} is gone: it was released after its last consumer ran, or taken already; mark the node with Graph::node(..).keep() to keep it"
+        "the result of {node} is gone: it was released once its consumers had run (or the run stopped), or taken already; mark the node with Graph::node(..).keep() to keep it"
     )]
     Released {
         /// The node.

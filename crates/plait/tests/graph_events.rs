@@ -109,3 +109,47 @@ fn observers_see_each_node_in_order_with_strand_and_timing() {
     let flaky_strand = events.iter().find(|e| e.0 == flaky.id()).unwrap().2;
     assert_eq!(flaky_strand, Strand::Thread);
 }
+
+#[test]
+fn an_observer_may_cancel_the_run_and_a_panicking_one_does_not_stop_it() {
+    let rt = common::runtime(2);
+    let mut graph = Graph::new();
+    // Fails once the test has handed the canceller to the observer.
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let broken = graph.try_task((), move |()| {
+        let _ = gate.lock().unwrap().recv();
+        Err::<(), _>("broken")
+    });
+    let waits: Vec<_> = (0..4)
+        .map(|_| graph.task_async((), |()| tokio::time::sleep(Duration::from_secs(30))))
+        .collect();
+    let canceller: Arc<Mutex<Option<plait::graph::GraphCanceller>>> = Arc::default();
+    let slot = Arc::clone(&canceller);
+    let run = graph
+        .runner(rt.clone())
+        .keep_going(true)
+        .observe(|_| panic!("an observer that panics on every event"))
+        .observe(move |event| {
+            // Stop everything at the first failure, from inside the observer.
+            if let EventKind::Failed { .. } = event.kind
+                && let Some(canceller) = slot.lock().unwrap().as_ref()
+            {
+                canceller.cancel();
+            }
+        })
+        .start();
+    *canceller.lock().unwrap() = Some(run.canceller());
+    open.send(()).unwrap();
+    let results = run.join();
+    assert_eq!(
+        results.status(broken.id()),
+        plait::graph::NodeStatus::Failed
+    );
+    for wait in waits {
+        assert_eq!(
+            results.status(wait.id()),
+            plait::graph::NodeStatus::Cancelled
+        );
+    }
+}

@@ -203,7 +203,37 @@ fn cancelling_a_run_stops_it_and_reports_every_node() {
     for node in waits.iter().map(|n| n.id()).chain([after.id()]) {
         assert_eq!(results.status(node), NodeStatus::Cancelled);
     }
-    // The spinning thread node saw the cancellation and returned.
-    assert_ne!(results.status(spinning.id()), NodeStatus::Failed);
+    // The spinning thread node saw the cancellation and returned; what it returned is
+    // discarded.
+    assert_eq!(results.status(spinning.id()), NodeStatus::Cancelled);
     assert!(results.check().unwrap_err().is_cancelled());
+    // A canceller used after the run ended (a late signal) does nothing.
+    canceller.cancel();
+    assert_eq!(results.status(after.id()), NodeStatus::Cancelled);
+}
+
+#[test]
+fn a_node_that_times_out_is_retried_and_can_then_succeed() {
+    let rt = common::runtime(2);
+    let tries = Arc::new(AtomicU32::new(0));
+    let mut graph = Graph::new();
+    let counter = Arc::clone(&tries);
+    let slow_then_quick = graph.task_async((), move |()| {
+        let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            "quick"
+        }
+    });
+    let _ = graph
+        .node(slow_then_quick)
+        .timeout(Duration::from_millis(50))
+        .retries(1);
+    let began = Instant::now();
+    let mut results = rt.run_graph(graph).join();
+    assert!(began.elapsed() < Duration::from_secs(10));
+    assert_eq!(results.take(slow_then_quick).unwrap(), "quick");
+    assert_eq!(results.attempts(slow_then_quick.id()), 2);
 }

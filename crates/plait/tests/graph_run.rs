@@ -152,15 +152,21 @@ fn weights_bound_what_runs_at_once() {
     let rt = common::runtime(2);
     let running = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
+    // Each node waits for a partner: two of weight 2 fit a window of 4, so pairs meet; a
+    // third at once would break the bound, which `most` would show.
+    let pairs = Arc::new(tokio::sync::Barrier::new(2));
     let mut graph = Graph::new();
     for _ in 0..12 {
-        let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+        let (running, most, pairs) = (Arc::clone(&running), Arc::clone(&most), Arc::clone(&pairs));
         let node = graph.task_async((), move |()| {
-            let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+            let (running, most, pairs) =
+                (Arc::clone(&running), Arc::clone(&most), Arc::clone(&pairs));
             async move {
                 let now = running.fetch_add(2, Ordering::SeqCst) + 2;
                 most.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::timeout(Duration::from_secs(10), pairs.wait())
+                    .await
+                    .expect("two nodes of weight 2 run at once");
                 running.fetch_sub(2, Ordering::SeqCst);
             }
         });
@@ -171,12 +177,35 @@ fn weights_bound_what_runs_at_once() {
         .limit(Strand::Coroutine, 4)
         .start()
         .join();
-    assert!(results.is_success());
+    assert!(results.is_success(), "{results:?}");
     assert_eq!(
         most.load(Ordering::SeqCst),
         4,
         "two nodes of weight 2 at a time"
     );
+}
+
+#[test]
+fn a_thread_node_can_run_and_join_another_graph() {
+    for threads in [1, 2] {
+        let rt = common::runtime(threads);
+        let inner_rt = rt.clone();
+        let mut outer = Graph::new();
+        let seed = outer.task((), |()| 5u64);
+        let nested = outer.task(seed, move |seed| {
+            let mut inner = Graph::new();
+            let mut last = inner.task((), |()| 0u64);
+            for _ in 0..50 {
+                last = inner.task(last, |n| n + 1);
+            }
+            let seed = *seed;
+            let total = inner.task(last, move |n| n + seed);
+            inner_rt.run_graph(inner).join().take(total).unwrap()
+        });
+        let after = outer.task(nested, |n| n * 2);
+        let mut results = rt.run_graph(outer).join();
+        assert_eq!(results.take(after).unwrap(), 110, "{threads} threads");
+    }
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! Task graphs: the scheduler's cost per node on graphs of no-op tasks (a chain, a fan-out
 //! then fan-in, a random DAG) of 100,000 and 1,000,000 nodes, and the heap each node
 //! takes at the run's peak. The peer is Dask's sync and threaded schedulers on the same
-//! graphs (`peers/dask_graphs.py` in this crate), with `--peers`.
+//! graphs (`peers/dask_graphs.py` in this crate), with `--peers`. Memory is measured in a
+//! fresh process per case, as the peer's: peak resident memory grown, and the peak of live
+//! heap bytes counted by the allocator.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use plait::graph::{Graph, Node};
@@ -24,6 +27,15 @@ pub(crate) enum Shape {
 
 impl Shape {
     pub(crate) const ALL: [Shape; 3] = [Shape::Chain, Shape::FanOutIn, Shape::Random];
+
+    /// The shape's name on the memory child's command line.
+    fn child_name(self) -> &'static str {
+        match self {
+            Shape::Chain => "graph-chain",
+            Shape::FanOutIn => "graph-fan",
+            Shape::Random => "graph-random",
+        }
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -97,6 +109,49 @@ fn build_and_run(ctx: &Context, shape: Shape, n: usize) -> (Duration, Duration) 
     (built, ran)
 }
 
+/// Measures the memory of one build and run in a fresh copy of this program: (peak heap
+/// bytes, peak resident bytes grown).
+fn child(shape: Shape, n: u64) -> Option<(f64, f64)> {
+    let exe = std::env::current_exe().ok()?;
+    let output = Command::new(exe)
+        .args(["--memory-child", shape.child_name(), &n.to_string()])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    Some((fields.next()?.ok()?, fields.next()?.ok()?))
+}
+
+/// The child's side: builds and runs one graph, prints "peak-heap-bytes peak-rss-growth".
+pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
+    let shape = Shape::ALL
+        .into_iter()
+        .find(|shape| shape.child_name() == system)
+        .ok_or_else(|| format!("no graph shape {system:?}"))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rt = plait::Runtime::builder()
+        .threads(threads)
+        .coroutine_workers(threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let before = alloc::rss_bytes().unwrap_or(0);
+    alloc::start();
+    let graph = build(shape, n as usize);
+    let results = rt.run_graph(graph).join();
+    let heap = alloc::peak();
+    alloc::stop();
+    let rss = alloc::peak_rss_bytes().unwrap_or(0).saturating_sub(before);
+    if !results.is_success() {
+        return Err("a no-op node failed".to_owned());
+    }
+    println!("{heap} {rss}");
+    // Exit without tearing down: nothing more to measure.
+    std::process::exit(0);
+}
+
 pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let mut rows = Vec::new();
     for n in [ctx.n(100_000), ctx.n(1_000_000)] {
@@ -121,13 +176,21 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
                 n,
                 &totals,
             ));
-            alloc::start();
-            build_and_run(ctx, shape, n as usize);
-            let peak = alloc::peak();
-            alloc::stop();
-            let mut row = Row::timed("graph", &case, "plait: peak heap", n, &totals);
-            row.heap_bytes_per_task = Some(peak as f64 / n as f64);
-            rows.push(row.note(format!("peak heap {:.1} MiB", peak as f64 / 1048576.0)));
+            match child(shape, n) {
+                Some((heap, rss)) => {
+                    let mut row = Row::timed("graph", &case, "plait: memory", n, &totals);
+                    row.bytes_per_task = Some(rss / n as f64);
+                    row.heap_bytes_per_task = Some(heap / n as f64);
+                    rows.push(row.note(format!(
+                        "peak RSS +{:.0} MiB, peak heap {:.0} MiB (fresh process): {:.0} B / {:.0} B per node",
+                        rss / 1048576.0,
+                        heap / 1048576.0,
+                        rss / n as f64,
+                        heap / n as f64
+                    )));
+                }
+                None => eprintln!("plait-bench: the graph memory child failed for {case}"),
+            }
         }
     }
     rows

@@ -35,7 +35,7 @@ pub trait Deps: sealed::Sealed {
     /// Appends the input nodes' indices, in order; `false` if one of them belongs to a
     /// graph other than `graph`.
     #[doc(hidden)]
-    fn ids(&self, graph: u32, out: &mut Vec<u32>) -> bool;
+    fn ids(&self, graph: u64, out: &mut Vec<u32>) -> bool;
 
     /// Borrows the inputs' results, in the order of [`ids`](Deps::ids).
     #[doc(hidden)]
@@ -51,8 +51,8 @@ mod sealed {
 }
 
 /// The result of an input, as its node's type. A [`Node<T>`] only ever names a node whose
-/// body returns `T`, and executors cannot forge results (see
-/// [`Output`](super::Output)), so a mismatch is a bug in this module.
+/// body returns `T`, and a run only keeps an output made by its own node's call (see
+/// [`Done::finish`](super::Done::finish)), so a mismatch is a bug in this module.
 fn downcast_ref<T: 'static>(value: &Value) -> &T {
     value
         .downcast_ref()
@@ -70,7 +70,7 @@ impl Deps for () {
     type Refs<'a> = ();
     type Owned = ();
 
-    fn ids(&self, _: u32, _: &mut Vec<u32>) -> bool {
+    fn ids(&self, _: u64, _: &mut Vec<u32>) -> bool {
         true
     }
     fn refs(_: &[Value]) {}
@@ -82,7 +82,7 @@ impl<A: Send + Sync + 'static> Deps for Node<A> {
     type Refs<'a> = &'a A;
     type Owned = Arc<A>;
 
-    fn ids(&self, graph: u32, out: &mut Vec<u32>) -> bool {
+    fn ids(&self, graph: u64, out: &mut Vec<u32>) -> bool {
         out.push(self.id.0);
         self.graph == graph
     }
@@ -101,7 +101,7 @@ macro_rules! tuple_deps {
             type Refs<'a> = ($(&'a $T,)+);
             type Owned = ($(Arc<$T>,)+);
 
-            fn ids(&self, graph: u32, out: &mut Vec<u32>) -> bool {
+            fn ids(&self, graph: u64, out: &mut Vec<u32>) -> bool {
                 $(out.push(self.$i.id.0);)+
                 true $(&& self.$i.graph == graph)+
             }
@@ -129,7 +129,7 @@ impl<A: Send + Sync + 'static> Deps for Vec<Node<A>> {
     type Refs<'a> = Vec<&'a A>;
     type Owned = Vec<Arc<A>>;
 
-    fn ids(&self, graph: u32, out: &mut Vec<u32>) -> bool {
+    fn ids(&self, graph: u64, out: &mut Vec<u32>) -> bool {
         self.as_slice().ids(graph, out)
     }
     fn refs(values: &[Value]) -> Vec<&A> {
@@ -145,7 +145,7 @@ impl<A: Send + Sync + 'static> Deps for &[Node<A>] {
     type Refs<'a> = Vec<&'a A>;
     type Owned = Vec<Arc<A>>;
 
-    fn ids(&self, graph: u32, out: &mut Vec<u32>) -> bool {
+    fn ids(&self, graph: u64, out: &mut Vec<u32>) -> bool {
         out.extend(self.iter().map(|node| node.id.0));
         self.iter().all(|node| node.graph == graph)
     }

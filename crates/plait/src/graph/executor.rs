@@ -62,7 +62,7 @@ impl Work {
     /// The node's name, if it has one.
     #[must_use]
     pub fn name(&self) -> Option<&str> {
-        self.done.shared.name(self.node)
+        self.done.shared.meta.name(self.node)
     }
 
     /// The strand the node asks for.
@@ -122,26 +122,48 @@ impl Call {
 }
 
 /// How one run of a node ended, for [`Done::finish`]. Only the calls make successful
-/// outputs, so a result always has the type its node promises.
-pub struct Output(pub(crate) Result<Value>);
+/// outputs, each marked with its node, and [`Done::finish`] refuses another node's: a
+/// result always has the type its node promises.
+pub struct Output {
+    pub(crate) result: Result<Value>,
+    /// The node whose call made this output (none for a failure).
+    pub(crate) origin: Option<Origin>,
+}
+
+/// The node a call is for: its graph and its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) graph: u64,
+    pub(crate) node: u32,
+}
 
 impl Output {
     /// A failed run.
     #[must_use]
     pub fn failed(error: Error) -> Self {
-        Output(Err(error))
+        Output {
+            result: Err(error),
+            origin: None,
+        }
+    }
+
+    fn of(origin: Origin, result: Result<Value>) -> Self {
+        Output {
+            result,
+            origin: Some(origin),
+        }
     }
 
     /// The error, if the run failed.
     #[must_use]
     pub fn error(&self) -> Option<&Error> {
-        self.0.as_ref().err()
+        self.result.as_ref().err()
     }
 }
 
 impl fmt::Debug for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
+        match &self.result {
             Ok(_) => f.write_str("Output(Ok(..))"),
             Err(error) => f.debug_tuple("Output").field(error).finish(),
         }
@@ -152,16 +174,21 @@ impl fmt::Debug for Output {
 pub struct ThreadCall {
     pub(crate) body: ThreadBody,
     pub(crate) inputs: Vec<Value>,
+    pub(crate) origin: Origin,
 }
 
 impl ThreadCall {
     /// Runs the closure here; a panic becomes the output's error. The inputs are let go
     /// before this returns.
     pub fn run(self) -> Output {
-        let ThreadCall { body, inputs } = self;
+        let ThreadCall {
+            body,
+            inputs,
+            origin,
+        } = self;
         let output = catch(|| body(&inputs));
         drop(inputs);
-        Output(output)
+        Output::of(origin, output)
     }
 }
 
@@ -177,24 +204,28 @@ impl fmt::Debug for ThreadCall {
 pub struct CoroutineCall {
     pub(crate) body: CoroutineBody,
     pub(crate) inputs: Vec<Value>,
+    pub(crate) origin: Origin,
 }
 
 impl CoroutineCall {
     /// Makes the future; a panic, in making or polling it, becomes the output's error.
     pub fn into_future(self) -> BoxFuture<'static, Output> {
-        let CoroutineCall { body, inputs } = self;
+        let CoroutineCall {
+            body,
+            inputs,
+            origin,
+        } = self;
         let future = catch(|| Ok(body(&inputs)));
         drop(inputs);
         async move {
-            match future {
-                Ok(future) => Output(
-                    std::panic::AssertUnwindSafe(future)
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|payload| Err(Error::from_panic(payload))),
-                ),
-                Err(error) => Output(Err(error)),
-            }
+            let result = match future {
+                Ok(future) => std::panic::AssertUnwindSafe(future)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|payload| Err(Error::from_panic(payload))),
+                Err(error) => Err(error),
+            };
+            Output::of(origin, result)
         }
         .boxed()
     }
@@ -214,6 +245,7 @@ pub struct ProcessCall {
     pub(crate) args: ArgsBody,
     pub(crate) decode: Decode,
     pub(crate) inputs: Option<Vec<Value>>,
+    pub(crate) origin: Origin,
 }
 
 impl ProcessCall {
@@ -241,7 +273,10 @@ impl ProcessCall {
     /// strand reported.
     #[must_use]
     pub fn output(&self, answer: Result<Vec<u8>>) -> Output {
-        Output(answer.and_then(|bytes| (self.decode)(&bytes, self.task)))
+        Output::of(
+            self.origin,
+            answer.and_then(|bytes| (self.decode)(&bytes, self.task)),
+        )
     }
 }
 
@@ -258,6 +293,7 @@ pub struct CommandCall {
     pub(crate) body: CommandBody,
     pub(crate) inputs: Option<Vec<Value>>,
     pub(crate) shown: String,
+    pub(crate) origin: Origin,
 }
 
 impl CommandCall {
@@ -278,13 +314,14 @@ impl CommandCall {
     /// its standard error.
     #[must_use]
     pub fn output(&self, ended: Result<CommandOutput>) -> Output {
-        Output(ended.and_then(|output| {
+        let result = ended.and_then(|output| {
             if output.success() {
                 Ok(Arc::new(output) as Value)
             } else {
                 Err(Error::failed(CommandFailed::new(&self.shown, &output)))
             }
-        }))
+        });
+        Output::of(self.origin, result)
     }
 }
 
@@ -373,16 +410,30 @@ impl Done {
     /// Whether the graph run is stopping (cancelled, or failed fast): work not yet started
     /// should be finished with [`Error::Cancelled`] rather than run.
     #[must_use]
-    pub fn is_cancelled(&self) -> bool {
+    pub fn is_stopping(&self) -> bool {
         self.shared.is_stopping()
     }
 
-    /// Reports the run's end to the scheduler, which may start more work on this thread
-    /// before returning.
+    /// Reports the run's end to the scheduler, which may hand more work to the executor
+    /// before this returns (an executor's `execute` may call it too: the work that makes
+    /// then waits for the outer `execute` to return, so the stack does not grow).
+    ///
+    /// An output made by another node's call is refused: the node fails, saying so.
     pub fn finish(mut self, output: Output) {
         self.finished = true;
+        let here = Origin {
+            graph: self.shared.meta.graph,
+            node: self.node.0,
+        };
+        let result = match output.result {
+            Ok(_) if output.origin != Some(here) => Err(Error::failed(format!(
+                "the executor finished {} with the output of another node",
+                self.shared.meta.display_name(self.node)
+            ))),
+            result => result,
+        };
         self.shared
-            .finish(self.node, self.attempt, self.started, output.0);
+            .finish(self.node, self.attempt, self.started, result);
     }
 }
 
@@ -394,7 +445,7 @@ impl Drop for Done {
             } else {
                 Error::failed(format!(
                     "the executor dropped the run of {} without finishing it (was the runtime shut down?)",
-                    self.shared.display_name(self.node)
+                    self.shared.meta.display_name(self.node)
                 ))
             };
             self.shared
@@ -568,15 +619,17 @@ mod inline {
     }
 
     thread_local! {
-        /// Whether this thread runs thread nodes now, and so takes one more when it ends.
-        static RUNNING: Cell<bool> = const { Cell::new(false) };
+        /// Whether a node run by this loop is finishing now: the work its end makes ready
+        /// may be kept for this thread. Not while a node's body runs: a body that starts
+        /// and joins another graph must see that graph's work go to the pool.
+        static FINISHING: Cell<bool> = const { Cell::new(false) };
         static NEXT: RefCell<Option<Run>> = const { RefCell::new(None) };
     }
 
-    /// Keeps `run` for this thread to do next, if it is running nodes and has not kept one
-    /// already; otherwise hands it back.
+    /// Keeps `run` for this thread to do next, if a node of this thread's loop is
+    /// finishing and has not kept one already; otherwise hands it back.
     pub(super) fn offer(run: Run) -> Result<(), Run> {
-        if !RUNNING.with(Cell::get) {
+        if !FINISHING.with(Cell::get) {
             return Err(run);
         }
         NEXT.with(|next| {
@@ -593,21 +646,30 @@ mod inline {
     impl Run {
         /// Runs this node, then whatever its end kept for this thread, and so on.
         pub(super) fn run(self) {
-            let was_running = RUNNING.with(|running| running.replace(true));
-            // A node that joins another graph may run nodes of it on this stack (the pool
-            // helps while it waits): the guard puts the flag back for the outer loop.
-            let _restore = Restore(was_running);
             let mut next = Some(self);
             while let Some(Run { call, mut done }) = next {
-                let output = if done.is_cancelled() {
+                let output = if done.is_stopping() {
                     drop(call);
                     Output::failed(Error::Cancelled)
                 } else {
                     done.start();
-                    let _graph = current::enter_graph(&done.shared.stopping);
-                    call.run()
+                    let output = {
+                        let _graph = current::enter_graph(&done.shared.stopping);
+                        call.run()
+                    };
+                    if done.is_stopping() {
+                        // Stopped while it ran: what it returned is discarded, as for any
+                        // thread task that sees `is_cancelled`.
+                        Output::failed(Error::Cancelled)
+                    } else {
+                        output
+                    }
                 };
-                done.finish(output);
+                {
+                    let was = FINISHING.with(|finishing| finishing.replace(true));
+                    let _restore = Restore(was);
+                    done.finish(output);
+                }
                 next = NEXT.with(|next| next.borrow_mut().take());
             }
         }
@@ -617,7 +679,7 @@ mod inline {
 
     impl Drop for Restore {
         fn drop(&mut self) {
-            RUNNING.with(|running| running.set(self.0));
+            FINISHING.with(|finishing| finishing.set(self.0));
         }
     }
 }

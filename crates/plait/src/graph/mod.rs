@@ -43,9 +43,11 @@
 //! # Ok::<(), plait::Error>(())
 //! ```
 
+mod after;
 mod deps;
 mod event;
 mod executor;
+mod meta;
 mod results;
 mod run;
 mod scheduler;
@@ -55,7 +57,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -80,7 +82,7 @@ use deps::Value;
 /// runs again after a failure. A body is dropped as soon as its node has finished.
 pub struct Graph {
     /// Tells this graph's nodes from other graphs'.
-    id: u32,
+    pub(crate) id: u64,
     pub(crate) specs: Vec<Spec>,
     /// The inputs of every node, back to back: node `i`'s are
     /// `inputs[starts[i]..starts[i + 1]]` (the last node's run to the end).
@@ -173,7 +175,7 @@ impl fmt::Display for NodeId {
 /// [`Results::take`] for its result. Cheap to copy.
 pub struct Node<T> {
     pub(crate) id: NodeId,
-    pub(crate) graph: u32,
+    pub(crate) graph: u64,
     _result: PhantomData<fn() -> T>,
 }
 
@@ -255,7 +257,7 @@ impl Graph {
     /// An empty graph with room for `nodes` nodes and as many edges.
     #[must_use]
     pub fn with_capacity(nodes: usize) -> Self {
-        static GRAPHS: AtomicU32 = AtomicU32::new(0);
+        static GRAPHS: AtomicU64 = AtomicU64::new(0);
         Graph {
             id: GRAPHS.fetch_add(1, Ordering::Relaxed),
             specs: Vec::with_capacity(nodes),

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::deps::Value;
+use super::meta::Meta;
 use super::scheduler::{Shared, Status};
 use super::{Node, NodeId};
 use crate::{Error, Result};
@@ -27,7 +28,7 @@ pub enum NodeStatus {
 /// The end of a graph run: every node's status, the errors, and the results kept (sinks,
 /// and nodes marked [`keep`](super::NodeMut::keep)).
 pub struct Results {
-    shared: Arc<Shared>,
+    meta: Arc<Meta>,
     values: Vec<Option<Value>>,
     status: Vec<Status>,
     attempts: Vec<u32>,
@@ -36,7 +37,7 @@ pub struct Results {
 }
 
 impl Results {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: &Shared) -> Self {
         let mut state = shared.lock();
         let values = std::mem::take(&mut state.values);
         let status = std::mem::take(&mut state.status);
@@ -45,7 +46,7 @@ impl Results {
         let upstream = std::mem::take(&mut state.upstream);
         drop(state);
         Results {
-            shared,
+            meta: Arc::clone(&shared.meta),
             values,
             status,
             attempts,
@@ -73,7 +74,9 @@ impl Results {
     /// The node's error if it failed; [`Error::Upstream`] if it was skipped;
     /// [`Error::Cancelled`] if it did not run because the run stopped;
     /// [`Error::Released`] if its result was released (it had consumers and was not marked
-    /// [`keep`](super::NodeMut::keep)) or was taken already.
+    /// [`keep`](super::NodeMut::keep)) or was taken already; [`Error::Failed`] if the
+    /// result is still shared with a thread task that outlived its time limit (borrow it
+    /// with [`get`](Results::get) instead).
     ///
     /// # Panics
     ///
@@ -89,7 +92,7 @@ impl Results {
             self.values[index] = Some(shared);
             Error::failed(format!(
                 "the result of {} is still shared with a run that outlived its time limit; borrow it with get",
-                self.shared.display_name(node.id)
+                self.meta.display_name(node.id)
             ))
         })
     }
@@ -113,7 +116,7 @@ impl Results {
     }
 
     fn index<T>(&self, node: Node<T>) -> usize {
-        assert_eq!(node.graph, self.shared.graph, "a node of another graph");
+        assert_eq!(node.graph, self.meta.graph, "a node of another graph");
         node.id.index()
     }
 
@@ -121,7 +124,7 @@ impl Results {
     fn value(&self, index: usize) -> Result<Value> {
         match self.status[index] {
             Status::Succeeded => self.values[index].clone().ok_or_else(|| Error::Released {
-                node: self.shared.display_name(NodeId(index as u32)),
+                node: self.meta.display_name(NodeId(index as u32)),
             }),
             _ => Err(self.error(NodeId(index as u32)).unwrap_or(Error::Cancelled)),
         }
@@ -156,7 +159,7 @@ impl Results {
             Status::Failed => self.errors.get(&node.0).cloned(),
             Status::Skipped => {
                 let failed = self.upstream.get(&node.0).copied().unwrap_or(node.0);
-                Some(self.shared.upstream_error(node.index(), failed))
+                Some(self.meta.upstream_error(node.index(), failed))
             }
             _ => Some(Error::Cancelled),
         }

@@ -86,7 +86,7 @@ impl Runner {
     }
 
     /// Runs at most `units` units of work (see [`NodeMut::weight`](super::NodeMut::weight))
-    /// on `strand` at once, rather than what the executor offers.
+    /// on `strand` at once, rather than what the executor offers; at least 1.
     pub fn limit(mut self, strand: Strand, units: usize) -> Self {
         self.limits[strand.index()] = Some(units);
         self
@@ -102,7 +102,10 @@ impl Runner {
             self.limits,
         );
         shared.start();
-        GraphRun { shared }
+        GraphRun {
+            shared,
+            returned: false,
+        }
     }
 }
 
@@ -131,6 +134,8 @@ impl Runtime {
 #[must_use = "a dropped GraphRun runs on, unobserved; join it, await it or cancel it"]
 pub struct GraphRun {
     shared: Arc<Shared>,
+    /// The results were handed out (a poll returned `Ready`).
+    returned: bool,
 }
 
 impl GraphRun {
@@ -164,16 +169,24 @@ impl GraphRun {
     pub fn join(self) -> Results {
         let shared = Arc::clone(&self.shared);
         wait::blocking_region(|| wait::block_on_tasks(self, None))
-            .unwrap_or_else(|| Results::new(shared))
+            .unwrap_or_else(|| Results::new(&shared))
     }
 }
 
+/// # Panics
+///
+/// Polled again after it returned the results.
 impl Future for GraphRun {
     type Output = Results;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Results> {
-        if self.shared.is_complete() || self.shared.register(cx.waker()) {
-            Poll::Ready(Results::new(Arc::clone(&self.shared)))
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Results> {
+        assert!(
+            !self.returned,
+            "a GraphRun polled after it returned its results"
+        );
+        if self.shared.register(cx.waker()) {
+            self.returned = true;
+            Poll::Ready(Results::new(&self.shared))
         } else {
             Poll::Pending
         }

@@ -2,8 +2,9 @@
 //!
 //! All mutable state sits behind one lock, taken once when a node finishes (to record it,
 //! unlock its dependents and pick what runs next) and once more when the executor hands
-//! back a canceller. Nothing slow runs under the lock: executors are called, results
-//! dropped and cancellations sent after it is released.
+//! back a canceller. Nothing of the user's runs under the lock: results are dropped,
+//! observers told, cancellations sent and executors called after it is released (see
+//! [`After`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -12,10 +13,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
+
+use super::after::{self, After, Garbage, Pending, PendingKind};
 use super::deps::Value;
-use super::event::{Event, EventKind, Observer};
-use super::executor::{CommandCall, CoroutineCall, Done, Executor, ProcessCall, ThreadCall, Work};
-use super::{Body, Call, Graph, NodeId, NodeOptions};
+use super::event::{EventKind, Observer};
+use super::executor::{
+    CommandCall, CoroutineCall, Done, Executor, Origin, ProcessCall, ThreadCall, Work,
+};
+use super::meta::Meta;
+use super::{Body, Call, Graph, NodeId};
 use crate::{CancelHandle, Error, Strand};
 
 /// Where a node is in its life.
@@ -29,7 +36,7 @@ pub(crate) enum Status {
     Running,
     Succeeded,
     Failed,
-    /// Not run: an input failed upstream (keep-going).
+    /// Not run: a node it needs failed.
     Skipped,
     /// Not run, or stopped while running: the run was cancelled or failed fast.
     Cancelled,
@@ -37,9 +44,7 @@ pub(crate) enum Status {
 
 /// What never changes during a run, and the lock over what does.
 pub(crate) struct Shared {
-    /// The graph's identity, to refuse nodes of other graphs.
-    pub(crate) graph: u32,
-    options: Vec<Option<Box<NodeOptions>>>,
+    pub(crate) meta: Arc<Meta>,
     strands: Vec<Strand>,
     /// Node `i`'s inputs are `inputs[input_starts[i]..input_starts[i + 1]]`.
     inputs: Vec<u32>,
@@ -60,6 +65,7 @@ pub(crate) struct Shared {
     sections: AtomicUsize,
     /// Ended, and every result let go of dropped: waiters may take the results.
     complete: AtomicBool,
+    waiter: AtomicWaker,
     state: Mutex<State>,
 }
 
@@ -81,23 +87,6 @@ pub(crate) struct State {
     busy: [usize; 3],
     running: HashMap<u32, CancelHandle>,
     unfinished: usize,
-    waker: Option<Waker>,
-}
-
-/// What to do once the lock is released.
-#[derive(Default)]
-struct After {
-    works: Vec<Work>,
-    cancels: Vec<CancelHandle>,
-    /// Results and bodies let go of: dropped outside the lock, as their destructors may be
-    /// slow.
-    garbage: Vec<Garbage>,
-}
-
-#[allow(dead_code)] // held only to be dropped
-enum Garbage {
-    Value(Value),
-    Body(Body),
 }
 
 impl Shared {
@@ -175,11 +164,12 @@ impl Shared {
             busy: [0; 3],
             running: HashMap::new(),
             unfinished: n,
-            waker: None,
         };
         Arc::new(Shared {
-            graph: graph_id,
-            options,
+            meta: Arc::new(Meta {
+                graph: graph_id,
+                options,
+            }),
             strands,
             inputs,
             input_starts,
@@ -194,6 +184,7 @@ impl Shared {
             ended: AtomicBool::new(n == 0),
             sections: AtomicUsize::new(0),
             complete: AtomicBool::new(n == 0),
+            waiter: AtomicWaker::new(),
             state: Mutex::new(state),
         })
     }
@@ -205,7 +196,7 @@ impl Shared {
             let mut state = self.lock();
             for node in 0..self.strands.len() {
                 if state.waiting[node] == 0 {
-                    self.make_ready(&mut state, node);
+                    self.make_ready(&mut state, node, &mut after);
                 }
             }
             self.dispatch(&mut state, &mut after);
@@ -215,8 +206,8 @@ impl Shared {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding the lock but observers; their panic must not wedge
-        // the run.
+        // Nothing of the user's runs under the lock, and the scheduler's own code does not
+        // panic there; should it, the state is still the best there is.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -236,18 +227,8 @@ impl Shared {
         !self.observers.is_empty()
     }
 
-    pub(crate) fn name(&self, node: NodeId) -> Option<&str> {
-        self.options.get(node.index())?.as_ref()?.name.as_deref()
-    }
-
-    /// The node's name, or `node #INDEX`.
-    pub(crate) fn display_name(&self, node: NodeId) -> String {
-        self.name(node)
-            .map_or_else(|| node.to_string(), ToOwned::to_owned)
-    }
-
-    fn option<T>(&self, node: usize, get: impl FnOnce(&NodeOptions) -> T, default: T) -> T {
-        self.options[node].as_deref().map_or(default, get)
+    fn option<T>(&self, node: usize, get: impl FnOnce(&super::NodeOptions) -> T, default: T) -> T {
+        self.meta.option(node, get, default)
     }
 
     fn inputs_of(&self, node: usize) -> &[u32] {
@@ -264,39 +245,36 @@ impl Shared {
         self.dependents_of(node).is_empty() || self.option(node, |o| o.keep, false)
     }
 
-    /// The error a skipped node reports.
-    pub(crate) fn upstream_error(&self, node: usize, failed: u32) -> Error {
-        Error::Upstream {
-            node: self.display_name(NodeId(node as u32)),
-            failed: self.display_name(NodeId(failed)),
+    /// Records an event for the observers, told once the lock is released.
+    fn record(&self, after: &mut After, node: usize, attempt: u32, kind: PendingKind) {
+        if self.observed() {
+            after.events.push(Pending {
+                node: node as u32,
+                attempt,
+                at: Instant::now(),
+                kind,
+            });
         }
     }
 
-    fn emit(&self, node: usize, attempt: u32, kind: EventKind<'_>) {
-        let event = Event {
-            node: NodeId(node as u32),
-            name: self.name(NodeId(node as u32)),
-            strand: self.strands[node],
-            attempt,
-            at: Instant::now(),
-            kind,
-        };
-        for observer in &self.observers {
-            observer(&event);
-        }
-    }
-
-    /// Reports that `node`'s run `attempt` has started (from [`Done::start`]).
+    /// Tells the observers that `node`'s run `attempt` has started (from [`Done::start`]).
     pub(crate) fn started(&self, node: NodeId, attempt: u32) {
-        self.emit(node.index(), attempt, EventKind::Started);
+        after::tell_event(
+            &self.observers,
+            &self.meta,
+            self.strands[node.index()],
+            node.0,
+            attempt,
+            Instant::now(),
+            EventKind::Started,
+        );
     }
 
-    fn make_ready(&self, state: &mut State, node: usize) {
+    fn make_ready(&self, state: &mut State, node: usize, after: &mut After) {
         state.status[node] = Status::Ready;
         state.ready[self.strands[node].index()].push((self.priority[node], Reverse(node as u32)));
-        if self.observed() {
-            self.emit(node, state.attempts[node], EventKind::Queued);
-        }
+        // Told with the attempt it is queued for.
+        self.record(after, node, state.attempts[node] + 1, PendingKind::Queued);
     }
 
     /// Hands ready nodes to the executor while their strands' windows have room.
@@ -340,22 +318,36 @@ impl Shared {
         let body = state.bodies[node]
             .clone()
             .expect("a node's body is kept until it has finished");
+        let attempt = state.attempts[node];
+        let origin = Origin {
+            graph: self.meta.graph,
+            node: node as u32,
+        };
         let call = match body {
-            Body::Thread(body) => Call::Thread(ThreadCall { body, inputs }),
-            Body::Coroutine(body) => Call::Coroutine(CoroutineCall { body, inputs }),
+            Body::Thread(body) => Call::Thread(ThreadCall {
+                body,
+                inputs,
+                origin,
+            }),
+            Body::Coroutine(body) => Call::Coroutine(CoroutineCall {
+                body,
+                inputs,
+                origin,
+            }),
             Body::Process { task, args, decode } => Call::Process(ProcessCall {
                 task,
                 args,
                 decode,
                 inputs: Some(inputs),
+                origin,
             }),
             Body::Command(body) => Call::Command(CommandCall {
                 body,
                 inputs: Some(inputs),
                 shown: String::new(),
+                origin,
             }),
         };
-        let attempt = state.attempts[node];
         Work {
             node: NodeId(node as u32),
             attempt,
@@ -394,18 +386,13 @@ impl Shared {
                 Err(error) => {
                     let retries = self.option(node, |o| o.retries, 0);
                     if !self.is_stopping() && !error.is_cancelled() && attempt <= retries {
-                        if self.observed() {
-                            self.emit(
-                                node,
-                                attempt,
-                                EventKind::Failed {
-                                    error: &error,
-                                    elapsed,
-                                    retrying: true,
-                                },
-                            );
-                        }
-                        self.make_ready(&mut state, node);
+                        self.record(
+                            &mut after,
+                            node,
+                            attempt,
+                            PendingKind::Failed(error, elapsed, true),
+                        );
+                        self.make_ready(&mut state, node, &mut after);
                     } else {
                         self.fail(&mut state, node, error, elapsed, &mut after);
                     }
@@ -433,9 +420,12 @@ impl Shared {
         } else {
             after.garbage.push(Garbage::Value(value));
         }
-        if self.observed() {
-            self.emit(node, state.attempts[node], EventKind::Finished { elapsed });
-        }
+        self.record(
+            after,
+            node,
+            state.attempts[node],
+            PendingKind::Finished(elapsed),
+        );
         if self.is_stopping() {
             return;
         }
@@ -443,7 +433,7 @@ impl Shared {
             let dependent = dependent as usize;
             state.waiting[dependent] -= 1;
             if state.waiting[dependent] == 0 && state.status[dependent] == Status::Waiting {
-                self.make_ready(state, dependent);
+                self.make_ready(state, dependent, after);
             }
         }
     }
@@ -456,10 +446,11 @@ impl Shared {
         for &input in self.inputs_of(node) {
             let input = input as usize;
             state.consumers[input] -= 1;
-            if state.consumers[input] == 0 && !self.kept(input) {
-                if let Some(value) = state.values[input].take() {
-                    after.garbage.push(Garbage::Value(value));
-                }
+            if state.consumers[input] == 0
+                && !self.kept(input)
+                && let Some(value) = state.values[input].take()
+            {
+                after.garbage.push(Garbage::Value(value));
             }
         }
     }
@@ -474,22 +465,26 @@ impl Shared {
     ) {
         state.unfinished -= 1;
         self.retire(state, node, after);
-        if self.observed() {
-            self.emit(
-                node,
-                state.attempts[node],
-                EventKind::Failed {
-                    error: &error,
-                    elapsed,
-                    retrying: false,
-                },
-            );
-        }
+        let attempt = state.attempts[node];
         if error.is_cancelled() && self.is_stopping() {
             state.status[node] = Status::Cancelled;
+            self.record(
+                after,
+                node,
+                attempt,
+                PendingKind::Failed(error, elapsed, false),
+            );
             return;
         }
         state.status[node] = Status::Failed;
+        if self.observed() {
+            self.record(
+                after,
+                node,
+                attempt,
+                PendingKind::Failed(error.clone(), elapsed, false),
+            );
+        }
         state.errors.insert(node as u32, error);
         if !self.is_stopping() {
             // What needs the failure is skipped, with the failure as its reason, whichever
@@ -516,8 +511,8 @@ impl Shared {
             state.unfinished -= 1;
             self.retire(state, node, after);
             if self.observed() {
-                let error = self.upstream_error(node, root as u32);
-                self.emit(node, 0, EventKind::Skipped { error: &error });
+                let error = self.meta.upstream_error(node, root as u32);
+                self.record(after, node, 0, PendingKind::Skipped(error));
             }
             stack.extend_from_slice(self.dependents_of(node));
         }
@@ -535,7 +530,6 @@ impl Shared {
         for heap in &mut state.ready {
             heap.clear();
         }
-        let observed = self.observed();
         for node in 0..self.len() {
             if matches!(state.status[node], Status::Waiting | Status::Ready) {
                 state.status[node] = Status::Cancelled;
@@ -543,22 +537,20 @@ impl Shared {
                 if let Some(body) = state.bodies[node].take() {
                     after.garbage.push(Garbage::Body(body));
                 }
-                if observed {
-                    self.emit(
-                        node,
-                        state.attempts[node],
-                        EventKind::Skipped {
-                            error: &Error::Cancelled,
-                        },
-                    );
-                }
+                self.record(
+                    after,
+                    node,
+                    state.attempts[node],
+                    PendingKind::Skipped(Error::Cancelled),
+                );
             }
         }
         for node in 0..self.len() {
-            if state.status[node] == Status::Succeeded && !self.kept(node) {
-                if let Some(value) = state.values[node].take() {
-                    after.garbage.push(Garbage::Value(value));
-                }
+            if state.status[node] == Status::Succeeded
+                && !self.kept(node)
+                && let Some(value) = state.values[node].take()
+            {
+                after.garbage.push(Garbage::Value(value));
             }
         }
     }
@@ -590,35 +582,21 @@ impl Shared {
     /// A section's garbage is gone; the last one out after every node has ended completes
     /// the run.
     fn settle(&self) {
-        if self.sections.fetch_sub(1, Ordering::AcqRel) == 1 && self.ended.load(Ordering::Acquire) {
-            self.complete();
+        if self.sections.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.ended.load(Ordering::Acquire)
+            && !self.complete.swap(true, Ordering::AcqRel)
+        {
+            self.waiter.wake();
         }
     }
 
     /// Registers the waker of whoever waits for the run; `true` if it is complete already.
     pub(crate) fn register(&self, waker: &Waker) -> bool {
-        let mut state = self.lock();
         if self.is_complete() {
             return true;
         }
-        match &state.waker {
-            Some(known) if known.will_wake(waker) => {}
-            _ => state.waker = Some(waker.clone()),
-        }
-        false
-    }
-
-    /// Marks the run complete, once every result it let go of has been dropped (a waiter
-    /// that sees the run complete sees those destructors run), and wakes the waiter.
-    fn complete(&self) {
-        if self.complete.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        // Taken after the flag is set: a waiter registering now sees the flag instead.
-        let waker = self.lock().waker.take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.waiter.register(waker);
+        self.is_complete()
     }
 
     fn after(self: &Arc<Self>, mut after: After) {
@@ -626,21 +604,30 @@ impl Shared {
         for cancel in after.cancels.drain(..) {
             cancel.cancel();
         }
+        for pending in &after.events {
+            let strand = self.strands[pending.node as usize];
+            after::tell(&self.observers, &self.meta, strand, pending);
+        }
+        // Told before the work they announce starts, so each node's events stay in order.
+        drop(after.events);
         self.settle();
-        for work in after.works.drain(..) {
-            let node = work.node.0;
-            let attempt = work.attempt;
-            if let Some(cancel) = self.executor.execute(work) {
-                let mut state = self.lock();
-                // The run may have ended, and its results been taken, meanwhile.
-                let live = state.status.get(node as usize) == Some(&Status::Running)
-                    && state.attempts.get(node as usize) == Some(&attempt);
-                if live && !self.is_stopping() {
-                    state.running.insert(node, cancel);
-                } else if live {
-                    drop(state);
-                    cancel.cancel();
-                }
+        after::hand_over(after.works);
+    }
+
+    /// Hands one work to the executor and keeps its canceller while it runs.
+    pub(crate) fn execute(self: &Arc<Self>, work: Work) {
+        let node = work.node.0;
+        let attempt = work.attempt;
+        if let Some(cancel) = self.executor.execute(work) {
+            let mut state = self.lock();
+            // The run may have ended, and its results been taken, meanwhile.
+            let live = state.status.get(node as usize) == Some(&Status::Running)
+                && state.attempts.get(node as usize) == Some(&attempt);
+            if live && !self.is_stopping() {
+                state.running.insert(node, cancel);
+            } else if live {
+                drop(state);
+                cancel.cancel();
             }
         }
     }

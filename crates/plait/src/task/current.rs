@@ -1,6 +1,7 @@
 //! Which task the current thread is running, so the task can ask whether it should stop.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,17 +16,20 @@ thread_local! {
 
 /// Marks a graph node as running on this thread until dropped, so that the node sees its
 /// run's cancellation through [`is_cancelled`].
-pub(crate) struct EnterGraph {
+pub(crate) struct EnterGraph<'a> {
     previous: Option<NonNull<AtomicBool>>,
+    /// The flag must outlive the guard: the pointer installed is read until it drops.
+    _stopping: PhantomData<&'a AtomicBool>,
 }
 
-pub(crate) fn enter_graph(stopping: &AtomicBool) -> EnterGraph {
+pub(crate) fn enter_graph(stopping: &AtomicBool) -> EnterGraph<'_> {
     EnterGraph {
         previous: GRAPH.with(|graph| graph.replace(Some(NonNull::from(stopping)))),
+        _stopping: PhantomData,
     }
 }
 
-impl Drop for EnterGraph {
+impl Drop for EnterGraph<'_> {
     fn drop(&mut self) {
         GRAPH.with(|graph| graph.set(self.previous));
     }
@@ -34,28 +38,33 @@ impl Drop for EnterGraph {
 fn graph_stopping() -> bool {
     GRAPH.with(|graph| {
         graph.get().is_some_and(|stopping| {
-            // SAFETY: installed by `enter_graph` from a reference that the caller keeps
-            // alive until the guard drops; guards drop in LIFO order on this thread.
+            // SAFETY: installed by `enter_graph` from a reference that outlives its guard
+            // (the guard borrows it), and guards drop in LIFO order on this thread, so the
+            // pointer here is the innermost live guard's.
             unsafe { stopping.as_ref() }.load(Ordering::Acquire)
         })
     })
 }
 
 /// Marks a task as running on this thread until dropped; restores the task it interrupted
-/// (a thread that helps while it waits runs tasks inside tasks).
+/// (a thread that helps while it waits runs tasks inside tasks). The task runs outside any
+/// graph node that it interrupted: that node's run stopping is not its cancellation.
 pub(crate) struct Enter {
     previous: Option<NonNull<Header>>,
+    graph: Option<NonNull<AtomicBool>>,
 }
 
 pub(crate) fn enter(header: &Header) -> Enter {
     Enter {
         previous: CURRENT.with(|current| current.replace(Some(NonNull::from(header)))),
+        graph: GRAPH.with(|graph| graph.replace(None)),
     }
 }
 
 impl Drop for Enter {
     fn drop(&mut self) {
         CURRENT.with(|current| current.set(self.previous));
+        GRAPH.with(|graph| graph.set(self.graph));
     }
 }
 

@@ -1,0 +1,138 @@
+//! [`After`]: what a locked section of the scheduler leaves to do once the lock is released
+//! (drop results, cancel runs, tell observers, hand work to the executor), and the
+//! trampoline that keeps executors that finish work inline from growing the stack.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::deps::Value;
+use super::event::{Event, EventKind, Observer};
+use super::executor::Work;
+use super::meta::Meta;
+use super::{Body, NodeId};
+use crate::{CancelHandle, Error, Strand};
+
+#[derive(Default)]
+pub(crate) struct After {
+    pub(crate) works: Vec<Work>,
+    pub(crate) cancels: Vec<CancelHandle>,
+    /// Results and bodies let go of: dropped outside the lock, as their destructors may be
+    /// slow.
+    pub(crate) garbage: Vec<Garbage>,
+    /// Events for the observers, in the order they happened.
+    pub(crate) events: Vec<Pending>,
+}
+
+#[allow(dead_code)] // held only to be dropped
+pub(crate) enum Garbage {
+    Value(Value),
+    Body(Body),
+}
+
+/// An event recorded under the lock, to be told once it is released.
+pub(crate) struct Pending {
+    pub(crate) node: u32,
+    pub(crate) attempt: u32,
+    pub(crate) at: Instant,
+    pub(crate) kind: PendingKind,
+}
+
+pub(crate) enum PendingKind {
+    Queued,
+    Finished(Duration),
+    Failed(Error, Duration, bool),
+    Skipped(Error),
+}
+
+/// Tells every observer about `event`. An observer that panics is reported through
+/// `tracing` and does not stop the run or the other observers.
+pub(crate) fn tell(observers: &[Observer], meta: &Meta, strand: Strand, pending: &Pending) {
+    let kind = match &pending.kind {
+        PendingKind::Queued => EventKind::Queued,
+        PendingKind::Finished(elapsed) => EventKind::Finished { elapsed: *elapsed },
+        PendingKind::Failed(error, elapsed, retrying) => EventKind::Failed {
+            error,
+            elapsed: *elapsed,
+            retrying: *retrying,
+        },
+        PendingKind::Skipped(error) => EventKind::Skipped { error },
+    };
+    tell_event(
+        observers,
+        meta,
+        strand,
+        pending.node,
+        pending.attempt,
+        pending.at,
+        kind,
+    );
+}
+
+pub(crate) fn tell_event(
+    observers: &[Observer],
+    meta: &Meta,
+    strand: Strand,
+    node: u32,
+    attempt: u32,
+    at: Instant,
+    kind: EventKind<'_>,
+) {
+    let event = Event {
+        node: NodeId(node),
+        name: meta.name(NodeId(node)),
+        strand,
+        attempt,
+        at,
+        kind,
+    };
+    for observer in observers {
+        if panic::catch_unwind(AssertUnwindSafe(|| observer(&event))).is_err() {
+            tracing::error!(node = %event.node, "a graph observer panicked; the run goes on");
+        }
+    }
+}
+
+thread_local! {
+    /// Whether this thread is handing work to an executor now.
+    static HANDING: Cell<bool> = const { Cell::new(false) };
+    /// Work that a nested section (an executor that finished work inline) left for the
+    /// outermost one to hand over.
+    static DEFERRED: RefCell<Vec<Work>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Hands `works` to their executors. If this thread is already doing so further up its
+/// stack (an executor finished a node inline, and that made more work), the works wait for
+/// that outer loop, so that a chain of inline finishes is a loop, not a recursion.
+pub(crate) fn hand_over(works: Vec<Work>) {
+    if works.is_empty() {
+        return;
+    }
+    if HANDING.with(Cell::get) {
+        DEFERRED.with(|deferred| deferred.borrow_mut().extend(works));
+        return;
+    }
+    HANDING.with(|handing| handing.set(true));
+    let _done = Reset;
+    for work in works {
+        execute(work);
+    }
+    while let Some(work) = DEFERRED.with(|deferred| deferred.borrow_mut().pop()) {
+        execute(work);
+    }
+}
+
+/// Hands one work to its run's executor.
+fn execute(work: Work) {
+    let shared = Arc::clone(&work.done.shared);
+    shared.execute(work);
+}
+
+struct Reset;
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        HANDING.with(|handing| handing.set(false));
+    }
+}
