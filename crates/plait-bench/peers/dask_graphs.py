@@ -120,8 +120,8 @@ def main():
         return
     rows, not_run = [], []
     for n in args.sizes:
-        repeats = 3 if n <= 100_000 and shape != "random DAG" else 1
         for shape in ("chain", "fan-out/fan-in", "random DAG"):
+            repeats = 3 if n <= 100_000 and shape != "random DAG" else 1
             for scheduler in ("sync", "threads"):
                 system = "dask sync" if scheduler == "sync" else "dask threads (2)"
                 workload = f"{shape} of {n} no-op nodes"

@@ -1,5 +1,6 @@
 //! `plait`: run work on the right model of concurrency from the shell.
 
+mod advise;
 mod demo;
 mod graph;
 mod job;
@@ -21,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a command and measure what bounds it (CPU time against wall time, context
+    /// switches, memory, I/O); say which strand fits it and how many to run at once.
+    Advise(advise::Args),
     /// Hash files on the thread strand while a local server is queried on the coroutine
     /// strand, then hash them again in worker processes beside a task that crashes its
     /// worker; show what ran where and how long it took.
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     plait::init();
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Advise(args) => advise::run(&args),
         Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Graph(args) => graph::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::run(&args),

@@ -61,6 +61,7 @@
 // too (for its built-in tasks and tests).
 extern crate self as plait;
 
+pub mod advise;
 pub mod coroutine;
 mod error;
 pub mod graph;

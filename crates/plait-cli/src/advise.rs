@@ -1,0 +1,148 @@
+//! `plait advise -- CMD ARGS...`: run a command, measure what bounds it, and say which
+//! strand and how many at once fit it, with the numbers behind the advice.
+
+use std::process::{ExitCode, Stdio};
+
+use plait::advise::{Advice, Profile, profile_command};
+use serde::Serialize;
+
+/// Options of `plait advise`.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Print one JSON object (the command's own output goes to standard error).
+    #[arg(long)]
+    json: bool,
+    /// Advise for this many cores (default: this machine's).
+    #[arg(long, value_name = "N")]
+    cores: Option<usize>,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// What `--json` prints.
+#[derive(Serialize)]
+struct Report<'a> {
+    command: &'a [String],
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    wall_s: f64,
+    user_s: f64,
+    system_s: f64,
+    cpu_share: f64,
+    voluntary_switches: u64,
+    involuntary_switches: u64,
+    peak_rss_bytes: Option<u64>,
+    read_bytes: Option<u64>,
+    written_bytes: Option<u64>,
+    bound: &'static str,
+    strand: &'static str,
+    concurrency: usize,
+    cores: usize,
+    reasons: &'a [String],
+}
+
+pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
+    let cores = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or("no command to advise on: put it after --, as in `plait advise -- make -j1`")?;
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    if args.json {
+        // Keep standard output for the JSON.
+        command.stdout(Stdio::from(std::io::stderr()));
+    }
+    let (status, measured) = profile_command(&mut command).map_err(|e| e.to_string())?;
+    let advice = measured.advice(cores);
+    if args.json {
+        use std::os::unix::process::ExitStatusExt;
+        let report = Report {
+            command: &args.command,
+            exit_code: status.code(),
+            signal: status.signal(),
+            wall_s: measured.wall.as_secs_f64(),
+            user_s: measured.user.as_secs_f64(),
+            system_s: measured.system.as_secs_f64(),
+            cpu_share: measured.cpu_share(),
+            voluntary_switches: measured.voluntary_switches,
+            involuntary_switches: measured.involuntary_switches,
+            peak_rss_bytes: measured.peak_rss,
+            read_bytes: measured.read_bytes,
+            written_bytes: measured.written_bytes,
+            bound: advice.bound.as_str(),
+            strand: advice.strand.as_str(),
+            concurrency: advice.concurrency,
+            cores: advice.cores,
+            reasons: &advice.reasons,
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print_report(&args.command, status, &measured, &advice);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(
+    command: &[String],
+    status: std::process::ExitStatus,
+    measured: &Profile,
+    advice: &Advice,
+) {
+    println!();
+    println!("measured: {}", command.join(" "));
+    println!("  {:<18}{status}", "ended");
+    println!("  {:<18}{:.3} s", "wall", measured.wall.as_secs_f64());
+    println!(
+        "  {:<18}{:.3} s (user {:.3} s, kernel {:.3} s): {:.2} of the wall time",
+        "cpu",
+        measured.cpu().as_secs_f64(),
+        measured.user.as_secs_f64(),
+        measured.system.as_secs_f64(),
+        measured.cpu_share()
+    );
+    println!(
+        "  {:<18}{} voluntary (waits), {} involuntary (preempted)",
+        "context switches", measured.voluntary_switches, measured.involuntary_switches
+    );
+    if let Some(peak) = measured.peak_rss {
+        println!("  {:<18}{}", "peak memory", bytes(peak));
+    }
+    if let (Some(read), Some(written)) = (measured.read_bytes, measured.written_bytes) {
+        println!(
+            "  {:<18}{} read, {} written",
+            "i/o",
+            bytes(read),
+            bytes(written)
+        );
+    }
+    println!();
+    print!("advice: {advice}");
+    println!(
+        "  as a command in a job file: run {} at once (`plait run --jobs {}`{})",
+        advice.concurrency,
+        advice.concurrency.max(advice.cores),
+        match advice.bound {
+            plait::advise::Bound::Cpu if measured.cpu_share() > 1.2 => {
+                format!(", `cpus = {:.0}` on the task", measured.cpu_share().ceil())
+            }
+            _ => String::new(),
+        }
+    );
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}

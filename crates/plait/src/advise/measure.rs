@@ -1,0 +1,154 @@
+//! Measuring work: a command through `wait4` (its own and its waited-for children's CPU
+//! time, context switches and peak memory) and this process's I/O counters; a closure
+//! through its thread's CPU clock.
+
+use std::io;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use super::Profile;
+use crate::{Error, Result};
+
+/// Runs `command` to its end and measures it: wall time, CPU time (user and kernel, of the
+/// command and every child it waited for), context switches, peak resident memory, and the
+/// bytes it read and wrote through any file descriptor. Its standard streams are as
+/// `command` sets them (inherited by default: its output goes where this program's goes).
+///
+/// The byte counts come from this process's own I/O counters (`/proc/self/io`), which the
+/// kernel adds a reaped child's to: I/O by other threads of this process while the command
+/// runs counts too.
+///
+/// # Errors
+///
+/// [`Error::Failed`] naming the program if it cannot be started or waited for.
+///
+/// # Examples
+///
+/// ```
+/// let mut sleep = std::process::Command::new("sleep");
+/// sleep.arg("0.1");
+/// let (status, measured) = plait::advise::profile_command(&mut sleep)?;
+/// assert!(status.success());
+/// assert_eq!(measured.bound(), plait::advise::Bound::Io);
+/// # Ok::<(), plait::Error>(())
+/// ```
+pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatus, Profile)> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let io_before = process_io();
+    let started = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(|error| Error::failed(format!("cannot run `{program}`: {error}")))?;
+    let (status, usage) = wait4(child.id())
+        .map_err(|error| Error::failed(format!("cannot wait for `{program}`: {error}")))?;
+    let wall = started.elapsed();
+    // Reaped above; dropping a `Child` neither waits nor kills.
+    drop(child);
+    let io_after = process_io();
+    let delta = |pick: fn(&(u64, u64)) -> u64| match (&io_before, &io_after) {
+        (Some(before), Some(after)) => Some(pick(after).saturating_sub(pick(before))),
+        _ => None,
+    };
+    Ok((
+        status,
+        Profile {
+            wall,
+            user: duration(usage.ru_utime),
+            system: duration(usage.ru_stime),
+            voluntary_switches: usage.ru_nvcsw.max(0) as u64,
+            involuntary_switches: usage.ru_nivcsw.max(0) as u64,
+            // Kilobytes on Linux.
+            peak_rss: Some(usage.ru_maxrss.max(0) as u64 * 1024),
+            read_bytes: delta(|io| io.0),
+            written_bytes: delta(|io| io.1),
+        },
+    ))
+}
+
+/// Runs `f` on the current thread and measures it: wall time, this thread's CPU time and
+/// context switches while it ran.
+///
+/// Only this thread is measured: work `f` hands to other threads (spawned tasks) is not.
+pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
+    let before = ThreadClock::now();
+    let started = Instant::now();
+    let output = f();
+    let wall = started.elapsed();
+    let after = ThreadClock::now();
+    (
+        output,
+        Profile {
+            wall,
+            user: after.cpu.saturating_sub(before.cpu),
+            system: Duration::ZERO,
+            voluntary_switches: after.voluntary.saturating_sub(before.voluntary),
+            involuntary_switches: after.involuntary.saturating_sub(before.involuntary),
+            peak_rss: None,
+            read_bytes: None,
+            written_bytes: None,
+        },
+    )
+}
+
+/// The current thread's CPU time and context switches.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ThreadClock {
+    pub(crate) cpu: Duration,
+    pub(crate) voluntary: u64,
+    pub(crate) involuntary: u64,
+}
+
+impl ThreadClock {
+    pub(crate) fn now() -> Self {
+        let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        let cpu = Duration::new(cpu.tv_sec.max(0) as u64, cpu.tv_nsec.max(0) as u32);
+        // SAFETY: `rusage` is plain data, for which all zeroes is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `usage` is a valid, writable `rusage` for the call to fill.
+        let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } == 0;
+        ThreadClock {
+            cpu,
+            voluntary: if ok { usage.ru_nvcsw.max(0) as u64 } else { 0 },
+            involuntary: if ok { usage.ru_nivcsw.max(0) as u64 } else { 0 },
+        }
+    }
+}
+
+/// Waits for the child `pid` and returns its status and resource usage (its own and its
+/// waited-for descendants').
+fn wait4(pid: u32) -> io::Result<(ExitStatus, libc::rusage)> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data, for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `status` and `usage` are valid and writable for the call; `pid` is our
+        // own child, not yet waited for.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped == pid {
+            return Ok((ExitStatus::from_raw(status), usage));
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+fn duration(time: libc::timeval) -> Duration {
+    Duration::from_secs(time.tv_sec.max(0) as u64)
+        + Duration::from_micros(time.tv_usec.max(0) as u64)
+}
+
+/// This process's `rchar` and `wchar` (bytes read and written through any descriptor),
+/// reaped children's included.
+fn process_io() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/io").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| value.trim().parse().ok())
+    };
+    Some((field("rchar:")?, field("wchar:")?))
+}

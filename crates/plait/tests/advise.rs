@@ -1,0 +1,53 @@
+//! Measuring work to advise a strand: a closure that computes is CPU-bound, one that
+//! sleeps is I/O-bound; a command's CPU time includes its children's.
+//!
+//! One test, cases in turn: CPU time against wall time is distorted by other tests running
+//! at once.
+
+use std::time::{Duration, Instant};
+
+use plait::Strand;
+use plait::advise::{Bound, profile, profile_command};
+
+fn spin(for_how_long: Duration) -> u64 {
+    let end = Instant::now() + for_how_long;
+    let mut n = 0u64;
+    while Instant::now() < end {
+        n = n.wrapping_add(1);
+        std::hint::black_box(n);
+    }
+    n
+}
+
+#[test]
+fn what_bounds_work_is_measured() {
+    let (_, computing) = profile(|| spin(Duration::from_millis(300)));
+    assert_eq!(computing.bound(), Bound::Cpu, "{computing:?}");
+    assert_eq!(computing.advice(2).strand, Strand::Thread);
+
+    let ((), sleeping) = profile(|| std::thread::sleep(Duration::from_millis(300)));
+    assert_eq!(sleeping.bound(), Bound::Io, "{sleeping:?}");
+    assert!(sleeping.voluntary_switches >= 1, "{sleeping:?}");
+    assert_eq!(sleeping.advice(2).strand, Strand::Coroutine);
+
+    // The loop runs in a grandchild: its CPU time counts, as the shell waited for it.
+    let mut nested = std::process::Command::new("sh");
+    nested.args([
+        "-c",
+        "sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'",
+    ]);
+    let (status, measured) = profile_command(&mut nested).unwrap();
+    assert!(status.success());
+    assert_eq!(measured.bound(), Bound::Cpu, "{measured:?}");
+    assert!(measured.peak_rss.unwrap() > 0);
+}
+
+#[test]
+fn a_command_that_cannot_start_is_named() {
+    let mut missing = std::process::Command::new("plait-no-such-program");
+    let error = profile_command(&mut missing).unwrap_err().to_string();
+    assert!(
+        error.contains("cannot run `plait-no-such-program`"),
+        "{error}"
+    );
+}
