@@ -18,26 +18,33 @@ pub enum Strand {
     Coroutine,
     /// The process strand: worker processes, and commands in processes of their own.
     Process,
+    /// Not a strand of its own: the one that fits, chosen by measuring the work (see
+    /// [`Runtime::spawn_on`](crate::Runtime::spawn_on)).
+    Auto,
 }
 
 impl Strand {
-    /// Every strand, in a fixed order.
+    /// Every strand that runs work, in a fixed order (not [`Auto`](Strand::Auto), which
+    /// chooses among them).
     pub const ALL: [Strand; 3] = [Strand::Thread, Strand::Coroutine, Strand::Process];
 
-    /// The strand's name in lower case: `thread`, `coroutine` or `process`.
+    /// The strand's name in lower case: `thread`, `coroutine`, `process` or `auto`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Strand::Thread => "thread",
             Strand::Coroutine => "coroutine",
             Strand::Process => "process",
+            Strand::Auto => "auto",
         }
     }
 
-    /// Its position in [`Strand::ALL`], for tables indexed by strand.
+    /// Its position in [`Strand::ALL`], for tables indexed by strand. `Auto` is resolved to
+    /// a strand before anything is indexed by it; should it not be, it counts as the thread
+    /// strand, where it starts.
     pub(crate) fn index(self) -> usize {
         match self {
-            Strand::Thread => 0,
+            Strand::Thread | Strand::Auto => 0,
             Strand::Coroutine => 1,
             Strand::Process => 2,
         }

@@ -19,6 +19,9 @@ enum Seen {
     Skipped,
 }
 
+/// One event as kept: node, kind, strand, name, elapsed.
+type Record = (NodeId, Seen, Strand, Option<String>, Duration);
+
 #[test]
 fn observers_see_each_node_in_order_with_strand_and_timing() {
     let rt = common::runtime(2);
@@ -40,7 +43,7 @@ fn observers_see_each_node_in_order_with_strand_and_timing() {
     let broken = graph.try_task((), |()| Err::<(), _>("broken"));
     let downstream = graph.task(broken, |_| ());
 
-    let events: Arc<Mutex<Vec<(NodeId, Seen, Strand, Option<String>, Duration)>>> = Arc::default();
+    let events: Arc<Mutex<Vec<Record>>> = Arc::default();
     let sink = Arc::clone(&events);
     let results = graph
         .runner(rt.clone())

@@ -11,7 +11,10 @@
 //!   (children included), its context switches, peak memory and bytes read and written;
 //! * [`profile`] does the same for a closure on the current thread (its thread's CPU clock);
 //! * [`Profile::advice`] classifies the work ([`Bound`]) and recommends a strand and a
-//!   concurrency level, with the numbers behind it.
+//!   concurrency level, with the numbers behind it;
+//! * [`Strand::Auto`] ([`Runtime::spawn_on`](crate::Runtime::spawn_on))
+//!   measures a closure's first calls and routes the rest to the strand that fits, and
+//!   [`Runtime::explain_auto`](crate::Runtime::explain_auto) says why.
 //!
 //! # Examples
 //!
@@ -26,11 +29,13 @@
 //! println!("{advice}");
 //! ```
 
+pub mod auto;
 mod measure;
 
 use std::fmt;
 use std::time::Duration;
 
+pub use auto::Decision;
 pub use measure::{profile, profile_command};
 
 use crate::Strand;

@@ -525,8 +525,9 @@ impl Executor for Runtime {
     fn capacity(&self, strand: Strand) -> usize {
         match strand {
             // Enough to keep every thread busy while finished nodes hand over their
-            // successors; few enough that priorities decide what runs next.
-            Strand::Thread => self.threads() * 4,
+            // successors; few enough that priorities decide what runs next. (The
+            // scheduler asks only for the strands that run work, not `Auto`.)
+            Strand::Thread | Strand::Auto => self.threads() * 4,
             // Waits cost a coroutine little; the bound is the strand's own.
             Strand::Coroutine => 4096,
             Strand::Process => self.process_workers() * 2,

@@ -135,6 +135,7 @@ impl Builder {
         );
         Ok(Runtime {
             shared: Arc::new(Shared {
+                auto: Arc::default(),
                 threads,
                 coroutines,
                 processes,

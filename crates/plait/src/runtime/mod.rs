@@ -58,6 +58,8 @@ pub struct Runtime {
 }
 
 pub(crate) struct Shared {
+    /// Where `Strand::Auto` sends each closure type.
+    pub(crate) auto: Arc<crate::advise::auto::Router>,
     pub(crate) threads: ThreadStrand,
     pub(crate) coroutines: CoroutineStrand,
     pub(crate) processes: ProcessStrand,

@@ -1,0 +1,261 @@
+//! [`Strand::Auto`]: closures routed to the strand that fits them, by measuring them.
+//!
+//! Each closure type is one route (a closure written once and spawned many times, in a
+//! loop, is one type). Its first [`WARM_UP`] calls run on the thread strand, each measured
+//! by its thread's CPU clock against the wall clock; then the route decides: CPU-bound and
+//! mixed work stays on the thread strand, I/O-bound work (a closure that blocks: a file
+//! read, a synchronous HTTP call, a sleep) goes to the coroutine strand's threads for
+//! blocking I/O, where it holds no core. Every [`RECHECK`]th call after that is measured
+//! again, and the route changes if the work has.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use super::measure::ThreadClock;
+use super::{Bound, Profile};
+use crate::{Error, Handle, Runtime, Strand, TaskId};
+
+/// Calls measured before a route decides.
+pub const WARM_UP: usize = 3;
+/// After deciding, one call in this many is measured again.
+pub const RECHECK: u64 = 64;
+
+/// Why a route sends its closure where it does; from [`Runtime::explain_auto`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Decision {
+    /// The closure's type, as the compiler names it (`crate::module::function::{{closure}}`).
+    pub task: &'static str,
+    /// Where its calls go now (the thread strand until it has decided).
+    pub strand: Strand,
+    /// What bounds it, once decided.
+    pub bound: Option<Bound>,
+    /// The median CPU share of the runs the decision rests on.
+    pub cpu_share: f64,
+    /// Calls so far, and how many of them were measured.
+    pub calls: u64,
+    /// Calls measured.
+    pub measured: u64,
+    /// Times the route changed strand after a re-check.
+    pub changes: u64,
+    /// The decision in words, with its numbers.
+    pub reason: String,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}: {}", self.task, self.strand, self.reason)
+    }
+}
+
+/// Every route of a runtime.
+#[derive(Default)]
+pub(crate) struct Router {
+    routes: Mutex<HashMap<TypeId, Route>>,
+}
+
+struct Route {
+    decision: Decision,
+    /// The CPU shares of the latest measured runs, at most [`WARM_UP`].
+    shares: Vec<f64>,
+    /// The call at which the next re-check is due.
+    next_check: u64,
+}
+
+impl Router {
+    /// Where the next call of `key` goes, and whether to measure it.
+    fn route(&self, key: TypeId, task: &'static str) -> (Strand, bool) {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let route = routes.entry(key).or_insert_with(|| Route {
+            decision: Decision {
+                task,
+                strand: Strand::Thread,
+                bound: None,
+                cpu_share: 0.0,
+                calls: 0,
+                measured: 0,
+                changes: 0,
+                reason: format!("measuring its first {WARM_UP} calls on the thread strand"),
+            },
+            shares: Vec::with_capacity(WARM_UP),
+            next_check: 0,
+        });
+        route.decision.calls += 1;
+        let measure = route.decision.bound.is_none() || route.decision.calls >= route.next_check;
+        if measure && route.decision.bound.is_some() {
+            route.next_check = route.decision.calls + RECHECK;
+        }
+        (route.decision.strand, measure)
+    }
+
+    /// Records a measured call of `key` and decides, or re-decides.
+    fn report(&self, key: TypeId, profile: &Profile) {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(route) = routes.get_mut(&key) else {
+            return;
+        };
+        route.decision.measured += 1;
+        if route.shares.len() == WARM_UP {
+            route.shares.remove(0);
+        }
+        route.shares.push(profile.cpu_share());
+        if route.shares.len() < WARM_UP {
+            return;
+        }
+        let mut sorted = route.shares.clone();
+        sorted.sort_by(f64::total_cmp);
+        let share = sorted[sorted.len() / 2];
+        let bound = Profile {
+            wall: std::time::Duration::from_secs(1),
+            user: std::time::Duration::from_secs_f64(share.max(0.0)),
+            ..Profile::default()
+        }
+        .bound();
+        let strand = match bound {
+            Bound::Io => Strand::Coroutine,
+            Bound::Cpu | Bound::Mixed => Strand::Thread,
+        };
+        let decision = &mut route.decision;
+        let first = decision.bound.is_none();
+        if !first && decision.strand != strand {
+            decision.changes += 1;
+        }
+        decision.bound = Some(bound);
+        decision.cpu_share = share;
+        decision.reason = format!(
+            "{bound}: a median CPU share of {share:.2} over its last {WARM_UP} measured calls ({}); {}",
+            match bound {
+                Bound::Cpu => "it computes",
+                Bound::Io => "it waits",
+                Bound::Mixed => "it computes and waits",
+            },
+            match strand {
+                Strand::Coroutine =>
+                    "its calls go to the coroutine strand's threads for blocking I/O, where a wait holds no core",
+                _ => "its calls stay on the thread strand, one per core",
+            }
+        );
+        if decision.strand != strand || first {
+            tracing::debug!(task = decision.task, %strand, reason = %decision.reason, "Strand::Auto decided");
+        }
+        decision.strand = strand;
+        if first {
+            route.next_check = decision.calls + RECHECK;
+        }
+    }
+
+    fn explain(&self) -> Vec<Decision> {
+        let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut decisions: Vec<Decision> = routes
+            .values()
+            .map(|route| route.decision.clone())
+            .collect();
+        decisions.sort_by(|a, b| a.task.cmp(b.task));
+        decisions
+    }
+}
+
+impl Runtime {
+    /// Runs the closure `f` on the strand `strand` names:
+    ///
+    /// * [`Strand::Thread`]: as [`spawn`](Runtime::spawn).
+    /// * [`Strand::Coroutine`]: on the coroutine strand's threads for blocking I/O (a
+    ///   closure is synchronous: where it waits, it waits there without holding one of the
+    ///   thread strand's cores).
+    /// * [`Strand::Auto`]: where its measured calls say it fits; see
+    ///   [`advise::auto`](crate::advise::auto) and [`explain_auto`](Runtime::explain_auto).
+    /// * [`Strand::Process`]: refused, as a closure cannot cross into another process: the
+    ///   handle reports [`Error::Failed`] saying to register a task (`#[plait::task]`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use plait::Strand;
+    /// let rt = plait::Runtime::new()?;
+    /// for _ in 0..8 {
+    ///     rt.spawn_on(Strand::Auto, || std::thread::sleep(std::time::Duration::from_millis(5)))
+    ///         .join()?;
+    /// }
+    /// let decision = &rt.explain_auto()[0];
+    /// assert_eq!(decision.strand, Strand::Coroutine);
+    /// println!("{decision}");
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn spawn_on<F, T>(&self, strand: Strand, f: F) -> Handle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match strand {
+            Strand::Thread => self.spawn(f),
+            Strand::Coroutine => self.spawn_blocking_io(f),
+            Strand::Auto => self.spawn_auto(f),
+            Strand::Process => Handle::ready(
+                TaskId::next(),
+                Err(Error::failed(
+                    "a closure cannot run in another process: register a function with #[plait::task] and use spawn_process",
+                )),
+            ),
+        }
+    }
+
+    fn spawn_auto<F, T>(&self, f: F) -> Handle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let key = TypeId::of::<F>();
+        let router = Arc::clone(&self.shared.auto);
+        let (strand, measure) = router.route(key, std::any::type_name::<F>());
+        let body = move || {
+            if !measure {
+                return f();
+            }
+            let before = ThreadClock::now();
+            let started = Instant::now();
+            let output = f();
+            let wall = started.elapsed();
+            let after = ThreadClock::now();
+            router.report(
+                key,
+                &Profile {
+                    wall,
+                    user: after.cpu.saturating_sub(before.cpu),
+                    ..Profile::default()
+                },
+            );
+            output
+        };
+        match strand {
+            Strand::Coroutine => self.spawn_blocking_io(body),
+            _ => self.spawn(body),
+        }
+    }
+
+    /// Runs `f` on the coroutine strand's threads for blocking I/O.
+    fn spawn_blocking_io<F, T>(&self, f: F) -> Handle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_coroutine_fallible(async move {
+            tokio::task::spawn_blocking(f).await.map_err(|error| {
+                if error.is_panic() {
+                    Error::from_panic(error.into_panic())
+                } else {
+                    Error::Cancelled
+                }
+            })
+        })
+    }
+
+    /// Where [`Strand::Auto`] sends each closure it has seen, and why: one [`Decision`] per
+    /// closure type, in name order.
+    #[must_use]
+    pub fn explain_auto(&self) -> Vec<Decision> {
+        self.shared.auto.explain()
+    }
+}

@@ -1,0 +1,129 @@
+//! `Strand::Auto`: a closure that computes stays on the thread strand, one that waits goes
+//! to the coroutine strand's blocking-I/O threads, and the runtime says why; a closure that
+//! changes its ways is re-routed at a re-check.
+//!
+//! One test, cases in turn: CPU time against wall time is distorted by other tests running
+//! at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use plait::Strand;
+use plait::advise::auto::{RECHECK, WARM_UP};
+use plait::advise::{Bound, Decision};
+
+fn spin(for_how_long: Duration) {
+    let end = Instant::now() + for_how_long;
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
+fn on_io_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|name| name.ends_with("-io"))
+}
+
+fn decision(rt: &plait::Runtime, part: &str) -> Decision {
+    rt.explain_auto()
+        .into_iter()
+        .find(|d| d.task.contains(part))
+        .unwrap_or_else(|| panic!("no decision for {part}: {:?}", rt.explain_auto()))
+}
+
+fn computes() -> impl FnOnce() -> bool + Send + 'static {
+    || {
+        spin(Duration::from_millis(5));
+        on_io_thread()
+    }
+}
+
+fn waits() -> impl FnOnce() -> bool + Send + 'static {
+    || {
+        std::thread::sleep(Duration::from_millis(5));
+        on_io_thread()
+    }
+}
+
+fn changes(waiting: Arc<AtomicBool>) -> impl FnOnce() -> bool + Send + 'static {
+    move || {
+        if waiting.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(2));
+        } else {
+            spin(Duration::from_millis(2));
+        }
+        on_io_thread()
+    }
+}
+
+#[test]
+fn auto_routes_closures_by_what_bounds_them_and_says_why() {
+    let rt = plait::Runtime::builder().threads(2).build().unwrap();
+
+    let places: Vec<bool> = (0..10)
+        .map(|_| rt.spawn_on(Strand::Auto, computes()).join().unwrap())
+        .collect();
+    assert!(
+        places.iter().all(|io| !io),
+        "a computing closure stays on the thread strand"
+    );
+    let cpu = decision(&rt, "computes");
+    assert_eq!(cpu.strand, Strand::Thread, "{cpu}");
+    assert!(
+        matches!(cpu.bound, Some(Bound::Cpu | Bound::Mixed)),
+        "{cpu}"
+    );
+    assert_eq!((cpu.calls, cpu.measured), (10, WARM_UP as u64), "{cpu}");
+
+    let places: Vec<bool> = (0..10)
+        .map(|_| rt.spawn_on(Strand::Auto, waits()).join().unwrap())
+        .collect();
+    assert!(
+        places[..WARM_UP].iter().all(|io| !io),
+        "measured first on the thread strand"
+    );
+    assert!(
+        places[WARM_UP..].iter().all(|io| *io),
+        "then on the blocking-I/O threads"
+    );
+    let io = decision(&rt, "waits");
+    assert_eq!(
+        (io.strand, io.bound),
+        (Strand::Coroutine, Some(Bound::Io)),
+        "{io}"
+    );
+    assert!(
+        io.reason.contains("io-bound") && io.reason.contains("CPU share"),
+        "{io}"
+    );
+
+    // Computes at first, then waits: a re-check moves it.
+    let waiting = Arc::new(AtomicBool::new(false));
+    for _ in 0..WARM_UP {
+        rt.spawn_on(Strand::Auto, changes(Arc::clone(&waiting)))
+            .join()
+            .unwrap();
+    }
+    assert_eq!(decision(&rt, "changes").strand, Strand::Thread);
+    waiting.store(true, Ordering::SeqCst);
+    // Enough calls for WARM_UP re-checks, each measured, to outvote the first runs.
+    for _ in 0..(RECHECK as usize * (WARM_UP + 1)) {
+        rt.spawn_on(Strand::Auto, changes(Arc::clone(&waiting)))
+            .join()
+            .unwrap();
+    }
+    let changed = decision(&rt, "changes");
+    assert_eq!(changed.strand, Strand::Coroutine, "{changed}");
+    assert_eq!(changed.changes, 1, "{changed}");
+}
+
+#[test]
+fn a_closure_cannot_be_sent_to_a_process() {
+    let rt = plait::Runtime::builder().threads(1).build().unwrap();
+    let error = rt.spawn_on(Strand::Process, || 1).join().unwrap_err();
+    assert!(error.to_string().contains("#[plait::task]"), "{error}");
+    assert_eq!(rt.spawn_on(Strand::Thread, || 2).join().unwrap(), 2);
+    assert!(rt.spawn_on(Strand::Coroutine, on_io_thread).join().unwrap());
+}
