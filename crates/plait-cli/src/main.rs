@@ -5,6 +5,7 @@ mod demo;
 mod graph;
 mod job;
 mod journal;
+mod matrix;
 mod progress;
 mod run;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Read a job file and show its plan: the tasks by level, or the graph as Graphviz dot
     /// or a Mermaid flowchart.
     Graph(graph::Args),
+    /// Measure the decision matrix on this machine: the same workloads on processes,
+    /// threads and coroutines, with the columns of the Python matrix and the measured ones.
+    Matrix(matrix::Args),
     /// Run a job file: each task's command once what it needs has succeeded, as many at
     /// once as --jobs allows; print each task's output under its name, then a summary.
     Run(run::Args),
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Advise(args) => advise::run(&args),
         Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Graph(args) => graph::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Matrix(args) => matrix::run(&args),
         Command::Run(args) => run::run(&args),
     };
     match outcome {

@@ -2,10 +2,12 @@
 //!
 //! An idle worker takes the next request. A busy one takes more (it *pipelines*, so the pipe
 //! never runs dry between answers) only while the queue holds more than the idle workers
-//! will take and its recent requests were quick: a request queued behind a slow one waits
-//! for it even if another worker is free.
+//! will take and its recent requests *of that task* were quick: a request queued behind a
+//! slow one waits for it even if another worker is free. Service times are kept per task, and
+//! a task a worker has not answered yet counts as slow: a burst of long tasks after many
+//! tiny ones spreads over the workers rather than piling onto the first.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,8 +25,6 @@ use super::pool::{Payload, Pool, Request, Stop};
 const LARGE: usize = 256 * 1024;
 /// How much work, by recent service times, a busy worker may hold beyond the one it runs.
 const PIPELINE_BUDGET: Duration = Duration::from_millis(1);
-/// The service time assumed of a new worker.
-const INITIAL_SERVICE: Duration = Duration::from_micros(50);
 
 /// The requests a worker holds, in the order it will answer them, and how fast it answers.
 pub(crate) struct Line {
@@ -38,8 +38,8 @@ pub(crate) struct Held {
     /// When the worker last answered; with each request's send time, it gives the time the
     /// worker spent on a request.
     last_answer: Instant,
-    /// A running average of that time.
-    service: Duration,
+    /// A running average of that time, per task.
+    service: HashMap<&'static str, Duration>,
 }
 
 impl Line {
@@ -48,7 +48,7 @@ impl Line {
             held: Mutex::new(Held {
                 queue: VecDeque::new(),
                 last_answer: Instant::now(),
-                service: INITIAL_SERVICE,
+                service: HashMap::new(),
             }),
             answered: Notify::new(),
         }
@@ -60,13 +60,20 @@ impl Line {
 }
 
 impl Held {
-    /// How many requests the worker may hold: enough to cover a round trip when its
-    /// requests are quick, one at a time when each takes the whole budget.
-    fn depth(&self, most: usize) -> usize {
-        let quick = PIPELINE_BUDGET.as_nanos() / self.service.as_nanos().max(1);
+    /// How many requests of `task` the worker may hold: enough to cover a round trip when
+    /// that task is quick, one at a time when each takes the whole budget or when the worker
+    /// has not run it yet.
+    fn depth(&self, task: &str, most: usize) -> usize {
+        let service = self.service.get(task).copied().unwrap_or(PIPELINE_BUDGET);
+        let quick = PIPELINE_BUDGET.as_nanos() / service.as_nanos().max(1);
         usize::try_from(quick)
             .unwrap_or(usize::MAX)
             .clamp(1, most.max(1))
+    }
+
+    /// The task of the request handed over last, which the next one most likely shares.
+    fn last_task(&self) -> Option<&'static str> {
+        self.queue.back().map(|request| request.task)
     }
 
     /// Takes the head, which the worker has answered, and learns how long it took.
@@ -74,7 +81,11 @@ impl Held {
         let request = self.queue.pop_front()?;
         let now = Instant::now();
         let began = request.sent.map_or(now, |sent| sent.max(self.last_answer));
-        self.service = (self.service * 7 + now.saturating_duration_since(began)) / 8;
+        let took = now.saturating_duration_since(began);
+        self.service
+            .entry(request.task)
+            .and_modify(|service| *service = (*service * 7 + took) / 8)
+            .or_insert(took);
         self.last_answer = now;
         Some(request)
     }
@@ -120,7 +131,8 @@ pub(crate) async fn feed(
         let (holding, room, lone) = {
             let held = line.held();
             let lone = held.queue.front().is_some_and(|head| head.solo);
-            (held.queue.len(), held.depth(most), lone)
+            let room = held.last_task().map_or(1, |task| held.depth(task, most));
+            (held.queue.len(), room, lone)
         };
         let request = if holding == 0 {
             pool.idle.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +169,7 @@ pub(crate) async fn feed(
         let mut next = Some(request);
         while let Some(request) = next.take() {
             let solo = request.solo;
+            let task = request.task;
             let Some((tasks, large)) = hand_over(&line, slot, request, &mut out) else {
                 continue; // cancelled while queued: never sent
             };
@@ -177,7 +190,7 @@ pub(crate) async fn feed(
             if !solo && sent < budget {
                 let more = {
                     let held = line.held();
-                    held.queue.len() < held.depth(most) && deep_queue(&pool)
+                    held.queue.len() < held.depth(task, most) && deep_queue(&pool)
                 };
                 if more && let Ok(request) = pool.requests.try_recv() {
                     if request.solo {
