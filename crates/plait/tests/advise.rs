@@ -42,6 +42,20 @@ fn what_bounds_work_is_measured() {
     assert!(measured.peak_rss.unwrap() > 0);
 }
 
+#[plait::task]
+fn naps(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn a_registered_task_is_measured_with_a_sample_argument() {
+    let (slept, measured) = plait::advise::profile_task(naps::task(), 200);
+    assert_eq!(slept, 200);
+    assert_eq!(measured.bound(), Bound::Io, "{measured:?}");
+    assert_eq!(measured.advice(2).strand, Strand::Coroutine);
+}
+
 #[test]
 fn a_command_that_cannot_start_is_named() {
     let mut missing = std::process::Command::new("plait-no-such-program");

@@ -120,6 +120,70 @@ fn auto_routes_closures_by_what_bounds_them_and_says_why() {
 }
 
 #[test]
+fn graph_nodes_on_auto_are_routed_and_observers_are_told_why() {
+    use plait::graph::{EventKind, Graph, NodeStatus};
+    use std::sync::Mutex;
+
+    let rt = plait::Runtime::builder().threads(2).build().unwrap();
+    let mut graph = Graph::new();
+    let mut waiting = Vec::new();
+    // One closure type, many nodes: a chain, so the runs are measured one after another.
+    let mut last = graph.task((), |()| on_io_thread());
+    let _ = graph.node(last).strand(Strand::Auto);
+    for _ in 0..12 {
+        last = graph.task(last, |_| {
+            std::thread::sleep(Duration::from_millis(3));
+            on_io_thread()
+        });
+        let _ = graph.node(last).strand(Strand::Auto).keep();
+        waiting.push(last);
+    }
+    let blocking = graph.task((), |()| on_io_thread());
+    let _ = graph.node(blocking).strand(Strand::Coroutine);
+    let refused = graph.task((), |()| 1);
+    let _ = graph.node(refused).strand(Strand::Process);
+
+    let routed: Arc<Mutex<Vec<(Strand, String)>>> = Arc::default();
+    let sink = Arc::clone(&routed);
+    let results = graph
+        .runner(rt.clone())
+        .keep_going(true)
+        .observe(move |event| {
+            if let EventKind::Routed { strand, reason } = event.kind {
+                sink.lock().unwrap().push((strand, reason.to_owned()));
+            }
+        })
+        .start()
+        .join();
+    let ran_on_io: Vec<bool> = waiting.iter().map(|n| *results.get(*n).unwrap()).collect();
+    assert!(!ran_on_io[0], "measured first on the thread strand");
+    assert!(
+        *ran_on_io.last().unwrap(),
+        "then on the blocking-I/O threads: {ran_on_io:?}"
+    );
+    assert!(
+        *results.get(blocking).unwrap(),
+        "Strand::Coroutine runs on the blocking-I/O threads"
+    );
+    let error = results.error(refused.id()).unwrap().to_string();
+    assert!(error.contains("#[plait::task]"), "{error}");
+    assert_eq!(results.status(refused.id()), NodeStatus::Failed);
+
+    let routed = routed.lock().unwrap();
+    assert_eq!(routed.len(), 13, "one Routed event per auto node");
+    let (strand, reason) = routed.last().unwrap();
+    assert_eq!(*strand, Strand::Coroutine);
+    assert!(reason.contains("io-bound"), "{reason}");
+    assert!(
+        rt.explain_auto()
+            .iter()
+            .any(|d| d.strand == Strand::Coroutine),
+        "{:?}",
+        rt.explain_auto()
+    );
+}
+
+#[test]
 fn a_closure_cannot_be_sent_to_a_process() {
     let rt = plait::Runtime::builder().threads(1).build().unwrap();
     let error = rt.spawn_on(Strand::Process, || 1).join().unwrap_err();

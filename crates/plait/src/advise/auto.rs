@@ -67,7 +67,7 @@ struct Route {
 
 impl Router {
     /// Where the next call of `key` goes, and whether to measure it.
-    fn route(&self, key: TypeId, task: &'static str) -> (Strand, bool) {
+    pub(crate) fn route(&self, key: TypeId, task: &'static str) -> (Strand, bool) {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         let route = routes.entry(key).or_insert_with(|| Route {
             decision: Decision {
@@ -147,6 +147,41 @@ impl Router {
         }
     }
 
+    /// `f`, measured and reported for `key` if `measure`.
+    pub(crate) fn measured<T, F: FnOnce() -> T>(
+        router: &Arc<Router>,
+        key: TypeId,
+        measure: bool,
+        f: F,
+    ) -> impl FnOnce() -> T + use<T, F> {
+        let router = measure.then(|| Arc::clone(router));
+        move || {
+            let Some(router) = router else {
+                return f();
+            };
+            let before = ThreadClock::now();
+            let started = Instant::now();
+            let output = f();
+            let wall = started.elapsed();
+            let after = ThreadClock::now();
+            router.report(
+                key,
+                &Profile {
+                    wall,
+                    user: after.cpu.saturating_sub(before.cpu),
+                    ..Profile::default()
+                },
+            );
+            output
+        }
+    }
+
+    /// The decision for `key` in words, if it has been seen.
+    pub(crate) fn reason(&self, key: TypeId) -> Option<String> {
+        let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        routes.get(&key).map(|route| route.decision.reason.clone())
+    }
+
     fn explain(&self) -> Vec<Decision> {
         let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         let mut decisions: Vec<Decision> = routes
@@ -193,12 +228,7 @@ impl Runtime {
             Strand::Thread => self.spawn(f),
             Strand::Coroutine => self.spawn_blocking_io(f),
             Strand::Auto => self.spawn_auto(f),
-            Strand::Process => Handle::ready(
-                TaskId::next(),
-                Err(Error::failed(
-                    "a closure cannot run in another process: register a function with #[plait::task] and use spawn_process",
-                )),
-            ),
+            Strand::Process => Handle::ready(TaskId::next(), Err(closure_in_process())),
         }
     }
 
@@ -208,27 +238,9 @@ impl Runtime {
         T: Send + 'static,
     {
         let key = TypeId::of::<F>();
-        let router = Arc::clone(&self.shared.auto);
+        let router = &self.shared.auto;
         let (strand, measure) = router.route(key, std::any::type_name::<F>());
-        let body = move || {
-            if !measure {
-                return f();
-            }
-            let before = ThreadClock::now();
-            let started = Instant::now();
-            let output = f();
-            let wall = started.elapsed();
-            let after = ThreadClock::now();
-            router.report(
-                key,
-                &Profile {
-                    wall,
-                    user: after.cpu.saturating_sub(before.cpu),
-                    ..Profile::default()
-                },
-            );
-            output
-        };
+        let body = Router::measured(router, key, measure, f);
         match strand {
             Strand::Coroutine => self.spawn_blocking_io(body),
             _ => self.spawn(body),
@@ -236,7 +248,7 @@ impl Runtime {
     }
 
     /// Runs `f` on the coroutine strand's threads for blocking I/O.
-    fn spawn_blocking_io<F, T>(&self, f: F) -> Handle<T>
+    pub(crate) fn spawn_blocking_io<F, T>(&self, f: F) -> Handle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -258,4 +270,11 @@ impl Runtime {
     pub fn explain_auto(&self) -> Vec<Decision> {
         self.shared.auto.explain()
     }
+}
+
+/// Why a closure cannot be sent to the process strand, and the way out.
+pub(crate) fn closure_in_process() -> Error {
+    Error::failed(
+        "a closure cannot run in another process: register a function with #[plait::task] and use spawn_process (or Graph::process)",
+    )
 }

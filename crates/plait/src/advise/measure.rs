@@ -90,6 +90,29 @@ pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
     )
 }
 
+/// Runs the registered task `task` (see [`#[plait::task]`](macro@crate::task)) here, on the
+/// current thread, with the sample `args`, and measures it as [`profile`] does: the same
+/// advice as for the closure that calls it.
+///
+/// It runs in this process: a task that may crash the process is better measured in one
+/// of its own, with [`profile_command`] on a program that runs it.
+///
+/// # Examples
+///
+/// ```
+/// #[plait::task]
+/// fn checksum(data: Vec<u8>) -> u64 {
+///     data.iter().map(|&b| u64::from(b)).sum()
+/// }
+///
+/// let (sum, measured) = plait::advise::profile_task(checksum::task(), vec![7u8; 1 << 20]);
+/// assert_eq!(sum, 7 << 20);
+/// println!("{}", measured.advice(4));
+/// ```
+pub fn profile_task<T: crate::process::Task>(_task: T, args: T::Args) -> (T::Output, Profile) {
+    profile(|| T::run(args))
+}
+
 /// The current thread's CPU time and context switches.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ThreadClock {

@@ -9,7 +9,8 @@
 //!
 //! * [`profile_command`] runs a command and measures its CPU time against its wall time
 //!   (children included), its context switches, peak memory and bytes read and written;
-//! * [`profile`] does the same for a closure on the current thread (its thread's CPU clock);
+//! * [`profile`] does the same for a closure on the current thread (its thread's CPU clock),
+//!   and [`profile_task`] for a registered task with a sample argument;
 //! * [`Profile::advice`] classifies the work ([`Bound`]) and recommends a strand and a
 //!   concurrency level, with the numbers behind it;
 //! * [`Strand::Auto`] ([`Runtime::spawn_on`](crate::Runtime::spawn_on))
@@ -36,7 +37,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use auto::Decision;
-pub use measure::{profile, profile_command};
+pub use measure::{profile, profile_command, profile_task};
 
 use crate::Strand;
 

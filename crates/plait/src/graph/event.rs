@@ -35,6 +35,14 @@ pub struct Event<'a> {
 pub enum EventKind<'a> {
     /// All its inputs have succeeded: it waits for room in its strand's window.
     Queued,
+    /// [`Strand::Auto`] chose where this run goes (see
+    /// [`NodeMut::strand`](super::NodeMut::strand)).
+    Routed {
+        /// Where it runs.
+        strand: Strand,
+        /// Why, with the measured numbers.
+        reason: &'a str,
+    },
     /// Its executor started it.
     Started,
     /// It succeeded, after running for `elapsed`.

@@ -15,7 +15,8 @@ use futures_util::future::BoxFuture;
 
 use super::deps::Value;
 use super::scheduler::Shared;
-use super::{ArgsBody, CommandBody, CoroutineBody, Decode, NodeId, ThreadBody, catch};
+use super::{ArgsBody, ClosureKey, CommandBody, CoroutineBody, Decode, NodeId, ThreadBody, catch};
+use crate::advise::auto::Router;
 use crate::process::{Command, CommandOutput};
 use crate::{CancelHandle, Error, Handle, Result, Runtime, Strand};
 
@@ -42,6 +43,7 @@ pub struct Work {
     pub(crate) node: NodeId,
     pub(crate) attempt: u32,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) placement: Strand,
     pub(crate) call: Call,
     pub(crate) done: Done,
 }
@@ -69,6 +71,14 @@ impl Work {
     #[must_use]
     pub fn strand(&self) -> Strand {
         self.call.strand()
+    }
+
+    /// Where the node asks its closure to run, for a thread call: [`Strand::Thread`],
+    /// [`Strand::Coroutine`] (threads for blocking I/O) or [`Strand::Auto`] (see
+    /// [`NodeMut::strand`](super::NodeMut::strand)).
+    #[must_use]
+    pub fn placement(&self) -> Strand {
+        self.placement
     }
 
     /// The node's time limit per run, if it has one.
@@ -175,6 +185,7 @@ pub struct ThreadCall {
     pub(crate) body: ThreadBody,
     pub(crate) inputs: Vec<Value>,
     pub(crate) origin: Origin,
+    pub(crate) key: ClosureKey,
 }
 
 impl ThreadCall {
@@ -185,6 +196,7 @@ impl ThreadCall {
             body,
             inputs,
             origin,
+            key: _,
         } = self;
         let output = catch(|| body(&inputs));
         drop(inputs);
@@ -467,10 +479,11 @@ impl fmt::Debug for Done {
 impl Executor for Runtime {
     fn execute(&self, work: Work) -> Option<CancelHandle> {
         let limit = work.timeout;
+        let placement = work.placement;
         let (call, mut done) = work.into_parts();
         match call {
-            Call::Thread(call) => match limit {
-                None => {
+            Call::Thread(call) => match (limit, placement) {
+                (None, Strand::Thread) => {
                     let run = inline::Run { call, done };
                     if let Err(run) = inline::offer(run) {
                         drop(self.spawn(move || run.run()));
@@ -479,7 +492,34 @@ impl Executor for Runtime {
                     // flag (see `task::is_cancelled`), so there is no handle to keep.
                     None
                 }
-                Some(limit) => {
+                (None, Strand::Coroutine | Strand::Auto) => {
+                    let (key, name) = (call.key)();
+                    let (strand, measure) = if placement == Strand::Auto {
+                        let (strand, measure) = self.shared.auto.route(key, name);
+                        if done.shared.observed() {
+                            let reason = self.shared.auto.reason(key).unwrap_or_default();
+                            done.shared.routed(done.node, done.attempt, strand, &reason);
+                        }
+                        (strand, measure)
+                    } else {
+                        (Strand::Coroutine, false)
+                    };
+                    let run = inline::Run { call, done };
+                    let body =
+                        Router::measured(&self.shared.auto, key, measure, move || run.run_once());
+                    if strand == Strand::Coroutine {
+                        Some(self.spawn_blocking_io(body).cancel_handle())
+                    } else {
+                        drop(self.spawn(body));
+                        None
+                    }
+                }
+                (None, Strand::Process) => {
+                    drop(call);
+                    done.finish(Output::failed(crate::advise::auto::closure_in_process()));
+                    None
+                }
+                (Some(limit), _) => {
                     done.start();
                     let handle = self.task().timeout(limit).spawn(move || call.run());
                     Some(self.watch(handle, done, |ran| ran.unwrap_or_else(Output::failed)))
@@ -645,27 +685,19 @@ mod inline {
     }
 
     impl Run {
+        /// Runs this node alone: on a thread that is not the thread strand's (the blocking-
+        /// I/O threads), whose end keeps nothing for it to run next.
+        pub(in super::super) fn run_once(self) {
+            let Run { call, mut done } = self;
+            let output = output(call, &mut done);
+            done.finish(output);
+        }
+
         /// Runs this node, then whatever its end kept for this thread, and so on.
         pub(super) fn run(self) {
             let mut next = Some(self);
             while let Some(Run { call, mut done }) = next {
-                let output = if done.is_stopping() {
-                    drop(call);
-                    Output::failed(Error::Cancelled)
-                } else {
-                    done.start();
-                    let output = {
-                        let _graph = current::enter_graph(&done.shared.stopping);
-                        call.run()
-                    };
-                    if done.is_stopping() {
-                        // Stopped while it ran: what it returned is discarded, as for any
-                        // thread task that sees `is_cancelled`.
-                        Output::failed(Error::Cancelled)
-                    } else {
-                        output
-                    }
-                };
+                let output = output(call, &mut done);
                 {
                     let was = FINISHING.with(|finishing| finishing.replace(true));
                     let _restore = Restore(was);
@@ -673,6 +705,25 @@ mod inline {
                 }
                 next = NEXT.with(|next| next.borrow_mut().take());
             }
+        }
+    }
+
+    /// Runs `call`, unless its run is stopping; what it returns while its run stops is
+    /// discarded, as for any thread task that sees `is_cancelled`.
+    fn output(call: ThreadCall, done: &mut Done) -> Output {
+        if done.is_stopping() {
+            drop(call);
+            return Output::failed(Error::Cancelled);
+        }
+        done.start();
+        let output = {
+            let _graph = current::enter_graph(&done.shared.stopping);
+            call.run()
+        };
+        if done.is_stopping() {
+            Output::failed(Error::Cancelled)
+        } else {
+            output
         }
     }
 

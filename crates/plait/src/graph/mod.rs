@@ -99,6 +99,8 @@ pub(crate) struct Spec {
 
 /// A thread node's body: its inputs' results in, its own out.
 pub(crate) type ThreadBody = Arc<dyn Fn(&[Value]) -> Result<Value> + Send + Sync>;
+/// The identity and name of a thread node's closure type, for [`Strand::Auto`]'s routes.
+pub(crate) type ClosureKey = fn() -> (std::any::TypeId, &'static str);
 /// A coroutine node's body: makes the future from the inputs' results.
 pub(crate) type CoroutineBody =
     Arc<dyn Fn(&[Value]) -> BoxFuture<'static, Result<Value>> + Send + Sync>;
@@ -112,7 +114,7 @@ pub(crate) type Decode = fn(&[u8], &'static str) -> Result<Value>;
 /// What a node runs, with the inputs' types erased.
 #[derive(Clone)]
 pub(crate) enum Body {
-    Thread(ThreadBody),
+    Thread(ThreadBody, ClosureKey),
     Coroutine(CoroutineBody),
     Process {
         task: &'static str,
@@ -125,7 +127,7 @@ pub(crate) enum Body {
 impl Body {
     pub(crate) fn strand(&self) -> Strand {
         match self {
-            Body::Thread(_) => Strand::Thread,
+            Body::Thread(..) => Strand::Thread,
             Body::Coroutine(_) => Strand::Coroutine,
             Body::Process { .. } | Body::Command(_) => Strand::Process,
         }
@@ -140,6 +142,9 @@ pub(crate) struct NodeOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) weight: u32,
     pub(crate) keep: bool,
+    /// Where a thread node's closure runs: the thread strand, the coroutine strand's
+    /// blocking-I/O threads, or `Auto`.
+    pub(crate) placement: Strand,
 }
 
 impl Default for NodeOptions {
@@ -150,6 +155,7 @@ impl Default for NodeOptions {
             timeout: None,
             weight: 1,
             keep: false,
+            placement: Strand::Thread,
         }
     }
 }
@@ -240,6 +246,20 @@ impl NodeMut<'_> {
         self
     }
 
+    /// Where a thread node's closure (from [`task`](Graph::task) or
+    /// [`try_task`](Graph::try_task)) runs: [`Strand::Thread`] (the default), the coroutine
+    /// strand's threads for blocking I/O ([`Strand::Coroutine`]: for a closure that waits),
+    /// or [`Strand::Auto`], which measures the closure's first runs and routes the rest
+    /// (see [`Runtime::spawn_on`](crate::Runtime::spawn_on)); each routing is told to
+    /// observers as [`EventKind::Routed`], with its reason. [`Strand::Process`] fails the
+    /// node: a closure cannot cross into another process (use [`process`](Graph::process)).
+    /// Other nodes keep their strand. A thread node takes a place in the thread strand's
+    /// window wherever it runs. A time limit keeps it on the thread strand.
+    pub fn strand(self, strand: Strand) -> Self {
+        self.options.placement = strand;
+        self
+    }
+
     /// Keeps the node's result until the end of the run, for [`Results::take`], even though
     /// later nodes consume it. Sinks (nodes nothing consumes) are always kept.
     pub fn keep(self) -> Self {
@@ -304,7 +324,7 @@ impl Graph {
         R: Send + Sync + 'static,
     {
         let body = move |values: &[Value]| Ok(Arc::new(f(D::refs(values))) as Value);
-        self.push(&deps, Body::Thread(Arc::new(body)))
+        self.push(&deps, Body::Thread(Arc::new(body), key_of::<F>))
     }
 
     /// Adds a node that runs `f` on the thread strand and fails if `f` returns an error
@@ -324,7 +344,7 @@ impl Graph {
             Ok(value) => Ok(Arc::new(value) as Value),
             Err(error) => Err(Error::failed(error)),
         };
-        self.push(&deps, Body::Thread(Arc::new(body)))
+        self.push(&deps, Body::Thread(Arc::new(body), key_of::<F>))
     }
 
     /// Adds a node that runs the future `f` makes on the coroutine strand once `deps` have
@@ -511,6 +531,11 @@ where
             task: task.to_owned(),
             reason: format!("cannot decode the result: {error}"),
         })
+}
+
+/// The closure type `F`'s identity and name.
+fn key_of<F: 'static>() -> (std::any::TypeId, &'static str) {
+    (std::any::TypeId::of::<F>(), std::any::type_name::<F>())
 }
 
 /// Runs user code that may panic, turning the panic into the node's error.

@@ -257,6 +257,19 @@ impl Shared {
         }
     }
 
+    /// Tells the observers where `Strand::Auto` sent `node`'s run `attempt`, and why.
+    pub(crate) fn routed(&self, node: NodeId, attempt: u32, strand: Strand, reason: &str) {
+        after::tell_event(
+            &self.observers,
+            &self.meta,
+            self.strands[node.index()],
+            node.0,
+            attempt,
+            Instant::now(),
+            EventKind::Routed { strand, reason },
+        );
+    }
+
     /// Tells the observers that `node`'s run `attempt` has started (from [`Done::start`]).
     pub(crate) fn started(&self, node: NodeId, attempt: u32) {
         after::tell_event(
@@ -324,10 +337,11 @@ impl Shared {
             node: node as u32,
         };
         let call = match body {
-            Body::Thread(body) => Call::Thread(ThreadCall {
+            Body::Thread(body, key) => Call::Thread(ThreadCall {
                 body,
                 inputs,
                 origin,
+                key,
             }),
             Body::Coroutine(body) => Call::Coroutine(CoroutineCall {
                 body,
@@ -352,6 +366,7 @@ impl Shared {
             node: NodeId(node as u32),
             attempt,
             timeout: self.option(node, |o| o.timeout, None),
+            placement: self.option(node, |o| o.placement, Strand::Thread),
             call,
             done: Done {
                 shared: Arc::clone(self),
