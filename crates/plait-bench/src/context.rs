@@ -78,3 +78,20 @@ pub(crate) fn time(f: impl FnOnce()) -> Duration {
     f();
     start.elapsed()
 }
+
+/// Runs `--memory-child SYSTEM N` in a fresh copy of this program and returns the numbers
+/// it printed (the memory suites measure there, in a process of their own).
+pub(crate) fn memory_child(system: &str, n: u64) -> Option<Vec<f64>> {
+    let exe = std::env::current_exe().ok()?;
+    let output = std::process::Command::new(exe)
+        .args(["--memory-child", system, &n.to_string()])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(|field| field.parse().ok())
+        .collect()
+}

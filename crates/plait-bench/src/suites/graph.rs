@@ -5,13 +5,12 @@
 //! fresh process per case, as the peer's: peak resident memory grown, and the peak of live
 //! heap bytes counted by the allocator.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use plait::graph::{Graph, Node};
 
 use crate::alloc;
-use crate::context::Context;
+use crate::context::{self, Context};
 use crate::report::Row;
 
 /// The shapes measured; the Python peer builds the same ones.
@@ -112,17 +111,10 @@ fn build_and_run(ctx: &Context, shape: Shape, n: usize) -> (Duration, Duration) 
 /// Measures the memory of one build and run in a fresh copy of this program: (peak heap
 /// bytes, peak resident bytes grown).
 fn child(shape: Shape, n: u64) -> Option<(f64, f64)> {
-    let exe = std::env::current_exe().ok()?;
-    let output = Command::new(exe)
-        .args(["--memory-child", shape.child_name(), &n.to_string()])
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
+    match context::memory_child(shape.child_name(), n)?.as_slice() {
+        &[heap, rss] => Some((heap, rss)),
+        _ => None,
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut fields = text.split_whitespace().map(str::parse::<f64>);
-    Some((fields.next()?.ok()?, fields.next()?.ok()?))
 }
 
 /// The child's side: builds and runs one graph, prints "peak-heap-bytes peak-rss-growth".

@@ -3,13 +3,12 @@
 //! Python peer does: resident memory grown (peak RSS minus RSS before, the figure Python
 //! reports) and live heap bytes counted by the allocator.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::alloc;
-use crate::context::Context;
+use crate::context::{self, Context};
 use crate::report::{Row, median};
 
 const LONG: Duration = Duration::from_secs(3600);
@@ -55,26 +54,14 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
 
 /// Runs one measurement in a fresh copy of this program.
 fn child(system: &str, n: u64) -> Option<Sample> {
-    let exe = std::env::current_exe().ok()?;
-    let output = Command::new(exe)
-        .args(["--memory-child", system, &n.to_string()])
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
+    match context::memory_child(system, n)?.as_slice() {
+        &[heap, rss, wall] => Some(Sample {
+            heap,
+            rss,
+            wall: Duration::from_secs_f64(wall),
+        }),
+        _ => None,
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut fields = text.split_whitespace().map(str::parse::<f64>);
-    let (heap, rss, wall) = (
-        fields.next()?.ok()?,
-        fields.next()?.ok()?,
-        fields.next()?.ok()?,
-    );
-    Some(Sample {
-        heap,
-        rss,
-        wall: Duration::from_secs_f64(wall),
-    })
 }
 
 /// The child's side: prints "heap-bytes rss-bytes wall-seconds".

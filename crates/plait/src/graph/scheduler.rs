@@ -259,19 +259,16 @@ impl Shared {
 
     /// Tells the observers where `Strand::Auto` sent `node`'s run `attempt`, and why.
     pub(crate) fn routed(&self, node: NodeId, attempt: u32, strand: Strand, reason: &str) {
-        after::tell_event(
-            &self.observers,
-            &self.meta,
-            self.strands[node.index()],
-            node.0,
-            attempt,
-            Instant::now(),
-            EventKind::Routed { strand, reason },
-        );
+        self.tell_now(node, attempt, EventKind::Routed { strand, reason });
     }
 
     /// Tells the observers that `node`'s run `attempt` has started (from [`Done::start`]).
     pub(crate) fn started(&self, node: NodeId, attempt: u32) {
+        self.tell_now(node, attempt, EventKind::Started);
+    }
+
+    /// Tells the observers, now, from outside the lock.
+    fn tell_now(&self, node: NodeId, attempt: u32, kind: EventKind<'_>) {
         after::tell_event(
             &self.observers,
             &self.meta,
@@ -279,7 +276,7 @@ impl Shared {
             node.0,
             attempt,
             Instant::now(),
-            EventKind::Started,
+            kind,
         );
     }
 
