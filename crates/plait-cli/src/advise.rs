@@ -87,7 +87,22 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     } else {
         print_report(&args.command, status, &measured, &advice);
     }
-    Ok(ExitCode::SUCCESS)
+    if status.success() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Advice on a run that failed may be advice on the wrong work: say so, and fail as
+    // the command did.
+    eprintln!(
+        "plait: `{}` ended with {status}: the numbers above are of a run that failed",
+        args.command.join(" ")
+    );
+    Ok(ExitCode::from(
+        status
+            .code()
+            .and_then(|code| u8::try_from(code).ok())
+            .filter(|&code| code != 0)
+            .unwrap_or(1),
+    ))
 }
 
 fn print_report(

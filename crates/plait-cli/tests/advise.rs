@@ -77,10 +77,32 @@ fn work_is_classified_by_what_bounds_it() {
         "{piped}"
     );
 
-    let script = format!("{}; sleep 0.6", busy(0.6));
+    let script = format!("{}; sleep 0.5", busy(0.75));
     let mixed = json(&advise(&["--json", "--", "sh", "-c", &script]));
     assert_eq!(mixed["bound"], "mixed", "{mixed}");
-    assert!(mixed["peak_rss_bytes"].as_u64().unwrap() > 0, "{mixed}");
+
+    // A shell variable of 100 MB: the peak resident memory shows it.
+    let big = json(&advise(&[
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo ${#x} >&2",
+    ]));
+    assert!(
+        big["peak_rss_bytes"].as_u64().unwrap() >= 100_000_000,
+        "{big}"
+    );
+}
+
+#[test]
+fn a_command_that_fails_fails_advise_too_after_the_numbers() {
+    let output = advise(&["--json", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(output.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["exit_code"], 3);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("a run that failed"), "{stderr}");
 }
 
 #[test]

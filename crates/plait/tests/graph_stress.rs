@@ -40,7 +40,7 @@ fn random_graph(
             .collect();
         inputs.sort_unstable();
         inputs.dedup();
-        let fails = next(seed) % 97 == 0;
+        let fails = next(seed).is_multiple_of(97);
         let deps: Vec<Node<u64>> = inputs.iter().map(|&j| made[j]).collect();
         let runs = Arc::clone(runs);
         let node = match next(seed) % 4 {
@@ -82,7 +82,7 @@ fn random_graph(
                 }
             }),
         };
-        if next(seed) % 5 == 0 {
+        if next(seed).is_multiple_of(5) {
             let _ = graph.node(node).retries(1);
         }
         made.push(node);
@@ -107,8 +107,9 @@ fn concurrent_runs_with_failures_and_cancels_account_for_every_node() {
                     let (graph, nodes, specs) = random_graph(&mut seed, n, &runs, &rt);
                     let keep_going = round % 2 == 0;
                     // Some runs are cancelled part-way: after a random number of nodes.
-                    let cancel_after =
-                        (next(&mut seed) % 3 == 0).then(|| next(&mut seed) % n as u64);
+                    let cancel_after = next(&mut seed)
+                        .is_multiple_of(3)
+                        .then(|| next(&mut seed) % n as u64);
                     let canceller: Arc<Mutex<Option<GraphCanceller>>> = Arc::default();
                     let finished = Arc::new(AtomicUsize::new(0));
                     let (slot, count) = (Arc::clone(&canceller), Arc::clone(&finished));

@@ -22,6 +22,44 @@ fn fail(message: String) -> u32 {
     panic!("{message}")
 }
 
+#[plait::task]
+fn length(data: ByteBuf) -> u64 {
+    data.len() as u64
+}
+
+/// A process's resident memory, from /proc.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_worker_gives_back_the_memory_of_a_large_payload() {
+    let rt = runtime(1);
+    let pid = rt.spawn_process(worker_pid::task(), ()).join().unwrap();
+    let big = ByteBuf::from(vec![7u8; 64 << 20]);
+    assert_eq!(
+        rt.spawn_process(length::task(), big).join().unwrap(),
+        64 << 20
+    );
+    // The next frame is read once the large one is handled: then its buffer shrinks.
+    assert_eq!(
+        rt.spawn_process(worker_pid::task(), ()).join().unwrap(),
+        pid
+    );
+    let resident = resident_bytes(pid);
+    assert!(
+        resident < 32 << 20,
+        "the worker kept {} MiB",
+        resident >> 20
+    );
+}
+
 fn runtime(workers: usize) -> Runtime {
     common::process_runtime(ProcessOptions::new().workers(workers))
 }

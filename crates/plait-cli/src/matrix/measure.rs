@@ -69,9 +69,11 @@ pub(crate) struct Measured {
     pub(crate) waits_per_s: f64,
     /// Payload bytes through a task and back, MiB per second.
     pub(crate) payload_mib_per_s: f64,
-    /// Starting one unit: an OS thread, a coroutine, a worker process.
+    /// Starting one unit, median: an OS thread spawned and joined, a coroutine spawned and
+    /// awaited, a worker process started until it serves.
     pub(crate) start_up_s: f64,
-    /// Resident bytes per idle task (per worker process, on the process strand).
+    /// Resident bytes per task: a task queued on the thread strand (it holds no thread until
+    /// it runs), an idle coroutine, a worker process.
     pub(crate) memory_per_task_bytes: f64,
     /// A task that crashes: the time until its handle reports it (and, for a worker, until
     /// its replacement serves).
@@ -213,11 +215,11 @@ pub(crate) fn coroutine(
     let payload = payloads(sizes, |data| {
         rt.spawn_async(async move { tasks::sum(&data) }).join()
     })?;
-    let start_up = {
-        let n = 10_000;
-        time_result(|| join_all((0..n).map(|_| rt.spawn_async(async {})).collect()))?
-            .div_f64(f64::from(n))
-    };
+    let start_up = median(
+        (0..50)
+            .map(|_| time(|| drop(rt.spawn_async(async {}).join())))
+            .collect(),
+    );
     let crash = quietly(|| {
         median(
             (0..5)
@@ -294,33 +296,33 @@ pub(crate) fn process(
         rt.spawn_process(checksum::task(), ByteBuf::from(data))
             .join()
     })?;
-    let start_up = {
-        let fresh = Runtime::builder()
-            .threads(1)
-            .coroutine_workers(1)
-            .processes(ProcessOptions::new().workers(1))
-            .build()?;
-        let took = time_result(|| fresh.start_processes())?;
-        let _ = fresh.shutdown(Duration::from_secs(5));
-        took
-    };
-    let memory = rt.spawn_process(resident::task(), ()).join()? as f64;
+    // Start-up, memory, crash and hang on a runtime of its own with one worker: the probe
+    // after a crash or a hang can only be served by the replacement, and the worker's
+    // memory is a fresh worker's, not one grown by the payloads above.
+    let solo = Runtime::builder()
+        .threads(1)
+        .coroutine_workers(1)
+        .processes(ProcessOptions::new().workers(1))
+        .build()?;
+    let start_up = time_result(|| solo.start_processes())?;
+    let memory = solo.spawn_process(resident::task(), ()).join()? as f64;
     let crash = time_result(|| {
-        let _ = rt.spawn_process(abort::task(), ()).join();
-        // Until a replacement serves.
-        rt.spawn_process(inc::task(), 1).join().map(drop)
+        let _ = solo.spawn_process(abort::task(), ()).join();
+        // Until the replacement serves.
+        solo.spawn_process(inc::task(), 1).join().map(drop)
     })?;
     let hang_held = {
-        let _ = rt
+        let _ = solo
             .task()
             .timeout(HANG_LIMIT)
             .spawn_process(sleep_ms::task(), HANG_FOR.as_millis() as u64)
             .join();
-        // The worker was killed at the limit; its replacement serves.
+        // The worker was killed at the limit; the probe waits for its replacement.
         let probe = Instant::now();
-        rt.spawn_process(inc::task(), 1).join()?;
+        solo.spawn_process(inc::task(), 1).join()?;
         probe.elapsed()
     };
+    let _ = solo.shutdown(Duration::from_secs(5));
     let leak_kept = kept(|| {
         drop(rt.spawn_process(leak::task(), sizes.leak_mib).join());
     });

@@ -22,7 +22,7 @@ use measure::{HANG_LIMIT, Measured, Sizes};
 /// Options of `plait matrix`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// A tenth of the work: under a minute.
+    /// Less work (a few seconds here; under a minute on any machine).
     #[arg(long)]
     quick: bool,
     /// `md` (a Markdown table) or `json` (one object).
@@ -141,7 +141,7 @@ fn rows(
                 mib(process.leak_kept_bytes)
             ),
             recommendation: format!(
-                "isolation, not speed: a round trip costs {} per tiny task, payloads are copied ({:.0} MiB/s)",
+                "isolation, not speed: {} per tiny task with many in flight, payloads copied ({:.0} MiB/s)",
                 us(1.0 / process.tiny_per_s),
                 process.payload_mib_per_s
             ),
@@ -206,7 +206,7 @@ fn markdown(rows: &[Row], machine: &str, sizes: Sizes) -> String {
     let _ = writeln!(out, "Measured on {machine}.\n");
     let _ = writeln!(
         out,
-        "| strand | unit | memory | suspended by | for | tiny tasks | CPU kernel, speedup over serial | {} waits of 10 ms | {} MiB payloads | start-up | memory per task | a crash | a hang | a leak ({} MiB) | recommendation |",
+        "| strand | unit | memory | suspended by | for | tiny tasks | CPU kernel, speedup over serial | {} waits of 10 ms | {} MiB payloads through a task (checksummed) | start-up of one unit | memory per task | a crash | a hang | a leak ({} MiB) | recommendation |",
         sizes.waits, sizes.payload_mib, sizes.leak_mib
     );
     let _ = writeln!(out, "|{}", "---|".repeat(15));
@@ -225,10 +225,10 @@ fn markdown(rows: &[Row], machine: &str, sizes: Sizes) -> String {
             m.waits_per_s,
             m.payload_mib_per_s,
             us(m.start_up_s),
-            if row.strand == "process" {
-                format!("{} per worker", bytes(m.memory_per_task_bytes))
-            } else {
-                bytes(m.memory_per_task_bytes)
+            match row.strand {
+                "process" => format!("{} per worker", bytes(m.memory_per_task_bytes)),
+                "thread" => format!("{} per queued task", bytes(m.memory_per_task_bytes)),
+                _ => format!("{} per idle task", bytes(m.memory_per_task_bytes)),
             },
             row.crash,
             row.hang,

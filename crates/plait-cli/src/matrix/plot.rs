@@ -20,7 +20,7 @@ pub(crate) fn draw(path: &Path, rows: &[Row], machine: &str) -> Result<(), Strin
         ("10 ms waits per second", |r| r.measured.waits_per_s),
         ("payload MiB per second", |r| r.measured.payload_mib_per_s),
         ("start-up, microseconds", |r| r.measured.start_up_s * 1e6),
-        ("memory per task, bytes", |r| {
+        ("memory per task (per worker process), bytes", |r| {
             r.measured.memory_per_task_bytes
         }),
     ];

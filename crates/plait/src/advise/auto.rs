@@ -2,26 +2,35 @@
 //!
 //! Each closure type is one route (a closure written once and spawned many times, in a
 //! loop, is one type). Its first [`WARM_UP`] calls run on the thread strand, each measured
-//! by its thread's CPU clock against the wall clock; then the route decides: CPU-bound and
-//! mixed work stays on the thread strand, I/O-bound work (a closure that blocks: a file
-//! read, a synchronous HTTP call, a sleep) goes to the coroutine strand's threads for
-//! blocking I/O, where it holds no core. Every [`RECHECK`]th call after that is measured
-//! again, and the route changes if the work has.
+//! by its thread's CPU clock against the wall clock (less the time it waited for a core);
+//! then the route decides: CPU-bound and mixed work stays on the thread strand, I/O-bound
+//! work (a closure that blocks: a file read, a synchronous HTTP call, a sleep) goes to the
+//! coroutine strand's threads for blocking I/O, where it holds no core. Calls made while
+//! the first [`WARM_UP`] are still out go to those blocking-I/O threads too, unmeasured:
+//! there an unknown burst neither stalls the cores (were it to wait) nor is refused (were it
+//! to compute). Every [`RECHECK`]th call after the decision is measured again; a route
+//! moves to the blocking-I/O threads at a CPU share of [`IO_BOUND_SHARE`](super::IO_BOUND_SHARE) or less and back
+//! only at [`LEAVE_IO_SHARE`] or more, so that work near the line does not flap.
+//!
+//! Routed closures lose what only the thread strand gives: on the blocking-I/O threads
+//! [`task::is_cancelled`](crate::task::is_cancelled) stays `false`, and a cancellation
+//! cannot stop a closure that has started.
 
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
-use super::measure::ThreadClock;
-use super::{Bound, Profile};
+use super::{Bound, Profile, profile};
 use crate::{Error, Handle, Runtime, Strand, TaskId};
 
 /// Calls measured before a route decides.
 pub const WARM_UP: usize = 3;
 /// After deciding, one call in this many is measured again.
 pub const RECHECK: u64 = 64;
+/// A route on the blocking-I/O threads goes back to the thread strand at this CPU share or
+/// more.
+pub const LEAVE_IO_SHARE: f64 = 0.5;
 
 /// Why a route sends its closure where it does; from [`Runtime::explain_auto`].
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +68,8 @@ pub(crate) struct Router {
 
 struct Route {
     decision: Decision,
+    /// Measured calls not reported yet, before the first decision.
+    measuring: usize,
     /// The CPU shares of the latest measured runs, at most [`WARM_UP`].
     shares: Vec<f64>,
     /// The call at which the next re-check is due.
@@ -66,8 +77,14 @@ struct Route {
 }
 
 impl Router {
-    /// Where the next call of `key` goes, and whether to measure it.
-    pub(crate) fn route(&self, key: TypeId, task: &'static str) -> (Strand, bool) {
+    /// Where the next call of `key` goes, whether to measure it, and (if `want_reason`) the
+    /// route's reason as it stands, taken under the same lock.
+    pub(crate) fn route(
+        &self,
+        key: TypeId,
+        task: &'static str,
+        want_reason: bool,
+    ) -> (Strand, bool, Option<String>) {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         let route = routes.entry(key).or_insert_with(|| Route {
             decision: Decision {
@@ -80,24 +97,36 @@ impl Router {
                 changes: 0,
                 reason: format!("measuring its first {WARM_UP} calls on the thread strand"),
             },
+            measuring: 0,
             shares: Vec::with_capacity(WARM_UP),
             next_check: 0,
         });
         route.decision.calls += 1;
-        let measure = route.decision.bound.is_none() || route.decision.calls >= route.next_check;
-        if measure && route.decision.bound.is_some() {
+        let reason = want_reason.then(|| route.decision.reason.clone());
+        if route.decision.bound.is_none() {
+            // Undecided: measure up to WARM_UP at once on the thread strand; the rest of a
+            // burst goes to the blocking-I/O threads, unmeasured.
+            if route.measuring + route.shares.len() < WARM_UP {
+                route.measuring += 1;
+                return (Strand::Thread, true, reason);
+            }
+            return (Strand::Coroutine, false, reason);
+        }
+        let measure = route.decision.calls >= route.next_check;
+        if measure {
             route.next_check = route.decision.calls + RECHECK;
         }
-        (route.decision.strand, measure)
+        (route.decision.strand, measure, reason)
     }
 
     /// Records a measured call of `key` and decides, or re-decides.
-    fn report(&self, key: TypeId, profile: &Profile) {
+    pub(crate) fn report(&self, key: TypeId, profile: &Profile) {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(route) = routes.get_mut(&key) else {
             return;
         };
         route.decision.measured += 1;
+        route.measuring = route.measuring.saturating_sub(1);
         if route.shares.len() == WARM_UP {
             route.shares.remove(0);
         }
@@ -114,9 +143,11 @@ impl Router {
             ..Profile::default()
         }
         .bound();
-        let strand = match bound {
-            Bound::Io => Strand::Coroutine,
-            Bound::Cpu | Bound::Mixed => Strand::Thread,
+        let on_io = route.decision.strand == Strand::Coroutine && route.decision.bound.is_some();
+        let strand = if bound == Bound::Io || (on_io && share < LEAVE_IO_SHARE) {
+            Strand::Coroutine
+        } else {
+            Strand::Thread
         };
         let decision = &mut route.decision;
         let first = decision.bound.is_none();
@@ -155,31 +186,14 @@ impl Router {
         f: F,
     ) -> impl FnOnce() -> T + use<T, F> {
         let router = measure.then(|| Arc::clone(router));
-        move || {
-            let Some(router) = router else {
-                return f();
-            };
-            let before = ThreadClock::now();
-            let started = Instant::now();
-            let output = f();
-            let wall = started.elapsed();
-            let after = ThreadClock::now();
-            router.report(
-                key,
-                &Profile {
-                    wall,
-                    user: after.cpu.saturating_sub(before.cpu),
-                    ..Profile::default()
-                },
-            );
-            output
+        move || match router {
+            None => f(),
+            Some(router) => {
+                let (output, measured) = profile(f);
+                router.report(key, &measured);
+                output
+            }
         }
-    }
-
-    /// The decision for `key` in words, if it has been seen.
-    pub(crate) fn reason(&self, key: TypeId) -> Option<String> {
-        let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        routes.get(&key).map(|route| route.decision.reason.clone())
     }
 
     fn explain(&self) -> Vec<Decision> {
@@ -201,7 +215,8 @@ impl Runtime {
     ///   closure is synchronous: where it waits, it waits there without holding one of the
     ///   thread strand's cores).
     /// * [`Strand::Auto`]: where its measured calls say it fits; see
-    ///   [`advise::auto`](crate::advise::auto) and [`explain_auto`](Runtime::explain_auto).
+    ///   [`advise::auto`](crate::advise::auto) (what a routed closure gives up: cooperative
+    ///   cancellation on the blocking-I/O threads) and [`explain_auto`](Runtime::explain_auto).
     /// * [`Strand::Process`]: refused, as a closure cannot cross into another process: the
     ///   handle reports [`Error::Failed`] saying to register a task (`#[plait::task]`).
     ///
@@ -239,7 +254,7 @@ impl Runtime {
     {
         let key = TypeId::of::<F>();
         let router = &self.shared.auto;
-        let (strand, measure) = router.route(key, std::any::type_name::<F>());
+        let (strand, measure, _) = router.route(key, std::any::type_name::<F>(), false);
         let body = Router::measured(router, key, measure, f);
         match strand {
             Strand::Coroutine => self.spawn_blocking_io(body),

@@ -16,7 +16,11 @@ use crate::{Error, Result};
 ///
 /// The byte counts come from this process's own I/O counters (`/proc/self/io`), which the
 /// kernel adds a reaped child's to: I/O by other threads of this process while the command
-/// runs counts too.
+/// runs counts too. The peak resident memory is the largest of the command's processes
+/// (not their sum); as the kernel records it at `exec`, it is at least this program's own
+/// resident size when it started the command. A piped standard input is closed at once;
+/// set standard output and error to inherit, null or a file (a pipe nobody reads fills up
+/// and stops the command).
 ///
 /// # Errors
 ///
@@ -36,9 +40,11 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
     let program = command.get_program().to_string_lossy().into_owned();
     let io_before = process_io();
     let started = Instant::now();
-    let child = command
+    let mut child = command
         .spawn()
         .map_err(|error| Error::failed(format!("cannot run `{program}`: {error}")))?;
+    // A piped input nobody writes would keep a reading command waiting forever.
+    drop(child.stdin.take());
     let (status, usage) = wait4(child.id())
         .map_err(|error| Error::failed(format!("cannot wait for `{program}`: {error}")))?;
     let wall = started.elapsed();
@@ -55,6 +61,7 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
             wall,
             user: duration(usage.ru_utime),
             system: duration(usage.ru_stime),
+            run_queue: Duration::ZERO,
             voluntary_switches: usage.ru_nvcsw.max(0) as u64,
             involuntary_switches: usage.ru_nivcsw.max(0) as u64,
             // Kilobytes on Linux.
@@ -65,10 +72,12 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
     ))
 }
 
-/// Runs `f` on the current thread and measures it: wall time, this thread's CPU time and
-/// context switches while it ran.
+/// Runs `f` on the current thread and measures it: wall time, this thread's CPU time (all
+/// of it counted as user time), the time it waited for a core, and its context switches.
 ///
-/// Only this thread is measured: work `f` hands to other threads (spawned tasks) is not.
+/// Only this thread is measured: work `f` hands to other threads (spawned tasks) is not,
+/// but work this thread runs for others while `f` waits is (a `join` on a pool thread runs
+/// other queued tasks meanwhile).
 pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
     let before = ThreadClock::now();
     let started = Instant::now();
@@ -81,6 +90,7 @@ pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
             wall,
             user: after.cpu.saturating_sub(before.cpu),
             system: Duration::ZERO,
+            run_queue: after.run_queue.saturating_sub(before.run_queue),
             voluntary_switches: after.voluntary.saturating_sub(before.voluntary),
             involuntary_switches: after.involuntary.saturating_sub(before.involuntary),
             peak_rss: None,
@@ -117,6 +127,9 @@ pub fn profile_task<T: crate::process::Task>(_task: T, args: T::Args) -> (T::Out
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ThreadClock {
     pub(crate) cpu: Duration,
+    /// Time spent ready to run but waiting for a core (the run queue), where the kernel
+    /// reports it (`/proc/thread-self/schedstat`).
+    pub(crate) run_queue: Duration,
     pub(crate) voluntary: u64,
     pub(crate) involuntary: u64,
 }
@@ -129,8 +142,13 @@ impl ThreadClock {
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: `usage` is a valid, writable `rusage` for the call to fill.
         let ok = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } == 0;
+        let run_queue = std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|stat| stat.split_whitespace().nth(1)?.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_nanos);
         ThreadClock {
             cpu,
+            run_queue,
             voluntary: if ok { usage.ru_nvcsw.max(0) as u64 } else { 0 },
             involuntary: if ok { usage.ru_nivcsw.max(0) as u64 } else { 0 },
         }

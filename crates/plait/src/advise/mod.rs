@@ -51,13 +51,18 @@ pub struct Profile {
     pub user: Duration,
     /// CPU time in the kernel, likewise.
     pub system: Duration,
+    /// Time it was ready to run but waited for a core (measured for closures, where the
+    /// kernel reports it; zero for commands): left out of the wall time the CPU share is
+    /// taken over, so that a busy machine does not make computing look like waiting.
+    pub run_queue: Duration,
     /// Times the work gave up the CPU to wait (for I/O, a timer, a lock): many per CPU
     /// second mark work that waits.
     pub voluntary_switches: u64,
     /// Times the scheduler took the CPU from it: many mark work that wanted more CPU than
     /// it got.
     pub involuntary_switches: u64,
-    /// Peak resident memory, in bytes (commands only).
+    /// Peak resident memory of the largest process, in bytes (commands only; see
+    /// [`profile_command`]).
     pub peak_rss: Option<u64>,
     /// Bytes read, through any file descriptor (commands only).
     pub read_bytes: Option<u64>,
@@ -107,14 +112,15 @@ impl Profile {
         self.user + self.system
     }
 
-    /// CPU time over wall time: about 1 for one busy thread, more for several, near 0 for
-    /// work that waits.
+    /// CPU time over wall time (less the time spent waiting for a core): about 1 for one
+    /// busy thread, more for several, near 0 for work that waits.
     #[must_use]
     pub fn cpu_share(&self) -> f64 {
-        if self.wall.is_zero() {
+        let wall = self.wall.saturating_sub(self.run_queue);
+        if wall.is_zero() {
             return 0.0;
         }
-        self.cpu().as_secs_f64() / self.wall.as_secs_f64()
+        self.cpu().as_secs_f64() / wall.as_secs_f64()
     }
 
     /// What bounds the work, from its CPU share: CPU-bound at [`CPU_BOUND_SHARE`] or
@@ -149,7 +155,10 @@ impl Profile {
             Bound::Cpu => (cores as f64 / share.max(1.0)).floor().max(1.0) as usize,
             Bound::Io | Bound::Mixed => {
                 let per_core = 1.0 / share.max(1.0 / MAX_CONCURRENCY as f64);
-                ((cores as f64 * per_core).ceil() as usize).clamp(cores, MAX_CONCURRENCY)
+                // At least one per core, at most MAX_CONCURRENCY, even for more cores.
+                ((cores as f64 * per_core).ceil() as usize)
+                    .max(cores)
+                    .min(MAX_CONCURRENCY)
             }
         };
         let strand = match bound {
@@ -187,7 +196,7 @@ impl Profile {
                 share * 100.0
             ),
             Bound::Mixed => format!(
-                "waits and computes: {concurrency} at once on {cores} cores, so one's waits are another's computing"
+                "waits and computes: {concurrency} at once on {cores} cores, so one's waits are another's computing (the thread strand has one thread per core: build the runtime with Builder::threads({concurrency}), or put the waiting part on the coroutine strand)"
             ),
         });
         reasons.push(
@@ -267,6 +276,11 @@ mod tests {
         assert_eq!((io.strand, io.concurrency), (Strand::Coroutine, 200));
         let idle = profile(1000, 0).advice(2);
         assert_eq!(idle.concurrency, MAX_CONCURRENCY);
+        let many = profile(1000, 10).advice(4096);
+        assert_eq!(
+            many.concurrency, MAX_CONCURRENCY,
+            "more cores than the cap: no panic"
+        );
         let mixed = profile(1000, 500).advice(2);
         assert_eq!((mixed.strand, mixed.concurrency), (Strand::Thread, 4));
         assert!(

@@ -16,7 +16,6 @@ use futures_util::future::BoxFuture;
 use super::deps::Value;
 use super::scheduler::Shared;
 use super::{ArgsBody, ClosureKey, CommandBody, CoroutineBody, Decode, NodeId, ThreadBody, catch};
-use crate::advise::auto::Router;
 use crate::process::{Command, CommandOutput};
 use crate::{CancelHandle, Error, Handle, Result, Runtime, Strand};
 
@@ -495,9 +494,9 @@ impl Executor for Runtime {
                 (None, Strand::Coroutine | Strand::Auto) => {
                     let (key, name) = (call.key)();
                     let (strand, measure) = if placement == Strand::Auto {
-                        let (strand, measure) = self.shared.auto.route(key, name);
-                        if done.shared.observed() {
-                            let reason = self.shared.auto.reason(key).unwrap_or_default();
+                        let observed = done.shared.observed();
+                        let (strand, measure, reason) = self.shared.auto.route(key, name, observed);
+                        if let Some(reason) = reason {
                             done.shared.routed(done.node, done.attempt, strand, &reason);
                         }
                         (strand, measure)
@@ -505,16 +504,18 @@ impl Executor for Runtime {
                         (Strand::Coroutine, false)
                     };
                     let run = inline::Run { call, done };
-                    let body =
-                        Router::measured(&self.shared.auto, key, measure, move || run.run_once());
+                    let measure = measure.then(|| (Arc::clone(&self.shared.auto), key));
                     if strand == Strand::Coroutine {
-                        Some(self.spawn_blocking_io(body).cancel_handle())
+                        Some(
+                            self.spawn_blocking_io(move || run.run_once(measure))
+                                .cancel_handle(),
+                        )
                     } else {
-                        drop(self.spawn(body));
+                        drop(self.spawn(move || run.run_once(measure)));
                         None
                     }
                 }
-                (None, Strand::Process) => {
+                (_, Strand::Process) => {
                     drop(call);
                     done.finish(Output::failed(crate::advise::auto::closure_in_process()));
                     None
@@ -648,8 +649,12 @@ impl Future for CoroutineRun {
 mod inline {
     use std::cell::{Cell, RefCell};
 
+    use std::any::TypeId;
+    use std::sync::Arc;
+
     use super::{Done, Output, ThreadCall};
     use crate::Error;
+    use crate::advise::auto::Router;
     use crate::task::current;
 
     /// A thread node's run. The call comes before `done` so that, when a run is dropped
@@ -686,10 +691,12 @@ mod inline {
 
     impl Run {
         /// Runs this node alone: on a thread that is not the thread strand's (the blocking-
-        /// I/O threads), whose end keeps nothing for it to run next.
-        pub(in super::super) fn run_once(self) {
+        /// I/O threads), whose end keeps nothing for it to run next. With `measure`, the
+        /// closure's run (and only it) is measured and reported to its route before the
+        /// node's end is.
+        pub(in super::super) fn run_once(self, measure: Option<(Arc<Router>, TypeId)>) {
             let Run { call, mut done } = self;
-            let output = output(call, &mut done);
+            let output = output(call, &mut done, measure);
             done.finish(output);
         }
 
@@ -697,7 +704,7 @@ mod inline {
         pub(super) fn run(self) {
             let mut next = Some(self);
             while let Some(Run { call, mut done }) = next {
-                let output = output(call, &mut done);
+                let output = output(call, &mut done, None);
                 {
                     let was = FINISHING.with(|finishing| finishing.replace(true));
                     let _restore = Restore(was);
@@ -710,7 +717,7 @@ mod inline {
 
     /// Runs `call`, unless its run is stopping; what it returns while its run stops is
     /// discarded, as for any thread task that sees `is_cancelled`.
-    fn output(call: ThreadCall, done: &mut Done) -> Output {
+    fn output(call: ThreadCall, done: &mut Done, measure: Option<(Arc<Router>, TypeId)>) -> Output {
         if done.is_stopping() {
             drop(call);
             return Output::failed(Error::Cancelled);
@@ -718,7 +725,14 @@ mod inline {
         done.start();
         let output = {
             let _graph = current::enter_graph(&done.shared.stopping);
-            call.run()
+            match measure {
+                None => call.run(),
+                Some((router, key)) => {
+                    let (output, measured) = crate::advise::profile(|| call.run());
+                    router.report(key, &measured);
+                    output
+                }
+            }
         };
         if done.is_stopping() {
             Output::failed(Error::Cancelled)

@@ -144,6 +144,13 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 /// # Errors
 ///
 /// A frame longer than `limit`, shorter than a header, or of an unknown kind.
+/// The whole length of the frame at the start of `buf`, once its length field is in
+/// (whether or not the rest is); `None` before.
+pub(crate) fn frame_len(buf: &[u8]) -> Option<usize> {
+    let len = buf.get(..4)?;
+    Some(4 + u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize)
+}
+
 pub(crate) fn decode(buf: &[u8], limit: usize) -> Result<Option<(Frame<'_>, usize)>, CodecError> {
     let Some(len) = buf.get(..4) else {
         return Ok(None);

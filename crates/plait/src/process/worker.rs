@@ -271,6 +271,9 @@ fn patch_len(out: &mut Vec<u8>, start: usize, cap: usize, what: &str, name: &str
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
+/// How much input buffer a worker keeps between frames.
+const KEEP_INPUT: usize = 1 << 20;
+
 /// The frames' input: a pipe read a pipe-buffer at a time into `buf`, whose first `used`
 /// bytes are frames already handled.
 struct Input {
@@ -296,6 +299,17 @@ impl Input {
             // Handled frames go before reading more, so the buffer does not grow forever.
             self.buf.drain(..self.used);
             self.used = 0;
+            // A large frame grew the buffer: once it is handled, the memory goes back,
+            // rather than the worker keeping its largest frame's size for life.
+            if self.buf.capacity() > KEEP_INPUT && self.buf.len() <= KEEP_INPUT {
+                self.buf.shrink_to(KEEP_INPUT);
+            }
+            // Once a frame's length is in (and checked against the limit by `decode`
+            // above), room for all of it at once, rather than doubling (and copying) up to
+            // it.
+            if let Some(total) = codec::frame_len(&self.buf) {
+                self.buf.reserve(total.saturating_sub(self.buf.len()));
+            }
             let n = loop {
                 match self.file.read(&mut self.scratch) {
                     Ok(n) => break n,
