@@ -144,6 +144,10 @@ impl Runtime {
     /// unfinished coroutines (see [`try_spawn_async`](Runtime::try_spawn_async)). After
     /// [`shutdown`](Runtime::shutdown) the handle reports [`Error::Shutdown`].
     ///
+    /// The future is made by the caller, outside the runtime: one whose making needs the
+    /// runtime (`tokio::time::sleep(d)` registers a timer) must be made inside an `async`
+    /// block, as below, or it panics for want of a runtime.
+    ///
     /// # Examples
     ///
     /// ```
