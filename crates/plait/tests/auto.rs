@@ -13,6 +13,8 @@ use plait::Strand;
 use plait::advise::auto::{RECHECK, WARM_UP};
 use plait::advise::{Bound, Decision};
 
+plait::test_worker!();
+
 fn spin(for_how_long: Duration) {
     let end = Instant::now() + for_how_long;
     while Instant::now() < end {
@@ -206,6 +208,53 @@ fn a_burst_before_the_first_decision_does_not_queue_on_the_cores() {
         "at most {WARM_UP} measured on the thread strand, the rest on the blocking-I/O threads: {on_io} of 40"
     );
     assert_eq!(decision(&rt, "burst").measured, WARM_UP as u64);
+}
+
+#[plait::task]
+fn crunch(ms: u64) -> bool {
+    spin(Duration::from_millis(ms));
+    on_io_thread()
+}
+
+#[plait::task]
+fn nap(ms: u64) -> bool {
+    std::thread::sleep(Duration::from_millis(ms));
+    on_io_thread()
+}
+
+#[test]
+fn registered_tasks_are_routed_by_name_and_may_go_to_a_process() {
+    let rt = plait::Runtime::builder()
+        .threads(2)
+        .processes(plait::process::ProcessOptions::new().workers(1))
+        .build()
+        .unwrap();
+    for _ in 0..8 {
+        rt.spawn_task_on(Strand::Auto, crunch::task(), 3)
+            .join()
+            .unwrap();
+    }
+    let places: Vec<bool> = (0..8)
+        .map(|_| {
+            rt.spawn_task_on(Strand::Auto, nap::task(), 3)
+                .join()
+                .unwrap()
+        })
+        .collect();
+    assert!(places[WARM_UP..].iter().all(|io| *io), "{places:?}");
+    let crunched = decision(&rt, "crunch");
+    assert_eq!(crunched.strand, Strand::Thread, "{crunched}");
+    assert!(
+        crunched.task.ends_with("::crunch"),
+        "named by the task: {crunched}"
+    );
+    assert_eq!(decision(&rt, "nap").strand, Strand::Coroutine);
+    // In a worker process on request: not this process's threads.
+    assert!(
+        !rt.spawn_task_on(Strand::Process, nap::task(), 1)
+            .join()
+            .unwrap()
+    );
 }
 
 #[test]

@@ -21,7 +21,11 @@ fn a_cancelled_queued_task_never_starts_and_reports_at_once() {
     assert!(queued.join().unwrap_err().is_cancelled());
     release.send(()).unwrap();
     blocker.join().unwrap();
-    assert!(rt.shutdown(std::time::Duration::from_secs(5)).is_clean());
+    let report = rt.shutdown(std::time::Duration::from_secs(5));
+    // The cancelled task may still sit in the queue when the shutdown starts (the pool
+    // skips it when it gets there): then the report counts it as cancelled, which it is.
+    assert_eq!(report.threads.unfinished, 0, "{report}");
+    assert!(report.threads.cancelled <= 1, "{report}");
     assert!(!ran.load(Ordering::SeqCst));
 }
 

@@ -58,6 +58,23 @@ fn a_worker_gives_back_the_memory_of_a_large_payload() {
         "the worker kept {} MiB",
         resident >> 20
     );
+    // A large answer too.
+    let echoed = rt
+        .spawn_process(echo::task(), ByteBuf::from(vec![7u8; 64 << 20]))
+        .join()
+        .unwrap();
+    assert_eq!(echoed.len(), 64 << 20);
+    drop(echoed);
+    assert_eq!(
+        rt.spawn_process(worker_pid::task(), ()).join().unwrap(),
+        pid
+    );
+    let resident = resident_bytes(pid);
+    assert!(
+        resident < 32 << 20,
+        "the worker kept {} MiB after answering",
+        resident >> 20
+    );
 }
 
 fn runtime(workers: usize) -> Runtime {

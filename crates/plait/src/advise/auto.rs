@@ -22,6 +22,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Bound, Profile, profile};
+use crate::process::Task;
 use crate::{Error, Handle, Runtime, Strand, TaskId};
 
 /// Calls measured before a route decides.
@@ -36,7 +37,8 @@ pub const LEAVE_IO_SHARE: f64 = 0.5;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Decision {
-    /// The closure's type, as the compiler names it (`crate::module::function::{{closure}}`).
+    /// The closure's type, as the compiler names it (`crate::module::function::{{closure}}`),
+    /// or the registered task's name.
     pub task: &'static str,
     /// Where its calls go now (the thread strand until it has decided).
     pub strand: Strand,
@@ -244,6 +246,63 @@ impl Runtime {
             Strand::Coroutine => self.spawn_blocking_io(f),
             Strand::Auto => self.spawn_auto(f),
             Strand::Process => Handle::ready(TaskId::next(), Err(closure_in_process())),
+        }
+    }
+
+    /// Runs the registered task `task` (see [`#[plait::task]`](macro@crate::task)) with
+    /// `args` on the strand `strand` names:
+    ///
+    /// * [`Strand::Process`]: in a worker process, as
+    ///   [`spawn_process`](Runtime::spawn_process).
+    /// * [`Strand::Thread`] and [`Strand::Coroutine`]: the function, called in this process,
+    ///   on the thread strand or on the coroutine strand's blocking-I/O threads.
+    /// * [`Strand::Auto`]: in this process, where its measured calls say it fits, as for a
+    ///   closure ([`spawn_on`](Runtime::spawn_on)); its route is the task's, and
+    ///   [`explain_auto`](Runtime::explain_auto) names it by the task's name. Auto does not
+    ///   choose the process strand: whether a task may crash, leak or hang cannot be
+    ///   measured without risking it. Choose [`Strand::Process`] for tasks that need
+    ///   isolation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use plait::Strand;
+    ///
+    /// #[plait::task]
+    /// fn fetch(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms)); // a blocking wait
+    ///     ms
+    /// }
+    ///
+    /// let rt = plait::Runtime::new()?;
+    /// for _ in 0..6 {
+    ///     assert_eq!(rt.spawn_task_on(Strand::Auto, fetch::task(), 5).join()?, 5);
+    /// }
+    /// let decision = &rt.explain_auto()[0];
+    /// assert!(decision.task.ends_with("fetch"));
+    /// assert_eq!(decision.strand, Strand::Coroutine);
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn spawn_task_on<K: Task>(
+        &self,
+        strand: Strand,
+        task: K,
+        args: K::Args,
+    ) -> Handle<K::Output> {
+        match strand {
+            Strand::Process => self.spawn_process(task, args),
+            Strand::Thread => self.spawn(move || K::run(args)),
+            Strand::Coroutine => self.spawn_blocking_io(move || K::run(args)),
+            Strand::Auto => {
+                let key = TypeId::of::<K>();
+                let router = &self.shared.auto;
+                let (strand, measure, _) = router.route(key, K::NAME, false);
+                let body = Router::measured(router, key, measure, move || K::run(args));
+                match strand {
+                    Strand::Coroutine => self.spawn_blocking_io(body),
+                    _ => self.spawn(body),
+                }
+            }
         }
     }
 

@@ -116,7 +116,15 @@ impl Profile {
     /// busy thread, more for several, near 0 for work that waits.
     #[must_use]
     pub fn cpu_share(&self) -> f64 {
-        let wall = self.wall.saturating_sub(self.run_queue);
+        let wall = if self.run_queue.is_zero() {
+            self.wall
+        } else {
+            // The kernel updates the run-queue time lazily: over a few milliseconds it can
+            // exceed what was not spent on the CPU. It never takes away computing time.
+            self.wall
+                .saturating_sub(self.run_queue)
+                .max(self.cpu().min(self.wall))
+        };
         if wall.is_zero() {
             return 0.0;
         }
@@ -264,6 +272,15 @@ mod tests {
         assert_eq!(profile(1000, 10).bound(), Bound::Io);
         assert_eq!(profile(1000, 500).bound(), Bound::Mixed);
         assert_eq!(profile(0, 0).bound(), Bound::Io, "nothing measured: no CPU");
+        let mut queued = profile(10, 4);
+        queued.run_queue = Duration::from_millis(30);
+        assert_eq!(
+            queued.bound(),
+            Bound::Cpu,
+            "waiting for a core is not waiting for I/O"
+        );
+        queued.run_queue = Duration::from_millis(5);
+        assert_eq!(queued.cpu_share(), 0.8);
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl Outbox {
             // The writer is parked and stays so (there is nothing to take): the pipe is ours.
             let written = (&*self.output).write_all(out);
             out.clear();
+            trim(out);
             return written;
         }
         while state.pending.len() > MAX_PENDING && state.failed.is_none() {
@@ -116,6 +117,7 @@ impl Outbox {
             state.pending.extend_from_slice(out);
             out.clear();
         }
+        trim(out);
         if state.writer_waiting {
             self.shared.posted.notify_one();
         }
@@ -159,5 +161,17 @@ fn write_out(shared: &Shared, mut output: &File) {
             return;
         }
         taken.clear();
+        trim(&mut taken);
+    }
+}
+
+/// How much answer buffer a worker keeps between answers.
+const KEEP_OUTPUT: usize = 1 << 20;
+
+/// Gives back the memory of an emptied buffer that a large answer grew, rather than keep
+/// the largest answer's size for the worker's life.
+fn trim(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > KEEP_OUTPUT {
+        buf.shrink_to(KEEP_OUTPUT);
     }
 }
