@@ -1,5 +1,7 @@
 //! `plait advise -- CMD ARGS...`: run a command, measure what bounds it, and say which
-//! strand and how many at once fit it, with the numbers behind the advice.
+//! strand and how many at once fit it, with the numbers behind the advice. `plait advise
+//! --task NAME --args JSON` does the same for a task registered in this program, run here
+//! with a sample argument.
 
 use std::process::{ExitCode, Stdio};
 
@@ -15,8 +17,18 @@ pub(crate) struct Args {
     /// Advise for this many cores (default: this machine's).
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
+    /// A registered task to measure instead of a command, run here on one thread (a task
+    /// that crashes takes plait with it); `plait advise --list-tasks` names them.
+    #[arg(long, value_name = "NAME", conflicts_with = "command")]
+    task: Option<String>,
+    /// The task's sample argument, as JSON (several as a JSON array).
+    #[arg(long, value_name = "JSON", default_value = "null", requires = "task")]
+    args: String,
+    /// Name the tasks registered in this program, and exit.
+    #[arg(long)]
+    list_tasks: bool,
     /// The command and its arguments, after `--`.
-    #[arg(required = true, last = true, value_name = "CMD")]
+    #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
 }
 
@@ -47,10 +59,18 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         .cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or("no command to advise on: put it after --, as in `plait advise -- make -j1`")?;
+    if args.list_tasks {
+        for name in plait::process::registered_tasks() {
+            println!("{name}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(task) = &args.task {
+        return advise_task(task, &args.args, cores, args.json);
+    }
+    let (program, rest) = args.command.split_first().ok_or(
+        "nothing to advise on: put a command after --, as in `plait advise -- make -j1`, or name a task with --task",
+    )?;
     let mut command = std::process::Command::new(program);
     command.args(rest);
     if args.json {
@@ -103,6 +123,51 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
             .filter(|&code| code != 0)
             .unwrap_or(1),
     ))
+}
+
+/// Measures the registered task `name` with the sample `args` (JSON), here.
+fn advise_task(name: &str, args: &str, cores: usize, json: bool) -> Result<ExitCode, String> {
+    let (output, measured) = plait::advise::profile_task_by_name(name, args).map_err(|error| {
+        format!("{error} (`plait advise --list-tasks` names the tasks of this program)")
+    })?;
+    let advice = measured.advice(cores);
+    if json {
+        let report = serde_json::json!({
+            "task": name,
+            "args": args,
+            "output": output,
+            "wall_s": measured.wall.as_secs_f64(),
+            "cpu_s": measured.cpu().as_secs_f64(),
+            "waited_for_cpu_s": measured.run_queue.as_secs_f64(),
+            "cpu_share": measured.cpu_share(),
+            "voluntary_switches": measured.voluntary_switches,
+            "involuntary_switches": measured.involuntary_switches,
+            "bound": advice.bound.as_str(),
+            "strand": advice.strand.as_str(),
+            "concurrency": advice.concurrency,
+            "cores": advice.cores,
+            "reasons": advice.reasons,
+        });
+        println!("{report}");
+    } else {
+        println!();
+        println!("measured: {name}({args}) = {output}, here, on one thread");
+        println!("  {:<18}{:.3} s", "wall", measured.wall.as_secs_f64());
+        println!(
+            "  {:<18}{:.3} s, {:.3} s waiting for a core: {:.2} of the wall time",
+            "cpu",
+            measured.cpu().as_secs_f64(),
+            measured.run_queue.as_secs_f64(),
+            measured.cpu_share()
+        );
+        println!(
+            "  {:<18}{} voluntary (waits), {} involuntary (preempted)",
+            "context switches", measured.voluntary_switches, measured.involuntary_switches
+        );
+        println!();
+        print!("advice: {advice}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(

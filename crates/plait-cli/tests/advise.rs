@@ -27,10 +27,10 @@ fn json(output: &Output) -> serde_json::Value {
         .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stdout)))
 }
 
-/// A shell loop that computes for about `seconds` (it checks the clock every 2,000 rounds).
+/// A shell loop that computes for about `seconds` (it checks the clock every 20,000 rounds).
 fn busy(seconds: f64) -> String {
     format!(
-        "end=$(( $(date +%s%N) + {} )); while [ $(date +%s%N) -lt $end ]; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; done",
+        "end=$(( $(date +%s%N) + {} )); while [ $(date +%s%N) -lt $end ]; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; done",
         (seconds * 1e9) as u64
     )
 }
@@ -76,6 +76,26 @@ fn work_is_classified_by_what_bounds_it() {
         piped["voluntary_switches"].as_u64().unwrap() >= 1,
         "{piped}"
     );
+
+    // A registered task with a sample argument, measured here.
+    let kernel = json(&advise(&[
+        "--json",
+        "--task",
+        "plait::matrix::tasks::kernel",
+        "--args",
+        "40000000",
+    ]));
+    assert_eq!(kernel["bound"], "cpu-bound", "{kernel}");
+    assert_eq!(kernel["strand"], "thread", "{kernel}");
+    let nap = json(&advise(&[
+        "--json",
+        "--task",
+        "plait::matrix::tasks::sleep_ms",
+        "--args",
+        "300",
+    ]));
+    assert_eq!(nap["bound"], "io-bound", "{nap}");
+    assert_eq!(nap["output"], "null", "{nap}");
 
     let script = format!("{}; sleep 0.5", busy(0.75));
     let mixed = json(&advise(&["--json", "--", "sh", "-c", &script]));
@@ -123,6 +143,23 @@ fn the_report_shows_the_numbers_and_the_advice() {
     ] {
         assert!(stdout.contains(needle), "{needle}: {stdout}");
     }
+}
+
+#[test]
+fn a_registered_task_is_named_and_its_argument_checked() {
+    let typo = advise(&["--task", "plait::matrix::tasks::kernal", "--args", "1"]);
+    assert!(!typo.status.success());
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains("did you mean plait::matrix::tasks::kernel"),
+        "{stderr}"
+    );
+    let wrong = advise(&["--task", "plait::matrix::tasks::kernel", "--args", "\"x\""]);
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("expected u64"), "{stderr}");
+    let listed = advise(&["--list-tasks"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("plait::matrix::tasks::kernel"));
 }
 
 #[test]

@@ -18,7 +18,9 @@ use crate::{Error, Result};
 /// kernel adds a reaped child's to: I/O by other threads of this process while the command
 /// runs counts too. The peak resident memory is the largest of the command's processes
 /// (not their sum); as the kernel records it at `exec`, it is at least this program's own
-/// resident size when it started the command. A piped standard input is closed at once;
+/// resident size when it started the command. The time spent waiting for a core is the
+/// command's main process's (its children's is not known). A piped standard input is
+/// closed at once;
 /// set standard output and error to inherit, null or a file (a pipe nobody reads fills up
 /// and stops the command).
 ///
@@ -45,6 +47,13 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
         .map_err(|error| Error::failed(format!("cannot run `{program}`: {error}")))?;
     // A piped input nobody writes would keep a reading command waiting forever.
     drop(child.stdin.take());
+    // Ended but not yet reaped, the command's main process still shows how long it waited
+    // for a core (the others' waits are not known: they are counted as waits).
+    let run_queue = wait_exited(child.id())
+        .ok()
+        .and_then(|()| std::fs::read_to_string(format!("/proc/{}/schedstat", child.id())).ok())
+        .and_then(|stat| stat.split_whitespace().nth(1)?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos);
     let (status, usage) = wait4(child.id())
         .map_err(|error| Error::failed(format!("cannot wait for `{program}`: {error}")))?;
     let wall = started.elapsed();
@@ -61,7 +70,7 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
             wall,
             user: duration(usage.ru_utime),
             system: duration(usage.ru_stime),
-            run_queue: Duration::ZERO,
+            run_queue,
             voluntary_switches: usage.ru_nvcsw.max(0) as u64,
             involuntary_switches: usage.ru_nivcsw.max(0) as u64,
             // Kilobytes on Linux.
@@ -123,6 +132,19 @@ pub fn profile_task<T: crate::process::Task>(_task: T, args: T::Args) -> (T::Out
     profile(|| T::run(args))
 }
 
+/// [`profile_task`] for a task known by name, with arguments as JSON (see
+/// [`run_by_name_json`](crate::process::run_by_name_json)): its result as JSON, and how it
+/// ran.
+///
+/// # Errors
+///
+/// As [`run_by_name_json`](crate::process::run_by_name_json): an unknown name (with close
+/// names), arguments that are not JSON of the task's type, a panic.
+pub fn profile_task_by_name(name: &str, args: &str) -> Result<(String, Profile)> {
+    let (output, measured) = profile(|| crate::process::run_by_name_json(name, args));
+    Ok((output?, measured))
+}
+
 /// The current thread's CPU time and context switches.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ThreadClock {
@@ -151,6 +173,26 @@ impl ThreadClock {
             run_queue,
             voluntary: if ok { usage.ru_nvcsw.max(0) as u64 } else { 0 },
             involuntary: if ok { usage.ru_nivcsw.max(0) as u64 } else { 0 },
+        }
+    }
+}
+
+/// Waits until the child `pid` has exited, without reaping it.
+fn wait_exited(pid: u32) -> io::Result<()> {
+    let id = libc::id_t::from(pid);
+    loop {
+        // SAFETY: `siginfo_t` is plain data, for which all zeroes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is valid and writable for the call; `pid` is our own child, not
+        // yet reaped (WNOWAIT leaves it so).
+        let waited =
+            unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if waited == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
         }
     }
 }

@@ -37,7 +37,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use auto::Decision;
-pub use measure::{profile, profile_command, profile_task};
+pub use measure::{profile, profile_command, profile_task, profile_task_by_name};
 
 use crate::Strand;
 
@@ -51,9 +51,9 @@ pub struct Profile {
     pub user: Duration,
     /// CPU time in the kernel, likewise.
     pub system: Duration,
-    /// Time it was ready to run but waited for a core (measured for closures, where the
-    /// kernel reports it; zero for commands): left out of the wall time the CPU share is
-    /// taken over, so that a busy machine does not make computing look like waiting.
+    /// Time it was ready to run but waited for a core (for a command, its main process's):
+    /// left out of the wall time the CPU share is taken over, so that a busy machine does
+    /// not make computing look like waiting.
     pub run_queue: Duration,
     /// Times the work gave up the CPU to wait (for I/O, a timer, a lock): many per CPU
     /// second mark work that waits.

@@ -80,7 +80,7 @@ pub use command::{Command, CommandError, CommandOutput, run_command};
 pub use map::{MapProcess, MapProcessUnordered};
 pub use options::{DEFAULT_PAYLOAD_LIMIT, ProcessOptions};
 use pool::{Control, Payload, Pool, Replier, Reply, Request, Stop, Ticket};
-pub use registry::{Registration, Task, registered_tasks};
+pub use registry::{Registration, Task, registered_tasks, run_by_name_json};
 use remote::Remote;
 pub use worker::{WORKER_TEST_NAME, init};
 

@@ -33,12 +33,16 @@ pub struct Registration {
     pub(crate) name: &'static str,
     pub(crate) run: RunOne,
     pub(crate) run_batch: RunBatch,
+    pub(crate) run_json: RunJson,
 }
 
 /// Runs a call: its encoded arguments in, its encoded result appended to the output.
 pub(crate) type RunOne = fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>;
 /// Runs a batch: `count` items' arguments back to back in, their outcomes appended.
 pub(crate) type RunBatch = fn(&[u8], u32, &mut Vec<u8>) -> Result<(), Failure>;
+/// Runs a call here with JSON arguments; its result as JSON. For callers that know the
+/// task only by name and its arguments only as text: a command line.
+pub(crate) type RunJson = fn(&str) -> Result<String, Error>;
 
 impl Registration {
     /// The registration of `T`.
@@ -48,6 +52,7 @@ impl Registration {
             name: T::NAME,
             run: run_erased::<T>,
             run_batch: run_batch_erased::<T>,
+            run_json: run_json::<T>,
         }
     }
 }
@@ -73,6 +78,35 @@ impl Failure {
             },
         }
     }
+}
+
+/// Decodes JSON arguments as the task's, runs it here with panics caught, and encodes its
+/// result as JSON.
+fn run_json<T: Task>(args: &str) -> Result<String, Error> {
+    let args: T::Args = serde_json::from_str(args).map_err(|error| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason: format!("the arguments `{args}` are not JSON of the task's argument type: {error}"),
+    })?;
+    let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::run(args)))
+        .map_err(Error::from_panic)?;
+    serde_json::to_string(&output).map_err(|error| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason: format!("the result does not encode as JSON: {error}"),
+    })
+}
+
+/// Runs the registered task `name` here, on this thread, with arguments given as JSON (a
+/// tuple of several as a JSON array), and returns its result as JSON: for callers that
+/// know a task only by name, such as a command line.
+///
+/// # Errors
+///
+/// [`Error::UnknownTask`] (with close names) if no task has that name; [`Error::Codec`] if
+/// the arguments are not JSON of the task's argument type; [`Error::Panicked`] if it
+/// panicked.
+pub fn run_by_name_json(name: &str, args: &str) -> Result<String, Error> {
+    let registration = lookup(name).ok_or_else(|| unknown_task(name))?;
+    (registration.run_json)(args)
 }
 
 /// Decodes the arguments, runs the task with panics caught, encodes the result onto `out`.
