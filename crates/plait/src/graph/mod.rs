@@ -48,6 +48,7 @@ mod after;
 mod deps;
 mod event;
 mod executor;
+mod local;
 mod meta;
 mod results;
 mod run;
