@@ -47,24 +47,19 @@ fn a_worker_gives_back_the_memory_of_a_large_payload() {
         rt.spawn_process(length::task(), big).join().unwrap(),
         64 << 20
     );
-    // The next frame is read once the large one is handled: then its buffer shrinks.
-    assert_eq!(
-        rt.spawn_process(worker_pid::task(), ()).join().unwrap(),
-        pid
-    );
-    let resident = resident_bytes(pid);
-    assert!(
-        resident < 32 << 20,
-        "the worker kept {} MiB",
-        resident >> 20
-    );
-    // A large answer too.
+    assert_small_after_a_frame(&rt, pid, "a large argument");
     let echoed = rt
         .spawn_process(echo::task(), ByteBuf::from(vec![7u8; 64 << 20]))
         .join()
         .unwrap();
     assert_eq!(echoed.len(), 64 << 20);
     drop(echoed);
+    assert_small_after_a_frame(&rt, pid, "a large answer");
+}
+
+/// Sends the worker `pid` one more (small) frame, which it reads once the large one is
+/// handled (then its buffers shrink), and checks its resident memory.
+fn assert_small_after_a_frame(rt: &Runtime, pid: u32, after: &str) {
     assert_eq!(
         rt.spawn_process(worker_pid::task(), ()).join().unwrap(),
         pid
@@ -72,7 +67,7 @@ fn a_worker_gives_back_the_memory_of_a_large_payload() {
     let resident = resident_bytes(pid);
     assert!(
         resident < 32 << 20,
-        "the worker kept {} MiB after answering",
+        "the worker kept {} MiB after {after}",
         resident >> 20
     );
 }
