@@ -148,8 +148,8 @@ impl Profile {
     /// The strand and concurrency that fit the work on a machine with `cores` cores, with
     /// the reasons.
     ///
-    /// * CPU-bound: the thread strand, one task per core (per `cpu_share` cores, for work
-    ///   that is itself parallel): more would only queue.
+    /// * CPU-bound: the thread strand, one task per core (per `cpu_share` cores, rounded,
+    ///   for work that is itself parallel): more would only queue.
     /// * I/O-bound: the coroutine strand, as many at once as keep the cores busy while the
     ///   rest wait: `cores / cpu_share`, at most [`MAX_CONCURRENCY`].
     /// * Mixed: the thread strand with more tasks than cores, by the same rule, so that one
@@ -160,7 +160,9 @@ impl Profile {
         let share = self.cpu_share();
         let bound = self.bound();
         let concurrency = match bound {
-            Bound::Cpu => (cores as f64 / share.max(1.0)).floor().max(1.0) as usize,
+            // Whole cores each task keeps busy: a share a little above one (children that
+            // overlap their parent for a moment, clock granularity) is still one core.
+            Bound::Cpu => (cores as f64 / share.round().max(1.0)).floor().max(1.0) as usize,
             Bound::Io | Bound::Mixed => {
                 let per_core = 1.0 / share.max(1.0 / MAX_CONCURRENCY as f64);
                 // At least one per core, at most MAX_CONCURRENCY, even for more cores.
@@ -193,7 +195,7 @@ impl Profile {
             ));
         }
         reasons.push(match bound {
-            Bound::Cpu if share > 1.2 => format!(
+            Bound::Cpu if share >= 1.5 => format!(
                 "it already keeps {share:.1} cores busy: run {concurrency} at once on {cores} cores"
             ),
             Bound::Cpu => format!(
@@ -289,6 +291,8 @@ mod tests {
         assert_eq!((cpu.strand, cpu.concurrency), (Strand::Thread, 8));
         let parallel = profile(1000, 4000).advice(8);
         assert_eq!(parallel.concurrency, 2, "each already uses four cores");
+        let overlapping = profile(1000, 1300).advice(4);
+        assert_eq!(overlapping.concurrency, 4, "a share of 1.3 is one core");
         let io = profile(1000, 10).advice(2);
         assert_eq!((io.strand, io.concurrency), (Strand::Coroutine, 200));
         let idle = profile(1000, 0).advice(2);
