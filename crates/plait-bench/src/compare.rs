@@ -1,6 +1,7 @@
 //! The claims plait makes, checked against the rows of one run.
 
 use crate::report::{Comparison, Row, format_ns};
+use crate::suites::{coroutine, waits};
 
 /// The row of `suite` whose system starts with `system` and whose case is `case` (or, with
 /// none exactly so, starts with it).
@@ -137,7 +138,7 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         limit,
         unit,
     };
-    let claims: [Claim; 12] = [
+    let claims: [Claim; 16] = [
         claim(
             "spawn",
             "thread spawn+join per task vs rayon spawn",
@@ -160,9 +161,19 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         ),
         claim(
             "coroutine",
-            "spawn_async+await per task vs tokio",
-            ("coroutine", "plait", None),
-            ("coroutine", "tokio", None),
+            "spawn_async+await per task vs tokio (from block_on)",
+            ("coroutine", "plait", Some(coroutine::FROM_OUTSIDE)),
+            ("coroutine", "tokio", Some(coroutine::FROM_OUTSIDE)),
+            PerTask,
+            AtMost,
+            1.3,
+            format_ns,
+        ),
+        claim(
+            "coroutine",
+            "spawn_async+await per task vs tokio (from a task on the strand)",
+            ("coroutine", "plait", Some(coroutine::FROM_INSIDE)),
+            ("coroutine", "tokio", Some(coroutine::FROM_INSIDE)),
             PerTask,
             AtMost,
             1.3,
@@ -170,9 +181,19 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         ),
         claim(
             "waits",
-            "10,000 concurrent 10 ms waits, wall vs tokio",
-            ("waits", "plait", None),
-            ("waits", "tokio", None),
+            "10,000 concurrent 10 ms waits, wall vs tokio (from block_on)",
+            ("waits", "plait", Some(waits::FROM_OUTSIDE)),
+            ("waits", "tokio", Some(waits::FROM_OUTSIDE)),
+            Wall,
+            AtMost,
+            1.2,
+            ms,
+        ),
+        claim(
+            "waits",
+            "10,000 concurrent 10 ms waits, wall vs tokio (from a task on the strand)",
+            ("waits", "plait", Some(waits::FROM_INSIDE)),
+            ("waits", "tokio", Some(waits::FROM_INSIDE)),
             Wall,
             AtMost,
             1.2,
@@ -208,10 +229,21 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             1000.0,
             format_ns,
         ),
+        // Against Python, the shape of its peer: tasks created from inside the loop.
         claim(
             "coroutine",
             "spawn_async+await vs asyncio+uvloop create_task+gather",
-            ("coroutine", "plait", None),
+            ("coroutine", "plait", Some(coroutine::FROM_INSIDE)),
+            ("python:tiny_tasks", "asyncio (uvloop)", Some("create_task")),
+            PerTask,
+            AtLeast,
+            15.0,
+            format_ns,
+        ),
+        claim(
+            "coroutine",
+            "reference: raw tokio::spawn+await vs asyncio+uvloop",
+            ("coroutine", "tokio", Some(coroutine::FROM_INSIDE)),
             ("python:tiny_tasks", "asyncio (uvloop)", Some("create_task")),
             PerTask,
             AtLeast,
@@ -221,7 +253,17 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
         claim(
             "waits",
             "10,000 concurrent 10 ms waits vs asyncio+uvloop",
-            ("waits", "plait", None),
+            ("waits", "plait", Some(waits::FROM_INSIDE)),
+            ("python:io_bound", "asyncio (uvloop)", None),
+            Wall,
+            AtLeast,
+            4.0,
+            ms,
+        ),
+        claim(
+            "waits",
+            "reference: raw tokio's 10,000 waits vs asyncio+uvloop",
+            ("waits", "tokio", Some(waits::FROM_INSIDE)),
             ("python:io_bound", "asyncio (uvloop)", None),
             Wall,
             AtLeast,

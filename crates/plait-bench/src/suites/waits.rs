@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 use crate::context::Context;
 use crate::report::Row;
 
+// The case names below spell these out.
 const WAITS: u64 = 10_000;
 const WAIT: Duration = Duration::from_millis(10);
 
+/// The case measured from the main thread.
+pub(crate) const FROM_OUTSIDE: &str = "10000 x sleep 10 ms, all at once, from block_on";
 /// The case measured from a task on the strand (the shape of Python's peer).
-pub(crate) const FROM_INSIDE: &str = "from a task on the strand";
+pub(crate) const FROM_INSIDE: &str = "10000 x sleep 10 ms, all at once, from a task on the strand";
 
 pub(crate) fn run(ctx: &Context) -> Vec<Row> {
-    let ms = WAIT.as_millis();
-    let outside = format!("{WAITS} x sleep {ms} ms, all at once, from block_on");
-    let inside = format!("{WAITS} x sleep {ms} ms, all at once, {FROM_INSIDE}");
     let runs = ctx.measure_interleaved(&mut [
         &mut || ctx.tokio.block_on(raw_tokio()),
         &mut || ctx.plait.block_on(plait_async(ctx.plait.clone())),
@@ -38,10 +38,10 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
     let tokio = "tokio::spawn + sleep";
     let plait = "plait spawn_async + sleep";
     vec![
-        Row::timed("waits", &outside, tokio, WAITS, &tokio_out),
-        Row::timed("waits", &outside, plait, WAITS, &plait_out),
-        Row::timed("waits", &inside, tokio, WAITS, &tokio_in),
-        Row::timed("waits", &inside, plait, WAITS, &plait_in),
+        Row::timed("waits", FROM_OUTSIDE, tokio, WAITS, &tokio_out),
+        Row::timed("waits", FROM_OUTSIDE, plait, WAITS, &plait_out),
+        Row::timed("waits", FROM_INSIDE, tokio, WAITS, &tokio_in),
+        Row::timed("waits", FROM_INSIDE, plait, WAITS, &plait_in),
     ]
 }
 
