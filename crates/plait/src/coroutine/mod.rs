@@ -35,6 +35,7 @@ use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 use books::Books;
 pub(crate) use books::on_own_thread;
+pub(crate) use tracked::Outcome;
 use tracked::{Limited, Tracked, TrackedResult, Unlimited};
 
 /// The tokio runtime and the books of the coroutine strand.

@@ -13,6 +13,7 @@ use tokio::task::{AbortHandle, JoinError, JoinHandle};
 use super::core::{CancelTask, Core, Task};
 use super::state::Reason;
 use super::{TaskId, wait};
+use crate::coroutine::Outcome;
 use crate::{Error, Result};
 
 /// The result of one task, to wait for with [`join`](Handle::join) or `.await`.
@@ -54,7 +55,7 @@ const CANCELLED: u64 = 1 << 63;
 
 enum Inner<T> {
     Thread(ThreadJoin<'static, T>),
-    Coroutine(JoinHandle<Result<T>>),
+    Coroutine(JoinHandle<Outcome<T>>),
 }
 
 impl<T> Handle<T> {
@@ -65,7 +66,7 @@ impl<T> Handle<T> {
         }
     }
 
-    pub(crate) fn coroutine(id: TaskId, join: JoinHandle<Result<T>>) -> Self {
+    pub(crate) fn coroutine(id: TaskId, join: JoinHandle<Outcome<T>>) -> Self {
         Handle {
             id: AtomicU64::new(id.as_u64()),
             inner: Inner::Coroutine(join),
@@ -232,7 +233,11 @@ impl<T> Future for Handle<T> {
                 if this.id.load(Ordering::Acquire) & CANCELLED != 0 {
                     return Poll::Ready(Err(Error::Cancelled));
                 }
-                Poll::Ready(outcome.unwrap_or_else(|error| Err(join_error(error))))
+                Poll::Ready(match outcome {
+                    Ok(Ok(output)) => Ok(output),
+                    Ok(Err(error)) => Err(*error),
+                    Err(error) => Err(join_error(error)),
+                })
             }
         }
     }
