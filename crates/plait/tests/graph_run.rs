@@ -186,6 +186,55 @@ fn weights_bound_what_runs_at_once() {
 }
 
 #[test]
+fn closures_placed_on_the_coroutine_strand_wait_in_its_window_not_the_threads() {
+    // One thread: its window holds 4 nodes. Sixteen blocking closures that can only
+    // finish together must all be running at once.
+    const NODES: usize = 16;
+    let rt = common::runtime(1);
+    let arrived = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+    let mut graph = Graph::new();
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        let arrived = Arc::clone(&arrived);
+        let node = graph.task((), move |()| {
+            let (count, changed) = &*arrived;
+            let mut count = count.lock().unwrap();
+            *count += 1;
+            changed.notify_all();
+            // The time limit only turns a failure into a clear message.
+            let (count, _) = changed
+                .wait_timeout_while(count, Duration::from_secs(10), |n| *n < NODES)
+                .unwrap();
+            *count == NODES
+        });
+        let _ = graph.node(node).strand(Strand::Coroutine);
+        nodes.push(node);
+    }
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&starts);
+    let results = graph
+        .runner(rt.clone())
+        .observe(move |event| {
+            if matches!(event.kind, plait::graph::EventKind::Started) {
+                seen.lock().unwrap().push(event.strand);
+            }
+        })
+        .start()
+        .join();
+    assert!(results.is_success(), "{results:?}");
+    assert!(
+        nodes.iter().all(|node| *results.get(*node).unwrap()),
+        "all {NODES} waited at once"
+    );
+    let starts = starts.lock().unwrap();
+    assert_eq!(starts.len(), NODES);
+    assert!(
+        starts.iter().all(|strand| *strand == Strand::Coroutine),
+        "their events name the strand they ran on: {starts:?}"
+    );
+}
+
+#[test]
 fn a_thread_node_can_run_and_join_another_graph() {
     for threads in [1, 2] {
         let rt = common::runtime(threads);

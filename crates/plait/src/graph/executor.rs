@@ -29,7 +29,8 @@ pub trait Executor: Send + Sync + 'static {
 
     /// How many units of work (see [`NodeMut::weight`](super::NodeMut::weight)) on
     /// `strand` may be in flight at once. Nodes wait in the scheduler, in priority order,
-    /// beyond that.
+    /// beyond that. A thread node placed on [`Strand::Coroutine`] counts against that
+    /// strand (see [`NodeMut::strand`](super::NodeMut::strand)).
     fn capacity(&self, strand: Strand) -> usize;
 }
 

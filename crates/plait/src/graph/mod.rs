@@ -98,6 +98,22 @@ pub(crate) struct Spec {
     pub(crate) options: Option<Box<NodeOptions>>,
 }
 
+impl Spec {
+    /// The strand whose window the node counts against and whose name its events carry:
+    /// its body's, except for a thread node placed on [`Strand::Coroutine`] without a time
+    /// limit, which runs on that strand's blocking-I/O threads (see [`NodeMut::strand`]).
+    pub(crate) fn strand(&self) -> Strand {
+        match (&self.body, self.options.as_deref()) {
+            (Body::Thread(..), Some(options))
+                if options.placement == Strand::Coroutine && options.timeout.is_none() =>
+            {
+                Strand::Coroutine
+            }
+            (body, _) => body.strand(),
+        }
+    }
+}
+
 /// A thread node's body: its inputs' results in, its own out.
 pub(crate) type ThreadBody = Arc<dyn Fn(&[Value]) -> Result<Value> + Send + Sync>;
 /// The identity and name of a thread node's closure type, for [`Strand::Auto`]'s routes.
@@ -254,8 +270,14 @@ impl NodeMut<'_> {
     /// (see [`Runtime::spawn_on`](crate::Runtime::spawn_on)); each routing is told to
     /// observers as [`EventKind::Routed`], with its reason. [`Strand::Process`] fails the
     /// node: a closure cannot cross into another process (use [`process`](Graph::process)).
-    /// Other nodes keep their strand. A thread node takes a place in the thread strand's
-    /// window wherever it runs. A time limit keeps it on the thread strand.
+    /// Other nodes keep their strand. A time limit keeps a closure on the thread strand.
+    ///
+    /// A closure placed on [`Strand::Coroutine`] takes its place in that strand's window
+    /// (see [`Runner::limit`](crate::graph::Runner::limit)), so many waits can run at once; its
+    /// events name that strand. One placed on [`Strand::Auto`] takes a place in the thread
+    /// strand's window wherever it is routed: that keeps a burst of closures not yet
+    /// measured from flooding the blocking-I/O threads, but it also caps closures found to
+    /// wait at the thread window; place those on [`Strand::Coroutine`] once known.
     pub fn strand(self, strand: Strand) -> Self {
         self.options.placement = strand;
         self

@@ -136,7 +136,7 @@ impl Shared {
         let mut options = Vec::with_capacity(n);
         let mut bodies = Vec::with_capacity(n);
         for spec in graph.specs {
-            strands.push(spec.body.strand());
+            strands.push(spec.strand());
             options.push(spec.options);
             bodies.push(Some(spec.body));
         }
