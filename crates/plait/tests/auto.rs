@@ -6,7 +6,7 @@
 //! at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use plait::Strand;
@@ -264,4 +264,60 @@ fn a_closure_cannot_be_sent_to_a_process() {
     assert!(error.to_string().contains("#[plait::task]"), "{error}");
     assert_eq!(rt.spawn_on(Strand::Thread, || 2).join().unwrap(), 2);
     assert!(rt.spawn_on(Strand::Coroutine, on_io_thread).join().unwrap());
+}
+
+/// Panics on its first `panics` calls (counted in `calls`), then waits briefly.
+fn flaky(calls: Arc<AtomicUsize>, panics: usize) -> impl FnOnce() + Send + 'static {
+    move || {
+        assert!(
+            calls.fetch_add(1, Ordering::SeqCst) >= panics,
+            "a measured call that fails"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn measured_calls_that_panic_give_their_place_to_others() {
+    let rt = plait::Runtime::builder().threads(2).build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    for call in 0..2 * WARM_UP {
+        let outcome = rt
+            .spawn_on(Strand::Auto, flaky(Arc::clone(&calls), WARM_UP))
+            .join();
+        assert_eq!(outcome.is_err(), call < WARM_UP, "call {call}: {outcome:?}");
+    }
+    let decided = decision(&rt, "flaky");
+    assert_eq!(decided.bound, Some(Bound::Io), "{decided}");
+    assert_eq!(decided.measured, WARM_UP as u64, "{decided}");
+}
+
+/// Sums the leaves of a binary tree `depth` levels deep, each level spawned on Auto and
+/// joined.
+fn tree(rt: plait::Runtime, depth: u32) -> u64 {
+    if depth == 0 {
+        return 1;
+    }
+    let halves: Vec<_> = (0..2)
+        .map(|_| {
+            let inner = rt.clone();
+            rt.spawn_on(Strand::Auto, move || tree(inner, depth - 1))
+        })
+        .collect();
+    halves.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+#[test]
+fn recursive_work_that_joins_completes_while_its_route_is_undecided() {
+    // 2,047 calls, 1,023 of them waiting on their halves: more than tokio's 512 blocking
+    // threads, had the burst gone there. Nested calls stay on the thread strand, where a
+    // join runs queued work.
+    const DEPTH: u32 = 10;
+    let rt = plait::Runtime::builder().threads(2).build().unwrap();
+    let inner = rt.clone();
+    let leaves = rt
+        .spawn_on(Strand::Auto, move || tree(inner, DEPTH))
+        .join_timeout(Duration::from_secs(60))
+        .expect("the recursion finishes");
+    assert_eq!(leaves, 1 << DEPTH);
 }

@@ -8,7 +8,11 @@
 //! coroutine strand's threads for blocking I/O, where it holds no core. Calls made while
 //! the first [`WARM_UP`] are still out go to those blocking-I/O threads too, unmeasured:
 //! there an unknown burst neither stalls the cores (were it to wait) nor is refused (were it
-//! to compute). Every [`RECHECK`]th call after the decision is measured again; a route
+//! to compute). Calls made from a thread-strand task stay on the thread strand instead:
+//! recursive work that splits and joins must join where a join runs queued work, or its
+//! first levels would hold every blocking thread waiting for levels queued behind them. A
+//! measured call that panics, or is cancelled before it runs, gives its place to another.
+//! Every [`RECHECK`]th call after the decision is measured again; a route
 //! moves to the blocking-I/O threads at a CPU share of [`IO_BOUND_SHARE`](super::IO_BOUND_SHARE) or less and back
 //! only at [`LEAVE_IO_SHARE`] or more, so that work near the line does not flap.
 //!
@@ -78,16 +82,51 @@ struct Route {
     next_check: u64,
 }
 
+/// A call its route asked to measure. [`run`](Measurement::run) measures and reports it;
+/// dropped without running (the call was cancelled before it started, or panicked), it
+/// gives its warm-up place back, so that the route still decides.
+#[must_use = "a measurement gives its place back when dropped"]
+pub(crate) struct Measurement {
+    router: Arc<Router>,
+    key: TypeId,
+    reported: bool,
+}
+
+impl Measurement {
+    /// Runs `f`, measured, and reports it to its route.
+    pub(crate) fn run<T>(mut self, f: impl FnOnce() -> T) -> T {
+        let (output, measured) = profile(f);
+        self.router.report(self.key, &measured);
+        self.reported = true;
+        output
+    }
+}
+
+impl Drop for Measurement {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.router.abandon(self.key);
+        }
+    }
+}
+
 impl Router {
-    /// Where the next call of `key` goes, whether to measure it, and (if `want_reason`) the
-    /// route's reason as it stands, taken under the same lock.
+    /// Where the next call of `key` goes, its measurement if it is to be measured, and (if
+    /// `want_reason`) the route's reason as it stands, taken under the same lock. `nested`:
+    /// the caller is a thread-strand task, whose burst stays on the thread strand.
     pub(crate) fn route(
-        &self,
+        router: &Arc<Router>,
         key: TypeId,
         task: &'static str,
         want_reason: bool,
-    ) -> (Strand, bool, Option<String>) {
-        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        nested: bool,
+    ) -> (Strand, Option<Measurement>, Option<String>) {
+        let measurement = || Measurement {
+            router: Arc::clone(router),
+            key,
+            reported: false,
+        };
+        let mut routes = router.routes.lock().unwrap_or_else(PoisonError::into_inner);
         let route = routes.entry(key).or_insert_with(|| Route {
             decision: Decision {
                 task,
@@ -107,18 +146,31 @@ impl Router {
         let reason = want_reason.then(|| route.decision.reason.clone());
         if route.decision.bound.is_none() {
             // Undecided: measure up to WARM_UP at once on the thread strand; the rest of a
-            // burst goes to the blocking-I/O threads, unmeasured.
+            // burst goes to the blocking-I/O threads, unmeasured (or, nested, stays).
             if route.measuring + route.shares.len() < WARM_UP {
                 route.measuring += 1;
-                return (Strand::Thread, true, reason);
+                return (Strand::Thread, Some(measurement()), reason);
             }
-            return (Strand::Coroutine, false, reason);
+            let strand = if nested {
+                Strand::Thread
+            } else {
+                Strand::Coroutine
+            };
+            return (strand, None, reason);
         }
         let measure = route.decision.calls >= route.next_check;
         if measure {
             route.next_check = route.decision.calls + RECHECK;
         }
-        (route.decision.strand, measure, reason)
+        (route.decision.strand, measure.then(measurement), reason)
+    }
+
+    /// A measured call of `key` ended without a report: its warm-up place is free again.
+    fn abandon(&self, key: TypeId) {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(route) = routes.get_mut(&key) {
+            route.measuring = route.measuring.saturating_sub(1);
+        }
     }
 
     /// Records a measured call of `key` and decides, or re-decides.
@@ -180,21 +232,14 @@ impl Router {
         }
     }
 
-    /// `f`, measured and reported for `key` if `measure`.
+    /// `f`, measured and reported if it comes with a measurement.
     pub(crate) fn measured<T, F: FnOnce() -> T>(
-        router: &Arc<Router>,
-        key: TypeId,
-        measure: bool,
+        measurement: Option<Measurement>,
         f: F,
     ) -> impl FnOnce() -> T + use<T, F> {
-        let router = measure.then(|| Arc::clone(router));
-        move || match router {
+        move || match measurement {
             None => f(),
-            Some(router) => {
-                let (output, measured) = profile(f);
-                router.report(key, &measured);
-                output
-            }
+            Some(measurement) => measurement.run(f),
         }
     }
 
@@ -294,10 +339,10 @@ impl Runtime {
             Strand::Thread => self.spawn(move || K::run(args)),
             Strand::Coroutine => self.spawn_blocking_io(move || K::run(args)),
             Strand::Auto => {
-                let key = TypeId::of::<K>();
-                let router = &self.shared.auto;
-                let (strand, measure, _) = router.route(key, K::NAME, false);
-                let body = Router::measured(router, key, measure, move || K::run(args));
+                let nested = crate::pool::on_worker();
+                let (strand, measurement, _) =
+                    Router::route(&self.shared.auto, TypeId::of::<K>(), K::NAME, false, nested);
+                let body = Router::measured(measurement, move || K::run(args));
                 match strand {
                     Strand::Coroutine => self.spawn_blocking_io(body),
                     _ => self.spawn(body),
@@ -311,10 +356,14 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let key = TypeId::of::<F>();
-        let router = &self.shared.auto;
-        let (strand, measure, _) = router.route(key, std::any::type_name::<F>(), false);
-        let body = Router::measured(router, key, measure, f);
+        let (strand, measurement, _) = Router::route(
+            &self.shared.auto,
+            TypeId::of::<F>(),
+            std::any::type_name::<F>(),
+            false,
+            crate::pool::on_worker(),
+        );
+        let body = Router::measured(measurement, f);
         match strand {
             Strand::Coroutine => self.spawn_blocking_io(body),
             _ => self.spawn(body),

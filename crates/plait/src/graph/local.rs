@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::executor::{Call, CoroutineCall, Done, Executor, Output, Work};
+use crate::advise::auto::Router;
 use crate::{CancelHandle, Error, Handle, Result, Runtime, Strand};
 
 /// The local executor: threads, coroutines and worker processes of this runtime.
@@ -34,16 +34,18 @@ impl Executor for Runtime {
                     let (key, name) = (call.key)();
                     let (strand, measure) = if placement == Strand::Auto {
                         let observed = done.shared.observed();
-                        let (strand, measure, reason) = self.shared.auto.route(key, name, observed);
+                        // Graph nodes do not join one another: a burst goes to the
+                        // blocking-I/O threads wherever it is dispatched from.
+                        let (strand, measure, reason) =
+                            Router::route(&self.shared.auto, key, name, observed, false);
                         if let Some(reason) = reason {
                             done.shared.routed(done.node, done.attempt, strand, &reason);
                         }
                         (strand, measure)
                     } else {
-                        (Strand::Coroutine, false)
+                        (Strand::Coroutine, None)
                     };
                     let run = inline::Run { call, done };
-                    let measure = measure.then(|| (Arc::clone(&self.shared.auto), key));
                     if strand == Strand::Coroutine {
                         Some(
                             self.spawn_blocking_io(move || run.run_once(measure))
@@ -188,12 +190,9 @@ impl Future for CoroutineRun {
 mod inline {
     use std::cell::{Cell, RefCell};
 
-    use std::any::TypeId;
-    use std::sync::Arc;
-
     use super::super::executor::{Done, Output, ThreadCall};
     use crate::Error;
-    use crate::advise::auto::Router;
+    use crate::advise::auto::Measurement;
     use crate::task::current;
 
     /// A thread node's run. The call comes before `done` so that, when a run is dropped
@@ -233,7 +232,7 @@ mod inline {
         /// I/O threads), whose end keeps nothing for it to run next. With `measure`, the
         /// closure's run (and only it) is measured and reported to its route before the
         /// node's end is.
-        pub(in super::super) fn run_once(self, measure: Option<(Arc<Router>, TypeId)>) {
+        pub(in super::super) fn run_once(self, measure: Option<Measurement>) {
             let Run { call, mut done } = self;
             let output = output(call, &mut done, measure);
             done.finish(output);
@@ -256,7 +255,7 @@ mod inline {
 
     /// Runs `call`, unless its run is stopping; what it returns while its run stops is
     /// discarded, as for any thread task that sees `is_cancelled`.
-    fn output(call: ThreadCall, done: &mut Done, measure: Option<(Arc<Router>, TypeId)>) -> Output {
+    fn output(call: ThreadCall, done: &mut Done, measure: Option<Measurement>) -> Output {
         if done.is_stopping() {
             drop(call);
             return Output::failed(Error::Cancelled);
@@ -266,11 +265,7 @@ mod inline {
             let _graph = current::enter_graph(&done.shared.stopping);
             match measure {
                 None => call.run(),
-                Some((router, key)) => {
-                    let (output, measured) = crate::advise::profile(|| call.run());
-                    router.report(key, &measured);
-                    output
-                }
+                Some(measurement) => measurement.run(|| call.run()),
             }
         };
         if done.is_stopping() {
