@@ -68,3 +68,15 @@ fn a_command_that_cannot_start_is_named() {
         "{error}"
     );
 }
+
+#[test]
+fn a_closure_too_short_to_time_is_not_taken_for_parallel_work() {
+    for _ in 0..100 {
+        let (_, tiny) = profile(|| std::hint::black_box(1 + 1));
+        assert!(
+            tiny.cpu_share() <= 1.0,
+            "one thread, one core at most: {tiny:?}"
+        );
+        assert_eq!(tiny.advice(4).concurrency, 4, "{tiny:?}");
+    }
+}

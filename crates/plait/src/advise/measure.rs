@@ -88,16 +88,21 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
 /// but work this thread runs for others while `f` waits is (a `join` on a pool thread runs
 /// other queued tasks meanwhile).
 pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
-    let before = ThreadClock::now();
+    // The slow reads (a /proc file, getrusage) stay outside the two clocks, which are read
+    // back to back, so that a short `f` is not charged CPU time its wall time lacks.
+    let before = ThreadCounters::now();
+    let cpu_before = thread_cpu_time();
     let started = Instant::now();
     let output = f();
     let wall = started.elapsed();
-    let after = ThreadClock::now();
+    let cpu = thread_cpu_time();
+    let after = ThreadCounters::now();
     (
         output,
         Profile {
             wall,
-            user: after.cpu.saturating_sub(before.cpu),
+            // One thread computes at most as long as it ran.
+            user: cpu.saturating_sub(cpu_before).min(wall),
             system: Duration::ZERO,
             run_queue: after.run_queue.saturating_sub(before.run_queue),
             voluntary_switches: after.voluntary.saturating_sub(before.voluntary),
@@ -145,21 +150,24 @@ pub fn profile_task_by_name(name: &str, args: &str) -> Result<(String, Profile)>
     Ok((output?, measured))
 }
 
-/// The current thread's CPU time and context switches.
+/// The current thread's run-queue time and context switches.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ThreadClock {
-    pub(crate) cpu: Duration,
+struct ThreadCounters {
     /// Time spent ready to run but waiting for a core (the run queue), where the kernel
     /// reports it (`/proc/thread-self/schedstat`).
-    pub(crate) run_queue: Duration,
-    pub(crate) voluntary: u64,
-    pub(crate) involuntary: u64,
+    run_queue: Duration,
+    voluntary: u64,
+    involuntary: u64,
 }
 
-impl ThreadClock {
-    pub(crate) fn now() -> Self {
-        let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        let cpu = Duration::new(cpu.tv_sec.max(0) as u64, cpu.tv_nsec.max(0) as u32);
+/// The current thread's CPU time.
+fn thread_cpu_time() -> Duration {
+    let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(cpu.tv_sec.max(0) as u64, cpu.tv_nsec.max(0) as u32)
+}
+
+impl ThreadCounters {
+    fn now() -> Self {
         // SAFETY: `rusage` is plain data, for which all zeroes is a valid value.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: `usage` is a valid, writable `rusage` for the call to fill.
@@ -168,8 +176,7 @@ impl ThreadClock {
             .ok()
             .and_then(|stat| stat.split_whitespace().nth(1)?.parse().ok())
             .map_or(Duration::ZERO, Duration::from_nanos);
-        ThreadClock {
-            cpu,
+        ThreadCounters {
             run_queue,
             voluntary: if ok { usage.ru_nvcsw.max(0) as u64 } else { 0 },
             involuntary: if ok { usage.ru_nivcsw.max(0) as u64 } else { 0 },
