@@ -15,8 +15,8 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
     /// Advise for this many cores (default: this machine's).
-    #[arg(long, value_name = "N")]
-    cores: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    cores: Option<u32>,
     /// A registered task to measure instead of a command, run here on one thread (a task
     /// that crashes takes plait with it); `plait advise --list-tasks` names them.
     #[arg(long, value_name = "NAME", conflicts_with = "command")]
@@ -55,13 +55,13 @@ struct Report<'a> {
 }
 
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
-    let cores = args
-        .cores
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let cores = args.cores.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |cores| cores as usize,
+    );
     if args.list_tasks {
         for name in plait::process::registered_tasks() {
-            println!("{name}");
+            outln!("{name}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -100,7 +100,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
             cores: advice.cores,
             reasons: &advice.reasons,
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|e| e.to_string())?
         );
@@ -116,10 +116,12 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         "plait: `{}` ended with {status}: the numbers above are of a run that failed",
         args.command.join(" ")
     );
+    // Killed by a signal: 128 + its number, as a shell reports it.
+    let code = status
+        .code()
+        .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));
     Ok(ExitCode::from(
-        status
-            .code()
-            .and_then(|code| u8::try_from(code).ok())
+        code.and_then(|code| u8::try_from(code).ok())
             .filter(|&code| code != 0)
             .unwrap_or(1),
     ))
@@ -127,9 +129,16 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
 
 /// Measures the registered task `name` with the sample `args` (JSON), here.
 fn advise_task(name: &str, args: &str, cores: usize, json: bool) -> Result<ExitCode, String> {
-    let (output, measured) = plait::advise::profile_task_by_name(name, args).map_err(|error| {
-        format!("{error} (`plait advise --list-tasks` names the tasks of this program)")
-    })?;
+    let (output, measured) =
+        plait::advise::profile_task_by_name(name, args).map_err(|error| match error {
+            plait::Error::UnknownTask { .. } => {
+                format!("{error} (`plait advise --list-tasks` names the tasks of this program)")
+            }
+            plait::Error::Codec { .. } => format!(
+                "{error} (give --args as JSON of that type; a task of several arguments takes a JSON array, as in --args '[1, \"a\"]')"
+            ),
+            error => error.to_string(),
+        })?;
     let advice = measured.advice(cores);
     if json {
         let report = serde_json::json!({
@@ -148,24 +157,26 @@ fn advise_task(name: &str, args: &str, cores: usize, json: bool) -> Result<ExitC
             "cores": advice.cores,
             "reasons": advice.reasons,
         });
-        println!("{report}");
+        outln!("{report}");
     } else {
-        println!();
-        println!("measured: {name}({args}) = {output}, here, on one thread");
-        println!("  {:<18}{:.3} s", "wall", measured.wall.as_secs_f64());
-        println!(
+        outln!();
+        outln!("measured: {name}({args}) = {output}, here, on one thread");
+        outln!("  {:<18}{:.3} s", "wall", measured.wall.as_secs_f64());
+        outln!(
             "  {:<18}{:.3} s, {:.3} s waiting for a core: {:.2} of the wall time",
             "cpu",
             measured.cpu().as_secs_f64(),
             measured.run_queue.as_secs_f64(),
             measured.cpu_share()
         );
-        println!(
+        outln!(
             "  {:<18}{} voluntary (waits), {} involuntary (preempted)",
-            "context switches", measured.voluntary_switches, measured.involuntary_switches
+            "context switches",
+            measured.voluntary_switches,
+            measured.involuntary_switches
         );
-        println!();
-        print!("advice: {advice}");
+        outln!();
+        out!("advice: {advice}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -176,11 +187,11 @@ fn print_report(
     measured: &Profile,
     advice: &Advice,
 ) {
-    println!();
-    println!("measured: {}", command.join(" "));
-    println!("  {:<18}{status}", "ended");
-    println!("  {:<18}{:.3} s", "wall", measured.wall.as_secs_f64());
-    println!(
+    outln!();
+    outln!("measured: {}", command.join(" "));
+    outln!("  {:<18}{status}", "ended");
+    outln!("  {:<18}{:.3} s", "wall", measured.wall.as_secs_f64());
+    outln!(
         "  {:<18}{:.3} s (user {:.3} s, kernel {:.3} s): {:.2} of the wall time",
         "cpu",
         measured.cpu().as_secs_f64(),
@@ -188,30 +199,33 @@ fn print_report(
         measured.system.as_secs_f64(),
         measured.cpu_share()
     );
-    println!(
+    outln!(
         "  {:<18}{} voluntary (waits), {} involuntary (preempted)",
-        "context switches", measured.voluntary_switches, measured.involuntary_switches
+        "context switches",
+        measured.voluntary_switches,
+        measured.involuntary_switches
     );
     if let Some(peak) = measured.peak_rss {
-        println!("  {:<18}{}", "peak memory", bytes(peak));
+        outln!("  {:<18}{}", "peak memory", bytes(peak));
     }
     if let (Some(read), Some(written)) = (measured.read_bytes, measured.written_bytes) {
-        println!(
+        outln!(
             "  {:<18}{} read, {} written",
             "i/o",
             bytes(read),
             bytes(written)
         );
     }
-    println!();
-    print!("advice: {advice}");
-    println!(
+    outln!();
+    out!("advice: {advice}");
+    outln!(
         "  as a command in a job file: run {} at once (`plait run --jobs {}`{})",
         advice.concurrency,
         advice.concurrency.max(advice.cores),
+        // Whole cores, rounded as the advice rounds them.
         match advice.bound {
-            plait::advise::Bound::Cpu if measured.cpu_share() > 1.2 => {
-                format!(", `cpus = {:.0}` on the task", measured.cpu_share().ceil())
+            plait::advise::Bound::Cpu if measured.cpu_share().round() >= 2.0 => {
+                format!(", `cpus = {:.0}` on the task", measured.cpu_share().round())
             }
             _ => String::new(),
         }

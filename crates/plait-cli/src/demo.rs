@@ -67,7 +67,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
             folder.display()
         ));
     }
-    println!(
+    outln!(
         "plait demo: {} threads for computing, {} coroutine workers for waiting",
         rt.threads(),
         rt.coroutine_workers()
@@ -90,7 +90,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
 
     print_table(&[hashing, fetching, isolating]);
     let report = rt.shutdown(Duration::from_secs(5));
-    println!("\n{report}");
+    outln!("\n{report}");
     Ok(())
 }
 
@@ -311,13 +311,18 @@ fn describe(counts: &BTreeMap<String, usize>) -> String {
 }
 
 fn print_table(lines: &[Line]) {
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<46} {:<9} {:>6} {:>10} {:>12} {:>8}  ran on",
-        "work", "strand", "tasks", "wall", "one by one", "speedup"
+        "work",
+        "strand",
+        "tasks",
+        "wall",
+        "one by one",
+        "speedup"
     );
     for line in lines {
-        println!(
+        outln!(
             "{:<46} {:<9} {:>6} {:>10} {:>12} {:>7.1}x  {}",
             line.what,
             line.strand,

@@ -30,6 +30,6 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         Format::Dot => plan.dot(),
         Format::Mermaid => plan.mermaid(),
     };
-    print!("{out}");
+    out!("{out}");
     Ok(())
 }

@@ -1,5 +1,8 @@
 //! `plait`: run work on the right model of concurrency from the shell.
 
+#[macro_use]
+mod output;
+
 mod advise;
 mod demo;
 mod graph;

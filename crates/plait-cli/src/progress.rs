@@ -58,7 +58,7 @@ impl Progress {
                     multi.remove(&old);
                 }
             }
-            Progress::Lines => println!("[{name}] started{}", attempt_note(attempt)),
+            Progress::Lines => outln!("[{name}] started{}", attempt_note(attempt)),
         }
     }
 
@@ -76,15 +76,15 @@ impl Progress {
                 }
                 overall.inc(1);
             }
-            Progress::Lines => println!("[{name}] {how}"),
+            Progress::Lines => outln!("[{name}] {how}"),
         }
     }
 
     /// Prints a line of a task's output without tearing the bars.
     pub(crate) fn out(&self, line: &str) {
         match self {
-            Progress::Bars { multi, .. } => multi.suspend(|| println!("{line}")),
-            Progress::Lines => println!("{line}"),
+            Progress::Bars { multi, .. } => multi.suspend(|| outln!("{line}")),
+            Progress::Lines => outln!("{line}"),
         }
     }
 

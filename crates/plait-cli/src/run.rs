@@ -42,7 +42,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let specs = file::read(&args.file).map_err(|e| e.to_string())?;
     let plan = Plan::new(&args.file, specs).map_err(|e| e.to_string())?;
     if args.dry_run {
-        print!("{}", plan.text());
+        out!("{}", plan.text());
         return Ok(ExitCode::SUCCESS);
     }
     let rt = Runtime::new().map_err(|e| e.to_string())?;
@@ -308,10 +308,14 @@ impl Job {
 
     /// Prints the table of how each task ended; returns whether any did not succeed.
     fn print_summary(&self, results: &Results, nodes: &[Node<Finished>], wall: Duration) -> bool {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "{:<20} {:<10} {:>8} {:>10}  {:<8} detail",
-            "task", "status", "attempts", "time", "strand"
+            "task",
+            "status",
+            "attempts",
+            "time",
+            "strand"
         );
         let books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
         let interrupted = *self
@@ -351,7 +355,7 @@ impl Job {
                 _ => ("skipped", self.skip_reason(&Error::Cancelled)),
             };
             failed |= !matches!(status, "ok" | "up to date");
-            println!(
+            outln!(
                 "{:<20} {:<10} {:>8} {:>10}  {:<8} {detail}",
                 self.tasks[task].name,
                 status,
@@ -360,7 +364,7 @@ impl Job {
                 "process",
             );
         }
-        println!("\n{} tasks in {wall:.1?}", self.tasks.len());
+        outln!("\n{} tasks in {wall:.1?}", self.tasks.len());
         failed
     }
 }

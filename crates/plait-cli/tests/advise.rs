@@ -126,6 +126,22 @@ fn a_command_that_fails_fails_advise_too_after_the_numbers() {
 }
 
 #[test]
+fn a_command_killed_by_a_signal_exits_as_a_shell_reports_it() {
+    let output = advise(&["--json", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(output.status.code(), Some(128 + 9));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["signal"], 9, "{report}");
+}
+
+#[test]
+fn zero_cores_is_refused_by_name() {
+    let output = advise(&["--cores", "0", "--", "true"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cores"), "{stderr}");
+}
+
+#[test]
 fn the_report_shows_the_numbers_and_the_advice() {
     let output = advise(&["--cores", "2", "--", "sh", "-c", "echo hello; sleep 0.1"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -158,6 +174,15 @@ fn a_registered_task_is_named_and_its_argument_checked() {
     assert!(!wrong.status.success());
     let stderr = String::from_utf8_lossy(&wrong.stderr);
     assert!(stderr.contains("expected u64"), "{stderr}");
+    assert!(
+        stderr.contains("argument type, `u64`"),
+        "the type is named: {stderr}"
+    );
+    assert!(stderr.contains("--args as JSON"), "the way out: {stderr}");
+    assert!(
+        !stderr.contains("--list-tasks"),
+        "the name was right: {stderr}"
+    );
     let listed = advise(&["--list-tasks"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("plait::matrix::tasks::kernel"));
 }

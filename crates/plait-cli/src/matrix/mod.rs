@@ -99,12 +99,12 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
                 quick: args.quick,
                 strands: &rows,
             };
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&matrix).map_err(|e| e.to_string())?
             );
         }
-        _ => print!("{}", markdown(&rows, &machine, sizes)),
+        _ => out!("{}", markdown(&rows, &machine, sizes)),
     }
     if let Some(path) = &args.plot {
         plot::draw(path, &rows, &machine)?;

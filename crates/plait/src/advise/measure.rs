@@ -54,8 +54,15 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
         .and_then(|()| std::fs::read_to_string(format!("/proc/{}/schedstat", child.id())).ok())
         .and_then(|stat| stat.split_whitespace().nth(1)?.parse().ok())
         .map_or(Duration::ZERO, Duration::from_nanos);
-    let (status, usage) = wait4(child.id())
-        .map_err(|error| Error::failed(format!("cannot wait for `{program}`: {error}")))?;
+    let (status, usage) = wait4(child.id()).map_err(|error| {
+        let why = if error.raw_os_error() == Some(libc::ECHILD) {
+            // The kernel reaps children itself, usage and all, where SIGCHLD is ignored.
+            " (is SIGCHLD ignored in this process? Measuring a command needs it left at its default)"
+        } else {
+            ""
+        };
+        Error::failed(format!("cannot wait for `{program}`: {error}{why}"))
+    })?;
     let wall = started.elapsed();
     // Reaped above; dropping a `Child` neither waits nor kills.
     drop(child);

@@ -85,7 +85,10 @@ impl Failure {
 fn run_json<T: Task>(args: &str) -> Result<String, Error> {
     let args: T::Args = serde_json::from_str(args).map_err(|error| Error::Codec {
         task: T::NAME.to_owned(),
-        reason: format!("the arguments `{args}` are not JSON of the task's argument type: {error}"),
+        reason: format!(
+            "the arguments `{args}` are not JSON of the task's argument type, `{}`: {error}",
+            std::any::type_name::<T::Args>()
+        ),
     })?;
     let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::run(args)))
         .map_err(Error::from_panic)?;
