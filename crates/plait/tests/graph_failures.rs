@@ -237,3 +237,78 @@ fn a_node_that_times_out_is_retried_and_can_then_succeed() {
     assert_eq!(results.take(slow_then_quick).unwrap(), "quick");
     assert_eq!(results.attempts(slow_then_quick.id()), 2);
 }
+
+/// A result whose destructor panics.
+struct Explosive;
+
+impl Drop for Explosive {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a result that panics when dropped");
+        }
+    }
+}
+
+#[test]
+fn a_result_that_panics_when_released_does_not_keep_the_run_from_ending() {
+    let rt = common::runtime(2);
+    let (sent, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut graph = Graph::new();
+        let explosive = graph.task((), |()| Explosive);
+        // Released once this has run: dropped by the scheduler, outside its lock.
+        let after = graph.task(explosive, |_| 7u8);
+        let mut results = rt.run_graph(graph).join();
+        let _ = sent.send(results.take(after));
+    });
+    let after = received
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the run ends");
+    assert_eq!(after.unwrap(), 7);
+}
+
+#[test]
+fn work_handed_over_after_the_run_stopped_does_not_start() {
+    let rt = common::runtime(2);
+    let dir = std::env::temp_dir().join(format!("plait-stopped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("started");
+    let _ = std::fs::remove_file(&marker);
+    let canceller = Arc::new(std::sync::OnceLock::<plait::graph::GraphCanceller>::new());
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    let mut graph = Graph::new();
+    // The gate holds until the canceller is known.
+    let opened = graph.task((), move |()| gate.lock().unwrap().recv().unwrap());
+    let touched = marker.to_string_lossy().into_owned();
+    let built = Arc::new(AtomicBool::new(false));
+    let building = Arc::clone(&built);
+    let command = graph.command(opened, move |()| {
+        building.store(true, Ordering::SeqCst);
+        Command::new("touch").arg(&touched)
+    });
+    let stop = Arc::clone(&canceller);
+    let run = graph
+        .runner(rt.clone())
+        .observe(move |event| {
+            // Told after the command was made ready and before it is handed over.
+            if event.node == command.id() && matches!(event.kind, plait::graph::EventKind::Queued) {
+                stop.get().expect("set before the gate opens").cancel();
+            }
+        })
+        .start();
+    canceller.set(run.canceller()).unwrap();
+    release.send(()).unwrap();
+    let results = run.join();
+    assert_eq!(
+        results.status(command.id()),
+        NodeStatus::Cancelled,
+        "{results:?}"
+    );
+    assert!(
+        !built.load(Ordering::SeqCst),
+        "its command was not even built"
+    );
+    assert!(!marker.exists(), "the command never started");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -87,6 +87,7 @@ pub(crate) fn tell_event(
         at,
         kind,
     };
+    let _aside = super::aside();
     for observer in observers {
         if panic::catch_unwind(AssertUnwindSafe(|| observer(&event))).is_err() {
             tracing::error!(node = %event.node, "a graph observer panicked; the run goes on");
@@ -123,10 +124,38 @@ pub(crate) fn hand_over(works: Vec<Work>) {
     }
 }
 
-/// Hands one work to its run's executor.
+/// This thread's hand-over loop, set aside while code that is not part of it runs (see
+/// [`super::aside`]); restored when dropped.
+pub(crate) struct Aside {
+    /// The loop's deferred work, if a loop was running.
+    deferred: Option<Vec<Work>>,
+}
+
+pub(crate) fn aside() -> Aside {
+    let handing = HANDING.with(|handing| handing.replace(false));
+    Aside {
+        deferred: handing
+            .then(|| DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()))),
+    }
+}
+
+impl Drop for Aside {
+    fn drop(&mut self) {
+        if let Some(deferred) = self.deferred.take() {
+            // Whatever was handed over meanwhile was handed over then: the list is empty.
+            DEFERRED.with(|mine| *mine.borrow_mut() = deferred);
+            HANDING.with(|handing| handing.set(true));
+        }
+    }
+}
+
+/// Hands one work to its run's executor. An executor that panics has dropped the work's
+/// `Done`, which failed the node; the loop goes on with the rest.
 fn execute(work: Work) {
     let shared = Arc::clone(&work.done.shared);
-    shared.execute(work);
+    if panic::catch_unwind(AssertUnwindSafe(|| shared.execute(work))).is_err() {
+        tracing::error!("a graph executor panicked in `execute`; its node failed");
+    }
 }
 
 struct Reset;

@@ -19,6 +19,13 @@ impl Executor for Runtime {
         let limit = work.timeout;
         let placement = work.placement;
         let (call, mut done) = work.into_parts();
+        // A run that stopped while this work was on its way starts nothing more (no
+        // process, no command): the node ends cancelled.
+        if done.is_stopping() {
+            drop(call);
+            done.finish(Output::failed(Error::Cancelled));
+            return None;
+        }
         match call {
             Call::Thread(call) => match (limit, placement) {
                 (None, Strand::Thread) => {
@@ -156,6 +163,14 @@ impl Future for CoroutineRun {
             let Stage::Call(call, limit) = std::mem::replace(&mut this.stage, Stage::Ended) else {
                 unreachable!("matched just above")
             };
+            // The run stopped while this waited for its first poll: it never starts.
+            if this.done.as_ref().is_some_and(Done::is_stopping) {
+                drop(call);
+                if let Some(done) = this.done.take() {
+                    done.finish(Output::failed(Error::Cancelled));
+                }
+                return Poll::Ready(());
+            }
             let future = call.into_future();
             let future = match limit {
                 None => future,
@@ -187,7 +202,7 @@ impl Future for CoroutineRun {
 /// another thread node ready, the first such node runs next on this thread, as a loop
 /// rather than a trip through the pool's queues (tokio's LIFO slot, for graphs). The others
 /// go to the pool, where idle threads steal them.
-mod inline {
+pub(super) mod inline {
     use std::cell::{Cell, RefCell};
 
     use super::super::executor::{Done, Output, ThreadCall};
@@ -208,6 +223,29 @@ mod inline {
         /// and joins another graph must see that graph's work go to the pool.
         static FINISHING: Cell<bool> = const { Cell::new(false) };
         static NEXT: RefCell<Option<Run>> = const { RefCell::new(None) };
+    }
+
+    /// This thread's inline slot, set aside while code that is not part of its loop runs
+    /// (see [`aside`](super::super::aside)); restored when dropped.
+    pub(in super::super) struct Aside {
+        /// The slot's run, if a node of this thread's loop was finishing.
+        next: Option<Option<Run>>,
+    }
+
+    pub(in super::super) fn aside() -> Aside {
+        let finishing = FINISHING.with(|finishing| finishing.replace(false));
+        Aside {
+            next: finishing.then(|| NEXT.with(|next| next.borrow_mut().take())),
+        }
+    }
+
+    impl Drop for Aside {
+        fn drop(&mut self) {
+            if let Some(next) = self.next.take() {
+                NEXT.with(|mine| *mine.borrow_mut() = next);
+                FINISHING.with(|finishing| finishing.set(true));
+            }
+        }
     }
 
     /// Keeps `run` for this thread to do next, if a node of this thread's loop is

@@ -561,8 +561,29 @@ fn key_of<F: 'static>() -> (std::any::TypeId, &'static str) {
     (std::any::TypeId::of::<F>(), std::any::type_name::<F>())
 }
 
+/// The scheduler's per-thread state, set aside while code that is not part of it runs;
+/// restored when dropped.
+///
+/// A thread that hands work to executors keeps the work that inline finishes make ready
+/// for its outer loop (a trampoline), and one that finishes a thread node keeps a
+/// successor for itself (the inline slot). Code that runs meanwhile (a node's body, an
+/// observer, a task helped along while a spawn waits for room) may start another graph and
+/// wait for it: that graph's work must not wait in turn for the loop this code interrupted.
+pub(crate) struct Aside {
+    _hand_over: after::Aside,
+    _inline: local::inline::Aside,
+}
+
+pub(crate) fn aside() -> Aside {
+    Aside {
+        _hand_over: after::aside(),
+        _inline: local::inline::aside(),
+    }
+}
+
 /// Runs user code that may panic, turning the panic into the node's error.
 pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let _aside = aside();
     panic::catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|payload| Err(Error::from_panic(payload)))
 }

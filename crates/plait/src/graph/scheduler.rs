@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
@@ -612,17 +613,34 @@ impl Shared {
     }
 
     fn after(self: &Arc<Self>, mut after: After) {
-        drop(std::mem::take(&mut after.garbage));
-        for cancel in after.cancels.drain(..) {
-            cancel.cancel();
+        /// Settles the section however `after` ends: a result whose `Drop` panics must not
+        /// keep the run from completing.
+        struct Settle<'a>(&'a Shared);
+        impl Drop for Settle<'_> {
+            fn drop(&mut self) {
+                self.0.settle();
+            }
         }
+        let settle = Settle(self);
+        // Told first, as soon as the lock is gone, and before the work they announce
+        // starts, so each node's events stay in order.
         for pending in &after.events {
             let strand = self.strands[pending.node as usize];
             after::tell(&self.observers, &self.meta, strand, pending);
         }
-        // Told before the work they announce starts, so each node's events stay in order.
         drop(after.events);
-        self.settle();
+        for cancel in after.cancels.drain(..) {
+            cancel.cancel();
+        }
+        let garbage = std::mem::take(&mut after.garbage);
+        let dropped = {
+            let _aside = super::aside();
+            panic::catch_unwind(AssertUnwindSafe(|| drop(garbage)))
+        };
+        if dropped.is_err() {
+            tracing::error!("dropping a graph node's result or closure panicked; the run goes on");
+        }
+        drop(settle);
         after::hand_over(after.works);
     }
 

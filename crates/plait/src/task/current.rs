@@ -52,12 +52,15 @@ fn graph_stopping() -> bool {
 pub(crate) struct Enter {
     previous: Option<NonNull<Header>>,
     graph: Option<NonNull<AtomicBool>>,
+    /// Nor is it part of a graph scheduler's hand-over that it interrupted.
+    _aside: crate::graph::Aside,
 }
 
 pub(crate) fn enter(header: &Header) -> Enter {
     Enter {
         previous: CURRENT.with(|current| current.replace(Some(NonNull::from(header)))),
         graph: GRAPH.with(|graph| graph.replace(None)),
+        _aside: crate::graph::aside(),
     }
 }
 
