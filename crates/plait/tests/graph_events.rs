@@ -156,3 +156,61 @@ fn an_observer_may_cancel_the_run_and_a_panicking_one_does_not_stop_it() {
         );
     }
 }
+
+#[test]
+fn a_slow_observer_still_sees_each_node_in_order() {
+    // Two at a time. The root's end queues twenty leaves while `held` runs, so one leaf
+    // starts; the observer, slow over each Queued, lets `held` end during the first, and
+    // the leaves then run one after another on the freed place, each ending section
+    // starting the next while the first section is still telling its Queued events.
+    const FAN: usize = 20;
+    let rt = common::runtime(2);
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let hold = Mutex::new(hold);
+    let mut graph = Graph::new();
+    let root = graph.task((), |()| ());
+    let held = graph.task((), move |()| {
+        // The time limit only turns a failure into a clear message.
+        let _ = hold.lock().unwrap().recv_timeout(Duration::from_secs(10));
+    });
+    let leaves: Vec<_> = (0..FAN).map(|_| graph.task(root, |()| ())).collect();
+    let first_leaf = leaves[0].id();
+    let events: Arc<Mutex<Vec<(NodeId, Seen)>>> = Arc::default();
+    let sink = Arc::clone(&events);
+    let release = Mutex::new(Some(release));
+    let results = graph
+        .runner(rt.clone())
+        .limit(Strand::Thread, 2)
+        .observe(move |event| {
+            let seen = match event.kind {
+                EventKind::Queued => Seen::Queued,
+                EventKind::Started => Seen::Started,
+                EventKind::Finished { .. } => Seen::Finished,
+                _ => return,
+            };
+            sink.lock().unwrap().push((event.node, seen.clone()));
+            if seen == Seen::Queued && event.node != held.id() && event.node != root.id() {
+                if event.node == first_leaf {
+                    drop(release.lock().unwrap().take());
+                }
+                // Slow to tell: the window in which later sections could overtake.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .start()
+        .join();
+    assert!(results.is_success(), "{results:?}");
+    let events = events.lock().unwrap();
+    for leaf in &leaves {
+        let seen: Vec<&Seen> = events
+            .iter()
+            .filter(|(node, _)| *node == leaf.id())
+            .map(|(_, seen)| seen)
+            .collect();
+        assert_eq!(
+            seen,
+            [&Seen::Queued, &Seen::Started, &Seen::Finished],
+            "{events:?}"
+        );
+    }
+}
