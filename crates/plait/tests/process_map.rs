@@ -77,6 +77,24 @@ fn a_crash_inside_a_batch_fails_that_item_alone() {
 }
 
 #[test]
+fn crash_retries_are_spent_per_item_not_per_batch() {
+    // One worker: the batch holding 500 dies; its items then run one by one, and only 500
+    // spends its two retries. Were the batch retried whole, it would kill two more workers.
+    let rt = common::process_runtime(ProcessOptions::new().workers(1).crash_retries(2));
+    let results: Vec<_> = rt.map_process(poison::task(), 0..1000u32).collect();
+    assert!(
+        matches!(results[500], Err(Error::WorkerLost { .. })),
+        "{:?}",
+        results[500]
+    );
+    assert!(results[..500].iter().all(Result::is_ok));
+    let replaced = rt.process_workers_started() - 1;
+    // The batch's death (once, or twice if it first died beside another batch), then 500
+    // alone three times.
+    assert!((4..=5).contains(&replaced), "{replaced} workers replaced");
+}
+
+#[test]
 fn an_over_limit_item_yields_its_error_in_place() {
     let rt = Runtime::builder()
         .processes(ProcessOptions::new().workers(1).payload_limit(1000))

@@ -190,7 +190,9 @@ fn settle(
             let allocation_failed = out_of_memory(stderr);
             let error = match pool.options.memory_limit {
                 Some(limit) if allocation_failed => Error::MemoryLimit { task, limit },
-                _ if head.retries_left > 0 => {
+                // A batch is not run again whole: its caller runs its items one by one,
+                // each with its own retries (see `map`).
+                _ if head.retries_left > 0 && matches!(head.payload, Payload::One(_)) => {
                     head.retries_left -= 1;
                     tracing::warn!(task, %exit, "a worker died under a task; running it again");
                     return pool.requeue_solo(head);
