@@ -98,6 +98,10 @@ impl Worker {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A group of its own: the terminal's Ctrl-C goes to the program, which may shut
+            // down gracefully, not straight to its workers (they still die with it); and a
+            // worker killed for a time limit takes the processes its task started along.
+            .process_group(0)
             .kill_on_drop(true);
         if pool.options.memory_limit.is_some() && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
             // The cap counts address space, and glibc reserves 64 MiB of it for each thread

@@ -1,0 +1,79 @@
+//! Each worker leads a process group of its own: the terminal's Ctrl-C reaches the program,
+//! not its workers, and a worker killed for a time limit takes what its task started along.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use plait::Error;
+use plait::process::ProcessOptions;
+
+plait::test_worker!();
+
+#[plait::task]
+fn leads_own_group() -> bool {
+    rustix::process::getpgrp() == rustix::process::getpid()
+}
+
+/// Starts `sleep 600`, writes its pid to `pid_file`, then waits past any time limit.
+#[plait::task]
+// Left unwaited on purpose: the worker's death is what must end it.
+#[allow(clippy::zombie_processes)]
+fn starts_a_sleeper(pid_file: String) {
+    let sleeper = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    std::fs::write(&pid_file, sleeper.id().to_string()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        // The state follows the command's name in parentheses.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_worker_leads_a_process_group_of_its_own() {
+    let rt = common::process_runtime(ProcessOptions::new().workers(1));
+    assert!(
+        rt.spawn_process(leads_own_group::task(), ())
+            .join()
+            .unwrap()
+    );
+}
+
+#[test]
+fn a_time_limit_kills_what_the_task_started() {
+    let rt = common::process_runtime(ProcessOptions::new().workers(1));
+    let pid_file = std::env::temp_dir().join(format!("plait-sleeper-{}", std::process::id()));
+    let _ = std::fs::remove_file(&pid_file);
+    let outcome = rt
+        .task()
+        .timeout(Duration::from_millis(500))
+        .spawn_process(
+            starts_a_sleeper::task(),
+            pid_file.to_string_lossy().into_owned(),
+        )
+        .join();
+    assert!(matches!(outcome, Err(Error::TimedOut)), "{outcome:?}");
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let _ = std::fs::remove_file(&pid_file);
+    // Killed with its group; its new parent reaps it. Nothing signals that to us: look.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ended(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gone = ended(pid);
+    if !gone {
+        let _ = std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string())
+            .status();
+    }
+    assert!(gone, "the task's `sleep` (pid {pid}) outlived its worker");
+}
