@@ -1,5 +1,6 @@
 //! Each worker leads a process group of its own: the terminal's Ctrl-C reaches the program,
 //! not its workers, and a worker killed for a time limit takes what its task started along.
+//! What a task starts is not a worker, though it inherits a worker's environment.
 
 mod common;
 
@@ -76,4 +77,38 @@ fn a_time_limit_kills_what_the_task_started() {
             .status();
     }
     assert!(gone, "the task's `sleep` (pid {pid}) outlived its worker");
+}
+
+/// Runs this test binary's worker test, as a program a task starts would: with the
+/// worker's environment inherited. Returns its exit code.
+#[plait::task]
+fn starts_this_program() -> Option<i32> {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([plait::process::WORKER_TEST_NAME, "--exact", "-q"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
+#[test]
+fn programs_a_task_starts_are_not_workers() {
+    let rt = common::process_runtime(ProcessOptions::new().workers(1));
+    // Started as a child of the worker, with its environment: it runs as itself.
+    assert_eq!(
+        rt.spawn_process(starts_this_program::task(), ())
+            .join()
+            .unwrap(),
+        Some(0)
+    );
+    // A command started through plait does not even see the variables.
+    let echo = plait::process::Command::shell("echo ${PLAIT_WORKER:-unset}");
+    let output = rt
+        .spawn_process(plait::process::command::run_command::task(), echo)
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "unset");
 }

@@ -214,6 +214,9 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
     let mut process = tokio::process::Command::new(&program);
     process
         .args(&command.argv[1..])
+        // Run from a worker, a command must not take itself for one.
+        .env_remove(super::worker::WORKER_ENV)
+        .env_remove(super::worker::PARENT_ENV)
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .stdin(if command.stdin.is_empty() {
             Stdio::null()

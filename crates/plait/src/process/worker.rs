@@ -34,6 +34,8 @@ pub const WORKER_TEST_NAME: &str = "__plait_worker__";
 
 /// Set once this process serves as a worker.
 static SERVING: AtomicBool = AtomicBool::new(false);
+/// Set by [`init`] in a process that inherited a worker's environment without being one.
+static INHERITED: AtomicBool = AtomicBool::new(false);
 
 /// Makes this process a worker if the runtime started it as one; otherwise returns at once.
 ///
@@ -62,6 +64,10 @@ pub fn init() {
     let Ok(version) = std::env::var(WORKER_ENV) else {
         return;
     };
+    if started_by_a_worker() {
+        INHERITED.store(true, Ordering::Relaxed);
+        return;
+    }
     if version != PROTOCOL {
         eprintln!(
             "plait worker: this binary speaks protocol {PROTOCOL}, the runtime asked for \
@@ -84,7 +90,44 @@ pub fn init() {
 /// has not reached [`init`] (and then the process strand refuses to start more workers,
 /// rather than have a program without `init` start itself without end).
 pub(crate) fn started_as_worker() -> bool {
-    std::env::var_os(WORKER_ENV).is_some()
+    std::env::var_os(WORKER_ENV).is_some() && !INHERITED.load(Ordering::Relaxed)
+}
+
+/// Whether this process descends from its runtime through a worker rather than directly:
+/// a program a worker's task started, which inherited the worker's environment. Such a
+/// program is no worker; it runs as the program it is.
+///
+/// A worker's parent is the runtime named in its environment; this process's parent is
+/// not, but an ancestor further up is. (A worker orphaned before it got here has neither,
+/// and is told so by `die_with_parent`.)
+fn started_by_a_worker() -> bool {
+    let Some(runtime) = std::env::var(PARENT_ENV)
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let mut ancestor = std::os::unix::process::parent_id();
+    if ancestor == runtime {
+        return false;
+    }
+    // Up the chain, a few generations at most; init (1) ends it.
+    for _ in 0..32 {
+        match parent_of(ancestor) {
+            Some(parent) if parent == runtime => return true,
+            Some(parent) if parent > 1 => ancestor = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The parent of process `pid`, from `/proc/PID/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: the name may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Whether this process serves as a worker (it called [`init`]).
