@@ -131,14 +131,24 @@ impl Worker {
             stderr_done,
         };
         let limit = pool.options.start_timeout;
-        let reason = match tokio::time::timeout(limit, worker.handshake(pool)).await {
-            Ok(Ok(())) => return Ok(worker),
-            Ok(Err(reason)) => reason,
-            Err(_) => format!("it did not answer within {limit:?}"),
-        };
-        Err(StartError::Handshake(
-            worker.refused(reason, pool.options.memory_limit).await,
-        ))
+        match tokio::time::timeout(limit, worker.handshake(pool)).await {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(reason)) => Err(StartError::Handshake(
+                worker
+                    .refused(reason, pool.options.memory_limit, None)
+                    .await,
+            )),
+            // Slow, not refused: a busy machine or a heavy initializer may pass next time.
+            Err(_) => Err(StartError::Spawn(
+                worker
+                    .refused(
+                        format!("it did not answer within {limit:?}"),
+                        pool.options.memory_limit,
+                        Some(limit),
+                    )
+                    .await,
+            )),
+        }
     }
 
     /// Sends `Init`, skips what the program printed before `plait::init`, reads `Hello`.
@@ -194,15 +204,27 @@ impl Worker {
 
     /// The error for a worker that did not start: what it said, how it ended, and the likely
     /// way out.
-    async fn refused(mut self, reason: String, memory_limit: Option<u64>) -> Error {
+    /// Kills a worker that did not become one and says why; `slow`: it did not answer
+    /// within that time limit.
+    async fn refused(
+        mut self,
+        reason: String,
+        memory_limit: Option<u64>,
+        slow: Option<Duration>,
+    ) -> Error {
         let _ = self.child.start_kill();
         let status = self.child.wait().await.ok();
         let stderr = self.stderr_tail().await;
         let status = status.map_or_else(String::new, |s| {
             format!(" (it ended with {})", WorkerExit::from(s))
         });
-        let way_out = match memory_limit {
-            Some(cap) if out_of_memory(&stderr) => format!(
+        let way_out = match (slow, memory_limit) {
+            (Some(limit), _) => format!(
+                "If it starts slowly (a heavy initializer, a busy machine), raise \
+                 ProcessOptions::start_timeout (now {limit:?}); if it never answers, call \
+                 plait::init() first thing in main"
+            ),
+            (None, Some(cap)) if out_of_memory(&stderr) => format!(
                 "The memory cap of {cap} bytes is too small for a worker to start: raise \
                  ProcessOptions::memory_limit (a worker takes about 75 MiB of address space \
                  before its tasks)"
