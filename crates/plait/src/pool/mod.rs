@@ -278,12 +278,23 @@ impl Drop for Finish<'_> {
 /// was one. Deep chains of helping move to fresh stack segments instead of overflowing.
 pub(crate) fn help() -> bool {
     WORKER.with(|worker| match worker.get() {
-        Some(local) => stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || match local.find_work() {
-            Some(job) => {
-                local.execute(job);
-                true
+        Some(local) => stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || {
+            let job = local.deque.pop().or_else(|| {
+                let stolen = local.steal();
+                // A steal may move a batch into this deque: while this thread runs the one
+                // job and goes back to waiting, sleepers should take the rest.
+                if stolen.is_some() && !local.deque.is_empty() {
+                    local.shared.sleep.notify();
+                }
+                stolen
+            });
+            match job {
+                Some(job) => {
+                    local.execute(job);
+                    true
+                }
+                None => false,
             }
-            None => false,
         }),
         None => false,
     })

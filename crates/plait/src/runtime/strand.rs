@@ -79,7 +79,10 @@ impl StrandState {
     /// A shutdown that closed the strand while we were admitting may already have seen it
     /// drained: take the admission back rather than start a task it does not know of.
     fn recheck_closed(&self) -> Result<(), Error> {
-        if self.is_closed() {
+        // SeqCst, as the admission's increment before it and shutdown's store-then-count:
+        // of the two, at least one sees the other (a Relaxed load could miss the close while
+        // shutdown misses the admission).
+        if self.flags.closed.load(Ordering::SeqCst) {
             self.admission.finish();
             Err(Error::Shutdown)
         } else {

@@ -135,9 +135,8 @@ where
         }
         let body = self.take_body();
         if strand_cancelled() {
+            drop_before_publishing(body);
             let ran = self.publish(Err(Error::Cancelled));
-            // Dropped after publication: a panicking destructor cannot strand the joiner.
-            drop(body);
             return Ran {
                 cancelled: true,
                 ..ran
@@ -163,7 +162,7 @@ where
                 unobserved_panic: None,
             };
         }
-        drop(self.take_body());
+        drop_before_publishing(self.take_body());
         self.publish(output)
     }
 
@@ -185,12 +184,12 @@ where
         // SAFETY: the caller holds the claim and COMPLETE is clear: the stage is ours.
         self.stage
             .with_mut(|stage| unsafe { *stage = Stage::finished(output) });
-        let mut displaced = None;
         let completion = self.header.complete(|reason| {
             // SAFETY: still ours: `complete` calls this before it sets COMPLETE.
-            displaced = Some(self.stage.with_mut(|stage| unsafe {
+            let displaced = self.stage.with_mut(|stage| unsafe {
                 mem::replace(&mut *stage, Stage::Failed(Box::new(reason.into_error())))
-            }));
+            });
+            drop_before_publishing(displaced);
         });
         let unobserved_panic = if completion.detached {
             // SAFETY: the handle detached before COMPLETE, so the output is ours alone.
@@ -198,13 +197,20 @@ where
         } else {
             None
         };
-        // The displaced output is dropped only now, after publication, for the same reason
-        // as the body in `run`.
-        drop(displaced);
         Ran {
             cancelled: completion.cancelled,
             unobserved_panic,
         }
+    }
+}
+
+/// Drops a body or output that will not be handed over, before the task completes: it may
+/// borrow from the joiner's frame (a [`join`](crate::Runtime::join) or a scope), which the
+/// joiner may leave as soon as it sees the task complete. A destructor that panics must not
+/// keep the task from completing: its panic is reported and goes no further.
+fn drop_before_publishing<V>(value: V) {
+    if panic::catch_unwind(AssertUnwindSafe(|| drop(value))).is_err() {
+        tracing::error!("dropping a cancelled task's closure or output panicked");
     }
 }
 
@@ -271,9 +277,8 @@ where
     fn cancel(&self, reason: Reason) -> bool {
         let outcome = self.header.cancel(reason);
         if outcome == Cancel::Claimed {
-            let body = self.take_body();
+            drop_before_publishing(self.take_body());
             self.publish(Err(reason.into_error()));
-            drop(body);
         }
         outcome.took_effect()
     }
@@ -343,6 +348,79 @@ mod tests {
         let ran = core.publish(Ok(body()));
         assert!(ran.cancelled);
         assert!(output(&*core).unwrap_err().is_timeout());
+    }
+
+    /// Whether the watched task has completed, once `watch` has pointed it at the task.
+    type Check = Arc<std::sync::Mutex<Option<Box<dyn Fn() -> bool + Send>>>>;
+
+    /// Notes, when dropped, whether its task had completed by then (see `watch`).
+    struct Probe {
+        check: Check,
+        complete_when_dropped: Arc<std::sync::Mutex<Option<bool>>>,
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let check = self.check.lock().unwrap();
+            *self.complete_when_dropped.lock().unwrap() = check.as_ref().map(|complete| complete());
+        }
+    }
+
+    /// A probe, and what it will have seen.
+    fn probe() -> (Probe, Arc<std::sync::Mutex<Option<bool>>>) {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let probe = Probe {
+            check: Arc::default(),
+            complete_when_dropped: Arc::clone(&seen),
+        };
+        (probe, seen)
+    }
+
+    /// Points the probe's check at `core`.
+    fn watch<F, T>(check: &Check, core: &Arc<Core<F, T>>)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let core = Arc::downgrade(core);
+        *check.lock().unwrap() = Some(Box::new(move || {
+            core.upgrade()
+                .is_none_or(|core| core.header().is_complete())
+        }));
+    }
+
+    #[test]
+    fn a_cancelled_body_is_dropped_before_the_joiner_can_see_the_end() {
+        // The body may borrow from the joiner's frame (a `join`), gone once it sees COMPLETE.
+        for strand_cancelled in [false, true] {
+            let (probe, seen) = probe();
+            let check = Arc::clone(&probe.check);
+            let core = Arc::new(Core::new(TaskId::next(), move || drop(probe)));
+            watch(&check, &core);
+            if strand_cancelled {
+                assert!(core.run(&|| true).cancelled);
+            } else {
+                assert!(core.cancel(Reason::Cancelled));
+            }
+            assert_eq!(
+                *seen.lock().unwrap(),
+                Some(false),
+                "strand cancelled: {strand_cancelled}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_displaced_output_is_dropped_before_the_joiner_can_see_the_end() {
+        let (probe, seen) = probe();
+        let check = Arc::clone(&probe.check);
+        let core = Arc::new(Core::new(TaskId::next(), move || probe));
+        watch(&check, &core);
+        assert!(core.header.claim_to_run());
+        let body = core.take_body();
+        assert!(core.cancel(Reason::TimedOut));
+        assert!(core.publish(Ok(body())).cancelled);
+        assert_eq!(*seen.lock().unwrap(), Some(false));
     }
 
     #[test]
