@@ -148,6 +148,12 @@ impl<T> Handle<T> {
     /// holding a lock (or a semaphore permit) can deadlock if one of those tasks needs the
     /// same lock: release locks before joining. (rayon's `join` has the same caveat.)
     ///
+    /// For the same reason, a task that joins *another task's handle* (not one it spawned)
+    /// can deadlock: if that task is itself waiting lower on this thread's stack, it cannot
+    /// resume until the task run on top of it returns. Known limitation, to be lifted by
+    /// helping only with the awaited task and covering a blocked thread with a spare one;
+    /// until then, join from a pool thread only the tasks this task spawned.
+    ///
     /// # Errors
     ///
     /// [`Error::Panicked`], [`Error::Cancelled`] or [`Error::TimedOut`] if the task did not
