@@ -169,16 +169,20 @@ fn advise_task(name: &str, args: &str, cores: usize, json: bool) -> Result<ExitC
             measured.run_queue.as_secs_f64(),
             measured.cpu_share()
         );
-        outln!(
-            "  {:<18}{} voluntary (waits), {} involuntary (preempted)",
-            "context switches",
-            measured.voluntary_switches,
-            measured.involuntary_switches
-        );
+        print_switches(&measured);
         outln!();
         out!("advice: {advice}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_switches(measured: &Profile) {
+    outln!(
+        "  {:<18}{} voluntary (waits), {} involuntary (preempted)",
+        "context switches",
+        measured.voluntary_switches,
+        measured.involuntary_switches
+    );
 }
 
 fn print_report(
@@ -199,12 +203,7 @@ fn print_report(
         measured.system.as_secs_f64(),
         measured.cpu_share()
     );
-    outln!(
-        "  {:<18}{} voluntary (waits), {} involuntary (preempted)",
-        "context switches",
-        measured.voluntary_switches,
-        measured.involuntary_switches
-    );
+    print_switches(measured);
     if let Some(peak) = measured.peak_rss {
         outln!("  {:<18}{}", "peak memory", bytes(peak));
     }
