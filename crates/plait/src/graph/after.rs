@@ -4,14 +4,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::deps::Value;
 use super::event::{Event, EventKind, Observer};
 use super::executor::Work;
 use super::meta::Meta;
-use super::scheduler::Shared;
 use super::{Body, NodeId};
 use crate::{CancelHandle, Error, Strand};
 
@@ -24,84 +23,6 @@ pub(crate) struct After {
     pub(crate) garbage: Vec<Garbage>,
     /// Events for the observers, in the order they happened.
     pub(crate) events: Vec<Pending>,
-    /// The section's place in the order of telling, if it has events (see [`Turns`]).
-    pub(crate) ticket: Option<u64>,
-}
-
-/// The order in which locked sections tell their events: each section with events takes
-/// a ticket under the lock, and tells them on its turn, before it hands its work over.
-///
-/// Without it, a section slow to tell (its thread descheduled, an observer taking its
-/// time) could tell that a node was queued after a later section had handed that node
-/// over and its start had been told.
-pub(crate) struct Turns {
-    serving: Mutex<u64>,
-    changed: Condvar,
-}
-
-thread_local! {
-    /// How many turns this thread is telling in now (observers may start other runs).
-    static TELLING: Cell<usize> = const { Cell::new(0) };
-    /// Cancellations asked for by observers on this thread, done once its telling ends.
-    static CANCELS: RefCell<Vec<Arc<Shared>>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Turns {
-    pub(crate) fn new() -> Self {
-        Turns {
-            serving: Mutex::new(0),
-            changed: Condvar::new(),
-        }
-    }
-
-    /// Waits for `ticket`'s turn, which passes on when the returned guard drops.
-    pub(crate) fn wait(&self, ticket: u64) -> Turn<'_> {
-        let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
-        while *serving != ticket {
-            serving = self
-                .changed
-                .wait(serving)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        TELLING.with(|telling| telling.set(telling.get() + 1));
-        Turn { turns: self }
-    }
-}
-
-/// A section's turn to tell its events; passes the turn on when dropped (even unwinding).
-pub(crate) struct Turn<'a> {
-    turns: &'a Turns,
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *self
-            .turns
-            .serving
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) += 1;
-        self.turns.changed.notify_all();
-        let depth = TELLING.with(|telling| {
-            telling.set(telling.get() - 1);
-            telling.get()
-        });
-        if depth == 0 {
-            while let Some(shared) = CANCELS.with(|cancels| cancels.borrow_mut().pop()) {
-                shared.cancel();
-            }
-        }
-    }
-}
-
-/// If this thread is telling events now, keeps `shared`'s cancellation for when it is
-/// done and returns `true`: a cancellation's own events would wait for a turn that comes
-/// only after the one this thread holds.
-pub(crate) fn defer_cancel(shared: &Arc<Shared>) -> bool {
-    if TELLING.with(Cell::get) == 0 {
-        return false;
-    }
-    CANCELS.with(|cancels| cancels.borrow_mut().push(Arc::clone(shared)));
-    true
 }
 
 #[allow(dead_code)] // held only to be dropped

@@ -8,9 +8,9 @@ use crate::{Error, Strand};
 /// A step in the life of one node, as [`Runner::observe`](super::Runner::observe) reports
 /// it.
 ///
-/// Observers are called on the threads that run the graph, never under the scheduler's
-/// lock: keep them short (count, record, send on a channel). Events of one node arrive in
-/// order; events of different nodes may interleave.
+/// Observers are called on the threads that run the graph, some while the scheduler holds
+/// its lock: keep them short (count, record, send on a channel). Events of one node arrive
+/// in order; events of different nodes may interleave.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct Event<'a> {

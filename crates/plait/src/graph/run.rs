@@ -78,11 +78,8 @@ impl Runner {
         self
     }
 
-    /// Calls `observer` with every [`Event`] of the run, never under the scheduler's lock.
-    /// Events are told in the order they happened, one batch at a time, and a batch's work
-    /// is handed over only once it is told: keep observers short (count, record, send on a
-    /// channel), as a slow one holds the run up. One may cancel the run; the cancellation
-    /// takes effect as soon as the event it is told has been told to every observer.
+    /// Calls `observer` with every [`Event`] of the run. Keep it short: it may run while
+    /// the scheduler holds its lock.
     pub fn observe(mut self, observer: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
         self.observers.push(Box::new(observer));
         self

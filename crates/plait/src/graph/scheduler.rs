@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
 
-use super::after::{self, After, Garbage, Pending, PendingKind, Turns};
+use super::after::{self, After, Garbage, Pending, PendingKind};
 use super::deps::Value;
 use super::event::{EventKind, Observer};
 use super::executor::{
@@ -68,8 +68,6 @@ pub(crate) struct Shared {
     complete: AtomicBool,
     waiter: AtomicWaker,
     state: Mutex<State>,
-    /// The order in which sections tell their events.
-    turns: Turns,
 }
 
 pub(crate) struct State {
@@ -90,8 +88,6 @@ pub(crate) struct State {
     busy: [usize; 3],
     running: HashMap<u32, CancelHandle>,
     unfinished: usize,
-    /// The next section's ticket for telling its events (see [`Turns`]).
-    next_ticket: u64,
 }
 
 impl Shared {
@@ -169,7 +165,6 @@ impl Shared {
             busy: [0; 3],
             running: HashMap::new(),
             unfinished: n,
-            next_ticket: 0,
         };
         Arc::new(Shared {
             meta: Arc::new(Meta {
@@ -192,7 +187,6 @@ impl Shared {
             complete: AtomicBool::new(n == 0),
             waiter: AtomicWaker::new(),
             state: Mutex::new(state),
-            turns: Turns::new(),
         })
     }
 
@@ -207,7 +201,7 @@ impl Shared {
                 }
             }
             self.dispatch(&mut state, &mut after);
-            self.leave(&mut state, &mut after);
+            self.leave(&state);
         }
         self.after(after);
     }
@@ -418,7 +412,7 @@ impl Shared {
                 }
             }
             self.dispatch(&mut state, &mut after);
-            self.leave(&mut state, &mut after);
+            self.leave(&state);
         }
         self.after(after);
     }
@@ -576,10 +570,6 @@ impl Shared {
 
     /// Cancels the run (from [`GraphRun::cancel`](super::GraphRun::cancel)).
     pub(crate) fn cancel(self: &Arc<Self>) {
-        // From an observer: done as soon as this thread's telling ends.
-        if after::defer_cancel(self) {
-            return;
-        }
         let mut after = After::default();
         {
             let mut state = self.lock();
@@ -588,18 +578,14 @@ impl Shared {
                 return;
             }
             self.stop(&mut state, &mut after);
-            self.leave(&mut state, &mut after);
+            self.leave(&state);
         }
         self.after(after);
     }
 
     /// The end of a locked section whose [`After`] is to be handled: counted, so that the
     /// run is marked complete only once every section's garbage is gone.
-    fn leave(&self, state: &mut State, after: &mut After) {
-        if !after.events.is_empty() {
-            after.ticket = Some(state.next_ticket);
-            state.next_ticket += 1;
-        }
+    fn leave(&self, state: &State) {
         if state.unfinished == 0 {
             self.ended.store(true, Ordering::Release);
         }
@@ -636,14 +622,11 @@ impl Shared {
             }
         }
         let settle = Settle(self);
-        // Told first, on the section's turn, and before the work they announce starts, so
-        // each node's events stay in order.
-        if let Some(ticket) = after.ticket {
-            let _turn = self.turns.wait(ticket);
-            for pending in &after.events {
-                let strand = self.strands[pending.node as usize];
-                after::tell(&self.observers, &self.meta, strand, pending);
-            }
+        // Told first, as soon as the lock is gone, and before the work they announce
+        // starts, so each node's events stay in order.
+        for pending in &after.events {
+            let strand = self.strands[pending.node as usize];
+            after::tell(&self.observers, &self.meta, strand, pending);
         }
         drop(after.events);
         for cancel in after.cancels.drain(..) {
