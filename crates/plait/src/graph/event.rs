@@ -8,9 +8,13 @@ use crate::{Error, Strand};
 /// A step in the life of one node, as [`Runner::observe`](super::Runner::observe) reports
 /// it.
 ///
-/// Observers are called on the threads that run the graph, some while the scheduler holds
-/// its lock: keep them short (count, record, send on a channel). Events of one node arrive
-/// in order; events of different nodes may interleave.
+/// Observers are called on the threads that run the graph, never under the scheduler's
+/// lock: keep them short (count, record, send on a channel). Events of one node arrive in
+/// order, with one known exception: a node's [`Queued`](EventKind::Queued) is told by the
+/// thread whose work made it ready, and if that thread is held up before telling it (a
+/// slow observer of an earlier event, the thread descheduled) while another thread starts
+/// the node, the node's [`Started`](EventKind::Started) can come first. Events of
+/// different nodes may interleave.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct Event<'a> {

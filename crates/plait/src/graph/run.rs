@@ -78,8 +78,9 @@ impl Runner {
         self
     }
 
-    /// Calls `observer` with every [`Event`] of the run. Keep it short: it may run while
-    /// the scheduler holds its lock.
+    /// Calls `observer` with every [`Event`] of the run, never under the scheduler's lock.
+    /// Keep it short (count, record, send on a channel): a batch's work is handed over only
+    /// once its events are told, so a slow observer holds the run up.
     pub fn observe(mut self, observer: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
         self.observers.push(Box::new(observer));
         self
