@@ -261,35 +261,28 @@ fn a_pool_whose_workers_cannot_start_fails_its_tasks_with_the_reason() {
     assert!(started <= 3, "{started} workers started for 3 slots");
 }
 
-/// Slow the first time (it leaves `marker` behind), quick after.
+/// Takes longer to start than the pool allows.
 #[plait::task]
-fn slow_first_start(marker: String) {
-    if std::fs::File::create_new(&marker).is_ok() {
-        std::thread::sleep(Duration::from_secs(3));
-    }
+fn slow_start() {
+    std::thread::sleep(Duration::from_secs(5));
 }
 
 #[test]
-fn a_worker_slow_to_start_once_is_started_again_not_given_up() {
-    let marker = std::env::temp_dir().join(format!("plait-slow-start-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+fn a_worker_slower_than_its_start_timeout_names_the_option() {
     let rt = runtime(
         ProcessOptions::new()
             .workers(1)
-            .start_timeout(Duration::from_millis(500))
-            .initializer(
-                slow_first_start::task(),
-                marker.to_string_lossy().into_owned(),
-            )
+            .start_timeout(Duration::from_millis(300))
+            .initializer(slow_start::task(), ())
             .unwrap(),
     );
-    let served = rt.spawn_process(pid::task(), ()).join();
-    let _ = std::fs::remove_file(&marker);
-    assert!(served.is_ok(), "{served:?}");
-    assert_eq!(
-        rt.process_workers_started(),
-        2,
-        "the slow one, then one that served"
+    let err = rt.spawn_process(pid::task(), ()).join().unwrap_err();
+    assert!(matches!(err, Error::WorkerStart { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("did not answer within 300ms"), "{message}");
+    assert!(
+        message.contains("raise ProcessOptions::start_timeout"),
+        "{message}"
     );
 }
 

@@ -138,8 +138,9 @@ impl Worker {
                     .refused(reason, pool.options.memory_limit, None)
                     .await,
             )),
-            // Slow, not refused: a busy machine or a heavy initializer may pass next time.
-            Err(_) => Err(StartError::Spawn(
+            // Not retried on a slot that never served: a program without `plait::init`
+            // would run its `main` again each time. The error says how to give it longer.
+            Err(_) => Err(StartError::Handshake(
                 worker
                     .refused(
                         format!("it did not answer within {limit:?}"),
@@ -212,6 +213,14 @@ impl Worker {
         memory_limit: Option<u64>,
         slow: Option<Duration>,
     ) -> Error {
+        // The group goes too: what an initializer (or a `main` without `init`) started.
+        if let Some(group) = self
+            .child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.child.start_kill();
         let status = self.child.wait().await.ok();
         let stderr = self.stderr_tail().await;
