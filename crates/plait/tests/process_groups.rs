@@ -55,14 +55,17 @@ fn a_time_limit_kills_what_the_task_started() {
     let _ = std::fs::remove_file(&pid_file);
     let outcome = rt
         .task()
-        .timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2))
         .spawn_process(
             starts_a_sleeper::task(),
             pid_file.to_string_lossy().into_owned(),
         )
         .join();
     assert!(matches!(outcome, Err(Error::TimedOut)), "{outcome:?}");
-    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the task started its sleeper within its time limit")
+        .parse()
+        .unwrap();
     let _ = std::fs::remove_file(&pid_file);
     // Killed with its group; its new parent reaps it. Nothing signals that to us: look.
     let deadline = Instant::now() + Duration::from_secs(10);

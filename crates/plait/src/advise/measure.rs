@@ -97,13 +97,18 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
 pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
     // The slow reads (a /proc file, getrusage) stay outside the two clocks, which are read
     // back to back, so that a short `f` is not charged CPU time its wall time lacks.
+    let reading = Instant::now();
     let before = ThreadCounters::now();
     let cpu_before = thread_cpu_time();
     let started = Instant::now();
     let output = f();
-    let wall = started.elapsed();
+    let ended = Instant::now();
+    let wall = ended - started;
     let cpu = thread_cpu_time();
     let after = ThreadCounters::now();
+    // The run-queue counters span the reads too: what this thread waited while reading is
+    // not part of the wall time, so at most that much comes off.
+    let outside = (started - reading) + ended.elapsed();
     (
         output,
         Profile {
@@ -111,7 +116,10 @@ pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
             // One thread computes at most as long as it ran.
             user: cpu.saturating_sub(cpu_before).min(wall),
             system: Duration::ZERO,
-            run_queue: after.run_queue.saturating_sub(before.run_queue),
+            run_queue: after
+                .run_queue
+                .saturating_sub(before.run_queue)
+                .saturating_sub(outside),
             voluntary_switches: after.voluntary.saturating_sub(before.voluntary),
             involuntary_switches: after.involuntary.saturating_sub(before.involuntary),
             peak_rss: None,

@@ -142,9 +142,11 @@ pub(crate) fn aside() -> Aside {
 impl Drop for Aside {
     fn drop(&mut self) {
         if let Some(deferred) = self.deferred.take() {
-            // Whatever was handed over meanwhile was handed over then: the list is empty.
-            DEFERRED.with(|mine| *mine.borrow_mut() = deferred);
+            // Whatever was handed over meanwhile was handed over then: the list is empty
+            // (and dropped outside the borrow all the same).
+            let left = DEFERRED.with(|mine| std::mem::replace(&mut *mine.borrow_mut(), deferred));
             HANDING.with(|handing| handing.set(true));
+            drop(left);
         }
     }
 }

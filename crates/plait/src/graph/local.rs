@@ -242,8 +242,11 @@ pub(super) mod inline {
     impl Drop for Aside {
         fn drop(&mut self) {
             if let Some(next) = self.next.take() {
-                NEXT.with(|mine| *mine.borrow_mut() = next);
+                // Whatever sits there now is dropped after the borrow ends: its drop may
+                // finish a node, which comes back here.
+                let left = NEXT.with(|mine| std::mem::replace(&mut *mine.borrow_mut(), next));
                 FINISHING.with(|finishing| finishing.set(true));
+                drop(left);
             }
         }
     }

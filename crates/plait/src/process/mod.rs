@@ -15,6 +15,13 @@
 //! * [`init`]: the call at the top of `main` where a worker process starts serving;
 //!   [`test_worker!`](crate::test_worker) does the same in a test binary.
 //!
+//! Each worker leads a process group of its own. The terminal's Ctrl-C (and Ctrl-Z) reach
+//! the program, not its workers: a program that catches Ctrl-C can shut its runtime down
+//! gracefully, and workers still die with the program. A time limit or a cancellation
+//! kills the worker's whole group, so what its task started goes too (unless it left the
+//! group). The flip side: a worker is not in the terminal's foreground group, so a task
+//! must not prompt on the terminal (an `ssh` or `sudo` asking for a password stops there).
+//!
 //! # What a failure does
 //!
 //! | the task… | its handle reports | the pool |
