@@ -48,6 +48,30 @@ fn output_status_environment_directory_and_input() {
 }
 
 #[test]
+fn output_read_before_a_leftover_process_holds_the_pipe_is_kept() {
+    // `setsid` takes the sleeper out of the command's group, so it outlives the command
+    // with its standard output open: the capture gives up after a grace, keeping what it
+    // read.
+    let rt = runtime();
+    let left = std::env::temp_dir().join(format!("plait-leftover-{}", std::process::id()));
+    let _ = std::fs::remove_file(&left);
+    // The command ends only once the sleeper has left its group (it made the file then).
+    let line = format!(
+        "echo before; setsid sh -c 'touch {0}; exec sleep 3' & while [ ! -e {0} ]; do sleep 0.01; done",
+        left.display()
+    );
+    let started = Instant::now();
+    let out = rt.spawn_command(Command::shell(line)).join().unwrap();
+    let _ = std::fs::remove_file(&left);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "did not wait for the leftover: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_missing_program_fails_the_task_with_its_name() {
     let rt = runtime();
     let err = rt

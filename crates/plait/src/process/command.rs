@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
@@ -241,16 +242,16 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
     let group = child.id().and_then(|id| Pid::from_raw(id as i32));
     // Dropped (cancelled) before the command ends: its group is killed with it.
     let mut group_guard = KillGroupOnDrop(group);
-    if let Some(mut stdin) = child.stdin.take() {
+    let feeding = child.stdin.take().map(|mut stdin| {
         let input = command.stdin;
         // A command that does not read its input closes the pipe: not an error.
         tokio::spawn(async move {
             let _ = stdin.write_all(&input).await;
-        });
-    }
+        })
+    });
     let limit = command.output_limit;
-    let stdout = tokio::spawn(capture(child.stdout.take(), limit));
-    let stderr = tokio::spawn(capture(child.stderr.take(), limit));
+    let stdout = Capture::start(child.stdout.take(), limit);
+    let stderr = Capture::start(child.stderr.take(), limit);
     let (status, timed_out) = match command.timeout {
         Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
             Ok(status) => (status, false),
@@ -270,8 +271,13 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
     let status =
         status.map_err(|error| CommandError(format!("waiting for `{program}`: {error}")))?;
     let elapsed = started.elapsed();
-    let (stdout, stdout_dropped) = collect(stdout).await;
-    let (stderr, stderr_dropped) = collect(stderr).await;
+    // One grace for both: a leftover holding one stream likely holds the other.
+    let ((stdout, stdout_dropped), (stderr, stderr_dropped)) =
+        tokio::join!(stdout.collect(), stderr.collect());
+    // A process that left the group may still hold its input open: stop feeding it.
+    if let Some(feeding) = feeding {
+        feeding.abort();
+    }
     use std::os::unix::process::ExitStatusExt;
     Ok(CommandOutput {
         code: status.code(),
@@ -285,31 +291,48 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
     })
 }
 
-/// Waits (briefly, if the command left processes holding the pipe) for a capture.
-async fn collect(capture: tokio::task::JoinHandle<(Vec<u8>, u64)>) -> (Vec<u8>, u64) {
-    match tokio::time::timeout(OUTPUT_GRACE, capture).await {
-        Ok(Ok(captured)) => captured,
-        _ => (Vec::new(), 0),
-    }
+/// One output stream being read, kept (up to a limit) where the run can take it even if
+/// the stream never ends.
+struct Capture {
+    task: tokio::task::JoinHandle<()>,
+    /// The bytes kept so far, and how many more were dropped.
+    read: Arc<Mutex<(Vec<u8>, u64)>>,
 }
 
-/// Reads a stream to its end, keeping the first `limit` bytes and counting the rest.
-async fn capture(stream: Option<impl AsyncRead + Unpin>, limit: usize) -> (Vec<u8>, u64) {
-    let Some(mut stream) = stream else {
-        return (Vec::new(), 0);
-    };
-    let mut kept = Vec::new();
-    let mut dropped = 0_u64;
-    let mut chunk = vec![0; 16 * 1024];
-    while let Ok(n) = stream.read(&mut chunk).await {
-        if n == 0 {
-            break;
-        }
-        let keep = n.min(limit - kept.len());
-        kept.extend_from_slice(&chunk[..keep]);
-        dropped += (n - keep) as u64;
+impl Capture {
+    fn start(stream: Option<impl AsyncRead + Unpin + Send + 'static>, limit: usize) -> Capture {
+        let read = Arc::new(Mutex::new((Vec::new(), 0)));
+        let into = Arc::clone(&read);
+        let task = tokio::spawn(async move {
+            let Some(mut stream) = stream else {
+                return;
+            };
+            let mut chunk = vec![0; 16 * 1024];
+            while let Ok(n) = stream.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                let mut read = into.lock().unwrap_or_else(PoisonError::into_inner);
+                let keep = n.min(limit - read.0.len());
+                read.0.extend_from_slice(&chunk[..keep]);
+                read.1 += (n - keep) as u64;
+            }
+        });
+        Capture { task, read }
     }
-    (kept, dropped)
+
+    /// What was read: all of it once the stream ends, or, if processes the command left
+    /// behind (outside its group) still hold the pipe after a short grace, what was read
+    /// by then, and the reading stops.
+    async fn collect(mut self) -> (Vec<u8>, u64) {
+        if tokio::time::timeout(OUTPUT_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+        std::mem::take(&mut *self.read.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 fn kill_group(group: Option<Pid>) {
