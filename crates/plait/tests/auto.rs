@@ -321,3 +321,36 @@ fn recursive_work_that_joins_completes_while_its_route_is_undecided() {
         .expect("the recursion finishes");
     assert_eq!(leaves, 1 << DEPTH);
 }
+
+/// One closure type for every level of a tree whose leaves wait.
+fn spawn_waiting_tree(rt: &plait::Runtime, depth: u32) -> plait::Handle<u64> {
+    let inner = rt.clone();
+    rt.spawn_on(Strand::Auto, move || {
+        if depth == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+            return 1;
+        }
+        let halves = [
+            spawn_waiting_tree(&inner, depth - 1),
+            spawn_waiting_tree(&inner, depth - 1),
+        ];
+        halves.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+#[test]
+fn recursive_calls_of_a_route_decided_io_bound_stay_on_the_thread_strand() {
+    let rt = plait::Runtime::builder().threads(2).build().unwrap();
+    for _ in 0..=WARM_UP {
+        assert_eq!(spawn_waiting_tree(&rt, 0).join().unwrap(), 1);
+    }
+    let decided = decision(&rt, "spawn_waiting_tree");
+    assert_eq!(decided.strand, Strand::Coroutine, "{decided}");
+    // The root goes to a blocking-I/O thread; the 1,022 calls below it, had they gone
+    // there too, would each hold one of tokio's 512 while joining their halves.
+    const DEPTH: u32 = 10;
+    let leaves = spawn_waiting_tree(&rt, DEPTH)
+        .join_timeout(Duration::from_secs(60))
+        .expect("the recursion finishes");
+    assert_eq!(leaves, 1 << DEPTH);
+}

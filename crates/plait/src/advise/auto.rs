@@ -10,7 +10,9 @@
 //! there an unknown burst neither stalls the cores (were it to wait) nor is refused (were it
 //! to compute). Calls made from a thread-strand task stay on the thread strand instead:
 //! recursive work that splits and joins must join where a join runs queued work, or its
-//! first levels would hold every blocking thread waiting for levels queued behind them. A
+//! first levels would hold every blocking thread waiting for levels queued behind them; for
+//! the same reason a call made from inside a call of the same route (recursion) stays on
+//! the thread strand whatever the route decided. A
 //! measured call that panics, or is cancelled before it runs, gives its place to another.
 //! Every [`RECHECK`]th call after the decision is measured again; a route
 //! moves to the blocking-I/O threads at a CPU share of [`IO_BOUND_SHARE`](super::IO_BOUND_SHARE) or less and back
@@ -21,6 +23,7 @@
 //! cannot stop a closure that has started.
 
 use std::any::TypeId;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -80,6 +83,27 @@ struct Route {
     shares: Vec<f64>,
     /// The call at which the next re-check is due.
     next_check: u64,
+}
+
+thread_local! {
+    /// The route whose call this thread is running, if any.
+    static RUNNING: Cell<Option<TypeId>> = const { Cell::new(None) };
+}
+
+/// Marks a call of a route as running on this thread until dropped; restores the one it
+/// interrupted (a join that runs queued work runs calls inside calls).
+struct Running(Option<TypeId>);
+
+impl Running {
+    fn enter(key: TypeId) -> Running {
+        Running(RUNNING.with(|running| running.replace(Some(key))))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(self.0));
+    }
 }
 
 /// A call its route asked to measure. [`run`](Measurement::run) measures and reports it;
@@ -144,6 +168,12 @@ impl Router {
         });
         route.decision.calls += 1;
         let reason = want_reason.then(|| route.decision.reason.clone());
+        // Made from inside a call of this same route: recursive work that splits and joins.
+        // Wherever the route sends its calls, these stay on the thread strand, where a join
+        // runs queued work (on the blocking-I/O threads each level would hold a thread).
+        if RUNNING.with(Cell::get) == Some(key) {
+            return (Strand::Thread, None, reason);
+        }
         if route.decision.bound.is_none() {
             // Undecided: measure up to WARM_UP at once on the thread strand; the rest of a
             // burst goes to the blocking-I/O threads, unmeasured (or, nested, stays).
@@ -232,14 +262,19 @@ impl Router {
         }
     }
 
-    /// `f`, measured and reported if it comes with a measurement.
-    pub(crate) fn measured<T, F: FnOnce() -> T>(
+    /// `f` as a call of route `key` (so that calls it makes of the same route are known
+    /// as recursive), measured and reported if it comes with a measurement.
+    pub(crate) fn routed<T, F: FnOnce() -> T>(
+        key: TypeId,
         measurement: Option<Measurement>,
         f: F,
     ) -> impl FnOnce() -> T + use<T, F> {
-        move || match measurement {
-            None => f(),
-            Some(measurement) => measurement.run(f),
+        move || {
+            let _running = Running::enter(key);
+            match measurement {
+                None => f(),
+                Some(measurement) => measurement.run(f),
+            }
         }
     }
 
@@ -339,10 +374,11 @@ impl Runtime {
             Strand::Thread => self.spawn(move || K::run(args)),
             Strand::Coroutine => self.spawn_blocking_io(move || K::run(args)),
             Strand::Auto => {
+                let key = TypeId::of::<K>();
                 let nested = crate::pool::on_worker();
                 let (strand, measurement, _) =
-                    Router::route(&self.shared.auto, TypeId::of::<K>(), K::NAME, false, nested);
-                let body = Router::measured(measurement, move || K::run(args));
+                    Router::route(&self.shared.auto, key, K::NAME, false, nested);
+                let body = Router::routed(key, measurement, move || K::run(args));
                 match strand {
                     Strand::Coroutine => self.spawn_blocking_io(body),
                     _ => self.spawn(body),
@@ -356,14 +392,15 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let key = TypeId::of::<F>();
         let (strand, measurement, _) = Router::route(
             &self.shared.auto,
-            TypeId::of::<F>(),
+            key,
             std::any::type_name::<F>(),
             false,
             crate::pool::on_worker(),
         );
-        let body = Router::measured(measurement, f);
+        let body = Router::routed(key, measurement, f);
         match strand {
             Strand::Coroutine => self.spawn_blocking_io(body),
             _ => self.spawn(body),
