@@ -252,18 +252,13 @@ impl Drop for Explosive {
 #[test]
 fn a_result_that_panics_when_released_does_not_keep_the_run_from_ending() {
     let rt = common::runtime(2);
-    let (sent, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let after = common::within_a_minute("the run ends", move || {
         let mut graph = Graph::new();
         let explosive = graph.task((), |()| Explosive);
         // Released once this has run: dropped by the scheduler, outside its lock.
         let after = graph.task(explosive, |_| 7u8);
-        let mut results = rt.run_graph(graph).join();
-        let _ = sent.send(results.take(after));
+        rt.run_graph(graph).join().take(after)
     });
-    let after = received
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the run ends");
     assert_eq!(after.unwrap(), 7);
 }
 

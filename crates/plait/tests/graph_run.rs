@@ -269,31 +269,30 @@ fn code_run_while_work_is_handed_over_can_run_and_join_another_graph() {
     // A process node's argument closure runs while the scheduler hands that node to its
     // executor; so does an observer told of its start. Each runs and joins a graph there.
     let rt = common::process_runtime(ProcessOptions::new().workers(1));
-    let (sent, received) = std::sync::mpsc::channel();
     let outer_rt = rt.clone();
-    std::thread::spawn(move || {
-        let (in_args, in_observer) = (outer_rt.clone(), outer_rt.clone());
-        let mut graph = Graph::new();
-        let seed = graph.task((), |()| 40i64);
-        let sum = graph.process(seed, add::task(), move |seed| {
-            (*seed, nested_graph(&in_args))
-        });
-        let told = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&told);
-        let mut results = graph
-            .runner(outer_rt.clone())
-            .observe(move |event| {
-                if matches!(event.kind, plait::graph::EventKind::Started) {
-                    count.fetch_add(nested_graph(&in_observer) as usize, Ordering::SeqCst);
-                }
-            })
-            .start()
-            .join();
-        let _ = sent.send((results.take(sum), told.load(Ordering::SeqCst)));
-    });
-    let (sum, told) = received
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the graph finishes: nested graphs do not wait for the loop they interrupted");
+    let (sum, told) = common::within_a_minute(
+        "the graph finishes: nested graphs do not wait for the loop they interrupted",
+        move || {
+            let (in_args, in_observer) = (outer_rt.clone(), outer_rt.clone());
+            let mut graph = Graph::new();
+            let seed = graph.task((), |()| 40i64);
+            let sum = graph.process(seed, add::task(), move |seed| {
+                (*seed, nested_graph(&in_args))
+            });
+            let told = Arc::new(AtomicUsize::new(0));
+            let count = Arc::clone(&told);
+            let mut results = graph
+                .runner(outer_rt.clone())
+                .observe(move |event| {
+                    if matches!(event.kind, plait::graph::EventKind::Started) {
+                        count.fetch_add(nested_graph(&in_observer) as usize, Ordering::SeqCst);
+                    }
+                })
+                .start()
+                .join();
+            (results.take(sum), told.load(Ordering::SeqCst))
+        },
+    );
     assert_eq!(sum.unwrap(), 41);
     assert_eq!(told, 2, "one nested graph per start");
 }

@@ -6,6 +6,21 @@ use std::sync::{Arc, mpsc};
 use plait::sync::Event;
 use plait::{Handle, Runtime};
 
+/// Runs `f` on a thread of its own and returns its result, or fails the test naming `what`
+/// if a minute passes first: a test of something that used to hang fails instead.
+pub(crate) fn within_a_minute<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (sent, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sent.send(f());
+    });
+    received
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} within a minute"))
+}
+
 /// A runtime with `threads` pool threads and as many coroutine workers.
 pub(crate) fn runtime(threads: usize) -> Runtime {
     Runtime::builder()
