@@ -3,6 +3,7 @@
 pub(crate) mod coroutine;
 pub(crate) mod cpu;
 pub(crate) mod graph;
+pub(crate) mod join;
 pub(crate) mod map;
 pub(crate) mod memory;
 pub(crate) mod process;
@@ -30,6 +31,11 @@ pub(crate) const ALL: &[Suite] = &[
         name: "scope",
         about: "thread strand: scoped spawns vs raw rayon scope + spawn",
         run: scope::run,
+    },
+    Suite {
+        name: "join",
+        about: "thread strand: divide and conquer by join, down to single items, vs rayon join",
+        run: join::run,
     },
     Suite {
         name: "map",

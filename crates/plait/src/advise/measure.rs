@@ -93,7 +93,7 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
 ///
 /// Only this thread is measured: work `f` hands to other threads (spawned tasks) is not,
 /// but work this thread runs for others while `f` waits is (a `join` on a pool thread runs
-/// other queued tasks meanwhile).
+/// the joined task in place if it is still queued there).
 pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
     // The slow reads (a /proc file, getrusage) stay outside the two clocks, which are read
     // back to back, so that a short `f` is not charged CPU time its wall time lacks.

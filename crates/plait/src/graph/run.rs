@@ -164,7 +164,8 @@ impl GraphRun {
 
     /// Waits for the run to end and returns its results.
     ///
-    /// Safe to call on a thread of the thread strand (it runs queued tasks while it waits)
+    /// Safe to call on a thread of the thread strand (it lends its place to a spare thread
+    /// while it waits)
     /// and inside a coroutine (the worker's other tasks move to another thread first; still,
     /// prefer `.await` there).
     pub fn join(self) -> Results {

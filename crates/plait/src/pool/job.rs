@@ -85,6 +85,16 @@ impl JobRef {
     pub(crate) fn into_parts(self) -> (Arc<dyn Job>, Kind) {
         (self.job, self.kind)
     }
+
+    /// Whether this entry is the task whose core is at `core` (compared by address only).
+    pub(crate) fn is_task(&self, core: *const ()) -> bool {
+        std::ptr::eq(Arc::as_ptr(&self.job).cast::<()>(), core)
+    }
+
+    /// Whether this entry is a task of the scope that waits on `latch`.
+    pub(crate) fn is_of_scope(&self, latch: &ScopeLatch) -> bool {
+        matches!(&self.kind, Kind::Scoped(guard) if guard.0 == NonNull::from(latch))
+    }
 }
 
 /// Counts one job of a scope done when dropped.

@@ -6,11 +6,14 @@
 //! and wake-ups are rationed (see `sleep.rs`). A queue entry is the task's own reference
 //! counted core, so a spawn allocates once.
 //!
-//! A thread that waits for a task on a worker thread (a join, a scope) runs queued tasks
-//! meanwhile ([`help`]), so tasks that wait for tasks cannot exhaust the pool.
+//! A pool thread that waits (a join, a scope) runs what it waits for if that is still on
+//! top of its own deque ([`help_with`]); otherwise it blocks and lends its place to a spare
+//! thread ([`lend_place`], `spare.rs`), so tasks that wait for tasks neither exhaust the pool
+//! nor run on top of a task that waits for them.
 
 pub(crate) mod job;
 mod sleep;
+mod spare;
 
 use std::cell::OnceCell;
 use std::panic::{self, AssertUnwindSafe};
@@ -21,6 +24,7 @@ use crossbeam_utils::Backoff;
 
 use self::job::{JobRef, Kind};
 use self::sleep::Sleep;
+use self::spare::{Lend, Spares};
 use crate::runtime::strand::StrandState;
 use crate::task::handle::report_unobserved;
 use crate::task::state::Reason;
@@ -32,6 +36,10 @@ const HELP_RED_ZONE: usize = 128 * 1024;
 
 /// The size of each fresh stack segment.
 const HELP_STACK: usize = 2 * 1024 * 1024;
+
+/// How deep into its own deque a waiting thread looks for what it waits for: enough for a
+/// task that spawned a batch and joins it in order, cheap enough to do at each wake-up.
+const SCAN: usize = 32;
 
 /// What the pool needs from the runtime to run a task.
 pub(crate) struct Context {
@@ -56,14 +64,27 @@ struct Shared {
     injector: Injector<JobRef>,
     stealers: Box<[Stealer<JobRef>]>,
     sleep: Sleep,
+    spares: Spares,
     context: Context,
+    /// How to name and size spare threads.
+    name: String,
+    stack_size: Option<usize>,
 }
 
-/// A worker thread's own view of its pool.
+/// A pool thread's own view of its pool.
 struct Local {
+    /// Its slot among sleepers: workers first, then spares by serial number.
     index: usize,
-    deque: Worker<JobRef>,
+    /// A worker's deque; a spare has none (it pushes to the injector).
+    deque: Option<Worker<JobRef>>,
     shared: Arc<Shared>,
+}
+
+/// Why a pool thread's work loop returned.
+enum Stop {
+    Terminated,
+    /// A spare found more spares working than threads blocked.
+    Surplus,
 }
 
 thread_local! {
@@ -78,7 +99,10 @@ impl Pool {
             injector: Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
             sleep: Sleep::new(options.threads),
+            spares: Spares::new(),
             context,
+            name: options.name.clone(),
+            stack_size: options.stack_size,
         });
         let pool = Pool {
             shared: Arc::clone(&shared),
@@ -90,7 +114,7 @@ impl Pool {
             }
             let local = Local {
                 index,
-                deque,
+                deque: Some(deque),
                 shared: Arc::clone(&shared),
             };
             // Dropping `pool` on failure terminates the threads already started.
@@ -114,8 +138,12 @@ impl Pool {
     /// threads, otherwise on the shared injector.
     pub(crate) fn push(&self, job: JobRef) {
         let job = WORKER.with(|worker| match worker.get() {
-            Some(local) if Arc::ptr_eq(&local.shared, &self.shared) => {
-                local.deque.push(job);
+            Some(Local {
+                deque: Some(deque),
+                shared,
+                ..
+            }) if Arc::ptr_eq(shared, &self.shared) => {
+                deque.push(job);
                 None
             }
             _ => Some(job),
@@ -132,6 +160,7 @@ impl Drop for Pool {
         // Workers finish what is queued (a runtime that is going away has told its tasks to
         // skip themselves), then exit; they are not joined, as this may run on one of them.
         self.shared.sleep.terminate();
+        self.shared.spares.terminate();
     }
 }
 
@@ -153,10 +182,40 @@ impl Local {
         });
     }
 
-    fn work(&self) {
+    /// A spare thread's life: work while blocked threads need it, idle in between.
+    fn spare_main(self) {
+        WORKER.with(|worker| {
+            if worker.set(self).is_err() {
+                return;
+            }
+            let Some(local) = worker.get() else { return };
+            let spares = &local.shared.spares;
+            loop {
+                match local.work() {
+                    Stop::Terminated => {
+                        spares.exit_active();
+                        return;
+                    }
+                    Stop::Surplus => {
+                        if !spares.retire() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn work(&self) -> Stop {
         let sleep = &self.shared.sleep;
+        let spare = self.deque.is_none();
         let mut searching = false;
         'work: loop {
+            // Only between tasks and while not searching: a searcher that left would strand
+            // work that a spawner left to it.
+            if spare && !searching && self.shared.spares.surplus() {
+                return Stop::Surplus;
+            }
             if let Some(job) = self.find_work() {
                 if searching {
                     sleep.stop_searching();
@@ -177,25 +236,34 @@ impl Local {
                 }
             }
             if !sleep.sleep(self.index, || self.shared.has_work()) {
-                return;
+                return Stop::Terminated;
             }
         }
     }
 
     fn find_work(&self) -> Option<JobRef> {
-        self.deque.pop().or_else(|| self.steal())
+        self.deque
+            .as_ref()
+            .and_then(Worker::pop)
+            .or_else(|| self.steal())
     }
 
     fn steal(&self) -> Option<JobRef> {
         let stealers = &self.shared.stealers;
         loop {
             let mut retry = false;
-            match self.shared.injector.steal_batch_and_pop(&self.deque) {
+            let from_injector = match &self.deque {
+                Some(deque) => self.shared.injector.steal_batch_and_pop(deque),
+                None => self.shared.injector.steal(),
+            };
+            match from_injector {
                 Steal::Success(job) => return Some(job),
                 Steal::Retry => retry = true,
                 Steal::Empty => {}
             }
-            for offset in 1..stealers.len() {
+            // A worker skips its own deque; a spare has none, so it tries every one.
+            let first = usize::from(self.deque.is_some());
+            for offset in first..stealers.len() {
                 match stealers[(self.index + offset) % stealers.len()].steal() {
                     Steal::Success(job) => return Some(job),
                     Steal::Retry => retry = true,
@@ -274,16 +342,123 @@ impl Drop for Finish<'_> {
     }
 }
 
-/// On a worker thread of any pool, runs one queued task of that pool; returns whether there
-/// was one. Deep chains of helping move to fresh stack segments instead of overflowing.
+/// On a pool thread, runs a job that `wanted` says the caller waits for, if one is among the
+/// top [`SCAN`] entries of the thread's own deque; returns whether it ran one. The entries
+/// above it go back in their order. Deep chains of waits move to fresh stack segments
+/// instead of overflowing.
+pub(crate) fn help_with(wanted: &dyn Fn(&JobRef) -> bool) -> bool {
+    WORKER.with(|worker| {
+        let Some(local) = worker.get() else {
+            return false;
+        };
+        let Some(deque) = &local.deque else {
+            return false;
+        };
+        // Popping and pushing back is the deque's way to look below its top.
+        let mut above = Vec::new();
+        let mut found = None;
+        while above.len() < SCAN {
+            let Some(job) = deque.pop() else { break };
+            if wanted(&job) {
+                found = Some(job);
+                break;
+            }
+            above.push(job);
+        }
+        for job in above.into_iter().rev() {
+            deque.push(job);
+        }
+        match found {
+            Some(job) => {
+                stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || local.execute(job));
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+/// On a pool thread that is about to block, lends its place to a spare thread until the
+/// returned guard drops. If no spare can be had, the guard says the caller must
+/// [`help`] instead.
+pub(crate) fn lend_place() -> Lent {
+    WORKER.with(|worker| {
+        let Some(local) = worker.get() else {
+            return Lent(Place::NotPoolThread);
+        };
+        let shared = &local.shared;
+        match shared.spares.lend() {
+            Lend::Covered => {}
+            Lend::Start { serial } => {
+                if let Err(error) = start_spare(shared, serial) {
+                    tracing::warn!(%error, "could not start a spare pool thread; waits help instead");
+                    shared.spares.not_started();
+                    return Lent(Place::Uncovered);
+                }
+            }
+            Lend::Refused => return Lent(Place::Uncovered),
+        }
+        // The deque of the thread that blocks may hold work: someone awake must see it.
+        shared.sleep.notify();
+        Lent(Place::Covered(Arc::clone(shared)))
+    })
+}
+
+fn start_spare(shared: &Arc<Shared>, serial: usize) -> std::io::Result<()> {
+    let mut builder = std::thread::Builder::new().name(format!("{}-spare-{serial}", shared.name));
+    if let Some(bytes) = shared.stack_size {
+        builder = builder.stack_size(bytes);
+    }
+    let local = Local {
+        index: shared.stealers.len() + serial,
+        deque: None,
+        shared: Arc::clone(shared),
+    };
+    builder.spawn(move || local.spare_main()).map(drop)
+}
+
+/// A pool thread's place, lent to a spare while it blocks; given back on drop.
+#[must_use = "the place is given back when the guard drops"]
+pub(crate) struct Lent(Place);
+
+enum Place {
+    /// The caller is not a pool thread: it has no place to lend and may simply block.
+    NotPoolThread,
+    /// A spare works in the caller's place.
+    Covered(Arc<Shared>),
+    /// No spare could be had.
+    Uncovered,
+}
+
+impl Lent {
+    /// Whether the caller is a pool thread that no spare covers: it must [`help`] while it
+    /// waits, or the pool may starve.
+    pub(crate) fn must_help(&self) -> bool {
+        matches!(self.0, Place::Uncovered)
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Place::Covered(shared) = &self.0 {
+            shared.spares.give_back();
+        }
+    }
+}
+
+/// On a pool thread, runs one queued task of its pool; returns whether there was one.
+///
+/// Only for a wait that no spare covers: the task run may be one that waits for the task
+/// below it on this stack. Deep chains of helping move to fresh stack segments instead of
+/// overflowing.
 pub(crate) fn help() -> bool {
     WORKER.with(|worker| match worker.get() {
         Some(local) => stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || {
-            let job = local.deque.pop().or_else(|| {
+            let job = local.deque.as_ref().and_then(Worker::pop).or_else(|| {
                 let stolen = local.steal();
-                // A steal may move a batch into this deque: while this thread runs the one
-                // job and goes back to waiting, sleepers should take the rest.
-                if stolen.is_some() && !local.deque.is_empty() {
+                // A steal may move a batch into this deque: while this thread runs the
+                // one job and goes back to waiting, sleepers should take the rest.
+                if stolen.is_some() && local.deque.as_ref().is_some_and(|d| !d.is_empty()) {
                     local.shared.sleep.notify();
                 }
                 stolen

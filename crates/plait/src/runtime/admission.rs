@@ -11,12 +11,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::task::wait;
+
 /// Finishing threads spread their counts over this many stripes.
 const STRIPES: usize = 16;
-
-/// A waiter that could be the one to run the work it waits for (a pool thread) looks again
-/// this often, in case the pool's own queue holds what would free it.
-const HELPER_RECHECK: Duration = Duration::from_millis(1);
 
 pub(crate) struct Admission {
     bound: usize,
@@ -72,10 +70,11 @@ impl Admission {
     }
 
     /// Admits one task, waiting for room if the strand is full, unless `closed` says the
-    /// strand stopped taking tasks (then returns `false`). A pool thread runs queued tasks
-    /// while it waits, since they may be what it waits for.
+    /// strand stopped taking tasks (then returns `false`). A pool thread lends its place to
+    /// a spare while it waits, since queued tasks may be what it waits for (see
+    /// [`wait::Idle`]).
     pub(crate) fn admit(&self, closed: impl Fn() -> bool) -> bool {
-        let helper = crate::pool::on_worker();
+        let mut idle = wait::Idle::new(&wait::nothing, true);
         loop {
             if closed() {
                 return false;
@@ -83,7 +82,7 @@ impl Admission {
             if self.try_admit() {
                 return true;
             }
-            if helper && crate::pool::help() {
+            if idle.work() {
                 continue;
             }
             let guard = self.lock();
@@ -93,11 +92,7 @@ impl Admission {
             } else if self.try_admit() {
                 Some(true)
             } else {
-                let limit = if helper {
-                    HELPER_RECHECK
-                } else {
-                    Duration::MAX
-                };
+                let limit = idle.park_limit().unwrap_or(Duration::MAX);
                 drop(
                     self.changed
                         .wait_timeout(guard, limit)

@@ -136,23 +136,23 @@ impl<T> Handle<T> {
 
     /// Waits for the task and returns its result.
     ///
-    /// Safe to call anywhere: on a thread of the thread strand it runs other queued tasks
-    /// while it waits (so tasks that join tasks cannot exhaust the pool), and inside one of
-    /// plait's coroutines it first moves the worker's other tasks to another thread (still,
-    /// prefer `.await` there). Inside a coroutine of another tokio runtime it blocks that
-    /// runtime's worker thread while it waits.
+    /// Safe to call anywhere, including from inside a task:
     ///
-    /// # Warning: locks held while joining
+    /// - On a thread of the thread strand, if the task is still queued on this very thread
+    ///   (near the top of its deque, as a task just spawned from here is), it runs here, at
+    ///   once. Otherwise the thread blocks and lends its place to a spare thread, which
+    ///   runs the pool's queued tasks meanwhile. So tasks that join tasks never exhaust the
+    ///   pool, and no unrelated task ever runs on top of the joining one (where, if it
+    ///   joined the task below it in turn, it could never see it resume). Any pattern of
+    ///   joins that has no cycle finishes.
+    /// - Inside one of plait's coroutines it first moves the worker's other tasks to another
+    ///   thread (still, prefer `.await` there). Inside a coroutine of another tokio runtime
+    ///   it blocks that runtime's worker thread while it waits.
     ///
-    /// Because a pool thread runs other tasks while it waits, a task that joins while
-    /// holding a lock (or a semaphore permit) can deadlock if one of those tasks needs the
-    /// same lock: release locks before joining. (rayon's `join` has the same caveat.)
-    ///
-    /// For the same reason, a task that joins *another task's handle* (not one it spawned)
-    /// can deadlock: if that task is itself waiting lower on this thread's stack, it cannot
-    /// resume until the task run on top of it returns. Known limitation, to be lifted by
-    /// helping only with the awaited task and covering a blocked thread with a spare one;
-    /// until then, join from a pool thread only the tasks this task spawned.
+    /// A pool keeps at most 256 spare threads. Should more pool threads than that block at
+    /// once, further joins run any queued task while they wait instead (rayon's way), which
+    /// keeps the pool live but can run, on top of a joining task, one that waits for it or
+    /// for a lock it holds.
     ///
     /// # Errors
     ///
@@ -358,7 +358,8 @@ impl<'a, T> ThreadJoin<'a, T> {
 
     /// Blocks until the output is ready (or `deadline` passes: `None`).
     pub(crate) fn join(&mut self, deadline: Option<Instant>) -> Option<Result<T>> {
-        if !wait::until_complete(self.task.header(), deadline) {
+        let core = Arc::as_ptr(&self.task).cast::<()>();
+        if !wait::until_complete(self.task.header(), deadline, &|job| job.is_task(core)) {
             return None;
         }
         Some(self.take())

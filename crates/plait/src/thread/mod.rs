@@ -146,7 +146,8 @@ impl Runtime {
     /// `a` runs on the current thread while `b` is offered to the pool; if no pool thread
     /// has taken `b` by the time `a` is done, the current thread runs it too, so `join`
     /// returns even when every pool thread is busy. If a pool thread has `b`, the current
-    /// thread waits for it (running other queued tasks meanwhile, on a pool thread).
+    /// thread waits for it (lending its place to a spare thread, on a pool thread, as
+    /// [`Handle::join`](crate::Handle::join) does).
     ///
     /// # Errors
     ///

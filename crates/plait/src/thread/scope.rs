@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crossbeam_utils::Backoff;
 
+use crate::pool::Pool;
 use crate::pool::job::{Job, JobRef, ScopeLatch};
-use crate::pool::{self, Pool};
 use crate::task::core::Core;
 use crate::task::handle::ThreadJoin;
 use crate::task::wait;
@@ -29,7 +29,8 @@ impl Runtime {
     ///
     /// Each [`Scope::spawn`] returns a [`ScopedHandle`]: join it to get the task's result
     /// (or its panic, as [`Error::Panicked`](crate::Error::Panicked)). While it waits at the
-    /// end, the current thread runs queued tasks if it is a pool thread.
+    /// end, a pool thread runs the scope's own tasks that are still queued on it, and
+    /// otherwise lends its place to a spare thread (see [`Handle::join`](crate::Handle::join)).
     ///
     /// # Panics
     ///
@@ -96,16 +97,16 @@ fn wait_until_finished(latch: &ScopeLatch) {
         backoff.snooze();
     }
     wait::blocking_region(|| {
-        let helper = pool::on_worker();
+        let ours = |job: &JobRef| job.is_of_scope(latch);
+        let mut idle = wait::Idle::new(&ours, true);
         while !latch.is_finished() {
-            if helper && pool::help() {
+            if idle.work() {
                 continue;
             }
-            // The last task unparks us; a pool thread also looks for work now and then.
-            if helper {
-                std::thread::park_timeout(wait::HELPER_PARK);
-            } else {
-                std::thread::park();
+            // The last task unparks us.
+            match idle.park_limit() {
+                Some(limit) => std::thread::park_timeout(limit),
+                None => std::thread::park(),
             }
         }
     });
@@ -154,7 +155,8 @@ pub struct ScopedHandle<'a, T> {
 }
 
 impl<T> ScopedHandle<'_, T> {
-    /// Waits for the task and returns its result; runs other queued tasks meanwhile.
+    /// Waits for the task and returns its result, as [`Handle::join`](crate::Handle::join)
+    /// does.
     ///
     /// # Errors
     ///

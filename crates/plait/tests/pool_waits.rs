@@ -1,0 +1,228 @@
+//! What a pool thread does while it waits: it runs only what it waits for, and lends its
+//! place to a spare thread otherwise, so a task never runs on top of a task that it waits for.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use plait::Runtime;
+use plait::sync::Event;
+
+/// Spawns `x` (which must block in a pool wait once it has sent on `waiting`), then a task
+/// that joins `x`'s handle, and returns that task's result once `release` has been called.
+/// If the joiner were run on top of `x` on `x`'s thread, it could never see `x` resume.
+fn join_a_waiting_task(
+    rt: &Runtime,
+    x: impl FnOnce(mpsc::Sender<()>) -> u32 + Send + 'static,
+    release: impl FnOnce(),
+) -> u32 {
+    let (waiting_tx, waiting) = mpsc::channel();
+    let hx = rt.spawn(move || x(waiting_tx));
+    waiting.recv().unwrap();
+    let (started_tx, started) = mpsc::channel();
+    let hy = rt.spawn(move || {
+        started_tx.send(()).unwrap();
+        hx.join().unwrap() + 1
+    });
+    // The joiner has started somewhere: on `x`'s thread, before the fix.
+    started.recv().unwrap();
+    release();
+    common::within_a_minute("the joiner of a waiting task returns", move || {
+        hy.join().unwrap()
+    })
+}
+
+#[test]
+fn a_task_joining_a_task_that_waits_in_a_join_is_not_run_on_top_of_it() {
+    let rt = common::runtime(2);
+    let gate = std::sync::Arc::new(Event::new());
+    let opened = gate.clone();
+    let inner_rt = rt.clone();
+    let result = join_a_waiting_task(
+        &rt,
+        move |waiting| {
+            // `z` runs on the other pool thread, so `x`'s join has to wait for it.
+            let (z_started_tx, z_started) = mpsc::channel();
+            let z = inner_rt.spawn(move || {
+                z_started_tx.send(()).unwrap();
+                gate.wait();
+                41
+            });
+            z_started.recv().unwrap();
+            waiting.send(()).unwrap();
+            z.join().unwrap()
+        },
+        move || opened.set(),
+    );
+    assert_eq!(result, 42);
+}
+
+#[test]
+fn a_task_joining_a_task_that_waits_for_a_coroutine_is_not_run_on_top_of_it() {
+    // One pool thread: before the fix, the joiner could only run on top of `x`.
+    let rt = common::runtime(1);
+    let gate = std::sync::Arc::new(Event::new());
+    let opened = gate.clone();
+    let inner_rt = rt.clone();
+    let result = join_a_waiting_task(
+        &rt,
+        move |waiting| {
+            let z = inner_rt.spawn_async(async move {
+                gate.wait_async().await;
+                41
+            });
+            waiting.send(()).unwrap();
+            z.join().unwrap()
+        },
+        move || opened.set(),
+    );
+    assert_eq!(result, 42);
+}
+
+#[test]
+fn a_task_joining_a_task_that_waits_at_the_end_of_a_scope_is_not_run_on_top_of_it() {
+    let rt = common::runtime(2);
+    let gate = std::sync::Arc::new(Event::new());
+    let opened = gate.clone();
+    let inner_rt = rt.clone();
+    let result = join_a_waiting_task(
+        &rt,
+        move |waiting| {
+            inner_rt.scope(|s| {
+                let (started_tx, started) = mpsc::channel();
+                let gate = &gate;
+                let task = s.spawn(move || {
+                    started_tx.send(()).unwrap();
+                    gate.wait();
+                });
+                // The scoped task runs on the other pool thread; the scope waits for it.
+                started.recv().unwrap();
+                waiting.send(()).unwrap();
+                drop(task);
+            });
+            41
+        },
+        move || opened.set(),
+    );
+    assert_eq!(result, 42);
+}
+
+#[test]
+fn work_queued_behind_a_blocked_pool_thread_runs_on_a_spare() {
+    // One pool thread, blocked waiting for a coroutine that waits for a task queued on that
+    // very thread: only a spare thread can run it.
+    let rt = common::runtime(1);
+    let inner_rt = rt.clone();
+    let done = rt.spawn(move || {
+        let ready = std::sync::Arc::new(Event::new());
+        let setter = ready.clone();
+        let waiter = ready.clone();
+        let coroutine = inner_rt.spawn_async(async move {
+            waiter.wait_async().await;
+            7
+        });
+        let queued = inner_rt.spawn(move || setter.set());
+        let seven = coroutine.join().unwrap();
+        queued.join().unwrap();
+        seven
+    });
+    let result = common::within_a_minute("a task queued behind a blocked thread runs", move || {
+        done.join().unwrap()
+    });
+    assert_eq!(result, 7);
+}
+
+#[test]
+fn a_join_runs_its_task_in_place_when_it_is_still_queued_below_others() {
+    // One pool thread that spawns a batch and joins it in order: each task is found below
+    // the ones spawned after it and run in place, on the pool thread itself.
+    let rt = common::runtime(1);
+    let inner_rt = rt.clone();
+    let names = rt
+        .spawn(move || {
+            let me = std::thread::current().name().map(str::to_owned);
+            let batch: Vec<_> = (0..16)
+                .map(|_| inner_rt.spawn(|| std::thread::current().name().map(str::to_owned)))
+                .collect();
+            let names: Vec<_> = batch.into_iter().map(|h| h.join().unwrap()).collect();
+            (me, names)
+        })
+        .join()
+        .unwrap();
+    let (me, names) = names;
+    assert!(me.is_some());
+    assert!(
+        names.iter().all(|name| *name == me),
+        "every task ran in place on {me:?}: {names:?}"
+    );
+}
+
+#[test]
+fn many_waits_nested_across_threads_all_finish() {
+    // Stress: tasks that spawn, join, open scopes and wait for coroutines, on two threads,
+    // so that waits block on each other across threads and spares come and go.
+    fn tree(rt: &Runtime, depth: u32, seed: u64) -> u64 {
+        if depth == 0 {
+            return seed % 7;
+        }
+        match seed % 4 {
+            0 => {
+                let (a, b) = (rt.clone(), rt.clone());
+                let left = rt.spawn(move || tree(&a, depth - 1, seed / 4 + 1));
+                let right = rt.spawn(move || tree(&b, depth - 1, seed / 4 + 2));
+                right.join().unwrap() + left.join().unwrap()
+            }
+            1 => rt.scope(|s| {
+                let a = s.spawn(|| tree(rt, depth - 1, seed / 4 + 3));
+                let b = s.spawn(|| tree(rt, depth - 1, seed / 4 + 4));
+                a.join().unwrap() + b.join().unwrap()
+            }),
+            2 => {
+                let (a, b) = rt
+                    .join(
+                        || tree(rt, depth - 1, seed / 4 + 5),
+                        || tree(rt, depth - 1, seed / 4 + 6),
+                    )
+                    .unwrap();
+                a + b
+            }
+            _ => {
+                let (spawner, inner) = (rt.clone(), rt.clone());
+                rt.spawn_async(async move {
+                    tokio::time::sleep(Duration::from_micros(50)).await;
+                    spawner
+                        .spawn(move || tree(&inner, depth - 1, seed / 4 + 7))
+                        .await
+                        .unwrap()
+                })
+                .join()
+                .unwrap()
+            }
+        }
+    }
+    /// What `tree` computes, without tasks.
+    fn expected(depth: u32, seed: u64) -> u64 {
+        if depth == 0 {
+            return seed % 7;
+        }
+        match seed % 4 {
+            0 => expected(depth - 1, seed / 4 + 1) + expected(depth - 1, seed / 4 + 2),
+            1 => expected(depth - 1, seed / 4 + 3) + expected(depth - 1, seed / 4 + 4),
+            2 => expected(depth - 1, seed / 4 + 5) + expected(depth - 1, seed / 4 + 6),
+            _ => expected(depth - 1, seed / 4 + 7),
+        }
+    }
+    let rt = common::runtime(2);
+    let expected: u64 = (0..32).map(|seed| expected(6, seed)).sum();
+    let handles: Vec<_> = (0..32)
+        .map(|seed| {
+            let inner = rt.clone();
+            rt.spawn(move || tree(&inner, 6, seed))
+        })
+        .collect();
+    let total = common::within_a_minute("the nested waits finish", move || {
+        handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(total, expected);
+}
