@@ -19,19 +19,25 @@ fn join_a_waiting_task(
 ) -> u32 {
     let (waiting_tx, waiting) = mpsc::channel();
     let hx = rt.spawn(move || x(waiting_tx));
-    waiting.recv().unwrap();
+    waiting
+        .recv_timeout(MINUTE)
+        .expect("the first task waits within a minute");
     let (started_tx, started) = mpsc::channel();
     let hy = rt.spawn(move || {
         started_tx.send(()).unwrap();
         hx.join().unwrap() + 1
     });
     // The joiner has started somewhere: on `x`'s thread, before the fix.
-    started.recv().unwrap();
+    started
+        .recv_timeout(MINUTE)
+        .expect("the joiner starts within a minute");
     release();
     common::within_a_minute("the joiner of a waiting task returns", move || {
         hy.join().unwrap()
     })
 }
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_task_joining_a_task_that_waits_in_a_join_is_not_run_on_top_of_it() {
@@ -49,7 +55,7 @@ fn a_task_joining_a_task_that_waits_in_a_join_is_not_run_on_top_of_it() {
                 gate.wait();
                 41
             });
-            z_started.recv().unwrap();
+            z_started.recv_timeout(MINUTE).unwrap();
             waiting.send(()).unwrap();
             z.join().unwrap()
         },
@@ -97,7 +103,7 @@ fn a_task_joining_a_task_that_waits_at_the_end_of_a_scope_is_not_run_on_top_of_i
                     gate.wait();
                 });
                 // The scoped task runs on the other pool thread; the scope waits for it.
-                started.recv().unwrap();
+                started.recv_timeout(MINUTE).unwrap();
                 waiting.send(()).unwrap();
                 drop(task);
             });
@@ -111,7 +117,7 @@ fn a_task_joining_a_task_that_waits_at_the_end_of_a_scope_is_not_run_on_top_of_i
 #[test]
 fn work_queued_behind_a_blocked_pool_thread_runs_on_a_spare() {
     // One pool thread, blocked waiting for a coroutine that waits for a task queued on that
-    // very thread: only a spare thread can run it.
+    // very thread: a spare thread runs it (before, the waiting thread ran it on top).
     let rt = common::runtime(1);
     let inner_rt = rt.clone();
     let done = rt.spawn(move || {
@@ -122,15 +128,55 @@ fn work_queued_behind_a_blocked_pool_thread_runs_on_a_spare() {
             waiter.wait_async().await;
             7
         });
-        let queued = inner_rt.spawn(move || setter.set());
+        let queued = inner_rt.spawn(move || {
+            setter.set();
+            std::thread::current().name().map(str::to_owned)
+        });
         let seven = coroutine.join().unwrap();
-        queued.join().unwrap();
-        seven
+        (seven, queued.join().unwrap())
     });
-    let result = common::within_a_minute("a task queued behind a blocked thread runs", move || {
-        done.join().unwrap()
-    });
+    let (result, ran_on) =
+        common::within_a_minute("a task queued behind a blocked thread runs", move || {
+            done.join().unwrap()
+        });
     assert_eq!(result, 7);
+    let ran_on = ran_on.unwrap_or_default();
+    assert!(
+        ran_on.contains("-spare-"),
+        "the queued task ran on a spare thread, not on {ran_on:?}"
+    );
+}
+
+#[test]
+fn a_spare_runs_what_it_spawns_and_joins_in_place() {
+    // One pool thread, blocked; the spare that takes its place runs a task that spawns and
+    // joins a child. A spare has a deque of its own, so the child runs in place on it rather
+    // than calling for yet another spare.
+    let rt = common::runtime(1);
+    let inner_rt = rt.clone();
+    let names = rt.spawn(move || {
+        let gate = std::sync::Arc::new(Event::new());
+        let opener = gate.clone();
+        let blocker = inner_rt.spawn_async(async move { gate.wait_async().await });
+        let spawner = inner_rt.clone();
+        let parent = inner_rt.spawn(move || {
+            let me = std::thread::current().name().map(str::to_owned);
+            let child = spawner
+                .spawn(|| std::thread::current().name().map(str::to_owned))
+                .join()
+                .unwrap();
+            opener.set();
+            (me, child)
+        });
+        blocker.join().unwrap();
+        parent.join().unwrap()
+    });
+    let (parent, child) = common::within_a_minute("the spare's own join returns", move || {
+        names.join().unwrap()
+    });
+    let parent = parent.unwrap_or_default();
+    assert!(parent.contains("-spare-"), "the parent ran on {parent:?}");
+    assert_eq!(child.unwrap_or_default(), parent, "the child ran in place");
 }
 
 #[test]

@@ -9,8 +9,9 @@
 //! the first [`WARM_UP`] are still out go to those blocking-I/O threads too, unmeasured:
 //! there an unknown burst neither stalls the cores (were it to wait) nor is refused (were it
 //! to compute). Calls made from a thread-strand task stay on the thread strand instead:
-//! recursive work that splits and joins must join where a join runs queued work, or its
-//! first levels would hold every blocking thread waiting for levels queued behind them; for
+//! recursive work that splits and joins must join where a join runs the joined task in place
+//! or lends its thread's place to a spare, or its first levels would hold every blocking
+//! thread waiting for levels queued behind them; for
 //! the same reason a call made from inside a call of the same route (recursion) stays on
 //! the thread strand whatever the route decided. A
 //! measured call that panics, or is cancelled before it runs, gives its place to another.
@@ -91,7 +92,7 @@ thread_local! {
 }
 
 /// Marks a call of a route as running on this thread until dropped; restores the one it
-/// interrupted (a join that runs queued work runs calls inside calls).
+/// interrupted (a join that runs the joined task in place runs calls inside calls).
 struct Running(Option<TypeId>);
 
 impl Running {
@@ -170,7 +171,8 @@ impl Router {
         let reason = want_reason.then(|| route.decision.reason.clone());
         // Made from inside a call of this same route: recursive work that splits and joins.
         // Wherever the route sends its calls, these stay on the thread strand, where a join
-        // runs queued work (on the blocking-I/O threads each level would hold a thread).
+        // runs its task in place or lends its place to a spare (on the blocking-I/O threads
+        // each level would hold one of a bounded set of threads).
         if RUNNING.with(Cell::get) == Some(key) {
             return (Strand::Thread, None, reason);
         }

@@ -229,9 +229,10 @@ impl Runtime {
     /// inside it.
     ///
     /// Safe to call from inside a coroutine (the worker's other tasks move to another thread
-    /// first), though `.await` is better there. Inside a thread-strand task it lends the pool
-    /// thread's place to a spare thread while the future waits, so the pool keeps its
-    /// parallelism.
+    /// first), though `.await` is better there. Inside a thread-strand task it holds the pool
+    /// thread while the future waits, like any blocking call: if the future waits for other
+    /// thread tasks, [`Handle::join`] them instead, which lends the thread's place to a spare
+    /// thread while it waits.
     ///
     /// # Examples
     ///

@@ -16,6 +16,10 @@ pub(crate) trait Job: CancelTask {
     fn run(self: Arc<Self>, strand_cancelled: &dyn Fn() -> bool) -> Ran;
 
     fn id(&self) -> TaskId;
+
+    /// Whether the task was claimed already (run in place by its joiner, or cancelled):
+    /// its entry is left over, and running it only does its books.
+    fn is_claimed(&self) -> bool;
 }
 
 /// One entry of a pool queue.
@@ -84,6 +88,11 @@ impl JobRef {
 
     pub(crate) fn into_parts(self) -> (Arc<dyn Job>, Kind) {
         (self.job, self.kind)
+    }
+
+    /// Whether the entry's task was claimed already, so that running it runs no user code.
+    pub(crate) fn is_left_over(&self) -> bool {
+        self.job.is_claimed()
     }
 
     /// Whether this entry is the task whose core is at `core` (compared by address only).

@@ -6,10 +6,11 @@
 //! and wake-ups are rationed (see `sleep.rs`). A queue entry is the task's own reference
 //! counted core, so a spawn allocates once.
 //!
-//! A pool thread that waits (a join, a scope) runs what it waits for if that is still on
-//! top of its own deque ([`help_with`]); otherwise it blocks and lends its place to a spare
-//! thread ([`lend_place`], `spare.rs`), so tasks that wait for tasks neither exhaust the pool
-//! nor run on top of a task that waits for them.
+//! A pool thread that waits for tasks (a join, a scope) runs what it waits for if that is
+//! still queued among the top entries of its own deque ([`help_with`]); otherwise it blocks
+//! and lends its place to a spare thread ([`lend_place`], `spare.rs`), so tasks that wait
+//! for tasks neither exhaust the pool nor run on top of a task that waits for them. A spare
+//! works as a worker does, with a deque of its own.
 
 pub(crate) mod job;
 mod sleep;
@@ -17,14 +18,15 @@ mod spare;
 
 use std::cell::OnceCell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::Backoff;
 
 use self::job::{JobRef, Kind};
 use self::sleep::Sleep;
-use self::spare::{Lend, Spares};
+use self::spare::{Lend, MAX_SPARES, Spares};
 use crate::runtime::strand::StrandState;
 use crate::task::handle::report_unobserved;
 use crate::task::state::Reason;
@@ -63,6 +65,10 @@ pub(crate) struct Pool {
 struct Shared {
     injector: Injector<JobRef>,
     stealers: Box<[Stealer<JobRef>]>,
+    /// The spares' deques, by serial number less one: each is set once, when its spare
+    /// starts, and the first `spares_started` are set.
+    spare_stealers: Box<[OnceLock<Stealer<JobRef>>]>,
+    spares_started: AtomicUsize,
     sleep: Sleep,
     spares: Spares,
     context: Context,
@@ -75,8 +81,9 @@ struct Shared {
 struct Local {
     /// Its slot among sleepers: workers first, then spares by serial number.
     index: usize,
-    /// A worker's deque; a spare has none (it pushes to the injector).
-    deque: Option<Worker<JobRef>>,
+    deque: Worker<JobRef>,
+    /// For a spare, its place in `spare_stealers`.
+    spare: Option<usize>,
     shared: Arc<Shared>,
 }
 
@@ -98,6 +105,8 @@ impl Pool {
         let shared = Arc::new(Shared {
             injector: Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
+            spare_stealers: (0..MAX_SPARES).map(|_| OnceLock::new()).collect(),
+            spares_started: AtomicUsize::new(0),
             sleep: Sleep::new(options.threads),
             spares: Spares::new(),
             context,
@@ -114,7 +123,8 @@ impl Pool {
             }
             let local = Local {
                 index,
-                deque: Some(deque),
+                deque,
+                spare: None,
                 shared: Arc::clone(&shared),
             };
             // Dropping `pool` on failure terminates the threads already started.
@@ -138,12 +148,8 @@ impl Pool {
     /// threads, otherwise on the shared injector.
     pub(crate) fn push(&self, job: JobRef) {
         let job = WORKER.with(|worker| match worker.get() {
-            Some(Local {
-                deque: Some(deque),
-                shared,
-                ..
-            }) if Arc::ptr_eq(shared, &self.shared) => {
-                deque.push(job);
+            Some(local) if Arc::ptr_eq(&local.shared, &self.shared) => {
+                local.deque.push(job);
                 None
             }
             _ => Some(job),
@@ -166,7 +172,17 @@ impl Drop for Pool {
 
 impl Shared {
     fn has_work(&self) -> bool {
-        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.injector.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
+            || self.spare_stealers().any(|s| !s.is_empty())
+    }
+
+    /// The deques of the spares started so far.
+    fn spare_stealers(&self) -> impl Iterator<Item = &Stealer<JobRef>> {
+        let started = self.spares_started.load(Ordering::Acquire);
+        self.spare_stealers[..started]
+            .iter()
+            .filter_map(OnceLock::get)
     }
 }
 
@@ -191,12 +207,12 @@ impl Local {
             let Some(local) = worker.get() else { return };
             let spares = &local.shared.spares;
             loop {
+                // Should the loop unwind, the books still count this spare out.
+                let active = Active(spares);
                 match local.work() {
-                    Stop::Terminated => {
-                        spares.exit_active();
-                        return;
-                    }
+                    Stop::Terminated => return,
                     Stop::Surplus => {
+                        std::mem::forget(active);
                         if !spares.retire() {
                             return;
                         }
@@ -208,12 +224,16 @@ impl Local {
 
     fn work(&self) -> Stop {
         let sleep = &self.shared.sleep;
-        let spare = self.deque.is_none();
+        let spare = self.spare.is_some();
         let mut searching = false;
         'work: loop {
-            // Only between tasks and while not searching: a searcher that left would strand
-            // work that a spawner left to it.
-            if spare && !searching && self.shared.spares.surplus() {
+            // A spare no longer needed leaves between tasks, with its own deque empty. One
+            // woken to search leaves too, handing the search on as a searcher that found
+            // work does, so that work a spawner left to it reaches a worker.
+            if spare && self.deque.is_empty() && self.shared.spares.surplus() {
+                if searching {
+                    sleep.stop_searching();
+                }
                 return Stop::Surplus;
             }
             if let Some(job) = self.find_work() {
@@ -235,6 +255,12 @@ impl Local {
                     continue 'work;
                 }
             }
+            if spare && self.shared.spares.surplus() {
+                // Retires rather than sleep among the workers (its deque is empty: it found
+                // no work).
+                sleep.stop_searching();
+                return Stop::Surplus;
+            }
             if !sleep.sleep(self.index, || self.shared.has_work()) {
                 return Stop::Terminated;
             }
@@ -242,29 +268,32 @@ impl Local {
     }
 
     fn find_work(&self) -> Option<JobRef> {
-        self.deque
-            .as_ref()
-            .and_then(Worker::pop)
-            .or_else(|| self.steal())
+        self.deque.pop().or_else(|| self.steal())
     }
 
     fn steal(&self) -> Option<JobRef> {
         let stealers = &self.shared.stealers;
         loop {
             let mut retry = false;
-            let from_injector = match &self.deque {
-                Some(deque) => self.shared.injector.steal_batch_and_pop(deque),
-                None => self.shared.injector.steal(),
-            };
-            match from_injector {
+            match self.shared.injector.steal_batch_and_pop(&self.deque) {
                 Steal::Success(job) => return Some(job),
                 Steal::Retry => retry = true,
                 Steal::Empty => {}
             }
-            // A worker skips its own deque; a spare has none, so it tries every one.
-            let first = usize::from(self.deque.is_some());
+            // A worker starts after its own deque; a spare tries every worker's.
+            let first = usize::from(self.spare.is_none());
             for offset in first..stealers.len() {
                 match stealers[(self.index + offset) % stealers.len()].steal() {
+                    Steal::Success(job) => return Some(job),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            for (slot, stealer) in self.shared.spare_stealers().enumerate() {
+                if self.spare == Some(slot) {
+                    continue;
+                }
+                match stealer.steal() {
                     Steal::Success(job) => return Some(job),
                     Steal::Retry => retry = true,
                     Steal::Empty => {}
@@ -343,30 +372,38 @@ impl Drop for Finish<'_> {
 }
 
 /// On a pool thread, runs a job that `wanted` says the caller waits for, if one is among the
-/// top [`SCAN`] entries of the thread's own deque; returns whether it ran one. The entries
-/// above it go back in their order. Deep chains of waits move to fresh stack segments
-/// instead of overflowing.
+/// top [`SCAN`] entries of the thread's own deque; returns whether it ran one. Left-over
+/// entries met on the way (tasks claimed already) are done with; the others go back in
+/// their order. Deep chains of waits move to fresh stack segments instead of overflowing.
 pub(crate) fn help_with(wanted: &dyn Fn(&JobRef) -> bool) -> bool {
     WORKER.with(|worker| {
         let Some(local) = worker.get() else {
             return false;
         };
-        let Some(deque) = &local.deque else {
-            return false;
-        };
+        let deque = &local.deque;
         // Popping and pushing back is the deque's way to look below its top.
         let mut above = Vec::new();
         let mut found = None;
         while above.len() < SCAN {
             let Some(job) = deque.pop() else { break };
+            if job.is_left_over() {
+                // Runs no user code: only the entry's books.
+                local.execute(job);
+                continue;
+            }
             if wanted(&job) {
                 found = Some(job);
                 break;
             }
             above.push(job);
         }
-        for job in above.into_iter().rev() {
-            deque.push(job);
+        if !above.is_empty() {
+            for job in above.into_iter().rev() {
+                deque.push(job);
+            }
+            // A thread that looked for work while these were out of sight may have gone to
+            // sleep: someone must see them again.
+            local.shared.sleep.notify();
         }
         match found {
             Some(job) => {
@@ -404,17 +441,35 @@ pub(crate) fn lend_place() -> Lent {
     })
 }
 
+/// Starts spare number `serial` (from 1), with a deque of its own that the other threads
+/// can steal from.
 fn start_spare(shared: &Arc<Shared>, serial: usize) -> std::io::Result<()> {
+    let slot = serial - 1;
+    let deque = Worker::new_lifo();
+    // Serial numbers are handed out once each, so the slot is free; a failed start leaves
+    // it set, empty, and the next spare takes the next number.
+    let _ = shared.spare_stealers[slot].set(deque.stealer());
+    shared.spares_started.fetch_max(serial, Ordering::Release);
     let mut builder = std::thread::Builder::new().name(format!("{}-spare-{serial}", shared.name));
     if let Some(bytes) = shared.stack_size {
         builder = builder.stack_size(bytes);
     }
     let local = Local {
-        index: shared.stealers.len() + serial,
-        deque: None,
+        index: shared.stealers.len() + slot,
+        deque,
+        spare: Some(slot),
         shared: Arc::clone(shared),
     };
     builder.spawn(move || local.spare_main()).map(drop)
+}
+
+/// Counts an active spare out of the books when dropped.
+struct Active<'a>(&'a Spares);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.exit_active();
+    }
 }
 
 /// A pool thread's place, lent to a spare while it blocks; given back on drop.
@@ -454,11 +509,11 @@ impl Drop for Lent {
 pub(crate) fn help() -> bool {
     WORKER.with(|worker| match worker.get() {
         Some(local) => stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || {
-            let job = local.deque.as_ref().and_then(Worker::pop).or_else(|| {
+            let job = local.deque.pop().or_else(|| {
                 let stolen = local.steal();
-                // A steal may move a batch into this deque: while this thread runs the
-                // one job and goes back to waiting, sleepers should take the rest.
-                if stolen.is_some() && local.deque.as_ref().is_some_and(|d| !d.is_empty()) {
+                // A steal may move a batch into this deque: while this thread runs the one
+                // job and goes back to waiting, sleepers should take the rest.
+                if stolen.is_some() && !local.deque.is_empty() {
                     local.shared.sleep.notify();
                 }
                 stolen
@@ -475,8 +530,7 @@ pub(crate) fn help() -> bool {
     })
 }
 
-/// Whether the current thread is a worker of some pool (and so should help, not just
-/// block, while it waits).
+/// Whether the current thread is a thread (a worker or a spare) of some pool.
 pub(crate) fn on_worker() -> bool {
     WORKER.with(|worker| worker.get().is_some())
 }

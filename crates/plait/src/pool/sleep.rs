@@ -68,8 +68,8 @@ impl Sleep {
         self.state.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A searching worker found work. If it was the last searcher there may be more work
-    /// than workers awake, so it wakes a sleeper to search in its place.
+    /// A searching worker found work (or a spare leaves). If it was the last searcher there
+    /// may be more work than workers awake, so it wakes a sleeper to search in its place.
     pub(crate) fn stop_searching(&self) {
         let state = self.state.fetch_sub(1, Ordering::SeqCst);
         if searching(state) == 1 && sleeping(state) != 0 {

@@ -9,22 +9,19 @@
 //!
 //! The books keep one rule, under one lock: while `blocked` threads lend their place, at
 //! least `blocked` spares are active. A spare that finds more spares active than threads
-//! blocked retires between tasks and waits, idle, to be called again; one idle for
-//! [`KEEP_ALIVE`] exits. Spares have no deque of their own: what their tasks spawn goes to
-//! the shared injector, so a spare that blocks in turn strands nothing.
+//! blocked retires, with its own deque empty, between tasks or instead of sleeping, and
+//! waits idle to be called again. A spare works as a worker does, with a deque the others
+//! steal from; so that deque outlives no thread, spares stay (idle) until the pool ends.
 //!
-//! At most [`MAX_SPARES`] spare threads live at once. A wait that finds none to be had falls
-//! back to helping with any queued task, which keeps the pool live at the old risk.
+//! A pool starts at most [`MAX_SPARES`] spare threads, as many as were ever blocked at once.
+//! A wait that finds none to be had falls back to helping with any queued task, which keeps
+//! the pool live at the old risk.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-/// Spare threads alive at most, per pool (Java's `ForkJoinPool` allows 256 by default).
+/// Spare threads at most, per pool (Java's `ForkJoinPool` allows 256 by default).
 pub(crate) const MAX_SPARES: usize = 256;
-
-/// How long a retired spare waits to be called again before it exits.
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 pub(crate) struct Spares {
     /// Pool threads (workers or spares) blocked in a wait that lent their place.
@@ -87,7 +84,9 @@ impl Spares {
             self.call.notify_one();
             return Lend::Covered;
         }
-        if book.alive >= MAX_SPARES {
+        // Serial numbers name deque slots, so they are capped, not the threads alive: a
+        // number given to a spare that failed to start is not handed out again.
+        if book.started >= MAX_SPARES {
             self.blocked.fetch_sub(1, Ordering::SeqCst);
             return Lend::Refused;
         }
@@ -122,7 +121,7 @@ impl Spares {
 
     /// An active spare retires if it is still surplus, and waits idle until called again.
     /// Returns `true` if it was called back to work (or was not surplus after all), `false`
-    /// if it should exit: the pool terminated or nobody called it for [`KEEP_ALIVE`].
+    /// if it should exit: the pool terminated.
     pub(crate) fn retire(&self) -> bool {
         let mut book = self.lock();
         if !book.terminated
@@ -144,16 +143,7 @@ impl Spares {
                 book.alive -= 1;
                 return false;
             }
-            let (guard, waited) = self
-                .call
-                .wait_timeout(book, KEEP_ALIVE)
-                .unwrap_or_else(PoisonError::into_inner);
-            book = guard;
-            if waited.timed_out() && book.calls == 0 {
-                book.idle -= 1;
-                book.alive -= 1;
-                return false;
-            }
+            book = self.call.wait(book).unwrap_or_else(PoisonError::into_inner);
         }
     }
 

@@ -74,7 +74,7 @@ impl Admission {
     /// a spare while it waits, since queued tasks may be what it waits for (see
     /// [`wait::Idle`]).
     pub(crate) fn admit(&self, closed: impl Fn() -> bool) -> bool {
-        let mut idle = wait::Idle::new(&wait::nothing, true);
+        let mut idle = wait::Idle::new(None);
         loop {
             if closed() {
                 return false;

@@ -267,6 +267,10 @@ where
     fn id(&self) -> TaskId {
         self.id
     }
+
+    fn is_claimed(&self) -> bool {
+        self.header.is_claimed()
+    }
 }
 
 impl<F, T> CancelTask for Core<F, T>

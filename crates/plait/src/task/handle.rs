@@ -143,16 +143,22 @@ impl<T> Handle<T> {
     ///   once. Otherwise the thread blocks and lends its place to a spare thread, which
     ///   runs the pool's queued tasks meanwhile. So tasks that join tasks never exhaust the
     ///   pool, and no unrelated task ever runs on top of the joining one (where, if it
-    ///   joined the task below it in turn, it could never see it resume). Any pattern of
-    ///   joins that has no cycle finishes.
+    ///   joined the task below it in turn, it could never see it resume): joins that form
+    ///   no cycle finish, as long as spares can be had (below).
     /// - Inside one of plait's coroutines it first moves the worker's other tasks to another
     ///   thread (still, prefer `.await` there). Inside a coroutine of another tokio runtime
     ///   it blocks that runtime's worker thread while it waits.
     ///
-    /// A pool keeps at most 256 spare threads. Should more pool threads than that block at
+    /// A pool starts at most 256 spare threads, as many as were ever blocked at once, and
+    /// keeps them, idle, until it shuts down. Should more pool threads than that block at
     /// once, further joins run any queued task while they wait instead (rayon's way), which
     /// keeps the pool live but can run, on top of a joining task, one that waits for it or
     /// for a lock it holds.
+    ///
+    /// A task that blocks on something other than a task (a channel, a lock, a
+    /// [`Semaphore`](crate::sync::Semaphore)) holds its pool thread, with no spare in its
+    /// place: if what it waits for is a task queued behind it on a pool with no other free
+    /// thread, it waits for good. Hand such waits to coroutines, or join the task instead.
     ///
     /// # Errors
     ///
@@ -358,7 +364,7 @@ impl<'a, T> ThreadJoin<'a, T> {
 
     /// Blocks until the output is ready (or `deadline` passes: `None`).
     pub(crate) fn join(&mut self, deadline: Option<Instant>) -> Option<Result<T>> {
-        let core = Arc::as_ptr(&self.task).cast::<()>();
+        let core = self.core();
         if !wait::until_complete(self.task.header(), deadline, &|job| job.is_task(core)) {
             return None;
         }
@@ -382,6 +388,11 @@ impl<'a, T> ThreadJoin<'a, T> {
     /// Runs the task on the current thread if nobody has claimed it yet.
     pub(crate) fn run_here_if_queued(&self) {
         self.task.run_here();
+    }
+
+    /// The address of the task's core, as its pool entry holds it.
+    fn core(&self) -> *const () {
+        Arc::as_ptr(&self.task).cast::<()>()
     }
 
     /// Lets go of the task; returns its panic if it had already panicked unobserved.

@@ -170,6 +170,11 @@ impl Header {
         }
     }
 
+    /// Whether the body was claimed, to run or to be dropped by a canceller.
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & CLAIMED != 0
+    }
+
     /// Whether a cancellation has been requested: what a running task checks.
     pub(crate) fn is_cancelled(&self) -> bool {
         self.state.load(Ordering::Relaxed) & CANCELLED != 0

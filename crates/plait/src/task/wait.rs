@@ -17,13 +17,16 @@ use crate::pool::{self, job::JobRef};
 /// arrives while it parks, which the pool's own wake-ups would not report to it.
 pub(crate) const HELPER_PARK: Duration = Duration::from_millis(1);
 
+/// How many rounds a pool thread spins (each twice as long as the last, up to crossbeam's
+/// limit) before it parks in a join: about a microsecond in all.
+const SPINS: usize = 7;
+
 /// Blocks until `header` is complete.
 ///
-/// Spins briefly first (a wake-up costs tens of microseconds here, far more than most
-/// tasks). Then, on a pool thread, it runs the task itself if it is still queued near the
-/// top of this thread's deque (`is_task` tells it), and otherwise lends its place to a
-/// spare thread while it parks (see [`Idle`]); elsewhere it parks until the completer wakes
-/// it.
+/// On a pool thread it first runs the task itself if it is still queued near the top of
+/// this thread's deque (`is_task` tells it). Otherwise it spins briefly (a wake-up costs
+/// tens of microseconds here, far more than most tasks), then parks, on a pool thread
+/// lending its place to a spare thread meanwhile (see [`Idle`]); the completer wakes it.
 ///
 /// With a `deadline`, gives up at that instant and returns `false`.
 pub(crate) fn until_complete(
@@ -31,12 +34,28 @@ pub(crate) fn until_complete(
     deadline: Option<Instant>,
     is_task: &dyn Fn(&JobRef) -> bool,
 ) -> bool {
+    // A task still queued on this very thread runs now: spinning first would only wait for
+    // a thief to take it.
+    if !header.is_complete() {
+        pool::help_with(is_task);
+    }
     let backoff = Backoff::new();
-    while !backoff.is_completed() {
-        if header.is_complete() {
-            return true;
+    if pool::on_worker() {
+        // The task runs on another thread. Spin without yielding: a yield hands the core to
+        // a thread that may be about to take this one's place anyway.
+        for _ in 0..SPINS {
+            if header.is_complete() {
+                return true;
+            }
+            backoff.spin();
         }
-        backoff.snooze();
+    } else {
+        while !backoff.is_completed() {
+            if header.is_complete() {
+                return true;
+            }
+            backoff.snooze();
+        }
     }
     blocking_region(|| park_until_complete(header, deadline, is_task))
 }
@@ -46,7 +65,7 @@ fn park_until_complete(
     deadline: Option<Instant>,
     is_task: &dyn Fn(&JobRef) -> bool,
 ) -> bool {
-    let mut idle = Idle::new(is_task, true);
+    let mut idle = Idle::new(Some(is_task));
     let mut registered = false;
     loop {
         if header.is_complete() {
@@ -68,59 +87,59 @@ fn park_until_complete(
     }
 }
 
-/// What a waiting thread does instead of parking, and for how long it parks.
+/// What a thread that waits for tasks does instead of parking, and for how long it parks.
 ///
-/// On a pool thread it runs what it waits for (`wanted`) if that is queued near the top of
-/// its own deque, and nothing else: an unrelated task run on top of the waiting one could be
-/// waiting for it in turn, and never see it resume. Once nothing wanted is there, it lends
-/// its place to a spare thread, which keeps the pool's parallelism and drains what this
-/// thread leaves queued; only if no spare can be had does it fall back to running any queued
-/// task (where `may_help`), so that the pool cannot starve.
+/// On a pool thread it runs what it waits for (`wanted`) while that is queued near the top
+/// of its own deque, and nothing else: an unrelated task run on top of the waiting one could
+/// be waiting for it in turn, and never see it resume. Once nothing wanted is there, it
+/// lends its place to a spare thread, which keeps the pool's parallelism and drains what
+/// this thread leaves queued. Only while no spare can be had does it run any queued task, so
+/// that the pool cannot starve.
 pub(crate) struct Idle<'w> {
-    wanted: &'w dyn Fn(&JobRef) -> bool,
-    may_help: bool,
+    wanted: Option<&'w dyn Fn(&JobRef) -> bool>,
     lent: Option<pool::Lent>,
 }
 
 impl<'w> Idle<'w> {
-    /// `may_help`: whether running an unrelated task is safe enough as a last resort (it is
-    /// not where the wait may be for something such a task could never release: a lock, a
-    /// permit).
-    pub(crate) fn new(wanted: &'w dyn Fn(&JobRef) -> bool, may_help: bool) -> Self {
-        Idle {
-            wanted,
-            may_help,
-            lent: None,
-        }
+    pub(crate) fn new(wanted: Option<&'w dyn Fn(&JobRef) -> bool>) -> Self {
+        Idle { wanted, lent: None }
     }
 
     /// Does one thing in place of waiting; returns `true` if it did, so the caller looks
     /// again before parking.
     pub(crate) fn work(&mut self) -> bool {
-        if pool::help_with(self.wanted) {
-            return true;
-        }
         match &self.lent {
             None => {
+                if let Some(wanted) = self.wanted
+                    && pool::help_with(wanted)
+                {
+                    return true;
+                }
+                // What is wanted is not (or no longer) here, and cannot come back: tasks
+                // only leave a deque. Lending may take a while (it can start a thread), so
+                // the caller looks again before parking.
                 self.lent = Some(pool::lend_place());
-                // Lending may take a while (it can start a thread): look again first.
                 true
             }
-            Some(lent) => self.may_help && lent.must_help() && pool::help(),
+            Some(lent) if lent.must_help() => {
+                let again = pool::lend_place();
+                if again.must_help() {
+                    pool::help()
+                } else {
+                    self.lent = Some(again);
+                    true
+                }
+            }
+            Some(_) => false,
         }
     }
 
     /// How long to park at most before calling [`work`](Self::work) again: until woken,
     /// unless this thread helps with queued tasks, which nobody tells it about.
     pub(crate) fn park_limit(&self) -> Option<Duration> {
-        let helping = self.may_help && self.lent.as_ref().is_some_and(pool::Lent::must_help);
+        let helping = self.lent.as_ref().is_some_and(pool::Lent::must_help);
         helping.then_some(HELPER_PARK)
     }
-}
-
-/// Wants nothing: for waits that are not for a thread-strand task.
-pub(crate) fn nothing(_: &JobRef) -> bool {
-    false
 }
 
 /// Parks the current thread until unparked, for at most `limit` and never past `deadline`.
@@ -178,26 +197,28 @@ impl Drop for AbortOnUnwind {
 /// `deadline`, gives up at that instant and returns `None`. The caller wraps it in
 /// [`blocking_region`] where needed.
 ///
-/// On a pool thread it lends its place to a spare while it parks, but never runs a queued
-/// task in its place: the future may wait for something (a permit, a lock) that a task run
-/// on this stack could never release. Use [`block_on_tasks`] when the future waits only for
-/// task handles.
+/// On a pool thread it holds the thread, as any blocking call does: the future may wait for
+/// something (a permit, a lock) that tasks hold while they run, and a spare thread per such
+/// wait would only start more of them. Use [`block_on_tasks`] when the future waits only
+/// for task handles.
 pub(crate) fn block_on<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
-    drive(future, deadline, false)
+    drive(future, deadline, None)
 }
 
-/// [`block_on`] for a future that waits only for task handles: on a pool thread that no
-/// spare covers, it runs queued tasks while the future is pending, for the same reason as
-/// [`until_complete`].
+/// [`block_on`] for a future that waits only for task handles: on a pool thread it lends
+/// its place to a spare while it parks, as [`until_complete`] does.
 pub(crate) fn block_on_tasks<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
-    drive(future, deadline, true)
+    drive(future, deadline, Some(Idle::new(None)))
 }
 
-fn drive<F: Future>(future: F, deadline: Option<Instant>, may_help: bool) -> Option<F::Output> {
+fn drive<F: Future>(
+    future: F,
+    deadline: Option<Instant>,
+    mut idle: Option<Idle<'_>>,
+) -> Option<F::Output> {
     let mut future = pin!(future);
     let waker = state::thread_waker();
     let mut cx = Context::from_waker(&waker);
-    let mut idle = Idle::new(&nothing, may_help);
     // Each time the future is pending, poll it again a few times, spinning in between,
     // before parking: what it waits for is often a few hundred nanoseconds away, and a
     // park costs tens of microseconds.
@@ -210,11 +231,11 @@ fn drive<F: Future>(future: F, deadline: Option<Instant>, may_help: bool) -> Opt
             backoff.snooze();
             continue;
         }
-        if idle.work() {
+        if idle.as_mut().is_some_and(Idle::work) {
             continue;
         }
         backoff = Backoff::new();
-        if !park(idle.park_limit(), deadline) {
+        if !park(idle.as_ref().and_then(Idle::park_limit), deadline) {
             return None;
         }
     }

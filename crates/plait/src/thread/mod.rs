@@ -86,8 +86,9 @@ impl Runtime {
     /// Runs `f` on the thread strand and returns a handle to its result.
     ///
     /// If the strand already holds its [queue bound](crate::Builder::queue_bound) of
-    /// unfinished tasks, `spawn` waits for room (backpressure); a pool thread runs queued
-    /// tasks while it waits. Use [`try_spawn`](Runtime::try_spawn) not to wait.
+    /// unfinished tasks, `spawn` waits for room (backpressure); a pool thread lends its place
+    /// to a spare thread while it waits, so the queued tasks still run. Use
+    /// [`try_spawn`](Runtime::try_spawn) not to wait.
     ///
     /// After [`shutdown`](Runtime::shutdown) the returned handle reports
     /// [`Error::Shutdown`].
@@ -184,8 +185,8 @@ impl Runtime {
         let bomb = wait::AbortOnUnwind("a join's wait for its second closure");
         let mut b = ThreadJoin::new(core);
         let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);
-        // Run `b` here if no pool thread has started it; otherwise wait for it (helping, on
-        // a pool thread).
+        // Run `b` here if no pool thread has started it; otherwise wait for it (lending this
+        // thread's place to a spare, on a pool thread).
         b.run_here_if_queued();
         let rb = b
             .join(None)

@@ -98,7 +98,7 @@ fn wait_until_finished(latch: &ScopeLatch) {
     }
     wait::blocking_region(|| {
         let ours = |job: &JobRef| job.is_of_scope(latch);
-        let mut idle = wait::Idle::new(&ours, true);
+        let mut idle = wait::Idle::new(Some(&ours));
         while !latch.is_finished() {
             if idle.work() {
                 continue;
