@@ -13,6 +13,10 @@ use crate::report::Row;
 const TASKS: u64 = 8;
 const KERNEL_N: u64 = 20_000_000;
 
+/// Not inlined: each case then runs the very same machine code. Inlined into each caller,
+/// the loop's placement differed from binary to binary, and one copy could run 1.6x slower
+/// than another (seen with `perf`: the same work, 1.69x the samples in one closure).
+#[inline(never)]
 pub(crate) fn kernel(n: u64) -> u64 {
     (0..n).fold(0u64, |acc, i| {
         acc.wrapping_add(black_box(i).wrapping_mul(i))
