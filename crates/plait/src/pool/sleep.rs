@@ -236,6 +236,33 @@ mod loom_test {
     }
 
     #[test]
+    fn a_spare_that_leaves_its_search_hands_a_new_job_on() {
+        // A surplus spare leaves while searching: a notifier that saw it searching woke
+        // nobody, so its leaving must wake the sleeping worker (or find it searching).
+        model(|| {
+            let sleep = Arc::new(Sleep::new(2));
+            let queue = Arc::new(AtomicUsize::new(0));
+            let taken = Arc::new(AtomicUsize::new(0));
+            let w = {
+                let (sleep, queue, taken) = (sleep.clone(), queue.clone(), taken.clone());
+                loom::thread::spawn(move || worker(0, &sleep, &queue, &taken, 1))
+            };
+            let spare = {
+                let sleep = sleep.clone();
+                loom::thread::spawn(move || {
+                    sleep.start_searching();
+                    sleep.stop_searching();
+                })
+            };
+            queue.fetch_add(1, Ordering::SeqCst);
+            sleep.notify();
+            spare.join().unwrap();
+            w.join().unwrap();
+            assert_eq!(taken.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    #[test]
     fn two_jobs_reach_two_sleeping_workers() {
         model(|| {
             let sleep = Arc::new(Sleep::new(2));
