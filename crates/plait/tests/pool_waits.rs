@@ -272,3 +272,31 @@ fn many_waits_nested_across_threads_all_finish() {
     });
     assert_eq!(total, expected);
 }
+
+#[test]
+fn the_next_wait_calls_the_same_spare_back() {
+    // Two rounds of a pool thread blocked while a task queued behind it runs: the spare of
+    // the first round, idle since, takes the second; no second spare starts.
+    let rt = common::runtime(1);
+    let round = |rt: &Runtime| {
+        let inner_rt = rt.clone();
+        let done = rt.spawn(move || {
+            let ready = std::sync::Arc::new(Event::new());
+            let (setter, waiter) = (ready.clone(), ready);
+            let coroutine = inner_rt.spawn_async(async move { waiter.wait_async().await });
+            let queued = inner_rt.spawn(move || {
+                setter.set();
+                std::thread::current().name().map(str::to_owned)
+            });
+            coroutine.join().unwrap();
+            queued.join().unwrap().unwrap_or_default()
+        });
+        common::within_a_minute("a round of blocked waits ends", move || {
+            done.join().unwrap()
+        })
+    };
+    let first = round(&rt);
+    let second = round(&rt);
+    assert!(first.contains("-spare-"), "the first round ran on {first:?}");
+    assert_eq!(second, first, "the second round called the same spare back");
+}

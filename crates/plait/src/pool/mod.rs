@@ -19,7 +19,7 @@ mod spare;
 use std::cell::OnceCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::Backoff;
@@ -65,10 +65,11 @@ pub(crate) struct Pool {
 struct Shared {
     injector: Injector<JobRef>,
     stealers: Box<[Stealer<JobRef>]>,
-    /// The spares' deques, by serial number less one: each is set once, when its spare
-    /// starts, and the first `spares_started` are set.
-    spare_stealers: Box<[OnceLock<Stealer<JobRef>>]>,
-    spares_started: AtomicUsize,
+    /// The deques of the spares alive, by slot. Read only by threads looking for work, and
+    /// only once a spare has ever started (`spare_slots` is then non-zero).
+    spare_stealers: RwLock<Vec<Option<Stealer<JobRef>>>>,
+    /// How many slots were ever used.
+    spare_slots: AtomicUsize,
     sleep: Sleep,
     spares: Spares,
     context: Context,
@@ -82,7 +83,7 @@ struct Local {
     /// Its slot among sleepers: workers first, then spares by serial number.
     index: usize,
     deque: Worker<JobRef>,
-    /// For a spare, its place in `spare_stealers`.
+    /// For a spare, its slot in `spare_stealers`.
     spare: Option<usize>,
     shared: Arc<Shared>,
 }
@@ -105,9 +106,9 @@ impl Pool {
         let shared = Arc::new(Shared {
             injector: Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
-            spare_stealers: (0..MAX_SPARES).map(|_| OnceLock::new()).collect(),
-            spares_started: AtomicUsize::new(0),
-            sleep: Sleep::new(options.threads),
+            spare_stealers: RwLock::new(Vec::new()),
+            spare_slots: AtomicUsize::new(0),
+            sleep: Sleep::new(options.threads + MAX_SPARES),
             spares: Spares::new(),
             context,
             name: options.name.clone(),
@@ -174,15 +175,34 @@ impl Shared {
     fn has_work(&self) -> bool {
         !self.injector.is_empty()
             || self.stealers.iter().any(|s| !s.is_empty())
-            || self.spare_stealers().any(|s| !s.is_empty())
+            || self.with_spare_stealers(|stealers| stealers.iter().flatten().any(|s| !s.is_empty()))
     }
 
-    /// The deques of the spares started so far.
-    fn spare_stealers(&self) -> impl Iterator<Item = &Stealer<JobRef>> {
-        let started = self.spares_started.load(Ordering::Acquire);
-        self.spare_stealers[..started]
-            .iter()
-            .filter_map(OnceLock::get)
+    /// Calls `f` with the spares' deques, by slot; with none if no spare ever started.
+    fn with_spare_stealers<R: Default>(
+        &self,
+        f: impl FnOnce(&[Option<Stealer<JobRef>>]) -> R,
+    ) -> R {
+        if self.spare_slots.load(Ordering::Acquire) == 0 {
+            return R::default();
+        }
+        f(&self
+            .spare_stealers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Shows `stealer` (or, with `None`, nothing) as spare `slot`'s deque.
+    fn set_spare_stealer(&self, slot: usize, stealer: Option<Stealer<JobRef>>) {
+        let mut stealers = self
+            .spare_stealers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if stealers.len() <= slot {
+            stealers.resize_with(slot + 1, || None);
+        }
+        stealers[slot] = stealer;
+        self.spare_slots.fetch_max(slot + 1, Ordering::Release);
     }
 }
 
@@ -200,6 +220,12 @@ impl Local {
 
     /// A spare thread's life: work while blocked threads need it, idle in between.
     fn spare_main(self) {
+        let Some(slot) = self.spare else { return };
+        // However the thread ends, its slot and its (empty) deque go.
+        let _slot = Slot {
+            shared: Arc::clone(&self.shared),
+            slot,
+        };
         WORKER.with(|worker| {
             if worker.set(self).is_err() {
                 return;
@@ -289,15 +315,25 @@ impl Local {
                     Steal::Empty => {}
                 }
             }
-            for (slot, stealer) in self.shared.spare_stealers().enumerate() {
-                if self.spare == Some(slot) {
-                    continue;
+            let from_spares = self.shared.with_spare_stealers(|stealers| {
+                let mut retry = false;
+                for (slot, stealer) in stealers.iter().enumerate() {
+                    let Some(stealer) = stealer else { continue };
+                    if self.spare == Some(slot) {
+                        continue;
+                    }
+                    match stealer.steal() {
+                        Steal::Success(job) => return (Some(job), retry),
+                        Steal::Retry => retry = true,
+                        Steal::Empty => {}
+                    }
                 }
-                match stealer.steal() {
-                    Steal::Success(job) => return Some(job),
-                    Steal::Retry => retry = true,
-                    Steal::Empty => {}
-                }
+                (None, retry)
+            });
+            match from_spares {
+                (Some(job), _) => return Some(job),
+                (None, true) => retry = true,
+                (None, false) => {}
             }
             if !retry {
                 return None;
@@ -329,7 +365,8 @@ fn run(job: JobRef, context: &Context) {
                 cancelled: false,
             };
             let id = job.id();
-            let timer = limit.map(|limit| {
+            // A task claimed already (run in place, or cancelled) runs nothing: no timer.
+            let timer = limit.filter(|_| !job.is_claimed()).map(|limit| {
                 let task = Arc::clone(&job);
                 context.timers.spawn(async move {
                     tokio::time::sleep(limit).await;
@@ -426,10 +463,11 @@ pub(crate) fn lend_place() -> Lent {
         let shared = &local.shared;
         match shared.spares.lend() {
             Lend::Covered => {}
-            Lend::Start { serial } => {
-                if let Err(error) = start_spare(shared, serial) {
+            Lend::Start { slot } => {
+                if let Err(error) = start_spare(shared, slot) {
                     tracing::warn!(%error, "could not start a spare pool thread; waits help instead");
-                    shared.spares.not_started();
+                    shared.set_spare_stealer(slot, None);
+                    shared.spares.not_started(slot);
                     return Lent(Place::Uncovered);
                 }
             }
@@ -441,16 +479,12 @@ pub(crate) fn lend_place() -> Lent {
     })
 }
 
-/// Starts spare number `serial` (from 1), with a deque of its own that the other threads
-/// can steal from.
-fn start_spare(shared: &Arc<Shared>, serial: usize) -> std::io::Result<()> {
-    let slot = serial - 1;
+/// Starts a spare in `slot`, with a deque of its own that the other threads can steal from.
+fn start_spare(shared: &Arc<Shared>, slot: usize) -> std::io::Result<()> {
     let deque = Worker::new_lifo();
-    // Serial numbers are handed out once each, so the slot is free; a failed start leaves
-    // it set, empty, and the next spare takes the next number.
-    let _ = shared.spare_stealers[slot].set(deque.stealer());
-    shared.spares_started.fetch_max(serial, Ordering::Release);
-    let mut builder = std::thread::Builder::new().name(format!("{}-spare-{serial}", shared.name));
+    // The slot is free: its last spare cleared its deque before giving the slot back.
+    shared.set_spare_stealer(slot, Some(deque.stealer()));
+    let mut builder = std::thread::Builder::new().name(format!("{}-spare-{slot}", shared.name));
     if let Some(bytes) = shared.stack_size {
         builder = builder.stack_size(bytes);
     }
@@ -469,6 +503,20 @@ struct Active<'a>(&'a Spares);
 impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.exit_active();
+    }
+}
+
+/// A spare's slot: when its thread ends, its deque (empty, or the pool is going) leaves the
+/// others' view, and only then is the slot free for another spare.
+struct Slot {
+    shared: Arc<Shared>,
+    slot: usize,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.set_spare_stealer(self.slot, None);
+        self.shared.spares.release(self.slot);
     }
 }
 

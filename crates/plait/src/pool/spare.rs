@@ -10,18 +10,26 @@
 //! The books keep one rule, under one lock: while `blocked` threads lend their place, at
 //! least `blocked` spares are active. A spare that finds more spares active than threads
 //! blocked retires, with its own deque empty, between tasks or instead of sleeping, and
-//! waits idle to be called again. A spare works as a worker does, with a deque the others
-//! steal from; so that deque outlives no thread, spares stay (idle) until the pool ends.
+//! waits idle to be called again; one idle for [`KEEP_ALIVE`] exits. A spare works as a
+//! worker does, in a slot with a deque the others steal from; a slot is reused once its
+//! spare has exited and its deque is out of sight.
 //!
-//! A pool starts at most [`MAX_SPARES`] spare threads, as many as were ever blocked at once.
-//! A wait that finds none to be had falls back to helping with any queued task, which keeps
-//! the pool live at the old risk.
+//! At most [`MAX_SPARES`] spares live at once, and after a spare fails to start none is
+//! started for [`RETRY_AFTER`]. A wait that finds none to be had falls back to helping with
+//! any queued task, which keeps the pool live at the old risk, and asks again each time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-/// Spare threads at most, per pool (Java's `ForkJoinPool` allows 256 by default).
+/// Spare threads alive at most, per pool (Java's `ForkJoinPool` allows 256 by default).
 pub(crate) const MAX_SPARES: usize = 256;
+
+/// How long a retired spare waits to be called again before it exits.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// How long no spare is started after one failed to start (the system is short of threads).
+const RETRY_AFTER: Duration = Duration::from_millis(100);
 
 pub(crate) struct Spares {
     /// Pool threads (workers or spares) blocked in a wait that lent their place.
@@ -35,14 +43,18 @@ pub(crate) struct Spares {
 
 #[derive(Default)]
 struct Book {
-    /// Spare threads alive, active or idle.
+    /// Spare threads alive (slots in use), active or idle.
     alive: usize,
     /// Idle spares.
     idle: usize,
     /// Calls made to idle spares and not yet taken.
     calls: usize,
-    /// Spare serial numbers handed out so far, for names and sleep slots.
-    started: usize,
+    /// Slots given back by spares that exited.
+    free: Vec<usize>,
+    /// Slots ever handed out.
+    slots: usize,
+    /// No spare is started before then.
+    paused_until: Option<Instant>,
     terminated: bool,
 }
 
@@ -51,9 +63,9 @@ pub(crate) enum Lend {
     /// The caller's place is covered; it must call [`Spares::give_back`] when it stops
     /// waiting.
     Covered,
-    /// The caller's place is covered by a spare that the caller must start, numbered
-    /// `serial`; then as `Covered`.
-    Start { serial: usize },
+    /// The caller's place is covered by a spare that the caller must start in `slot`
+    /// (or report with [`Spares::not_started`]); then as `Covered`.
+    Start { slot: usize },
     /// No spare can be had: the caller should help with queued tasks while it waits.
     Refused,
 }
@@ -84,25 +96,29 @@ impl Spares {
             self.call.notify_one();
             return Lend::Covered;
         }
-        // Serial numbers name deque slots, so they are capped, not the threads alive: a
-        // number given to a spare that failed to start is not handed out again.
-        if book.started >= MAX_SPARES {
+        let paused = book
+            .paused_until
+            .is_some_and(|until| Instant::now() < until);
+        if book.alive >= MAX_SPARES || paused {
             self.blocked.fetch_sub(1, Ordering::SeqCst);
             return Lend::Refused;
         }
+        let slot = book.free.pop().unwrap_or_else(|| {
+            book.slots += 1;
+            book.slots - 1
+        });
         book.alive += 1;
-        book.started += 1;
         self.active.fetch_add(1, Ordering::SeqCst);
-        Lend::Start {
-            serial: book.started,
-        }
+        Lend::Start { slot }
     }
 
-    /// A spare that was promised by [`lend`](Self::lend) could not be started: take the
-    /// promise back, and the caller's place with it.
-    pub(crate) fn not_started(&self) {
+    /// The spare that [`lend`](Self::lend) promised in `slot` could not be started: take
+    /// the promise back, and the caller's place with it, and start none for a while.
+    pub(crate) fn not_started(&self, slot: usize) {
         let mut book = self.lock();
         book.alive -= 1;
+        book.free.push(slot);
+        book.paused_until = Instant::now().checked_add(RETRY_AFTER);
         self.active.fetch_sub(1, Ordering::SeqCst);
         self.blocked.fetch_sub(1, Ordering::SeqCst);
     }
@@ -121,7 +137,8 @@ impl Spares {
 
     /// An active spare retires if it is still surplus, and waits idle until called again.
     /// Returns `true` if it was called back to work (or was not surplus after all), `false`
-    /// if it should exit: the pool terminated.
+    /// if it should exit (and then [`release`](Self::release) its slot): the pool
+    /// terminated, or nobody called it for [`KEEP_ALIVE`].
     pub(crate) fn retire(&self) -> bool {
         let mut book = self.lock();
         if !book.terminated
@@ -140,18 +157,32 @@ impl Spares {
             }
             if book.terminated {
                 book.idle -= 1;
-                book.alive -= 1;
                 return false;
             }
-            book = self.call.wait(book).unwrap_or_else(PoisonError::into_inner);
+            let (guard, waited) = self
+                .call
+                .wait_timeout(book, KEEP_ALIVE)
+                .unwrap_or_else(PoisonError::into_inner);
+            book = guard;
+            if waited.timed_out() && book.calls == 0 {
+                book.idle -= 1;
+                return false;
+            }
         }
     }
 
-    /// An active spare exits (the pool terminated while it worked).
+    /// An active spare stops (the pool terminated while it worked, or it unwound); it then
+    /// [`release`](Self::release)s its slot.
     pub(crate) fn exit_active(&self) {
+        let _book = self.lock();
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A spare's thread ends: its slot is free again. Its deque must be out of sight first.
+    pub(crate) fn release(&self, slot: usize) {
         let mut book = self.lock();
         book.alive -= 1;
-        self.active.fetch_sub(1, Ordering::SeqCst);
+        book.free.push(slot);
     }
 
     /// Tells idle spares to exit, and refuses to lend from now on.
@@ -180,7 +211,7 @@ mod tests {
 
     fn started(lend: Lend) -> usize {
         match lend {
-            Lend::Start { serial } => serial,
+            Lend::Start { slot } => slot,
             Lend::Covered => panic!("covered, where a new spare was due"),
             Lend::Refused => panic!("refused, where a new spare was due"),
         }
@@ -196,7 +227,7 @@ mod tests {
     #[test]
     fn each_blocked_thread_gets_a_spare_up_to_the_cap_then_is_refused() {
         let spares = Spares::new();
-        for expected in 1..=MAX_SPARES {
+        for expected in 0..MAX_SPARES {
             assert_eq!(started(spares.lend()), expected);
         }
         assert!(matches!(spares.lend(), Lend::Refused));
@@ -244,6 +275,35 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_is_reused_once_its_spare_has_exited() {
+        let spares = Spares::new();
+        assert_eq!(started(spares.lend()), 0);
+        assert_eq!(started(spares.lend()), 1);
+        // The spare in slot 0 stops (say it unwound) and its thread ends.
+        spares.exit_active();
+        spares.release(0);
+        assert_eq!(spares.alive(), 1);
+        assert_eq!(started(spares.lend()), 0, "the free slot is taken first");
+        assert_eq!(started(spares.lend()), 2);
+    }
+
+    #[test]
+    fn a_failed_start_frees_its_slot_and_pauses_new_starts() {
+        let spares = Spares::new();
+        assert_eq!(started(spares.lend()), 0);
+        spares.not_started(0);
+        assert_eq!(spares.alive(), 0);
+        assert_eq!(spares.blocked.load(Ordering::SeqCst), 0);
+        assert!(
+            matches!(spares.lend(), Lend::Refused),
+            "no spare is started right after one failed"
+        );
+        assert_eq!(spares.blocked.load(Ordering::SeqCst), 0);
+        spares.lock().paused_until = None;
+        assert_eq!(started(spares.lend()), 0, "the slot was given back");
+    }
+
+    #[test]
     fn termination_sends_idle_spares_away_and_refuses_new_ones() {
         let spares = Arc::new(Spares::new());
         started(spares.lend());
@@ -255,6 +315,7 @@ mod tests {
         until_idle(&spares, 1);
         spares.terminate();
         assert!(!spare.join().unwrap(), "the idle spare exits");
+        spares.release(0);
         assert_eq!(spares.alive(), 0);
         assert!(matches!(spares.lend(), Lend::Refused));
     }

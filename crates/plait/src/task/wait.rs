@@ -57,15 +57,13 @@ pub(crate) fn until_complete(
             backoff.snooze();
         }
     }
-    blocking_region(|| park_until_complete(header, deadline, is_task))
+    blocking_region(|| park_until_complete(header, deadline))
 }
 
-fn park_until_complete(
-    header: &Header,
-    deadline: Option<Instant>,
-    is_task: &dyn Fn(&JobRef) -> bool,
-) -> bool {
-    let mut idle = Idle::new(Some(is_task));
+fn park_until_complete(header: &Header, deadline: Option<Instant>) -> bool {
+    // The task was not queued here (looked for above), and tasks only leave a deque: no
+    // need to look again.
+    let mut idle = Idle::new(None);
     let mut registered = false;
     loop {
         if header.is_complete() {
