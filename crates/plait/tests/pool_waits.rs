@@ -297,6 +297,9 @@ fn the_next_wait_calls_the_same_spare_back() {
     };
     let first = round(&rt);
     let second = round(&rt);
-    assert!(first.contains("-spare-"), "the first round ran on {first:?}");
+    assert!(
+        first.contains("-spare-"),
+        "the first round ran on {first:?}"
+    );
     assert_eq!(second, first, "the second round called the same spare back");
 }

@@ -47,8 +47,9 @@ fn graph_stopping() -> bool {
 }
 
 /// Marks a task as running on this thread until dropped; restores the task it interrupted
-/// (a thread that helps while it waits runs tasks inside tasks). The task runs outside any
-/// graph node that it interrupted: that node's run stopping is not its cancellation.
+/// (a thread that waits runs the task it waits for in place: tasks inside tasks). The task
+/// runs outside any graph node that it interrupted: that node's run stopping is not its
+/// cancellation.
 pub(crate) struct Enter {
     previous: Option<NonNull<Header>>,
     graph: Option<NonNull<AtomicBool>>,
