@@ -3,22 +3,26 @@
 
 mod common;
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use plait::Runtime;
 use plait::sync::Event;
 
-/// Spawns `x` (which must block in a pool wait once it has sent on `waiting`), then a task
-/// that joins `x`'s handle, and returns that task's result once `release` has been called.
-/// If the joiner were run on top of `x` on `x`'s thread, it could never see `x` resume.
+/// Spawns `x`, which must block in a pool wait (for something that waits for `gate`) once
+/// it has sent on `waiting`; then a task that joins `x`'s handle; then opens the gate and
+/// returns the joiner's result. If the joiner were run on top of `x` on `x`'s thread, it
+/// could never see `x` resume.
 fn join_a_waiting_task(
     rt: &Runtime,
-    x: impl FnOnce(mpsc::Sender<()>) -> u32 + Send + 'static,
-    release: impl FnOnce(),
+    x: impl FnOnce(Runtime, Arc<Event>, mpsc::Sender<()>) -> u32 + Send + 'static,
 ) -> u32 {
+    let gate = Arc::new(Event::new());
     let (waiting_tx, waiting) = mpsc::channel();
-    let hx = rt.spawn(move || x(waiting_tx));
+    let hx = {
+        let (rt, gate) = (rt.clone(), gate.clone());
+        rt.clone().spawn(move || x(rt, gate, waiting_tx))
+    };
     waiting
         .recv_timeout(MINUTE)
         .expect("the first task waits within a minute");
@@ -31,7 +35,7 @@ fn join_a_waiting_task(
     started
         .recv_timeout(MINUTE)
         .expect("the joiner starts within a minute");
-    release();
+    gate.set();
     common::within_a_minute("the joiner of a waiting task returns", move || {
         hy.join().unwrap()
     })
@@ -42,25 +46,18 @@ const MINUTE: Duration = Duration::from_secs(60);
 #[test]
 fn a_task_joining_a_task_that_waits_in_a_join_is_not_run_on_top_of_it() {
     let rt = common::runtime(2);
-    let gate = std::sync::Arc::new(Event::new());
-    let opened = gate.clone();
-    let inner_rt = rt.clone();
-    let result = join_a_waiting_task(
-        &rt,
-        move |waiting| {
-            // `z` runs on the other pool thread, so `x`'s join has to wait for it.
-            let (z_started_tx, z_started) = mpsc::channel();
-            let z = inner_rt.spawn(move || {
-                z_started_tx.send(()).unwrap();
-                gate.wait();
-                41
-            });
-            z_started.recv_timeout(MINUTE).unwrap();
-            waiting.send(()).unwrap();
-            z.join().unwrap()
-        },
-        move || opened.set(),
-    );
+    let result = join_a_waiting_task(&rt, |rt, gate, waiting| {
+        // `z` runs on the other pool thread, so `x`'s join has to wait for it.
+        let (z_started_tx, z_started) = mpsc::channel();
+        let z = rt.spawn(move || {
+            z_started_tx.send(()).unwrap();
+            gate.wait();
+            41
+        });
+        z_started.recv_timeout(MINUTE).unwrap();
+        waiting.send(()).unwrap();
+        z.join().unwrap()
+    });
     assert_eq!(result, 42);
 }
 
@@ -68,49 +65,35 @@ fn a_task_joining_a_task_that_waits_in_a_join_is_not_run_on_top_of_it() {
 fn a_task_joining_a_task_that_waits_for_a_coroutine_is_not_run_on_top_of_it() {
     // One pool thread: before the fix, the joiner could only run on top of `x`.
     let rt = common::runtime(1);
-    let gate = std::sync::Arc::new(Event::new());
-    let opened = gate.clone();
-    let inner_rt = rt.clone();
-    let result = join_a_waiting_task(
-        &rt,
-        move |waiting| {
-            let z = inner_rt.spawn_async(async move {
-                gate.wait_async().await;
-                41
-            });
-            waiting.send(()).unwrap();
-            z.join().unwrap()
-        },
-        move || opened.set(),
-    );
+    let result = join_a_waiting_task(&rt, |rt, gate, waiting| {
+        let z = rt.spawn_async(async move {
+            gate.wait_async().await;
+            41
+        });
+        waiting.send(()).unwrap();
+        z.join().unwrap()
+    });
     assert_eq!(result, 42);
 }
 
 #[test]
 fn a_task_joining_a_task_that_waits_at_the_end_of_a_scope_is_not_run_on_top_of_it() {
     let rt = common::runtime(2);
-    let gate = std::sync::Arc::new(Event::new());
-    let opened = gate.clone();
-    let inner_rt = rt.clone();
-    let result = join_a_waiting_task(
-        &rt,
-        move |waiting| {
-            inner_rt.scope(|s| {
-                let (started_tx, started) = mpsc::channel();
-                let gate = &gate;
-                let task = s.spawn(move || {
-                    started_tx.send(()).unwrap();
-                    gate.wait();
-                });
-                // The scoped task runs on the other pool thread; the scope waits for it.
-                started.recv_timeout(MINUTE).unwrap();
-                waiting.send(()).unwrap();
-                drop(task);
+    let result = join_a_waiting_task(&rt, |rt, gate, waiting| {
+        rt.scope(|s| {
+            let (started_tx, started) = mpsc::channel();
+            let gate = &gate;
+            let task = s.spawn(move || {
+                started_tx.send(()).unwrap();
+                gate.wait();
             });
-            41
-        },
-        move || opened.set(),
-    );
+            // The scoped task runs on the other pool thread; the scope waits for it.
+            started.recv_timeout(MINUTE).unwrap();
+            waiting.send(()).unwrap();
+            drop(task);
+        });
+        41
+    });
     assert_eq!(result, 42);
 }
 
@@ -121,7 +104,7 @@ fn work_queued_behind_a_blocked_pool_thread_runs_on_a_spare() {
     let rt = common::runtime(1);
     let inner_rt = rt.clone();
     let done = rt.spawn(move || {
-        let ready = std::sync::Arc::new(Event::new());
+        let ready = Arc::new(Event::new());
         let setter = ready.clone();
         let waiter = ready.clone();
         let coroutine = inner_rt.spawn_async(async move {
@@ -155,7 +138,7 @@ fn a_spare_runs_what_it_spawns_and_joins_in_place() {
     let rt = common::runtime(1);
     let inner_rt = rt.clone();
     let names = rt.spawn(move || {
-        let gate = std::sync::Arc::new(Event::new());
+        let gate = Arc::new(Event::new());
         let opener = gate.clone();
         let blocker = inner_rt.spawn_async(async move { gate.wait_async().await });
         let spawner = inner_rt.clone();
@@ -281,7 +264,7 @@ fn the_next_wait_calls_the_same_spare_back() {
     let round = |rt: &Runtime| {
         let inner_rt = rt.clone();
         let done = rt.spawn(move || {
-            let ready = std::sync::Arc::new(Event::new());
+            let ready = Arc::new(Event::new());
             let (setter, waiter) = (ready.clone(), ready);
             let coroutine = inner_rt.spawn_async(async move { waiter.wait_async().await });
             let queued = inner_rt.spawn(move || {

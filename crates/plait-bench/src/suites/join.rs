@@ -52,16 +52,7 @@ fn plait_join(rt: &plait::Runtime, n: u64) -> Duration {
             .expect("the sum cannot fail");
         a.wrapping_add(b)
     }
-    let start = Instant::now();
-    // Started from a pool task, as rayon's `install` starts it on a pool thread.
-    let inner = rt.clone();
-    let total = rt
-        .spawn(move || sum(&inner, 0, n))
-        .join()
-        .expect("the sum cannot fail");
-    let elapsed = start.elapsed();
-    check_sum(total, n);
-    elapsed
+    on_pool(rt, n, sum)
 }
 
 fn plait_spawn_join(rt: &plait::Runtime, n: u64) -> Duration {
@@ -75,6 +66,12 @@ fn plait_spawn_join(rt: &plait::Runtime, n: u64) -> Duration {
         let left = sum(rt, lo, mid);
         left.wrapping_add(right.join().expect("the sum cannot fail"))
     }
+    on_pool(rt, n, sum)
+}
+
+/// Times `sum` over `0..n`, started from a pool task, as rayon's `install` starts it on a
+/// pool thread.
+fn on_pool(rt: &plait::Runtime, n: u64, sum: fn(&plait::Runtime, u64, u64) -> u64) -> Duration {
     let start = Instant::now();
     let inner = rt.clone();
     let total = rt

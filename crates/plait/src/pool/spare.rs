@@ -217,11 +217,18 @@ mod tests {
         }
     }
 
-    /// Waits until a spare has gone idle in `retire` on another thread.
-    fn until_idle(spares: &Spares, idle: usize) {
-        while spares.lock().idle != idle {
+    /// Retires the one spare, surplus, on a thread of its own, and returns once it is idle.
+    fn retire_one(spares: &Arc<Spares>) -> std::thread::JoinHandle<bool> {
+        started(spares.lend());
+        spares.give_back();
+        let spare = {
+            let spares = Arc::clone(spares);
+            std::thread::spawn(move || spares.retire())
+        };
+        while spares.lock().idle != 1 {
             std::thread::yield_now();
         }
+        spare
     }
 
     #[test]
@@ -253,13 +260,7 @@ mod tests {
     #[test]
     fn a_retired_spare_is_called_back_before_a_new_one_starts() {
         let spares = Arc::new(Spares::new());
-        started(spares.lend());
-        spares.give_back();
-        let spare = {
-            let spares = Arc::clone(&spares);
-            std::thread::spawn(move || spares.retire())
-        };
-        until_idle(&spares, 1);
+        let spare = retire_one(&spares);
         assert!(matches!(spares.lend(), Lend::Covered));
         assert!(spare.join().unwrap(), "the idle spare goes back to work");
         assert_eq!(spares.alive(), 1);
@@ -306,13 +307,7 @@ mod tests {
     #[test]
     fn termination_sends_idle_spares_away_and_refuses_new_ones() {
         let spares = Arc::new(Spares::new());
-        started(spares.lend());
-        spares.give_back();
-        let spare = {
-            let spares = Arc::clone(&spares);
-            std::thread::spawn(move || spares.retire())
-        };
-        until_idle(&spares, 1);
+        let spare = retire_one(&spares);
         spares.terminate();
         assert!(!spare.join().unwrap(), "the idle spare exits");
         spares.release(0);
