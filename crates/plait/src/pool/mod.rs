@@ -16,7 +16,7 @@ pub(crate) mod job;
 mod sleep;
 mod spare;
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -66,10 +66,10 @@ struct Shared {
     injector: Injector<JobRef>,
     stealers: Box<[Stealer<JobRef>]>,
     /// The deques of the spares alive, by slot. Read only by threads looking for work, and
-    /// only once a spare has ever started (`spare_slots` is then non-zero).
+    /// only while some slot is set.
     spare_stealers: RwLock<Vec<Option<Stealer<JobRef>>>>,
-    /// How many slots were ever used.
-    spare_slots: AtomicUsize,
+    /// How many slots of `spare_stealers` are set.
+    spares_shown: AtomicUsize,
     sleep: Sleep,
     spares: Spares,
     context: Context,
@@ -80,11 +80,13 @@ struct Shared {
 
 /// A pool thread's own view of its pool.
 struct Local {
-    /// Its slot among sleepers: workers first, then spares by serial number.
+    /// Its slot among sleepers: workers first, then spares by slot.
     index: usize,
     deque: Worker<JobRef>,
     /// For a spare, its slot in `spare_stealers`.
     spare: Option<usize>,
+    /// A spare whose thread is ending: what it spawns now goes to the injector.
+    gone: Cell<bool>,
     shared: Arc<Shared>,
 }
 
@@ -107,7 +109,7 @@ impl Pool {
             injector: Injector::new(),
             stealers: deques.iter().map(Worker::stealer).collect(),
             spare_stealers: RwLock::new(Vec::new()),
-            spare_slots: AtomicUsize::new(0),
+            spares_shown: AtomicUsize::new(0),
             sleep: Sleep::new(options.threads + MAX_SPARES),
             spares: Spares::new(),
             context,
@@ -126,6 +128,7 @@ impl Pool {
                 index,
                 deque,
                 spare: None,
+                gone: Cell::new(false),
                 shared: Arc::clone(&shared),
             };
             // Dropping `pool` on failure terminates the threads already started.
@@ -149,7 +152,7 @@ impl Pool {
     /// threads, otherwise on the shared injector.
     pub(crate) fn push(&self, job: JobRef) {
         let job = WORKER.with(|worker| match worker.get() {
-            Some(local) if Arc::ptr_eq(&local.shared, &self.shared) => {
+            Some(local) if Arc::ptr_eq(&local.shared, &self.shared) && !local.gone.get() => {
                 local.deque.push(job);
                 None
             }
@@ -178,12 +181,12 @@ impl Shared {
             || self.with_spare_stealers(|stealers| stealers.iter().flatten().any(|s| !s.is_empty()))
     }
 
-    /// Calls `f` with the spares' deques, by slot; with none if no spare ever started.
+    /// Calls `f` with the spares' deques, by slot; with none if no spare is alive.
     fn with_spare_stealers<R: Default>(
         &self,
         f: impl FnOnce(&[Option<Stealer<JobRef>>]) -> R,
     ) -> R {
-        if self.spare_slots.load(Ordering::Acquire) == 0 {
+        if self.spares_shown.load(Ordering::Acquire) == 0 {
             return R::default();
         }
         f(&self
@@ -192,8 +195,13 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Shows `stealer` (or, with `None`, nothing) as spare `slot`'s deque.
-    fn set_spare_stealer(&self, slot: usize, stealer: Option<Stealer<JobRef>>) {
+    /// Shows `stealer` (or, with `None`, nothing) as spare `slot`'s deque; returns what the
+    /// slot showed before.
+    fn set_spare_stealer(
+        &self,
+        slot: usize,
+        stealer: Option<Stealer<JobRef>>,
+    ) -> Option<Stealer<JobRef>> {
         let mut stealers = self
             .spare_stealers
             .write()
@@ -201,8 +209,14 @@ impl Shared {
         if stealers.len() <= slot {
             stealers.resize_with(slot + 1, || None);
         }
-        stealers[slot] = stealer;
-        self.spare_slots.fetch_max(slot + 1, Ordering::Release);
+        let shown = stealer.is_some();
+        let before = std::mem::replace(&mut stealers[slot], stealer);
+        match (before.is_some(), shown) {
+            (false, true) => self.spares_shown.fetch_add(1, Ordering::Release),
+            (true, false) => self.spares_shown.fetch_sub(1, Ordering::Release),
+            _ => 0,
+        };
+        before
     }
 }
 
@@ -220,17 +234,14 @@ impl Local {
 
     /// A spare thread's life: work while blocked threads need it, idle in between.
     fn spare_main(self) {
-        let Some(slot) = self.spare else { return };
-        // However the thread ends, its slot and its (empty) deque go.
-        let _slot = Slot {
-            shared: Arc::clone(&self.shared),
-            slot,
-        };
         WORKER.with(|worker| {
             if worker.set(self).is_err() {
                 return;
             }
             let Some(local) = worker.get() else { return };
+            let Some(slot) = local.spare else { return };
+            // However the thread ends, its slot and its deque go.
+            let _slot = Slot { local, slot };
             let spares = &local.shared.spares;
             loop {
                 // Should the loop unwind, the books still count this spare out.
@@ -492,6 +503,7 @@ fn start_spare(shared: &Arc<Shared>, slot: usize) -> std::io::Result<()> {
         index: shared.stealers.len() + slot,
         deque,
         spare: Some(slot),
+        gone: Cell::new(false),
         shared: Arc::clone(shared),
     };
     builder.spawn(move || local.spare_main()).map(drop)
@@ -506,17 +518,35 @@ impl Drop for Active<'_> {
     }
 }
 
-/// A spare's slot: when its thread ends, its deque (empty, or the pool is going) leaves the
-/// others' view, and only then is the slot free for another spare.
-struct Slot {
-    shared: Arc<Shared>,
+/// A spare's slot: when its thread ends, its deque leaves the others' view, and only then is
+/// the slot free for another spare. The deque is empty unless the spare's loop unwound:
+/// then what is left moves to the injector, where any thread finds it.
+struct Slot<'a> {
+    local: &'a Local,
     slot: usize,
 }
 
-impl Drop for Slot {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.shared.set_spare_stealer(self.slot, None);
-        self.shared.spares.release(self.slot);
+        let shared = &self.local.shared;
+        self.local.gone.set(true);
+        if let Some(deque) = shared.set_spare_stealer(self.slot, None) {
+            let mut moved = false;
+            loop {
+                match deque.steal() {
+                    Steal::Success(job) => {
+                        shared.injector.push(job);
+                        moved = true;
+                    }
+                    Steal::Retry => {}
+                    Steal::Empty => break,
+                }
+            }
+            if moved {
+                shared.sleep.notify();
+            }
+        }
+        shared.spares.release(self.slot);
     }
 }
 

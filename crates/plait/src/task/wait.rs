@@ -61,8 +61,8 @@ pub(crate) fn until_complete(
 }
 
 fn park_until_complete(header: &Header, deadline: Option<Instant>) -> bool {
-    // The task was not queued here (looked for above), and tasks only leave a deque: no
-    // need to look again.
+    // The task was not queued near the top of this thread's deque (looked for above), and
+    // nothing but this thread's own spawns and helping enter it: no need to look again.
     let mut idle = Idle::new(None);
     let mut registered = false;
     loop {
@@ -113,9 +113,9 @@ impl<'w> Idle<'w> {
                 {
                     return true;
                 }
-                // What is wanted is not (or no longer) here, and cannot come back: tasks
-                // only leave a deque. Lending may take a while (it can start a thread), so
-                // the caller looks again before parking.
+                // What is wanted is not (or no longer) here, and a waiting thread puts no
+                // task in its own deque (only a helping one would). Lending may take a
+                // while (it can start a thread), so the caller looks again before parking.
                 self.lent = Some(pool::lend_place());
                 true
             }
