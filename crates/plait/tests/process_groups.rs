@@ -82,6 +82,45 @@ fn a_time_limit_kills_what_the_task_started() {
     assert!(gone, "the task's `sleep` (pid {pid}) outlived its worker");
 }
 
+/// Starts `sleep 600` in the background and returns its pid at once.
+#[plait::task]
+// Left unwaited on purpose: it is what the runtime's end must take along.
+#[allow(clippy::zombie_processes)]
+fn leaves_a_sleeper_behind() -> u32 {
+    std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap()
+        .id()
+}
+
+#[test]
+fn dropping_the_runtime_kills_what_a_finished_task_left_running() {
+    let rt = common::process_runtime(ProcessOptions::new().workers(1));
+    let pid = rt
+        .spawn_process(leaves_a_sleeper_behind::task(), ())
+        .join()
+        .unwrap();
+    assert!(!ended(pid), "the sleeper runs while its worker lives");
+    // The worker is idle, its task done; only the runtime's end can take the sleeper along.
+    drop(rt);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ended(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gone = ended(pid);
+    if !gone {
+        let _ = std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string())
+            .status();
+    }
+    assert!(
+        gone,
+        "the `sleep` (pid {pid}) a task left running outlived the runtime"
+    );
+}
+
 /// Runs this test binary's worker test, as a program a task starts would: with the
 /// worker's environment inherited. Returns its exit code.
 #[plait::task]

@@ -19,7 +19,8 @@
 //! the program, not its workers: a program that catches Ctrl-C can shut its runtime down
 //! gracefully, and workers still die with the program. A time limit or a cancellation
 //! kills the worker's whole group, so what its task started goes too (unless it left the
-//! group). The flip side: a worker is not in the terminal's foreground group, so a task
+//! group); so does a runtime dropped while its workers live, so that nothing a task left
+//! running in the background outlives the runtime. The flip side: a worker is not in the terminal's foreground group, so a task
 //! must not prompt on the terminal (an `ssh` or `sudo` asking for a password stops there).
 //!
 //! # What a failure does

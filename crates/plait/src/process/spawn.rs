@@ -80,6 +80,20 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// Kills the worker's process group: the worker leads it (see [`start`](Self::start)),
+    /// so what its tasks started goes too, unless it left the group. Only while the worker
+    /// is not reaped (it has an id): then the group's id is still the worker's and cannot
+    /// name anyone else's group.
+    pub(crate) fn kill_group(&self) {
+        if let Some(group) = self
+            .child
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
+        {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+
     pub(crate) async fn start(pool: &Pool) -> Result<Worker, StartError> {
         let exe = std::env::current_exe().map_err(|error| {
             StartError::Spawn(Error::WorkerStart {

@@ -150,16 +150,7 @@ fn kill(worker: &mut Worker, killed: &mut Option<Killed>, why: Killed) {
     if killed.is_none() {
         *killed = Some(why);
     }
-    // The worker leads a process group (see `spawn`): what its task started goes with it,
-    // unless it left the group. Not reaped yet (it has an id), so the group's id is still
-    // the worker's and cannot name anyone else's group.
-    if let Some(group) = worker
-        .child
-        .id()
-        .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
-    {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    }
+    worker.kill_group();
     let _ = worker.child.start_kill();
 }
 
