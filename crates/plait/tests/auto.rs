@@ -210,6 +210,32 @@ fn a_burst_before_the_first_decision_does_not_queue_on_the_cores() {
     assert_eq!(decision(&rt, "burst").measured, WARM_UP as u64);
 }
 
+#[test]
+fn a_call_from_another_runtimes_pool_thread_is_not_taken_for_a_nested_one() {
+    // Calls made from this runtime's own thread tasks stay on its thread strand; calls made
+    // from a thread task of another runtime are calls from outside.
+    let caller = plait::Runtime::builder().threads(1).build().unwrap();
+    let rt = plait::Runtime::builder().threads(2).build().unwrap();
+    let callee = rt.clone();
+    let on_io = caller
+        .spawn(move || {
+            let handles: Vec<_> = (0..40)
+                .map(|_| callee.spawn_on(Strand::Auto, burst()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|io| *io)
+                .count()
+        })
+        .join()
+        .unwrap();
+    assert!(
+        on_io >= 40 - WARM_UP,
+        "at most {WARM_UP} measured on the thread strand, the rest on the blocking-I/O threads: {on_io} of 40"
+    );
+}
+
 #[plait::task]
 fn crunch(ms: u64) -> bool {
     spin(Duration::from_millis(ms));

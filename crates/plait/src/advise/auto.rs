@@ -8,13 +8,13 @@
 //! coroutine strand's threads for blocking I/O, where it holds no core. Calls made while
 //! the first [`WARM_UP`] are still out go to those blocking-I/O threads too, unmeasured:
 //! there an unknown burst neither stalls the cores (were it to wait) nor is refused (were it
-//! to compute). Calls made from a thread-strand task stay on the thread strand instead:
-//! recursive work that splits and joins must join where a join runs the joined task in place
-//! or lends its thread's place to a spare, or its first levels would hold every blocking
-//! thread waiting for levels queued behind them; for
-//! the same reason a call made from inside a call of the same route (recursion) stays on
-//! the thread strand whatever the route decided. A
-//! measured call that panics, or is cancelled before it runs, gives its place to another.
+//! to compute). Calls made from one of this runtime's thread-strand tasks stay on the
+//! thread strand instead: recursive work that splits and joins must join where a join runs
+//! the joined task in place or lends its thread's place to a spare, or its first levels
+//! would hold every blocking thread waiting for levels queued behind them; for the same
+//! reason a call made from inside a call of the same route (recursion) stays on the thread
+//! strand whatever the route decided. A measured call that panics, or is cancelled before
+//! it runs, gives its place to another.
 //! Every [`RECHECK`]th call after the decision is measured again; a route
 //! moves to the blocking-I/O threads at a CPU share of [`IO_BOUND_SHARE`](super::IO_BOUND_SHARE) or less and back
 //! only at [`LEAVE_IO_SHARE`] or more, so that work near the line does not flap.
@@ -377,7 +377,7 @@ impl Runtime {
             Strand::Coroutine => self.spawn_blocking_io(move || K::run(args)),
             Strand::Auto => {
                 let key = TypeId::of::<K>();
-                let nested = crate::pool::on_worker();
+                let nested = self.thread_pool().is_current();
                 let (strand, measurement, _) =
                     Router::route(&self.shared.auto, key, K::NAME, false, nested);
                 let body = Router::routed(key, measurement, move || K::run(args));
@@ -400,7 +400,7 @@ impl Runtime {
             key,
             std::any::type_name::<F>(),
             false,
-            crate::pool::on_worker(),
+            self.thread_pool().is_current(),
         );
         let body = Router::routed(key, measurement, f);
         match strand {

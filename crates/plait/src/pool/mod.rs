@@ -148,6 +148,15 @@ impl Pool {
         self.shared.stealers.len()
     }
 
+    /// Whether the current thread is one of this pool's (a worker or a spare).
+    pub(crate) fn is_current(&self) -> bool {
+        WORKER.with(|worker| {
+            worker
+                .get()
+                .is_some_and(|local| Arc::ptr_eq(&local.shared, &self.shared))
+        })
+    }
+
     /// Queues a job: on the current worker's own deque if this is one of the pool's
     /// threads, otherwise on the shared injector.
     pub(crate) fn push(&self, job: JobRef) {
