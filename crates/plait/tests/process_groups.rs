@@ -38,6 +38,24 @@ fn ended(pid: u32) -> bool {
     })
 }
 
+/// Fails the test with `failure` unless process `pid` ends within 10 s (killed with its
+/// group, then reaped by its new parent; nothing signals that to us, so it looks). A
+/// process that outlives the wait is killed, so that the test leaves nothing behind.
+fn assert_ends(pid: u32, failure: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ended(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gone = ended(pid);
+    if !gone {
+        let _ = std::process::Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string())
+            .status();
+    }
+    assert!(gone, "{failure} (pid {pid})");
+}
+
 #[test]
 fn a_worker_leads_a_process_group_of_its_own() {
     let rt = common::process_runtime(ProcessOptions::new().workers(1));
@@ -67,19 +85,7 @@ fn a_time_limit_kills_what_the_task_started() {
         .parse()
         .unwrap();
     let _ = std::fs::remove_file(&pid_file);
-    // Killed with its group; its new parent reaps it. Nothing signals that to us: look.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ended(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let gone = ended(pid);
-    if !gone {
-        let _ = std::process::Command::new("kill")
-            .arg("-9")
-            .arg(pid.to_string())
-            .status();
-    }
-    assert!(gone, "the task's `sleep` (pid {pid}) outlived its worker");
+    assert_ends(pid, "the task's `sleep` outlived its worker");
 }
 
 /// Starts `sleep 600` in the background and returns its pid at once.
@@ -104,21 +110,7 @@ fn dropping_the_runtime_kills_what_a_finished_task_left_running() {
     assert!(!ended(pid), "the sleeper runs while its worker lives");
     // The worker is idle, its task done; only the runtime's end can take the sleeper along.
     drop(rt);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ended(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let gone = ended(pid);
-    if !gone {
-        let _ = std::process::Command::new("kill")
-            .arg("-9")
-            .arg(pid.to_string())
-            .status();
-    }
-    assert!(
-        gone,
-        "the `sleep` (pid {pid}) a task left running outlived the runtime"
-    );
+    assert_ends(pid, "the `sleep` a task left running outlived the runtime");
 }
 
 /// Runs this test binary's worker test, as a program a task starts would: with the
