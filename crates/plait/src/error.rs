@@ -44,9 +44,19 @@ pub enum Error {
     #[error("task cancelled")]
     Cancelled,
 
-    /// The task ran past its time limit and was stopped.
+    /// The task ran past its own time limit ([`TaskBuilder::timeout`](crate::TaskBuilder::timeout),
+    /// a graph node's, [`timeout`](crate::timeout)) and was stopped.
     #[error("task timed out")]
     TimedOut,
+
+    /// A wait for the task gave up: [`Handle::join_timeout`](crate::Handle::join_timeout)'s
+    /// `limit` passed before the task finished, and the task was cancelled. Not the task's
+    /// own time limit, which is [`Error::TimedOut`].
+    #[error("gave up waiting for the task after {waited:?} (join_timeout) and cancelled it")]
+    WaitTimedOut {
+        /// How long the wait lasted.
+        waited: std::time::Duration,
+    },
 
     /// The task ran and returned an error of its own (see
     /// [`Handle::try_join`](crate::Handle::try_join) and [`TaskGroup`](crate::TaskGroup)).
@@ -93,14 +103,19 @@ pub enum Error {
     /// and the pool has replaced the worker.
     #[error(
         "the worker process running {task} died ({exit}){}",
-        if stderr.is_empty() { String::new() } else { format!("; its last words: {stderr}") }
+        if stderr.is_empty() {
+            String::new()
+        } else {
+            format!("; what the task wrote to standard error: {stderr}")
+        }
     )]
     WorkerLost {
         /// The task's registered name.
         task: String,
         /// How the worker ended.
         exit: crate::process::WorkerExit,
-        /// The end of what the worker wrote to standard error.
+        /// What the task wrote to standard error while it ran, up to its death: the first
+        /// and last 2 KiB, with how much was left out between (empty if it wrote nothing).
         stderr: String,
     },
 
@@ -108,7 +123,8 @@ pub enum Error {
     /// ([`ProcessOptions::memory_limit`](crate::process::ProcessOptions::memory_limit)); the
     /// worker was replaced.
     #[error(
-        "{task} allocated past the worker's memory cap of {limit} bytes; raise          ProcessOptions::memory_limit if it needs more"
+        "{task} allocated past the worker's memory cap of {limit} bytes; raise \
+         ProcessOptions::memory_limit if it needs more"
     )]
     MemoryLimit {
         /// The task's registered name.
@@ -119,7 +135,8 @@ pub enum Error {
 
     /// A task's arguments are larger than the process strand carries; refused at spawn.
     #[error(
-        "the arguments of {task} are {bytes} bytes, over the payload limit of {limit} bytes;          raise ProcessOptions::payload_limit, or pass a path instead of the data"
+        "the arguments of {task} are {bytes} bytes, over the payload limit of {limit} bytes; \
+         raise ProcessOptions::payload_limit, or pass a path instead of the data"
     )]
     PayloadTooLarge {
         /// The task's registered name.
@@ -180,7 +197,8 @@ impl Error {
         matches!(self, Error::Cancelled)
     }
 
-    /// Returns `true` if the task ran past its time limit.
+    /// Returns `true` if the task ran past its own time limit (not a wait's: see
+    /// [`Error::WaitTimedOut`]).
     #[must_use]
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::TimedOut)
@@ -296,6 +314,102 @@ mod tests {
         assert_eq!(panic_message(&"static"), "static");
         assert_eq!(panic_message(&String::from("owned")), "owned");
         assert!(panic_message(&42_u8).contains("not a string"));
+    }
+
+    /// One of each variant: the `match` below stops compiling when a variant is added
+    /// without an entry here.
+    fn one_of_each() -> Vec<Error> {
+        let all = vec![
+            Error::Panicked {
+                message: "boom".into(),
+            },
+            Error::Cancelled,
+            Error::TimedOut,
+            Error::WaitTimedOut {
+                waited: std::time::Duration::from_millis(20),
+            },
+            Error::failed(std::io::Error::other("disk full")),
+            Error::QueueFull {
+                strand: "thread",
+                bound: 8,
+            },
+            Error::Shutdown,
+            Error::Build {
+                reason: "ProcessOptions::workers is 0".into(),
+            },
+            Error::UnknownTask {
+                name: "app::resise".into(),
+                close: vec!["app::resize".into()],
+            },
+            Error::UnknownTask {
+                name: "zzz".into(),
+                close: Vec::new(),
+            },
+            Error::WorkerLost {
+                task: "app::resize".into(),
+                exit: crate::process::WorkerExit::Signal(11),
+                stderr: "bad pixel".into(),
+            },
+            Error::WorkerLost {
+                task: "app::resize".into(),
+                exit: crate::process::WorkerExit::Code(3),
+                stderr: String::new(),
+            },
+            Error::MemoryLimit {
+                task: "app::resize".into(),
+                limit: 1 << 30,
+            },
+            Error::PayloadTooLarge {
+                task: "app::resize".into(),
+                bytes: 300 << 20,
+                limit: 256 << 20,
+            },
+            Error::Codec {
+                task: "app::resize".into(),
+                reason: "bytes left over".into(),
+            },
+            Error::Upstream {
+                node: "report".into(),
+                failed: "fetch".into(),
+            },
+            Error::Released {
+                node: "fetch".into(),
+            },
+            Error::WorkerStart {
+                reason: "it exited without answering".into(),
+            },
+        ];
+        for error in &all {
+            match error {
+                Error::Panicked { .. }
+                | Error::Cancelled
+                | Error::TimedOut
+                | Error::WaitTimedOut { .. }
+                | Error::Failed(_)
+                | Error::QueueFull { .. }
+                | Error::Shutdown
+                | Error::Build { .. }
+                | Error::UnknownTask { .. }
+                | Error::WorkerLost { .. }
+                | Error::MemoryLimit { .. }
+                | Error::PayloadTooLarge { .. }
+                | Error::Codec { .. }
+                | Error::Upstream { .. }
+                | Error::Released { .. }
+                | Error::WorkerStart { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn no_message_has_a_run_of_spaces_a_line_break_or_loose_ends() {
+        for error in one_of_each() {
+            let message = error.to_string();
+            assert!(!message.contains("  "), "a run of spaces: {message:?}");
+            assert!(!message.contains('\n'), "a line break: {message:?}");
+            assert_eq!(message.trim(), message, "loose ends: {message:?}");
+        }
     }
 
     #[test]

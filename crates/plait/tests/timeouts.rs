@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use plait::Runtime;
+use plait::{Error, Runtime};
 
 #[test]
 fn a_coroutine_past_its_limit_is_dropped_and_reports_timed_out() {
@@ -60,15 +60,29 @@ fn the_limit_counts_from_when_the_task_starts_not_when_it_queues() {
 }
 
 #[test]
+fn a_tasks_own_limit_within_a_join_timeout_is_timed_out_not_a_wait_timeout() {
+    let rt = common::runtime(2);
+    let limited = rt
+        .task()
+        .timeout(Duration::from_millis(10))
+        .spawn_async(std::future::pending::<()>());
+    let err = limited.join_timeout(Duration::from_secs(60)).unwrap_err();
+    assert!(matches!(err, Error::TimedOut), "{err}");
+}
+
+#[test]
 fn join_timeout_gives_up_and_cancels_the_task() {
     let rt = common::runtime(2);
     let stuck = rt.spawn_async(std::future::pending::<()>());
     let started = Instant::now();
+    let err = stuck.join_timeout(Duration::from_millis(20)).unwrap_err();
     assert!(
-        stuck
-            .join_timeout(Duration::from_millis(20))
-            .unwrap_err()
-            .is_timeout()
+        matches!(err, Error::WaitTimedOut { waited } if waited == Duration::from_millis(20)),
+        "{err}"
+    );
+    assert!(
+        !err.is_timeout(),
+        "a wait's deadline is not the task's limit"
     );
     assert!(started.elapsed() >= Duration::from_millis(20));
     // The cancelled coroutine is dropped, not left running (it may still be on its way out

@@ -170,18 +170,20 @@ impl<T> Handle<T> {
     }
 
     /// Waits at most `limit` for the task. If the task is not finished by then, it is
-    /// cancelled (as by [`cancel`](Handle::cancel)) and `Err(Error::TimedOut)` is returned.
+    /// cancelled (as by [`cancel`](Handle::cancel)) and `Err(Error::WaitTimedOut)` is
+    /// returned: the wait's deadline, told apart from the task's own time limit
+    /// ([`Error::TimedOut`]).
     ///
     /// # Errors
     ///
-    /// As [`join`](Handle::join), and [`Error::TimedOut`] when `limit` passes first.
+    /// As [`join`](Handle::join), and [`Error::WaitTimedOut`] when `limit` passes first.
     pub fn join_timeout(self, limit: Duration) -> Result<T> {
         let deadline = Instant::now().checked_add(limit);
         match self.wait(deadline) {
             Ok(result) => result,
             // Finished just after the deadline: the result stands.
             Err(handle) if !handle.cancel() => handle.join(),
-            Err(_) => Err(Error::TimedOut),
+            Err(_) => Err(Error::WaitTimedOut { waited: limit }),
         }
     }
 
