@@ -428,3 +428,86 @@ needs = ["long"]
     }
     assert!(!dir.join("after").exists());
 }
+
+/// Whether process `pid` has ended (gone, or a zombie waiting for its new parent).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// The pid in `file`, once the command that writes it has run.
+fn pid_in(file: &Path) -> u32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Ok(pid)) = std::fs::read_to_string(file).map(|p| p.trim().parse()) {
+            return pid;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "nothing wrote {}",
+            file.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Threads that keep the machine's cores busy until dropped.
+struct Spinners(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Spinners {
+    fn start(n: usize) -> Spinners {
+        let spinning = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        for _ in 0..n {
+            let spinning = std::sync::Arc::clone(&spinning);
+            std::thread::spawn(move || {
+                while spinning.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        Spinners(spinning)
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn killing_plait_with_sigkill_ends_its_running_commands_within_a_second() {
+    // The kill must hold on a busy machine too.
+    let _busy = Spinners::start(2);
+    let dir = folder(
+        "sigkill",
+        r#"
+[tasks.long]
+cmd = "sleep 30 & echo $! > sleeper.pid; echo $$ > shell.pid; wait"
+"#,
+    );
+    let mut plait = Command::new(env!("CARGO_BIN_EXE_plait"))
+        .arg("run")
+        .arg(dir.join("job.toml"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = [
+        pid_in(&dir.join("sleeper.pid")),
+        pid_in(&dir.join("shell.pid")),
+    ];
+    plait.kill().unwrap(); // SIGKILL: plait runs no code of its own after it
+    plait.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while !pids.iter().all(|&pid| ended(pid)) {
+        if killed.elapsed() > std::time::Duration::from_secs(1) {
+            for pid in pids {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+            panic!("the command {pids:?} outlived plait by a second");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}

@@ -181,7 +181,7 @@ fn the_command_task_runs_in_a_worker_and_by_name() {
         .unwrap()
         .unwrap();
     assert_eq!(out.stdout, b"from a worker\n");
-    let args = postcard::to_allocvec(&Command::new("printf").arg("by name")).unwrap();
+    let args = plait::process::EncodedArgs::encode(&Command::new("printf").arg("by name")).unwrap();
     let encoded = rt
         .spawn_process_by_name("plait::process::command::run_command", args)
         .join()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plait::Error;
 use plait::process::ProcessOptions;
@@ -29,31 +29,12 @@ fn starts_a_sleeper(pid_file: String) {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped).
-fn ended(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-        // The state follows the command's name in parentheses.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
-}
-
 /// Fails the test with `failure` unless process `pid` ends within 10 s (killed with its
-/// group, then reaped by its new parent; nothing signals that to us, so it looks). A
-/// process that outlives the wait is killed, so that the test leaves nothing behind.
+/// group, then reaped by its new parent).
 fn assert_ends(pid: u32, failure: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ended(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    if let Err(alive) = common::time_to_end(&[pid], Duration::from_secs(10)) {
+        panic!("{failure} (pid {alive:?})");
     }
-    let gone = ended(pid);
-    if !gone {
-        let _ = std::process::Command::new("kill")
-            .arg("-9")
-            .arg(pid.to_string())
-            .status();
-    }
-    assert!(gone, "{failure} (pid {pid})");
 }
 
 #[test]
@@ -68,6 +49,7 @@ fn a_worker_leads_a_process_group_of_its_own() {
 
 #[test]
 fn a_time_limit_kills_what_the_task_started() {
+    let _busy = common::BusyLoops::start(2);
     let rt = common::process_runtime(ProcessOptions::new().workers(1));
     let pid_file = std::env::temp_dir().join(format!("plait-sleeper-{}", std::process::id()));
     let _ = std::fs::remove_file(&pid_file);
@@ -102,12 +84,16 @@ fn leaves_a_sleeper_behind() -> u32 {
 
 #[test]
 fn dropping_the_runtime_kills_what_a_finished_task_left_running() {
+    let _busy = common::BusyLoops::start(2);
     let rt = common::process_runtime(ProcessOptions::new().workers(1));
     let pid = rt
         .spawn_process(leaves_a_sleeper_behind::task(), ())
         .join()
         .unwrap();
-    assert!(!ended(pid), "the sleeper runs while its worker lives");
+    assert!(
+        !common::ended(pid),
+        "the sleeper runs while its worker lives"
+    );
     // The worker is idle, its task done; only the runtime's end can take the sleeper along.
     drop(rt);
     assert_ends(pid, "the `sleep` a task left running outlived the runtime");

@@ -23,6 +23,7 @@ fn runtime() -> Runtime {
 
 #[test]
 fn dropping_or_shutting_down_the_runtime_leaves_no_worker_behind() {
+    let _busy = common::BusyLoops::start(2);
     let me = std::process::id();
     assert_eq!(children_of(me), [], "children before the test");
 
@@ -52,4 +53,25 @@ fn dropping_or_shutting_down_the_runtime_leaves_no_worker_behind() {
     assert_eq!(report.processes.cancelled, 1, "{report}");
     assert!(stuck.join().unwrap_err().is_cancelled());
     assert_eq!(children_of(me), [], "workers left after a forced shutdown");
+
+    // Dropped while a command runs: the command is killed and reaped by the time drop
+    // returns, runtime or no runtime to reap it later.
+    let rt = runtime();
+    let started = std::env::temp_dir().join(format!("plait-no-orphans-{me}"));
+    let _ = std::fs::remove_file(&started);
+    let command = rt.spawn_command(plait::process::Command::shell(format!(
+        "touch {}; exec sleep 600",
+        started.display()
+    )));
+    while !started.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_file(&started);
+    drop(rt);
+    assert_eq!(
+        children_of(me),
+        [],
+        "a command, or its zombie, left after drop"
+    );
+    assert!(command.join().unwrap_err().is_cancelled());
 }

@@ -38,6 +38,7 @@ fn doomed_parent() {
 
 #[test]
 fn killing_the_parent_with_sigkill_ends_every_worker_within_a_second() {
+    let _busy = common::BusyLoops::start(2);
     let mut parent = Command::new(std::env::current_exe().unwrap())
         .args([
             "doomed_parent",

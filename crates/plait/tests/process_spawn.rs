@@ -233,8 +233,15 @@ fn a_failing_initializer_is_a_start_error_that_names_it() {
     let rt = Runtime::builder().processes(options).build().unwrap();
     let err = rt.start_processes().unwrap_err();
     assert!(matches!(err, plait::Error::WorkerStart { .. }), "{err}");
-    assert!(err.to_string().contains("set_greeting"), "{err}");
-    assert!(err.to_string().contains("an empty greeting"), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("the initializer process_spawn::set_greeting"),
+        "{message}"
+    );
+    assert!(message.contains("an empty greeting"), "{message}");
+    // The way out is the initializer, not `init` (which this program calls).
+    assert!(message.contains("Fix the initializer"), "{message}");
+    assert!(!message.contains("plait::init"), "{message}");
     // Tasks fail with the same reason rather than wait for a worker that will not come.
     let err = rt.spawn_process(square::task(), 2).join().unwrap_err();
     assert!(matches!(err, plait::Error::WorkerStart { .. }), "{err}");
@@ -243,7 +250,7 @@ fn a_failing_initializer_is_a_start_error_that_names_it() {
 #[test]
 fn tasks_run_by_name_with_encoded_arguments() {
     let rt = runtime(1);
-    let args = postcard::to_allocvec(&(2i64, 3i64)).unwrap();
+    let args = plait::process::EncodedArgs::encode(&(2i64, 3i64)).unwrap();
     let out = rt
         .spawn_process_by_name("plait_testtasks::add", args)
         .join()
@@ -251,7 +258,10 @@ fn tasks_run_by_name_with_encoded_arguments() {
     assert_eq!(postcard::from_bytes::<i64>(&out).unwrap(), 5);
 
     let err = rt
-        .spawn_process_by_name("plait_testtasks::ad", vec![])
+        .spawn_process_by_name(
+            "plait_testtasks::ad",
+            plait::process::EncodedArgs::from_parts("()", vec![]),
+        )
         .join()
         .unwrap_err();
     assert!(
@@ -262,6 +272,35 @@ fn tasks_run_by_name_with_encoded_arguments() {
     assert!(
         err.to_string()
             .contains("did you mean plait_testtasks::add"),
+        "{err}"
+    );
+}
+
+#[test]
+fn arguments_of_the_wrong_type_are_refused_by_name_and_whole() {
+    let rt = runtime(1);
+    // The bytes of the String "hello" would decode as the u64 5, with five bytes to spare.
+    let hello = plait::process::EncodedArgs::encode(&"hello".to_owned()).unwrap();
+    let err = rt
+        .spawn_process_by_name("process_spawn::square", hello.clone())
+        .join()
+        .unwrap_err();
+    assert!(matches!(err, plait::Error::Codec { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("encoded as `alloc::string::String`, but the task takes `u64`"),
+        "{message}"
+    );
+    // Named as the right type, the worker still finds the bytes left over.
+    let forged = plait::process::EncodedArgs::from_parts("u64", hello.into_bytes());
+    let err = rt
+        .spawn_process_by_name("process_spawn::square", forged)
+        .join()
+        .unwrap_err();
+    assert!(matches!(err, plait::Error::Codec { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("5 were left after decoding a `u64`"),
         "{err}"
     );
 }

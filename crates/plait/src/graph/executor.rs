@@ -264,14 +264,15 @@ impl ProcessCall {
         self.task
     }
 
-    /// Makes the task's arguments from the inputs and encodes them (with `postcard`, as
-    /// [`Runtime::spawn_process_by_name`](crate::Runtime::spawn_process_by_name) takes them). Lets go of the inputs.
+    /// Makes the task's arguments from the inputs and encodes them, as
+    /// [`Runtime::spawn_process_by_name`](crate::Runtime::spawn_process_by_name) takes them.
+    /// Lets go of the inputs.
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] if the arguments do not encode; [`Error::Panicked`] if making them
     /// panicked; [`Error::Failed`] if called twice.
-    pub fn encode_args(&mut self) -> Result<Vec<u8>> {
+    pub fn encode_args(&mut self) -> Result<crate::process::EncodedArgs> {
         let inputs = self.inputs.take().ok_or_else(called_twice)?;
         let args = catch(|| (self.args)(&inputs));
         drop(inputs);

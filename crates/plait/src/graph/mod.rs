@@ -122,7 +122,8 @@ pub(crate) type ClosureKey = fn() -> (std::any::TypeId, &'static str);
 pub(crate) type CoroutineBody =
     Arc<dyn Fn(&[Value]) -> BoxFuture<'static, Result<Value>> + Send + Sync>;
 /// A process node's arguments, encoded, from the inputs' results.
-pub(crate) type ArgsBody = Arc<dyn Fn(&[Value]) -> Result<Vec<u8>> + Send + Sync>;
+pub(crate) type ArgsBody =
+    Arc<dyn Fn(&[Value]) -> Result<crate::process::EncodedArgs> + Send + Sync>;
 /// A command node's command, from the inputs' results.
 pub(crate) type CommandBody = Arc<dyn Fn(&[Value]) -> Command + Send + Sync>;
 /// Decodes a worker's answer for the task named.
@@ -432,9 +433,11 @@ impl Graph {
         F: for<'a> Fn(D::Refs<'a>) -> T::Args + Send + Sync + 'static,
     {
         let encode = move |values: &[Value]| {
-            postcard::to_stdvec(&args(D::refs(values))).map_err(|error| Error::Codec {
-                task: T::NAME.to_owned(),
-                reason: format!("cannot encode the arguments: {error}"),
+            crate::process::EncodedArgs::encode(&args(D::refs(values))).map_err(|error| {
+                Error::Codec {
+                    task: T::NAME.to_owned(),
+                    reason: format!("cannot encode the arguments: {error}"),
+                }
             })
         };
         self.push(

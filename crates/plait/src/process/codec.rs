@@ -9,7 +9,7 @@
 //! | kind | from | body |
 //! |---|---|---|
 //! | `Init` | runtime | `postcard` of [`Init`] |
-//! | `Hello` | worker | process id: `u32` |
+//! | `Hello` | worker | process id `u32`, the descriptor of its slot `i32` (see `slot.rs`) |
 //! | `Call` | runtime | flags `u8`, name length `u16`, name, arguments |
 //! | `Batch` | runtime | name length `u16`, name, count `u32`, then the items' arguments back to back |
 //! | `Started` | worker | empty: the call with this id has started (sent only when asked) |

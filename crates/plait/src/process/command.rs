@@ -10,11 +10,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::WorkerExit;
+use super::child::Child;
 use crate::{Error, Handle, Runtime};
 
 /// How much of each output stream a command keeps by default: 1 MiB.
@@ -212,7 +212,7 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
             "an empty command: argv needs a program".to_owned(),
         ));
     }
-    let mut process = tokio::process::Command::new(&program);
+    let mut process = std::process::Command::new(&program);
     process
         .args(&command.argv[1..])
         // Run from a worker, a command must not take itself for one.
@@ -225,23 +225,20 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
             Stdio::piped()
         })
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     if let Some(cwd) = &command.cwd {
         process.current_dir(cwd);
     }
     let started = Instant::now();
-    let mut child = process.spawn().map_err(|error| {
+    // In a process group of its own, which goes with it: when it ends, when its time
+    // limit kills it, and when this run is dropped (cancelled) before it ends.
+    let mut child = Child::spawn(&mut process).map_err(|error| {
         let place = command
             .cwd
             .as_ref()
             .map_or_else(String::new, |cwd| format!(" in {}", cwd.display()));
         CommandError(format!("cannot run `{program}`{place}: {error}"))
     })?;
-    let group = child.id().and_then(|id| Pid::from_raw(id as i32));
-    // Dropped (cancelled) before the command ends: its group is killed with it.
-    let mut group_guard = KillGroupOnDrop(group);
     let feeding = child.stdin.take().map(|mut stdin| {
         let input = command.stdin;
         // A command that does not read its input closes the pipe: not an error.
@@ -256,18 +253,12 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
         Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
             Ok(status) => (status, false),
             Err(_) => {
-                kill_group(group);
-                // The leader may have left the group: it goes too.
-                let _ = child.start_kill();
+                child.kill();
                 (child.wait().await, true)
             }
         },
         None => (child.wait().await, false),
     };
-    // What the command left running in its group goes now, while the group's id cannot yet
-    // have been reused (the leader was reaped a moment ago).
-    kill_group(group);
-    group_guard.0 = None;
     let status =
         status.map_err(|error| CommandError(format!("waiting for `{program}`: {error}")))?;
     let elapsed = started.elapsed();
@@ -332,22 +323,5 @@ impl Capture {
             self.task.abort();
         }
         std::mem::take(&mut *self.read.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-fn kill_group(group: Option<Pid>) {
-    if let Some(group) = group {
-        // Already gone is fine.
-        let _ = rustix::process::kill_process_group(group, Signal::KILL);
-    }
-}
-
-/// Kills the command's process group if the run is dropped before the command ended
-/// (cancelled): whatever the command started in its group does not outlive it.
-struct KillGroupOnDrop(Option<Pid>);
-
-impl Drop for KillGroupOnDrop {
-    fn drop(&mut self) {
-        kill_group(self.0);
     }
 }

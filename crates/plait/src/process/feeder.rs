@@ -128,11 +128,10 @@ pub(crate) async fn feed(
     let mut sent = 0_u64;
     let mut out = Vec::with_capacity(64 * 1024);
     while sent < budget {
-        let (holding, room, lone) = {
+        let (holding, room) = {
             let held = line.held();
-            let lone = held.queue.front().is_some_and(|head| head.solo);
             let room = held.last_task().map_or(1, |task| held.depth(task, most));
-            (held.queue.len(), room, lone)
+            (held.queue.len(), room)
         };
         let request = if holding == 0 {
             pool.idle.fetch_add(1, Ordering::Relaxed);
@@ -146,7 +145,7 @@ pub(crate) async fn feed(
                 None => return,
             }
         } else {
-            let wanted = !lone && holding < room && deep_queue(&pool);
+            let wanted = holding < room && deep_queue(&pool);
             match wanted.then(|| pool.requests.try_recv().ok()).flatten() {
                 Some(request) => request,
                 None => {
@@ -157,18 +156,8 @@ pub(crate) async fn feed(
                 }
             }
         };
-        if request.solo && holding > 0 {
-            // Alone in the pipe: wait until the worker has answered everything else.
-            while !line.held().queue.is_empty() {
-                tokio::select! {
-                    () = line.answered.notified() => {}
-                    () = ended.wait() => return pool.requeue(request),
-                }
-            }
-        }
         let mut next = Some(request);
         while let Some(request) = next.take() {
-            let solo = request.solo;
             let task = request.task;
             let Some((tasks, large)) = hand_over(&line, slot, request, &mut out) else {
                 continue; // cancelled while queued: never sent
@@ -187,17 +176,13 @@ pub(crate) async fn feed(
                 }
             }
             // More at once while the queue is deep: one write for many requests.
-            if !solo && sent < budget {
+            if sent < budget {
                 let more = {
                     let held = line.held();
                     held.queue.len() < held.depth(task, most) && deep_queue(&pool)
                 };
                 if more && let Ok(request) = pool.requests.try_recv() {
-                    if request.solo {
-                        pool.requeue(request);
-                    } else {
-                        next = Some(request);
-                    }
+                    next = Some(request);
                 }
             }
         }

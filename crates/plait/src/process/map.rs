@@ -7,9 +7,9 @@
 //! million tiny items cost a few hundred round trips while a few slow ones still spread
 //! over every worker.
 //!
-//! If a worker dies under a chunk, the chunk's items run again one by one, so that the one
-//! item that kills its worker fails alone (with its crash budget, as in
-//! [`spawn_process`](Runtime::spawn_process)) and the others succeed.
+//! If a worker dies under a chunk, the worker's slot names the item it was running: that
+//! item alone is charged with the crash (its crash budget, as in
+//! [`spawn_process`](Runtime::spawn_process)), and the chunk's other items run again.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -46,6 +46,12 @@ impl Runtime {
     /// room frees up, a few chunks per worker. Tiny tasks are batched automatically. An
     /// item whose arguments are over the payload limit yields its error in its place; the
     /// others run. Dropping the iterator cancels the chunks in flight.
+    ///
+    /// An item that crashes its worker is charged alone, against its own
+    /// [`crash_retries`](crate::process::ProcessOptions::crash_retries): it runs exactly
+    /// `crash_retries + 1` times if it crashes every time. A chunk's results travel
+    /// together, so the items of its chunk that ran before it run again (uncharged); make
+    /// items with side effects idempotent.
     ///
     /// # Examples
     ///
@@ -104,7 +110,7 @@ impl Runtime {
 
 /// A chunk's results: values and errors apart, so that a chunk of `u64`s costs eight bytes
 /// an item rather than a whole `Result` each.
-struct Chunk<O> {
+pub(super) struct Chunk<O> {
     values: Vec<O>,
     /// Failed items, by position in the chunk, in order.
     errors: Vec<(usize, Error)>,
@@ -334,8 +340,8 @@ fn refused_piece<O: Send + 'static>(start: usize, error: Error) -> Piece<O> {
     }
 }
 
-/// Sends one chunk (`ends` says where each item's arguments end in `items`); its future falls
-/// back to one call per item if the worker dies under it.
+/// Sends one chunk (`ends` says where each item's arguments end in `items`); if its worker
+/// dies under it, its future sends the items again (see [`recover`]).
 fn spawn_chunk<T: Task>(
     rt: &Runtime,
     pool: Arc<Pool>,
@@ -356,33 +362,139 @@ fn spawn_chunk<T: Task>(
         match call.reply().await {
             Some(Reply::Batch(Ok(body))) => decode_chunk::<T>(&body, len),
             None | Some(Reply::Batch(Err(Error::Cancelled))) => Err(Error::Cancelled),
+            Some(Reply::BatchLost { item, error }) => {
+                recover::<T>(&pool, &items, &ends, (item, error)).await
+            }
             Some(Reply::Batch(Err(_)) | Reply::One(_)) => {
-                one_by_one::<T>(&pool, &items, &ends).await
+                one_by_one::<T>(&pool, &items, &ends, &(0..len).collect::<Vec<_>>()).await
             }
         }
     };
     rt.shared.coroutines.spawn_booked(future, strand.books)
 }
 
-/// Runs a chunk's items one call each: after its worker died under the chunk, so that the
-/// item that killed it fails alone.
+/// Finishes a chunk whose worker died on one of its items (`lost`: the item's place in the
+/// chunk, and its error). That item alone is charged with the crash: it runs again while
+/// its crash budget lasts, and otherwise fails. The items before it ran, but their results
+/// died with the worker; those after it never started. All of them go again, as a batch.
+async fn recover<T: Task>(
+    pool: &Arc<Pool>,
+    items: &Bytes,
+    ends: &[u32],
+    lost: (u32, Error),
+) -> Result<Chunk<T::Output>> {
+    let len = ends.len();
+    let mut outcomes: Vec<Option<Result<T::Output>>> = (0..len).map(|_| None).collect();
+    let mut budget = vec![pool.options.crash_retries; len];
+    // The items without an outcome yet, by place in the chunk.
+    let mut pending: Vec<usize> = (0..len).collect();
+    let mut lost = Some(lost);
+    while let Some((at, error)) = lost.take() {
+        let Some(&item) = pending.get(at as usize) else {
+            break; // a worker that names an item the batch does not have: run the rest alone
+        };
+        let retry = matches!(error, Error::WorkerLost { .. }) && budget[item] > 0;
+        if retry {
+            budget[item] -= 1;
+            tracing::warn!(
+                task = T::NAME,
+                item,
+                "a worker died under a task; running it again"
+            );
+        } else {
+            outcomes[item] = Some(Err(error));
+            pending.remove(at as usize);
+        }
+        if pending.is_empty() {
+            break;
+        }
+        let (batch, count) = gather(items, ends, &pending);
+        let call = Call::submit(
+            pool,
+            T::NAME,
+            Payload::Batch {
+                items: batch,
+                count,
+            },
+            None,
+        );
+        match call.reply().await {
+            Some(Reply::Batch(Ok(body))) => {
+                let chunk = decode_chunk::<T>(&body, pending.len())?;
+                place(&mut outcomes, &pending, chunk);
+                pending.clear();
+            }
+            None | Some(Reply::Batch(Err(Error::Cancelled))) => return Err(Error::Cancelled),
+            Some(Reply::BatchLost { item, error }) => lost = Some((item, error)),
+            Some(Reply::Batch(Err(_)) | Reply::One(_)) => break,
+        }
+    }
+    if !pending.is_empty() {
+        let chunk = one_by_one::<T>(pool, items, ends, &pending).await?;
+        place(&mut outcomes, &pending, chunk);
+    }
+    let mut chunk = Chunk {
+        values: Vec::with_capacity(len),
+        errors: Vec::new(),
+    };
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome.unwrap_or(Err(Error::Cancelled)) {
+            Ok(value) => chunk.values.push(value),
+            Err(error) => chunk.errors.push((i, error)),
+        }
+    }
+    Ok(chunk)
+}
+
+/// The arguments of the items at `places` in a chunk, back to back, and their count.
+fn gather(items: &Bytes, ends: &[u32], places: &[usize]) -> (Bytes, u32) {
+    let mut batch = Vec::new();
+    for &place in places {
+        batch.extend_from_slice(&items[span(ends, place)]);
+    }
+    (
+        Bytes::from(batch),
+        u32::try_from(places.len()).unwrap_or(u32::MAX),
+    )
+}
+
+/// Where item `place`'s arguments lie in a chunk's.
+fn span(ends: &[u32], place: usize) -> std::ops::Range<usize> {
+    let start = place
+        .checked_sub(1)
+        .map_or(0, |before| ends[before] as usize);
+    start..ends[place] as usize
+}
+
+/// Puts the outcomes of a batch of the items at `places` in their places.
+fn place<O>(outcomes: &mut [Option<Result<O>>], places: &[usize], chunk: Chunk<O>) {
+    let mut errors = chunk.errors.into_iter().peekable();
+    let mut values = chunk.values.into_iter();
+    for (i, &place) in places.iter().enumerate() {
+        outcomes[place] = Some(match errors.next_if(|(at, _)| *at == i) {
+            Some((_, error)) => Err(error),
+            None => values.next().ok_or(Error::Cancelled),
+        });
+    }
+}
+
+/// Runs the items at `places` of a chunk one call each (each with its own crash budget):
+/// for a batch whose answer failed as a whole.
 async fn one_by_one<T: Task>(
     pool: &Arc<Pool>,
     items: &Bytes,
     ends: &[u32],
+    places: &[usize],
 ) -> Result<Chunk<T::Output>> {
-    let len = ends.len();
-    let mut start = 0;
-    let calls: Vec<Call> = ends
+    let calls: Vec<Call> = places
         .iter()
-        .map(|&end| {
-            let args = items.slice(start..end as usize);
-            start = end as usize;
+        .map(|&place| {
+            let args = items.slice(span(ends, place));
             Call::submit(pool, T::NAME, Payload::One(args), None)
         })
         .collect();
     let mut chunk = Chunk {
-        values: Vec::with_capacity(len),
+        values: Vec::with_capacity(places.len()),
         errors: Vec::new(),
     };
     for (i, call) in calls.into_iter().enumerate() {
@@ -399,7 +511,7 @@ async fn one_by_one<T: Task>(
 }
 
 /// Decodes a `BatchDone` body of `len` items.
-fn decode_chunk<T: Task>(body: &[u8], len: usize) -> Result<Chunk<T::Output>> {
+pub(super) fn decode_chunk<T: Task>(body: &[u8], len: usize) -> Result<Chunk<T::Output>> {
     let codec_error = |reason: String| Error::Codec {
         task: T::NAME.to_owned(),
         reason,

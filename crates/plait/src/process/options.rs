@@ -96,6 +96,12 @@ impl ProcessOptions {
     /// How many more times a task runs after its worker dies under it (default 0: one
     /// attempt). The budget keeps a task that crashes its worker from crashing worker after
     /// worker: once it is spent the task fails with [`Error::WorkerLost`].
+    ///
+    /// Only the task the worker was running is charged, so a task that crashes its worker
+    /// every time runs exactly `n + 1` times, under load too; the tasks queued behind it go
+    /// to other workers uncharged. Tasks the worker had finished but whose answers it had
+    /// not yet sent run again, uncharged (a few per crash: see the
+    /// [module docs](crate::process)).
     pub fn crash_retries(mut self, n: u32) -> Self {
         self.crash_retries = n;
         self

@@ -45,6 +45,12 @@ impl Payload {
 pub(crate) enum Reply {
     One(Result<Bytes>),
     Batch(Result<Bytes>),
+    /// The batch's worker died running item `item`: that item failed with `error`; those
+    /// before it ran (their results lost with the worker), those after did not.
+    BatchLost {
+        item: u32,
+        error: Error,
+    },
 }
 
 /// Completes a request where it is answered, with no channel between: decodes the result
@@ -88,9 +94,6 @@ pub(crate) struct Request {
     /// Taken when the request is answered; a request dropped unanswered reports a
     /// cancellation.
     reply: Option<Replier>,
-    /// Sent only to a worker that holds nothing else, so that if the worker dies the
-    /// request is known to be what killed it (see `supervisor::settle`).
-    pub(crate) solo: bool,
     /// When it was written to its worker.
     pub(crate) sent: Option<Instant>,
 }
@@ -111,7 +114,6 @@ impl Request {
             timeout,
             retries_left: pool.options.crash_retries,
             reply: Some(reply),
-            solo: false,
             sent: None,
         }
     }
@@ -143,6 +145,19 @@ impl Request {
     /// Fails the request.
     pub(crate) fn fail(self, error: Error) {
         self.complete(Err(error));
+    }
+
+    /// Fails a batch whose worker died on item `item`; a call fails with `error` alone.
+    pub(crate) fn fail_on_item(mut self, item: u32, error: Error) {
+        match (&self.payload, self.reply.take()) {
+            (Payload::Batch { .. }, Some(Replier::Channel { sender, .. })) => {
+                let _ = sender.send(Reply::BatchLost { item, error });
+            }
+            (_, reply) => {
+                self.reply = reply;
+                self.fail(error);
+            }
+        }
     }
 }
 
@@ -318,7 +333,7 @@ impl Pool {
         }
     }
 
-    /// Puts a request its worker never started back in the queue.
+    /// Puts a request back in the queue: its worker died before answering it.
     pub(crate) fn requeue(&self, request: Request) {
         if *self.stop.borrow() != Stop::Run {
             return request.fail(Error::Cancelled);
@@ -326,13 +341,6 @@ impl Pool {
         if request.ticket().requeue() {
             self.submit(request);
         }
-    }
-
-    /// Puts back a request that may have run on a worker that died, to run alone next time
-    /// (see `supervisor::settle`).
-    pub(crate) fn requeue_solo(&self, mut request: Request) {
-        request.solo = true;
-        self.requeue(request);
     }
 
     /// Marks the pool unable to serve and fails every queued request with `error`.

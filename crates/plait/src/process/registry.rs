@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec;
+use super::slot::Slot;
 use crate::Error;
 use crate::error::panic_message;
 
@@ -31,6 +32,8 @@ pub trait Task: Copy + Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Registration {
     pub(crate) name: &'static str,
+    /// The name of the arguments' type, checked against a call by name's.
+    pub(crate) args_type: fn() -> &'static str,
     pub(crate) run: RunOne,
     pub(crate) run_batch: RunBatch,
     pub(crate) run_json: RunJson,
@@ -38,8 +41,9 @@ pub struct Registration {
 
 /// Runs a call: its encoded arguments in, its encoded result appended to the output.
 pub(crate) type RunOne = fn(&[u8], &mut Vec<u8>) -> Result<(), Failure>;
-/// Runs a batch: `count` items' arguments back to back in, their outcomes appended.
-pub(crate) type RunBatch = fn(&[u8], u32, &mut Vec<u8>) -> Result<(), Failure>;
+/// Runs a batch: `count` items' arguments back to back in, their outcomes appended; each
+/// item noted in the worker's slot, if it has one, before it starts.
+pub(crate) type RunBatch = fn(&[u8], u32, &mut Vec<u8>, Option<&Slot>) -> Result<(), Failure>;
 /// Runs a call here with JSON arguments; its result as JSON. For callers that know the
 /// task only by name and its arguments only as text: a command line.
 pub(crate) type RunJson = fn(&str) -> Result<String, Error>;
@@ -50,6 +54,7 @@ impl Registration {
     pub const fn of<T: Task>() -> Self {
         Registration {
             name: T::NAME,
+            args_type: std::any::type_name::<T::Args>,
             run: run_erased::<T>,
             run_batch: run_batch_erased::<T>,
             run_json: run_json::<T>,
@@ -117,9 +122,7 @@ fn run_erased<T: Task>(args: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
     let start = out.len();
     // Decoding and encoding run user code too (serde impls): a panic anywhere is the task's.
     catch_unwind(AssertUnwindSafe(|| {
-        let args: T::Args = postcard::from_bytes(args).map_err(|error| {
-            Failure::Codec(format!("the arguments could not be decoded: {error}"))
-        })?;
+        let args = decode_args::<T>(args)?;
         let output = T::run(args);
         codec::encode_into(&output, out)
             .map_err(|error| Failure::Codec(format!("the result could not be encoded: {error}")))
@@ -133,7 +136,12 @@ fn run_erased<T: Task>(args: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
 /// Runs `count` items whose arguments follow one another in `stream`, appending each one's
 /// outcome (see `codec::take_item`). A panic fails its item only; arguments that do not
 /// decode fail the batch (the items after them cannot be found).
-fn run_batch_erased<T: Task>(stream: &[u8], count: u32, out: &mut Vec<u8>) -> Result<(), Failure> {
+fn run_batch_erased<T: Task>(
+    stream: &[u8],
+    count: u32,
+    out: &mut Vec<u8>,
+    slot: Option<&Slot>,
+) -> Result<(), Failure> {
     let mut rest = stream;
     let mut index = 0;
     // Where the current item's outcome starts, to drop half of one that panicked.
@@ -147,6 +155,9 @@ fn run_batch_erased<T: Task>(stream: &[u8], count: u32, out: &mut Vec<u8>) -> Re
         let ran = catch_unwind(AssertUnwindSafe(|| -> Result<(), Failure> {
             while index < count {
                 mark = out.len();
+                if let Some(slot) = slot {
+                    slot.item(index);
+                }
                 decoding = true;
                 let (args, next) = postcard::take_from_bytes::<T::Args>(rest).map_err(|error| {
                     Failure::Codec(format!(
@@ -167,7 +178,17 @@ fn run_batch_erased<T: Task>(stream: &[u8], count: u32, out: &mut Vec<u8>) -> Re
             Ok(())
         }));
         match ran {
-            Ok(result) => result?,
+            Ok(result) => {
+                result?;
+                if !rest.is_empty() {
+                    return Err(Failure::Codec(format!(
+                        "{} bytes were left after the batch's {count} items: the arguments \
+                         were not encoded as `{}`",
+                        rest.len(),
+                        std::any::type_name::<T::Args>()
+                    )));
+                }
+            }
             Err(payload) if decoding => {
                 let message = panic_message(payload.as_ref());
                 return Err(Failure::Panicked(format!(
@@ -182,6 +203,27 @@ fn run_batch_erased<T: Task>(stream: &[u8], count: u32, out: &mut Vec<u8>) -> Re
         }
     }
     Ok(())
+}
+
+/// Decodes a call's arguments as the task's, all of them: bytes left over mean they were
+/// encoded from another type (postcard, which carries no types, would decode many a wrong
+/// value without complaint otherwise).
+fn decode_args<T: Task>(bytes: &[u8]) -> Result<T::Args, Failure> {
+    let expected = std::any::type_name::<T::Args>();
+    let (args, rest) = postcard::take_from_bytes::<T::Args>(bytes).map_err(|error| {
+        Failure::Codec(format!(
+            "the arguments could not be decoded as `{expected}`: {error}"
+        ))
+    })?;
+    if !rest.is_empty() {
+        return Err(Failure::Codec(format!(
+            "the arguments are {} bytes, of which {} were left after decoding a `{expected}`: \
+             they were encoded from another type",
+            bytes.len(),
+            rest.len()
+        )));
+    }
+    Ok(args)
 }
 
 fn registry() -> &'static HashMap<&'static str, &'static Registration> {
@@ -247,7 +289,80 @@ pub(crate) fn close_names<'a>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    #[crate::task]
+    fn square(x: u64) -> u64 {
+        x.wrapping_mul(x)
+    }
+
+    #[crate::task]
+    fn split(text: String, at: char) -> Vec<String> {
+        text.split(at).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn arguments_with_bytes_left_over_are_refused_with_the_type_they_were_read_as() {
+        // The `String` "hello" is the bytes [5, h, e, l, l, o]: a `u64` 5, and five more.
+        let hello = postcard::to_allocvec(&"hello".to_owned()).unwrap();
+        let mut out = Vec::new();
+        let Err(Failure::Codec(reason)) = run_erased::<square>(&hello, &mut out) else {
+            panic!("the bytes of a String ran as a u64");
+        };
+        assert!(
+            reason.contains("5 were left after decoding a `u64`"),
+            "{reason}"
+        );
+        assert!(out.is_empty());
+        // And in a batch: the leftovers fail it, since no item boundary can be trusted.
+        let Err(Failure::Codec(reason)) = run_batch_erased::<square>(&hello, 1, &mut out, None)
+        else {
+            panic!("a batch with bytes left over succeeded");
+        };
+        assert!(reason.contains("5 bytes were left"), "{reason}");
+    }
+
+    proptest! {
+        /// Every decoder a worker or the runtime runs on bytes from the other side: random
+        /// bytes give an error or a value, never a panic.
+        #[test]
+        fn random_bytes_never_panic_a_decoder(
+            bytes in prop::collection::vec(any::<u8>(), 0..96),
+            count in 0_u32..6,
+        ) {
+            // The erased runners catch panics: none may come from decoding.
+            let panicked = |ran: Result<(), Failure>| matches!(ran, Err(Failure::Panicked(_)));
+            let mut out = Vec::new();
+            prop_assert!(!panicked(run_erased::<square>(&bytes, &mut out)));
+            prop_assert!(!panicked(run_erased::<split>(&bytes, &mut out)));
+            prop_assert!(!panicked(run_batch_erased::<square>(&bytes, count, &mut out, None)));
+            prop_assert!(!panicked(run_batch_erased::<split>(&bytes, count, &mut out, None)));
+            let _ = crate::process::decode_output::<square>(&bytes);
+            let _ = crate::process::decode_output::<split>(&bytes);
+            let _ = super::super::map::decode_chunk::<square>(&bytes, count as usize);
+            let _ = super::super::map::decode_chunk::<split>(&bytes, count as usize);
+            let _ = postcard::from_bytes::<codec::Init>(&bytes);
+        }
+
+        /// What a worker decodes is exactly what was encoded: no value of the task's type
+        /// is refused, and any bytes appended to it are.
+        #[test]
+        fn encoded_arguments_decode_whole_and_only_whole(
+            text in ".{0,40}",
+            extra in prop::collection::vec(any::<u8>(), 1..8),
+        ) {
+            let mut bytes = postcard::to_allocvec(&(text.clone(), ',')).unwrap();
+            let mut out = Vec::new();
+            prop_assert!(run_erased::<split>(&bytes, &mut out).is_ok());
+            let parts: Vec<String> = postcard::from_bytes(&out).unwrap();
+            prop_assert_eq!(parts.join(","), text);
+            bytes.extend_from_slice(&extra);
+            out.clear();
+            prop_assert!(matches!(run_erased::<split>(&bytes, &mut out), Err(Failure::Codec(_))));
+        }
+    }
 
     #[test]
     fn close_names_prefer_near_paths_and_same_function_names() {

@@ -3,26 +3,29 @@
 
 use std::io;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
 
 use super::WorkerExit;
+use super::child::Child;
 use super::codec::{self, Kind};
+use super::last_words::LastWords;
 use super::pool::Pool;
+use super::slot::Slot;
 use super::worker::{PARENT_ENV, PROTOCOL, WORKER_ENV, WORKER_TEST_NAME};
 use crate::Error;
 
-/// How much of a worker's standard error is kept to explain its death.
+/// How much of a worker's standard error over its life is kept to explain a failed start.
 const STDERR_TAIL: usize = 4096;
 /// How much a worker may print before `plait::init` takes its standard output.
 const MAX_PREAMBLE: usize = 1 << 20;
 
-type SpawnRequest = (tokio::process::Command, oneshot::Sender<io::Result<Child>>);
+type SpawnRequest = (std::process::Command, oneshot::Sender<io::Result<Child>>);
 
 /// Starts worker processes from one thread that lives as long as the pool.
 ///
@@ -40,16 +43,16 @@ impl Spawner {
         std::thread::Builder::new()
             .name("plait-spawn".to_owned())
             .spawn(move || {
-                // Tokio registers each child with the runtime that reaps it.
+                // A child's pipes and its wait belong to the runtime.
                 let _runtime = handle.enter();
                 while let Ok((mut command, reply)) = incoming.recv() {
-                    let _ = reply.send(command.spawn());
+                    let _ = reply.send(Child::spawn(&mut command));
                 }
             })?;
         Ok(Spawner { requests })
     }
 
-    async fn spawn(&self, command: tokio::process::Command) -> io::Result<Child> {
+    async fn spawn(&self, command: std::process::Command) -> io::Result<Child> {
         let (reply, child) = oneshot::channel();
         self.requests
             .send((command, reply))
@@ -69,31 +72,29 @@ pub(crate) enum StartError {
 
 /// A worker process that has said `Hello`.
 pub(crate) struct Worker {
+    /// The process, which leads its own group: killing it (or its ending) takes what its
+    /// tasks started along, unless they left the group.
     pub(crate) child: Child,
     /// Taken by the feeder once the worker serves.
     pub(crate) stdin: Option<ChildStdin>,
     pub(crate) stdout: ChildStdout,
     /// What has been read from `stdout` and not yet handled.
     pub(crate) buf: BytesMut,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    /// What the worker says it is doing (see `slot.rs`); set by its `Hello`.
+    pub(crate) slot: Arc<OnceLock<Slot>>,
+    heard: Arc<Mutex<Heard>>,
     stderr_done: tokio::task::JoinHandle<()>,
 }
 
-impl Worker {
-    /// Kills the worker's process group: the worker leads it (see [`start`](Self::start)),
-    /// so what its tasks started goes too, unless it left the group. Only while the worker
-    /// is not reaped (it has an id): then the group's id is still the worker's and cannot
-    /// name anyone else's group.
-    pub(crate) fn kill_group(&self) {
-        if let Some(group) = self
-            .child
-            .id()
-            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
-        {
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        }
-    }
+/// What a worker has written to standard error: the end of all of it, and what it wrote
+/// while on the request it was on last.
+#[derive(Default)]
+struct Heard {
+    life: Vec<u8>,
+    words: LastWords,
+}
 
+impl Worker {
     pub(crate) async fn start(pool: &Pool) -> Result<Worker, StartError> {
         let exe = std::env::current_exe().map_err(|error| {
             StartError::Spawn(Error::WorkerStart {
@@ -102,26 +103,20 @@ impl Worker {
                 ),
             })
         })?;
-        let mut command = tokio::process::Command::new(&exe);
+        let mut command = std::process::Command::new(&exe);
+        // Read by a test harness as a filter for the test `plait::test_worker!` defines;
+        // never seen by a program that calls `plait::init` first.
         command
-            // Read by a test harness as a filter for the test `plait::test_worker!` defines;
-            // never seen by a program that calls `plait::init` first.
             .args([WORKER_TEST_NAME, "--nocapture", "--test-threads=1", "-q"])
             .env(WORKER_ENV, PROTOCOL)
             .env(PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // A group of its own: the terminal's Ctrl-C goes to the program, which may shut
-            // down gracefully, not straight to its workers (they still die with it); and a
-            // worker killed for a time limit takes the processes its task started along.
-            .process_group(0)
-            .kill_on_drop(true);
-        if pool.options.memory_limit.is_some() && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            // The cap counts address space, and glibc reserves 64 MiB of it for each thread
-            // that allocates (an arena each): a worker's few threads share two instead.
-            command.env("MALLOC_ARENA_MAX", "2");
-        }
+            .stderr(Stdio::piped());
+        // `Child::spawn` gives it a group of its own: the terminal's Ctrl-C goes to the
+        // program, which may shut down gracefully, not straight to its workers (they still
+        // die with it); and a worker killed for a time limit takes the processes its task
+        // started along.
         let mut child = pool.spawner.spawn(command).await.map_err(|error| {
             StartError::Spawn(Error::WorkerStart {
                 reason: format!("cannot start {} as a worker: {error}", exe.display()),
@@ -134,22 +129,28 @@ impl Worker {
         else {
             unreachable!("all three were piped");
         };
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        let stderr_done = tokio::spawn(forward_stderr(stderr, Arc::clone(&tail)));
+        let slot = Arc::new(OnceLock::new());
+        let heard = Arc::new(Mutex::new(Heard::default()));
+        let stderr_done = tokio::spawn(forward_stderr(
+            stderr,
+            Arc::clone(&heard),
+            Arc::clone(&slot),
+        ));
         let mut worker = Worker {
             child,
             stdin: Some(stdin),
             stdout,
             buf: BytesMut::with_capacity(64 * 1024),
-            stderr: tail,
+            slot,
+            heard,
             stderr_done,
         };
         let limit = pool.options.start_timeout;
         match tokio::time::timeout(limit, worker.handshake(pool)).await {
             Ok(Ok(())) => Ok(worker),
-            Ok(Err(reason)) => Err(StartError::Handshake(
+            Ok(Err(refusal)) => Err(StartError::Handshake(
                 worker
-                    .refused(reason, pool.options.memory_limit, None)
+                    .refused(refusal, pool.options.memory_limit, None)
                     .await,
             )),
             // Not retried on a slot that never served: a program without `plait::init`
@@ -157,7 +158,7 @@ impl Worker {
             Err(_) => Err(StartError::Handshake(
                 worker
                     .refused(
-                        format!("it did not answer within {limit:?}"),
+                        Refusal::Silent(format!("it did not answer within {limit:?}")),
                         pool.options.memory_limit,
                         Some(limit),
                     )
@@ -167,7 +168,7 @@ impl Worker {
     }
 
     /// Sends `Init`, skips what the program printed before `plait::init`, reads `Hello`.
-    async fn handshake(&mut self, pool: &Pool) -> Result<(), String> {
+    async fn handshake(&mut self, pool: &Pool) -> Result<(), Refusal> {
         let init = codec::Init {
             frame_limit: pool.frame_limit() as u64,
             payload_limit: pool.options.payload_limit as u64,
@@ -179,6 +180,7 @@ impl Worker {
                 .map(|(name, args)| ((*name).to_owned(), args.clone())),
         };
         let body = postcard::to_allocvec(&init).map_err(|error| error.to_string())?;
+
         let frame = codec::frame(Kind::Init, 0, &body);
         // A worker that exits at once closes the pipe: its exit status explains it better.
         if let Some(stdin) = &mut self.stdin {
@@ -193,13 +195,13 @@ impl Worker {
             // The magic may straddle the next read: search again from just before the end.
             searched = self.buf.len().saturating_sub(codec::MAGIC.len());
             if self.buf.len() > MAX_PREAMBLE {
-                return Err(format!(
+                return Err(Refusal::Silent(format!(
                     "it printed {} bytes without answering",
                     self.buf.len()
-                ));
+                )));
             }
             if self.read().await? == 0 {
-                return Err("it exited without answering".to_owned());
+                return Err(Refusal::Silent("it exited without answering".to_owned()));
             }
         }
         let limit = pool.frame_limit();
@@ -209,38 +211,47 @@ impl Worker {
             {
                 let answer = hello(frame, init.initializer.as_ref().map(|(name, _)| name));
                 self.buf.advance(len);
-                return answer;
+                let slot = answer?;
+                let _ = self.slot.set(slot);
+                return Ok(());
             }
             if self.read().await? == 0 {
-                return Err("it exited during the handshake".to_owned());
+                return Err(Refusal::Silent("it exited during the handshake".to_owned()));
             }
         }
     }
 
-    /// The error for a worker that did not start: what it said, how it ended, and the likely
-    /// way out.
-    /// Kills a worker that did not become one and says why; `slow`: it did not answer
-    /// within that time limit.
+    /// Kills a worker that did not become one and says why, how it ended, and the likely
+    /// way out; `slow`: it did not answer within that time limit.
     async fn refused(
         mut self,
-        reason: String,
+        refusal: Refusal,
         memory_limit: Option<u64>,
         slow: Option<Duration>,
     ) -> Error {
         // The group goes too: what an initializer (or a `main` without `init`) started.
-        if let Some(group) = self
-            .child
-            .id()
-            .and_then(|id| rustix::process::Pid::from_raw(i32::try_from(id).ok()?))
-        {
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        }
-        let _ = self.child.start_kill();
+        self.child.kill();
         let status = self.child.wait().await.ok();
         let stderr = self.stderr_tail().await;
         let status = status.map_or_else(String::new, |s| {
             format!(" (it ended with {})", WorkerExit::from(s))
         });
+        let reason = match refusal {
+            Refusal::Initializer { name, error } => {
+                let last_words = if stderr.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the worker's last words: {stderr}")
+                };
+                return Error::WorkerStart {
+                    reason: format!(
+                        "the initializer {name} (ProcessOptions::initializer) failed in a new \
+                         worker{status}: {error}. Fix the initializer, or leave it out{last_words}"
+                    ),
+                };
+            }
+            Refusal::Silent(reason) => reason,
+        };
         let way_out = match (slow, memory_limit) {
             (Some(limit), _) => format!(
                 "If it starts slowly (a heavy initializer, a busy machine), raise \
@@ -268,59 +279,117 @@ impl Worker {
         }
     }
 
-    async fn read(&mut self) -> Result<usize, String> {
+    async fn read(&mut self) -> Result<usize, Refusal> {
         self.stdout
             .read_buf(&mut self.buf)
             .await
-            .map_err(|error| format!("reading its output failed: {error}"))
+            .map_err(|error| Refusal::Silent(format!("reading its output failed: {error}")))
     }
 
-    /// Waits (briefly) for the rest of the worker's standard error, and returns its tail.
+    /// Waits (briefly) for the rest of the worker's standard error, and returns the end of
+    /// all it wrote.
     pub(crate) async fn stderr_tail(&mut self) -> String {
+        self.stderr_end().await;
+        let heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&heard.life).trim().to_owned()
+    }
+
+    /// Waits (briefly) for the rest of the worker's standard error, and returns what it
+    /// wrote while on the request it was on last.
+    pub(crate) async fn last_words(&mut self) -> LastWords {
+        self.stderr_end().await;
+        let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut heard.words)
+    }
+
+    /// The end of the worker's standard error: at once once the worker and its group are
+    /// dead, unless a process that left the group holds the pipe.
+    async fn stderr_end(&mut self) {
         let _ = tokio::time::timeout(Duration::from_millis(200), &mut self.stderr_done).await;
-        let tail = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&tail).trim().to_owned()
     }
 }
 
-/// What the worker's first frame says: `Hello`, or its initializer's failure.
-fn hello(frame: codec::Frame<'_>, initializer: Option<&String>) -> Result<(), String> {
+/// Why a started process did not become a worker.
+enum Refusal {
+    /// It did not answer, or not as a worker does.
+    Silent(String),
+    /// It answered that its initializer failed.
+    Initializer { name: String, error: Error },
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal::Silent(reason)
+    }
+}
+
+/// What the worker's first frame says: `Hello` (and then its slot, mapped here), or its
+/// initializer's failure.
+fn hello(frame: codec::Frame<'_>, initializer: Option<&String>) -> Result<Slot, Refusal> {
     match frame.kind {
-        Kind::Hello => Ok(()),
-        Kind::Done => {
-            let outcome = codec::parse_done(frame.body).map_err(|e| e.to_string())?;
-            let name = initializer.map_or("", String::as_str);
-            Err(match outcome {
-                Err(failure) => format!(
-                    "its initializer {name} failed: {}",
-                    failure.into_error(name)
-                ),
-                Ok(_) => "it answered the handshake with a result".to_owned(),
+        Kind::Hello => {
+            let (Some(pid), Some(fd)) = (frame.body.get(..4), frame.body.get(4..8)) else {
+                return Err(Refusal::Silent(format!(
+                    "it said Hello in {} bytes, not 8",
+                    frame.body.len()
+                )));
+            };
+            let pid = u32::from_le_bytes(pid.try_into().expect("4 bytes"));
+            let fd = i32::from_le_bytes(fd.try_into().expect("4 bytes"));
+            Slot::open(pid, fd).map_err(|error| {
+                Refusal::Silent(format!(
+                    "the memory it shares with the runtime could not be opened ({error})"
+                ))
             })
         }
-        other => Err(format!("it answered the handshake with {other:?}")),
+        Kind::Done => {
+            let outcome = codec::parse_done(frame.body).map_err(|e| e.to_string())?;
+            let name = initializer.map_or("", String::as_str).to_owned();
+            Err(match outcome {
+                Err(failure) => {
+                    let error = failure.into_error(&name);
+                    Refusal::Initializer { name, error }
+                }
+                Ok(_) => Refusal::Silent("it answered the handshake with a result".to_owned()),
+            })
+        }
+        other => Err(Refusal::Silent(format!(
+            "it answered the handshake with {other:?}"
+        ))),
     }
 }
 
-/// Whether a worker's last words say it ran out of memory (its cap, most likely).
-pub(crate) fn out_of_memory(stderr: &str) -> bool {
+/// Whether a worker that failed to start ran out of memory (its cap, most likely), by what
+/// it wrote: said only in a start error's way out, never decided from it.
+fn out_of_memory(stderr: &str) -> bool {
     stderr.contains("memory allocation of") || stderr.contains("Cannot allocate memory")
 }
 
-/// Copies a worker's standard error to ours, keeping its tail to explain a death.
-async fn forward_stderr(mut stderr: ChildStderr, tail: Arc<Mutex<Vec<u8>>>) {
+/// Copies a worker's standard error to ours, keeping the end of it and, apart, what it
+/// wrote during the request it is on (see `last_words.rs`).
+async fn forward_stderr(
+    mut stderr: ChildStderr,
+    heard: Arc<Mutex<Heard>>,
+    slot: Arc<OnceLock<Slot>>,
+) {
     let mut chunk = vec![0; 8192];
     while let Ok(n) = stderr.read(&mut chunk).await {
         if n == 0 {
             break;
         }
         let _ = io::Write::write_all(&mut io::stderr(), &chunk[..n]);
-        let mut tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
-        tail.extend_from_slice(&chunk[..n]);
-        if tail.len() > STDERR_TAIL {
-            let excess = tail.len() - STDERR_TAIL;
-            tail.drain(..excess);
+        // Read after the chunk: the worker marked the request before writing its words.
+        let request = slot.get().map_or(0, |slot| slot.read().request);
+        let mut heard = heard.lock().unwrap_or_else(PoisonError::into_inner);
+        heard.life.extend_from_slice(&chunk[..n]);
+        if heard.life.len() > STDERR_TAIL {
+            let excess = heard.life.len() - STDERR_TAIL;
+            heard.life.drain(..excess);
         }
+        if heard.words.request != request {
+            heard.words = LastWords::new(request);
+        }
+        heard.words.push(&chunk[..n]);
     }
 }
 

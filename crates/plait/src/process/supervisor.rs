@@ -5,6 +5,7 @@
 //! it holds form a queue (the *line*) whose head is the one running. When the process dies,
 //! [`settle`] decides what each held request reports.
 
+use std::collections::VecDeque;
 use std::io;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -19,8 +20,10 @@ use tokio::time::Instant;
 use super::WorkerExit;
 use super::codec::{self, Frame, Kind};
 use super::feeder::{Ended, Line, feed};
+use super::last_words::LastWords;
 use super::pool::{Control, Payload, Pool, Request, Stop};
-use super::spawn::{StartError, Worker, out_of_memory};
+use super::slot::{Facts, Slot};
+use super::spawn::{StartError, Worker};
 use crate::Error;
 
 /// Runs slot `slot` until the pool stops (or breaks).
@@ -141,80 +144,114 @@ async fn serve(
     let _ = dead.send(true);
     let _ = feeder.await;
     let status = worker.child.wait().await;
-    let stderr = worker.stderr_tail().await;
-    let held: Vec<Request> = line.held().queue.drain(..).collect();
-    settle(pool, held, killed, status, &stderr);
+    let words = worker.last_words().await;
+    let facts = worker.slot.get().map(Slot::read).unwrap_or_default();
+    let held = std::mem::take(&mut line.held().queue);
+    settle(
+        pool,
+        held,
+        killed,
+        Death {
+            status,
+            facts,
+            words,
+        },
+    );
 }
 
 fn kill(worker: &mut Worker, killed: &mut Option<Killed>, why: Killed) {
     if killed.is_none() {
         *killed = Some(why);
     }
-    worker.kill_group();
-    let _ = worker.child.start_kill();
+    worker.child.kill();
+}
+
+/// What is known of a worker's death.
+struct Death {
+    status: io::Result<ExitStatus>,
+    /// What the worker last said it was doing.
+    facts: Facts,
+    /// What it wrote to standard error while on its last request.
+    words: LastWords,
 }
 
 /// Settles the requests a dead worker held, in the order it would have answered them.
 ///
-/// A worker sends its answers in batches under load, so when it dies holding several, any
-/// of them may have run (their answers lost with it) and any may be the one that killed it.
-/// Those all run again, each alone on a worker (`solo`), and are charged nothing; a request
-/// that dies alone is known to be the culprit and is charged with the crash. A time limit,
-/// by contrast, names its request exactly (the worker reported its start, after all earlier
-/// answers), and the requests behind it never ran.
-fn settle(
-    pool: &Pool,
-    held: Vec<Request>,
-    killed: Option<Killed>,
-    status: io::Result<ExitStatus>,
-    stderr: &str,
-) {
-    let alone = held.len() == 1;
-    let mut held = held.into_iter();
-    let Some(mut head) = held.next() else {
+/// A kill by the runtime names the request at the head of the line (the time limit or the
+/// cancellation was its). Otherwise the worker's slot names the request it was on: that
+/// one alone is charged with the death, against its crash budget. The requests after it
+/// never started, and go back to the queue uncharged. Those before it finished, but their
+/// answers, still in the worker's writer, died with it: they go back uncharged too, and run
+/// a second time. A worker that died between requests charges nobody.
+fn settle(pool: &Pool, held: VecDeque<Request>, killed: Option<Killed>, death: Death) {
+    let mut held = held;
+    let Some(culprit) = (match killed {
+        Some(_) => held.pop_front(),
+        None => {
+            let on = held
+                .iter()
+                .position(|request| request.id == death.facts.request);
+            on.filter(|_| !death.facts.done)
+                .and_then(|at| held.remove(at))
+        }
+    }) else {
+        for request in held {
+            pool.requeue(request);
+        }
         return;
     };
-    let task = head.task.to_owned();
-    let (error, rest_ran) = match killed {
-        Some(Killed::TimedOut) => (Error::TimedOut, false),
-        Some(Killed::Stopped) => (Error::Cancelled, false),
-        Some(Killed::Cancelled) => (Error::Cancelled, true),
-        Some(Killed::Codec(reason)) => (Error::Codec { task, reason }, true),
-        None if !alone => {
-            for request in std::iter::once(head).chain(held) {
-                pool.requeue_solo(request);
+    let task = culprit.task.to_owned();
+    let error = match killed {
+        Some(Killed::TimedOut) => Error::TimedOut,
+        Some(Killed::Stopped | Killed::Cancelled) => Error::Cancelled,
+        Some(Killed::Codec(reason)) => Error::Codec { task, reason },
+        None => {
+            let exit = death.status.map_or(WorkerExit::Unknown, WorkerExit::from);
+            let words = (death.words.request == culprit.id).then_some(death.words);
+            charge(pool, culprit, exit, words, death.facts.item);
+            for request in held {
+                pool.requeue(request);
             }
             return;
         }
-        None => {
-            let exit = status.map_or(WorkerExit::Unknown, WorkerExit::from);
-            let allocation_failed = out_of_memory(stderr);
-            let error = match pool.options.memory_limit {
-                Some(limit) if allocation_failed => Error::MemoryLimit { task, limit },
-                // A batch is not run again whole: its caller runs its items one by one,
-                // each with its own retries (see `map`).
-                _ if head.retries_left > 0 && matches!(head.payload, Payload::One(_)) => {
-                    head.retries_left -= 1;
-                    tracing::warn!(task, %exit, "a worker died under a task; running it again");
-                    return pool.requeue_solo(head);
-                }
-                _ => Error::WorkerLost {
-                    task,
-                    exit,
-                    stderr: stderr.to_owned(),
-                },
-            };
-            (error, false)
-        }
     };
-    head.fail(error);
+    culprit.fail(error);
     for request in held {
-        if rest_ran {
-            pool.requeue_solo(request);
-        } else {
-            pool.requeue(request);
-        }
+        pool.requeue(request);
     }
+}
+
+/// Charges `culprit` with its worker's death (`exit`): runs it again if its crash budget
+/// allows, or fails it. `words`: what it wrote to standard error, if anything; `item`: the
+/// item a batch was on.
+fn charge(
+    pool: &Pool,
+    mut culprit: Request,
+    exit: WorkerExit,
+    words: Option<LastWords>,
+    item: u32,
+) {
+    let task = culprit.task.to_owned();
+    // Facts, not output alone: the cap was set, the worker aborted, and its allocator said
+    // why while this request ran (see `last_words.rs`).
+    let over_cap = exit == WorkerExit::Signal(libc::SIGABRT)
+        && words.as_ref().is_some_and(LastWords::alloc_failed);
+    let error = match pool.options.memory_limit {
+        Some(limit) if over_cap => Error::MemoryLimit { task, limit },
+        // A batch is not run again whole: its caller runs the item again with its own
+        // budget, and the others uncharged (see `map`).
+        _ if culprit.retries_left > 0 && matches!(culprit.payload, Payload::One(_)) => {
+            culprit.retries_left -= 1;
+            tracing::warn!(task, %exit, "a worker died under a task; running it again");
+            return pool.requeue(culprit);
+        }
+        _ => Error::WorkerLost {
+            task,
+            exit,
+            stderr: words.map(|words| words.text()).unwrap_or_default(),
+        },
+    };
+    culprit.fail_on_item(item, error);
 }
 
 /// Handles one frame from a serving worker: checks it against the head of the line and

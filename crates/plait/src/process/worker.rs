@@ -12,6 +12,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::process::{Resource, Rlimit, Signal};
@@ -19,6 +20,7 @@ use rustix::process::{Resource, Rlimit, Signal};
 use super::codec::{self, Frame, Kind};
 use super::outbox::Outbox;
 use super::registry::{self, Failure, Registration};
+use super::slot::Slot;
 
 /// Set in a worker's environment, to the protocol version.
 pub(crate) const WORKER_ENV: &str = "PLAIT_WORKER";
@@ -34,6 +36,11 @@ pub const WORKER_TEST_NAME: &str = "__plait_worker__";
 
 /// Set once this process serves as a worker.
 static SERVING: AtomicBool = AtomicBool::new(false);
+/// Where this worker tells the runtime what it is doing (see `slot.rs`).
+static SLOT: OnceLock<Slot> = OnceLock::new();
+/// The slot's descriptor, open for the runtime to find (close-on-exec: the programs tasks
+/// start do not inherit it).
+static SLOT_FD: OnceLock<std::os::fd::OwnedFd> = OnceLock::new();
 /// Set by [`init`] in a process that inherited a worker's environment without being one.
 static INHERITED: AtomicBool = AtomicBool::new(false);
 
@@ -137,6 +144,9 @@ pub(crate) fn serving() -> bool {
 
 fn serve() -> io::Result<()> {
     die_with_parent()?;
+    let (slot, slot_fd) = Slot::create()?;
+    let _ = SLOT.set(slot);
+    let _ = SLOT_FD.set(slot_fd);
     let (mut input, mut output) = take_stdio()?;
     output.write_all(codec::MAGIC)?;
     output.flush()?;
@@ -188,8 +198,11 @@ fn start_and_serve(
             return outbox.post(&mut out, true);
         }
     }
-    codec::put_header(&mut out, Kind::Hello, 0, 4);
+    // Hello: this worker's pid, and the descriptor of its slot for the runtime to open.
+    let slot_fd = SLOT_FD.get().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
+    codec::put_header(&mut out, Kind::Hello, 0, 8);
     out.extend_from_slice(&std::process::id().to_le_bytes());
+    out.extend_from_slice(&slot_fd.to_le_bytes());
     outbox.post(&mut out, true)?;
     let limits = Limits {
         frame: limit,
@@ -210,6 +223,7 @@ fn serve_frames(
         let Some(frame) = input.frame(limits.frame)? else {
             return Ok(()); // the runtime closed the pipe: retire
         };
+        let id = frame.id;
         match frame.kind {
             Kind::Call => {
                 let call = codec::parse_call(frame.body).map_err(io::Error::other)?;
@@ -241,7 +255,7 @@ fn serve_frames(
                 out.extend_from_slice(&count.to_le_bytes());
                 let ran = tasks
                     .find(name)
-                    .and_then(|task| (task.run_batch)(items, count, &mut out));
+                    .and_then(|task| (task.run_batch)(items, count, &mut out, SLOT.get()));
                 if let Err(failure) = ran {
                     out.truncate(start);
                     write_done(&mut out, frame.id, &Err(failure));
@@ -255,6 +269,11 @@ fn serve_frames(
             }
         }
         input.consume();
+        // Done before the answer goes out: a death from here on loses the answer, not the
+        // fact that the task ran to its end.
+        if let Some(slot) = SLOT.get() {
+            slot.done(id);
+        }
         let idle = !input.has_frame();
         outbox.post(&mut out, idle)?;
     }
@@ -333,6 +352,7 @@ impl Input {
     fn frame(&mut self, limit: usize) -> io::Result<Option<Frame<'_>>> {
         loop {
             let pending = &self.buf[self.used..];
+            note_receiving(pending);
             if codec::decode(pending, limit)
                 .map_err(io::Error::other)?
                 .is_some()
@@ -385,6 +405,20 @@ impl Input {
     fn has_frame(&self) -> bool {
         let pending = &self.buf[self.used..];
         !pending.is_empty() && codec::missing(pending) == 0
+    }
+}
+
+/// Tells the runtime which request this worker is on as soon as its frame's header is in:
+/// a request whose arguments are too large to receive is charged with the death they cause.
+fn note_receiving(pending: &[u8]) {
+    let (Some(slot), Some(header)) = (SLOT.get(), pending.get(..codec::HEADER)) else {
+        return;
+    };
+    if let [kind, id @ ..] = &header[4..]
+        && (*kind == Kind::Call as u8 || *kind == Kind::Batch as u8)
+    {
+        let id: [u8; 8] = id.try_into().expect("a header holds a u64 id");
+        slot.on(u64::from_le_bytes(id));
     }
 }
 

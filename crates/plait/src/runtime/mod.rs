@@ -33,8 +33,11 @@ use crate::thread::ThreadStrand;
 /// A `Runtime` is a cheap handle: clones share the same strands, and tasks may capture one
 /// to spawn more work. Call [`shutdown`](Runtime::shutdown) to let in-flight work finish
 /// and learn what happened to it. When the last clone is dropped without a shutdown, work
-/// still in flight is cancelled without waiting (and a warning is logged through
-/// `tracing`): a program that returns from `main` does not wait for detached tasks.
+/// still in flight is cancelled without waiting for it to finish (and a warning is logged
+/// through `tracing`): a program that returns from `main` does not wait for detached
+/// tasks. The drop does wait, up to 2 s, for the processes the runtime started (workers,
+/// commands) to be killed and reaped; dropped inside an async context, where it may not
+/// block, it leaves the coroutine strand's threads to kill the commands just after.
 ///
 /// # Examples
 ///
@@ -65,7 +68,8 @@ pub(crate) struct Shared {
     pub(crate) processes: ProcessStrand,
 }
 
-/// How long dropping a runtime waits for its worker processes to be killed and reaped.
+/// How long dropping a runtime waits for its worker processes, and then for its coroutines
+/// (which hold its commands), to be killed and reaped.
 const REAP: Duration = Duration::from_secs(2);
 
 impl Runtime {
@@ -128,7 +132,9 @@ impl Drop for Shared {
         }
         // Before the coroutines stop: the supervisors that reap the workers are coroutines.
         crate::task::wait::blocking_region(|| self.processes.stop(false, REAP));
-        self.coroutines.stop(None);
+        // Waits for the coroutines to be dropped (not run): a command's run, dropped, kills
+        // and reaps its process group, which must be done when the drop returns.
+        crate::task::wait::blocking_region(|| self.coroutines.stop(Some(REAP)));
     }
 }
 

@@ -71,7 +71,8 @@ pub(crate) fn spawn_until_cancelled(rt: &Runtime) -> Handle<()> {
 }
 
 /// The processes whose parent is `parent`, with their state letter (`Z` for a zombie), read
-/// from `/proc`.
+/// from `/proc`; but for plait's keeper, which lives as long as its program (see the
+/// process module's docs).
 pub(crate) fn children_of(parent: u32) -> Vec<(u32, char)> {
     let mut children = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -83,9 +84,12 @@ pub(crate) fn children_of(parent: u32) -> Vec<(u32, char)> {
             continue;
         };
         // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
+        let Some((name, rest)) = stat.rsplit_once(')') else {
             continue;
         };
+        if name.ends_with("(plait-keeper") {
+            continue;
+        }
         let mut fields = rest.split_whitespace();
         let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
         let ppid: u32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -104,5 +108,94 @@ pub(crate) fn alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
+    }
+}
+
+/// Whether process `pid` has ended: gone, or a zombie waiting to be reaped by its parent.
+pub(crate) fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        // The state follows the command's name in parentheses.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// How long `pids` take to end, up to `limit`; kills (with SIGKILL) any still alive then,
+/// so that a failing test leaves nothing behind, and names them.
+pub(crate) fn time_to_end(
+    pids: &[u32],
+    limit: std::time::Duration,
+) -> Result<std::time::Duration, Vec<u32>> {
+    let start = std::time::Instant::now();
+    // Nothing tells us when another program's process ends: look, often.
+    while pids.iter().any(|&pid| !ended(pid)) {
+        if start.elapsed() > limit {
+            let alive: Vec<u32> = pids.iter().copied().filter(|&pid| !ended(pid)).collect();
+            for &pid in &alive {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            return Err(alive);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Ok(start.elapsed())
+}
+
+/// The keeper plait forked from process `parent`, if there is one.
+pub(crate) fn keeper_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (name, rest) = stat.rsplit_once(')')?;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent && name.ends_with("(plait-keeper")).then_some(pid)
+        })
+}
+
+/// Busy loops in processes of their own, to load the machine while a timing-sensitive test
+/// runs: races that show only under load show in CI, not on a user's machine. They are not
+/// this process's children (nothing counts them as plait's), end when dropped, and end by
+/// themselves once this process is gone.
+pub(crate) struct BusyLoops(Vec<u32>);
+
+impl BusyLoops {
+    pub(crate) fn start(n: usize) -> BusyLoops {
+        let me = std::process::id();
+        let pids = (0..n)
+            .map(|_| {
+                // Started by a shell that exits at once: the loop is init's child, not ours.
+                let looped = format!(
+                    "i=0; while :; do i=$((i+1)); if [ $i -ge 200000 ]; then i=0; \
+                     kill -0 {me} 2>/dev/null || exit 0; fi; done"
+                );
+                let out = std::process::Command::new("sh")
+                    .args([
+                        "-c",
+                        &format!("sh -c '{looped}' </dev/null >/dev/null 2>&1 & echo $!"),
+                    ])
+                    .output()
+                    .expect("sh runs");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .expect("the shell printed the loop's pid")
+            })
+            .collect();
+        BusyLoops(pids)
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
     }
 }

@@ -1,0 +1,229 @@
+//! A process plait started: the leader of a process group of its own, watched by the
+//! keeper, and reaped by plait itself whatever becomes of the runtime.
+//!
+//! Three rules make "nothing outlives plait" hold:
+//!
+//! * **The group goes with its leader.** When the leader ends, whatever it left running in
+//!   its group is killed before the leader is reaped: while the leader is a zombie its id
+//!   still names its group and no other, so the kill cannot reach a stranger.
+//! * **Plait reaps its own children**, through a pidfd (or, on a kernel without pidfds, a
+//!   thread that waits): no child is left to a runtime's orphan queue that may never run
+//!   again. Dropping a [`Child`] kills its group and reaps it before returning (a process
+//!   that takes longer than [`REAP`] to die is left to a thread that reaps it then).
+//! * **The keeper** (see `keeper.rs`) kills the group if the program dies outright.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::oneshot;
+
+use super::keeper::{self, Watched};
+
+/// How long dropping a child waits for it to die before leaving it to a reaper thread.
+const REAP: Duration = Duration::from_secs(2);
+
+/// A running (or ended, not yet waited for) process that leads its own group.
+pub(crate) struct Child {
+    pid: Pid,
+    ended: Ended,
+    watched: Option<Watched>,
+    status: Option<ExitStatus>,
+    pub(crate) stdin: Option<ChildStdin>,
+    pub(crate) stdout: Option<ChildStdout>,
+    pub(crate) stderr: Option<ChildStderr>,
+}
+
+/// How a wait learns that the process ended.
+enum Ended {
+    /// Readable once it has ended.
+    PidFd(AsyncFd<OwnedFd>),
+    /// Told by a thread blocked in `waitid` (no pidfds here).
+    Thread(Option<oneshot::Receiver<()>>),
+}
+
+impl Child {
+    /// Starts `command` as the leader of a new process group, watched by the keeper. Must
+    /// run inside a tokio runtime, which its pipes and its wait then use.
+    ///
+    /// # Errors
+    ///
+    /// If the process cannot start, or the keeper cannot (then nothing was started).
+    pub(crate) fn spawn(command: &mut std::process::Command) -> io::Result<Child> {
+        keeper::ensure()?;
+        command.process_group(0);
+        let mut started = command.spawn()?;
+        let pid = Pid::from_child(&started);
+        let mut child = Child {
+            pid,
+            ended: Ended::Thread(None),
+            watched: None,
+            status: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        // From here on, an error drops `child`, which kills and reaps the process.
+        child.watched = Some(keeper::watch(pid)?);
+        child.ended = Ended::watch(pid)?;
+        child.stdin = started.stdin.take().map(ChildStdin::from_std).transpose()?;
+        child.stdout = started
+            .stdout
+            .take()
+            .map(ChildStdout::from_std)
+            .transpose()?;
+        child.stderr = started
+            .stderr
+            .take()
+            .map(ChildStderr::from_std)
+            .transpose()?;
+        Ok(child)
+    }
+
+    /// Kills the process and its group at once (unless it has been waited for).
+    pub(crate) fn kill(&self) {
+        if self.status.is_none() {
+            kill_group(self.pid);
+        }
+    }
+
+    /// Waits for the process to end, kills what it left in its group, and reaps it.
+    ///
+    /// # Errors
+    ///
+    /// If the wait itself fails (the runtime it was started in is gone, say).
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        match &mut self.ended {
+            Ended::PidFd(fd) => loop {
+                let mut ready = fd.readable().await?;
+                if has_ended(self.pid)? {
+                    break;
+                }
+                ready.clear_ready();
+            },
+            Ended::Thread(told) => {
+                if let Some(told) = told.take() {
+                    let _ = told.await;
+                }
+            }
+        }
+        self.reap()
+    }
+
+    /// Kills the leftovers of an ended leader's group, unwatches it, and reaps the leader.
+    fn reap(&mut self) -> io::Result<ExitStatus> {
+        // The leader is a zombie: its id still names its group, and only its group.
+        let _ = rustix::process::kill_process_group(self.pid, Signal::KILL);
+        drop(self.watched.take());
+        let status = rustix::process::waitid(WaitId::Pid(self.pid), WaitIdOptions::EXITED)?
+            .map_or_else(|| ExitStatus::from_raw(0), exit_status);
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        kill_group(self.pid);
+        let deadline = Instant::now() + REAP;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            match has_ended(self.pid) {
+                Ok(true) => {
+                    let _ = self.reap();
+                    return;
+                }
+                Ok(false) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                // Stuck (in an uninterruptible wait, say): reaped when it does end.
+                Ok(false) => break,
+                Err(_) => return, // not our child any more: nothing to reap
+            }
+        }
+        let pid = self.pid;
+        let watched = self.watched.take();
+        let reaper = std::thread::Builder::new()
+            .name("plait-reaper".to_owned())
+            .spawn(move || {
+                let _ = rustix::process::waitid(
+                    WaitId::Pid(pid),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+                );
+                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+                drop(watched);
+                let _ = rustix::process::waitid(WaitId::Pid(pid), WaitIdOptions::EXITED);
+            });
+        if let Err(error) = reaper {
+            tracing::warn!(%error, pid = pid.as_raw_nonzero().get(), "cannot start a thread to reap a process that will not die");
+        }
+    }
+}
+
+impl Ended {
+    fn watch(pid: Pid) -> io::Result<Ended> {
+        match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(fd) => {
+                // SAFETY: an `OwnedFd` keeps its descriptor open, and the same, for as long
+                // as the `AsyncFd` owns it.
+                let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? };
+                Ok(Ended::PidFd(fd))
+            }
+            // An old kernel, or a sandbox that refuses pidfds: a thread waits instead.
+            Err(_) => {
+                let (tell, told) = oneshot::channel();
+                std::thread::Builder::new()
+                    .name("plait-wait".to_owned())
+                    .spawn(move || {
+                        let _ = rustix::process::waitid(
+                            WaitId::Pid(pid),
+                            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+                        );
+                        let _ = tell.send(());
+                    })?;
+                Ok(Ended::Thread(Some(told)))
+            }
+        }
+    }
+}
+
+/// Kills `pid`'s group, and `pid` itself in case it left the group. Only for a process
+/// not yet reaped, whose id cannot name anyone else.
+fn kill_group(pid: Pid) {
+    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    let _ = rustix::process::kill_process(pid, Signal::KILL);
+}
+
+/// Whether the (unreaped) child `pid` has ended; leaves it to be reaped.
+fn has_ended(pid: Pid) -> io::Result<bool> {
+    let status = rustix::process::waitid(
+        WaitId::Pid(pid),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+    )?;
+    // Linux reports "nothing yet" as a status whose pid is zero; rustix as `None`.
+    Ok(status.is_some_and(|status| status.exited() || status.killed() || status.dumped()))
+}
+
+/// The `ExitStatus` that `waitpid` would have given.
+fn exit_status(status: WaitIdStatus) -> ExitStatus {
+    if let Some(code) = status.exit_status() {
+        ExitStatus::from_raw((code & 0xff) << 8)
+    } else if let Some(signal) = status.terminating_signal() {
+        ExitStatus::from_raw(signal | if status.dumped() { 0x80 } else { 0 })
+    } else {
+        ExitStatus::from_raw(0)
+    }
+}
