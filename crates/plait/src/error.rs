@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 
 /// A boxed error, as tasks return them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -209,12 +210,50 @@ impl Error {
         Error::Failed(SharedError::from(error.into()))
     }
 
-    /// Turns a panic payload (from `catch_unwind` or a `JoinError`) into `Panicked`.
+    /// Turns a panic payload (from `catch_unwind` or a `JoinError`) into `Panicked`,
+    /// dropping the payload where a panic in its own `Drop` cannot escape (see
+    /// [`take_panic`]).
     pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> Self {
         Error::Panicked {
-            message: panic_message(payload.as_ref()),
+            message: take_panic(payload),
         }
     }
+}
+
+/// Runs `f`, catching a panic: `Err` with the panic's message, its payload dropped (see
+/// [`take_panic`]).
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(take_panic)
+}
+
+/// A panic's message, its payload dropped. A payload is any value (`panic_any`), and its
+/// `Drop` may panic in turn: that second panic is caught here too, and said in the message,
+/// so that it reaches neither the caller nor, mid-wait, an abort.
+pub(crate) fn take_panic(payload: Box<dyn Any + Send>) -> String {
+    let message = panic_message(payload.as_ref());
+    match drop_payload(payload) {
+        None => message,
+        Some(second) => format!("{message}; dropping its payload panicked too: {second}"),
+    }
+}
+
+/// Drops a panic payload inside `catch_unwind`; returns the message of the panic its `Drop`
+/// raised, if it raised one. A payload of that panic is dropped the same way, a few levels
+/// deep; one that panics on every drop beyond that is leaked rather than let loose.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) -> Option<String> {
+    let mut first = None;
+    let mut payload = payload;
+    for _ in 0..4 {
+        match panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return first,
+            Err(next) => {
+                first.get_or_insert_with(|| panic_message(next.as_ref()));
+                payload = next;
+            }
+        }
+    }
+    std::mem::forget(payload);
+    first
 }
 
 /// The message of a panic payload: the `&str` or `String` that `panic!` carries.
@@ -308,6 +347,27 @@ impl fmt::Display for StrandName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A panic payload whose `Drop` panics: what `panic_any(BadDrop)` throws.
+    struct BadDrop;
+
+    impl Drop for BadDrop {
+        fn drop(&mut self) {
+            panic!("BadDrop's drop");
+        }
+    }
+
+    #[test]
+    fn a_payload_whose_drop_panics_is_dropped_and_said() {
+        let payload = panic::catch_unwind(|| -> u32 { panic::panic_any(BadDrop) }).unwrap_err();
+        let error = Error::from_panic(payload);
+        let message = error.to_string();
+        assert!(message.contains("not a string"), "{message}");
+        assert!(
+            message.contains("dropping its payload panicked too: BadDrop's drop"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn panic_messages_are_extracted_from_str_and_string() {

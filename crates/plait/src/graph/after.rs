@@ -3,7 +3,6 @@
 //! trampoline that keeps executors that finish work inline from growing the stack.
 
 use std::cell::{Cell, RefCell};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,8 +88,8 @@ pub(crate) fn tell_event(
     };
     let _aside = super::aside();
     for observer in observers {
-        if panic::catch_unwind(AssertUnwindSafe(|| observer(&event))).is_err() {
-            tracing::error!(node = %event.node, "a graph observer panicked; the run goes on");
+        if let Err(message) = crate::error::catch_panic(|| observer(&event)) {
+            tracing::error!(node = %event.node, %message, "a graph observer panicked; the run goes on");
         }
     }
 }
@@ -155,8 +154,8 @@ impl Drop for Aside {
 /// `Done`, which failed the node; the loop goes on with the rest.
 fn execute(work: Work) {
     let shared = Arc::clone(&work.done.shared);
-    if panic::catch_unwind(AssertUnwindSafe(|| shared.execute(work))).is_err() {
-        tracing::error!("a graph executor panicked in `execute`; its node failed");
+    if let Err(message) = crate::error::catch_panic(|| shared.execute(work)) {
+        tracing::error!(%message, "a graph executor panicked in `execute`; its node failed");
     }
 }
 

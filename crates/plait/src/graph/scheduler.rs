@@ -8,7 +8,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
@@ -635,10 +634,10 @@ impl Shared {
         let garbage = std::mem::take(&mut after.garbage);
         let dropped = {
             let _aside = super::aside();
-            panic::catch_unwind(AssertUnwindSafe(|| drop(garbage)))
+            crate::error::catch_panic(|| drop(garbage))
         };
-        if dropped.is_err() {
-            tracing::error!("dropping a graph node's result or closure panicked; the run goes on");
+        if let Err(message) = dropped {
+            tracing::error!(%message, "dropping a graph node's result or closure panicked; the run goes on");
         }
         drop(settle);
         after::hand_over(after.works);

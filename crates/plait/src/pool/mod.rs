@@ -17,7 +17,6 @@ mod sleep;
 mod spare;
 
 use std::cell::{Cell, OnceCell};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -365,8 +364,7 @@ impl Local {
         let context = &self.shared.context;
         // A task's own panics are caught in its core; this catches a panicking destructor
         // of a task's value, which must not take the worker down.
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| run(job, context))) {
-            let message = crate::error::panic_message(payload.as_ref());
+        if let Err(message) = crate::error::catch_panic(|| run(job, context)) {
             tracing::error!(%message, "a thread-strand job panicked outside its task");
         }
     }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use super::codec;
 use super::slot::Slot;
 use crate::Error;
-use crate::error::panic_message;
+use crate::error::take_panic;
 
 /// A function that worker processes can run by name; implemented by `#[plait::task]`.
 ///
@@ -129,7 +129,7 @@ fn run_erased<T: Task>(args: &[u8], out: &mut Vec<u8>) -> Result<(), Failure> {
     }))
     .unwrap_or_else(|payload| {
         out.truncate(start);
-        Err(Failure::Panicked(panic_message(payload.as_ref())))
+        Err(Failure::Panicked(take_panic(payload)))
     })
 }
 
@@ -190,14 +190,14 @@ fn run_batch_erased<T: Task>(
                 }
             }
             Err(payload) if decoding => {
-                let message = panic_message(payload.as_ref());
+                let message = take_panic(payload);
                 return Err(Failure::Panicked(format!(
                     "decoding the arguments of batch item {index} panicked: {message}"
                 )));
             }
             Err(payload) => {
                 out.truncate(mark);
-                let message = panic_message(payload.as_ref());
+                let message = take_panic(payload);
                 codec::put_item_failure(out, &Failure::Panicked(message));
             }
         }

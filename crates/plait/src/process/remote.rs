@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::pool::{Complete, Control, Pool, Ticket};
 use super::{Task, decode_output};
-use crate::error::panic_message;
+use crate::error::take_panic;
 use crate::task::core::{CancelTask, Core, Task as TaskCore};
 use crate::task::handle::report_unobserved;
 use crate::task::state::{Header, Reason};
@@ -49,10 +49,7 @@ impl<T: Task> Complete for Remote<T> {
             catch_unwind(AssertUnwindSafe(|| decode_output::<T>(bytes))).unwrap_or_else(|payload| {
                 Err(Error::Codec {
                     task: T::NAME.to_owned(),
-                    reason: format!(
-                        "decoding the result panicked: {}",
-                        panic_message(payload.as_ref())
-                    ),
+                    reason: format!("decoding the result panicked: {}", take_panic(payload)),
                 })
             })
         });

@@ -209,8 +209,8 @@ where
 /// joiner may leave as soon as it sees the task complete. A destructor that panics must not
 /// keep the task from completing: its panic is reported and goes no further.
 fn drop_before_publishing<V>(value: V) {
-    if panic::catch_unwind(AssertUnwindSafe(|| drop(value))).is_err() {
-        tracing::error!("dropping a cancelled task's closure or output panicked");
+    if let Err(message) = crate::error::catch_panic(|| drop(value)) {
+        tracing::error!(%message, "dropping a cancelled task's closure or output panicked");
     }
 }
 
