@@ -113,3 +113,67 @@ fn the_timeout_function_limits_any_future() {
     let fine = rt.block_on(plait::timeout(Duration::from_secs(30), async { 4 }));
     assert_eq!(fine.unwrap(), 4);
 }
+
+#[test]
+fn a_thread_task_that_ends_past_its_limit_never_reports_its_value_100_000_times() {
+    let _busy = common::BusyLoops::start(2);
+    // Sleepers rather than spinners, on many threads: 100,000 limits of 0-1 ms in about a
+    // second. One coroutine worker, busy with nothing: the limit must not need it.
+    let rt = Runtime::builder()
+        .threads(64)
+        .coroutine_workers(1)
+        .build()
+        .unwrap();
+    let handles: Vec<_> = (0..100_000u64)
+        .map(|i| {
+            let limit = Duration::from_micros(i % 1001);
+            rt.task().timeout(limit).spawn(move || {
+                // Does not check: it ends past its limit however the clock is read.
+                std::thread::sleep(limit + Duration::from_micros(20));
+                i
+            })
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let result = handle.join();
+        assert!(
+            matches!(result, Err(Error::TimedOut)),
+            "task {i}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cooperative_thread_task_stops_at_its_limit_while_the_coroutine_strand_is_stuck() {
+    let _busy = common::BusyLoops::start(2);
+    let rt = Runtime::builder()
+        .threads(2)
+        .coroutine_workers(1)
+        .build()
+        .unwrap();
+    // The one coroutine worker is blocked: no tokio timer can fire.
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let stuck = rt.spawn_async(async move {
+        let _ = gate.recv();
+    });
+    for micros in [0, 10, 100, 1000] {
+        let limit = Duration::from_micros(micros);
+        let started = Instant::now();
+        let result = rt
+            .task()
+            .timeout(limit)
+            .spawn(move || {
+                while !plait::task::is_cancelled() {
+                    assert!(started.elapsed() < Duration::from_secs(30), "never stopped");
+                    std::hint::spin_loop();
+                }
+            })
+            .join();
+        assert!(
+            matches!(result, Err(Error::TimedOut)),
+            "{micros} µs: {result:?}"
+        );
+    }
+    release.send(()).unwrap();
+    stuck.join().unwrap();
+}

@@ -4,7 +4,6 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Thread};
-use std::time::Duration;
 
 use crate::task::core::{CancelTask, Ran};
 use crate::{Error, TaskId};
@@ -32,7 +31,7 @@ pub(crate) struct JobRef {
 
 pub(crate) enum Kind {
     /// A task admitted by the strand: booked as finished when it has run.
-    Admitted { limit: Option<Duration> },
+    Admitted,
     /// A task of a scope, which waits for the guard to drop.
     Scoped(ScopeGuard),
     /// The second half of a `join`, which its caller waits for itself.
@@ -40,10 +39,10 @@ pub(crate) enum Kind {
 }
 
 impl JobRef {
-    pub(crate) fn admitted(job: Arc<dyn Job>, limit: Option<Duration>) -> Self {
+    pub(crate) fn admitted(job: Arc<dyn Job>) -> Self {
         JobRef {
             job,
-            kind: Kind::Admitted { limit },
+            kind: Kind::Admitted,
         }
     }
 

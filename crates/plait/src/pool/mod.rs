@@ -28,7 +28,6 @@ use self::sleep::Sleep;
 use self::spare::{Lend, MAX_SPARES, Spares};
 use crate::runtime::strand::StrandState;
 use crate::task::handle::report_unobserved;
-use crate::task::state::Reason;
 use crate::{Error, Result};
 
 /// Below this much stack left, a helping thread runs the helped task on a fresh stack
@@ -46,8 +45,6 @@ const SCAN: usize = 32;
 pub(crate) struct Context {
     /// The thread strand's books: cancellation during shutdown, and finished tasks.
     pub(crate) strand: Arc<StrandState>,
-    /// Where time limits of thread tasks are kept: the coroutine strand's timers.
-    pub(crate) timers: tokio::runtime::Handle,
 }
 
 /// How to start the pool's threads.
@@ -375,7 +372,7 @@ fn run(job: JobRef, context: &Context) {
     let cancelling = || context.strand.is_cancelling();
     let (job, kind) = job.into_parts();
     match kind {
-        Kind::Admitted { limit } => {
+        Kind::Admitted => {
             // Booked as finished even if a destructor in the task unwinds: a lost slot
             // would hold the strand's bound and its shutdown forever.
             let mut books = Finish {
@@ -383,18 +380,7 @@ fn run(job: JobRef, context: &Context) {
                 cancelled: false,
             };
             let id = job.id();
-            // A task claimed already (run in place, or cancelled) runs nothing: no timer.
-            let timer = limit.filter(|_| !job.is_claimed()).map(|limit| {
-                let task = Arc::clone(&job);
-                context.timers.spawn(async move {
-                    tokio::time::sleep(limit).await;
-                    task.cancel(Reason::TimedOut);
-                })
-            });
             let ran = job.run(&cancelling);
-            if let Some(timer) = timer {
-                timer.abort();
-            }
             if let Some(error) = &ran.unobserved_panic {
                 report_unobserved(id, error);
             }

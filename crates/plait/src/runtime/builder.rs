@@ -126,7 +126,7 @@ impl Builder {
         let processes = self.processes.validate()?;
         let process_state = ProcessStrand::state(config.queue_bound);
         let (coroutines, process_books) = CoroutineStrand::new(&config, &process_state)?;
-        let threads = ThreadStrand::new(&config, coroutines.handle.clone())?;
+        let threads = ThreadStrand::new(&config)?;
         let processes = ProcessStrand::new(
             process_state,
             process_books,

@@ -41,8 +41,11 @@ impl TaskBuilder<'_> {
     /// Limits how long the task may run, counted from when it starts.
     ///
     /// A coroutine is dropped at its next `.await` once the limit passes. A thread task is
-    /// asked to stop (it sees [`is_cancelled`](crate::task::is_cancelled) return `true`).
-    /// Either way the handle reports [`Error::TimedOut`](crate::Error::TimedOut).
+    /// asked to stop: [`is_cancelled`](crate::task::is_cancelled) compares the clock with
+    /// its deadline, so it turns `true` on time whatever the rest of the runtime is doing
+    /// (no timer is involved); and a thread task that ends past its limit, checking or
+    /// not, reports the limit rather than its late value. Either way the handle reports
+    /// [`Error::TimedOut`](crate::Error::TimedOut).
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.limit = Some(limit);
         self

@@ -4,12 +4,15 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use super::state::Header;
+use super::state::{Header, Reason};
 use crate::Error;
 
 thread_local! {
     static CURRENT: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
+    /// When the task running on this thread must stop, if it has a time limit.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     /// The stop flag of the graph run whose node this thread is running, if any.
     static GRAPH: Cell<Option<NonNull<AtomicBool>>> = const { Cell::new(None) };
 }
@@ -53,6 +56,7 @@ fn graph_stopping() -> bool {
 pub(crate) struct Enter {
     previous: Option<NonNull<Header>>,
     graph: Option<NonNull<AtomicBool>>,
+    deadline: Option<Instant>,
     /// Nor is it part of a graph scheduler's hand-over that it interrupted.
     _aside: crate::graph::Aside,
 }
@@ -61,6 +65,7 @@ pub(crate) fn enter(header: &Header) -> Enter {
     Enter {
         previous: CURRENT.with(|current| current.replace(Some(NonNull::from(header)))),
         graph: GRAPH.with(|graph| graph.replace(None)),
+        deadline: DEADLINE.with(|deadline| deadline.replace(None)),
         _aside: crate::graph::aside(),
     }
 }
@@ -69,7 +74,48 @@ impl Drop for Enter {
     fn drop(&mut self) {
         CURRENT.with(|current| current.set(self.previous));
         GRAPH.with(|graph| graph.set(self.graph));
+        DEADLINE.with(|deadline| deadline.set(self.deadline));
     }
+}
+
+/// Runs the body of the task running on this thread under a time limit that starts now.
+///
+/// No timer is involved: [`is_cancelled`] compares the deadline with the clock, so a
+/// cooperative task stops on time whatever else the runtime is doing, and a task that ends
+/// past its deadline (returned or panicked, checking or not) is cancelled for it before it
+/// completes, so that it reports [`Error::TimedOut`], never its late value.
+pub(crate) fn with_time_limit<T>(limit: Duration, body: impl FnOnce() -> T) -> T {
+    let Some(deadline) = Instant::now().checked_add(limit) else {
+        return body(); // a limit past the end of time is none
+    };
+    let _limited = Limited(DEADLINE.with(|current| current.replace(Some(deadline))));
+    body()
+}
+
+/// Restores the deadline it replaced; first, times out the current task if its own
+/// deadline has passed.
+struct Limited(Option<Instant>);
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        past_deadline();
+        DEADLINE.with(|deadline| deadline.set(self.0));
+    }
+}
+
+/// Whether the current task's deadline has passed; if so, its task is cancelled for it.
+fn past_deadline() -> bool {
+    let passed = DEADLINE.with(|deadline| deadline.get().is_some_and(|at| Instant::now() >= at));
+    if passed {
+        CURRENT.with(|current| {
+            if let Some(header) = current.get() {
+                // SAFETY: as in `is_cancelled`: installed by `enter` from a header that
+                // outlives its guard, and guards drop in LIFO order on this thread.
+                unsafe { header.as_ref() }.cancel(Reason::TimedOut);
+            }
+        });
+    }
+    passed
 }
 
 /// Returns `true` if the task running on this thread has been asked to stop: by
@@ -108,7 +154,7 @@ pub fn is_cancelled() -> bool {
             unsafe { header.as_ref() }.is_cancelled()
         })
     });
-    own || graph_stopping() || crate::pool::strand_cancelling()
+    own || past_deadline() || graph_stopping() || crate::pool::strand_cancelling()
 }
 
 /// Returns `Err(Error::Cancelled)` if the current task has been asked to stop, for use with

@@ -44,7 +44,7 @@ pub(crate) struct ThreadStrand {
 }
 
 impl ThreadStrand {
-    pub(crate) fn new(config: &Config, timers: tokio::runtime::Handle) -> Result<Self> {
+    pub(crate) fn new(config: &Config) -> Result<Self> {
         let state = Arc::new(StrandState::new(StrandName::Thread, config.queue_bound));
         let pool = Pool::new(
             &pool::Options {
@@ -54,7 +54,6 @@ impl ThreadStrand {
             },
             pool::Context {
                 strand: Arc::clone(&state),
-                timers,
             },
         )?;
         Ok(ThreadStrand { pool, state })
@@ -70,10 +69,24 @@ impl ThreadStrand {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        match limit {
+            None => self.push_admitted(body),
+            // The limit rides in the body: it starts when the body does, on whichever thread
+            // runs it (a pool thread, or a joiner running it in place).
+            Some(limit) => {
+                self.push_admitted(move || crate::task::current::with_time_limit(limit, body))
+            }
+        }
+    }
+
+    fn push_admitted<F, T>(&self, body: F) -> Handle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let id = TaskId::next();
         let core = Arc::new(Core::new(id, body));
-        self.pool
-            .push(JobRef::admitted(Arc::clone(&core) as _, limit));
+        self.pool.push(JobRef::admitted(Arc::clone(&core) as _));
         Handle::thread(id, core)
     }
 
