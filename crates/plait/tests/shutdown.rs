@@ -137,3 +137,81 @@ fn dropping_the_runtime_cancels_coroutines_in_flight() {
     drop(rt);
     assert!(sleeper.join().unwrap_err().is_cancelled());
 }
+
+/// Two thread tasks that hold both pool threads until `release` is set (ignoring the
+/// shutdown's request), and 20,000 tiny tasks queued behind them.
+fn two_stuck_and_a_crowd(
+    rt: &Runtime,
+    release: &Arc<Event>,
+) -> (Vec<plait::Handle<()>>, Vec<plait::Handle<u32>>) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let (started, release) = (started.clone(), release.clone());
+            rt.spawn(move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                release.wait();
+            })
+        })
+        .collect();
+    while started.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    let crowd = (0..20_000u32).map(|i| rt.spawn(move || i)).collect();
+    (stuck, crowd)
+}
+
+#[test]
+fn queued_tasks_behind_stuck_ones_are_cancelled_not_unfinished_and_the_report_adds_up() {
+    let _busy = common::BusyLoops::start(2);
+    let rt = common::runtime(2);
+    let release = Arc::new(Event::new());
+    let (stuck, crowd) = two_stuck_and_a_crowd(&rt, &release);
+    let in_flight = rt.in_flight().0 as u64;
+    assert_eq!(in_flight, 20_002);
+    let report = rt.shutdown(Duration::from_millis(20));
+    let threads = report.threads;
+    assert_eq!(
+        threads.completed + threads.cancelled + threads.unfinished,
+        in_flight,
+        "{report}"
+    );
+    // Only the two that hold the pool and ignore the request are unfinished.
+    assert_eq!(threads.unfinished, 2, "{report}");
+    assert_eq!(threads.cancelled, 20_000, "{report}");
+    release.set();
+    for handle in stuck {
+        assert!(handle.join().unwrap_err().is_cancelled());
+    }
+    for handle in crowd {
+        assert!(handle.join().unwrap_err().is_cancelled());
+    }
+}
+
+#[test]
+fn the_report_counts_what_landed_after_a_quiet_wait_not_a_first_wake_up() {
+    let _busy = common::BusyLoops::start(2);
+    // Cooperative this time: the two stop when asked, and then the crowd drains too.
+    let rt = common::runtime(2);
+    let hogs = [
+        common::spawn_until_cancelled(&rt),
+        common::spawn_until_cancelled(&rt),
+    ];
+    let crowd: Vec<_> = (0..20_000u32).map(|i| rt.spawn(move || i)).collect();
+    let in_flight = rt.in_flight().0 as u64;
+    let report = rt.shutdown(Duration::from_millis(20));
+    let threads = report.threads;
+    assert_eq!(threads.completed + threads.cancelled, in_flight, "{report}");
+    assert_eq!(threads.unfinished, 0, "{report}");
+    let mut ran = 0;
+    for handle in crowd {
+        match handle.join() {
+            Ok(_) => ran += 1,
+            Err(error) => assert!(error.is_cancelled(), "{error}"),
+        }
+    }
+    for hog in hogs {
+        assert!(hog.join().unwrap_err().is_cancelled());
+    }
+    assert_eq!(ran, threads.completed, "{report}");
+}

@@ -168,6 +168,26 @@ impl Pool {
         }
         self.shared.sleep.notify();
     }
+
+    /// Takes every job still queued and runs it here, which, the strand being cancelled,
+    /// drops its body unrun and books it: so that a shutdown counts queued tasks as
+    /// cancelled even while every pool thread is held by a task that ignores the request.
+    /// Returns how many it took.
+    pub(crate) fn drain_cancelled(&self) -> usize {
+        debug_assert!(self.shared.context.strand.is_cancelling());
+        let mut count = 0;
+        loop {
+            // Dropping a body may queue more (a nested spawn in a destructor): until none.
+            let taken = self.shared.take_queued();
+            if taken.is_empty() {
+                return count;
+            }
+            count += taken.len();
+            for job in taken {
+                execute(&self.shared.context, job);
+            }
+        }
+    }
 }
 
 impl Drop for Pool {
@@ -180,6 +200,32 @@ impl Drop for Pool {
 }
 
 impl Shared {
+    /// Steals every queued job: the injector's, the workers' and the spares'.
+    fn take_queued(&self) -> Vec<JobRef> {
+        fn steal_all(stealer: impl Fn() -> Steal<JobRef>, taken: &mut Vec<JobRef>) {
+            loop {
+                match stealer() {
+                    Steal::Success(job) => taken.push(job),
+                    Steal::Retry => {}
+                    Steal::Empty => return,
+                }
+            }
+        }
+        let mut taken = Vec::new();
+        steal_all(|| self.injector.steal(), &mut taken);
+        for stealer in self.stealers.iter() {
+            steal_all(|| stealer.steal(), &mut taken);
+        }
+        // Taken under the lock, run by the caller outside it: a body's destructor is user
+        // code.
+        self.with_spare_stealers(|stealers| {
+            for stealer in stealers.iter().flatten() {
+                steal_all(|| stealer.steal(), &mut taken);
+            }
+        });
+        taken
+    }
+
     fn has_work(&self) -> bool {
         !self.injector.is_empty()
             || self.stealers.iter().any(|s| !s.is_empty())
@@ -358,12 +404,15 @@ impl Local {
     }
 
     fn execute(&self, job: JobRef) {
-        let context = &self.shared.context;
-        // A task's own panics are caught in its core; this catches a panicking destructor
-        // of a task's value, which must not take the worker down.
-        if let Err(message) = crate::error::catch_panic(|| run(job, context)) {
-            tracing::error!(%message, "a thread-strand job panicked outside its task");
-        }
+        execute(&self.shared.context, job);
+    }
+}
+
+fn execute(context: &Context, job: JobRef) {
+    // A task's own panics are caught in its core; this catches a panicking destructor of a
+    // task's value, which must not take the thread down.
+    if let Err(message) = crate::error::catch_panic(|| run(job, context)) {
+        tracing::error!(%message, "a thread-strand job panicked outside its task");
     }
 }
 

@@ -80,10 +80,13 @@ impl Runtime {
     /// Every task in flight ends one of two ways, and its handle says which: it ran (and
     /// reports its value or error), or it was cancelled (and reports
     /// [`Error::Cancelled`](crate::Error::Cancelled)). At the deadline, queued tasks are
-    /// dropped unrun, coroutines are dropped at their next `.await`, and running thread tasks
-    /// are asked to stop; the shutdown then waits while cancellations keep landing and
-    /// returns once none has for a few milliseconds, counting thread tasks that ignore the
-    /// request as `unfinished`.
+    /// dropped unrun (by the caller's thread, if the pool's are all busy), coroutines are
+    /// dropped at their next `.await`, and running thread tasks are asked to stop; the
+    /// shutdown then waits while cancellations keep landing, and returns once none has for
+    /// 20 ms (or after `timeout` more, if they keep trickling in). Thread tasks still running
+    /// then, having ignored the request, are counted as `unfinished`. The report adds up:
+    /// `completed + cancelled + unfinished` on each strand is what was in flight when the
+    /// shutdown began.
     ///
     /// After a shutdown, spawns on any clone of this runtime return handles that report
     /// [`Error::Shutdown`](crate::Error::Shutdown) (tasks of a [`scope`](Runtime::scope) still
@@ -122,16 +125,20 @@ impl Runtime {
             threads.state.cancel_all();
             coroutines.state.cancel_all();
             processes.state.cancel_all();
+            // Queued thread tasks are cancelled now, here, even if every pool thread is
+            // held by a task that ignores the request.
+            threads.pool().drain_cancelled();
             // Workers finish what they hold (nothing, if drained) or are killed; either way
             // they are reaped before the coroutines that supervise them stop.
             processes.stop(drained, REAP);
-            settle(&processes.state.admission);
+            let most = timeout.max(SETTLE);
+            settle(&processes.state.admission, most);
             // Waits for the coroutines to be dropped: on a busy machine tokio's threads may
             // take longer to drop them than the settling below waits between cancellations.
             coroutines.stop(Some(REAP));
             if !drained {
-                settle(&coroutines.state.admission);
-                settle(&threads.state.admission);
+                settle(&coroutines.state.admission, most);
+                settle(&threads.state.admission, most);
             }
         });
         ShutdownReport {
@@ -147,15 +154,25 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(60 * 60 * 24 * 365)
 }
 
-/// Waits while cancelled tasks keep finishing.
-fn settle(admission: &Admission) {
+/// Waits while cancelled tasks keep landing: until none has for [`SETTLE`] (a wake-up with
+/// nothing landed does not end the wait), or for `most` in all.
+fn settle(admission: &Admission, most: Duration) {
+    let start = Instant::now();
+    let end = start.checked_add(most).unwrap_or_else(far_future);
+    let mut quiet_until = start + SETTLE;
     let mut left = admission.in_flight();
     while left > 0 {
-        let now = admission.wait_change(SETTLE);
-        if now >= left {
+        let wait = quiet_until
+            .min(end)
+            .saturating_duration_since(Instant::now());
+        if wait.is_zero() {
             return;
         }
-        left = now;
+        let now = admission.wait_change(wait);
+        if now < left {
+            left = now;
+            quiet_until = Instant::now() + SETTLE;
+        }
     }
 }
 
