@@ -8,7 +8,6 @@
 //! had shut down, say) finds its strand through a registry of weak references.
 
 use std::cell::OnceCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::runtime::strand::StrandState;
@@ -26,10 +25,9 @@ pub(crate) type Strands = Arc<[(u64, Arc<StrandState>)]>;
 /// strands register.
 static REGISTRY: Mutex<Vec<(u64, Weak<StrandState>)>> = Mutex::new(Vec::new());
 
-/// Registers a coroutine strand and returns its number.
+/// Registers a strand whose tasks run as coroutines and returns its number (its key).
 pub(crate) fn register(state: &Arc<StrandState>) -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    let number = state.key();
     let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     registry.retain(|(_, weak)| weak.strong_count() > 0);
     registry.push((number, Arc::downgrade(state)));
@@ -68,7 +66,8 @@ impl Books {
         self.0 |= COMPLETED;
     }
 
-    fn strand(&self) -> u64 {
+    /// The strand's number: its key (see `StrandState::key`).
+    pub(crate) fn strand(&self) -> u64 {
         self.0 & !COMPLETED
     }
 

@@ -37,7 +37,11 @@ impl<F: Future> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let output = std::task::ready!(this.future.poll(cx));
+        // The task holds a slot of its strand: a spawn it makes there lends it if it waits.
+        let holding = crate::runtime::strand::hold(this.books.strand());
+        let output = this.future.poll(cx);
+        drop(holding);
+        let output = std::task::ready!(output);
         this.books.complete();
         Poll::Ready(output)
     }

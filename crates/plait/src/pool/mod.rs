@@ -429,7 +429,11 @@ fn run(job: JobRef, context: &Context) {
                 cancelled: false,
             };
             let id = job.id();
+            // The task holds a slot of the strand: a spawn it makes there lends it if it
+            // waits for room.
+            let holding = context.strand.hold();
             let ran = job.run(&cancelling);
+            drop(holding);
             if let Some(error) = &ran.unobserved_panic {
                 report_unobserved(id, error);
             }

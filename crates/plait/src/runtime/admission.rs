@@ -18,6 +18,9 @@ const STRIPES: usize = 16;
 
 pub(crate) struct Admission {
     bound: usize,
+    /// Slots lent by spawners that hold one and wait for room (see `admit_lending`): the
+    /// bound grows by as many while they wait.
+    lent: CachePadded<AtomicUsize>,
     admitted: CachePadded<AtomicUsize>,
     finished: [CachePadded<AtomicUsize>; STRIPES],
     /// A past value of the sum of `finished`: a lower bound, so estimates from it err on the
@@ -33,6 +36,7 @@ impl Admission {
     pub(crate) fn new(bound: usize) -> Self {
         Admission {
             bound,
+            lent: CachePadded::new(AtomicUsize::new(0)),
             admitted: CachePadded::new(AtomicUsize::new(0)),
             finished: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             finished_seen: CachePadded::new(AtomicUsize::new(0)),
@@ -46,14 +50,16 @@ impl Admission {
         self.bound
     }
 
-    /// Admits one task if the strand holds fewer than `bound` unfinished ones.
+    /// Admits one task if the strand holds fewer than `bound` unfinished ones (plus the
+    /// slots lent now).
     pub(crate) fn try_admit(&self) -> bool {
         let mut admitted = self.admitted.load(Ordering::Relaxed);
         loop {
             if admitted.saturating_sub(self.finished_seen.load(Ordering::Relaxed)) >= self.bound {
                 let finished = self.finished_total();
                 self.finished_seen.fetch_max(finished, Ordering::Relaxed);
-                if admitted.saturating_sub(finished) >= self.bound {
+                let bound = self.bound + self.lent.load(Ordering::SeqCst);
+                if admitted.saturating_sub(finished) >= bound {
                     return false;
                 }
             }
@@ -105,6 +111,19 @@ impl Admission {
                 return admitted;
             }
         }
+    }
+
+    /// [`admit`](Self::admit) for a spawner that holds a slot itself (a task spawning its
+    /// children): its slot is lent while it waits, so that the bound grows by one for as
+    /// long, and tasks that wait for room for their children cannot hold every slot for
+    /// good.
+    pub(crate) fn admit_lending(&self, closed: impl Fn() -> bool) -> bool {
+        self.lent.fetch_add(1, Ordering::SeqCst);
+        // The bound grew: a waiter may fit now.
+        self.notify();
+        let admitted = self.admit(closed);
+        self.lent.fetch_sub(1, Ordering::SeqCst);
+        admitted
     }
 
     /// Wakes every waiter, e.g. because the strand closed.
@@ -244,6 +263,28 @@ mod tests {
         assert!(admission.admit(|| false));
         finisher.join().unwrap();
         assert_eq!(admission.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_spawner_that_lends_its_slot_is_admitted_beyond_the_bound_by_one_at_most() {
+        let admission = Arc::new(Admission::new(2));
+        assert!(admission.try_admit() && admission.try_admit());
+        // A full strand; a task holding one of the slots spawns: its slot is lent.
+        assert!(admission.admit_lending(|| false));
+        assert_eq!(admission.in_flight(), 3);
+        assert!(!admission.try_admit(), "the lent slot is back once the lender moved on");
+        // Lent again, by the same or another spawner: the strand is full even so (3 in
+        // flight, bound 2 + 1 lent) until one finishes.
+        let lender = {
+            let admission = Arc::clone(&admission);
+            std::thread::spawn(move || admission.admit_lending(|| false))
+        };
+        while admission.waiters.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        admission.finish();
+        assert!(lender.join().unwrap());
+        assert_eq!(admission.in_flight(), 3);
     }
 
     #[test]

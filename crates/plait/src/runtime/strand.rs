@@ -1,6 +1,7 @@
 //! What the runtime knows about one strand: its admission bound, whether it still takes
 //! tasks, and the books it keeps while shutting down.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
@@ -31,6 +32,9 @@ struct Tally {
 
 pub(crate) struct StrandState {
     name: StrandName,
+    /// This strand among all strands of all runtimes: what a task holding one of its slots
+    /// is marked with (see [`hold`]), and the coroutine books' number for it.
+    key: u64,
     pub(crate) admission: Admission,
     flags: CachePadded<Flags>,
     tally: Tally,
@@ -38,27 +42,51 @@ pub(crate) struct StrandState {
 
 impl StrandState {
     pub(crate) fn new(name: StrandName, bound: usize) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         StrandState {
             name,
+            key: NEXT.fetch_add(1, Ordering::Relaxed),
             admission: Admission::new(bound),
             flags: CachePadded::new(Flags::default()),
             tally: Tally::default(),
         }
     }
 
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
     /// Admits a task, waiting for room if the strand is full (without stalling a
     /// coroutine worker, should it be one that waits).
+    ///
+    /// A task of this strand that spawns here lends its own slot while it waits: tasks
+    /// that spawn children and join them could otherwise hold every slot while waiting for
+    /// room for their children, which would never come. So the strand may hold, beyond
+    /// its bound, one task per spawner blocked at that moment.
     pub(crate) fn admit(&self) -> Result<(), Error> {
         if self.is_closed() {
             return Err(Error::Shutdown);
         }
-        if self.admission.try_admit()
-            || wait::blocking_region(|| self.admission.admit(|| self.is_closed()))
-        {
+        let admitted = self.admission.try_admit()
+            || wait::blocking_region(|| {
+                let closed = || self.is_closed();
+                if HOLDING.with(Cell::get) == self.key {
+                    self.admission.admit_lending(closed)
+                } else {
+                    self.admission.admit(closed)
+                }
+            });
+        if admitted {
             self.recheck_closed()
         } else {
             Err(Error::Shutdown)
         }
+    }
+
+    /// Marks the current thread as running a task that holds one of this strand's slots,
+    /// until the guard drops (see [`admit`](Self::admit)).
+    pub(crate) fn hold(&self) -> Holding {
+        hold(self.key)
     }
 
     /// Admits a task if there is room now.
@@ -131,6 +159,25 @@ impl StrandState {
             self.tally.completed.load(Ordering::SeqCst),
             self.tally.cancelled.load(Ordering::SeqCst),
         )
+    }
+}
+
+thread_local! {
+    /// The strand whose slot the task running on this thread holds (0: none).
+    static HOLDING: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as running a task that holds a slot of the strand `key`.
+pub(crate) fn hold(key: u64) -> Holding {
+    Holding(HOLDING.with(|holding| holding.replace(key)))
+}
+
+/// Restores the mark it replaced (tasks run inside tasks: a join that runs one in place).
+pub(crate) struct Holding(u64);
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        HOLDING.with(|holding| holding.set(self.0));
     }
 }
 

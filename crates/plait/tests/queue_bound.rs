@@ -1,0 +1,158 @@
+//! The queue bound is backpressure that never deadlocks tasks that spawn tasks: a task
+//! that spawns into its own full strand lends its slot while it waits, on both strands, so
+//! parents that hold every slot and join their children still finish. The bound stays
+//! real: beyond it, the strand holds at most one task per spawner blocked at the moment.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::within_a_minute;
+use plait::Runtime;
+
+const BOUND: usize = 4;
+const PARENTS: usize = 4;
+const CHILDREN: usize = 10;
+
+fn bounded() -> Runtime {
+    Runtime::builder()
+        .threads(2)
+        .coroutine_workers(2)
+        .queue_bound(BOUND)
+        .build()
+        .unwrap()
+}
+
+/// Counts tasks alive at once (started and not yet ended) and keeps the peak.
+#[derive(Default)]
+struct Live {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Live {
+    fn enter(&self) -> impl Drop + '_ {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        Leave(self)
+    }
+}
+
+struct Leave<'a>(&'a Live);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn thread_tasks_that_fill_the_bound_and_spawn_children_finish() {
+    let rt = bounded();
+    let live = Arc::new(Live::default());
+    let total = within_a_minute("parents spawning children at the bound", {
+        let rt = rt.clone();
+        let live = Arc::clone(&live);
+        move || {
+            let parents: Vec<_> = (0..PARENTS)
+                .map(|p| {
+                    let (rt, live) = (rt.clone(), Arc::clone(&live));
+                    rt.clone().spawn(move || {
+                        let _alive = live.enter();
+                        let children: Vec<_> = (0..CHILDREN)
+                            .map(|c| {
+                                let live = Arc::clone(&live);
+                                rt.spawn(move || {
+                                    let _alive = live.enter();
+                                    p * CHILDREN + c
+                                })
+                            })
+                            .collect();
+                        children
+                            .into_iter()
+                            .map(|h| h.join().unwrap())
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            parents
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum::<usize>()
+        }
+    });
+    let n = PARENTS * CHILDREN;
+    assert_eq!(total, n * (n - 1) / 2);
+    let peak = live.peak.load(Ordering::SeqCst);
+    assert!(peak <= BOUND + PARENTS, "{peak} alive at once");
+}
+
+#[test]
+fn coroutines_that_fill_the_bound_and_spawn_children_finish() {
+    let rt = bounded();
+    let live = Arc::new(Live::default());
+    let total = within_a_minute("coroutines spawning children at the bound", {
+        let rt = rt.clone();
+        let live = Arc::clone(&live);
+        move || {
+            let parents: Vec<_> = (0..PARENTS)
+                .map(|p| {
+                    let (rt, live) = (rt.clone(), Arc::clone(&live));
+                    rt.clone().spawn_async(async move {
+                        let _alive = live.enter();
+                        let children: Vec<_> = (0..CHILDREN)
+                            .map(|c| {
+                                let live = Arc::clone(&live);
+                                rt.spawn_async(async move {
+                                    let _alive = live.enter();
+                                    tokio::task::yield_now().await;
+                                    p * CHILDREN + c
+                                })
+                            })
+                            .collect();
+                        let mut sum = 0;
+                        for child in children {
+                            sum += child.await.unwrap();
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            parents
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum::<usize>()
+        }
+    });
+    let n = PARENTS * CHILDREN;
+    assert_eq!(total, n * (n - 1) / 2);
+    let peak = live.peak.load(Ordering::SeqCst);
+    assert!(peak <= BOUND + PARENTS, "{peak} alive at once");
+}
+
+#[test]
+fn try_spawn_still_refuses_at_the_bound() {
+    let rt = bounded();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Arc::new(std::sync::Mutex::new(gate));
+    let held: Vec<_> = (0..BOUND)
+        .map(|_| {
+            let gate = Arc::clone(&gate);
+            rt.spawn(move || {
+                let _ = gate.lock().unwrap().recv();
+            })
+        })
+        .collect();
+    let refused = rt.try_spawn(|| ()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(refused.error(), plait::Error::QueueFull { bound, .. } if *bound == BOUND),
+        "{refused}"
+    );
+    for _ in 0..BOUND {
+        release.send(()).unwrap();
+    }
+    for handle in held {
+        handle.join().unwrap();
+    }
+}
