@@ -11,7 +11,10 @@ use plait::process::{ProcessOptions, WorkerExit};
 
 plait::test_worker!();
 
-/// Writes `bytes` bytes of chatter to standard error, a line at a time.
+/// Writes `bytes` bytes of chatter to standard error, a line at a time, and returns once
+/// the runtime has read all of it: what a task writes is told apart from what the next one
+/// writes by when the runtime reads it (see `last_words.rs`), and these tests check the
+/// telling, not the race.
 #[plait::task]
 fn chatter(bytes: usize) {
     let line = "earlier chatter, nothing to do with what comes next\n";
@@ -19,6 +22,9 @@ fn chatter(bytes: usize) {
     while written < bytes {
         eprint!("{line}");
         written += line.len();
+    }
+    while rustix::io::ioctl_fionread(std::io::stderr()).unwrap_or(0) > 0 {
+        std::thread::yield_now();
     }
 }
 
@@ -84,7 +90,7 @@ fn memory_cap_scenario() {
             "{death}: {err}"
         );
     }
-    // A panic's backtrace in the way (with RUST_BACKTRACE set) changes nothing either.
+    // The worker that replaced the dead one serves on.
     assert!(rt.spawn_process(allocate::task(), 1 << 20).join().is_ok());
 }
 

@@ -62,8 +62,11 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Set for the copy of this test binary that plays the program to be killed.
+/// Set for the copy of this test binary that plays the program to be killed, to a folder
+/// for its files.
 const ROLE: &str = "PLAIT_TEST_DOOMED_OWNER";
+/// Set too when that program is to kill its own keeper first, as a careless `pkill` might.
+const KILL_KEEPER: &str = "PLAIT_TEST_KILL_KEEPER";
 
 /// In the doomed program: workers, a task's leftover, a running task's child, a running
 /// command; prints every pid, then waits to be killed. A no-op in a normal test run.
@@ -79,6 +82,17 @@ fn doomed_owner() {
         .iter()
         .map(|(pid, _)| *pid)
         .collect();
+    if std::env::var_os(KILL_KEEPER).is_some() {
+        // The next process started finds it gone, starts another and tells it every group.
+        let keeper = keeper_of(std::process::id()).expect("a keeper runs");
+        Command::new("kill")
+            .args(["-9", &keeper.to_string()])
+            .status()
+            .unwrap();
+        while !ended(keeper) {
+            std::thread::yield_now();
+        }
+    }
     let left = rt
         .spawn_process(leave_a_sleeper::task(), ())
         .join()
@@ -103,14 +117,26 @@ fn doomed_owner() {
 
 #[test]
 fn sigkill_of_the_program_ends_everything_it_started_within_a_second() {
+    sigkill_ends_everything("sigkill", false);
+}
+
+#[test]
+fn a_keeper_killed_before_the_program_is_replaced_and_told_every_group() {
+    sigkill_ends_everything("keeper-killed", true);
+}
+
+fn sigkill_ends_everything(name: &str, kill_keeper: bool) {
     let _busy = BusyLoops::start(2);
-    let dir = scratch("sigkill");
-    let mut owner = Command::new(std::env::current_exe().unwrap())
+    let dir = scratch(name);
+    let mut owner = Command::new(std::env::current_exe().unwrap());
+    owner
         .args(["doomed_owner", "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE, &dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::piped());
+    if kill_keeper {
+        owner.env(KILL_KEEPER, "1");
+    }
+    let mut owner = owner.spawn().unwrap();
     let mut lines = BufReader::new(owner.stdout.take().unwrap()).lines();
     let pids: Vec<u32> = loop {
         let line = lines.next().expect("the owner printed its pids").unwrap();

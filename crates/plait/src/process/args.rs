@@ -22,6 +22,8 @@ use crate::{Error, Result};
 ///
 /// let args = EncodedArgs::encode(&(2_i64, 3_i64))?;
 /// assert_eq!(args.type_name(), "(i64, i64)");
+/// // A reference stands for what it refers to.
+/// assert_eq!(EncodedArgs::encode(&&(2_i64, 3_i64))?, args);
 /// assert_eq!(args.bytes(), [4, 6]); // postcard's zigzag varints
 /// # Ok::<(), plait::Error>(())
 /// ```
@@ -33,13 +35,21 @@ pub struct EncodedArgs {
 }
 
 impl EncodedArgs {
-    /// Encodes `args`, noting their type.
+    /// Encodes `args`, noting their type: the task's argument type itself (a reference to
+    /// it is taken for it), not a borrowed form that encodes alike (`&str` for a task that
+    /// takes a `String` is refused: its type's name differs).
     ///
     /// # Errors
     ///
     /// [`Error::Codec`] if `args` cannot be encoded (a `Serialize` impl that fails).
-    pub fn encode<A: Serialize>(args: &A) -> Result<EncodedArgs> {
-        let type_name = std::any::type_name::<A>();
+    pub fn encode<A: Serialize + ?Sized>(args: &A) -> Result<EncodedArgs> {
+        let mut type_name = std::any::type_name::<A>();
+        while let Some(referent) = type_name
+            .strip_prefix("&mut ")
+            .or_else(|| type_name.strip_prefix('&'))
+        {
+            type_name = referent;
+        }
         let bytes = postcard::to_allocvec(args).map_err(|error| Error::Codec {
             task: format!("arguments of type `{type_name}`"),
             reason: error.to_string(),

@@ -54,9 +54,9 @@ impl Child {
     ///
     /// # Errors
     ///
-    /// If the process cannot start, or the keeper cannot (then nothing was started).
+    /// If the process cannot start.
     pub(crate) fn spawn(command: &mut std::process::Command) -> io::Result<Child> {
-        keeper::ensure()?;
+        keeper::ensure();
         command.process_group(0);
         let mut started = command.spawn()?;
         let pid = Pid::from_child(&started);
@@ -70,7 +70,7 @@ impl Child {
             stderr: None,
         };
         // From here on, an error drops `child`, which kills and reaps the process.
-        child.watched = Some(keeper::watch(pid)?);
+        child.watched = Some(keeper::watch(pid));
         child.ended = Ended::watch(pid)?;
         child.stdin = started.stdin.take().map(ChildStdin::from_std).transpose()?;
         child.stdout = started
@@ -111,9 +111,11 @@ impl Child {
                 ready.clear_ready();
             },
             Ended::Thread(told) => {
-                if let Some(told) = told.take() {
+                // Awaited in place, so that a wait dropped half way leaves it to the next.
+                if let Some(told) = told.as_mut() {
                     let _ = told.await;
                 }
+                *told = None;
             }
         }
         self.reap()
@@ -183,20 +185,23 @@ impl Ended {
                 Ok(Ended::PidFd(fd))
             }
             // An old kernel, or a sandbox that refuses pidfds: a thread waits instead.
-            Err(_) => {
-                let (tell, told) = oneshot::channel();
-                std::thread::Builder::new()
-                    .name("plait-wait".to_owned())
-                    .spawn(move || {
-                        let _ = rustix::process::waitid(
-                            WaitId::Pid(pid),
-                            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-                        );
-                        let _ = tell.send(());
-                    })?;
-                Ok(Ended::Thread(Some(told)))
-            }
+            Err(_) => Ended::thread(pid),
         }
+    }
+
+    /// A thread blocked in `waitid` until `pid` ends, which it leaves to be reaped.
+    fn thread(pid: Pid) -> io::Result<Ended> {
+        let (tell, told) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("plait-wait".to_owned())
+            .spawn(move || {
+                let _ = rustix::process::waitid(
+                    WaitId::Pid(pid),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+                );
+                let _ = tell.send(());
+            })?;
+        Ok(Ended::Thread(Some(told)))
     }
 }
 
@@ -225,5 +230,86 @@ fn exit_status(status: WaitIdStatus) -> ExitStatus {
         ExitStatus::from_raw(signal | if status.dumped() { 0x80 } else { 0 })
     } else {
         ExitStatus::from_raw(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// Whether `pid` has ended: gone, or a zombie for its (new) parent to reap.
+    fn ended(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+        })
+    }
+
+    /// Runs `sh -c 'sleep 600 >/dev/null & echo $!; exit 3'`, waited for by a thread if
+    /// `thread` (else through a pidfd), and returns the exit code and the leftover's pid.
+    async fn run_and_leave_a_sleeper(thread: bool) -> (Option<i32>, u32) {
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", "sleep 600 >/dev/null & echo $!; exit 3"])
+            .stdout(Stdio::piped());
+        let mut child = Child::spawn(&mut command).unwrap();
+        if thread {
+            // As on a kernel without pidfds.
+            child.ended = Ended::thread(child.pid).unwrap();
+        }
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        let status = child.wait().await.unwrap();
+        (status.code(), out.trim().parse().unwrap())
+    }
+
+    #[test]
+    fn a_child_is_reaped_and_its_leftovers_killed_with_a_pidfd_or_a_waiting_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for thread in [false, true] {
+            let (code, sleeper) = rt.block_on(run_and_leave_a_sleeper(thread));
+            assert_eq!(code, Some(3));
+            // Killed before its leader was reaped; nothing signals its end to us: look.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !ended(sleeper) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(
+                ended(sleeper),
+                "the leftover sleep {sleeper} lives (thread: {thread})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dropped_child_is_killed_and_reaped_before_drop_returns() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pid = rt.block_on(async {
+            let child = Child::spawn(std::process::Command::new("sleep").arg("600")).unwrap();
+            let pid = child.pid.as_raw_nonzero().get() as u32;
+            drop(child);
+            pid
+        });
+        // Reaped: not even a zombie is left.
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} is still there"
+        );
     }
 }

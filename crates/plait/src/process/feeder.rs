@@ -113,7 +113,7 @@ impl Ended {
     }
 }
 
-/// Feeds slot `slot`'s worker until it has had its `max_tasks_per_worker`, the pool stops,
+/// Feeds slot `slot`'s worker, holding at most `most` requests in its pipe, until it has had its `max_tasks_per_worker`, the pool stops,
 /// or the worker dies; then closes the worker's input (so that it retires once done). A
 /// request in hand then goes back to the queue.
 pub(crate) async fn feed(
@@ -122,9 +122,9 @@ pub(crate) async fn feed(
     mut stdin: ChildStdin,
     line: Arc<Line>,
     mut ended: Ended,
+    most: usize,
 ) {
     let budget = pool.options.max_tasks_per_worker.unwrap_or(u64::MAX);
-    let most = pool.options.pipeline_depth;
     let mut sent = 0_u64;
     let mut out = Vec::with_capacity(64 * 1024);
     while sent < budget {

@@ -5,34 +5,46 @@
 //! plait kills that group when the process ends, when it is cancelled or timed out, and
 //! when the runtime goes (see `child.rs`). All of that needs the program alive. If the
 //! program dies outright (SIGKILL, the OOM killer), nothing in it runs, so the killing falls
-//! to the keeper: a process forked from the program the first time it starts a group, which
-//! holds one end of a socket whose other end only the program holds. The program tells it
-//! each group as the group starts and ends. When the program dies, the kernel closes the
-//! program's end; the keeper reads the end of the stream, kills every group still listed,
-//! and exits.
+//! to the keeper: a process started the first time the program starts a group, whose input
+//! is a socket whose other end the program holds. The program tells it each group as the
+//! group starts and ends. When the program dies, the kernel closes the program's end; the
+//! keeper reads the end of the stream, kills every group still listed, and exits.
 //!
-//! The keeper is forked without `exec`, so that it works in any program (whether or not it
-//! calls `plait::init`, which commands do not need). After a fork only the forking thread
-//! exists in the child, and whatever lock another thread held stays locked there, so the
-//! keeper's code makes system calls only: it allocates nothing and takes no lock, and its
-//! table of groups is memory allocated before the fork. It leads a process group of its
-//! own and ignores the terminal's signals, so that Ctrl-C or a `kill` of the program's
-//! group does not take it along.
+//! The keeper is this program's own executable, run afresh (`/proc/self/exe`, started the
+//! way `std` starts any program, without copying the program's memory), and caught by a
+//! constructor before `main` ([`become_keeper`]): so it works in any program, whether or
+//! not it calls `plait::init` (commands do not need it), and holds none of the program's
+//! memory. It leads a process group of its own and ignores the terminal's signals, so that
+//! Ctrl-C, or a `kill` of the program's group, leaves it to do its work. It says hello on
+//! the socket first: a copy that does not (a constructor the linker dropped, if one ever
+//! did) is killed at once, and the program goes on without a keeper, saying so.
+//!
+//! If no keeper can be started, processes still start: only the guarantee for a program
+//! killed outright is lost, and a warning says so.
 
 use std::collections::HashSet;
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rustix::net::SendFlags;
-use rustix::process::Pid;
+use rustix::process::{Pid, Signal, WaitOptions};
 
-/// How many groups the keeper can hold at once (a table of `i32`s, 256 KiB).
-const CAPACITY: usize = 1 << 16;
+/// Set in the keeper's environment: that copy of the program keeps instead of running.
+const KEEPER_ENV: &str = "PLAIT_KEEPER";
 
-/// The keeper's end of the socket, once its other descriptors are closed.
-const KEEPER_FD: RawFd = 3;
+/// What the keeper says first, on its input socket.
+const HELLO: u8 = b'K';
+
+/// How long a starting keeper has to say hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(5);
+
+/// After a keeper failed to start, how long before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A group the keeper kills if the program dies; dropping it tells the keeper the group is
 /// gone (drop it before the group's leader is reaped, while its id cannot name another
@@ -45,35 +57,33 @@ pub(crate) struct Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        KEEPER.forget(self.group);
+        KEEPER.state().forget(self.group);
     }
 }
 
-/// Starts the keeper if it is not running, so that a group started next can be watched at
-/// once.
-///
-/// # Errors
-///
-/// If the keeper cannot be forked (the system is out of processes or memory).
-pub(crate) fn ensure() -> io::Result<()> {
-    KEEPER.ensure()
+/// Starts the keeper if none runs (and none failed to start a moment ago), so that a group
+/// started next is watched from its first moment.
+pub(crate) fn ensure() {
+    let mut state = KEEPER.state();
+    if state.process.as_ref().is_none_or(Process::has_ended) {
+        state.restart();
+    }
 }
 
 /// Has the keeper kill `group` if this program dies before the returned guard is dropped.
-///
-/// # Errors
-///
-/// If no keeper runs and none can be started.
-pub(crate) fn watch(group: Pid) -> io::Result<Watched> {
+/// Starts the keeper if none runs; if none can start, the group is only noted (and a new
+/// keeper, started later, is told of it).
+pub(crate) fn watch(group: Pid) -> Watched {
     let group = group.as_raw_nonzero().get();
-    KEEPER.watch(group)?;
-    Ok(Watched { group })
+    KEEPER.state().watch(group);
+    Watched { group }
 }
 
 static KEEPER: LazyLock<Keeper> = LazyLock::new(|| Keeper {
     state: Mutex::new(State {
         process: None,
         groups: HashSet::new(),
+        failed_at: None,
     }),
 });
 
@@ -81,244 +91,220 @@ struct Keeper {
     state: Mutex<State>,
 }
 
+impl Keeper {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 struct State {
     process: Option<Process>,
     /// The groups watched now: sent again to a keeper started in place of one that died.
     groups: HashSet<i32>,
+    /// When a keeper last failed to start.
+    failed_at: Option<Instant>,
 }
 
 struct Process {
-    pid: u32,
+    pid: Pid,
     socket: UnixStream,
 }
 
-impl Keeper {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn ensure(&self) -> io::Result<()> {
-        let mut state = self.state();
-        if state.process.is_none() {
-            let process = start()?;
-            state.process = Some(process);
-        }
-        Ok(())
-    }
-
-    fn watch(&self, group: i32) -> io::Result<()> {
-        let mut state = self.state();
-        state.groups.insert(group);
-        let sent = match &state.process {
-            Some(process) => send(process, &[group]),
-            None => Err(io::ErrorKind::NotConnected.into()),
+impl State {
+    fn watch(&mut self, group: i32) {
+        self.groups.insert(group);
+        let sent = match &self.process {
+            Some(process) => process.send(&[group]).is_ok(),
+            None => false,
         };
-        if sent.is_err() {
-            // The keeper died (someone killed it): a new one, told every group.
-            if let Err(error) = state.restart() {
-                state.groups.remove(&group);
-                return Err(error);
-            }
+        if !sent {
+            // None yet, or it died (someone killed it): a new one, told every group.
+            self.restart();
         }
-        Ok(())
     }
 
-    fn forget(&self, group: i32) {
-        let mut state = self.state();
-        state.groups.remove(&group);
-        let sent = state
+    fn forget(&mut self, group: i32) {
+        self.groups.remove(&group);
+        let sent = self
             .process
             .as_ref()
-            .map_or(Ok(()), |process| send(process, &[-group]));
-        if sent.is_err() {
+            .is_none_or(|process| process.send(&[-group]).is_ok());
+        if !sent {
             // A keeper that cannot be told of the groups that end would kill their ids if
             // the program died later, when another group might have them: start afresh.
-            if let Err(error) = state.restart() {
-                tracing::warn!(%error, "plait's keeper process died and cannot be started again");
+            self.restart();
+        }
+    }
+
+    /// Replaces a dead (or missing) keeper with a new one that knows every watched group.
+    fn restart(&mut self) {
+        if let Some(old) = self.process.take() {
+            old.end();
+        }
+        if self.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+            return;
+        }
+        let groups: Vec<i32> = self.groups.iter().copied().collect();
+        let started = Process::start().and_then(|process| match process.send(&groups) {
+            Ok(()) => Ok(process),
+            Err(error) => {
+                process.end();
+                Err(error)
+            }
+        });
+        match started {
+            Ok(process) => {
+                self.process = Some(process);
+                self.failed_at = None;
+            }
+            Err(error) => {
+                self.failed_at = Some(Instant::now());
+                tracing::warn!(
+                    %error,
+                    "plait cannot start its keeper process: what plait starts will not be \
+                     killed if this program is killed outright (SIGKILL)"
+                );
             }
         }
     }
 }
 
-impl State {
-    /// Replaces a dead keeper with a new one that knows every watched group.
-    fn restart(&mut self) -> io::Result<()> {
-        if let Some(old) = self.process.take() {
-            reap(old);
+impl Process {
+    /// Starts the keeper and waits for its hello.
+    fn start() -> io::Result<Process> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let mut command = std::process::Command::new("/proc/self/exe");
+        command
+            .arg0("plait-keeper")
+            .env(KEEPER_ENV, "1")
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let child = command.spawn()?;
+        let process = Process {
+            pid: Pid::from_child(&child),
+            socket: ours,
+        };
+        // Not waited for through `std`: `end` reaps it, or nobody while the program lives.
+        drop(child);
+        if let Err(error) = process.hello() {
+            process.end();
+            return Err(error);
         }
-        let process = start()?;
-        let groups: Vec<i32> = self.groups.iter().copied().collect();
-        send(&process, &groups)?;
-        self.process = Some(process);
+        Ok(process)
+    }
+
+    fn hello(&self) -> io::Result<()> {
+        self.socket.set_read_timeout(Some(HELLO_WITHIN))?;
+        let mut byte = [0_u8];
+        let said = (&self.socket).read_exact(&mut byte);
+        self.socket.set_read_timeout(None)?;
+        match said {
+            Ok(()) if byte[0] == HELLO => Ok(()),
+            Ok(()) => Err(io::Error::other("the keeper answered with something else")),
+            Err(error) => Err(io::Error::new(
+                error.kind(),
+                format!("the keeper did not say hello within {HELLO_WITHIN:?}: {error}"),
+            )),
+        }
+    }
+
+    /// Whether the keeper has died (killed by someone: it never exits while the program
+    /// lives). Leaves it to be reaped by `end`.
+    fn has_ended(&self) -> bool {
+        use rustix::process::{WaitId, WaitIdOptions};
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        rustix::process::waitid(WaitId::Pid(self.pid), options)
+            .map_or(true, |status| status.is_some())
+    }
+
+    /// Tells the keeper of groups that start (positive ids) and end (negative ids).
+    fn send(&self, records: &[i32]) -> io::Result<()> {
+        let bytes: Vec<u8> = records
+            .iter()
+            .flat_map(|record| record.to_le_bytes())
+            .collect();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            // Not a plain write: a keeper that died must be an error here, not a SIGPIPE.
+            match rustix::net::send(self.socket.as_fd(), rest, SendFlags::NOSIGNAL) {
+                Ok(n) => rest = &rest[n..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
         Ok(())
     }
-}
 
-/// Ends and reaps a keeper that stopped listening.
-fn reap(old: Process) {
-    drop(old.socket);
-    if let Some(pid) = Pid::from_raw(old.pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+    /// Ends a keeper that is not to be trusted with the groups any more: killed and reaped
+    /// before its socket closes, so that it cannot take the end of its input for the
+    /// program's death and kill every group.
+    fn end(self) {
+        let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+        let _ = rustix::process::waitpid(Some(self.pid), WaitOptions::empty());
+        drop(self.socket);
     }
 }
 
-/// Tells the keeper of groups that start (positive ids) and end (negative ids).
-fn send(process: &Process, records: &[i32]) -> io::Result<()> {
-    let bytes: Vec<u8> = records
-        .iter()
-        .flat_map(|record| record.to_le_bytes())
-        .collect();
-    let mut rest = &bytes[..];
-    while !rest.is_empty() {
-        // Not a plain write: a keeper that died must be an error here, not a SIGPIPE.
-        match rustix::net::send(&process.socket, rest, SendFlags::NOSIGNAL) {
-            Ok(n) => rest = &rest[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Forks the keeper.
-fn start() -> io::Result<Process> {
-    let (ours, theirs) = UnixStream::pair()?;
-    // The keeper's table, allocated here: the keeper may not allocate.
-    let mut table = vec![0_i32; CAPACITY];
-    let table_ptr = table.as_mut_ptr();
-    let their_fd = theirs.as_raw_fd();
-    // SAFETY: in the child, only `keep` runs, and it never returns: it makes system calls
-    // on memory that existed before the fork (its stack and `table`), allocates nothing and
-    // takes no lock, so no lock another thread held at the fork, and no allocator state,
-    // is touched there. In the parent, `fork` is an ordinary call.
-    let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => Err(io::Error::last_os_error()),
-        // SAFETY: see above; `their_fd` is open, and `table_ptr` points to `CAPACITY` `i32`s
-        // in the child's copy of this process's memory.
-        0 => unsafe { keep(their_fd, table_ptr, CAPACITY) },
-        pid => {
-            drop(theirs);
-            drop(table);
-            Ok(Process {
-                pid: pid as u32,
-                socket: ours,
-            })
-        }
+/// Runs before `main` in every program that links plait: in a copy started as a keeper,
+/// keeps (and never returns); anywhere else, returns at once.
+extern "C" fn become_keeper() {
+    if std::env::var_os(KEEPER_ENV).is_some() {
+        keep();
     }
 }
 
-/// The keeper's life: listen for groups until the program's end of the socket closes, then
-/// kill every group still listed and exit.
-///
-/// # Safety
-///
-/// Call only in a child just forked: it closes every descriptor but `socket` and exits
-/// the process. `table` must point to `capacity` writable `i32`s.
-unsafe fn keep(socket: RawFd, table: *mut i32, capacity: usize) -> ! {
-    // SAFETY: each call below is a system call (or glibc's thin wrapper of one) that is
-    // async-signal-safe, on this process's own descriptors, signal actions and memory; the
-    // caller vouches for `socket` and `table`.
-    unsafe {
-        // Out of the program's group and deaf to the terminal: a Ctrl-C, or a `kill` of
-        // the program's group, must leave the keeper to do its work.
-        libc::setpgid(0, 0);
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = libc::SIG_DFL;
-        for signal in 1..32 {
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-        action.sa_sigaction = libc::SIG_IGN;
-        for signal in [
-            libc::SIGHUP,
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGTERM,
-            libc::SIGPIPE,
-            libc::SIGTSTP,
-            libc::SIGTTIN,
-            libc::SIGTTOU,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ] {
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        // What `ps` and `/proc/PID/comm` show.
-        libc::prctl(libc::PR_SET_NAME, c"plait-keeper".as_ptr());
+// Before `main` (as `inventory`, which registers tasks, does): a keeper must not run the
+// program.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static BECOME_KEEPER: extern "C" fn() = become_keeper;
 
-        // Nothing of the program's stays open here: a pipe end held by the keeper would
-        // keep its reader from ever seeing the end (a worker's input, a command's output).
-        if socket != KEEPER_FD {
-            libc::dup2(socket, KEEPER_FD);
-        }
-        let first = (KEEPER_FD + 1) as libc::c_uint;
-        if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) != 0 {
-            let mut limit: libc::rlimit = std::mem::zeroed();
-            let most = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-                limit.rlim_cur.min(1 << 20) as RawFd
-            } else {
-                1 << 16
-            };
-            for fd in KEEPER_FD + 1..most {
-                libc::close(fd);
-            }
-        }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            if null > 2 {
-                libc::close(null);
-            }
-        }
-
-        let mut listed = 0_usize;
-        let mut buf = [0_u8; 4096];
-        let mut held = 0_usize;
-        loop {
-            let n = libc::read(
-                KEEPER_FD,
-                buf.as_mut_ptr().add(held).cast(),
-                buf.len() - held,
-            );
-            if n < 0 && *libc::__errno_location() == libc::EINTR {
-                continue;
-            }
-            if n <= 0 {
-                break; // the program is gone (or so broken that it is as good as gone)
-            }
-            held += n as usize;
-            let whole = held / 4 * 4;
-            for record in buf[..whole].chunks_exact(4) {
-                let record = i32::from_le_bytes([record[0], record[1], record[2], record[3]]);
-                if record > 0 {
-                    if listed < capacity {
-                        *table.add(listed) = record;
-                        listed += 1;
-                    }
-                } else if record < 0 {
-                    let group = record.wrapping_neg();
-                    let mut i = 0;
-                    while i < listed && *table.add(i) != group {
-                        i += 1;
-                    }
-                    if i < listed {
-                        listed -= 1;
-                        *table.add(i) = *table.add(listed);
-                    }
-                }
-            }
-            buf.copy_within(whole..held, 0);
-            held -= whole;
-        }
-        for i in 0..listed {
-            libc::kill(-*table.add(i), libc::SIGKILL);
-        }
-        libc::_exit(0)
+/// The keeper's life: say hello, note the groups the program reports until its end of the
+/// socket (this process's standard input) closes, then kill every group still listed.
+fn keep() -> ! {
+    // Deaf to the terminal and to a `kill` meant for the program.
+    for signal in [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGPIPE,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        // SAFETY: setting a signal to be ignored installs no handler; nothing else in this
+        // process has started.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
     }
+    // What `ps` and `/proc/PID/comm` show.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"plait-keeper".as_ptr()) };
+    let stdin = io::stdin();
+    let _ = rustix::net::send(stdin.as_fd(), &[HELLO], SendFlags::NOSIGNAL);
+    let mut input = stdin.lock();
+    let mut groups: HashSet<i32> = HashSet::new();
+    let mut record = [0_u8; 4];
+    // Ends at the end of the stream (the program is gone) or on any error reading it.
+    while input.read_exact(&mut record).is_ok() {
+        match i32::from_le_bytes(record) {
+            group @ 1.. => {
+                groups.insert(group);
+            }
+            ended @ ..0 => {
+                groups.remove(&ended.wrapping_neg());
+            }
+            0 => {}
+        }
+    }
+    for group in groups {
+        if let Some(group) = Pid::from_raw(group) {
+            let _ = rustix::process::kill_process_group(group, Signal::KILL);
+        }
+    }
+    std::process::exit(0)
 }

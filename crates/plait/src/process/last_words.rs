@@ -16,8 +16,9 @@ use std::fmt::Write as _;
 /// How many bytes of the start, and of the end, of a request's words are kept.
 pub(crate) const KEEP: usize = 2048;
 
-/// Lines longer than this are cut for the allocator check (its line is about 50 bytes).
-const LINE: usize = 128;
+/// How much of the end of each line the allocator check keeps (its words are about 50
+/// bytes).
+const LINE: usize = 96;
 
 /// What Rust's default allocation-error handler prints before it aborts.
 const ALLOC_FAILED: (&str, &str) = ("memory allocation of ", " bytes failed");
@@ -30,10 +31,8 @@ pub(crate) struct LastWords {
     tail: Vec<u8>,
     /// Every byte written, kept or not.
     total: u64,
-    /// The current line, up to [`LINE`] bytes of it.
+    /// The end of the current line, [`LINE`] bytes of it or more.
     line: Vec<u8>,
-    /// The line grew past [`LINE`]: it is no allocator report.
-    line_cut: bool,
     alloc_failed: bool,
 }
 
@@ -57,22 +56,23 @@ impl LastWords {
                 self.tail.drain(..excess);
             }
         }
+        // A carriage return ends a line too: a progress bar redraws its line without one.
         for &byte in chunk {
-            if byte == b'\n' {
-                self.alloc_failed |= !self.line_cut && is_alloc_failure(&self.line);
+            if byte == b'\n' || byte == b'\r' {
+                self.alloc_failed |= ends_with_alloc_failure(&self.line);
                 self.line.clear();
-                self.line_cut = false;
-            } else if self.line.len() < LINE {
-                self.line.push(byte);
             } else {
-                self.line_cut = true;
+                self.line.push(byte);
+                if self.line.len() > 2 * LINE {
+                    self.line.drain(..LINE);
+                }
             }
         }
     }
 
     /// Whether Rust's allocator reported a failed allocation in these words.
     pub(crate) fn alloc_failed(&self) -> bool {
-        self.alloc_failed || (!self.line_cut && is_alloc_failure(&self.line))
+        self.alloc_failed || ends_with_alloc_failure(&self.line)
     }
 
     /// The words as text: all of them, or their start and end with what was left out
@@ -89,15 +89,16 @@ impl LastWords {
     }
 }
 
-/// Whether `line` is Rust's "memory allocation of N bytes failed".
-fn is_alloc_failure(line: &[u8]) -> bool {
-    let Ok(line) = std::str::from_utf8(line) else {
+/// Whether `line` ends with Rust's "memory allocation of N bytes failed" (what came before
+/// it on the line, a progress bar's text say, is left alone: the report always ends its
+/// line).
+fn ends_with_alloc_failure(line: &[u8]) -> bool {
+    let line = line.trim_ascii_end();
+    let Some(rest) = line.strip_suffix(ALLOC_FAILED.1.as_bytes()) else {
         return false;
     };
-    line.trim_end()
-        .strip_prefix(ALLOC_FAILED.0)
-        .and_then(|rest| rest.strip_suffix(ALLOC_FAILED.1))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    let digits = rest.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && rest[..rest.len() - digits].ends_with(ALLOC_FAILED.0.as_bytes())
 }
 
 #[cfg(test)]
@@ -129,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn the_allocator_report_is_found_wherever_it_falls_and_only_as_a_line_of_its_own() {
+    fn the_allocator_report_is_found_wherever_it_falls_and_only_at_the_end_of_a_line() {
         let report = "memory allocation of 2147483648 bytes failed\n";
         let mut words = LastWords::new(1);
         words.push(&vec![b'x'; 1 << 20]);
@@ -141,14 +142,25 @@ mod tests {
         assert!(words.alloc_failed());
 
         for line in [
-            "task says: memory allocation of 5 bytes failed\n",
             "memory allocation of lots bytes failed\n",
+            "memory allocation of 5 bytes failed, said the task, and went on\n",
             "Cannot allocate memory\n",
         ] {
             let mut words = LastWords::new(1);
             words.push(line.as_bytes());
             assert!(!words.alloc_failed(), "{line}");
         }
+    }
+
+    #[test]
+    fn the_allocator_report_is_found_after_a_progress_bar_on_the_same_line() {
+        let mut words = LastWords::new(1);
+        for percent in 0..46 {
+            let bar = "=".repeat(percent * 2);
+            words.push(format!("\r[{bar:<100}] {percent}%").as_bytes());
+        }
+        words.push(b"memory allocation of 1073741824 bytes failed\n");
+        assert!(words.alloc_failed());
     }
 
     proptest! {

@@ -33,18 +33,33 @@
 //!   reaped, and everything in their groups has been sent SIGKILL (those are not plait's
 //!   children; their new parent, init, reaps them).
 //! * **If the program dies outright** (SIGKILL, the OOM killer), its *keeper* kills every
-//!   group still running, within milliseconds (measured here: under 1 ms). The keeper is a
-//!   small process, `plait-keeper` in `ps`, forked from the program the first time it
-//!   starts a process; it holds a socket whose other end only the program holds, so the
-//!   program's death is the end of its input. It lives as long as the program, in a
-//!   process group of its own, deaf to the terminal's signals. (Workers also die by their
-//!   parent-death signal.)
+//!   group still running, within milliseconds (measured here: about 2 ms, beside two busy
+//!   loops). The keeper is this program's executable run afresh (it holds none of the
+//!   program's memory), caught before `main` by a constructor plait installs, so it needs
+//!   no `plait::init`; it shows as `plait-keeper` in `ps`, starts the first time the
+//!   program starts a process, and lives as long as the program, in a process group of its
+//!   own, deaf to the terminal's signals. Its input is a socket whose other end the program
+//!   holds: the program's death is the end of its input. One killed by someone else is
+//!   replaced the next time the program starts a process. If none can start, processes
+//!   still start, and a warning says that this one guarantee is off. (Workers also die by
+//!   their parent-death signal.)
 //!
-//! What escapes: a process that leaves its group, by `setsid` (a daemon) or `setpgid`, is
-//! out of reach of every group kill, and lives on; so does anything if the program and
-//! its keeper are killed together (`kill -9` of both, or of every process). Commands run
-//! by `plait advise` are not in a group of their own: like `time`, it runs the command in
-//! the terminal's foreground, where Ctrl-C reaches it.
+//! What escapes, precisely:
+//!
+//! * a process that leaves its group, by `setsid` (a daemon) or `setpgid`: no group kill
+//!   reaches it;
+//! * everything, if the program and its keeper are killed together (`kill -9` of both, or
+//!   of every process), or the program forks without `exec` (the fork holds the keeper's
+//!   socket open);
+//! * for a moment, a command a *process task* starts with [`run_command`](fn@run_command):
+//!   it leads a group of its own inside the worker, so the runtime's kill of the worker's
+//!   group misses it, and the worker's own keeper kills it a few milliseconds after the
+//!   worker dies, after `shutdown` may have returned;
+//! * commands run by `plait advise`, which are not in a group of their own: like `time`,
+//!   it runs the command in the terminal's foreground, where Ctrl-C reaches it.
+//!
+//! The keeper is the program's child: a program that waits for all of its children to
+//! end (`waitpid(-1)` until `ECHILD`) never sees the last one.
 //!
 //! Because a worker is not in the terminal's foreground group, the terminal's Ctrl-C (and
 //! Ctrl-Z) reach the program, not its workers: a program that catches Ctrl-C can shut its
@@ -82,11 +97,17 @@
 //!
 //! [`Error::MemoryLimit`] is decided from facts, not from what a worker printed last: the
 //! cap was set, the worker aborted, and Rust's allocator reported a failed allocation while
-//! that task ran (in what the task wrote to standard error since it started, whatever came
-//! before and whatever backtrace follows). A task that prints those words and dies another
-//! way is [`Error::WorkerLost`]; one that prints them and aborts itself is taken at its
-//! word. [`Error::WorkerLost`] carries what the lost task wrote to standard error since it
-//! started (its first and last 2 KiB).
+//! that task ran (at the end of a line of what the task wrote to standard error since it
+//! started, whatever came before and whatever backtrace follows). A task that prints those
+//! words and dies another way is [`Error::WorkerLost`]; one that prints them and aborts
+//! itself is taken at its word. [`Error::WorkerLost`] carries what the lost task wrote to
+//! standard error since it started (its first and last 2 KiB): what the runtime read after
+//! the worker began the task, which may begin with the end of what the task before wrote,
+//! should the runtime read it late.
+//!
+//! A task after which its worker died, between tasks, is run again uncharged three times;
+//! the fourth time it is charged with the crash (a task that leaves its worker to die just
+//! after it ends, say).
 //!
 //! Arguments and results must be serde types; anything else does not compile:
 //!

@@ -91,6 +91,9 @@ pub(crate) struct Request {
     pub(crate) timeout: Option<Duration>,
     /// Further attempts if the worker dies under it.
     pub(crate) retries_left: u32,
+    /// How many times it ran to its end on a worker that then died before its answer came
+    /// (see `supervisor::settle`).
+    pub(crate) lost_answers: u8,
     /// Taken when the request is answered; a request dropped unanswered reports a
     /// cancellation.
     reply: Option<Replier>,
@@ -113,6 +116,7 @@ impl Request {
             payload,
             timeout,
             retries_left: pool.options.crash_retries,
+            lost_answers: 0,
             reply: Some(reply),
             sent: None,
         }

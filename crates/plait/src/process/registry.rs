@@ -178,17 +178,7 @@ fn run_batch_erased<T: Task>(
             Ok(())
         }));
         match ran {
-            Ok(result) => {
-                result?;
-                if !rest.is_empty() {
-                    return Err(Failure::Codec(format!(
-                        "{} bytes were left after the batch's {count} items: the arguments \
-                         were not encoded as `{}`",
-                        rest.len(),
-                        std::any::type_name::<T::Args>()
-                    )));
-                }
-            }
+            Ok(result) => result?,
             Err(payload) if decoding => {
                 let message = take_panic(payload);
                 return Err(Failure::Panicked(format!(
@@ -201,6 +191,14 @@ fn run_batch_erased<T: Task>(
                 codec::put_item_failure(out, &Failure::Panicked(message));
             }
         }
+    }
+    if !rest.is_empty() {
+        return Err(Failure::Codec(format!(
+            "{} bytes were left after the batch's {count} items: the arguments were not \
+             encoded as `{}`",
+            rest.len(),
+            std::any::type_name::<T::Args>()
+        )));
     }
     Ok(())
 }

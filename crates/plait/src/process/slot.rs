@@ -8,11 +8,14 @@
 //! the crash, those after it never started and go again uncharged, and those before it
 //! finished (their answers lost with the worker) and go again uncharged too.
 //!
-//! The page is a `memfd` mapped by both sides: the worker creates it and names its
-//! descriptor in its `Hello`, and the runtime opens it through `/proc/PID/fd` (its own
-//! child's, which needs no privilege). Handing a descriptor to the child at its start
-//! instead would cost a `fork` of the whole program per worker where a `vfork`-style spawn
-//! does now (a millisecond or more for a large program).
+//! The page is a `memfd` mapped by both sides: the worker creates it (sealed at its size)
+//! and names its descriptor in its `Hello`, and the runtime opens it through
+//! `/proc/PID/fd` (its own child's, of the same user). Handing a descriptor to the child at
+//! its start instead would cost a `fork` of the whole program per worker where a
+//! `vfork`-style spawn does now (a millisecond or more for a large program). Where the
+//! slot cannot be made or opened (no memfd, no `/proc`, a worker made undumpable), the
+//! worker serves without one and is sent one request at a time, so that the one it holds
+//! is the one it runs.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -58,8 +61,15 @@ impl Slot {
     ///
     /// If the kernel refuses a `memfd` or the mapping.
     pub(crate) fn create() -> io::Result<(Slot, OwnedFd)> {
-        let fd = rustix::fs::memfd_create("plait-slot", rustix::fs::MemfdFlags::CLOEXEC)?;
+        use rustix::fs::{MemfdFlags, SealFlags};
+        let fd = rustix::fs::memfd_create(
+            "plait-slot",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
         rustix::fs::ftruncate(&fd, LEN as u64)?;
+        // Its size fixed for good: a task that truncated it would make the runtime's
+        // mapping fault (SIGBUS) on its next read.
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         let slot = Slot::map(&fd)?;
         Ok((slot, fd))
     }
@@ -77,6 +87,14 @@ impl Slot {
             .write(true)
             .open(&path)
             .map_err(|error| io::Error::new(error.kind(), format!("{path}: {error}")))?;
+        // Mapped only whole and sealed: anything else could shrink under the mapping.
+        let seals = rustix::fs::fcntl_get_seals(&file)?;
+        let size = file.metadata()?.len();
+        if !seals.contains(rustix::fs::SealFlags::SHRINK) || size < LEN as u64 {
+            return Err(io::Error::other(format!(
+                "{path} is {size} bytes, sealed {seals:?}: not a worker's slot"
+            )));
+        }
         Slot::map(&file)
     }
 

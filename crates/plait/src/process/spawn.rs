@@ -211,8 +211,9 @@ impl Worker {
             {
                 let answer = hello(frame, init.initializer.as_ref().map(|(name, _)| name));
                 self.buf.advance(len);
-                let slot = answer?;
-                let _ = self.slot.set(slot);
+                if let Some(slot) = answer? {
+                    let _ = self.slot.set(slot);
+                }
                 return Ok(());
             }
             if self.read().await? == 0 {
@@ -323,9 +324,9 @@ impl From<String> for Refusal {
     }
 }
 
-/// What the worker's first frame says: `Hello` (and then its slot, mapped here), or its
-/// initializer's failure.
-fn hello(frame: codec::Frame<'_>, initializer: Option<&String>) -> Result<Slot, Refusal> {
+/// What the worker's first frame says: `Hello` (and then its slot, mapped here, if it could
+/// be), or its initializer's failure.
+fn hello(frame: codec::Frame<'_>, initializer: Option<&String>) -> Result<Option<Slot>, Refusal> {
     match frame.kind {
         Kind::Hello => {
             let (Some(pid), Some(fd)) = (frame.body.get(..4), frame.body.get(4..8)) else {
@@ -336,11 +337,22 @@ fn hello(frame: codec::Frame<'_>, initializer: Option<&String>) -> Result<Slot, 
             };
             let pid = u32::from_le_bytes(pid.try_into().expect("4 bytes"));
             let fd = i32::from_le_bytes(fd.try_into().expect("4 bytes"));
-            Slot::open(pid, fd).map_err(|error| {
-                Refusal::Silent(format!(
-                    "the memory it shares with the runtime could not be opened ({error})"
-                ))
-            })
+            // Without a slot the worker still serves, one request at a time (see `settle`).
+            let slot = if fd < 0 {
+                Err(io::Error::other("the worker could not make it"))
+            } else {
+                Slot::open(pid, fd)
+            };
+            Ok(slot
+                .inspect_err(|error| {
+                    tracing::warn!(
+                        %error,
+                        pid,
+                        "a worker serves without the memory it shares with the runtime (a \
+                         memfd opened through /proc): it is sent one task at a time"
+                    );
+                })
+                .ok())
         }
         Kind::Done => {
             let outcome = codec::parse_done(frame.body).map_err(|e| e.to_string())?;

@@ -87,6 +87,13 @@ async fn serve(
     let line = Arc::new(Line::new());
     let stdin = worker.stdin.take().expect("a started worker has its input");
     let (dead, dead_rx) = watch::channel(false);
+    // A worker that cannot say which request it runs gets one at a time, so that the one
+    // it holds is the one it runs.
+    let depth = if worker.slot.get().is_some() {
+        pool.options.pipeline_depth
+    } else {
+        1
+    };
     let feeder = tokio::spawn(feed(
         Arc::clone(pool),
         slot,
@@ -96,6 +103,7 @@ async fn serve(
             stop: stop.clone(),
             dead: dead_rx,
         },
+        depth,
     ));
     let mut killed: Option<Killed> = None;
     let mut deadline: Option<Instant> = None;
@@ -145,7 +153,7 @@ async fn serve(
     let _ = feeder.await;
     let status = worker.child.wait().await;
     let words = worker.last_words().await;
-    let facts = worker.slot.get().map(Slot::read).unwrap_or_default();
+    let facts = worker.slot.get().map(Slot::read);
     let held = std::mem::take(&mut line.held().queue);
     settle(
         pool,
@@ -169,8 +177,8 @@ fn kill(worker: &mut Worker, killed: &mut Option<Killed>, why: Killed) {
 /// What is known of a worker's death.
 struct Death {
     status: io::Result<ExitStatus>,
-    /// What the worker last said it was doing.
-    facts: Facts,
+    /// What the worker last said it was doing, if it has a slot to say it in.
+    facts: Option<Facts>,
     /// What it wrote to standard error while on its last request.
     words: LastWords,
 }
@@ -182,44 +190,60 @@ struct Death {
 /// one alone is charged with the death, against its crash budget. The requests after it
 /// never started, and go back to the queue uncharged. Those before it finished, but their
 /// answers, still in the worker's writer, died with it: they go back uncharged too, and run
-/// a second time. A worker that died between requests charges nobody.
-fn settle(pool: &Pool, held: VecDeque<Request>, killed: Option<Killed>, death: Death) {
-    let mut held = held;
-    let Some(culprit) = (match killed {
-        Some(_) => held.pop_front(),
-        None => {
-            let on = held
-                .iter()
-                .position(|request| request.id == death.facts.request);
-            on.filter(|_| !death.facts.done)
-                .and_then(|at| held.remove(at))
+/// a second time. A worker that died between requests charges nobody, but the request it
+/// finished last is counted: one after which its worker died [`LOST_ANSWERS`] times over
+/// is charged the next. A worker without a slot (see `spawn.rs`) is sent one request at a
+/// time, so the one it held is the one it was running.
+fn settle(pool: &Pool, mut held: VecDeque<Request>, killed: Option<Killed>, death: Death) {
+    let exit = death
+        .status
+        .as_ref()
+        .map_or(WorkerExit::Unknown, |status| WorkerExit::from(*status));
+    // Where the worker was in its line, and whether it was done with that request.
+    let (on, done, item) = match death.facts {
+        Some(facts) => (
+            held.iter().position(|request| request.id == facts.request),
+            facts.done,
+            facts.item,
+        ),
+        None => ((!held.is_empty()).then_some(0), false, u32::MAX),
+    };
+    let culprit_at = match killed {
+        Some(_) => (!held.is_empty()).then_some(0),
+        None => on.filter(|_| !done),
+    };
+    // The request the worker finished last before dying between requests is the one to
+    // keep an eye on: a task that leaves its worker to die just after it ends.
+    if let (Some(at), true, None) = (on, done, killed.as_ref()) {
+        held[at].lost_answers += 1;
+    }
+    let culprit = culprit_at.and_then(|at| held.remove(at));
+    if let Some(culprit) = culprit {
+        let task = culprit.task.to_owned();
+        match killed {
+            Some(Killed::TimedOut) => culprit.fail(Error::TimedOut),
+            Some(Killed::Stopped | Killed::Cancelled) => culprit.fail(Error::Cancelled),
+            Some(Killed::Codec(reason)) => culprit.fail(Error::Codec { task, reason }),
+            None => {
+                let words = (death.words.request == culprit.id).then_some(death.words);
+                charge(pool, culprit, exit, words, item);
+            }
         }
-    }) else {
-        for request in held {
+    }
+    for request in held {
+        if request.lost_answers > LOST_ANSWERS {
+            // Finished again and again, its answer lost each time: it is the likelier
+            // cause (a task that leaves its worker to die just after it).
+            charge(pool, request, exit, None, u32::MAX);
+        } else {
             pool.requeue(request);
         }
-        return;
-    };
-    let task = culprit.task.to_owned();
-    let error = match killed {
-        Some(Killed::TimedOut) => Error::TimedOut,
-        Some(Killed::Stopped | Killed::Cancelled) => Error::Cancelled,
-        Some(Killed::Codec(reason)) => Error::Codec { task, reason },
-        None => {
-            let exit = death.status.map_or(WorkerExit::Unknown, WorkerExit::from);
-            let words = (death.words.request == culprit.id).then_some(death.words);
-            charge(pool, culprit, exit, words, death.facts.item);
-            for request in held {
-                pool.requeue(request);
-            }
-            return;
-        }
-    };
-    culprit.fail(error);
-    for request in held {
-        pool.requeue(request);
     }
 }
+
+/// How many times a request may run again uncharged because its worker died after it
+/// finished, before it is charged with the death.
+pub(crate) const LOST_ANSWERS: u8 = 3;
 
 /// Charges `culprit` with its worker's death (`exit`): runs it again if its crash budget
 /// allows, or fails it. `words`: what it wrote to standard error, if anything; `item`: the

@@ -27,7 +27,7 @@ pub(crate) const WORKER_ENV: &str = "PLAIT_WORKER";
 /// Set in a worker's environment, to the runtime's process id.
 pub(crate) const PARENT_ENV: &str = "PLAIT_PARENT_PID";
 /// The protocol version a runtime and its workers must share.
-pub(crate) const PROTOCOL: &str = "1";
+pub(crate) const PROTOCOL: &str = "2";
 
 /// The first argument a worker is started with. A program that calls [`init`] at the top of
 /// `main` never sees it; a test binary reads it as a filter that selects the one test
@@ -144,9 +144,11 @@ pub(crate) fn serving() -> bool {
 
 fn serve() -> io::Result<()> {
     die_with_parent()?;
-    let (slot, slot_fd) = Slot::create()?;
-    let _ = SLOT.set(slot);
-    let _ = SLOT_FD.set(slot_fd);
+    // Without one (no memfd here), the runtime sends this worker one request at a time.
+    if let Ok((slot, slot_fd)) = Slot::create() {
+        let _ = SLOT.set(slot);
+        let _ = SLOT_FD.set(slot_fd);
+    }
     let (mut input, mut output) = take_stdio()?;
     output.write_all(codec::MAGIC)?;
     output.flush()?;
@@ -269,13 +271,13 @@ fn serve_frames(
             }
         }
         input.consume();
-        // Done before the answer goes out: a death from here on loses the answer, not the
-        // fact that the task ran to its end.
+        let idle = !input.has_frame();
+        outbox.post(&mut out, idle)?;
+        // Done once the answer is with the writer: a death while handing it over (out of
+        // memory for a large result, say) is still this request's.
         if let Some(slot) = SLOT.get() {
             slot.done(id);
         }
-        let idle = !input.has_frame();
-        outbox.post(&mut out, idle)?;
     }
 }
 

@@ -272,7 +272,10 @@ mod tests {
         // A full strand; a task holding one of the slots spawns: its slot is lent.
         assert!(admission.admit_lending(|| false));
         assert_eq!(admission.in_flight(), 3);
-        assert!(!admission.try_admit(), "the lent slot is back once the lender moved on");
+        assert!(
+            !admission.try_admit(),
+            "the lent slot is back once the lender moved on"
+        );
         // Lent again, by the same or another spawner: the strand is full even so (3 in
         // flight, bound 2 + 1 lent) until one finishes.
         let lender = {

@@ -35,8 +35,10 @@ use crate::thread::ThreadStrand;
 /// and learn what happened to it. When the last clone is dropped without a shutdown, work
 /// still in flight is cancelled without waiting for it to finish (and a warning is logged
 /// through `tracing`): a program that returns from `main` does not wait for detached
-/// tasks. The drop does wait, up to 2 s, for the processes the runtime started (workers,
-/// commands) to be killed and reaped; dropped inside an async context, where it may not
+/// tasks. The drop does wait for the processes the runtime started (workers, commands) to
+/// be killed and reaped: at most 2 s for the workers and 2 s for the commands, longer only
+/// for a process that cannot die (stuck in an uninterruptible wait; it is left to a thread
+/// that reaps it later, after 2 s). Dropped inside an async context, where it may not
 /// block, it leaves the coroutine strand's threads to kill the commands just after.
 ///
 /// # Examples
