@@ -119,7 +119,8 @@ fn a_graph_node_on_both_strands() {
         let mut graph = Graph::new();
         let thread = graph.task((), |()| throw());
         let coroutine = graph.task_async((), |()| async { throw() });
-        let mut results = rt.run_graph(graph).join();
+        // Both run: the first failure must not cancel the other.
+        let mut results = graph.runner(rt).keep_going(true).start().join();
         (results.take(thread), results.take(coroutine))
     });
     assert_said(thread);
