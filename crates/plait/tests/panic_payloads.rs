@@ -144,3 +144,23 @@ fn a_process_task_and_its_worker_lives_on() {
         "the worker caught the panic and lives on"
     );
 }
+
+#[test]
+fn a_coroutine_cancelled_while_it_blocks_and_then_throws() {
+    let rt = common::runtime(2);
+    let result = within_a_minute("the cancelled coroutine's join", move || {
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let handle = rt.spawn_async(async move {
+            started_tx.send(()).unwrap();
+            // Blocks inside one poll: the cancel cannot drop it until it returns.
+            let _ = gate.recv();
+            throw()
+        });
+        started.recv().unwrap();
+        assert!(handle.cancel());
+        release.send(()).unwrap();
+        handle.join()
+    });
+    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+}

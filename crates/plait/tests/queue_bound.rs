@@ -156,3 +156,107 @@ fn try_spawn_still_refuses_at_the_bound() {
         handle.join().unwrap();
     }
 }
+
+fn runtime_with_bound(bound: usize) -> Runtime {
+    Runtime::builder()
+        .threads(2)
+        .coroutine_workers(2)
+        .queue_bound(bound)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_chain_of_grandchildren_at_a_bound_of_one_finishes_on_both_strands() {
+    let rt = runtime_with_bound(1);
+    let threads = within_a_minute("a chain of thread tasks at a bound of one", {
+        let rt = rt.clone();
+        move || {
+            let (a, b) = (rt.clone(), rt.clone());
+            rt.spawn(move || {
+                a.spawn(move || b.spawn(|| 1).join().unwrap() + 1)
+                    .join()
+                    .unwrap()
+                    + 1
+            })
+            .join()
+            .unwrap()
+        }
+    });
+    assert_eq!(threads, 3);
+    let coroutines = within_a_minute("a chain of coroutines at a bound of one", {
+        let rt = rt.clone();
+        move || {
+            let (a, b) = (rt.clone(), rt.clone());
+            rt.spawn_async(async move {
+                a.spawn_async(async move { b.spawn_async(async { 1 }).await.unwrap() + 1 })
+                    .await
+                    .unwrap()
+                    + 1
+            })
+            .join()
+            .unwrap()
+        }
+    });
+    assert_eq!(coroutines, 3);
+}
+
+fn fib_threads(rt: &Runtime, n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let (left, right) = (rt.clone(), rt.clone());
+    let a = rt.spawn(move || fib_threads(&left, n - 1));
+    let b = rt.spawn(move || fib_threads(&right, n - 2));
+    a.join().unwrap() + b.join().unwrap()
+}
+
+fn fib_coroutines(rt: Runtime, n: u64) -> std::pin::Pin<Box<dyn Future<Output = u64> + Send>> {
+    Box::pin(async move {
+        if n < 2 {
+            return n;
+        }
+        let a = rt.spawn_async(fib_coroutines(rt.clone(), n - 1));
+        let b = rt.spawn_async(fib_coroutines(rt.clone(), n - 2));
+        a.await.unwrap() + b.await.unwrap()
+    })
+}
+
+#[test]
+fn recursive_fibonacci_by_spawn_and_join_at_a_bound_of_four_finishes_on_both_strands() {
+    let rt = runtime_with_bound(4);
+    let threads = within_a_minute("fib(15) by thread tasks at a bound of four", {
+        let rt = rt.clone();
+        move || fib_threads(&rt, 15)
+    });
+    assert_eq!(threads, 610);
+    let coroutines = within_a_minute("fib(15) by coroutines at a bound of four", {
+        let rt = rt.clone();
+        move || rt.block_on(fib_coroutines(rt.clone(), 15))
+    });
+    assert_eq!(coroutines, 610);
+}
+
+#[test]
+fn a_joins_second_closure_run_elsewhere_may_spawn_at_the_bound() {
+    let rt = runtime_with_bound(1);
+    let total = within_a_minute("a join whose second closure spawns at the bound", {
+        let rt = rt.clone();
+        move || {
+            let inner = rt.clone();
+            rt.spawn(move || {
+                let spawner = inner.clone();
+                let (a, b) = inner
+                    .join(
+                        || (0..100_000u64).sum::<u64>(),
+                        move || spawner.spawn(|| 1u64).join().unwrap(),
+                    )
+                    .unwrap();
+                a + b
+            })
+            .join()
+            .unwrap()
+        }
+    });
+    assert_eq!(total, 4_999_950_001);
+}

@@ -189,9 +189,9 @@ fn queued_tasks_behind_stuck_ones_are_cancelled_not_unfinished_and_the_report_ad
 }
 
 #[test]
-fn the_report_counts_what_landed_after_a_quiet_wait_not_a_first_wake_up() {
+fn cooperative_tasks_and_their_crowd_all_land_and_nothing_is_left_unfinished() {
     let _busy = common::BusyLoops::start(2);
-    // Cooperative this time: the two stop when asked, and then the crowd drains too.
+    // Cooperative this time: the two stop when asked, and the crowd is cancelled too.
     let rt = common::runtime(2);
     let hogs = [
         common::spawn_until_cancelled(&rt),

@@ -158,13 +158,19 @@ fn a_cooperative_thread_task_stops_at_its_limit_while_the_coroutine_strand_is_st
     });
     for micros in [0, 10, 100, 1000] {
         let limit = Duration::from_micros(micros);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&stopped);
         let started = Instant::now();
         let result = rt
             .task()
             .timeout(limit)
             .spawn(move || {
-                while !plait::task::is_cancelled() {
-                    assert!(started.elapsed() < Duration::from_secs(30), "never stopped");
+                // Gives up after 30 s without a word, so that only `stopped` tells.
+                while started.elapsed() < Duration::from_secs(30) {
+                    if plait::task::is_cancelled() {
+                        seen.store(true, Ordering::SeqCst);
+                        return;
+                    }
                     std::hint::spin_loop();
                 }
             })
@@ -172,6 +178,11 @@ fn a_cooperative_thread_task_stops_at_its_limit_while_the_coroutine_strand_is_st
         assert!(
             matches!(result, Err(Error::TimedOut)),
             "{micros} µs: {result:?}"
+        );
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "{micros} µs: is_cancelled never turned true; the task gave up after {:?}",
+            started.elapsed()
         );
     }
     release.send(()).unwrap();

@@ -415,6 +415,13 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        // It holds a slot of the coroutine strand, where it is booked: it lends it while it
+        // waits for tasks, as a coroutine does.
+        let strand = Arc::clone(&self.shared.coroutines.state);
+        let f = move || {
+            let _holding = strand.hold();
+            f()
+        };
         self.spawn_coroutine_fallible(async move {
             tokio::task::spawn_blocking(f).await.map_err(|error| {
                 if error.is_panic() {

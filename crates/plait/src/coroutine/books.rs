@@ -10,7 +10,7 @@
 use std::cell::OnceCell;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crate::runtime::strand::StrandState;
+use crate::runtime::strand::{Holding, StrandState};
 
 thread_local! {
     /// The strands whose coroutines run on this thread, by number: the coroutine strand,
@@ -47,14 +47,17 @@ pub(crate) fn on_own_thread() -> bool {
     LOCAL.with(|local| local.get().is_some())
 }
 
-/// Books one coroutine as finished when dropped.
+/// Books one coroutine as finished when dropped, and lends its slot while it waits for
+/// tasks.
 ///
 /// One word, so that it adds as little as possible to every coroutine: the strand's number,
-/// and in the top bit whether the future has returned.
+/// and in the top bits whether the future has returned and whether its slot is lent.
 pub(crate) struct Books(u64);
 
 /// The bit of `Books` that says the future returned; strand numbers never reach it.
 const COMPLETED: u64 = 1 << 63;
+/// The bit of `Books` that says the coroutine's slot is lent (it waits for a task).
+const LENDING: u64 = 1 << 62;
 
 impl Books {
     pub(crate) fn new(strand: u64) -> Self {
@@ -67,12 +70,49 @@ impl Books {
     }
 
     /// The strand's number: its key (see `StrandState::key`).
-    pub(crate) fn strand(&self) -> u64 {
-        self.0 & !COMPLETED
+    fn strand(&self) -> u64 {
+        self.0 & !(COMPLETED | LENDING)
     }
 
     fn completed(&self) -> bool {
         self.0 & COMPLETED != 0
+    }
+
+    /// Marks this thread as running a task of the strand for the length of a poll (see
+    /// `strand::lend_held_slot`); only on the strand's own threads.
+    pub(crate) fn hold(&self) -> Option<Holding> {
+        self.with_local(|state| state.hold())
+    }
+
+    /// Lends the coroutine's slot while it waits for tasks (`waiting`), and takes it back
+    /// once it does not: a coroutine suspended on a task's handle does not count against
+    /// the bound, for the reason a thread blocked in a join does not.
+    pub(crate) fn lend_while(&mut self, waiting: bool) {
+        let lending = self.0 & LENDING != 0;
+        if waiting == lending {
+            return;
+        }
+        let changed = self.with_local(|state| {
+            if waiting {
+                state.admission.lend();
+            } else {
+                state.admission.unlend();
+            }
+        });
+        if changed.is_some() {
+            self.0 ^= LENDING;
+        }
+    }
+
+    /// Runs `f` with the strand's state, if this is one of its threads.
+    fn with_local<R>(&self, f: impl FnOnce(&StrandState) -> R) -> Option<R> {
+        LOCAL.with(|local| {
+            let strands = local.get()?;
+            let (_, state) = strands
+                .iter()
+                .find(|(number, _)| *number == self.strand())?;
+            Some(f(state))
+        })
     }
 }
 
@@ -80,17 +120,14 @@ impl Drop for Books {
     fn drop(&mut self) {
         // A panic unwinding through the future is a finish, not a cancellation.
         let cancelled = !self.completed() && !std::thread::panicking();
-        let booked = LOCAL.with(|local| {
-            let strands = local.get().map_or(&[][..], |strands| &strands[..]);
-            match strands.iter().find(|(number, _)| *number == self.strand()) {
-                Some((_, state)) => {
-                    state.finish(cancelled);
-                    true
-                }
-                None => false,
+        let lent = self.0 & LENDING != 0;
+        let booked = self.with_local(|state| {
+            if lent {
+                state.admission.unlend();
             }
+            state.finish(cancelled);
         });
-        if !booked {
+        if booked.is_none() {
             let state = REGISTRY
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -99,6 +136,9 @@ impl Drop for Books {
                 .and_then(|(_, weak)| weak.upgrade());
             // No state: the runtime is gone, and with it the books.
             if let Some(state) = state {
+                if lent {
+                    state.admission.unlend();
+                }
                 state.finish(cancelled);
             }
         }

@@ -143,8 +143,9 @@ impl Runtime {
     ///
     /// Waits for room if the strand holds its [queue bound](crate::Builder::queue_bound) of
     /// unfinished coroutines (see [`try_spawn_async`](Runtime::try_spawn_async)); a
-    /// coroutine that spawns lends its own slot while it waits, so coroutines that spawn
-    /// and await their children cannot deadlock on the bound. After
+    /// coroutine waiting for tasks lends its slot (see
+    /// [`queue_bound`](crate::Builder::queue_bound)), so coroutines that spawn and await
+    /// their children cannot deadlock on the bound. After
     /// [`shutdown`](Runtime::shutdown) the handle reports [`Error::Shutdown`].
     ///
     /// The future is made by the caller, outside the runtime: one whose making needs the

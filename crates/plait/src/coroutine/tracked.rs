@@ -37,14 +37,27 @@ impl<F: Future> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        // The task holds a slot of its strand: a spawn it makes there lends it if it waits.
-        let holding = crate::runtime::strand::hold(this.books.strand());
-        let output = this.future.poll(cx);
-        drop(holding);
-        let output = std::task::ready!(output);
+        let output = std::task::ready!(poll_holding(this.books, this.future, cx));
         this.books.complete();
         Poll::Ready(output)
     }
+}
+
+/// Polls a coroutine's future as a task that holds a slot of its strand: while it waits
+/// for tasks (a handle it awaits is unfinished, or it blocks in a join or on a full
+/// strand) its slot is lent (see `strand::lend_held_slot`).
+fn poll_holding<F: Future>(
+    books: &mut Books,
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    let holding = books.hold();
+    crate::runtime::strand::take_awaiting_task();
+    let output = future.poll(cx);
+    let awaits_task = crate::runtime::strand::take_awaiting_task();
+    drop(holding);
+    books.lend_while(output.is_pending() && awaits_task);
+    output
 }
 
 /// What a coroutine task's future returns.
@@ -143,7 +156,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
         let this = self.project();
-        let output = std::task::ready!(this.future.poll(cx));
+        let output = std::task::ready!(poll_holding(this.books, this.future, cx));
         if !matches!(output, Err(crate::Error::Cancelled)) {
             this.books.complete();
         }

@@ -429,8 +429,7 @@ fn run(job: JobRef, context: &Context) {
                 cancelled: false,
             };
             let id = job.id();
-            // The task holds a slot of the strand: a spawn it makes there lends it if it
-            // waits for room.
+            // The task holds a slot of the strand: it lends it while it waits for tasks.
             let holding = context.strand.hold();
             let ran = job.run(&cancelling);
             drop(holding);
@@ -440,6 +439,7 @@ fn run(job: JobRef, context: &Context) {
             books.cancelled = ran.cancelled;
         }
         Kind::Scoped(guard) => {
+            let _holding = crate::runtime::strand::hold_nothing();
             let ran = job.run(&cancelling);
             if let Some(error) = ran.unobserved_panic {
                 guard.record(error);
@@ -448,6 +448,7 @@ fn run(job: JobRef, context: &Context) {
         }
         Kind::Joined => {
             // The joiner waits for completion itself; nothing to book.
+            let _holding = crate::runtime::strand::hold_nothing();
             job.run(&cancelling);
         }
     }

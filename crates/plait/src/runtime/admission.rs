@@ -18,8 +18,8 @@ const STRIPES: usize = 16;
 
 pub(crate) struct Admission {
     bound: usize,
-    /// Slots lent by spawners that hold one and wait for room (see `admit_lending`): the
-    /// bound grows by as many while they wait.
+    /// Slots lent by tasks that hold one and wait for other tasks (see
+    /// `strand::lend_held_slot`): the bound grows by as many while they wait.
     lent: CachePadded<AtomicUsize>,
     admitted: CachePadded<AtomicUsize>,
     finished: [CachePadded<AtomicUsize>; STRIPES],
@@ -113,17 +113,19 @@ impl Admission {
         }
     }
 
-    /// [`admit`](Self::admit) for a spawner that holds a slot itself (a task spawning its
-    /// children): its slot is lent while it waits, so that the bound grows by one for as
-    /// long, and tasks that wait for room for their children cannot hold every slot for
-    /// good.
-    pub(crate) fn admit_lending(&self, closed: impl Fn() -> bool) -> bool {
+    /// Lends one slot: the bound grows by one until [`unlend`](Self::unlend) (see
+    /// `strand::lend_held_slot`).
+    pub(crate) fn lend(&self) {
         self.lent.fetch_add(1, Ordering::SeqCst);
         // The bound grew: a waiter may fit now.
-        self.notify();
-        let admitted = self.admit(closed);
+        if self.waiters.load(Ordering::SeqCst) != 0 {
+            self.notify();
+        }
+    }
+
+    /// Takes back a slot lent by [`lend`](Self::lend).
+    pub(crate) fn unlend(&self) {
         self.lent.fetch_sub(1, Ordering::SeqCst);
-        admitted
     }
 
     /// Wakes every waiter, e.g. because the strand closed.
@@ -266,28 +268,25 @@ mod tests {
     }
 
     #[test]
-    fn a_spawner_that_lends_its_slot_is_admitted_beyond_the_bound_by_one_at_most() {
+    fn a_lent_slot_admits_one_more_and_a_waiter_fits_when_a_slot_is_lent() {
         let admission = Arc::new(Admission::new(2));
         assert!(admission.try_admit() && admission.try_admit());
-        // A full strand; a task holding one of the slots spawns: its slot is lent.
-        assert!(admission.admit_lending(|| false));
-        assert_eq!(admission.in_flight(), 3);
-        assert!(
-            !admission.try_admit(),
-            "the lent slot is back once the lender moved on"
-        );
-        // Lent again, by the same or another spawner: the strand is full even so (3 in
-        // flight, bound 2 + 1 lent) until one finishes.
-        let lender = {
+        assert!(!admission.try_admit());
+        // A waiter for room, and then a task holding a slot that blocks on another task.
+        let waiter = {
             let admission = Arc::clone(&admission);
-            std::thread::spawn(move || admission.admit_lending(|| false))
+            std::thread::spawn(move || admission.admit(|| false))
         };
         while admission.waiters.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
         }
-        admission.finish();
-        assert!(lender.join().unwrap());
+        admission.lend();
+        assert!(waiter.join().unwrap());
         assert_eq!(admission.in_flight(), 3);
+        assert!(!admission.try_admit(), "one lent slot admits one task");
+        admission.unlend();
+        admission.finish();
+        assert!(!admission.try_admit(), "two in flight, bound two");
     }
 
     #[test]

@@ -88,12 +88,13 @@ impl Builder {
     /// [`DEFAULT_QUEUE_BOUND`]). Past it, `spawn` waits for room and `try_spawn` hands the
     /// task back. At least 1; a bound of 0 is refused by [`build`](Builder::build).
     ///
-    /// A task that spawns into its own strand while that strand is full lends its own slot
-    /// while it waits. This keeps a shape from deadlocking: tasks that spawn children and
-    /// join them, as many as the bound, would otherwise hold every slot while each waits
-    /// for room for its children. The strand then holds, beyond the bound, at most one task
-    /// per spawner blocked at that moment; spawns from outside the strand's tasks (and from
-    /// a task of another strand) wait for room as before.
+    /// A task that waits for other tasks (joins a handle, awaits one, ends a scope, or
+    /// waits for room in a full strand) lends its slot while it waits. This keeps a shape
+    /// from deadlocking: tasks that spawn children and join them, as many as the bound,
+    /// would otherwise hold every slot while their children, or their children's children,
+    /// wait for room that never comes. The strand then holds, beyond the bound, at most one
+    /// task per task waiting for tasks at that moment; spawns from outside the strand's
+    /// tasks wait for room as before, and `try_spawn` refuses.
     pub fn queue_bound(mut self, n: usize) -> Self {
         self.queue_bound = n;
         self

@@ -37,8 +37,8 @@ pub struct StrandReport {
     /// seeing the cancellation. Their handles report [`Error::Cancelled`](crate::Error::Cancelled).
     pub cancelled: u64,
     /// Thread tasks still running when the shutdown returned: they were asked to stop but
-    /// have not checked yet (or tasks queued behind them). Their handles will report the
-    /// cancellation when they end; nothing is lost, but they still hold a thread.
+    /// have not checked yet. Their handles will report the cancellation when they end;
+    /// nothing is lost, but they still hold a thread.
     pub unfinished: u64,
 }
 
@@ -80,13 +80,14 @@ impl Runtime {
     /// Every task in flight ends one of two ways, and its handle says which: it ran (and
     /// reports its value or error), or it was cancelled (and reports
     /// [`Error::Cancelled`](crate::Error::Cancelled)). At the deadline, queued tasks are
-    /// dropped unrun (by the caller's thread, if the pool's are all busy), coroutines are
-    /// dropped at their next `.await`, and running thread tasks are asked to stop; the
-    /// shutdown then waits while cancellations keep landing, and returns once none has for
-    /// 20 ms (or after `timeout` more, if they keep trickling in). Thread tasks still running
-    /// then, having ignored the request, are counted as `unfinished`. The report adds up:
-    /// `completed + cancelled + unfinished` on each strand is what was in flight when the
-    /// shutdown began.
+    /// dropped unrun (queued thread tasks by the caller's thread, which runs their
+    /// closures' destructors), coroutines are dropped at their next `.await`, and running
+    /// thread tasks are asked to stop; the shutdown then waits while cancellations keep
+    /// landing, and returns once none has for 20 ms (or after `timeout` more in all, if they
+    /// keep trickling in; worker processes are given 2 s more to die). Thread tasks still
+    /// running then, having ignored the request, are counted as `unfinished`. The report
+    /// adds up: `completed + cancelled + unfinished` on each strand is what was in flight
+    /// when the shutdown began.
     ///
     /// After a shutdown, spawns on any clone of this runtime return handles that report
     /// [`Error::Shutdown`](crate::Error::Shutdown) (tasks of a [`scope`](Runtime::scope) still
@@ -131,14 +132,17 @@ impl Runtime {
             // Workers finish what they hold (nothing, if drained) or are killed; either way
             // they are reaped before the coroutines that supervise them stop.
             processes.stop(drained, REAP);
-            let most = timeout.max(SETTLE);
-            settle(&processes.state.admission, most);
+            // One allowance for every strand's settling, not one each.
+            let end = Instant::now()
+                .checked_add(timeout.max(SETTLE))
+                .unwrap_or_else(far_future);
+            settle(&processes.state.admission, SETTLE, end);
             // Waits for the coroutines to be dropped: on a busy machine tokio's threads may
             // take longer to drop them than the settling below waits between cancellations.
             coroutines.stop(Some(REAP));
             if !drained {
-                settle(&coroutines.state.admission, most);
-                settle(&threads.state.admission, most);
+                settle(&coroutines.state.admission, SETTLE, end);
+                settle(&threads.state.admission, SETTLE, end);
             }
         });
         ShutdownReport {
@@ -154,12 +158,10 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(60 * 60 * 24 * 365)
 }
 
-/// Waits while cancelled tasks keep landing: until none has for [`SETTLE`] (a wake-up with
-/// nothing landed does not end the wait), or for `most` in all.
-fn settle(admission: &Admission, most: Duration) {
-    let start = Instant::now();
-    let end = start.checked_add(most).unwrap_or_else(far_future);
-    let mut quiet_until = start + SETTLE;
+/// Waits while cancelled tasks keep landing: until none has for `quiet` (a wake-up with
+/// nothing landed does not end the wait), or until `end`.
+fn settle(admission: &Admission, quiet: Duration, end: Instant) {
+    let mut quiet_until = Instant::now() + quiet;
     let mut left = admission.in_flight();
     while left > 0 {
         let wait = quiet_until
@@ -171,7 +173,7 @@ fn settle(admission: &Admission, most: Duration) {
         let now = admission.wait_change(wait);
         if now < left {
             left = now;
-            quiet_until = Instant::now() + SETTLE;
+            quiet_until = Instant::now() + quiet;
         }
     }
 }
@@ -182,5 +184,41 @@ fn strand_report(state: &StrandState) -> StrandReport {
         completed,
         cancelled,
         unfinished: state.admission.in_flight() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn settling_outlasts_a_wake_up_with_nothing_landed_and_waits_for_a_quiet_spell() {
+        let admission = Arc::new(Admission::new(10));
+        for _ in 0..3 {
+            assert!(admission.try_admit());
+        }
+        let quiet = Duration::from_millis(300);
+        let landing = {
+            let admission = Arc::clone(&admission);
+            std::thread::spawn(move || {
+                // A wake-up that lands nothing, then three landings well within `quiet` of
+                // one another.
+                std::thread::sleep(Duration::from_millis(10));
+                admission.wake_all();
+                for _ in 0..3 {
+                    std::thread::sleep(Duration::from_millis(30));
+                    admission.finish();
+                }
+            })
+        };
+        settle(&admission, quiet, Instant::now() + Duration::from_secs(60));
+        assert_eq!(
+            admission.in_flight(),
+            0,
+            "settling ended before the landings"
+        );
+        landing.join().unwrap();
     }
 }

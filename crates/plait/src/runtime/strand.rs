@@ -57,26 +57,15 @@ impl StrandState {
     }
 
     /// Admits a task, waiting for room if the strand is full (without stalling a
-    /// coroutine worker, should it be one that waits).
-    ///
-    /// A task of this strand that spawns here lends its own slot while it waits: tasks
-    /// that spawn children and join them could otherwise hold every slot while waiting for
-    /// room for their children, which would never come. So the strand may hold, beyond
-    /// its bound, one task per spawner blocked at that moment.
+    /// coroutine worker, should it be one that waits). A spawner that holds a slot lends it
+    /// while it waits (see [`lend_held_slot`]).
     pub(crate) fn admit(&self) -> Result<(), Error> {
         if self.is_closed() {
             return Err(Error::Shutdown);
         }
-        let admitted = self.admission.try_admit()
-            || wait::blocking_region(|| {
-                let closed = || self.is_closed();
-                if HOLDING.with(Cell::get) == self.key {
-                    self.admission.admit_lending(closed)
-                } else {
-                    self.admission.admit(closed)
-                }
-            });
-        if admitted {
+        if self.admission.try_admit()
+            || wait::blocking_region(|| self.admission.admit(|| self.is_closed()))
+        {
             self.recheck_closed()
         } else {
             Err(Error::Shutdown)
@@ -84,9 +73,9 @@ impl StrandState {
     }
 
     /// Marks the current thread as running a task that holds one of this strand's slots,
-    /// until the guard drops (see [`admit`](Self::admit)).
+    /// until the guard drops (see [`lend_held_slot`]).
     pub(crate) fn hold(&self) -> Holding {
-        hold(self.key)
+        Holding(HOLDING.with(|holding| holding.replace(std::ptr::from_ref(self))))
     }
 
     /// Admits a task if there is room now.
@@ -163,21 +152,71 @@ impl StrandState {
 }
 
 thread_local! {
-    /// The strand whose slot the task running on this thread holds (0: none).
-    static HOLDING: Cell<u64> = const { Cell::new(0) };
+    /// The strand whose slot the task running on this thread holds (null: none), set by
+    /// [`StrandState::hold`] for the length of the task's run (or of a coroutine's poll).
+    static HOLDING: Cell<*const StrandState> = const { Cell::new(std::ptr::null()) };
 }
 
-/// Marks the current thread as running a task that holds a slot of the strand `key`.
-pub(crate) fn hold(key: u64) -> Holding {
-    Holding(HOLDING.with(|holding| holding.replace(key)))
+/// Marks the current thread as running a task that holds no slot (a scope's task, the
+/// second closure of a join), until the guard drops.
+pub(crate) fn hold_nothing() -> Holding {
+    Holding(HOLDING.with(|holding| holding.replace(std::ptr::null())))
 }
 
 /// Restores the mark it replaced (tasks run inside tasks: a join that runs one in place).
-pub(crate) struct Holding(u64);
+pub(crate) struct Holding(*const StrandState);
 
 impl Drop for Holding {
     fn drop(&mut self) {
         HOLDING.with(|holding| holding.set(self.0));
+    }
+}
+
+/// Lends the slot of the task running on this thread, if it holds one, until the returned
+/// guard drops: for a task about to block on other tasks (a join, a scope's end, room in a
+/// full strand).
+///
+/// A task that waits for tasks does not count against its strand's bound: tasks that spawn
+/// children and join them, as many as the bound, would otherwise hold every slot while
+/// their children (or their children's children) wait for room that never comes. So a
+/// strand holds, beyond its bound, at most one task per task blocked on tasks at that
+/// moment.
+pub(crate) fn lend_held_slot() -> Option<LentSlot> {
+    let state = HOLDING.with(Cell::get);
+    // SAFETY: set by `hold` from a strand that outlives the task running here (its pool
+    // thread, or its coroutine thread, keeps the strand's state alive), and cleared when
+    // the run ends; the guard is dropped within the same run (see `LentSlot`).
+    let strand = unsafe { state.as_ref() }?;
+    strand.admission.lend();
+    Some(LentSlot(state))
+}
+
+thread_local! {
+    /// Set by a task handle that a future polls and finds unfinished: the coroutine being
+    /// polled waits for a task (see `coroutine::tracked`).
+    static AWAITS_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that the future being polled on this thread waits for a task.
+pub(crate) fn note_awaiting_task() {
+    AWAITS_TASK.with(|awaits| awaits.set(true));
+}
+
+/// Whether the future polled on this thread waited for a task since the last call; clears
+/// the note.
+pub(crate) fn take_awaiting_task() -> bool {
+    AWAITS_TASK.with(|awaits| awaits.replace(false))
+}
+
+/// A slot lent by a task that waits for tasks: given back when dropped, which must happen
+/// before the task's run (or poll) ends.
+pub(crate) struct LentSlot(*const StrandState);
+
+impl Drop for LentSlot {
+    fn drop(&mut self) {
+        // SAFETY: as in `lend_held_slot`: the strand outlives the run that made the guard,
+        // and the guard does not outlive that run.
+        unsafe { &*self.0 }.admission.unlend();
     }
 }
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
@@ -240,20 +240,29 @@ impl<T> Future for Handle<T> {
     /// If polled again after it returned `Ready`, as futures may.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let this = self.get_mut();
-        match &mut this.inner {
+        let polled = match &mut this.inner {
             Inner::Thread(task) => task.poll_join(cx),
-            Inner::Coroutine(join) => {
-                let outcome = ready!(Pin::new(join).poll(cx));
+            Inner::Coroutine(join) => Pin::new(join).poll(cx).map(|outcome| {
                 if this.id.load(Ordering::Acquire) & CANCELLED != 0 {
-                    return Poll::Ready(Err(Error::Cancelled));
+                    // Cancelled through this handle: what the task left is not reported,
+                    // and its disposal (a panic payload, a value) may panic in turn.
+                    if let Err(message) = crate::error::catch_panic(|| drop(outcome)) {
+                        tracing::error!(%message, "dropping a cancelled coroutine's outcome panicked");
+                    }
+                    return Err(Error::Cancelled);
                 }
-                Poll::Ready(match outcome {
+                match outcome {
                     Ok(Ok(output)) => Ok(output),
                     Ok(Err(error)) => Err(*error),
                     Err(error) => Err(join_error(error)),
-                })
-            }
+                }
+            }),
+        };
+        if polled.is_pending() {
+            // The coroutine awaiting this lends its slot meanwhile (see `coroutine::tracked`).
+            crate::runtime::strand::note_awaiting_task();
         }
+        polled
     }
 }
 

@@ -34,6 +34,9 @@ pub(crate) fn until_complete(
     deadline: Option<Instant>,
     is_task: &dyn Fn(&JobRef) -> bool,
 ) -> bool {
+    // The task waiting here (if this is one) does not count against its strand's bound
+    // while it waits, even while it runs the awaited task in place.
+    let _slot = crate::runtime::strand::lend_held_slot();
     // A task still queued on this very thread runs now: spinning first would only wait for
     // a thief to take it.
     if !header.is_complete() {
@@ -93,14 +96,24 @@ fn park_until_complete(header: &Header, deadline: Option<Instant>) -> bool {
 /// lends its place to a spare thread, which keeps the pool's parallelism and drains what
 /// this thread leaves queued. Only while no spare can be had does it run any queued task, so
 /// that the pool cannot starve.
+///
+/// A task that waits this way also lends its slot in its strand's bound while it waits
+/// (see `strand::lend_held_slot`).
 pub(crate) struct Idle<'w> {
     wanted: Option<&'w dyn Fn(&JobRef) -> bool>,
     lent: Option<pool::Lent>,
+    /// Held for its drop: the waiting task's slot, lent while it waits.
+    _slot: Option<crate::runtime::strand::LentSlot>,
 }
 
 impl<'w> Idle<'w> {
     pub(crate) fn new(wanted: Option<&'w dyn Fn(&JobRef) -> bool>) -> Self {
-        Idle { wanted, lent: None }
+        Idle {
+            wanted,
+            lent: None,
+            // From the start: what it waits for may run in place, on top of it.
+            _slot: crate::runtime::strand::lend_held_slot(),
+        }
     }
 
     /// Does one thing in place of waiting; returns `true` if it did, so the caller looks

@@ -100,9 +100,10 @@ impl Runtime {
     ///
     /// If the strand already holds its [queue bound](crate::Builder::queue_bound) of
     /// unfinished tasks, `spawn` waits for room (backpressure); a pool thread lends its place
-    /// to a spare thread while it waits, so the queued tasks still run, and a thread task
-    /// that spawns lends its slot in the bound too, so tasks that spawn and join their
-    /// children cannot deadlock on it. Use [`try_spawn`](Runtime::try_spawn) not to wait.
+    /// to a spare thread while it waits, so the queued tasks still run; and a task waiting
+    /// for tasks lends its slot in the bound (see [`queue_bound`](crate::Builder::queue_bound)),
+    /// so tasks that spawn and join their children cannot deadlock on it. Use
+    /// [`try_spawn`](Runtime::try_spawn) not to wait.
     ///
     /// After [`shutdown`](Runtime::shutdown) the returned handle reports
     /// [`Error::Shutdown`].
