@@ -19,8 +19,10 @@ const STRIPES: usize = 16;
 pub(crate) struct Admission {
     bound: usize,
     /// Slots lent by tasks that hold one and wait for other tasks (see
-    /// `strand::lend_held_slot`): the bound grows by as many while they wait.
-    lent: CachePadded<AtomicUsize>,
+    /// `strand::lend_held_slot`): the bound grows by as many while they wait. Striped like
+    /// `finished`, since every wait lends and gives back; a stripe may wrap below zero
+    /// (given back on another thread), and only the wrapping sum counts.
+    lent: [CachePadded<AtomicUsize>; STRIPES],
     admitted: CachePadded<AtomicUsize>,
     finished: [CachePadded<AtomicUsize>; STRIPES],
     /// A past value of the sum of `finished`: a lower bound, so estimates from it err on the
@@ -36,7 +38,7 @@ impl Admission {
     pub(crate) fn new(bound: usize) -> Self {
         Admission {
             bound,
-            lent: CachePadded::new(AtomicUsize::new(0)),
+            lent: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             admitted: CachePadded::new(AtomicUsize::new(0)),
             finished: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             finished_seen: CachePadded::new(AtomicUsize::new(0)),
@@ -58,7 +60,7 @@ impl Admission {
             if admitted.saturating_sub(self.finished_seen.load(Ordering::Relaxed)) >= self.bound {
                 let finished = self.finished_total();
                 self.finished_seen.fetch_max(finished, Ordering::Relaxed);
-                let bound = self.bound + self.lent.load(Ordering::SeqCst);
+                let bound = self.bound.saturating_add(self.lent_total());
                 if admitted.saturating_sub(finished) >= bound {
                     return false;
                 }
@@ -116,7 +118,7 @@ impl Admission {
     /// Lends one slot: the bound grows by one until [`unlend`](Self::unlend) (see
     /// `strand::lend_held_slot`).
     pub(crate) fn lend(&self) {
-        self.lent.fetch_add(1, Ordering::SeqCst);
+        self.lent[stripe()].fetch_add(1, Ordering::SeqCst);
         // The bound grew: a waiter may fit now.
         if self.waiters.load(Ordering::SeqCst) != 0 {
             self.notify();
@@ -125,7 +127,14 @@ impl Admission {
 
     /// Takes back a slot lent by [`lend`](Self::lend).
     pub(crate) fn unlend(&self) {
-        self.lent.fetch_sub(1, Ordering::SeqCst);
+        self.lent[stripe()].fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The slots lent now.
+    fn lent_total(&self) -> usize {
+        self.lent.iter().fold(0_usize, |sum, stripe| {
+            sum.wrapping_add(stripe.load(Ordering::SeqCst))
+        })
     }
 
     /// Wakes every waiter, e.g. because the strand closed.
