@@ -2,7 +2,9 @@
 
 use std::any::Any;
 use std::fmt;
+use std::os::unix::process::ExitStatusExt;
 use std::panic::{self, AssertUnwindSafe};
+use std::process::ExitStatus;
 
 /// A boxed error, as tasks return them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -114,7 +116,7 @@ pub enum Error {
         /// The task's registered name.
         task: String,
         /// How the worker ended.
-        exit: crate::process::WorkerExit,
+        exit: WorkerExit,
         /// What the task wrote to standard error while it ran, up to its death: the first
         /// and last 2 KiB, with how much was left out between (empty if it wrote nothing).
         stderr: String,
@@ -185,6 +187,51 @@ pub enum Error {
     },
 }
 
+/// How a worker process ended: an exit status or a signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// It exited with this status (a task called `std::process::exit`, say).
+    Code(i32),
+    /// A signal killed it: 6 is an abort, 9 a kill (the kernel's OOM killer, or another
+    /// process), 11 a segmentation fault.
+    Signal(i32),
+    /// The status could not be read.
+    Unknown,
+}
+
+impl From<ExitStatus> for WorkerExit {
+    fn from(status: ExitStatus) -> Self {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => WorkerExit::Code(code),
+            (None, Some(signal)) => WorkerExit::Signal(signal),
+            (None, None) => WorkerExit::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerExit::Code(code) => write!(f, "exit status {code}"),
+            WorkerExit::Signal(signal) => {
+                let name = match signal {
+                    4 => " (SIGILL)",
+                    6 => " (SIGABRT)",
+                    7 => " (SIGBUS)",
+                    8 => " (SIGFPE)",
+                    9 => " (SIGKILL)",
+                    11 => " (SIGSEGV)",
+                    15 => " (SIGTERM)",
+                    _ => "",
+                };
+                write!(f, "signal {signal}{name}")
+            }
+            WorkerExit::Unknown => f.write_str("an unknown status"),
+        }
+    }
+}
+
 impl Error {
     /// Returns `true` if the task panicked.
     #[must_use]
@@ -218,6 +265,11 @@ impl Error {
             message: take_panic(payload),
         }
     }
+}
+
+/// A task panicked and nobody holds its handle: say so rather than lose it.
+pub(crate) fn report_unobserved(id: crate::id::TaskId, error: &Error) {
+    tracing::warn!(task = %id, %error, "a detached task panicked; nobody held its handle");
 }
 
 /// Runs `f`, catching a panic: `Err` with the panic's message, its payload dropped (see
@@ -407,12 +459,12 @@ mod tests {
             },
             Error::WorkerLost {
                 task: "app::resize".into(),
-                exit: crate::process::WorkerExit::Signal(11),
+                exit: WorkerExit::Signal(11),
                 stderr: "bad pixel".into(),
             },
             Error::WorkerLost {
                 task: "app::resize".into(),
-                exit: crate::process::WorkerExit::Code(3),
+                exit: WorkerExit::Code(3),
                 stderr: String::new(),
             },
             Error::MemoryLimit {

@@ -62,9 +62,11 @@
 extern crate self as plait;
 
 pub mod advise;
+mod books;
 pub mod coroutine;
 mod error;
 pub mod graph;
+mod id;
 mod loom;
 mod pool;
 pub mod process;
@@ -80,9 +82,11 @@ pub use error::{BoxError, Error, Result, SharedError, SpawnError};
 /// [`process`] and [`Runtime::spawn_process`].
 pub use plait_macros::task;
 pub use process::init;
-pub use runtime::{Builder, DEFAULT_QUEUE_BOUND, Runtime, ShutdownReport, StrandReport};
+pub use runtime::{
+    Builder, DEFAULT_QUEUE_BOUND, Runtime, ShutdownReport, StrandReport, TaskBuilder, TaskGroup,
+};
 pub use strand::Strand;
-pub use task::{CancelHandle, Handle, TaskBuilder, TaskGroup, TaskId, as_completed};
+pub use task::{CancelHandle, Handle, TaskId, as_completed};
 
 /// What `#[plait::task]` expands to needs; not part of the API.
 #[doc(hidden)]

@@ -10,7 +10,7 @@
 use std::cell::OnceCell;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crate::runtime::strand::{Holding, StrandState};
+use crate::books::{Holding, StrandState};
 
 thread_local! {
     /// The strands whose coroutines run on this thread, by number: the coroutine strand,
@@ -36,15 +36,11 @@ pub(crate) fn register(state: &Arc<StrandState>) -> u64 {
 
 /// Called on each of the strand's threads as it starts, with the strands it serves.
 pub(crate) fn install(strands: Strands) {
+    crate::books::mark_coroutine_thread();
     LOCAL.with(|local| {
         // A thread starts once; a second set would be ignored.
         let _ = local.set(strands);
     });
-}
-
-/// Whether the current thread is one of plait's coroutine threads.
-pub(crate) fn on_own_thread() -> bool {
-    LOCAL.with(|local| local.get().is_some())
 }
 
 /// Books one coroutine as finished when dropped, and lends its slot while it waits for

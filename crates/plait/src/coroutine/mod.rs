@@ -28,14 +28,12 @@ use std::time::Duration;
 pub use futures_util::stream::{Stream, StreamExt};
 pub use map::{BlockingIter, MapAsync, MapAsyncUnordered};
 
+use crate::books::StrandState;
 use crate::error::{SpawnError, StrandName};
-use crate::runtime::strand::StrandState;
 use crate::runtime::{Config, Runtime};
 use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 use books::Books;
-pub(crate) use books::on_own_thread;
-pub(crate) use tracked::Outcome;
 use tracked::{Limited, Tracked, TrackedResult, Unlimited};
 
 /// The tokio runtime and the books of the coroutine strand.

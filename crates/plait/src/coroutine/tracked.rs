@@ -52,16 +52,15 @@ fn poll_holding<F: Future>(
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
     let holding = books.hold();
-    crate::runtime::strand::take_awaiting_task();
+    crate::books::take_awaiting_task();
     let output = future.poll(cx);
-    let awaits_task = crate::runtime::strand::take_awaiting_task();
+    let awaits_task = crate::books::take_awaiting_task();
     drop(holding);
     books.lend_while(output.is_pending() && awaits_task);
     output
 }
 
-/// What a coroutine task's future returns.
-pub(crate) type Outcome<T> = std::result::Result<T, Box<crate::Error>>;
+pub(crate) use crate::task::handle::Outcome;
 
 pin_project_lite::pin_project! {
     /// A future without a time limit, its output in the `Result` every coroutine returns.

@@ -130,6 +130,12 @@ pub(crate) struct Aside {
     deferred: Option<Vec<Work>>,
 }
 
+impl Aside {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.deferred.is_none()
+    }
+}
+
 pub(crate) fn aside() -> Aside {
     let handing = HANDING.with(|handing| handing.replace(false));
     Aside {

@@ -232,6 +232,12 @@ pub(super) mod inline {
         next: Option<Option<Run>>,
     }
 
+    impl Aside {
+        pub(in super::super) fn is_empty(&self) -> bool {
+            self.next.is_none()
+        }
+    }
+
     pub(in super::super) fn aside() -> Aside {
         let finishing = FINISHING.with(|finishing| finishing.replace(false));
         Aside {

@@ -573,15 +573,46 @@ fn key_of<F: 'static>() -> (std::any::TypeId, &'static str) {
 /// observer, a task helped along while a spawn waits for room) may start another graph and
 /// wait for it: that graph's work must not wait in turn for the loop this code interrupted.
 pub(crate) struct Aside {
-    _hand_over: after::Aside,
-    _inline: local::inline::Aside,
+    hand_over: after::Aside,
+    inline: local::inline::Aside,
 }
 
 pub(crate) fn aside() -> Aside {
     Aside {
-        _hand_over: after::aside(),
-        _inline: local::inline::aside(),
+        hand_over: after::aside(),
+        inline: local::inline::aside(),
     }
+}
+
+impl Aside {
+    /// Whether nothing was set aside (no loop was running on this thread).
+    fn is_empty(&self) -> bool {
+        self.hand_over.is_empty() && self.inline.is_empty()
+    }
+}
+
+thread_local! {
+    /// What tasks running on this thread set aside, innermost last (see `task_aside`).
+    static SET_ASIDE: std::cell::RefCell<Vec<Aside>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The hook through which the task core sets this module's hand-over state aside while a
+/// task runs (the task core sits below graphs and cannot name them).
+pub(crate) fn task_aside() -> crate::task::current::AsideHook {
+    fn set() -> bool {
+        let aside = aside();
+        if aside.is_empty() {
+            return false;
+        }
+        SET_ASIDE.with(|set| set.borrow_mut().push(aside));
+        true
+    }
+    fn restore() {
+        // Dropped outside the borrow: restoring may hand work over, which comes back here.
+        let aside = SET_ASIDE.with(|set| set.borrow_mut().pop());
+        drop(aside);
+    }
+    crate::task::current::AsideHook { set, restore }
 }
 
 /// Runs user code that may panic, turning the panic into the node's error.

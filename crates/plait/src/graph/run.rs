@@ -95,6 +95,8 @@ impl Runner {
 
     /// Starts the run: the nodes that need nothing are handed to the executor now.
     pub fn start(self) -> GraphRun {
+        // Before any work is handed over: a task that runs inside a hand-over sets it aside.
+        crate::task::current::set_aside(super::task_aside());
         let shared = Shared::new(
             self.graph,
             self.executor,

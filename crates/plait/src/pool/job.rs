@@ -5,11 +5,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, Thread};
 
-use crate::task::core::{CancelTask, Ran};
-use crate::{Error, TaskId};
+use crate::error::Error;
+use crate::id::TaskId;
+
+/// How a run ended, for the strand's books.
+#[derive(Debug, Default)]
+pub(crate) struct Ran {
+    /// The task was stopped, or reports a cancellation, rather than its output.
+    pub(crate) cancelled: bool,
+    /// The task panicked and its handle was already gone: the panic must be reported
+    /// somewhere else so it is not lost.
+    pub(crate) unobserved_panic: Option<Error>,
+}
 
 /// A task the pool can run: a thread-strand task's core with its types erased.
-pub(crate) trait Job: CancelTask {
+pub(crate) trait Job: Send + Sync {
     /// Runs the task (or skips it, if it was cancelled before it started) and lets go of
     /// the pool's reference. `strand_cancelled` says whether the strand is shutting down.
     fn run(self: Arc<Self>, strand_cancelled: &dyn Fn() -> bool) -> Ran;

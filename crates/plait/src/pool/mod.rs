@@ -26,8 +26,8 @@ use crossbeam_utils::Backoff;
 use self::job::{JobRef, Kind};
 use self::sleep::Sleep;
 use self::spare::{Lend, MAX_SPARES, Spares};
-use crate::runtime::strand::StrandState;
-use crate::task::handle::report_unobserved;
+use crate::books::StrandState;
+use crate::error::report_unobserved;
 use crate::{Error, Result};
 
 /// Below this much stack left, a helping thread runs the helped task on a fresh stack
@@ -439,7 +439,7 @@ fn run(job: JobRef, context: &Context) {
             books.cancelled = ran.cancelled;
         }
         Kind::Scoped(guard) => {
-            let _holding = crate::runtime::strand::hold_nothing();
+            let _holding = crate::books::hold_nothing();
             let ran = job.run(&cancelling);
             if let Some(error) = ran.unobserved_panic {
                 guard.record(error);
@@ -448,7 +448,7 @@ fn run(job: JobRef, context: &Context) {
         }
         Kind::Joined => {
             // The joiner waits for completion itself; nothing to book.
-            let _holding = crate::runtime::strand::hold_nothing();
+            let _holding = crate::books::hold_nothing();
             job.run(&cancelling);
         }
     }

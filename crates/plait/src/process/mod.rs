@@ -144,15 +144,13 @@ mod spawn;
 mod supervisor;
 mod worker;
 
-use std::fmt;
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+pub use crate::error::WorkerExit;
 pub use args::EncodedArgs;
 pub use command::{Command, CommandError, CommandOutput, run_command};
 pub use map::{MapProcess, MapProcessUnordered};
@@ -162,54 +160,9 @@ pub use registry::{Registration, Task, registered_tasks, run_by_name_json};
 use remote::Remote;
 pub use worker::{WORKER_TEST_NAME, init};
 
+use crate::books::StrandState;
 use crate::error::StrandName;
-use crate::runtime::strand::StrandState;
 use crate::{Error, Handle, Result, Runtime, TaskId};
-
-/// How a worker process ended: an exit status or a signal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WorkerExit {
-    /// It exited with this status (a task called `std::process::exit`, say).
-    Code(i32),
-    /// A signal killed it: 6 is an abort, 9 a kill (the kernel's OOM killer, or another
-    /// process), 11 a segmentation fault.
-    Signal(i32),
-    /// The status could not be read.
-    Unknown,
-}
-
-impl From<ExitStatus> for WorkerExit {
-    fn from(status: ExitStatus) -> Self {
-        match (status.code(), status.signal()) {
-            (Some(code), _) => WorkerExit::Code(code),
-            (None, Some(signal)) => WorkerExit::Signal(signal),
-            (None, None) => WorkerExit::Unknown,
-        }
-    }
-}
-
-impl fmt::Display for WorkerExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WorkerExit::Code(code) => write!(f, "exit status {code}"),
-            WorkerExit::Signal(signal) => {
-                let name = match signal {
-                    4 => " (SIGILL)",
-                    6 => " (SIGABRT)",
-                    7 => " (SIGBUS)",
-                    8 => " (SIGFPE)",
-                    9 => " (SIGKILL)",
-                    11 => " (SIGSEGV)",
-                    15 => " (SIGTERM)",
-                    _ => "",
-                };
-                write!(f, "signal {signal}{name}")
-            }
-            WorkerExit::Unknown => f.write_str("an unknown status"),
-        }
-    }
-}
 
 /// The process strand of a runtime: its books and, once first used, its pool of workers.
 pub(crate) struct ProcessStrand {

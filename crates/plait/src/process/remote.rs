@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use super::pool::{Complete, Control, Pool, Ticket};
 use super::{Task, decode_output};
+use crate::error::report_unobserved;
 use crate::error::take_panic;
 use crate::task::core::{CancelTask, Core, Task as TaskCore};
-use crate::task::handle::report_unobserved;
 use crate::task::state::{Header, Reason};
 use crate::{Error, Result, TaskId};
 

@@ -1,9 +1,9 @@
 //! [`Runtime`]: the three models of concurrency behind one task API.
 
-pub(crate) mod admission;
 mod builder;
+mod group;
 mod shutdown;
-pub(crate) mod strand;
+mod task_builder;
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use std::time::Duration;
 
 pub(crate) use builder::Config;
 pub use builder::{Builder, DEFAULT_QUEUE_BOUND};
+pub use group::TaskGroup;
 pub use shutdown::{ShutdownReport, StrandReport};
+pub use task_builder::TaskBuilder;
 
 use crate::Result;
 use crate::coroutine::CoroutineStrand;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::current;
 use super::state::{Cancel, Header, Reason};
 use crate::loom::cell::UnsafeCell;
-use crate::pool::job::Job;
+use crate::pool::job::{Job, Ran};
 use crate::{Error, TaskId};
 
 /// What a task's cell holds over its life.
@@ -33,16 +33,6 @@ impl<F, T> Stage<F, T> {
             Err(error) => Stage::Failed(Box::new(error)),
         }
     }
-}
-
-/// How a run ended, for the strand's books.
-#[derive(Debug, Default)]
-pub(crate) struct Ran {
-    /// The task was stopped, or reports a cancellation, rather than its output.
-    pub(crate) cancelled: bool,
-    /// The task panicked and its handle was already gone: the panic must be reported
-    /// somewhere else so it is not lost.
-    pub(crate) unobserved_panic: Option<Error>,
 }
 
 /// The side of a task that its handle sees, with the body's type erased.

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -57,8 +58,27 @@ pub(crate) struct Enter {
     previous: Option<NonNull<Header>>,
     graph: Option<NonNull<AtomicBool>>,
     deadline: Option<Instant>,
-    /// Nor is it part of a graph scheduler's hand-over that it interrupted.
-    _aside: crate::graph::Aside,
+    /// Nor is it part of a scheduler's hand-over that it interrupted (see [`set_aside`]):
+    /// whether something was set aside, to be restored.
+    aside: bool,
+}
+
+/// How a layer above tasks sets its per-thread state aside while a task runs on top of it,
+/// and restores it after: the graph scheduler's hand-over loop, which a task's body may
+/// interrupt (a spawn that helps while it waits for room) and must not join.
+pub(crate) struct AsideHook {
+    /// Sets the state aside; `true` if there was any.
+    pub(crate) set: fn() -> bool,
+    /// Restores what the last `set` that returned `true` set aside.
+    pub(crate) restore: fn(),
+}
+
+static ASIDE: OnceLock<AsideHook> = OnceLock::new();
+
+/// Installs the hook (once: later calls are ignored). Called by the graph scheduler before
+/// it hands any work over, so that no task can have started inside a hand-over without it.
+pub(crate) fn set_aside(hook: AsideHook) {
+    let _ = ASIDE.set(hook);
 }
 
 pub(crate) fn enter(header: &Header) -> Enter {
@@ -66,7 +86,7 @@ pub(crate) fn enter(header: &Header) -> Enter {
         previous: CURRENT.with(|current| current.replace(Some(NonNull::from(header)))),
         graph: GRAPH.with(|graph| graph.replace(None)),
         deadline: DEADLINE.with(|deadline| deadline.replace(None)),
-        _aside: crate::graph::aside(),
+        aside: ASIDE.get().is_some_and(|hook| (hook.set)()),
     }
 }
 
@@ -75,6 +95,11 @@ impl Drop for Enter {
         CURRENT.with(|current| current.set(self.previous));
         GRAPH.with(|graph| graph.set(self.graph));
         DEADLINE.with(|deadline| deadline.set(self.deadline));
+        if self.aside
+            && let Some(hook) = ASIDE.get()
+        {
+            (hook.restore)();
+        }
     }
 }
 

@@ -13,8 +13,12 @@ use tokio::task::{AbortHandle, JoinError, JoinHandle};
 use super::core::{CancelTask, Core, Task};
 use super::state::Reason;
 use super::{TaskId, wait};
-use crate::coroutine::Outcome;
+use crate::error::report_unobserved;
 use crate::{Error, Result};
+
+/// What a coroutine task's future returns: the output, or a boxed error (boxed to keep
+/// tokio's task cell small; see `coroutine::tracked`).
+pub(crate) type Outcome<T> = std::result::Result<T, Box<Error>>;
 
 /// The result of one task, to wait for with [`join`](Handle::join) or `.await`.
 ///
@@ -260,7 +264,7 @@ impl<T> Future for Handle<T> {
         };
         if polled.is_pending() {
             // The coroutine awaiting this lends its slot meanwhile (see `coroutine::tracked`).
-            crate::runtime::strand::note_awaiting_task();
+            crate::books::note_awaiting_task();
         }
         polled
     }
@@ -282,11 +286,6 @@ impl<T> Drop for Handle<T> {
             report_unobserved(self.id(), &error);
         }
     }
-}
-
-/// A task panicked and nobody holds its handle: say so rather than lose it.
-pub(crate) fn report_unobserved(id: TaskId, error: &Error) {
-    tracing::warn!(task = %id, %error, "a detached task panicked; nobody held its handle");
 }
 
 impl<T> fmt::Debug for Handle<T> {

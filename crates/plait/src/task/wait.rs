@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::Backoff;
 
 use super::state::{self, Header};
+use crate::books::StrandState;
+use crate::books::admission::Waiting;
 use crate::pool::{self, job::JobRef};
 
 /// A pool thread that helps with any queued task while it waits (because no spare thread
@@ -36,7 +38,7 @@ pub(crate) fn until_complete(
 ) -> bool {
     // The task waiting here (if this is one) does not count against its strand's bound
     // while it waits, even while it runs the awaited task in place.
-    let _slot = crate::runtime::strand::lend_held_slot();
+    let _slot = crate::books::lend_held_slot();
     // A task still queued on this very thread runs now: spinning first would only wait for
     // a thief to take it.
     if !header.is_complete() {
@@ -103,7 +105,7 @@ pub(crate) struct Idle<'w> {
     wanted: Option<&'w dyn Fn(&JobRef) -> bool>,
     lent: Option<pool::Lent>,
     /// Held for its drop: the waiting task's slot, lent while it waits.
-    _slot: Option<crate::runtime::strand::LentSlot>,
+    _slot: Option<crate::books::LentSlot>,
 }
 
 impl<'w> Idle<'w> {
@@ -112,7 +114,7 @@ impl<'w> Idle<'w> {
             wanted,
             lent: None,
             // From the start: what it waits for may run in place, on top of it.
-            _slot: crate::runtime::strand::lend_held_slot(),
+            _slot: crate::books::lend_held_slot(),
         }
     }
 
@@ -173,6 +175,37 @@ fn park(limit: Option<Duration>, deadline: Option<Instant>) -> bool {
     true
 }
 
+impl StrandState {
+    /// Admits a task, waiting for room if the strand is full (as a waiting task waits: a
+    /// pool thread lends its place to a spare, a coroutine worker its other tasks, and a
+    /// task its slot; see [`Idle`]).
+    pub(crate) fn admit(&self) -> crate::Result<()> {
+        if self.is_closed() {
+            return Err(crate::Error::Shutdown);
+        }
+        if self.admission.try_admit()
+            || blocking_region(|| {
+                self.admission
+                    .admit(|| self.is_closed(), &mut Idle::new(None))
+            })
+        {
+            self.recheck_closed()
+        } else {
+            Err(crate::Error::Shutdown)
+        }
+    }
+}
+
+impl Waiting for Idle<'_> {
+    fn work(&mut self) -> bool {
+        Idle::work(self)
+    }
+
+    fn park_limit(&self) -> Option<Duration> {
+        Idle::park_limit(self)
+    }
+}
+
 /// Runs `f`, which blocks, so that it does not stall a coroutine worker: on one of plait's
 /// coroutine threads, the worker's other tasks move to another thread first.
 ///
@@ -180,7 +213,7 @@ fn park(limit: Option<Duration>, deadline: Option<Instant>) -> bool {
 /// worker aside panics in some contexts (a current-thread runtime, a `LocalSet`) that cannot
 /// be told apart from outside, so there `f` simply blocks.
 pub(crate) fn blocking_region<R>(f: impl FnOnce() -> R) -> R {
-    if crate::coroutine::on_own_thread() {
+    if crate::books::on_coroutine_thread() {
         tokio::task::block_in_place(f)
     } else {
         f()

@@ -27,10 +27,10 @@ use std::time::Duration;
 pub use map::{Map, MapUnordered};
 pub use scope::{Scope, ScopedHandle};
 
+use crate::books::StrandState;
 use crate::error::{SpawnError, StrandName};
 use crate::pool::job::{Job, JobRef};
 use crate::pool::{self, Pool};
-use crate::runtime::strand::StrandState;
 use crate::runtime::{Config, Runtime};
 use crate::task::core::Core;
 use crate::task::handle::ThreadJoin;

@@ -8,8 +8,8 @@ use futures_util::FutureExt;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use super::as_completed::Indexed;
-use super::wait;
+use crate::task::as_completed::Indexed;
+use crate::task::wait;
 use crate::{BoxError, CancelHandle, Error, Handle, Result, Runtime, TaskId};
 
 /// Tasks, on any strand, that succeed or fail together (Python's `asyncio.TaskGroup`, tokio's

@@ -11,10 +11,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use crate::task::wait;
-
 /// Finishing threads spread their counts over this many stripes.
 const STRIPES: usize = 16;
+
+/// What a thread that waits for room does instead of parking, and how long it parks.
+pub(crate) trait Waiting {
+    /// Does one thing in place of waiting; `true` if it did, so the caller looks again.
+    fn work(&mut self) -> bool;
+    /// How long to park at most before [`work`](Waiting::work) again (`None`: until woken).
+    fn park_limit(&self) -> Option<Duration>;
+}
 
 pub(crate) struct Admission {
     bound: usize,
@@ -78,11 +84,10 @@ impl Admission {
     }
 
     /// Admits one task, waiting for room if the strand is full, unless `closed` says the
-    /// strand stopped taking tasks (then returns `false`). A pool thread lends its place to
-    /// a spare while it waits, since queued tasks may be what it waits for (see
-    /// [`wait::Idle`]).
-    pub(crate) fn admit(&self, closed: impl Fn() -> bool) -> bool {
-        let mut idle = wait::Idle::new(None);
+    /// strand stopped taking tasks (then returns `false`). Between looks it lets `idle` do
+    /// what a waiting thread does instead of parking (a pool thread lends its place to a
+    /// spare, since queued tasks may be what it waits for: see `task::wait::Idle`).
+    pub(crate) fn admit(&self, closed: impl Fn() -> bool, idle: &mut impl Waiting) -> bool {
         loop {
             if closed() {
                 return false;
@@ -245,6 +250,19 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Parks until woken: the waiting of a thread that has nothing else to do.
+    struct Park;
+
+    impl Waiting for Park {
+        fn work(&mut self) -> bool {
+            false
+        }
+
+        fn park_limit(&self) -> Option<Duration> {
+            None
+        }
+    }
+
     #[test]
     fn admits_up_to_the_bound_then_refuses() {
         let admission = Admission::new(3);
@@ -271,7 +289,7 @@ mod tests {
                 admission.finish();
             })
         };
-        assert!(admission.admit(|| false));
+        assert!(admission.admit(|| false, &mut Park));
         finisher.join().unwrap();
         assert_eq!(admission.in_flight(), 1);
     }
@@ -284,7 +302,7 @@ mod tests {
         // A waiter for room, and then a task holding a slot that blocks on another task.
         let waiter = {
             let admission = Arc::clone(&admission);
-            std::thread::spawn(move || admission.admit(|| false))
+            std::thread::spawn(move || admission.admit(|| false, &mut Park))
         };
         while admission.waiters.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
@@ -318,7 +336,7 @@ mod tests {
                 let (admission, live, peak) = (&admission, &live, &peak);
                 s.spawn(move || {
                     for _ in 0..2_000 {
-                        assert!(admission.admit(|| false));
+                        assert!(admission.admit(|| false, &mut Park));
                         let now = live.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
                         std::hint::spin_loop();

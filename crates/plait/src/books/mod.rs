@@ -1,15 +1,20 @@
-//! What the runtime knows about one strand: its admission bound, whether it still takes
-//! tasks, and the books it keeps while shutting down.
+//! A strand's books: its admission bound, whether it still takes tasks, what it tallies
+//! while shutting down, and which strand's slot the task running on each thread holds.
+//!
+//! The bottom of the runtime's bookkeeping: it counts and marks, and knows nothing of how
+//! tasks run or wait (waiting for room is `task::wait`'s, which lends a waiting task's
+//! slot through [`lend_held_slot`]).
+
+pub(crate) mod admission;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use super::admission::Admission;
+use self::admission::Admission;
 use crate::Error;
 use crate::error::StrandName;
-use crate::task::wait;
 
 /// Read on every task's path and written once or twice in a runtime's life: kept on a
 /// cache line of their own so that the counters' traffic does not evict them.
@@ -56,26 +61,10 @@ impl StrandState {
         self.key
     }
 
-    /// Admits a task, waiting for room if the strand is full (without stalling a
-    /// coroutine worker, should it be one that waits). A spawner that holds a slot lends it
-    /// while it waits (see [`lend_held_slot`]).
-    pub(crate) fn admit(&self) -> Result<(), Error> {
-        if self.is_closed() {
-            return Err(Error::Shutdown);
-        }
-        if self.admission.try_admit()
-            || wait::blocking_region(|| self.admission.admit(|| self.is_closed()))
-        {
-            self.recheck_closed()
-        } else {
-            Err(Error::Shutdown)
-        }
-    }
-
     /// Marks the current thread as running a task that holds one of this strand's slots,
     /// until the guard drops (see [`lend_held_slot`]).
     pub(crate) fn hold(&self) -> Holding {
-        Holding(HOLDING.with(|holding| holding.replace(std::ptr::from_ref(self))))
+        Holding(HOLDING.with(|holding| holding.replace((std::ptr::from_ref(self), false))))
     }
 
     /// Admits a task if there is room now.
@@ -95,7 +84,7 @@ impl StrandState {
 
     /// A shutdown that closed the strand while we were admitting may already have seen it
     /// drained: take the admission back rather than start a task it does not know of.
-    fn recheck_closed(&self) -> Result<(), Error> {
+    pub(crate) fn recheck_closed(&self) -> Result<(), Error> {
         // SeqCst, as the admission's increment before it and shutdown's store-then-count:
         // of the two, at least one sees the other (a Relaxed load could miss the close while
         // shutdown misses the admission).
@@ -153,18 +142,20 @@ impl StrandState {
 
 thread_local! {
     /// The strand whose slot the task running on this thread holds (null: none), set by
-    /// [`StrandState::hold`] for the length of the task's run (or of a coroutine's poll).
-    static HOLDING: Cell<*const StrandState> = const { Cell::new(std::ptr::null()) };
+    /// [`StrandState::hold`] for the length of the task's run (or of a coroutine's poll),
+    /// and whether that slot is lent now.
+    static HOLDING: Cell<(*const StrandState, bool)> =
+        const { Cell::new((std::ptr::null(), false)) };
 }
 
 /// Marks the current thread as running a task that holds no slot (a scope's task, the
 /// second closure of a join), until the guard drops.
 pub(crate) fn hold_nothing() -> Holding {
-    Holding(HOLDING.with(|holding| holding.replace(std::ptr::null())))
+    Holding(HOLDING.with(|holding| holding.replace((std::ptr::null(), false))))
 }
 
 /// Restores the mark it replaced (tasks run inside tasks: a join that runs one in place).
-pub(crate) struct Holding(*const StrandState);
+pub(crate) struct Holding((*const StrandState, bool));
 
 impl Drop for Holding {
     fn drop(&mut self) {
@@ -181,14 +172,36 @@ impl Drop for Holding {
 /// their children (or their children's children) wait for room that never comes. So a
 /// strand holds, beyond its bound, at most one task per task blocked on tasks at that
 /// moment.
+///
+/// A task lends its slot once however its waits nest (a join whose wait parks after its
+/// spin, say); a task run in place inside the wait holds, and lends, a slot of its own.
 pub(crate) fn lend_held_slot() -> Option<LentSlot> {
-    let state = HOLDING.with(Cell::get);
+    let (state, lent) = HOLDING.with(Cell::get);
+    if lent {
+        return None;
+    }
     // SAFETY: set by `hold` from a strand that outlives the task running here (its pool
     // thread, or its coroutine thread, keeps the strand's state alive), and cleared when
     // the run ends; the guard is dropped within the same run (see `LentSlot`).
     let strand = unsafe { state.as_ref() }?;
     strand.admission.lend();
+    HOLDING.with(|holding| holding.set((state, true)));
     Some(LentSlot(state))
+}
+
+thread_local! {
+    /// Whether this thread is one of plait's coroutine threads, set as it starts.
+    static COROUTINE_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as one of plait's coroutine threads (for its life).
+pub(crate) fn mark_coroutine_thread() {
+    COROUTINE_THREAD.with(|marked| marked.set(true));
+}
+
+/// Whether the current thread is one of plait's coroutine threads.
+pub(crate) fn on_coroutine_thread() -> bool {
+    COROUTINE_THREAD.with(Cell::get)
 }
 
 thread_local! {
@@ -209,11 +222,13 @@ pub(crate) fn take_awaiting_task() -> bool {
 }
 
 /// A slot lent by a task that waits for tasks: given back when dropped, which must happen
-/// before the task's run (or poll) ends.
+/// before the task's run (or poll) ends, and after the runs of the tasks it ran in place
+/// meanwhile (guards drop in the order they were made).
 pub(crate) struct LentSlot(*const StrandState);
 
 impl Drop for LentSlot {
     fn drop(&mut self) {
+        HOLDING.with(|holding| holding.set((self.0, false)));
         // SAFETY: as in `lend_held_slot`: the strand outlives the run that made the guard,
         // and the guard does not outlive that run.
         unsafe { &*self.0 }.admission.unlend();
