@@ -134,7 +134,14 @@ impl Builder {
         let processes = self.processes.validate()?;
         let process_state = ProcessStrand::state(config.queue_bound);
         let (coroutines, process_books) = CoroutineStrand::new(&config, &process_state)?;
-        let threads = ThreadStrand::new(&config)?;
+        let threads = Arc::new(ThreadStrand::new(
+            &crate::pool::Options {
+                threads: config.threads,
+                name: config.thread_name.clone(),
+                stack_size: config.thread_stack_size,
+            },
+            config.queue_bound,
+        )?);
         let processes = ProcessStrand::new(
             process_state,
             process_books,

@@ -4,6 +4,7 @@ mod builder;
 mod group;
 mod shutdown;
 mod task_builder;
+mod thread;
 
 use std::fmt;
 use std::sync::Arc;
@@ -67,7 +68,7 @@ pub struct Runtime {
 pub(crate) struct Shared {
     /// Where `Strand::Auto` sends each closure type.
     pub(crate) auto: Arc<crate::advise::auto::Router>,
-    pub(crate) threads: ThreadStrand,
+    pub(crate) threads: Arc<ThreadStrand>,
     pub(crate) coroutines: CoroutineStrand,
     pub(crate) processes: ProcessStrand,
 }

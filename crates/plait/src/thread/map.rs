@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
+use super::ThreadStrand;
 use crate::task::wait;
-use crate::{Error, Handle, Result, Runtime};
+use crate::{Error, Handle, Result};
 
 /// How much work one chunk aims to hold: large enough that a spawn and a join (about a
 /// microsecond with the wake-up) stay near 1 % of it, small enough to spread work evenly.
@@ -32,72 +33,38 @@ const MAX_CHUNK: usize = 1 << 12;
 /// works through finished chunks.
 const CHUNKS_PER_THREAD: usize = 4;
 
-impl Runtime {
-    /// Applies `f` to every item on the thread strand and yields the results **in input
-    /// order**, as they become available.
-    ///
-    /// The map is lazy: nothing runs until the iterator is polled, and at most
-    /// [`max_in_flight`](Map::max_in_flight) items (by default the runtime's
-    /// [queue bound](crate::Builder::queue_bound)) are taken from `items` and not yet handed
-    /// out, so an endless input runs in bounded memory. Tiny items are batched
-    /// automatically. Dropping the map cancels the work not yet done.
-    ///
-    /// A panic in `f` becomes an `Err` for that item only; the other items go on.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let rt = plait::Runtime::new()?;
-    /// let squares: Vec<u64> = rt.map(0..1_000_000u64, |x| x * x).collect::<Result<_, _>>()?;
-    /// assert_eq!(squares[999], 998_001);
-    ///
-    /// // Lazy: take five results from an endless input.
-    /// let firsts: Vec<u64> = rt.map(0u64.., |x| x + 1).take(5).map(Result::unwrap).collect();
-    /// assert_eq!(firsts, [1, 2, 3, 4, 5]);
-    /// # Ok::<(), plait::Error>(())
-    /// ```
-    pub fn map<I, F, T>(&self, items: I, f: F) -> Map<I::IntoIter, F, T>
-    where
-        I: IntoIterator,
-        I::Item: Send + 'static,
-        F: Fn(I::Item) -> T + Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        Map {
-            feeder: Feeder::new(self, items.into_iter(), f),
-            window: VecDeque::new(),
-            ready: Results::empty(),
-        }
+/// A lazy, ordered parallel map of `f` over `items` on `strand`; see `Runtime::map`.
+pub(crate) fn map<I, F, T>(strand: &Arc<ThreadStrand>, items: I, f: F) -> Map<I::IntoIter, F, T>
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> T + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    Map {
+        feeder: Feeder::new(strand, items.into_iter(), f),
+        window: VecDeque::new(),
+        ready: Results::empty(),
     }
+}
 
-    /// Like [`map`](Runtime::map), but yields results **as they complete**: one slow item
-    /// does not hold back the others. Each result comes with its item's index in the input.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let rt = plait::Runtime::new()?;
-    /// let mut results: Vec<(usize, u32)> = rt
-    ///     .map_unordered(vec![30u32, 10, 20], |ms| { std::thread::sleep(std::time::Duration::from_millis(ms.into())); ms })
-    ///     .map(|(i, r)| (i, r.unwrap()))
-    ///     .collect();
-    /// results.sort();
-    /// assert_eq!(results, [(0, 30), (1, 10), (2, 20)]);
-    /// # Ok::<(), plait::Error>(())
-    /// ```
-    pub fn map_unordered<I, F, T>(&self, items: I, f: F) -> MapUnordered<I::IntoIter, F, T>
-    where
-        I: IntoIterator,
-        I::Item: Send + 'static,
-        F: Fn(I::Item) -> T + Send + Sync + 'static,
-        T: Send + 'static,
-    {
-        MapUnordered {
-            feeder: Feeder::new(self, items.into_iter(), f),
-            running: FuturesUnordered::new(),
-            ready: Results::empty(),
-            next_index: 0,
-        }
+/// [`map`] yielding results as they complete; see `Runtime::map_unordered`.
+pub(crate) fn map_unordered<I, F, T>(
+    strand: &Arc<ThreadStrand>,
+    items: I,
+    f: F,
+) -> MapUnordered<I::IntoIter, F, T>
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> T + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    MapUnordered {
+        feeder: Feeder::new(strand, items.into_iter(), f),
+        running: FuturesUnordered::new(),
+        ready: Results::empty(),
+        next_index: 0,
     }
 }
 
@@ -197,7 +164,7 @@ struct Pending<T> {
 
 /// Cuts the input into chunks and spawns them, within the in-flight bounds.
 struct Feeder<I, F> {
-    rt: Runtime,
+    strand: Arc<ThreadStrand>,
     source: I,
     exhausted: bool,
     f: Arc<F>,
@@ -217,18 +184,18 @@ where
     F: Fn(I::Item) -> T + Send + Sync + 'static,
     T: Send + 'static,
 {
-    fn new(rt: &Runtime, source: I, f: F) -> Self {
+    fn new(strand: &Arc<ThreadStrand>, source: I, f: F) -> Self {
         Feeder {
-            rt: rt.clone(),
+            strand: Arc::clone(strand),
             source,
             exhausted: false,
             f: Arc::new(f),
             stop: Arc::new(AtomicBool::new(false)),
             taken: 0,
             in_flight: 0,
-            max_in_flight: rt.shared.threads.state.admission.bound(),
+            max_in_flight: strand.state.admission.bound(),
             chunks: 0,
-            max_chunks: CHUNKS_PER_THREAD * rt.threads(),
+            max_chunks: CHUNKS_PER_THREAD * strand.threads(),
             chunk_size: 1,
         }
     }
@@ -257,7 +224,9 @@ where
         self.in_flight += len;
         self.chunks += 1;
         let (f, stop) = (Arc::clone(&self.f), Arc::clone(&self.stop));
-        let handle = self.rt.spawn(move || run_chunk(&*f, items, &stop));
+        let handle = self
+            .strand
+            .spawn(move || run_chunk(&*f, items, &stop), None);
         Some(Pending { handle, start, len })
     }
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use crossbeam_utils::Backoff;
 
+use super::ThreadStrand;
 use crate::pool::Pool;
 use crate::pool::job::{Job, JobRef, ScopeLatch};
 use crate::task::core::Core;
 use crate::task::handle::ThreadJoin;
 use crate::task::wait;
-use crate::{Error, Runtime, TaskId};
+use crate::{Error, TaskId};
 
 /// The tasks of one [`Runtime::scope`] call; passed to its closure.
 ///
@@ -23,45 +24,17 @@ pub struct Scope<'a, 'scope: 'a> {
     _scope: PhantomData<&'scope mut &'scope ()>,
 }
 
-impl Runtime {
-    /// Runs `op` on the current thread; tasks it spawns may borrow from the current stack.
-    /// Returns once every task spawned in the scope has finished.
-    ///
-    /// Each [`Scope::spawn`] returns a [`ScopedHandle`]: join it to get the task's result
-    /// (or its panic, as [`Error::Panicked`](crate::Error::Panicked)). While it waits at the
-    /// end, a pool thread runs the scope's own tasks that are still queued on it, and
-    /// otherwise lends its place to a spare thread (see [`Handle::join`](crate::Handle::join)).
-    ///
-    /// # Panics
-    ///
-    /// Like [`std::thread::scope`]: if a task panicked and its handle was dropped without
-    /// being joined, the panic is re-raised here once all tasks have finished, so that it is
-    /// not lost. A panic of `op` itself is re-raised too, also only once every task has
-    /// finished.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let rt = plait::Runtime::new()?;
-    /// let mut data = vec![1u64, 2, 3, 4];
-    /// let total: u64 = rt.scope(|s| {
-    ///     let (left, right) = data.split_at_mut(2);
-    ///     let a = s.spawn(|| { left.iter_mut().for_each(|x| *x *= 10); left.iter().sum::<u64>() });
-    ///     let b = s.spawn(|| { right.iter_mut().for_each(|x| *x *= 10); right.iter().sum::<u64>() });
-    ///     a.join().unwrap() + b.join().unwrap()
-    /// });
-    /// assert_eq!(total, 100);
-    /// assert_eq!(data, [10, 20, 30, 40]);
-    /// # Ok::<(), plait::Error>(())
-    /// ```
-    pub fn scope<'scope, OP, R>(&self, op: OP) -> R
+impl ThreadStrand {
+    /// Runs `op` with a scope whose tasks may borrow from the current stack, and returns
+    /// once they have all finished; see `Runtime::scope`.
+    pub(crate) fn scope<'scope, OP, R>(&self, op: OP) -> R
     where
         OP: FnOnce(&Scope<'_, 'scope>) -> R,
     {
         let latch = ScopeLatch::new();
         let outcome = {
             let scope = Scope {
-                pool: self.thread_pool(),
+                pool: self.pool(),
                 latch: &latch,
                 _scope: PhantomData,
             };
