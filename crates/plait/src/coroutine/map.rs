@@ -2,83 +2,57 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::stream::{FuturesOrdered, FuturesUnordered, Stream, StreamExt};
 
+use super::CoroutineStrand;
 use crate::task::as_completed::Indexed;
 use crate::task::wait;
-use crate::{Handle, Result, Runtime};
+use crate::{Handle, Result};
 
-impl Runtime {
-    /// Runs `f(item)` as a coroutine for every item, at most `limit` at a time, and yields
-    /// the outputs **in input order**.
-    ///
-    /// The result is a [`Stream`] for async code, and turns into a blocking iterator with
-    /// `into_iter()` (or a `for` loop) for synchronous code. It is lazy: coroutines are
-    /// spawned as results are consumed, so the input may be endless. `limit` is at least 1.
-    ///
-    /// Ordered output means a slow item holds back the ones after it, which keep their
-    /// slots meanwhile; use [`map_async_unordered`](Runtime::map_async_unordered) when order
-    /// does not matter.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let rt = plait::Runtime::new()?;
-    /// let lengths: Vec<usize> = rt
-    ///     .map_async(["a", "bb", "ccc"], 100, |name| async move {
-    ///         tokio::time::sleep(Duration::from_millis(5)).await; // a request, say
-    ///         name.len()
-    ///     })
-    ///     .into_iter()
-    ///     .collect::<Result<_, _>>()?;
-    /// assert_eq!(lengths, [1, 2, 3]);
-    /// # Ok::<(), plait::Error>(())
-    /// ```
-    pub fn map_async<I, F, Fut>(
-        &self,
-        items: I,
-        limit: usize,
-        f: F,
-    ) -> MapAsync<I::IntoIter, F, Fut::Output>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> Fut,
-        Fut: Future + Send + 'static,
-        Fut::Output: Send + 'static,
-    {
-        MapAsync {
-            feed: Feed::new(self, items.into_iter(), limit, f),
-            running: FuturesOrdered::new(),
-        }
+/// An ordered map of a coroutine per item on `strand`; see `Runtime::map_async`.
+pub(crate) fn map_async<I, F, Fut>(
+    strand: &Arc<CoroutineStrand>,
+    items: I,
+    limit: usize,
+    f: F,
+) -> MapAsync<I::IntoIter, F, Fut::Output>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    MapAsync {
+        feed: Feed::new(strand, items.into_iter(), limit, f),
+        running: FuturesOrdered::new(),
     }
+}
 
-    /// Like [`map_async`](Runtime::map_async), but yields `(index, output)` pairs **as they
-    /// complete**, so one slow item never holds back the rest.
-    pub fn map_async_unordered<I, F, Fut>(
-        &self,
-        items: I,
-        limit: usize,
-        f: F,
-    ) -> MapAsyncUnordered<I::IntoIter, F, Fut::Output>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> Fut,
-        Fut: Future + Send + 'static,
-        Fut::Output: Send + 'static,
-    {
-        MapAsyncUnordered {
-            feed: Feed::new(self, items.into_iter(), limit, f),
-            running: FuturesUnordered::new(),
-        }
+/// [`map_async`] yielding outputs as they complete; see `Runtime::map_async_unordered`.
+pub(crate) fn map_async_unordered<I, F, Fut>(
+    strand: &Arc<CoroutineStrand>,
+    items: I,
+    limit: usize,
+    f: F,
+) -> MapAsyncUnordered<I::IntoIter, F, Fut::Output>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    MapAsyncUnordered {
+        feed: Feed::new(strand, items.into_iter(), limit, f),
+        running: FuturesUnordered::new(),
     }
 }
 
 /// Takes items from the input and spawns their coroutines.
 struct Feed<I, F> {
-    rt: Runtime,
+    strand: Arc<CoroutineStrand>,
     source: I,
     exhausted: bool,
     next_index: usize,
@@ -93,9 +67,9 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: Send + 'static,
 {
-    fn new(rt: &Runtime, source: I, limit: usize, f: F) -> Self {
+    fn new(strand: &Arc<CoroutineStrand>, source: I, limit: usize, f: F) -> Self {
         Feed {
-            rt: rt.clone(),
+            strand: Arc::clone(strand),
             source,
             exhausted: false,
             next_index: 0,
@@ -108,14 +82,14 @@ where
     fn refill(&mut self, running: usize, mut push: impl FnMut(usize, Handle<Fut::Output>)) {
         // `f` may build tokio timers or sockets right away (`|_| tokio::time::sleep(..)`),
         // which needs the runtime's context even on a caller's thread.
-        let _context = self.rt.shared.coroutines.handle.enter();
+        let _context = self.strand.handle.enter();
         for _ in running..self.limit {
             if self.exhausted {
                 return;
             }
             match self.source.next() {
                 Some(item) => {
-                    let handle = self.rt.spawn_async((self.f)(item));
+                    let handle = self.strand.spawn((self.f)(item), None);
                     push(self.next_index, handle);
                     self.next_index += 1;
                 }

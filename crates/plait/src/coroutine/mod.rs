@@ -16,7 +16,7 @@
 //! ([`Runtime::spawn`]) and await its handle.
 
 mod books;
-mod map;
+pub(crate) mod map;
 mod tracked;
 
 use std::future::Future;
@@ -30,7 +30,6 @@ pub use map::{BlockingIter, MapAsync, MapAsyncUnordered};
 
 use crate::books::StrandState;
 use crate::error::{SpawnError, StrandName};
-use crate::runtime::{Config, Runtime};
 use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 use books::Books;
@@ -47,10 +46,16 @@ pub(crate) struct CoroutineStrand {
 }
 
 impl CoroutineStrand {
-    /// Starts the strand; `also_books` is another strand whose tasks run as coroutines here
-    /// (the process strand's).
-    pub(crate) fn new(config: &Config, also_books: &Arc<StrandState>) -> Result<(Self, u64)> {
-        let state = Arc::new(StrandState::new(StrandName::Coroutine, config.queue_bound));
+    /// Starts the strand: `workers` threads named `NAME-io`, `queue_bound` unfinished
+    /// coroutines at most. `also_books` is another strand whose tasks run as coroutines
+    /// here (the process strand's).
+    pub(crate) fn new(
+        workers: usize,
+        name: &str,
+        queue_bound: usize,
+        also_books: &Arc<StrandState>,
+    ) -> Result<(Self, u64)> {
+        let state = Arc::new(StrandState::new(StrandName::Coroutine, queue_bound));
         let number = books::register(&state);
         let also_number = books::register(also_books);
         let strands: books::Strands = Arc::from([
@@ -58,16 +63,13 @@ impl CoroutineStrand {
             (also_number, Arc::clone(also_books)),
         ]);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.coroutine_workers)
-            .thread_name(format!("{}-io", config.thread_name))
+            .worker_threads(workers)
+            .thread_name(format!("{name}-io"))
             .on_thread_start(move || books::install(Arc::clone(&strands)))
             .enable_all()
             .build()
             .map_err(|error| Error::Build {
-                reason: format!(
-                    "could not start {} coroutine workers: {error}",
-                    config.coroutine_workers
-                ),
+                reason: format!("could not start {workers} coroutine workers: {error}"),
             })?;
         let strand = CoroutineStrand {
             handle: runtime.handle().clone(),
@@ -136,81 +138,34 @@ impl CoroutineStrand {
     }
 }
 
-impl Runtime {
-    /// Runs `future` on the coroutine strand and returns a handle to its output.
-    ///
-    /// Waits for room if the strand holds its [queue bound](crate::Builder::queue_bound) of
-    /// unfinished coroutines (see [`try_spawn_async`](Runtime::try_spawn_async)); a
-    /// coroutine waiting for tasks lends its slot (see
-    /// [`queue_bound`](crate::Builder::queue_bound)), so coroutines that spawn and await
-    /// their children cannot deadlock on the bound. After
-    /// [`shutdown`](Runtime::shutdown) the handle reports [`Error::Shutdown`].
-    ///
-    /// The future is made by the caller, outside the runtime: one whose making needs the
-    /// runtime (`tokio::time::sleep(d)` registers a timer) must be made inside an `async`
-    /// block, as below, or it panics for want of a runtime.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let rt = plait::Runtime::new()?;
-    /// let waits: Vec<_> = (0..1000)
-    ///     .map(|i| rt.spawn_async(async move {
-    ///         tokio::time::sleep(Duration::from_millis(20)).await;
-    ///         i
-    ///     }))
-    ///     .collect();
-    /// let started = std::time::Instant::now();
-    /// let total: u64 = waits.into_iter().map(|h| h.join().unwrap()).sum();
-    /// assert_eq!(total, 499_500);
-    /// assert!(started.elapsed() < Duration::from_secs(2)); // 1000 waits at once, not in turn
-    /// # Ok::<(), plait::Error>(())
-    /// ```
-    pub fn spawn_async<Fut>(&self, future: Fut) -> Handle<Fut::Output>
+impl CoroutineStrand {
+    /// Spawns `future` once the strand admits it (waiting for room), with an optional time
+    /// limit; a refusal is the handle's error.
+    pub(crate) fn spawn<Fut>(&self, future: Fut, limit: Option<Duration>) -> Handle<Fut::Output>
     where
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        self.spawn_coroutine(future, None)
-    }
-
-    pub(crate) fn spawn_coroutine<Fut>(
-        &self,
-        future: Fut,
-        limit: Option<Duration>,
-    ) -> Handle<Fut::Output>
-    where
-        Fut: Future + Send + 'static,
-        Fut::Output: Send + 'static,
-    {
-        let strand = &self.shared.coroutines;
-        match strand.state.admit() {
-            Ok(()) => strand.spawn_admitted(future, limit),
+        match self.state.admit() {
+            Ok(()) => self.spawn_admitted(future, limit),
             Err(error) => Handle::ready(TaskId::next(), Err(error)),
         }
     }
 
     /// Spawns a future that reports its own errors (flattened into the handle's).
-    pub(crate) fn spawn_coroutine_fallible<Fut, T>(&self, future: Fut) -> Handle<T>
+    pub(crate) fn spawn_fallible<Fut, T>(&self, future: Fut) -> Handle<T>
     where
         Fut: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let strand = &self.shared.coroutines;
-        match strand.state.admit() {
-            Ok(()) => strand.spawn_booked(future, strand.number),
+        match self.state.admit() {
+            Ok(()) => self.spawn_booked(future, self.number),
             Err(error) => Handle::ready(TaskId::next(), Err(error)),
         }
     }
 
-    /// Like [`spawn_async`](Runtime::spawn_async), but never waits: if the strand is full
-    /// (or shut down) the future comes back inside the error.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::QueueFull`] or [`Error::Shutdown`], with the future.
-    pub fn try_spawn_async<Fut>(
+    /// Spawns `future` if the strand has room now; hands it back otherwise.
+    pub(crate) fn try_spawn<Fut>(
         &self,
         future: Fut,
     ) -> std::result::Result<Handle<Fut::Output>, SpawnError<Fut>>
@@ -218,47 +173,19 @@ impl Runtime {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let strand = &self.shared.coroutines;
-        match strand.state.try_admit() {
-            Ok(()) => Ok(strand.spawn_admitted(future, None)),
+        match self.state.try_admit() {
+            Ok(()) => Ok(self.spawn_admitted(future, None)),
             Err(error) => Err(SpawnError::new(error, future)),
         }
     }
 
-    /// Runs `future` to completion on the current thread and returns its output: the bridge
-    /// from synchronous code into coroutines. Tokio's timers, sockets and channels work
-    /// inside it.
-    ///
-    /// Safe to call from inside a coroutine (the worker's other tasks move to another thread
-    /// first), though `.await` is better there. Inside a thread-strand task it holds the pool
-    /// thread while the future waits, like any blocking call: if the future waits for other
-    /// thread tasks, [`Handle::join`] them instead, which lends the thread's place to a spare
-    /// thread while it waits.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let rt = plait::Runtime::new()?;
-    /// let answer = rt.block_on(async {
-    ///     let a = rt.spawn_async(async { 20 });
-    ///     let b = rt.spawn(|| 22);
-    ///     a.await.unwrap() + b.await.unwrap()
-    /// });
-    /// assert_eq!(answer, 42);
-    /// # Ok::<(), plait::Error>(())
-    /// ```
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+    /// Runs `future` to completion on the current thread, inside this strand's context.
+    pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
         wait::blocking_region(|| {
-            let _context = self.shared.coroutines.handle.enter();
+            let _context = self.handle.enter();
             wait::block_on(future, None)
         })
         .unwrap_or_else(|| unreachable!("a wait without deadline never times out"))
-    }
-
-    /// The number of worker threads of the coroutine strand.
-    #[must_use]
-    pub fn coroutine_workers(&self) -> usize {
-        self.shared.coroutines.workers()
     }
 }
 

@@ -43,12 +43,12 @@ pub struct Builder {
 }
 
 /// A validated configuration.
-pub(crate) struct Config {
-    pub(crate) threads: usize,
-    pub(crate) coroutine_workers: usize,
-    pub(crate) queue_bound: usize,
-    pub(crate) thread_stack_size: Option<usize>,
-    pub(crate) thread_name: String,
+struct Config {
+    threads: usize,
+    coroutine_workers: usize,
+    queue_bound: usize,
+    thread_stack_size: Option<usize>,
+    thread_name: String,
 }
 
 impl Default for Builder {
@@ -133,7 +133,12 @@ impl Builder {
         let config = self.validate()?;
         let processes = self.processes.validate()?;
         let process_state = ProcessStrand::state(config.queue_bound);
-        let (coroutines, process_books) = CoroutineStrand::new(&config, &process_state)?;
+        let (coroutines, process_books) = CoroutineStrand::new(
+            config.coroutine_workers,
+            &config.thread_name,
+            config.queue_bound,
+            &process_state,
+        )?;
         let threads = Arc::new(ThreadStrand::new(
             &crate::pool::Options {
                 threads: config.threads,
@@ -152,7 +157,7 @@ impl Builder {
             shared: Arc::new(Shared {
                 auto: Arc::default(),
                 threads,
-                coroutines,
+                coroutines: Arc::new(coroutines),
                 processes,
             }),
         })

@@ -1,6 +1,7 @@
 //! [`Runtime`]: the three models of concurrency behind one task API.
 
 mod builder;
+mod coroutine;
 mod group;
 mod shutdown;
 mod task_builder;
@@ -10,7 +11,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use builder::Config;
 pub use builder::{Builder, DEFAULT_QUEUE_BOUND};
 pub use group::TaskGroup;
 pub use shutdown::{ShutdownReport, StrandReport};
@@ -69,7 +69,7 @@ pub(crate) struct Shared {
     /// Where `Strand::Auto` sends each closure type.
     pub(crate) auto: Arc<crate::advise::auto::Router>,
     pub(crate) threads: Arc<ThreadStrand>,
-    pub(crate) coroutines: CoroutineStrand,
+    pub(crate) coroutines: Arc<CoroutineStrand>,
     pub(crate) processes: ProcessStrand,
 }
 
