@@ -1,4 +1,4 @@
-//! A future per item with a concurrency limit: [`Runtime::map_async`].
+//! A future per item with a concurrency limit: [`Runtime::map_async`](crate::Runtime::map_async).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -99,7 +99,7 @@ where
     }
 }
 
-/// The stream returned by [`Runtime::map_async`].
+/// The stream returned by [`Runtime::map_async`](crate::Runtime::map_async).
 pub struct MapAsync<I, F, T> {
     feed: Feed<I, F>,
     running: FuturesOrdered<Handle<T>>,
@@ -128,7 +128,7 @@ where
     }
 }
 
-/// The stream returned by [`Runtime::map_async_unordered`].
+/// The stream returned by [`Runtime::map_async_unordered`](crate::Runtime::map_async_unordered).
 pub struct MapAsyncUnordered<I, F, T> {
     feed: Feed<I, F>,
     running: FuturesUnordered<Indexed<T>>,
@@ -188,7 +188,7 @@ where
 }
 
 /// A stream's items as a blocking iterator, for synchronous callers; each `next` waits for
-/// the next item (see [`Runtime::block_on`] on where waiting is safe).
+/// the next item (see [`Runtime::block_on`](crate::Runtime::block_on) on where waiting is safe).
 pub struct BlockingIter<S>(S);
 
 impl<S: Stream + Unpin> Iterator for BlockingIter<S> {

@@ -4,16 +4,16 @@
 //! hundred bytes and no thread, so tens of thousands can wait at once. Coroutines are
 //! cancelled at their next `.await` and time limits stop them there too.
 //!
-//! * [`Runtime::spawn_async`]: one future, one [`Handle`] (the same type as threads').
-//! * [`Runtime::map_async`]: a future per item with a concurrency limit.
-//! * [`Runtime::block_on`]: run a future to completion from synchronous code.
+//! * [`Runtime::spawn_async`](crate::Runtime::spawn_async): one future, one [`Handle`] (the same type as threads').
+//! * [`Runtime::map_async`](crate::Runtime::map_async): a future per item with a concurrency limit.
+//! * [`Runtime::block_on`](crate::Runtime::block_on): run a future to completion from synchronous code.
 //! * [`timeout`]: a time limit on any future.
 //!
 //! # Warning: blocking calls
 //!
 //! A coroutine that blocks (a CPU loop, `std::thread::sleep`, a blocking lock or file read)
 //! stalls every coroutine queued on its worker. Send computing to the thread strand
-//! ([`Runtime::spawn`]) and await its handle.
+//! ([`Runtime::spawn`](crate::Runtime::spawn)) and await its handle.
 
 mod books;
 pub(crate) mod map;
@@ -23,7 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-/// The stream traits of [`map_async`](Runtime::map_async)'s results (from `futures`), so
+/// The stream traits of [`map_async`](crate::Runtime::map_async)'s results (from `futures`), so
 /// that `.next().await` works without another dependency.
 pub use futures_util::stream::{Stream, StreamExt};
 pub use map::{BlockingIter, MapAsync, MapAsyncUnordered};
@@ -194,7 +194,7 @@ impl CoroutineStrand {
 ///
 /// Being cancelled while waiting cancels `future` too (dropping the returned future drops
 /// it), so a cancellation is never swallowed, unlike Python's `asyncio.wait_for` before
-/// 3.12. Must run on a runtime's coroutine strand (or inside [`Runtime::block_on`]).
+/// 3.12. Must run on a runtime's coroutine strand (or inside [`Runtime::block_on`](crate::Runtime::block_on)).
 ///
 /// # Errors
 ///

@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::executor::{Call, CoroutineCall, Done, Executor, Output, Work};
-use crate::advise::auto::Router;
+use crate::runtime::auto::Router;
 use crate::{CancelHandle, Error, Handle, Result, Runtime, Strand};
 
 /// The local executor: threads, coroutines and worker processes of this runtime.
@@ -65,7 +65,7 @@ impl Executor for Runtime {
                 }
                 (_, Strand::Process) => {
                     drop(call);
-                    done.finish(Output::failed(crate::advise::auto::closure_in_process()));
+                    done.finish(Output::failed(crate::runtime::auto::closure_in_process()));
                     None
                 }
                 (Some(limit), _) => {
@@ -207,7 +207,7 @@ pub(super) mod inline {
 
     use super::super::executor::{Done, Output, ThreadCall};
     use crate::Error;
-    use crate::advise::auto::Measurement;
+    use crate::runtime::auto::Measurement;
     use crate::task::current;
 
     /// A thread node's run. The call comes before `done` so that, when a run is dropped

@@ -1,7 +1,7 @@
 //! Commands as tasks: run a program with its arguments, environment, directory and input,
 //! capture its output up to a bound, and stop its whole process group on a time limit.
 //!
-//! [`Runtime::spawn_command`] runs the command from the runtime itself (it is already a
+//! [`Runtime::spawn_command`](crate::Runtime::spawn_command) runs the command from the runtime itself (it is already a
 //! process of its own: no worker needed between). The same command is also the registered
 //! task [`run_command`](fn@run_command), for work that arrives by name.
 
@@ -15,7 +15,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::WorkerExit;
 use super::child::Child;
-use crate::{Error, Handle, Runtime};
 
 /// How much of each output stream a command keeps by default: 1 MiB.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
@@ -23,7 +22,7 @@ pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
 /// After a command exits, how long to wait for processes it left behind to close its output.
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
-/// A program to run, with everything it runs with; see [`Runtime::spawn_command`].
+/// A program to run, with everything it runs with; see [`Runtime::spawn_command`](crate::Runtime::spawn_command).
 ///
 /// # Examples
 ///
@@ -173,7 +172,7 @@ impl CommandOutput {
 #[error("{0}")]
 pub struct CommandError(String);
 
-/// Runs `command`: the registered task behind [`Runtime::spawn_command`], for running
+/// Runs `command`: the registered task behind [`Runtime::spawn_command`](crate::Runtime::spawn_command), for running
 /// commands by name (`plait::process::command::run_command`) or in a worker.
 ///
 /// # Errors
@@ -187,21 +186,6 @@ pub fn run_command(command: Command) -> Result<CommandOutput, CommandError> {
         .build()
         .map_err(|error| CommandError(format!("cannot start an I/O loop: {error}")))?;
     runtime.block_on(run(command))
-}
-
-impl Runtime {
-    /// Runs `command` and returns a handle to its output: exit status, captured standard
-    /// output and error (up to [`output_limit`](Command::output_limit) each), and whether
-    /// its time limit killed it. The command runs in its own process group; a time limit,
-    /// a cancellation or the runtime's shutdown kills the whole group, so that nothing it
-    /// started outlives it.
-    ///
-    /// A command that runs and fails is not an error: check
-    /// [`success`](CommandOutput::success). One that cannot start is: the handle reports
-    /// [`Error::Failed`] with a [`CommandError`] naming the program and the reason.
-    pub fn spawn_command(&self, command: Command) -> Handle<CommandOutput> {
-        self.spawn_coroutine_fallible(async move { run(command).await.map_err(Error::failed) })
-    }
 }
 
 /// Runs a command to its end (or its time limit).

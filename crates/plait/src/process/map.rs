@@ -1,4 +1,4 @@
-//! [`Runtime::map_process`]: many calls of one task, batched, lazy and bounded.
+//! [`Runtime::map_process`](crate::Runtime::map_process): many calls of one task, batched, lazy and bounded.
 //!
 //! A round trip to a worker costs microseconds (two pipe writes and two wake-ups), far more
 //! than a tiny task, so items travel in chunks: one frame carries many items' arguments and
@@ -9,7 +9,7 @@
 //!
 //! If a worker dies under a chunk, the worker's slot names the item it was running: that
 //! item alone is charged with the crash (its crash budget, as in
-//! [`spawn_process`](Runtime::spawn_process)), and the chunk's other items run again.
+//! [`spawn_process`](crate::Runtime::spawn_process)), and the chunk's other items run again.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -23,10 +23,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
+use super::ProcessStrand;
 use super::pool::{Payload, Pool, Reply};
 use super::{Call, Task, codec, decode_output};
 use crate::task::wait;
-use crate::{Error, Handle, Result, Runtime, TaskId};
+use crate::{Error, Handle, Result, TaskId};
 
 /// How long one chunk aims to keep a worker busy.
 const CHUNK_TARGET: Duration = Duration::from_millis(2);
@@ -38,73 +39,38 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// pipe when it finishes one.
 const CHUNKS_PER_WORKER: usize = 4;
 
-impl Runtime {
-    /// Runs `task` on every item in worker processes and yields the results **in input
-    /// order**.
-    ///
-    /// Lazy and bounded like [`map`](Runtime::map): items are taken from `items` only as
-    /// room frees up, a few chunks per worker. Tiny tasks are batched automatically. An
-    /// item whose arguments are over the payload limit yields its error in its place; the
-    /// others run. Dropping the iterator cancels the chunks in flight.
-    ///
-    /// An item that crashes its worker is charged alone, against its own
-    /// [`crash_retries`](crate::process::ProcessOptions::crash_retries): it runs exactly
-    /// `crash_retries + 1` times if it crashes every time. A chunk's results travel
-    /// together, so the items of its chunk that ran before it run again (uncharged); make
-    /// items with side effects idempotent.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// #[plait::task]
-    /// fn collatz_steps(mut n: u64) -> u32 {
-    ///     let mut steps = 0;
-    ///     while n != 1 {
-    ///         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
-    ///         steps += 1;
-    ///     }
-    ///     steps
-    /// }
-    ///
-    /// fn main() -> plait::Result<()> {
-    ///     plait::init();
-    ///     let rt = plait::Runtime::new()?;
-    ///     let steps: Vec<u32> = rt
-    ///         .map_process(collatz_steps::task(), 1..100_000u64)
-    ///         .collect::<plait::Result<_>>()?;
-    ///     assert_eq!(steps[26], 111); // 27 takes 111 steps
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn map_process<T, I>(&self, task: T, items: I) -> MapProcess<T, I::IntoIter>
-    where
-        T: Task,
-        I: IntoIterator<Item = T::Args>,
-    {
-        MapProcess {
-            feeder: Feeder::new(self, task, items.into_iter()),
-            window: VecDeque::new(),
-            ready: Ready::empty(),
-        }
+/// An ordered map of `task` over `items` in `strand`'s workers; see `Runtime::map_process`.
+pub(crate) fn map_process<T, I>(
+    strand: &Arc<ProcessStrand>,
+    task: T,
+    items: I,
+) -> MapProcess<T, I::IntoIter>
+where
+    T: Task,
+    I: IntoIterator<Item = T::Args>,
+{
+    MapProcess {
+        feeder: Feeder::new(strand, task, items.into_iter()),
+        window: VecDeque::new(),
+        ready: Ready::empty(),
     }
+}
 
-    /// Like [`map_process`](Runtime::map_process), but yields results **as they
-    /// complete**, each with its item's index in the input.
-    pub fn map_process_unordered<T, I>(
-        &self,
-        task: T,
-        items: I,
-    ) -> MapProcessUnordered<T, I::IntoIter>
-    where
-        T: Task,
-        I: IntoIterator<Item = T::Args>,
-    {
-        MapProcessUnordered {
-            feeder: Feeder::new(self, task, items.into_iter()),
-            running: FuturesUnordered::new(),
-            ready: Ready::empty(),
-            start: 0,
-        }
+/// [`map_process`] yielding results as they complete; see `Runtime::map_process_unordered`.
+pub(crate) fn map_process_unordered<T, I>(
+    strand: &Arc<ProcessStrand>,
+    task: T,
+    items: I,
+) -> MapProcessUnordered<T, I::IntoIter>
+where
+    T: Task,
+    I: IntoIterator<Item = T::Args>,
+{
+    MapProcessUnordered {
+        feeder: Feeder::new(strand, task, items.into_iter()),
+        running: FuturesUnordered::new(),
+        ready: Ready::empty(),
+        start: 0,
     }
 }
 
@@ -188,7 +154,7 @@ struct Piece<O> {
 
 /// Takes items from the input, encodes them, and sends them in chunks.
 struct Feeder<T: Task, I> {
-    rt: Runtime,
+    strand: Arc<ProcessStrand>,
     pool: Result<Arc<Pool>>,
     items: Fuse<I>,
     /// The index of the next item to take.
@@ -204,8 +170,8 @@ struct Feeder<T: Task, I> {
 }
 
 impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
-    fn new(rt: &Runtime, _task: T, items: I) -> Self {
-        let workers = rt.process_workers();
+    fn new(strand: &Arc<ProcessStrand>, _task: T, items: I) -> Self {
+        let workers = strand.workers();
         let max_pieces = workers * CHUNKS_PER_WORKER;
         // With the input's length known, no chunk takes more than its share.
         let max_chunk = match items.size_hint() {
@@ -213,8 +179,8 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
             (n, _) => n.div_ceil(max_pieces).clamp(1, MAX_CHUNK),
         };
         Feeder {
-            rt: rt.clone(),
-            pool: rt.shared.processes.pool().cloned(),
+            strand: Arc::clone(strand),
+            pool: strand.pool().cloned(),
             items: items.fuse(),
             index: 0,
             refused: None,
@@ -301,7 +267,7 @@ impl<T: Task, I: Iterator<Item = T::Args>> Feeder<T, I> {
         // Grow until measurements come back (see `chunk_done`).
         self.chunk = (self.chunk * 2).min(self.max_chunk);
         Some(Piece {
-            handle: spawn_chunk::<T>(&self.rt, pool, Bytes::from(items), ends),
+            handle: spawn_chunk::<T>(&self.strand, pool, Bytes::from(items), ends),
             start,
             len,
             sent: Instant::now(),
@@ -343,13 +309,12 @@ fn refused_piece<O: Send + 'static>(start: usize, error: Error) -> Piece<O> {
 /// Sends one chunk (`ends` says where each item's arguments end in `items`); if its worker
 /// dies under it, its future sends the items again (see [`recover`]).
 fn spawn_chunk<T: Task>(
-    rt: &Runtime,
+    strand: &ProcessStrand,
     pool: Arc<Pool>,
     items: Bytes,
     ends: Vec<u32>,
 ) -> Handle<Chunk<T::Output>> {
     let len = ends.len();
-    let strand = &rt.shared.processes;
     if let Err(error) = strand.state.admit() {
         return Handle::ready(TaskId::next(), Err(error));
     }
@@ -370,7 +335,7 @@ fn spawn_chunk<T: Task>(
             }
         }
     };
-    rt.shared.coroutines.spawn_booked(future, strand.books)
+    strand.coroutines.spawn_booked(future, strand.books)
 }
 
 /// Finishes a chunk whose worker died on one of its items (`lost`: the item's place in the
@@ -551,7 +516,7 @@ pub(super) fn decode_chunk<T: Task>(body: &[u8], len: usize) -> Result<Chunk<T::
     Ok(chunk)
 }
 
-/// The iterator returned by [`Runtime::map_process`]: results in input order.
+/// The iterator returned by [`Runtime::map_process`](crate::Runtime::map_process): results in input order.
 #[must_use = "a map does nothing until iterated"]
 pub struct MapProcess<T: Task, I> {
     feeder: Feeder<T, I>,
@@ -601,7 +566,7 @@ impl<T: Task, I> Drop for MapProcess<T, I> {
 
 type Running<O> = Pin<Box<dyn Future<Output = (Result<Chunk<O>>, usize, usize, Duration)> + Send>>;
 
-/// The iterator returned by [`Runtime::map_process_unordered`]: `(index, result)` pairs in
+/// The iterator returned by [`Runtime::map_process_unordered`](crate::Runtime::map_process_unordered): `(index, result)` pairs in
 /// completion order.
 #[must_use = "a map does nothing until iterated"]
 pub struct MapProcessUnordered<T: Task, I> {

@@ -6,18 +6,18 @@
 //! memory cap is enforced by the kernel; a leak ends when the worker is recycled.
 //!
 //! * `#[plait::task]` on a function registers it by name, so that a worker can run it.
-//! * [`Runtime::spawn_process`]: one task, the same [`Handle`] as the other strands.
-//! * [`Runtime::map_process`]: many, batched so that tiny tasks do not pay a round trip each.
+//! * [`Runtime::spawn_process`](crate::Runtime::spawn_process): one task, the same [`Handle`] as the other strands.
+//! * [`Runtime::map_process`](crate::Runtime::map_process): many, batched so that tiny tasks do not pay a round trip each.
 //! * [`ProcessOptions`]: worker count, recycling, memory cap, payload limit, crash retries,
 //!   an initializer; given to [`Builder::processes`](crate::Builder::processes).
-//! * [`Runtime::spawn_command`]: a program with its arguments, environment, directory and
+//! * [`Runtime::spawn_command`](crate::Runtime::spawn_command): a program with its arguments, environment, directory and
 //!   input, its output captured, its process group killed on a time limit.
 //! * [`init`]: the call at the top of `main` where a worker process starts serving;
 //!   [`test_worker!`](crate::test_worker) does the same in a test binary.
 //!
 //! # Nothing outlives plait
 //!
-//! Every process plait starts (a worker, a command of [`Runtime::spawn_command`] or of
+//! Every process plait starts (a worker, a command of [`Runtime::spawn_command`](crate::Runtime::spawn_command) or of
 //! `plait run`) leads a process group of its own, and what it starts stays in that group
 //! unless it leaves it. Then:
 //!
@@ -25,7 +25,7 @@
 //!   command that finished), whatever it left running in its group is killed before plait
 //!   reaps it. A background process a command started ends with the command; one a task
 //!   started ends with its worker.
-//! * **A time limit, a cancellation, or the runtime's end** (a [`shutdown`](Runtime::shutdown)
+//! * **A time limit, a cancellation, or the runtime's end** (a [`shutdown`](crate::Runtime::shutdown)
 //!   or a drop) kills the whole group with the process.
 //! * **plait reaps its own children** (through a pidfd, or a waiting thread on kernels
 //!   without one), so none is left a zombie, even when the runtime that started it is gone:
@@ -90,7 +90,7 @@
 //! answers of tasks it had finished but not yet sent. Those tasks run again, uncharged:
 //! at most as many as the worker held (32 at most), a few per crash in practice (measured:
 //! 3 to 4.5 per crash, for tasks of about 20 µs beside two busy loops on 2 cores). In a
-//! [`map_process`](Runtime::map_process), a chunk's results travel together, so the items
+//! [`map_process`](crate::Runtime::map_process), a chunk's results travel together, so the items
 //! of a chunk that ran before the crashing one run again. A task that shares a worker with
 //! a crashing one may therefore run twice: make tasks with side effects idempotent, as for
 //! any queue that retries.
@@ -122,7 +122,7 @@
 //! binary payloads use `serde_bytes::ByteBuf` (or `#[serde(with = "serde_bytes")]`): a
 //! plain `Vec<u8>` is encoded element by element.
 //!
-//! Workers die with the runtime: dropping it (or [`shutdown`](Runtime::shutdown)) stops and
+//! Workers die with the runtime: dropping it (or [`shutdown`](crate::Runtime::shutdown)) stops and
 //! reaps them and their groups, and if the program is killed outright the keeper ends them
 //! (see above).
 
@@ -133,7 +133,7 @@ pub mod command;
 mod feeder;
 mod keeper;
 mod last_words;
-mod map;
+pub(crate) mod map;
 mod options;
 mod outbox;
 mod pool;
@@ -161,8 +161,9 @@ use remote::Remote;
 pub use worker::{WORKER_TEST_NAME, init};
 
 use crate::books::StrandState;
+use crate::coroutine::CoroutineStrand;
 use crate::error::StrandName;
-use crate::{Error, Handle, Result, Runtime, TaskId};
+use crate::{Error, Handle, Result, TaskId};
 
 /// The process strand of a runtime: its books and, once first used, its pool of workers.
 pub(crate) struct ProcessStrand {
@@ -173,7 +174,9 @@ pub(crate) struct ProcessStrand {
     pool: OnceLock<Arc<Pool>>,
     /// Held while the pool starts, so that it starts once.
     starting: Mutex<()>,
-    handle: tokio::runtime::Handle,
+    /// Where its waits run: a task by name, a chunk of a map, the supervisors of its
+    /// workers are coroutines.
+    coroutines: Arc<CoroutineStrand>,
 }
 
 impl ProcessStrand {
@@ -185,7 +188,7 @@ impl ProcessStrand {
         state: Arc<StrandState>,
         books: u64,
         options: ProcessOptions,
-        handle: tokio::runtime::Handle,
+        coroutines: Arc<CoroutineStrand>,
     ) -> Self {
         ProcessStrand {
             state,
@@ -193,12 +196,12 @@ impl ProcessStrand {
             options,
             pool: OnceLock::new(),
             starting: Mutex::new(()),
-            handle,
+            coroutines,
         }
     }
 
     /// The pool, started on first use (not after a shutdown).
-    fn pool(&self) -> Result<&Arc<Pool>> {
+    pub(crate) fn pool(&self) -> Result<&Arc<Pool>> {
         if let Some(pool) = self.pool.get() {
             return Ok(pool);
         }
@@ -217,7 +220,11 @@ impl ProcessStrand {
         if let Some(pool) = self.pool.get() {
             return Ok(pool);
         }
-        let pool = Pool::start(self.options.clone(), Arc::clone(&self.state), &self.handle)?;
+        let pool = Pool::start(
+            self.options.clone(),
+            Arc::clone(&self.state),
+            &self.coroutines.handle,
+        )?;
         Ok(self.pool.get_or_init(|| pool))
     }
 
@@ -330,45 +337,15 @@ pub(crate) fn decode_output<T: Task>(bytes: &[u8]) -> Result<T::Output> {
     Ok(output)
 }
 
-impl Runtime {
-    /// Runs the registered `task` with `args` in a worker process and returns a handle to
-    /// its result: the same [`Handle`] as [`spawn`](Runtime::spawn) and
-    /// [`spawn_async`](Runtime::spawn_async) return.
-    ///
-    /// The first process task starts the workers (see
-    /// [`start_processes`](Runtime::start_processes) to start them ahead). Tasks queue
-    /// when every worker is busy; the strand's [queue bound](crate::Builder::queue_bound)
-    /// applies as on the other strands. Cancelling a task a worker is running kills that
-    /// worker (a new one takes its place). See the [module docs](crate::process) for what
-    /// each kind of failure reports.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// #[plait::task]
-    /// fn checksum(data: Vec<u8>) -> u32 {
-    ///     data.iter().map(|&b| u32::from(b)).sum()
-    /// }
-    ///
-    /// fn main() -> plait::Result<()> {
-    ///     plait::init();
-    ///     let rt = plait::Runtime::new()?;
-    ///     let sum = rt.spawn_process(checksum::task(), vec![1, 2, 3]);
-    ///     assert_eq!(sum.join()?, 6);
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn spawn_process<T: Task>(&self, task: T, args: T::Args) -> Handle<T::Output> {
-        self.spawn_process_with(task, args, None)
-    }
-
-    pub(crate) fn spawn_process_with<T: Task>(
+impl ProcessStrand {
+    /// Runs the registered task `T` with `args` in a worker, with an optional hard time
+    /// limit; see `Runtime::spawn_process`.
+    pub(crate) fn spawn<T: Task>(
         &self,
-        _task: T,
         args: T::Args,
         timeout: Option<Duration>,
     ) -> Handle<T::Output> {
-        let strand = &self.shared.processes;
+        let strand = self;
         let refused = |error| Handle::ready(TaskId::next(), Err(error));
         let pool = match strand.pool() {
             Ok(pool) => Arc::clone(pool),
@@ -394,54 +371,15 @@ impl Runtime {
         Handle::thread(id, remote)
     }
 
-    /// Runs the task registered as `name` with arguments already encoded and returns its
-    /// encoded result (`postcard`): the way in for work that arrives by name, as from a
-    /// job file or a queue.
-    ///
-    /// # Errors
-    ///
-    /// The handle reports [`Error::UnknownTask`], with the registered names closest to
-    /// `name`, if no task has that name; [`Error::Codec`] if `args` were encoded from
-    /// another type than the task takes (by [their type's name](EncodedArgs), checked here)
-    /// or do not decode as it in the worker, leftover bytes included;
-    /// [`Error::PayloadTooLarge`] if `args` is over the payload limit; otherwise as for
-    /// [`spawn_process`](Runtime::spawn_process).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// #[plait::task]
-    /// fn add(a: i64, b: i64) -> i64 {
-    ///     a + b
-    /// }
-    ///
-    /// fn main() -> plait::Result<()> {
-    ///     plait::init();
-    ///     let rt = plait::Runtime::new()?;
-    ///     let name = <add as plait::process::Task>::NAME;
-    ///     let args = plait::process::EncodedArgs::encode(&(2_i64, 3_i64))?;
-    ///     let sum = rt.spawn_process_by_name(name, args).join()?;
-    ///     assert_eq!(postcard::from_bytes::<i64>(&sum).unwrap(), 5);
-    ///
-    ///     // Arguments of another type are refused before they reach a worker.
-    ///     let wrong = plait::process::EncodedArgs::encode(&"five".to_owned())?;
-    ///     let err = rt.spawn_process_by_name(name, wrong).join().unwrap_err();
-    ///     assert!(err.to_string().contains("encoded as `alloc::string::String`"), "{err}");
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn spawn_process_by_name(&self, name: &str, args: EncodedArgs) -> Handle<Vec<u8>> {
-        self.spawn_process_by_name_with(name, args, None)
-    }
-
-    /// [`spawn_process_by_name`](Runtime::spawn_process_by_name) with a hard time limit.
-    pub(crate) fn spawn_process_by_name_with(
+    /// Runs the task registered as `name` with encoded arguments, with an optional hard
+    /// time limit; see `Runtime::spawn_process_by_name`.
+    pub(crate) fn spawn_by_name(
         &self,
         name: &str,
         args: EncodedArgs,
         timeout: Option<Duration>,
     ) -> Handle<Vec<u8>> {
-        let strand = &self.shared.processes;
+        let strand = self;
         let refused = |error| Handle::ready(TaskId::next(), Err(error));
         let Some(registration) = registry::lookup(name) else {
             return refused(registry::unknown_task(name));
@@ -481,37 +419,22 @@ impl Runtime {
                 None => Err(Error::Cancelled),
             }
         };
-        self.shared.coroutines.spawn_booked(future, strand.books)
+        self.coroutines.spawn_booked(future, self.books)
     }
 
-    /// Starts the worker processes now, rather than on the first process task, and waits
-    /// until every one serves.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WorkerStart`] if a worker does not start (most often: the program does not
-    /// call [`plait::init`](crate::init) first thing in `main`); [`Error::Shutdown`] after a
-    /// shutdown.
-    pub fn start_processes(&self) -> Result<()> {
-        let strand = &self.shared.processes;
-        if strand.state.is_closed() {
+    /// Starts the workers now and waits until every one serves.
+    pub(crate) fn start(&self) -> Result<()> {
+        if self.state.is_closed() {
             return Err(Error::Shutdown);
         }
-        let pool = Arc::clone(strand.pool()?);
-        self.block_on(async move { pool.wait_serving().await })
+        let pool = Arc::clone(self.pool()?);
+        self.coroutines
+            .block_on(async move { pool.wait_serving().await })
     }
 
-    /// The number of worker processes of the process strand (started or not).
-    #[must_use]
-    pub fn process_workers(&self) -> usize {
-        self.shared.processes.workers()
-    }
-
-    /// How many worker processes the process strand has started so far, replacements for
-    /// crashed, timed-out and recycled workers included: a gauge for monitoring.
-    #[must_use]
-    pub fn process_workers_started(&self) -> usize {
-        self.shared.processes.pool.get().map_or(0, |pool| {
+    /// Worker processes started so far, replacements included.
+    pub(crate) fn workers_started(&self) -> usize {
+        self.pool.get().map_or(0, |pool| {
             pool.started.load(std::sync::atomic::Ordering::Relaxed)
         })
     }

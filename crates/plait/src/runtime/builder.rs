@@ -139,6 +139,7 @@ impl Builder {
             config.queue_bound,
             &process_state,
         )?;
+        let coroutines = Arc::new(coroutines);
         let threads = Arc::new(ThreadStrand::new(
             &crate::pool::Options {
                 threads: config.threads,
@@ -151,14 +152,14 @@ impl Builder {
             process_state,
             process_books,
             processes,
-            coroutines.handle.clone(),
+            Arc::clone(&coroutines),
         );
         Ok(Runtime {
             shared: Arc::new(Shared {
                 auto: Arc::default(),
                 threads,
-                coroutines: Arc::new(coroutines),
-                processes,
+                coroutines,
+                processes: Arc::new(processes),
             }),
         })
     }

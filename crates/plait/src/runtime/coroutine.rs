@@ -16,7 +16,7 @@ impl Runtime {
     /// coroutine waiting for tasks lends its slot (see
     /// [`queue_bound`](crate::Builder::queue_bound)), so coroutines that spawn and await
     /// their children cannot deadlock on the bound. After
-    /// [`shutdown`](Runtime::shutdown) the handle reports [`Error::Shutdown`].
+    /// [`shutdown`](Runtime::shutdown) the handle reports [`Error::Shutdown`](crate::Error::Shutdown).
     ///
     /// The future is made by the caller, outside the runtime: one whose making needs the
     /// runtime (`tokio::time::sleep(d)` registers a timer) must be made inside an `async`
@@ -73,7 +73,7 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::QueueFull`] or [`Error::Shutdown`], with the future.
+    /// [`Error::QueueFull`](crate::Error::QueueFull) or [`Error::Shutdown`](crate::Error::Shutdown), with the future.
     pub fn try_spawn_async<Fut>(
         &self,
         future: Fut,
@@ -92,7 +92,7 @@ impl Runtime {
     /// Safe to call from inside a coroutine (the worker's other tasks move to another thread
     /// first), though `.await` is better there. Inside a thread-strand task it holds the pool
     /// thread while the future waits, like any blocking call: if the future waits for other
-    /// thread tasks, [`Handle::join`] them instead, which lends the thread's place to a spare
+    /// thread tasks, [`Handle::join`](crate::Handle::join) them instead, which lends the thread's place to a spare
     /// thread while it waits.
     ///
     /// # Examples
@@ -120,7 +120,7 @@ impl Runtime {
     /// Runs `f(item)` as a coroutine for every item, at most `limit` at a time, and yields
     /// the outputs **in input order**.
     ///
-    /// The result is a [`Stream`] for async code, and turns into a blocking iterator with
+    /// The result is a [`Stream`](crate::coroutine::Stream) for async code, and turns into a blocking iterator with
     /// `into_iter()` (or a `for` loop) for synchronous code. It is lazy: coroutines are
     /// spawned as results are consumed, so the input may be endless. `limit` is at least 1.
     ///

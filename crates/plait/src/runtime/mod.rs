@@ -1,8 +1,10 @@
 //! [`Runtime`]: the three models of concurrency behind one task API.
 
+pub(crate) mod auto;
 mod builder;
 mod coroutine;
 mod group;
+mod process;
 mod shutdown;
 mod task_builder;
 mod thread;
@@ -67,10 +69,10 @@ pub struct Runtime {
 
 pub(crate) struct Shared {
     /// Where `Strand::Auto` sends each closure type.
-    pub(crate) auto: Arc<crate::advise::auto::Router>,
+    pub(crate) auto: Arc<auto::Router>,
     pub(crate) threads: Arc<ThreadStrand>,
     pub(crate) coroutines: Arc<CoroutineStrand>,
-    pub(crate) processes: ProcessStrand,
+    pub(crate) processes: Arc<ProcessStrand>,
 }
 
 /// How long dropping a runtime waits for its worker processes, and then for its coroutines

@@ -19,7 +19,7 @@ impl Runtime {
     /// [`try_spawn`](Runtime::try_spawn) not to wait.
     ///
     /// After [`shutdown`](Runtime::shutdown) the returned handle reports
-    /// [`Error::Shutdown`].
+    /// [`Error::Shutdown`](crate::Error::Shutdown).
     ///
     /// # Examples
     ///
@@ -51,8 +51,8 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::QueueFull`] when the strand holds its queue bound of unfinished tasks;
-    /// [`Error::Shutdown`] after [`shutdown`](Runtime::shutdown).
+    /// [`Error::QueueFull`](crate::Error::QueueFull) when the strand holds its queue bound of unfinished tasks;
+    /// [`Error::Shutdown`](crate::Error::Shutdown) after [`shutdown`](Runtime::shutdown).
     pub fn try_spawn<F, T>(&self, f: F) -> std::result::Result<Handle<T>, SpawnError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -72,7 +72,7 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::Panicked`] if either closure panicked (the other still runs to the end).
+    /// [`Error::Panicked`](crate::Error::Panicked) if either closure panicked (the other still runs to the end).
     ///
     /// # Examples
     ///
@@ -113,7 +113,7 @@ impl Runtime {
     /// Runs `op` on the current thread; tasks it spawns may borrow from the current stack.
     /// Returns once every task spawned in the scope has finished.
     ///
-    /// Each [`Scope::spawn`] returns a [`ScopedHandle`]: join it to get the task's result
+    /// Each [`Scope::spawn`](crate::thread::Scope::spawn) returns a [`ScopedHandle`](crate::thread::ScopedHandle): join it to get the task's result
     /// (or its panic, as [`Error::Panicked`](crate::Error::Panicked)). While it waits at the
     /// end, a pool thread runs the scope's own tasks that are still queued on it, and
     /// otherwise lends its place to a spare thread (see [`Handle::join`](crate::Handle::join)).

@@ -306,7 +306,7 @@ fn unpack<T>(outcome: Result<Chunk<T>>, len: usize) -> (Results<T>, Option<Durat
     }
 }
 
-/// The iterator returned by [`Runtime::map`].
+/// The iterator returned by [`Runtime::map`](crate::Runtime::map).
 pub struct Map<I, F, T>
 where
     I: Iterator,
@@ -390,7 +390,7 @@ impl<T> Future for Running<T> {
     }
 }
 
-/// The iterator returned by [`Runtime::map_unordered`]: `(index, result)` pairs in
+/// The iterator returned by [`Runtime::map_unordered`](crate::Runtime::map_unordered): `(index, result)` pairs in
 /// completion order.
 pub struct MapUnordered<I, F, T>
 where

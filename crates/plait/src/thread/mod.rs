@@ -5,17 +5,17 @@
 //! Python would need processes. Tasks are closures; they share memory with the caller and
 //! with each other.
 //!
-//! * [`Runtime::spawn`]: one task, one [`Handle`].
-//! * [`Runtime::scope`]: tasks that borrow from the caller's stack.
-//! * [`Runtime::join`]: two closures in parallel, for divide and conquer.
-//! * [`Runtime::map`] / [`Runtime::map_unordered`]: a lazy parallel map over an iterator of
+//! * [`Runtime::spawn`](crate::Runtime::spawn): one task, one [`Handle`].
+//! * [`Runtime::scope`](crate::Runtime::scope): tasks that borrow from the caller's stack.
+//! * [`Runtime::join`](crate::Runtime::join): two closures in parallel, for divide and conquer.
+//! * [`Runtime::map`](crate::Runtime::map) / [`Runtime::map_unordered`](crate::Runtime::map_unordered): a lazy parallel map over an iterator of
 //!   any length, with a bounded number of items in flight.
 //!
 //! # Warning: blocking I/O
 //!
 //! A thread task that blocks on I/O or a lock holds a pool thread for as long as it waits,
 //! and the pool has one thread per core. Put waits on the coroutine strand
-//! ([`Runtime::spawn_async`]) and keep this strand for computing.
+//! ([`Runtime::spawn_async`](crate::Runtime::spawn_async)) and keep this strand for computing.
 
 pub(crate) mod map;
 mod scope;

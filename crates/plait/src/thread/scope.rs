@@ -14,7 +14,7 @@ use crate::task::handle::ThreadJoin;
 use crate::task::wait;
 use crate::{Error, TaskId};
 
-/// The tasks of one [`Runtime::scope`] call; passed to its closure.
+/// The tasks of one [`Runtime::scope`](crate::Runtime::scope) call; passed to its closure.
 ///
 /// `'scope` is how long data borrowed by the tasks must live: at least the whole `scope`
 /// call.
@@ -118,7 +118,7 @@ fn panic_text(error: Error) -> String {
     }
 }
 
-/// The result of one scoped task; see [`Runtime::scope`].
+/// The result of one scoped task; see [`Runtime::scope`](crate::Runtime::scope).
 ///
 /// It lives no longer than the scope's closure (`'a`). Dropping it detaches the task (the
 /// scope still waits for it); if the task panics, the scope re-raises the panic.
