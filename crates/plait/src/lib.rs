@@ -61,20 +61,29 @@
 // too (for its built-in tasks and tests).
 extern crate self as plait;
 
-pub mod advise;
-mod books;
-pub mod coroutine;
+// The modules form a stack, bottom first; a module imports only its own layer and those
+// below. docs/architecture.md says what each layer is; tests/layers.rs holds the code to it.
+
+// 1: the error type, task ids, the loom shim.
 mod error;
-pub mod graph;
 mod id;
 mod loom;
-mod pool;
-pub mod process;
-mod runtime;
+// 2: what a strand is, and its state (its bound, whether it takes tasks, its tally).
 mod strand;
-pub mod sync;
+// 3: the thread strand's scheduler, which runs type-erased jobs.
+mod pool;
+// 4: the task core: completion, the current task, handles, waiting.
 pub mod task;
+// 5: the strands' engines, synchronisation across strands, measurement.
+pub mod advise;
+pub mod coroutine;
+pub mod process;
+pub mod sync;
 pub mod thread;
+// 6: the facade that owns the strands.
+mod runtime;
+// 7: task graphs.
+pub mod graph;
 
 pub use coroutine::timeout;
 pub use error::{BoxError, Error, Result, SharedError, SpawnError};
@@ -83,7 +92,8 @@ pub use error::{BoxError, Error, Result, SharedError, SpawnError};
 pub use plait_macros::task;
 pub use process::init;
 pub use runtime::{
-    Builder, DEFAULT_QUEUE_BOUND, Runtime, ShutdownReport, StrandReport, TaskBuilder, TaskGroup,
+    Builder, DEFAULT_QUEUE_BOUND, Runtime, RuntimeMetrics, ShutdownReport, StrandMetrics,
+    StrandReport, TaskBuilder, TaskGroup,
 };
 pub use strand::Strand;
 pub use task::{CancelHandle, Handle, TaskId, as_completed};

@@ -1,5 +1,5 @@
-//! What a pool thread does while it waits: it runs only what it waits for, and lends its
-//! place to a spare thread otherwise, so a task never runs on top of a task that it waits for.
+//! What a pool thread does while it waits: it runs only what it waits for, and has a spare
+//! thread take its place otherwise, so a task never runs on top of a task that it waits for.
 
 mod common;
 

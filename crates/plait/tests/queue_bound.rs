@@ -1,5 +1,5 @@
 //! The queue bound is backpressure that never deadlocks tasks that spawn tasks: a task
-//! that spawns into its own full strand lends its slot while it waits, on both strands, so
+//! that spawns into its own full strand releases its slot while it waits, on both strands, so
 //! parents that hold every slot and join their children still finish. The bound stays
 //! real: beyond it, the strand holds at most one task per spawner blocked at the moment.
 

@@ -167,7 +167,7 @@ fn queued_tasks_behind_stuck_ones_are_cancelled_not_unfinished_and_the_report_ad
     let rt = common::runtime(2);
     let release = Arc::new(Event::new());
     let (stuck, crowd) = two_stuck_and_a_crowd(&rt, &release);
-    let in_flight = rt.in_flight().0 as u64;
+    let in_flight = rt.metrics().thread.in_flight as u64;
     assert_eq!(in_flight, 20_002);
     let report = rt.shutdown(Duration::from_millis(20));
     let threads = report.threads;
@@ -198,7 +198,7 @@ fn cooperative_tasks_and_their_crowd_all_land_and_nothing_is_left_unfinished() {
         common::spawn_until_cancelled(&rt),
     ];
     let crowd: Vec<_> = (0..20_000u32).map(|i| rt.spawn(move || i)).collect();
-    let in_flight = rt.in_flight().0 as u64;
+    let in_flight = rt.metrics().thread.in_flight as u64;
     let report = rt.shutdown(Duration::from_millis(20));
     let threads = report.threads;
     assert_eq!(threads.completed + threads.cancelled, in_flight, "{report}");

@@ -93,7 +93,7 @@ fn join_timeout_gives_up_and_cancels_the_task() {
         0,
         "{report}"
     );
-    assert_eq!(rt.in_flight(), (0, 0, 0));
+    assert_eq!(rt.metrics().in_flight(), 0);
 }
 
 #[test]

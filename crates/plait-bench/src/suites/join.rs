@@ -1,6 +1,6 @@
 //! Divide and conquer: a recursive sum split down to single items, so each task is one
 //! `join` of two halves. Measures what a wait on a pool thread costs when the other half
-//! was stolen: plait blocks and lends its place to a spare thread, rayon runs other work.
+//! was stolen: plait blocks with a spare thread in its place, rayon runs other work.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@
 //! there an unknown burst neither stalls the cores (were it to wait) nor is refused (were it
 //! to compute). Calls made from one of this runtime's thread-strand tasks stay on the
 //! thread strand instead: recursive work that splits and joins must join where a join runs
-//! the joined task in place or lends its thread's place to a spare, or its first levels
+//! the joined task in place or has a spare take its thread's place, or its first levels
 //! would hold every blocking thread waiting for levels queued behind them; for the same
 //! reason a call made from inside a call of the same route (recursion) stays on the thread
 //! strand whatever the route decided. A measured call that panics, or is cancelled before

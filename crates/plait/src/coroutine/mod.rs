@@ -15,7 +15,7 @@
 //! stalls every coroutine queued on its worker. Send computing to the thread strand
 //! ([`Runtime::spawn`](crate::Runtime::spawn)) and await its handle.
 
-mod books;
+mod in_flight;
 pub(crate) mod map;
 mod tracked;
 
@@ -28,44 +28,45 @@ use std::time::Duration;
 pub use futures_util::stream::{Stream, StreamExt};
 pub use map::{BlockingIter, MapAsync, MapAsyncUnordered};
 
-use crate::books::StrandState;
 use crate::error::{SpawnError, StrandName};
+use crate::strand::StrandState;
 use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
-use books::Books;
+use in_flight::InFlight;
 use tracked::{Limited, Tracked, TrackedResult, Unlimited};
 
-/// The tokio runtime and the books of the coroutine strand.
+/// The tokio runtime and the state of the coroutine strand.
 pub(crate) struct CoroutineStrand {
     /// Taken out to shut it down.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     pub(crate) handle: tokio::runtime::Handle,
     pub(crate) state: Arc<StrandState>,
-    /// The strand's number in the books (see `books.rs`).
+    /// The strand's number among the strands whose tasks run as coroutines (see
+    /// `in_flight.rs`).
     number: u64,
 }
 
 impl CoroutineStrand {
     /// Starts the strand: `workers` threads named `NAME-io`, `queue_bound` unfinished
-    /// coroutines at most. `also_books` is another strand whose tasks run as coroutines
+    /// coroutines at most. `also_counted` is another strand whose tasks run as coroutines
     /// here (the process strand's).
     pub(crate) fn new(
         workers: usize,
         name: &str,
         queue_bound: usize,
-        also_books: &Arc<StrandState>,
+        also_counted: &Arc<StrandState>,
     ) -> Result<(Self, u64)> {
         let state = Arc::new(StrandState::new(StrandName::Coroutine, queue_bound));
-        let number = books::register(&state);
-        let also_number = books::register(also_books);
-        let strands: books::Strands = Arc::from([
+        let number = in_flight::register(&state);
+        let also_number = in_flight::register(also_counted);
+        let strands: in_flight::Strands = Arc::from([
             (number, Arc::clone(&state)),
-            (also_number, Arc::clone(also_books)),
+            (also_number, Arc::clone(also_counted)),
         ]);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name(format!("{name}-io"))
-            .on_thread_start(move || books::install(Arc::clone(&strands)))
+            .on_thread_start(move || in_flight::install(Arc::clone(&strands)))
             .enable_all()
             .build()
             .map_err(|error| Error::Build {
@@ -80,16 +81,16 @@ impl CoroutineStrand {
         Ok((strand, also_number))
     }
 
-    /// Spawns a future that reports its own errors, booked to strand `books` (admitted
+    /// Spawns a future that reports its own errors, counted on strand `strand` (admitted
     /// there already).
-    pub(crate) fn spawn_booked<Fut, T>(&self, future: Fut, books: u64) -> Handle<T>
+    pub(crate) fn spawn_counted<Fut, T>(&self, future: Fut, strand: u64) -> Handle<T>
     where
         Fut: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
         let join = self
             .handle
-            .spawn(TrackedResult::new(future, Books::new(books)));
+            .spawn(TrackedResult::new(future, InFlight::new(strand)));
         Handle::coroutine(TaskId::next(), join)
     }
 
@@ -103,14 +104,14 @@ impl CoroutineStrand {
         Fut::Output: Send + 'static,
     {
         let id = TaskId::next();
-        let books = Books::new(self.number);
+        let in_flight = InFlight::new(self.number);
         let join = match limit {
             None => self
                 .handle
-                .spawn(Tracked::new(Unlimited::new(future), books)),
+                .spawn(Tracked::new(Unlimited::new(future), in_flight)),
             Some(limit) => self
                 .handle
-                .spawn(Tracked::new(Limited::new(future, limit), books)),
+                .spawn(Tracked::new(Limited::new(future, limit), in_flight)),
         };
         Handle::coroutine(id, join)
     }
@@ -159,7 +160,7 @@ impl CoroutineStrand {
         T: Send + 'static,
     {
         match self.state.admit() {
-            Ok(()) => self.spawn_booked(future, self.number),
+            Ok(()) => self.spawn_counted(future, self.number),
             Err(error) => Handle::ready(TaskId::next(), Err(error)),
         }
     }

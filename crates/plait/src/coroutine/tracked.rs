@@ -1,4 +1,4 @@
-//! The futures a coroutine task really runs: the user's, with its books and time limit.
+//! The futures a coroutine task really runs: the user's, with its in-flight guard and time limit.
 //!
 //! Each returns an [`Outcome`]: the output, or a boxed error. The box keeps tokio's task
 //! cell (a multiple of 128 bytes on x86-64) as small as the user's output allows: a
@@ -11,10 +11,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::books::Books;
+use super::in_flight::InFlight;
 
 pin_project_lite::pin_project! {
-    /// A coroutine's future with its books: the guard rides along, so that the task is
+    /// A coroutine's future with its in-flight guard: the guard rides along, so that the task is
     /// booked as finished whether the future completes or is dropped.
     ///
     /// A plain struct rather than an `async` block, which would keep room for the future
@@ -22,13 +22,13 @@ pin_project_lite::pin_project! {
     pub(crate) struct Tracked<F> {
         #[pin]
         future: F,
-        books: Books,
+        in_flight: InFlight,
     }
 }
 
 impl<F> Tracked<F> {
-    pub(crate) fn new(future: F, books: Books) -> Self {
-        Tracked { future, books }
+    pub(crate) fn new(future: F, in_flight: InFlight) -> Self {
+        Tracked { future, in_flight }
     }
 }
 
@@ -37,26 +37,26 @@ impl<F: Future> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let output = std::task::ready!(poll_holding(this.books, this.future, cx));
-        this.books.complete();
+        let output = std::task::ready!(poll_holding(this.in_flight, this.future, cx));
+        this.in_flight.complete();
         Poll::Ready(output)
     }
 }
 
 /// Polls a coroutine's future as a task that holds a slot of its strand: while it waits
 /// for tasks (a handle it awaits is unfinished, or it blocks in a join or on a full
-/// strand) its slot is lent (see `strand::lend_held_slot`).
+/// strand) its slot is released (see `strand::release_slot_while_waiting`).
 fn poll_holding<F: Future>(
-    books: &mut Books,
+    in_flight: &mut InFlight,
     future: Pin<&mut F>,
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
-    let holding = books.hold();
-    crate::books::take_awaiting_task();
+    let holding = in_flight.hold_slot();
+    crate::strand::take_awaiting_task();
     let output = future.poll(cx);
-    let awaits_task = crate::books::take_awaiting_task();
+    let awaits_task = crate::strand::take_awaiting_task();
     drop(holding);
-    books.lend_while(output.is_pending() && awaits_task);
+    in_flight.release_while(output.is_pending() && awaits_task);
     output
 }
 
@@ -131,19 +131,19 @@ impl<F: Future> Future for Limited<F> {
 }
 
 pin_project_lite::pin_project! {
-    /// A fallible future with its books, for tasks whose future reports their own
+    /// A fallible future with its in-flight guard, for tasks whose future reports their own
     /// cancellation (a process task whose worker was stopped): `Err(Cancelled)` is booked as
     /// a cancellation, anything else as a finish.
     pub(crate) struct TrackedResult<F> {
         #[pin]
         future: F,
-        books: Books,
+        in_flight: InFlight,
     }
 }
 
 impl<F> TrackedResult<F> {
-    pub(crate) fn new(future: F, books: Books) -> Self {
-        TrackedResult { future, books }
+    pub(crate) fn new(future: F, in_flight: InFlight) -> Self {
+        TrackedResult { future, in_flight }
     }
 }
 
@@ -155,9 +155,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
         let this = self.project();
-        let output = std::task::ready!(poll_holding(this.books, this.future, cx));
+        let output = std::task::ready!(poll_holding(this.in_flight, this.future, cx));
         if !matches!(output, Err(crate::Error::Cancelled)) {
-            this.books.complete();
+            this.in_flight.complete();
         }
         Poll::Ready(output.map_err(Box::new))
     }

@@ -86,7 +86,7 @@ pub(crate) fn tell_event(
         at,
         kind,
     };
-    let _aside = super::aside();
+    let _suspended = super::suspend_loop();
     for observer in observers {
         if let Err(message) = crate::error::catch_panic(|| observer(&event)) {
             tracing::error!(node = %event.node, %message, "a graph observer panicked; the run goes on");
@@ -123,28 +123,28 @@ pub(crate) fn hand_over(works: Vec<Work>) {
     }
 }
 
-/// This thread's hand-over loop, set aside while code that is not part of it runs (see
-/// [`super::aside`]); restored when dropped.
-pub(crate) struct Aside {
+/// This thread's hand-over loop, suspended while code that is not part of it runs (see
+/// [`super::suspend_loop`]); resumed when dropped.
+pub(crate) struct SuspendedHandOver {
     /// The loop's deferred work, if a loop was running.
     deferred: Option<Vec<Work>>,
 }
 
-impl Aside {
+impl SuspendedHandOver {
     pub(crate) fn is_empty(&self) -> bool {
         self.deferred.is_none()
     }
 }
 
-pub(crate) fn aside() -> Aside {
+pub(crate) fn suspend_hand_over() -> SuspendedHandOver {
     let handing = HANDING.with(|handing| handing.replace(false));
-    Aside {
+    SuspendedHandOver {
         deferred: handing
             .then(|| DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()))),
     }
 }
 
-impl Drop for Aside {
+impl Drop for SuspendedHandOver {
     fn drop(&mut self) {
         if let Some(deferred) = self.deferred.take() {
             // Whatever was handed over meanwhile was handed over then: the list is empty

@@ -225,27 +225,27 @@ pub(super) mod inline {
         static NEXT: RefCell<Option<Run>> = const { RefCell::new(None) };
     }
 
-    /// This thread's inline slot, set aside while code that is not part of its loop runs
-    /// (see [`aside`](super::super::aside)); restored when dropped.
-    pub(in super::super) struct Aside {
+    /// This thread's inline slot, suspended while code that is not part of its loop runs
+    /// (see [`suspend_loop`](super::super::suspend_loop)); resumed when dropped.
+    pub(in super::super) struct SuspendedInline {
         /// The slot's run, if a node of this thread's loop was finishing.
         next: Option<Option<Run>>,
     }
 
-    impl Aside {
+    impl SuspendedInline {
         pub(in super::super) fn is_empty(&self) -> bool {
             self.next.is_none()
         }
     }
 
-    pub(in super::super) fn aside() -> Aside {
+    pub(in super::super) fn suspend_inline() -> SuspendedInline {
         let finishing = FINISHING.with(|finishing| finishing.replace(false));
-        Aside {
+        SuspendedInline {
             next: finishing.then(|| NEXT.with(|next| next.borrow_mut().take())),
         }
     }
 
-    impl Drop for Aside {
+    impl Drop for SuspendedInline {
         fn drop(&mut self) {
             if let Some(next) = self.next.take() {
                 // Whatever sits there now is dropped after the borrow ends: its drop may

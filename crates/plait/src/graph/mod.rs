@@ -564,60 +564,62 @@ fn key_of<F: 'static>() -> (std::any::TypeId, &'static str) {
     (std::any::TypeId::of::<F>(), std::any::type_name::<F>())
 }
 
-/// The scheduler's per-thread state, set aside while code that is not part of it runs;
-/// restored when dropped.
+/// The scheduler's per-thread loop, suspended while code that is not part of it runs;
+/// resumed when dropped.
 ///
 /// A thread that hands work to executors keeps the work that inline finishes make ready
 /// for its outer loop (a trampoline), and one that finishes a thread node keeps a
 /// successor for itself (the inline slot). Code that runs meanwhile (a node's body, an
 /// observer, a task helped along while a spawn waits for room) may start another graph and
 /// wait for it: that graph's work must not wait in turn for the loop this code interrupted.
-pub(crate) struct Aside {
-    hand_over: after::Aside,
-    inline: local::inline::Aside,
+pub(crate) struct SuspendedLoop {
+    hand_over: after::SuspendedHandOver,
+    inline: local::inline::SuspendedInline,
 }
 
-pub(crate) fn aside() -> Aside {
-    Aside {
-        hand_over: after::aside(),
-        inline: local::inline::aside(),
+pub(crate) fn suspend_loop() -> SuspendedLoop {
+    SuspendedLoop {
+        hand_over: after::suspend_hand_over(),
+        inline: local::inline::suspend_inline(),
     }
 }
 
-impl Aside {
-    /// Whether nothing was set aside (no loop was running on this thread).
+impl SuspendedLoop {
+    /// Whether nothing was suspended (no loop was running on this thread).
     fn is_empty(&self) -> bool {
         self.hand_over.is_empty() && self.inline.is_empty()
     }
 }
 
 thread_local! {
-    /// What tasks running on this thread set aside, innermost last (see `task_aside`).
-    static SET_ASIDE: std::cell::RefCell<Vec<Aside>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The loops that tasks running on this thread suspended, innermost last (see
+    /// `suspend_hook`).
+    static SUSPENDED: std::cell::RefCell<Vec<SuspendedLoop>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The hook through which the task core sets this module's hand-over state aside while a
-/// task runs (the task core sits below graphs and cannot name them).
-pub(crate) fn task_aside() -> crate::task::current::AsideHook {
-    fn set() -> bool {
-        let aside = aside();
-        if aside.is_empty() {
+/// The hook through which the task core suspends this module's loop while a task runs
+/// (the task core sits below graphs and cannot name them).
+pub(crate) fn suspend_hook() -> crate::task::current::SuspendHook {
+    fn suspend() -> bool {
+        let suspended = suspend_loop();
+        if suspended.is_empty() {
             return false;
         }
-        SET_ASIDE.with(|set| set.borrow_mut().push(aside));
+        SUSPENDED.with(|all| all.borrow_mut().push(suspended));
         true
     }
-    fn restore() {
-        // Dropped outside the borrow: restoring may hand work over, which comes back here.
-        let aside = SET_ASIDE.with(|set| set.borrow_mut().pop());
-        drop(aside);
+    fn resume() {
+        // Dropped outside the borrow: resuming may hand work over, which comes back here.
+        let suspended = SUSPENDED.with(|all| all.borrow_mut().pop());
+        drop(suspended);
     }
-    crate::task::current::AsideHook { set, restore }
+    crate::task::current::SuspendHook { suspend, resume }
 }
 
 /// Runs user code that may panic, turning the panic into the node's error.
 pub(crate) fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let _aside = aside();
+    let _suspended = suspend_loop();
     panic::catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|payload| Err(Error::from_panic(payload)))
 }

@@ -95,8 +95,8 @@ impl Runner {
 
     /// Starts the run: the nodes that need nothing are handed to the executor now.
     pub fn start(self) -> GraphRun {
-        // Before any work is handed over: a task that runs inside a hand-over sets it aside.
-        crate::task::current::set_aside(super::task_aside());
+        // Before any work is handed over: a task that runs inside a hand-over suspends it.
+        crate::task::current::install_suspend_hook(super::suspend_hook());
         let shared = Shared::new(
             self.graph,
             self.executor,
@@ -166,7 +166,7 @@ impl GraphRun {
 
     /// Waits for the run to end and returns its results.
     ///
-    /// Safe to call on a thread of the thread strand (it lends its place to a spare thread
+    /// Safe to call on a thread of the thread strand (a spare thread takes its place
     /// while it waits)
     /// and inside a coroutine (the worker's other tasks move to another thread first; still,
     /// prefer `.await` there).

@@ -633,7 +633,7 @@ impl Shared {
         }
         let garbage = std::mem::take(&mut after.garbage);
         let dropped = {
-            let _aside = super::aside();
+            let _suspended = super::suspend_loop();
             crate::error::catch_panic(|| drop(garbage))
         };
         if let Err(message) = dropped {

@@ -8,7 +8,7 @@ use std::thread::{self, Thread};
 use crate::error::Error;
 use crate::id::TaskId;
 
-/// How a run ended, for the strand's books.
+/// How a run ended, for the strand's count.
 #[derive(Debug, Default)]
 pub(crate) struct Ran {
     /// The task was stopped, or reports a cancellation, rather than its output.
@@ -27,7 +27,7 @@ pub(crate) trait Job: Send + Sync {
     fn id(&self) -> TaskId;
 
     /// Whether the task was claimed already (run in place by its joiner, or cancelled):
-    /// its entry is left over, and running it only does its books.
+    /// its entry is left over, and running it only counts it finished.
     fn is_claimed(&self) -> bool;
 }
 

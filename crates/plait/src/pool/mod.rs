@@ -8,7 +8,7 @@
 //!
 //! A pool thread that waits for tasks (a join, a scope) runs what it waits for if that is
 //! still queued among the top entries of its own deque ([`help_with`]); otherwise it blocks
-//! and lends its place to a spare thread ([`lend_place`], `spare.rs`), so tasks that wait
+//! and has a spare thread take its place ([`cover_blocking`], `spare.rs`), so tasks that wait
 //! for tasks neither exhaust the pool nor run on top of a task that waits for them. A spare
 //! works as a worker does, with a deque of its own.
 
@@ -25,9 +25,9 @@ use crossbeam_utils::Backoff;
 
 use self::job::{JobRef, Kind};
 use self::sleep::Sleep;
-use self::spare::{Lend, MAX_SPARES, Spares};
-use crate::books::StrandState;
+use self::spare::{Cover, MAX_SPARES, Spares};
 use crate::error::report_unobserved;
+use crate::strand::StrandState;
 use crate::{Error, Result};
 
 /// Below this much stack left, a helping thread runs the helped task on a fresh stack
@@ -43,7 +43,7 @@ const SCAN: usize = 32;
 
 /// What the pool needs from the runtime to run a task.
 pub(crate) struct Context {
-    /// The thread strand's books: cancellation during shutdown, and finished tasks.
+    /// The thread strand's state: cancellation during shutdown, and finished tasks.
     pub(crate) strand: Arc<StrandState>,
 }
 
@@ -142,6 +142,11 @@ impl Pool {
 
     pub(crate) fn threads(&self) -> usize {
         self.shared.stealers.len()
+    }
+
+    /// Spare threads working in the place of blocked pool threads now.
+    pub(crate) fn spare_threads(&self) -> usize {
+        self.shared.spares.active()
     }
 
     /// Whether the current thread is one of this pool's (a worker or a spare).
@@ -416,7 +421,7 @@ fn execute(context: &Context, job: JobRef) {
     }
 }
 
-/// Runs one job and does its books.
+/// Runs one job and counts it finished.
 fn run(job: JobRef, context: &Context) {
     let cancelling = || context.strand.is_cancelling();
     let (job, kind) = job.into_parts();
@@ -424,22 +429,22 @@ fn run(job: JobRef, context: &Context) {
         Kind::Admitted => {
             // Booked as finished even if a destructor in the task unwinds: a lost slot
             // would hold the strand's bound and its shutdown forever.
-            let mut books = Finish {
+            let mut finish = Finish {
                 strand: &context.strand,
                 cancelled: false,
             };
             let id = job.id();
-            // The task holds a slot of the strand: it lends it while it waits for tasks.
-            let holding = context.strand.hold();
+            // The task holds a slot of the strand: it releases it while it waits for tasks.
+            let holding = context.strand.hold_slot();
             let ran = job.run(&cancelling);
             drop(holding);
             if let Some(error) = &ran.unobserved_panic {
                 report_unobserved(id, error);
             }
-            books.cancelled = ran.cancelled;
+            finish.cancelled = ran.cancelled;
         }
         Kind::Scoped(guard) => {
-            let _holding = crate::books::hold_nothing();
+            let _holding = crate::strand::hold_no_slot();
             let ran = job.run(&cancelling);
             if let Some(error) = ran.unobserved_panic {
                 guard.record(error);
@@ -448,7 +453,7 @@ fn run(job: JobRef, context: &Context) {
         }
         Kind::Joined => {
             // The joiner waits for completion itself; nothing to book.
-            let _holding = crate::books::hold_nothing();
+            let _holding = crate::strand::hold_no_slot();
             job.run(&cancelling);
         }
     }
@@ -482,7 +487,7 @@ pub(crate) fn help_with(wanted: &dyn Fn(&JobRef) -> bool) -> bool {
         while above.len() < SCAN {
             let Some(job) = deque.pop() else { break };
             if job.is_left_over() {
-                // Runs no user code: only the entry's books.
+                // Runs no user code: only counts the entry finished.
                 local.execute(job);
                 continue;
             }
@@ -510,30 +515,30 @@ pub(crate) fn help_with(wanted: &dyn Fn(&JobRef) -> bool) -> bool {
     })
 }
 
-/// On a pool thread that is about to block, lends its place to a spare thread until the
+/// On a pool thread that is about to block, has a spare thread take its place until the
 /// returned guard drops. If no spare can be had, the guard says the caller must
 /// [`help`] instead.
-pub(crate) fn lend_place() -> Lent {
+pub(crate) fn cover_blocking() -> BlockingCover {
     WORKER.with(|worker| {
         let Some(local) = worker.get() else {
-            return Lent(Place::NotPoolThread);
+            return BlockingCover(Coverage::NotPoolThread);
         };
         let shared = &local.shared;
-        match shared.spares.lend() {
-            Lend::Covered => {}
-            Lend::Start { slot } => {
+        match shared.spares.cover() {
+            Cover::Running => {}
+            Cover::Start { slot } => {
                 if let Err(error) = start_spare(shared, slot) {
                     tracing::warn!(%error, "could not start a spare pool thread; waits help instead");
                     shared.set_spare_stealer(slot, None);
                     shared.spares.not_started(slot);
-                    return Lent(Place::Uncovered);
+                    return BlockingCover(Coverage::NoSpare);
                 }
             }
-            Lend::Refused => return Lent(Place::Uncovered),
+            Cover::Refused => return BlockingCover(Coverage::NoSpare),
         }
         // The deque of the thread that blocks may hold work: someone awake must see it.
         shared.sleep.notify();
-        Lent(Place::Covered(Arc::clone(shared)))
+        BlockingCover(Coverage::Spare(Arc::clone(shared)))
     })
 }
 
@@ -597,31 +602,32 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// A pool thread's place, lent to a spare while it blocks; given back on drop.
-#[must_use = "the place is given back when the guard drops"]
-pub(crate) struct Lent(Place);
+/// A spare thread in the place of a pool thread that blocks; the spare may retire when the
+/// guard drops.
+#[must_use = "the spare covers the blocked thread until the guard drops"]
+pub(crate) struct BlockingCover(Coverage);
 
-enum Place {
-    /// The caller is not a pool thread: it has no place to lend and may simply block.
+enum Coverage {
+    /// The caller is not a pool thread: no spare is needed and it may simply block.
     NotPoolThread,
     /// A spare works in the caller's place.
-    Covered(Arc<Shared>),
+    Spare(Arc<Shared>),
     /// No spare could be had.
-    Uncovered,
+    NoSpare,
 }
 
-impl Lent {
+impl BlockingCover {
     /// Whether the caller is a pool thread that no spare covers: it must [`help`] while it
     /// waits, or the pool may starve.
     pub(crate) fn must_help(&self) -> bool {
-        matches!(self.0, Place::Uncovered)
+        matches!(self.0, Coverage::NoSpare)
     }
 }
 
-impl Drop for Lent {
+impl Drop for BlockingCover {
     fn drop(&mut self) {
-        if let Place::Covered(shared) = &self.0 {
-            shared.spares.give_back();
+        if let Coverage::Spare(shared) = &self.0 {
+            shared.spares.unblocked();
         }
     }
 }

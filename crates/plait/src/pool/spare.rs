@@ -1,4 +1,4 @@
-//! Spare threads: a pool thread that blocks in a wait lends its place to one of them.
+//! Spare threads: a pool thread that blocks in a wait has one of them take its place.
 //!
 //! A waiting pool thread must not run unrelated queued tasks on top of the task that waits
 //! (the old way of keeping a fixed pool from starving): a task run there that waits, in
@@ -7,7 +7,7 @@
 //! keep the pool's parallelism (and its queues drained) while it blocks, the pool wakes or
 //! starts a spare thread, as Java's `ForkJoinPool` compensates for a managed block.
 //!
-//! The books keep one rule, under one lock: while `blocked` threads lend their place, at
+//! The books keep one rule, under one lock: while `blocked` threads wait, covered, at
 //! least `blocked` spares are active. A spare that finds more spares active than threads
 //! blocked retires, with its own deque empty, between tasks or instead of sleeping, and
 //! waits idle to be called again; one idle for [`KEEP_ALIVE`] exits. A spare works as a
@@ -32,7 +32,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
 pub(crate) struct Spares {
-    /// Pool threads (workers or spares) blocked in a wait that lent their place.
+    /// Pool threads (workers or spares) blocked in a wait, each covered by a spare.
     blocked: AtomicUsize,
     /// Spares working (or looking for work) in place of blocked threads.
     active: AtomicUsize,
@@ -58,13 +58,13 @@ struct Book {
     terminated: bool,
 }
 
-/// What [`Spares::lend`] did.
-pub(crate) enum Lend {
-    /// The caller's place is covered; it must call [`Spares::give_back`] when it stops
+/// What [`Spares::cover`] did.
+pub(crate) enum Cover {
+    /// A spare is running in the caller's place; it must call [`Spares::unblocked`] when it stops
     /// waiting.
-    Covered,
+    Running,
     /// The caller's place is covered by a spare that the caller must start in `slot`
-    /// (or report with [`Spares::not_started`]); then as `Covered`.
+    /// (or report with [`Spares::not_started`]); then as `Running`.
     Start { slot: usize },
     /// No spare can be had: the caller should help with queued tasks while it waits.
     Refused,
@@ -81,27 +81,27 @@ impl Spares {
     }
 
     /// A pool thread is about to block: count it, and make sure a spare covers it.
-    pub(crate) fn lend(&self) -> Lend {
+    pub(crate) fn cover(&self) -> Cover {
         let mut book = self.lock();
         if book.terminated {
-            return Lend::Refused;
+            return Cover::Refused;
         }
         let blocked = self.blocked.fetch_add(1, Ordering::SeqCst) + 1;
         if self.active.load(Ordering::SeqCst) >= blocked {
-            return Lend::Covered;
+            return Cover::Running;
         }
         if book.idle > book.calls {
             book.calls += 1;
             self.active.fetch_add(1, Ordering::SeqCst);
             self.call.notify_one();
-            return Lend::Covered;
+            return Cover::Running;
         }
         let paused = book
             .paused_until
             .is_some_and(|until| Instant::now() < until);
         if book.alive >= MAX_SPARES || paused {
             self.blocked.fetch_sub(1, Ordering::SeqCst);
-            return Lend::Refused;
+            return Cover::Refused;
         }
         let slot = book.free.pop().unwrap_or_else(|| {
             book.slots += 1;
@@ -109,10 +109,10 @@ impl Spares {
         });
         book.alive += 1;
         self.active.fetch_add(1, Ordering::SeqCst);
-        Lend::Start { slot }
+        Cover::Start { slot }
     }
 
-    /// The spare that [`lend`](Self::lend) promised in `slot` could not be started: take
+    /// The spare that [`cover`](Self::cover) promised in `slot` could not be started: take
     /// the promise back, and the caller's place with it, and start none for a while.
     pub(crate) fn not_started(&self, slot: usize) {
         let mut book = self.lock();
@@ -123,8 +123,8 @@ impl Spares {
         self.blocked.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// The thread that lent its place stopped waiting.
-    pub(crate) fn give_back(&self) {
+    /// The covered thread stopped waiting.
+    pub(crate) fn unblocked(&self) {
         // Only ever lowers `blocked`, which can only make a spare retire sooner: no lock.
         self.blocked.fetch_sub(1, Ordering::SeqCst);
     }
@@ -150,7 +150,7 @@ impl Spares {
         book.idle += 1;
         loop {
             if book.calls > 0 {
-                // `lend` counted us active when it made the call.
+                // `cover` counted us active when it made the call.
                 book.calls -= 1;
                 book.idle -= 1;
                 return true;
@@ -185,10 +185,15 @@ impl Spares {
         book.free.push(slot);
     }
 
-    /// Tells idle spares to exit, and refuses to lend from now on.
+    /// Tells idle spares to exit, and refuses to cover from now on.
     pub(crate) fn terminate(&self) {
         self.lock().terminated = true;
         self.call.notify_all();
+    }
+
+    /// Spares working (or looking for work) in place of blocked threads now.
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// Spare threads alive now.
@@ -209,18 +214,18 @@ mod tests {
 
     use super::*;
 
-    fn started(lend: Lend) -> usize {
-        match lend {
-            Lend::Start { slot } => slot,
-            Lend::Covered => panic!("covered, where a new spare was due"),
-            Lend::Refused => panic!("refused, where a new spare was due"),
+    fn started(cover: Cover) -> usize {
+        match cover {
+            Cover::Start { slot } => slot,
+            Cover::Running => panic!("running, where a new spare was due"),
+            Cover::Refused => panic!("refused, where a new spare was due"),
         }
     }
 
     /// Retires the one spare, surplus, on a thread of its own, and returns once it is idle.
     fn retire_one(spares: &Arc<Spares>) -> std::thread::JoinHandle<bool> {
-        started(spares.lend());
-        spares.give_back();
+        started(spares.cover());
+        spares.unblocked();
         let spare = {
             let spares = Arc::clone(spares);
             std::thread::spawn(move || spares.retire())
@@ -235,24 +240,24 @@ mod tests {
     fn each_blocked_thread_gets_a_spare_up_to_the_cap_then_is_refused() {
         let spares = Spares::new();
         for expected in 0..MAX_SPARES {
-            assert_eq!(started(spares.lend()), expected);
+            assert_eq!(started(spares.cover()), expected);
         }
-        assert!(matches!(spares.lend(), Lend::Refused));
+        assert!(matches!(spares.cover(), Cover::Refused));
         assert_eq!(spares.alive(), MAX_SPARES);
         assert_eq!(
             spares.blocked.load(Ordering::SeqCst),
             MAX_SPARES,
-            "a refused lend is not counted blocked"
+            "a refused cover is not counted blocked"
         );
     }
 
     #[test]
     fn a_spare_still_active_covers_the_next_blocked_thread() {
         let spares = Spares::new();
-        started(spares.lend());
-        spares.give_back();
+        started(spares.cover());
+        spares.unblocked();
         assert!(spares.surplus(), "one spare active, nobody blocked");
-        assert!(matches!(spares.lend(), Lend::Covered));
+        assert!(matches!(spares.cover(), Cover::Running));
         assert!(!spares.surplus());
         assert_eq!(spares.alive(), 1);
     }
@@ -261,7 +266,7 @@ mod tests {
     fn a_retired_spare_is_called_back_before_a_new_one_starts() {
         let spares = Arc::new(Spares::new());
         let spare = retire_one(&spares);
-        assert!(matches!(spares.lend(), Lend::Covered));
+        assert!(matches!(spares.cover(), Cover::Running));
         assert!(spare.join().unwrap(), "the idle spare goes back to work");
         assert_eq!(spares.alive(), 1);
         assert!(!spares.surplus());
@@ -270,7 +275,7 @@ mod tests {
     #[test]
     fn a_spare_that_is_not_surplus_does_not_retire() {
         let spares = Spares::new();
-        started(spares.lend());
+        started(spares.cover());
         assert!(spares.retire(), "its blocked thread still needs it");
         assert_eq!(spares.lock().idle, 0);
     }
@@ -278,30 +283,30 @@ mod tests {
     #[test]
     fn a_slot_is_reused_once_its_spare_has_exited() {
         let spares = Spares::new();
-        assert_eq!(started(spares.lend()), 0);
-        assert_eq!(started(spares.lend()), 1);
+        assert_eq!(started(spares.cover()), 0);
+        assert_eq!(started(spares.cover()), 1);
         // The spare in slot 0 stops (say it unwound) and its thread ends.
         spares.exit_active();
         spares.release(0);
         assert_eq!(spares.alive(), 1);
-        assert_eq!(started(spares.lend()), 0, "the free slot is taken first");
-        assert_eq!(started(spares.lend()), 2);
+        assert_eq!(started(spares.cover()), 0, "the free slot is taken first");
+        assert_eq!(started(spares.cover()), 2);
     }
 
     #[test]
     fn a_failed_start_frees_its_slot_and_pauses_new_starts() {
         let spares = Spares::new();
-        assert_eq!(started(spares.lend()), 0);
+        assert_eq!(started(spares.cover()), 0);
         spares.not_started(0);
         assert_eq!(spares.alive(), 0);
         assert_eq!(spares.blocked.load(Ordering::SeqCst), 0);
         assert!(
-            matches!(spares.lend(), Lend::Refused),
+            matches!(spares.cover(), Cover::Refused),
             "no spare is started right after one failed"
         );
         assert_eq!(spares.blocked.load(Ordering::SeqCst), 0);
         spares.lock().paused_until = None;
-        assert_eq!(started(spares.lend()), 0, "the slot was given back");
+        assert_eq!(started(spares.cover()), 0, "the slot was given back");
     }
 
     #[test]
@@ -312,6 +317,6 @@ mod tests {
         assert!(!spare.join().unwrap(), "the idle spare exits");
         spares.release(0);
         assert_eq!(spares.alive(), 0);
-        assert!(matches!(spares.lend(), Lend::Refused));
+        assert!(matches!(spares.cover(), Cover::Refused));
     }
 }

@@ -335,7 +335,7 @@ fn spawn_chunk<T: Task>(
             }
         }
     };
-    strand.coroutines.spawn_booked(future, strand.books)
+    strand.coroutines.spawn_counted(future, strand.number)
 }
 
 /// Finishes a chunk whose worker died on one of its items (`lost`: the item's place in the

@@ -160,16 +160,17 @@ pub use registry::{Registration, Task, registered_tasks, run_by_name_json};
 use remote::Remote;
 pub use worker::{WORKER_TEST_NAME, init};
 
-use crate::books::StrandState;
 use crate::coroutine::CoroutineStrand;
 use crate::error::StrandName;
+use crate::strand::StrandState;
 use crate::{Error, Handle, Result, TaskId};
 
-/// The process strand of a runtime: its books and, once first used, its pool of workers.
+/// The process strand of a runtime: its state and, once first used, its pool of workers.
 pub(crate) struct ProcessStrand {
     pub(crate) state: Arc<StrandState>,
-    /// The strand's number in the coroutine books (its tasks wait there).
-    pub(crate) books: u64,
+    /// The strand's number among the strands whose tasks run as coroutines (its tasks wait
+    /// on the coroutine strand's threads).
+    pub(crate) number: u64,
     options: ProcessOptions,
     pool: OnceLock<Arc<Pool>>,
     /// Held while the pool starts, so that it starts once.
@@ -186,13 +187,13 @@ impl ProcessStrand {
 
     pub(crate) fn new(
         state: Arc<StrandState>,
-        books: u64,
+        number: u64,
         options: ProcessOptions,
         coroutines: Arc<CoroutineStrand>,
     ) -> Self {
         ProcessStrand {
             state,
-            books,
+            number,
             options,
             pool: OnceLock::new(),
             starting: Mutex::new(()),
@@ -419,7 +420,7 @@ impl ProcessStrand {
                 None => Err(Error::Cancelled),
             }
         };
-        self.coroutines.spawn_booked(future, self.books)
+        self.coroutines.spawn_counted(future, self.number)
     }
 
     /// Starts the workers now and waits until every one serves.

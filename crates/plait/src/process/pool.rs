@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::options::ProcessOptions;
 use super::spawn::Spawner;
 use super::supervisor;
-use crate::books::StrandState;
+use crate::strand::StrandState;
 use crate::{Error, Result};
 
 /// What a request carries to the worker.

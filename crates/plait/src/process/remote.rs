@@ -16,15 +16,15 @@ use crate::task::core::{CancelTask, Core, Task as TaskCore};
 use crate::task::state::{Header, Reason};
 use crate::{Error, Result, TaskId};
 
-/// A body that is never run: the output comes from a worker.
-type Elsewhere<O> = fn() -> O;
+/// The core's body, never run: the output comes from a worker.
+type WorkerBody<O> = fn() -> O;
 
-fn elsewhere<O>() -> O {
+fn runs_in_worker<O>() -> O {
     unreachable!("a process task's output comes from its worker")
 }
 
 pub(crate) struct Remote<T: Task> {
-    core: Core<Elsewhere<T::Output>, T::Output>,
+    core: Core<WorkerBody<T::Output>, T::Output>,
     id: TaskId,
     ticket: Ticket,
     pool: Arc<Pool>,
@@ -33,7 +33,7 @@ pub(crate) struct Remote<T: Task> {
 impl<T: Task> Remote<T> {
     pub(crate) fn new(id: TaskId, pool: Arc<Pool>) -> Self {
         Remote {
-            core: Core::new(id, elsewhere::<T::Output> as Elsewhere<T::Output>),
+            core: Core::new(id, runs_in_worker::<T::Output> as WorkerBody<T::Output>),
             id,
             ticket: Ticket::default(),
             pool,
@@ -54,7 +54,7 @@ impl<T: Task> Complete for Remote<T> {
             })
         });
         // Stopped by the pool (a shutdown) rather than through the handle: still a
-        // cancellation in the books.
+        // cancellation in the tally.
         let stopped = matches!(output, Err(Error::Cancelled));
         let ran = self.core.complete_with(output);
         if let Some(error) = &ran.unobserved_panic {

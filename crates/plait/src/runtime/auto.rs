@@ -112,7 +112,7 @@ impl Router {
         let reason = want_reason.then(|| route.decision.reason.clone());
         // Made from inside a call of this same route: recursive work that splits and joins.
         // Wherever the route sends its calls, these stay on the thread strand, where a join
-        // runs its task in place or lends its place to a spare (on the blocking-I/O threads
+        // runs its task in place or has a spare take its place (on the blocking-I/O threads
         // each level would hold one of a bounded set of threads).
         if RUNNING.with(Cell::get) == Some(key) {
             return (Strand::Thread, None, reason);
@@ -356,11 +356,11 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        // It holds a slot of the coroutine strand, where it is booked: it lends it while it
+        // It holds a slot of the coroutine strand, where it is counted: it releases it while it
         // waits for tasks, as a coroutine does.
         let strand = Arc::clone(&self.shared.coroutines.state);
         let f = move || {
-            let _holding = strand.hold();
+            let _holding = strand.hold_slot();
             f()
         };
         self.spawn_coroutine_fallible(async move {

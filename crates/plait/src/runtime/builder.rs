@@ -89,7 +89,7 @@ impl Builder {
     /// task back. At least 1; a bound of 0 is refused by [`build`](Builder::build).
     ///
     /// A task that waits for other tasks (joins a handle, awaits one, ends a scope, or
-    /// waits for room in a full strand) lends its slot while it waits. This keeps a shape
+    /// waits for room in a full strand) releases its slot while it waits. This keeps a shape
     /// from deadlocking: tasks that spawn children and join them, as many as the bound,
     /// would otherwise hold every slot while their children, or their children's children,
     /// wait for room that never comes. The strand then holds, beyond the bound, at most one
@@ -133,7 +133,7 @@ impl Builder {
         let config = self.validate()?;
         let processes = self.processes.validate()?;
         let process_state = ProcessStrand::state(config.queue_bound);
-        let (coroutines, process_books) = CoroutineStrand::new(
+        let (coroutines, process_number) = CoroutineStrand::new(
             config.coroutine_workers,
             &config.thread_name,
             config.queue_bound,
@@ -150,7 +150,7 @@ impl Builder {
         )?);
         let processes = ProcessStrand::new(
             process_state,
-            process_books,
+            process_number,
             processes,
             Arc::clone(&coroutines),
         );

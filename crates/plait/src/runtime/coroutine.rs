@@ -13,7 +13,7 @@ impl Runtime {
     ///
     /// Waits for room if the strand holds its [queue bound](crate::Builder::queue_bound) of
     /// unfinished coroutines (see [`try_spawn_async`](Runtime::try_spawn_async)); a
-    /// coroutine waiting for tasks lends its slot (see
+    /// coroutine waiting for tasks releases its slot (see
     /// [`queue_bound`](crate::Builder::queue_bound)), so coroutines that spawn and await
     /// their children cannot deadlock on the bound. After
     /// [`shutdown`](Runtime::shutdown) the handle reports [`Error::Shutdown`](crate::Error::Shutdown).
@@ -92,8 +92,8 @@ impl Runtime {
     /// Safe to call from inside a coroutine (the worker's other tasks move to another thread
     /// first), though `.await` is better there. Inside a thread-strand task it holds the pool
     /// thread while the future waits, like any blocking call: if the future waits for other
-    /// thread tasks, [`Handle::join`](crate::Handle::join) them instead, which lends the thread's place to a spare
-    /// thread while it waits.
+    /// thread tasks, [`Handle::join`](crate::Handle::join) them instead, which has a spare
+    /// thread take its place while it waits.
     ///
     /// # Examples
     ///

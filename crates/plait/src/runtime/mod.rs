@@ -4,6 +4,7 @@ pub(crate) mod auto;
 mod builder;
 mod coroutine;
 mod group;
+mod metrics;
 mod process;
 mod shutdown;
 mod task_builder;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use builder::{Builder, DEFAULT_QUEUE_BOUND};
 pub use group::TaskGroup;
+pub use metrics::{RuntimeMetrics, StrandMetrics};
 pub use shutdown::{ShutdownReport, StrandReport};
 pub use task_builder::TaskBuilder;
 
@@ -95,18 +97,6 @@ impl Runtime {
     pub fn new() -> Result<Runtime> {
         Builder::new().build()
     }
-
-    /// Tasks admitted and not yet finished, on the thread, coroutine and process strands: a
-    /// gauge for monitoring. A task leaves it just after its handle receives the result, so
-    /// right after a `join` it may still count for an instant.
-    #[must_use]
-    pub fn in_flight(&self) -> (usize, usize, usize) {
-        (
-            self.shared.threads.state.admission.in_flight(),
-            self.shared.coroutines.state.admission.in_flight(),
-            self.shared.processes.state.admission.in_flight(),
-        )
-    }
 }
 
 impl Drop for Shared {
@@ -147,14 +137,14 @@ impl Drop for Shared {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (threads_in_flight, coroutines_in_flight, processes_in_flight) = self.in_flight();
+        let metrics = self.metrics();
         f.debug_struct("Runtime")
-            .field("threads", &self.threads())
-            .field("coroutine_workers", &self.coroutine_workers())
-            .field("threads_in_flight", &threads_in_flight)
-            .field("coroutines_in_flight", &coroutines_in_flight)
-            .field("process_workers", &self.process_workers())
-            .field("processes_in_flight", &processes_in_flight)
+            .field("threads", &metrics.thread.workers)
+            .field("coroutine_workers", &metrics.coroutine.workers)
+            .field("threads_in_flight", &metrics.thread.in_flight)
+            .field("coroutines_in_flight", &metrics.coroutine.in_flight)
+            .field("process_workers", &metrics.process.workers)
+            .field("processes_in_flight", &metrics.process.in_flight)
             .finish()
     }
 }

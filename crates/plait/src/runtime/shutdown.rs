@@ -4,8 +4,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::Runtime;
-use crate::books::StrandState;
-use crate::books::admission::Admission;
+use crate::strand::StrandState;
+use crate::strand::admission::Admission;
 use crate::task::wait;
 
 /// How long the cancellation phase waits without seeing any task finish before it gives up

@@ -12,9 +12,9 @@ impl Runtime {
     /// Runs `f` on the thread strand and returns a handle to its result.
     ///
     /// If the strand already holds its [queue bound](crate::Builder::queue_bound) of
-    /// unfinished tasks, `spawn` waits for room (backpressure); a pool thread lends its place
-    /// to a spare thread while it waits, so the queued tasks still run; and a task waiting
-    /// for tasks lends its slot in the bound (see [`queue_bound`](crate::Builder::queue_bound)),
+    /// unfinished tasks, `spawn` waits for room (backpressure); a spare thread takes the
+    /// place of a pool thread while it waits, so the queued tasks still run; and a task waiting
+    /// for tasks releases its slot in the bound (see [`queue_bound`](crate::Builder::queue_bound)),
     /// so tasks that spawn and join their children cannot deadlock on it. Use
     /// [`try_spawn`](Runtime::try_spawn) not to wait.
     ///
@@ -67,7 +67,7 @@ impl Runtime {
     /// `a` runs on the current thread while `b` is offered to the pool; if no pool thread
     /// has taken `b` by the time `a` is done, the current thread runs it too, so `join`
     /// returns even when every pool thread is busy. If a pool thread has `b`, the current
-    /// thread waits for it (lending its place to a spare thread, on a pool thread, as
+    /// thread waits for it (with a spare thread in its place, on a pool thread, as
     /// [`Handle::join`](crate::Handle::join) does).
     ///
     /// # Errors
@@ -116,7 +116,7 @@ impl Runtime {
     /// Each [`Scope::spawn`](crate::thread::Scope::spawn) returns a [`ScopedHandle`](crate::thread::ScopedHandle): join it to get the task's result
     /// (or its panic, as [`Error::Panicked`](crate::Error::Panicked)). While it waits at the
     /// end, a pool thread runs the scope's own tasks that are still queued on it, and
-    /// otherwise lends its place to a spare thread (see [`Handle::join`](crate::Handle::join)).
+    /// otherwise has a spare thread take its place (see [`Handle::join`](crate::Handle::join)).
     ///
     /// # Panics
     ///

@@ -25,7 +25,7 @@
 //!   form.
 //! * On a thread-strand task, a `*_blocking` method, [`Event::wait`] or a blocking lock holds
 //!   its pool thread until it returns (unlike [`Handle::join`](crate::Handle::join), which
-//!   lends the thread's place to a spare). If what it waits for is a task queued behind it
+//!   has a spare thread take its place). If what it waits for is a task queued behind it
 //!   and every pool thread is held so, nothing runs that task: make such waits from
 //!   coroutines, or keep the producer off the pool.
 //! * To hand results from threads to coroutines or back, use a [`channel`]: both ends work

@@ -58,27 +58,27 @@ pub(crate) struct Enter {
     previous: Option<NonNull<Header>>,
     graph: Option<NonNull<AtomicBool>>,
     deadline: Option<Instant>,
-    /// Nor is it part of a scheduler's hand-over that it interrupted (see [`set_aside`]):
-    /// whether something was set aside, to be restored.
-    aside: bool,
+    /// Nor is it part of a scheduler's loop that it interrupted (see [`SuspendHook`]):
+    /// whether a loop was suspended, to be resumed.
+    suspended: bool,
 }
 
-/// How a layer above tasks sets its per-thread state aside while a task runs on top of it,
-/// and restores it after: the graph scheduler's hand-over loop, which a task's body may
+/// How a layer above tasks suspends its per-thread loop while a task runs on top of it,
+/// and resumes it after: the graph scheduler's hand-over loop, which a task's body may
 /// interrupt (a spawn that helps while it waits for room) and must not join.
-pub(crate) struct AsideHook {
-    /// Sets the state aside; `true` if there was any.
-    pub(crate) set: fn() -> bool,
-    /// Restores what the last `set` that returned `true` set aside.
-    pub(crate) restore: fn(),
+pub(crate) struct SuspendHook {
+    /// Suspends the loop running on this thread; `true` if one was running.
+    pub(crate) suspend: fn() -> bool,
+    /// Resumes what the last `suspend` that returned `true` suspended.
+    pub(crate) resume: fn(),
 }
 
-static ASIDE: OnceLock<AsideHook> = OnceLock::new();
+static SUSPEND_HOOK: OnceLock<SuspendHook> = OnceLock::new();
 
 /// Installs the hook (once: later calls are ignored). Called by the graph scheduler before
 /// it hands any work over, so that no task can have started inside a hand-over without it.
-pub(crate) fn set_aside(hook: AsideHook) {
-    let _ = ASIDE.set(hook);
+pub(crate) fn install_suspend_hook(hook: SuspendHook) {
+    let _ = SUSPEND_HOOK.set(hook);
 }
 
 pub(crate) fn enter(header: &Header) -> Enter {
@@ -86,7 +86,7 @@ pub(crate) fn enter(header: &Header) -> Enter {
         previous: CURRENT.with(|current| current.replace(Some(NonNull::from(header)))),
         graph: GRAPH.with(|graph| graph.replace(None)),
         deadline: DEADLINE.with(|deadline| deadline.replace(None)),
-        aside: ASIDE.get().is_some_and(|hook| (hook.set)()),
+        suspended: SUSPEND_HOOK.get().is_some_and(|hook| (hook.suspend)()),
     }
 }
 
@@ -95,10 +95,10 @@ impl Drop for Enter {
         CURRENT.with(|current| current.set(self.previous));
         GRAPH.with(|graph| graph.set(self.graph));
         DEADLINE.with(|deadline| deadline.set(self.deadline));
-        if self.aside
-            && let Some(hook) = ASIDE.get()
+        if self.suspended
+            && let Some(hook) = SUSPEND_HOOK.get()
         {
-            (hook.restore)();
+            (hook.resume)();
         }
     }
 }

@@ -144,7 +144,7 @@ impl<T> Handle<T> {
     ///
     /// - On a thread of the thread strand, if the task is still queued on this very thread
     ///   (near the top of its deque, as a task just spawned from here is), it runs here, at
-    ///   once. Otherwise the thread blocks and lends its place to a spare thread, which
+    ///   once. Otherwise the thread blocks and a spare thread takes its place, which
     ///   runs the pool's queued tasks meanwhile. So tasks that join tasks never exhaust the
     ///   pool, and no unrelated task ever runs on top of the joining one (where, if it
     ///   joined the task below it in turn, it could never see it resume): joins that form
@@ -263,8 +263,8 @@ impl<T> Future for Handle<T> {
             }),
         };
         if polled.is_pending() {
-            // The coroutine awaiting this lends its slot meanwhile (see `coroutine::tracked`).
-            crate::books::note_awaiting_task();
+            // The coroutine awaiting this releases its slot meanwhile (see `coroutine::tracked`).
+            crate::strand::note_awaiting_task();
         }
         polled
     }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::Backoff;
 
 use super::state::{self, Header};
-use crate::books::StrandState;
-use crate::books::admission::Waiting;
 use crate::pool::{self, job::JobRef};
+use crate::strand::StrandState;
+use crate::strand::admission::Waiting;
 
 /// A pool thread that helps with any queued task while it waits (because no spare thread
 /// covers it) parks at most this long before it looks again: a backstop for work that
@@ -28,7 +28,7 @@ const SPINS: usize = 7;
 /// On a pool thread it first runs the task itself if it is still queued near the top of
 /// this thread's deque (`is_task` tells it). Otherwise it spins briefly (a wake-up costs
 /// tens of microseconds here, far more than most tasks), then parks, on a pool thread
-/// lending its place to a spare thread meanwhile (see [`Idle`]); the completer wakes it.
+/// with a spare thread in its place meanwhile (see [`Idle`]); the completer wakes it.
 ///
 /// With a `deadline`, gives up at that instant and returns `false`.
 pub(crate) fn until_complete(
@@ -38,7 +38,7 @@ pub(crate) fn until_complete(
 ) -> bool {
     // The task waiting here (if this is one) does not count against its strand's bound
     // while it waits, even while it runs the awaited task in place.
-    let _slot = crate::books::lend_held_slot();
+    let _slot = crate::strand::release_slot_while_waiting();
     // A task still queued on this very thread runs now: spinning first would only wait for
     // a thief to take it.
     if !header.is_complete() {
@@ -95,33 +95,33 @@ fn park_until_complete(header: &Header, deadline: Option<Instant>) -> bool {
 /// On a pool thread it runs what it waits for (`wanted`) while that is queued near the top
 /// of its own deque, and nothing else: an unrelated task run on top of the waiting one could
 /// be waiting for it in turn, and never see it resume. Once nothing wanted is there, it
-/// lends its place to a spare thread, which keeps the pool's parallelism and drains what
+/// has a spare thread take its place, which keeps the pool's parallelism and drains what
 /// this thread leaves queued. Only while no spare can be had does it run any queued task, so
 /// that the pool cannot starve.
 ///
-/// A task that waits this way also lends its slot in its strand's bound while it waits
-/// (see `strand::lend_held_slot`).
+/// A task that waits this way also releases its slot in its strand's bound while it waits
+/// (see `strand::release_slot_while_waiting`).
 pub(crate) struct Idle<'w> {
     wanted: Option<&'w dyn Fn(&JobRef) -> bool>,
-    lent: Option<pool::Lent>,
-    /// Held for its drop: the waiting task's slot, lent while it waits.
-    _slot: Option<crate::books::LentSlot>,
+    cover: Option<pool::BlockingCover>,
+    /// Held for its drop: the waiting task's slot, released while it waits.
+    _slot: Option<crate::strand::ReleasedSlot>,
 }
 
 impl<'w> Idle<'w> {
     pub(crate) fn new(wanted: Option<&'w dyn Fn(&JobRef) -> bool>) -> Self {
         Idle {
             wanted,
-            lent: None,
+            cover: None,
             // From the start: what it waits for may run in place, on top of it.
-            _slot: crate::books::lend_held_slot(),
+            _slot: crate::strand::release_slot_while_waiting(),
         }
     }
 
     /// Does one thing in place of waiting; returns `true` if it did, so the caller looks
     /// again before parking.
     pub(crate) fn work(&mut self) -> bool {
-        match &self.lent {
+        match &self.cover {
             None => {
                 if let Some(wanted) = self.wanted
                     && pool::help_with(wanted)
@@ -129,17 +129,17 @@ impl<'w> Idle<'w> {
                     return true;
                 }
                 // What is wanted is not (or no longer) here, and a waiting thread puts no
-                // task in its own deque (only a helping one would). Lending may take a
+                // task in its own deque (only a helping one would). Covering may take a
                 // while (it can start a thread), so the caller looks again before parking.
-                self.lent = Some(pool::lend_place());
+                self.cover = Some(pool::cover_blocking());
                 true
             }
-            Some(lent) if lent.must_help() => {
-                let again = pool::lend_place();
+            Some(cover) if cover.must_help() => {
+                let again = pool::cover_blocking();
                 if again.must_help() {
                     pool::help()
                 } else {
-                    self.lent = Some(again);
+                    self.cover = Some(again);
                     true
                 }
             }
@@ -150,7 +150,10 @@ impl<'w> Idle<'w> {
     /// How long to park at most before calling [`work`](Self::work) again: until woken,
     /// unless this thread helps with queued tasks, which nobody tells it about.
     pub(crate) fn park_limit(&self) -> Option<Duration> {
-        let helping = self.lent.as_ref().is_some_and(pool::Lent::must_help);
+        let helping = self
+            .cover
+            .as_ref()
+            .is_some_and(pool::BlockingCover::must_help);
         helping.then_some(HELPER_PARK)
     }
 }
@@ -177,8 +180,8 @@ fn park(limit: Option<Duration>, deadline: Option<Instant>) -> bool {
 
 impl StrandState {
     /// Admits a task, waiting for room if the strand is full (as a waiting task waits: a
-    /// pool thread lends its place to a spare, a coroutine worker its other tasks, and a
-    /// task its slot; see [`Idle`]).
+    /// pool thread has a spare take its place, a coroutine worker hands on its other tasks,
+    /// and a task releases its slot; see [`Idle`]).
     pub(crate) fn admit(&self) -> crate::Result<()> {
         if self.is_closed() {
             return Err(crate::Error::Shutdown);
@@ -213,7 +216,7 @@ impl Waiting for Idle<'_> {
 /// worker aside panics in some contexts (a current-thread runtime, a `LocalSet`) that cannot
 /// be told apart from outside, so there `f` simply blocks.
 pub(crate) fn blocking_region<R>(f: impl FnOnce() -> R) -> R {
-    if crate::books::on_coroutine_thread() {
+    if crate::strand::on_coroutine_thread() {
         tokio::task::block_in_place(f)
     } else {
         f()
@@ -249,8 +252,8 @@ pub(crate) fn block_on<F: Future>(future: F, deadline: Option<Instant>) -> Optio
     drive(future, deadline, None)
 }
 
-/// [`block_on`] for a future that waits only for task handles: on a pool thread it lends
-/// its place to a spare while it parks, as [`until_complete`] does.
+/// [`block_on`] for a future that waits only for task handles: on a pool thread a spare
+/// takes its place while it parks, as [`until_complete`] does.
 pub(crate) fn block_on_tasks<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
     drive(future, deadline, Some(Idle::new(None)))
 }

@@ -27,16 +27,16 @@ use std::time::Duration;
 pub use map::{Map, MapUnordered};
 pub use scope::{Scope, ScopedHandle};
 
-use crate::books::StrandState;
 use crate::error::{SpawnError, StrandName};
 use crate::pool::job::{Job, JobRef};
 use crate::pool::{self, Pool};
+use crate::strand::StrandState;
 use crate::task::core::Core;
 use crate::task::handle::ThreadJoin;
 use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 
-/// The pool and the books of the thread strand.
+/// The pool and the state of the thread strand.
 pub(crate) struct ThreadStrand {
     pool: Pool,
     pub(crate) state: Arc<StrandState>,
@@ -134,8 +134,8 @@ impl ThreadStrand {
         let bomb = wait::AbortOnUnwind("a join's wait for its second closure");
         let mut b = ThreadJoin::new(core);
         let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);
-        // Run `b` here if no pool thread has started it; otherwise wait for it (lending this
-        // thread's place to a spare, on a pool thread).
+        // Run `b` here if no pool thread has started it; otherwise wait for it (with a spare
+        // in this thread's place, on a pool thread).
         b.run_here_if_queued();
         let rb = b
             .join(None)

@@ -1,18 +1,13 @@
-//! A strand's books: its admission bound, whether it still takes tasks, what it tallies
-//! while shutting down, and which strand's slot the task running on each thread holds.
-//!
-//! The bottom of the runtime's bookkeeping: it counts and marks, and knows nothing of how
-//! tasks run or wait (waiting for room is `task::wait`'s, which lends a waiting task's
-//! slot through [`lend_held_slot`]).
+//! A strand's state: its admission bound, whether it still takes tasks, and what it
+//! tallies while shutting down. It counts and marks, and knows nothing of how tasks run or
+//! wait (waiting for room is `task::wait`'s).
 
-pub(crate) mod admission;
-
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use self::admission::Admission;
+use super::admission::Admission;
+use super::slot::{HeldSlot, mark_holding};
 use crate::Error;
 use crate::error::StrandName;
 
@@ -38,7 +33,8 @@ struct Tally {
 pub(crate) struct StrandState {
     name: StrandName,
     /// This strand among all strands of all runtimes: what a task holding one of its slots
-    /// is marked with (see [`hold`]), and the coroutine books' number for it.
+    /// is marked with (see [`hold_slot`](Self::hold_slot)), and its number among the strands
+    /// whose tasks run as coroutines.
     key: u64,
     pub(crate) admission: Admission,
     flags: CachePadded<Flags>,
@@ -62,9 +58,9 @@ impl StrandState {
     }
 
     /// Marks the current thread as running a task that holds one of this strand's slots,
-    /// until the guard drops (see [`lend_held_slot`]).
-    pub(crate) fn hold(&self) -> Holding {
-        Holding(HOLDING.with(|holding| holding.replace((std::ptr::from_ref(self), false))))
+    /// until the guard drops (see [`release_slot_while_waiting`](super::release_slot_while_waiting)).
+    pub(crate) fn hold_slot(&self) -> HeldSlot {
+        mark_holding(std::ptr::from_ref(self))
     }
 
     /// Admits a task if there is room now.
@@ -137,101 +133,6 @@ impl StrandState {
             self.tally.completed.load(Ordering::SeqCst),
             self.tally.cancelled.load(Ordering::SeqCst),
         )
-    }
-}
-
-thread_local! {
-    /// The strand whose slot the task running on this thread holds (null: none), set by
-    /// [`StrandState::hold`] for the length of the task's run (or of a coroutine's poll),
-    /// and whether that slot is lent now.
-    static HOLDING: Cell<(*const StrandState, bool)> =
-        const { Cell::new((std::ptr::null(), false)) };
-}
-
-/// Marks the current thread as running a task that holds no slot (a scope's task, the
-/// second closure of a join), until the guard drops.
-pub(crate) fn hold_nothing() -> Holding {
-    Holding(HOLDING.with(|holding| holding.replace((std::ptr::null(), false))))
-}
-
-/// Restores the mark it replaced (tasks run inside tasks: a join that runs one in place).
-pub(crate) struct Holding((*const StrandState, bool));
-
-impl Drop for Holding {
-    fn drop(&mut self) {
-        HOLDING.with(|holding| holding.set(self.0));
-    }
-}
-
-/// Lends the slot of the task running on this thread, if it holds one, until the returned
-/// guard drops: for a task about to block on other tasks (a join, a scope's end, room in a
-/// full strand).
-///
-/// A task that waits for tasks does not count against its strand's bound: tasks that spawn
-/// children and join them, as many as the bound, would otherwise hold every slot while
-/// their children (or their children's children) wait for room that never comes. So a
-/// strand holds, beyond its bound, at most one task per task blocked on tasks at that
-/// moment.
-///
-/// A task lends its slot once however its waits nest (a join whose wait parks after its
-/// spin, say); a task run in place inside the wait holds, and lends, a slot of its own.
-pub(crate) fn lend_held_slot() -> Option<LentSlot> {
-    let (state, lent) = HOLDING.with(Cell::get);
-    if lent {
-        return None;
-    }
-    // SAFETY: set by `hold` from a strand that outlives the task running here (its pool
-    // thread, or its coroutine thread, keeps the strand's state alive), and cleared when
-    // the run ends; the guard is dropped within the same run (see `LentSlot`).
-    let strand = unsafe { state.as_ref() }?;
-    strand.admission.lend();
-    HOLDING.with(|holding| holding.set((state, true)));
-    Some(LentSlot(state))
-}
-
-thread_local! {
-    /// Whether this thread is one of plait's coroutine threads, set as it starts.
-    static COROUTINE_THREAD: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks the current thread as one of plait's coroutine threads (for its life).
-pub(crate) fn mark_coroutine_thread() {
-    COROUTINE_THREAD.with(|marked| marked.set(true));
-}
-
-/// Whether the current thread is one of plait's coroutine threads.
-pub(crate) fn on_coroutine_thread() -> bool {
-    COROUTINE_THREAD.with(Cell::get)
-}
-
-thread_local! {
-    /// Set by a task handle that a future polls and finds unfinished: the coroutine being
-    /// polled waits for a task (see `coroutine::tracked`).
-    static AWAITS_TASK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Notes that the future being polled on this thread waits for a task.
-pub(crate) fn note_awaiting_task() {
-    AWAITS_TASK.with(|awaits| awaits.set(true));
-}
-
-/// Whether the future polled on this thread waited for a task since the last call; clears
-/// the note.
-pub(crate) fn take_awaiting_task() -> bool {
-    AWAITS_TASK.with(|awaits| awaits.replace(false))
-}
-
-/// A slot lent by a task that waits for tasks: given back when dropped, which must happen
-/// before the task's run (or poll) ends, and after the runs of the tasks it ran in place
-/// meanwhile (guards drop in the order they were made).
-pub(crate) struct LentSlot(*const StrandState);
-
-impl Drop for LentSlot {
-    fn drop(&mut self) {
-        HOLDING.with(|holding| holding.set((self.0, false)));
-        // SAFETY: as in `lend_held_slot`: the strand outlives the run that made the guard,
-        // and the guard does not outlive that run.
-        unsafe { &*self.0 }.admission.unlend();
     }
 }
 

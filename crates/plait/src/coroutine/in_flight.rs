@@ -1,7 +1,8 @@
-//! Booking coroutines as finished without a reference count per task.
+//! Counting coroutines in flight, and out when they finish, without a reference count per
+//! task.
 //!
-//! Each coroutine carries a guard that books it as finished when its future is dropped.
-//! Holding an `Arc` of the strand's state in every guard would bounce the count's cache line
+//! Each coroutine carries a guard that counts it finished when its future is dropped.
+//! HeldSlot an `Arc` of the strand's state in every guard would bounce the count's cache line
 //! between the spawning thread and the workers on every task; instead the guard holds the
 //! strand's number, and each tokio thread keeps the strand's state in a thread-local, set
 //! when the thread starts. A future dropped on any other thread (spawned onto a runtime that
@@ -10,7 +11,7 @@
 use std::cell::OnceCell;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crate::books::{Holding, StrandState};
+use crate::strand::{HeldSlot, StrandState};
 
 thread_local! {
     /// The strands whose coroutines run on this thread, by number: the coroutine strand,
@@ -36,28 +37,28 @@ pub(crate) fn register(state: &Arc<StrandState>) -> u64 {
 
 /// Called on each of the strand's threads as it starts, with the strands it serves.
 pub(crate) fn install(strands: Strands) {
-    crate::books::mark_coroutine_thread();
+    crate::strand::mark_coroutine_thread();
     LOCAL.with(|local| {
         // A thread starts once; a second set would be ignored.
         let _ = local.set(strands);
     });
 }
 
-/// Books one coroutine as finished when dropped, and lends its slot while it waits for
-/// tasks.
+/// One coroutine in flight: counts it out as finished when dropped, and releases its slot
+/// while it waits for tasks.
 ///
 /// One word, so that it adds as little as possible to every coroutine: the strand's number,
-/// and in the top bits whether the future has returned and whether its slot is lent.
-pub(crate) struct Books(u64);
+/// and in the top bits whether the future has returned and whether its slot is released.
+pub(crate) struct InFlight(u64);
 
-/// The bit of `Books` that says the future returned; strand numbers never reach it.
+/// The bit of `InFlight` that says the future returned; strand numbers never reach it.
 const COMPLETED: u64 = 1 << 63;
-/// The bit of `Books` that says the coroutine's slot is lent (it waits for a task).
-const LENDING: u64 = 1 << 62;
+/// The bit of `InFlight` that says the coroutine's slot is released (it waits for a task).
+const RELEASED: u64 = 1 << 62;
 
-impl Books {
+impl InFlight {
     pub(crate) fn new(strand: u64) -> Self {
-        Books(strand)
+        InFlight(strand)
     }
 
     /// The future returned: a finish, not a cancellation.
@@ -67,7 +68,7 @@ impl Books {
 
     /// The strand's number: its key (see `StrandState::key`).
     fn strand(&self) -> u64 {
-        self.0 & !(COMPLETED | LENDING)
+        self.0 & !(COMPLETED | RELEASED)
     }
 
     fn completed(&self) -> bool {
@@ -75,28 +76,28 @@ impl Books {
     }
 
     /// Marks this thread as running a task of the strand for the length of a poll (see
-    /// `strand::lend_held_slot`); only on the strand's own threads.
-    pub(crate) fn hold(&self) -> Option<Holding> {
-        self.with_local(|state| state.hold())
+    /// `strand::release_slot_while_waiting`); only on the strand's own threads.
+    pub(crate) fn hold_slot(&self) -> Option<HeldSlot> {
+        self.with_local(|state| state.hold_slot())
     }
 
-    /// Lends the coroutine's slot while it waits for tasks (`waiting`), and takes it back
+    /// Releases the coroutine's slot while it waits for tasks (`waiting`), and takes it back
     /// once it does not: a coroutine suspended on a task's handle does not count against
     /// the bound, for the reason a thread blocked in a join does not.
-    pub(crate) fn lend_while(&mut self, waiting: bool) {
-        let lending = self.0 & LENDING != 0;
-        if waiting == lending {
+    pub(crate) fn release_while(&mut self, waiting: bool) {
+        let released = self.0 & RELEASED != 0;
+        if waiting == released {
             return;
         }
         let changed = self.with_local(|state| {
             if waiting {
-                state.admission.lend();
+                state.admission.release_while_waiting();
             } else {
-                state.admission.unlend();
+                state.admission.take_back();
             }
         });
         if changed.is_some() {
-            self.0 ^= LENDING;
+            self.0 ^= RELEASED;
         }
     }
 
@@ -112,14 +113,14 @@ impl Books {
     }
 }
 
-impl Drop for Books {
+impl Drop for InFlight {
     fn drop(&mut self) {
         // A panic unwinding through the future is a finish, not a cancellation.
         let cancelled = !self.completed() && !std::thread::panicking();
-        let lent = self.0 & LENDING != 0;
+        let released = self.0 & RELEASED != 0;
         let booked = self.with_local(|state| {
-            if lent {
-                state.admission.unlend();
+            if released {
+                state.admission.take_back();
             }
             state.finish(cancelled);
         });
@@ -130,10 +131,10 @@ impl Drop for Books {
                 .iter()
                 .find(|(number, _)| *number == self.strand())
                 .and_then(|(_, weak)| weak.upgrade());
-            // No state: the runtime is gone, and with it the books.
+            // No state: the runtime is gone, and with it the count.
             if let Some(state) = state {
-                if lent {
-                    state.admission.unlend();
+                if released {
+                    state.admission.take_back();
                 }
                 state.finish(cancelled);
             }

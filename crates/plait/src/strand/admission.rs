@@ -24,11 +24,11 @@ pub(crate) trait Waiting {
 
 pub(crate) struct Admission {
     bound: usize,
-    /// Slots lent by tasks that hold one and wait for other tasks (see
-    /// `strand::lend_held_slot`): the bound grows by as many while they wait. Striped like
-    /// `finished`, since every wait lends and gives back; a stripe may wrap below zero
+    /// Slots released by tasks that hold one and wait for other tasks (see
+    /// `strand::release_slot_while_waiting`): the bound grows by as many while they wait.
+    /// Striped like `finished`, since every wait releases and takes back; a stripe may wrap below zero
     /// (given back on another thread), and only the wrapping sum counts.
-    lent: [CachePadded<AtomicUsize>; STRIPES],
+    released: [CachePadded<AtomicUsize>; STRIPES],
     admitted: CachePadded<AtomicUsize>,
     finished: [CachePadded<AtomicUsize>; STRIPES],
     /// A past value of the sum of `finished`: a lower bound, so estimates from it err on the
@@ -44,7 +44,7 @@ impl Admission {
     pub(crate) fn new(bound: usize) -> Self {
         Admission {
             bound,
-            lent: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
+            released: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             admitted: CachePadded::new(AtomicUsize::new(0)),
             finished: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             finished_seen: CachePadded::new(AtomicUsize::new(0)),
@@ -59,14 +59,14 @@ impl Admission {
     }
 
     /// Admits one task if the strand holds fewer than `bound` unfinished ones (plus the
-    /// slots lent now).
+    /// slots released now).
     pub(crate) fn try_admit(&self) -> bool {
         let mut admitted = self.admitted.load(Ordering::Relaxed);
         loop {
             if admitted.saturating_sub(self.finished_seen.load(Ordering::Relaxed)) >= self.bound {
                 let finished = self.finished_total();
                 self.finished_seen.fetch_max(finished, Ordering::Relaxed);
-                let bound = self.bound.saturating_add(self.lent_total());
+                let bound = self.bound.saturating_add(self.released_total());
                 if admitted.saturating_sub(finished) >= bound {
                     return false;
                 }
@@ -85,8 +85,9 @@ impl Admission {
 
     /// Admits one task, waiting for room if the strand is full, unless `closed` says the
     /// strand stopped taking tasks (then returns `false`). Between looks it lets `idle` do
-    /// what a waiting thread does instead of parking (a pool thread lends its place to a
-    /// spare, since queued tasks may be what it waits for: see `task::wait::Idle`).
+    /// what a waiting thread does instead of parking (a pool thread has a spare cover for
+    /// it, or helps with queued tasks, which may be what it waits for: see
+    /// `task::wait::Idle`).
     pub(crate) fn admit(&self, closed: impl Fn() -> bool, idle: &mut impl Waiting) -> bool {
         loop {
             if closed() {
@@ -120,24 +121,24 @@ impl Admission {
         }
     }
 
-    /// Lends one slot: the bound grows by one until [`unlend`](Self::unlend) (see
-    /// `strand::lend_held_slot`).
-    pub(crate) fn lend(&self) {
-        self.lent[stripe()].fetch_add(1, Ordering::SeqCst);
+    /// Releases one slot while its task waits: the bound grows by one until
+    /// [`take_back`](Self::take_back) (see `strand::release_slot_while_waiting`).
+    pub(crate) fn release_while_waiting(&self) {
+        self.released[stripe()].fetch_add(1, Ordering::SeqCst);
         // The bound grew: a waiter may fit now.
         if self.waiters.load(Ordering::SeqCst) != 0 {
             self.notify();
         }
     }
 
-    /// Takes back a slot lent by [`lend`](Self::lend).
-    pub(crate) fn unlend(&self) {
-        self.lent[stripe()].fetch_sub(1, Ordering::SeqCst);
+    /// Takes back a slot released by [`release_while_waiting`](Self::release_while_waiting).
+    pub(crate) fn take_back(&self) {
+        self.released[stripe()].fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// The slots lent now.
-    fn lent_total(&self) -> usize {
-        self.lent.iter().fold(0_usize, |sum, stripe| {
+    /// The slots released now: tasks that wait for other tasks.
+    pub(crate) fn released_total(&self) -> usize {
+        self.released.iter().fold(0_usize, |sum, stripe| {
             sum.wrapping_add(stripe.load(Ordering::SeqCst))
         })
     }
@@ -295,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lent_slot_admits_one_more_and_a_waiter_fits_when_a_slot_is_lent() {
+    fn a_released_slot_admits_one_more_and_a_waiter_fits_when_a_slot_is_released() {
         let admission = Arc::new(Admission::new(2));
         assert!(admission.try_admit() && admission.try_admit());
         assert!(!admission.try_admit());
@@ -307,11 +308,11 @@ mod tests {
         while admission.waiters.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
         }
-        admission.lend();
+        admission.release_while_waiting();
         assert!(waiter.join().unwrap());
         assert_eq!(admission.in_flight(), 3);
-        assert!(!admission.try_admit(), "one lent slot admits one task");
-        admission.unlend();
+        assert!(!admission.try_admit(), "one released slot admits one task");
+        admission.take_back();
         admission.finish();
         assert!(!admission.try_admit(), "two in flight, bound two");
     }

@@ -1,6 +1,21 @@
-//! [`Strand`]: the three models of concurrency, as values.
+//! What a strand is: [`Strand`], the three models of concurrency as values; and a strand's
+//! state as the runtime keeps it (its admission bound, whether it takes tasks, its shutdown
+//! tally), with the mark of which strand's slot the task running on each thread holds.
+//!
+//! The bottom of the runtime's bookkeeping: it counts and marks, and knows nothing of how
+//! tasks run or wait.
+
+pub(crate) mod admission;
+mod slot;
+mod state;
 
 use std::fmt;
+
+pub(crate) use self::slot::{
+    HeldSlot, ReleasedSlot, hold_no_slot, mark_coroutine_thread, note_awaiting_task,
+    on_coroutine_thread, release_slot_while_waiting, take_awaiting_task,
+};
+pub(crate) use self::state::StrandState;
 
 /// One of the three models of concurrency a task can run on.
 ///
