@@ -9,6 +9,11 @@
 //! |---|---|---|---|
 //! | thread | [`Runtime::spawn`], [`scope`](Runtime::scope), [`join`](Runtime::join), [`map`](Runtime::map) | CPU-bound work | a work-stealing pool on `crossbeam-deque` |
 //! | coroutine | [`Runtime::spawn_async`], [`map_async`](Runtime::map_async), [`block_on`](Runtime::block_on) | I/O-bound waits | `tokio`'s multi-threaded runtime |
+//! | process | [`Runtime::spawn_process`], [`map_process`](Runtime::map_process), [`spawn_command`](Runtime::spawn_command) | isolation: crashes, leaks, hangs, hard limits | worker processes (the program run afresh, tasks registered with [`#[plait::task]`](macro@task)), and commands in process groups of their own |
+//!
+//! [`Strand::Auto`] chooses among them by measuring the work ([`Runtime::spawn_on`]);
+//! [`graph`] runs task graphs across all three; [`advise`] says which strand a workload
+//! wants, from measurements.
 //!
 //! Whichever strand runs a task, you get the same [`Handle`]: [`join`](Handle::join) it from
 //! synchronous code or `.await` it from async code, [`cancel`](Handle::cancel) it, give it a

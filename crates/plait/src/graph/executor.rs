@@ -21,6 +21,46 @@ use crate::{CancelHandle, Error, Result, Strand};
 /// The scheduler calls [`execute`](Executor::execute) without holding its lock, from
 /// whichever thread finished the node that made the new one ready; `execute` should start
 /// the work and return at once.
+///
+/// # Examples
+///
+/// An executor that runs thread nodes on the calling thread, at once, and refuses the rest
+/// with its reason (the node fails with it; nothing is lost):
+///
+/// ```
+/// use plait::graph::{Call, Executor, Graph, Output, Work};
+/// use plait::{CancelHandle, Error, Strand};
+///
+/// struct Inline;
+///
+/// impl Executor for Inline {
+///     fn execute(&self, work: Work) -> Option<CancelHandle> {
+///         let (call, mut done) = work.into_parts();
+///         match call {
+///             Call::Thread(call) => {
+///                 done.start();
+///                 done.finish(call.run());
+///             }
+///             other => done.finish(Output::failed(Error::failed(format!(
+///                 "this executor runs thread nodes only, not {}",
+///                 other.strand()
+///             )))),
+///         }
+///         None
+///     }
+///
+///     fn capacity(&self, _: Strand) -> usize {
+///         1
+///     }
+/// }
+///
+/// let mut graph = Graph::new();
+/// let one = graph.task((), |()| 1u32);
+/// let two = graph.task(one, |n| n + 1);
+/// let mut results = graph.runner(Inline).start().join();
+/// assert_eq!(results.take(two)?, 2);
+/// # Ok::<(), plait::Error>(())
+/// ```
 pub trait Executor: Send + Sync + 'static {
     /// Starts `work`. Its [`Done`] must be finished exactly once, when the work has ended
     /// (dropping it unfinished fails the node, so nothing is lost). Returns a handle that

@@ -82,6 +82,29 @@ use deps::Value;
 ///
 /// Every node's body is a `Fn`, not an `FnOnce`: a node with [retries](NodeMut::retries)
 /// runs again after a failure. A body is dropped as soon as its node has finished.
+///
+/// # Examples
+///
+/// A diamond: two nodes that need the same input, and one that needs both. A node names its
+/// inputs (a node, a tuple of nodes, or none) and receives their results by reference.
+///
+/// ```
+/// use plait::graph::Graph;
+///
+/// let rt = plait::Runtime::new()?;
+/// let mut graph = Graph::new();
+/// let numbers = graph.task((), |()| (1..=10u64).collect::<Vec<_>>());
+/// let sum = graph.task(numbers, |n: &Vec<u64>| n.iter().sum::<u64>());
+/// // An async node receives its inputs in `Arc`s, which live across `.await`s.
+/// let squares = graph.task_async(numbers, |n| async move {
+///     n.iter().map(|x| x * x).sum::<u64>()
+/// });
+/// let report = graph.task((sum, squares), |(s, q): (&u64, &u64)| format!("{s} {q}"));
+///
+/// let mut results = rt.run_graph(graph).join();
+/// assert_eq!(results.take(report)?, "55 385");
+/// # Ok::<(), plait::Error>(())
+/// ```
 pub struct Graph {
     /// Tells this graph's nodes from other graphs'.
     pub(crate) id: u64,

@@ -86,7 +86,8 @@ impl Builder {
 
     /// The most unfinished (queued or running) tasks each strand holds (default
     /// [`DEFAULT_QUEUE_BOUND`]). Past it, `spawn` waits for room and `try_spawn` hands the
-    /// task back. At least 1; a bound of 0 is refused by [`build`](Builder::build).
+    /// task back. At least 1: [`build`](Builder::build) fails on a bound of 0, with
+    /// [`Error::Build`] naming the setting.
     ///
     /// A task that waits for other tasks (joins a handle, awaits one, ends a scope, or
     /// waits for room in a full strand) releases its slot while it waits. This keeps a shape

@@ -31,8 +31,12 @@ use crate::thread::ThreadStrand;
 ///   [`join`](Runtime::join), [`map`](Runtime::map), [`map_unordered`](Runtime::map_unordered).
 /// * **Coroutine strand** (I/O-bound work): [`spawn_async`](Runtime::spawn_async),
 ///   [`map_async`](Runtime::map_async), [`block_on`](Runtime::block_on).
-/// * Both: [`task`](Runtime::task) (options such as a time limit), [`group`](Runtime::group)
-///   (tasks that fail together), [`shutdown`](Runtime::shutdown).
+/// * **Process strand** (isolation): [`spawn_process`](Runtime::spawn_process),
+///   [`map_process`](Runtime::map_process), [`spawn_command`](Runtime::spawn_command).
+/// * **Any strand**: [`spawn_on`](Runtime::spawn_on) (with [`Strand::Auto`](crate::Strand::Auto),
+///   the one that fits), [`task`](Runtime::task) (options such as a time limit),
+///   [`group`](Runtime::group) (tasks that fail together), [`metrics`](Runtime::metrics),
+///   [`shutdown`](Runtime::shutdown).
 ///
 /// Every spawn returns the same [`Handle`](crate::Handle), with the same errors and
 /// cancellation, whichever strand runs the task.

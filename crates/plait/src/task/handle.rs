@@ -153,8 +153,9 @@ impl<T> Handle<T> {
     ///   thread (still, prefer `.await` there). Inside a coroutine of another tokio runtime
     ///   it blocks that runtime's worker thread while it waits.
     ///
-    /// A pool starts at most 256 spare threads, as many as were ever blocked at once, and
-    /// keeps them, idle, until it shuts down. Should more pool threads than that block at
+    /// A pool keeps at most 256 spare threads alive at once, starting one only when no idle
+    /// spare can take the place; a spare that has been idle for 10 seconds exits, so a
+    /// burst of joins leaves no threads behind. Should more pool threads than that block at
     /// once, further joins run any queued task while they wait instead (rayon's way), which
     /// keeps the pool live but can run, on top of a joining task, one that waits for it or
     /// for a lock it holds.
@@ -166,8 +167,29 @@ impl<T> Handle<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Panicked`], [`Error::Cancelled`] or [`Error::TimedOut`] if the task did not
-    /// produce a value; [`Error::Shutdown`] if it was refused by a runtime that had shut down.
+    /// Whichever strand ran the task:
+    ///
+    /// - [`Error::Panicked`]: it panicked (the runtime is unharmed; the message is kept).
+    /// - [`Error::Cancelled`]: it was cancelled (through its handle, its
+    ///   [group](crate::TaskGroup), or a [shutdown](crate::Runtime::shutdown)) before it
+    ///   produced a value.
+    /// - [`Error::TimedOut`]: it ran past its own time limit
+    ///   ([`TaskBuilder::timeout`](crate::TaskBuilder::timeout)).
+    /// - [`Error::Shutdown`]: it was spawned on a runtime that had shut down.
+    /// - [`Error::Failed`]: a task of a [`TaskGroup`](crate::TaskGroup) returned its own
+    ///   error, or a closure was sent to [`Strand::Process`](crate::Strand::Process), where
+    ///   closures cannot go.
+    ///
+    /// And for a task run in a worker process
+    /// ([`spawn_process`](crate::Runtime::spawn_process) and its kin):
+    ///
+    /// - [`Error::WorkerLost`]: the worker died under it (an abort, a segfault, an `exit`, a
+    ///   kill) and its crash retries, if any, were spent.
+    /// - [`Error::MemoryLimit`]: it allocated past the worker's memory cap.
+    /// - [`Error::Codec`]: its arguments or its result did not encode or decode.
+    /// - [`Error::PayloadTooLarge`]: its arguments were over the payload limit.
+    /// - [`Error::UnknownTask`]: no task is registered under the name it was spawned by.
+    /// - [`Error::WorkerStart`]: no worker process could be started.
     pub fn join(self) -> Result<T> {
         self.wait(None)
             .unwrap_or_else(|_| unreachable!("a wait without deadline never times out"))
