@@ -1,19 +1,31 @@
 //! The synchronisation primitives that hand-rolled code in this crate is built on.
 //!
 //! Under `--cfg plait_loom` they are loom's, so the model tests (`task/loom_test.rs`,
-//! `pool/sleep.rs`, `process/pool.rs`) explore every interleaving of the code that uses them; otherwise they
-//! are std's, at no cost.
+//! `pool/sleep.rs`, `pool/latch.rs`, `strand/admission.rs`, `process/pool.rs`) explore every
+//! interleaving of the code that uses them; otherwise they are std's, at no cost.
 
 #[cfg(not(plait_loom))]
 pub(crate) mod sync {
-    pub(crate) use std::sync::Mutex;
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 }
 
 #[cfg(plait_loom)]
 pub(crate) mod sync {
-    pub(crate) use loom::sync::Mutex;
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+}
+
+/// Marks a place that relies on the single total order of `SeqCst` accesses: two threads
+/// that each write one location and then read the other, so that at least one sees the
+/// other's write. Nothing in a real build, where the `SeqCst` accesses give that order; a
+/// `SeqCst` fence under loom, which models `SeqCst` accesses as `AcqRel` (the first
+/// limitation its README lists) but models `SeqCst` fences, and would otherwise report the
+/// outcome the total order rules out.
+#[inline(always)]
+pub(crate) fn seq_cst_accesses_order_this() {
+    #[cfg(plait_loom)]
+    loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
 }
 
 #[cfg(not(plait_loom))]

@@ -1,10 +1,8 @@
 //! What the pool's queues hold: a task, type-erased, and what to do once it has run.
 
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, Thread};
+use std::sync::Arc;
 
+pub(crate) use super::latch::{ScopeGuard, ScopeLatch};
 use crate::error::Error;
 use crate::id::TaskId;
 
@@ -111,108 +109,6 @@ impl JobRef {
 
     /// Whether this entry is a task of the scope that waits on `latch`.
     pub(crate) fn is_of_scope(&self, latch: &ScopeLatch) -> bool {
-        matches!(&self.kind, Kind::Scoped(guard) if guard.0 == NonNull::from(latch))
-    }
-}
-
-/// Counts one job of a scope done when dropped.
-pub(crate) struct ScopeGuard(NonNull<ScopeLatch>);
-
-// SAFETY: a guard only reaches its latch through `&ScopeLatch`, and `ScopeLatch` is `Sync`.
-unsafe impl Send for ScopeGuard {}
-
-impl ScopeGuard {
-    /// Hands an unobserved panic of the job to its scope.
-    pub(crate) fn record(&self, error: Error) {
-        // SAFETY: the latch outlives every guard (see `Drop`), and this guard is alive.
-        unsafe { self.0.as_ref() }.record(error);
-    }
-}
-
-impl Drop for ScopeGuard {
-    fn drop(&mut self) {
-        // SAFETY: the latch outlives every guard: its scope does not end before `finished`
-        // is set, and the last guard sets it only after its last use of the latch.
-        unsafe { ScopeLatch::done(self.0) }
-    }
-}
-
-/// A scope's count of jobs not yet done, the thread that waits for it, and the first panic
-/// that nobody observed.
-///
-/// It lives on the scope's stack frame, and each queued job holds a plain pointer to it (a
-/// reference count per job would add two contended atomic operations to every spawn). That
-/// is sound because the scope waits for `finished`, which whoever brings `pending` to zero
-/// sets only after its last access to the latch (it wakes the owner through a clone of the
-/// owner's thread handle).
-///
-/// `pending` starts at one, the owner's own share, which the owner gives up once its closure
-/// has returned: so `pending` reaches zero exactly once, after the last spawn.
-pub(crate) struct ScopeLatch {
-    pending: AtomicUsize,
-    finished: AtomicBool,
-    owner: Thread,
-    panic: Mutex<Option<Error>>,
-}
-
-impl ScopeLatch {
-    /// A latch for the current thread to wait on.
-    pub(crate) fn new() -> Self {
-        ScopeLatch {
-            pending: AtomicUsize::new(1),
-            finished: AtomicBool::new(false),
-            owner: thread::current(),
-            panic: Mutex::new(None),
-        }
-    }
-
-    /// One more job to wait for; the guard counts it done.
-    ///
-    /// # Safety
-    ///
-    /// The latch must not go away before [`is_finished`](Self::is_finished) says so, and no
-    /// guard may be made after [`release_owner`](Self::release_owner).
-    pub(crate) unsafe fn guard(&self) -> ScopeGuard {
-        // The owner's share keeps `pending` above zero, so this cannot race a finish.
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        ScopeGuard(NonNull::from(self))
-    }
-
-    /// The owner is done spawning: it gives up its share, once.
-    pub(crate) fn release_owner(&self) {
-        // SAFETY: the owner keeps the latch alive until it is finished.
-        unsafe { ScopeLatch::done(NonNull::from(self)) }
-    }
-
-    /// # Safety
-    ///
-    /// `latch` is live, and this is the last use of it by this guard.
-    unsafe fn done(latch: NonNull<ScopeLatch>) {
-        // SAFETY: live by the caller's contract; `finished` is still false, so the owner waits.
-        let this = unsafe { latch.as_ref() };
-        if this.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let owner = this.owner.clone();
-            // After this store the owner may return and free the latch: touch it no more.
-            this.finished.store(true, Ordering::Release);
-            owner.unpark();
-        }
-    }
-
-    /// Whether every job is done and out of the pool.
-    pub(crate) fn is_finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire)
-    }
-
-    /// Keeps the first unobserved panic, to re-raise when the scope ends.
-    pub(crate) fn record(&self, error: Error) {
-        let mut first = self.panic.lock().unwrap_or_else(PoisonError::into_inner);
-        first.get_or_insert(error);
-    }
-
-    pub(crate) fn take_panic(&self) -> Option<Error> {
-        self.panic
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        matches!(&self.kind, Kind::Scoped(guard) if guard.is_of(latch))
     }
 }

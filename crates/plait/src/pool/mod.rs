@@ -13,6 +13,7 @@
 //! works as a worker does, with a deque of its own.
 
 pub(crate) mod job;
+mod latch;
 mod sleep;
 mod spare;
 

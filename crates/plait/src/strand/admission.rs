@@ -5,14 +5,20 @@
 //! and the two are compared only when the cheap estimate says the strand may be full.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
+use crate::loom::seq_cst_accesses_order_this;
+use crate::loom::sync::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+
 /// Finishing threads spread their counts over this many stripes.
+#[cfg(not(plait_loom))]
 const STRIPES: usize = 16;
+/// Fewer under loom: every stripe is a location its model explores.
+#[cfg(plait_loom)]
+const STRIPES: usize = 2;
 
 /// What a thread that waits for room does instead of parking, and how long it parks.
 pub(crate) trait Waiting {
@@ -101,6 +107,7 @@ impl Admission {
             }
             let guard = self.lock();
             self.waiters.fetch_add(1, Ordering::SeqCst);
+            seq_cst_accesses_order_this();
             let outcome = if closed() {
                 Some(false)
             } else if self.try_admit() {
@@ -125,6 +132,7 @@ impl Admission {
     /// [`take_back`](Self::take_back) (see `strand::release_slot_while_waiting`).
     pub(crate) fn release_while_waiting(&self) {
         self.released[stripe()].fetch_add(1, Ordering::SeqCst);
+        seq_cst_accesses_order_this();
         // The bound grew: a waiter may fit now.
         if self.waiters.load(Ordering::SeqCst) != 0 {
             self.notify();
@@ -153,6 +161,7 @@ impl Admission {
         self.finished[stripe()].fetch_add(1, Ordering::SeqCst);
         // SeqCst on both sides: either a waiter's re-check after registering sees this
         // increment, or this load sees the waiter (the store-load pattern of a Dekker lock).
+        seq_cst_accesses_order_this();
         if self.waiters.load(Ordering::SeqCst) != 0 {
             self.notify();
         }
@@ -171,6 +180,7 @@ impl Admission {
     pub(crate) fn wait_idle(&self, deadline: Instant) -> bool {
         let mut guard = self.lock();
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        seq_cst_accesses_order_this();
         let drained = loop {
             if self.in_flight() == 0 {
                 break true;
@@ -193,6 +203,7 @@ impl Admission {
     pub(crate) fn wait_change(&self, limit: Duration) -> usize {
         let guard = self.lock();
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        seq_cst_accesses_order_this();
         let before = self.in_flight();
         if before != 0 {
             drop(
@@ -232,14 +243,15 @@ impl Admission {
 
 /// This thread's stripe: assigned round-robin the first time it finishes a task.
 fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Not the shim's: which stripe a thread uses changes no outcome.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     thread_local! {
         static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
     }
     STRIPE.with(|stripe| {
         let mut index = stripe.get();
         if index == usize::MAX {
-            index = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            index = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % STRIPES;
             stripe.set(index);
         }
         index
@@ -349,5 +361,111 @@ mod tests {
         });
         assert!(peak.load(Ordering::SeqCst) <= 4);
         assert_eq!(admission.in_flight(), 0);
+    }
+}
+
+#[cfg(all(test, plait_loom))]
+mod loom_test {
+    //! Run with `RUSTFLAGS="--cfg plait_loom" cargo test -p plait --lib --release loom_test`.
+    //!
+    //! The handshake between a spawner that waits for room and whatever makes room (a
+    //! finish, a released slot, a close): the waiter registers, looks again, and waits; the
+    //! other side changes the count, then notifies if it sees a waiter. Loom runs every
+    //! interleaving and fails on a lost wake-up (the waiter parked for good: a deadlock).
+
+    use std::time::Duration;
+
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicBool, Ordering};
+
+    use super::{Admission, Waiting};
+
+    struct Park;
+
+    impl Waiting for Park {
+        fn work(&mut self) -> bool {
+            false
+        }
+
+        fn park_limit(&self) -> Option<Duration> {
+            None
+        }
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(f);
+    }
+
+    /// A full strand of bound 1, and a spawner waiting in `admit` on its own thread.
+    fn full_with_a_waiter(
+        closed: &Arc<AtomicBool>,
+    ) -> (Arc<Admission>, loom::thread::JoinHandle<bool>) {
+        let admission = Arc::new(Admission::new(1));
+        assert!(admission.try_admit());
+        let waiter = {
+            let (admission, closed) = (Arc::clone(&admission), Arc::clone(closed));
+            loom::thread::spawn(move || {
+                admission.admit(|| closed.load(Ordering::SeqCst), &mut Park)
+            })
+        };
+        (admission, waiter)
+    }
+
+    #[test]
+    fn a_finish_admits_the_waiting_spawner() {
+        model(|| {
+            let closed = Arc::new(AtomicBool::new(false));
+            let (admission, waiter) = full_with_a_waiter(&closed);
+            admission.finish();
+            assert!(waiter.join().unwrap(), "admitted, not refused");
+            assert_eq!(admission.in_flight(), 1);
+        });
+    }
+
+    #[test]
+    fn a_released_slot_admits_the_waiting_spawner() {
+        model(|| {
+            let closed = Arc::new(AtomicBool::new(false));
+            let (admission, waiter) = full_with_a_waiter(&closed);
+            admission.release_while_waiting();
+            assert!(waiter.join().unwrap(), "admitted, not refused");
+            assert_eq!(
+                admission.in_flight(),
+                2,
+                "one beyond the bound while a slot is out"
+            );
+            admission.take_back();
+        });
+    }
+
+    #[test]
+    fn a_close_refuses_the_waiting_spawner() {
+        model(|| {
+            let closed = Arc::new(AtomicBool::new(false));
+            let (admission, waiter) = full_with_a_waiter(&closed);
+            closed.store(true, Ordering::SeqCst);
+            admission.wake_all();
+            assert!(!waiter.join().unwrap(), "refused, not admitted");
+            assert_eq!(admission.in_flight(), 1);
+        });
+    }
+
+    #[test]
+    fn two_spawners_racing_for_one_slot_get_it_once() {
+        model(|| {
+            let admission = Arc::new(Admission::new(1));
+            let other = {
+                let admission = Arc::clone(&admission);
+                loom::thread::spawn(move || admission.try_admit())
+            };
+            let mine = admission.try_admit();
+            let theirs = other.join().unwrap();
+            assert!(mine ^ theirs, "exactly one admitted: {mine} {theirs}");
+            assert_eq!(admission.in_flight(), 1);
+        });
     }
 }
