@@ -108,8 +108,9 @@ struct Book {
 struct Job {
     tasks: Vec<TaskSpec>,
     needs: Vec<Vec<usize>>,
-    /// The task each node runs (nodes are added in dependency order, tasks in file order).
-    task_of_node: Mutex<Vec<usize>>,
+    /// The task each node runs: nodes are added in the plan's dependency order (level by
+    /// level), tasks are numbered in name order.
+    task_of_node: Vec<usize>,
     /// The job file's folder: where commands run and relative paths start.
     base: PathBuf,
     journal: Mutex<Journal>,
@@ -121,6 +122,7 @@ struct Job {
 
 impl Job {
     fn new(plan: Plan, journal: Journal, base: PathBuf) -> Job {
+        let task_of_node = plan.dependency_order();
         let Plan {
             tasks,
             needs,
@@ -129,7 +131,7 @@ impl Job {
         Job {
             progress: Mutex::new(Progress::new(tasks.len())),
             books: Mutex::new(vec![Book::default(); tasks.len()]),
-            task_of_node: Mutex::new(Vec::new()),
+            task_of_node,
             tasks,
             needs,
             base,
@@ -144,10 +146,9 @@ impl Job {
 
     /// One node per task, on the coroutine strand, weighted by its `cpus`.
     fn graph(self: &Arc<Self>, rt: &Runtime) -> (Graph, Vec<Node<Finished>>) {
-        let order = topological(&self.needs);
         let mut graph = Graph::with_capacity(self.tasks.len());
         let mut nodes: Vec<Option<Node<Finished>>> = vec![None; self.tasks.len()];
-        for &task in &order {
+        for &task in &self.task_of_node {
             let needs: Vec<Node<Finished>> = self.needs[task]
                 .iter()
                 .map(|&need| nodes[need].expect("needs come first in dependency order"))
@@ -166,10 +167,6 @@ impl Job {
                 .keep();
             nodes[task] = Some(node);
         }
-        *self
-            .task_of_node
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = order;
         let nodes = nodes
             .into_iter()
             .map(|node| node.expect("every task has a node"))
@@ -258,10 +255,7 @@ impl Job {
     /// Shows failures, retries and skips as the scheduler reports them (starts and
     /// successes are shown by the tasks themselves).
     fn observe(&self, event: &Event<'_>) {
-        let task = self
-            .task_of_node
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)[event.node.index()];
+        let task = self.task_of_node[event.node.index()];
         let name = self.tasks[task].name.as_str();
         match event.kind {
             EventKind::Failed {
@@ -367,31 +361,6 @@ impl Job {
         outln!("\n{} tasks in {wall:.1?}", self.tasks.len());
         failed
     }
-}
-
-/// The tasks in an order where each comes after what it needs (the plan has no cycle).
-fn topological(needs: &[Vec<usize>]) -> Vec<usize> {
-    let mut order = Vec::with_capacity(needs.len());
-    let mut placed = vec![false; needs.len()];
-    // Depth-first from each task in file order; iterative, as a job may be a long chain.
-    for root in 0..needs.len() {
-        let mut stack = vec![(root, 0usize)];
-        while let Some((task, next)) = stack.pop() {
-            if placed[task] {
-                continue;
-            }
-            if let Some(&need) = needs[task].get(next) {
-                stack.push((task, next + 1));
-                if !placed[need] {
-                    stack.push((need, 0));
-                }
-            } else {
-                placed[task] = true;
-                order.push(task);
-            }
-        }
-    }
-    order
 }
 
 /// A task's error as the summary shows it: the task's own message, without the wrapping.

@@ -81,6 +81,11 @@ impl Plan {
         by_level
     }
 
+    /// Every task after everything it needs: the levels, one after another.
+    pub(crate) fn dependency_order(&self) -> Vec<usize> {
+        self.by_level().concat()
+    }
+
     /// The plan as text: each level and its tasks, with what each runs.
     pub(crate) fn text(&self) -> String {
         let mut out = String::new();

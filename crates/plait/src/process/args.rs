@@ -1,7 +1,11 @@
-//! [`EncodedArgs`]: a task's arguments as they travel when the task is called by name.
+//! A task's arguments and result as they travel to and from a worker: [`EncodedArgs`] when
+//! the task is called by name, [`encode_args`] and [`decode_output`] when it is called by
+//! its type.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::Task;
 use crate::{Error, Result};
 
 /// A task's arguments, encoded with `postcard`, and the name of the type they were encoded
@@ -86,4 +90,42 @@ impl EncodedArgs {
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
+}
+
+/// Encodes a task's arguments, refusing them if they are over the payload limit.
+pub(crate) fn encode_args<T: Task>(args: &T::Args, limit: usize) -> Result<Bytes> {
+    let bytes = postcard::to_allocvec(args).map_err(|error| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason: format!("the arguments could not be encoded: {error}"),
+    })?;
+    if bytes.len() > limit {
+        return Err(Error::PayloadTooLarge {
+            task: T::NAME.to_owned(),
+            bytes: bytes.len(),
+            limit,
+        });
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Decodes a task's result, all of it (bytes left over mean a result of another type).
+pub(crate) fn decode_output<T: Task>(bytes: &[u8]) -> Result<T::Output> {
+    let expected = std::any::type_name::<T::Output>();
+    let codec = |reason| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason,
+    };
+    let (output, rest) = postcard::take_from_bytes(bytes).map_err(|error| {
+        codec(format!(
+            "the result could not be decoded as `{expected}`: {error}"
+        ))
+    })?;
+    if !rest.is_empty() {
+        return Err(codec(format!(
+            "the result is {} bytes, of which {} were left after decoding a `{expected}`",
+            bytes.len(),
+            rest.len()
+        )));
+    }
+    Ok(output)
 }

@@ -458,3 +458,33 @@ fn take_stdio() -> io::Result<(Input, File)> {
     rustix::stdio::dup2_stdin(&null)?;
     Ok((input, output))
 }
+
+/// Lets the process strand run in a test binary, whose `main` belongs to the test harness.
+///
+/// Invoke it once, at the top level of each integration-test file (or in the crate's unit
+/// tests) that uses the process strand. It defines a test named
+/// [`__plait_worker__`](WORKER_TEST_NAME) that does nothing in a normal test run; the
+/// runtime starts its workers by running the test binary with that test's name as the
+/// filter, and the test becomes a worker there (it calls [`init`]).
+///
+/// ```ignore
+/// plait::test_worker!();
+///
+/// #[plait::task]
+/// fn double(x: i32) -> i32 { x * 2 }
+///
+/// #[test]
+/// fn doubles_in_a_worker() {
+///     let rt = plait::Runtime::new().unwrap();
+///     assert_eq!(rt.spawn_process(double::task(), 21).join().unwrap(), 42);
+/// }
+/// ```
+#[macro_export]
+macro_rules! test_worker {
+    () => {
+        #[test]
+        fn __plait_worker__() {
+            $crate::init();
+        }
+    };
+}
