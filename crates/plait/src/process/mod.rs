@@ -6,7 +6,7 @@
 //! memory cap is enforced by the kernel; a leak ends when the worker is recycled.
 //!
 //! * `#[plait::task]` on a function registers it by name, so that a worker can run it.
-//! * [`Runtime::spawn_process`](crate::Runtime::spawn_process): one task, the same [`Handle`] as the other strands.
+//! * [`Runtime::spawn_process`](crate::Runtime::spawn_process): one task, the same [`Handle`](crate::Handle) as the other strands.
 //! * [`Runtime::map_process`](crate::Runtime::map_process): many, batched so that tiny tasks do not pay a round trip each.
 //! * [`ProcessOptions`]: worker count, recycling, memory cap, payload limit, crash retries,
 //!   an initializer; given to [`Builder::processes`](crate::Builder::processes).
@@ -70,14 +70,14 @@
 //!
 //! | the task… | its handle reports | the pool |
 //! |---|---|---|
-//! | panics | [`Error::Panicked`] | the worker goes on |
-//! | aborts, segfaults, calls `exit`, is OOM-killed | [`Error::WorkerLost`] with the signal or status and what the task wrote to standard error | replaces the worker; the tasks queued behind go to other workers |
-//! | runs past its [time limit](crate::TaskBuilder::timeout) | [`Error::TimedOut`] | kills and replaces the worker |
-//! | allocates past the [memory cap](ProcessOptions::memory_limit) | [`Error::MemoryLimit`] | replaces the worker |
-//! | is given arguments of another type (by name) | [`Error::Codec`] naming both types | the worker goes on |
-//! | is cancelled while running | [`Error::Cancelled`] | kills and replaces the worker |
-//! | answers with a frame that does not decode | [`Error::Codec`] naming the task | kills and replaces the worker |
-//! | returns a result that does not decode as its type | [`Error::Codec`] naming the task | the worker goes on |
+//! | panics | [`Error::Panicked`](crate::Error::Panicked) | the worker goes on |
+//! | aborts, segfaults, calls `exit`, is OOM-killed | [`Error::WorkerLost`](crate::Error::WorkerLost) with the signal or status and what the task wrote to standard error | replaces the worker; the tasks queued behind go to other workers |
+//! | runs past its [time limit](crate::TaskBuilder::timeout) | [`Error::TimedOut`](crate::Error::TimedOut) | kills and replaces the worker |
+//! | allocates past the [memory cap](ProcessOptions::memory_limit) | [`Error::MemoryLimit`](crate::Error::MemoryLimit) | replaces the worker |
+//! | is given arguments of another type (by name) | [`Error::Codec`](crate::Error::Codec) naming both types | the worker goes on |
+//! | is cancelled while running | [`Error::Cancelled`](crate::Error::Cancelled) | kills and replaces the worker |
+//! | answers with a frame that does not decode | [`Error::Codec`](crate::Error::Codec) naming the task | kills and replaces the worker |
+//! | returns a result that does not decode as its type | [`Error::Codec`](crate::Error::Codec) naming the task | the worker goes on |
 //!
 //! A worker says in a page of memory it shares with the runtime which request it is on,
 //! so when it dies the runtime knows which task was running: that task alone is charged
@@ -95,12 +95,12 @@
 //! a crashing one may therefore run twice: make tasks with side effects idempotent, as for
 //! any queue that retries.
 //!
-//! [`Error::MemoryLimit`] is decided from facts, not from what a worker printed last: the
+//! [`Error::MemoryLimit`](crate::Error::MemoryLimit) is decided from facts, not from what a worker printed last: the
 //! cap was set, the worker aborted, and Rust's allocator reported a failed allocation while
 //! that task ran (at the end of a line of what the task wrote to standard error since it
 //! started, whatever came before and whatever backtrace follows). A task that prints those
-//! words and dies another way is [`Error::WorkerLost`]; one that prints them and aborts
-//! itself is taken at its word. [`Error::WorkerLost`] carries what the lost task wrote to
+//! words and dies another way is [`Error::WorkerLost`](crate::Error::WorkerLost); one that prints them and aborts
+//! itself is taken at its word. [`Error::WorkerLost`](crate::Error::WorkerLost) carries what the lost task wrote to
 //! standard error since it started (its first and last 2 KiB): what the runtime read after
 //! the worker began the task, which may begin with the end of what the task before wrote,
 //! should the runtime read it late.
