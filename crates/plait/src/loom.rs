@@ -66,3 +66,14 @@ pub(crate) mod cell {
 pub(crate) mod cell {
     pub(crate) use loom::cell::UnsafeCell;
 }
+
+/// Runs a model test: explores the interleavings of `f` with at most three preemptions
+/// (what tokio runs in CI; raise it with `LOOM_MAX_PREEMPTIONS`).
+#[cfg(all(test, plait_loom))]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}

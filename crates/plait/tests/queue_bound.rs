@@ -47,6 +47,15 @@ impl Drop for Leave<'_> {
     }
 }
 
+/// Every child ran once (their numbers add up), and no more tasks were alive at once than
+/// the bound and one per parent waiting for its children.
+fn assert_all_ran_within_the_bound(total: usize, live: &Live) {
+    let n = PARENTS * CHILDREN;
+    assert_eq!(total, n * (n - 1) / 2);
+    let peak = live.peak.load(Ordering::SeqCst);
+    assert!(peak <= BOUND + PARENTS, "{peak} alive at once");
+}
+
 #[test]
 fn thread_tasks_that_fill_the_bound_and_spawn_children_finish() {
     let rt = bounded();
@@ -82,10 +91,7 @@ fn thread_tasks_that_fill_the_bound_and_spawn_children_finish() {
                 .sum::<usize>()
         }
     });
-    let n = PARENTS * CHILDREN;
-    assert_eq!(total, n * (n - 1) / 2);
-    let peak = live.peak.load(Ordering::SeqCst);
-    assert!(peak <= BOUND + PARENTS, "{peak} alive at once");
+    assert_all_ran_within_the_bound(total, &live);
 }
 
 #[test]
@@ -125,10 +131,7 @@ fn coroutines_that_fill_the_bound_and_spawn_children_finish() {
                 .sum::<usize>()
         }
     });
-    let n = PARENTS * CHILDREN;
-    assert_eq!(total, n * (n - 1) / 2);
-    let peak = live.peak.load(Ordering::SeqCst);
-    assert!(peak <= BOUND + PARENTS, "{peak} alive at once");
+    assert_all_ran_within_the_bound(total, &live);
 }
 
 #[test]

@@ -138,14 +138,7 @@ mod loom_test {
 
     use super::ScopeLatch;
     use crate::error::Error;
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        if builder.preemption_bound.is_none() {
-            builder.preemption_bound = Some(3);
-        }
-        builder.check(f);
-    }
+    use crate::loom::model;
 
     /// The scope's owner and two jobs: each job writes to data it borrows from the owner's
     /// frame, the first also reports a panic, and each drops its guard. The owner gives up

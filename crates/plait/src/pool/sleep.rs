@@ -176,14 +176,7 @@ mod loom_test {
     use loom::sync::atomic::{AtomicUsize, Ordering};
 
     use super::Sleep;
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        if builder.preemption_bound.is_none() {
-            builder.preemption_bound = Some(3);
-        }
-        builder.check(f);
-    }
+    use crate::loom::model;
 
     /// A worker of the model: takes jobs from `queue` until it has seen `total` taken, with
     /// the pool's search-then-sleep cycle in between.

@@ -197,7 +197,7 @@ impl Spares {
     }
 
     /// Spare threads alive now.
-    #[cfg(test)]
+    #[cfg(all(test, not(plait_loom)))]
     pub(crate) fn alive(&self) -> usize {
         self.lock().alive
     }

@@ -258,23 +258,26 @@ fn stripe() -> usize {
     })
 }
 
+/// Parks until woken: the waiting of a thread that has nothing else to do (the tests'
+/// and the models' spawner).
+#[cfg(test)]
+struct Park;
+
+#[cfg(test)]
+impl Waiting for Park {
+    fn work(&mut self) -> bool {
+        false
+    }
+
+    fn park_limit(&self) -> Option<Duration> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
-
-    /// Parks until woken: the waiting of a thread that has nothing else to do.
-    struct Park;
-
-    impl Waiting for Park {
-        fn work(&mut self) -> bool {
-            false
-        }
-
-        fn park_limit(&self) -> Option<Duration> {
-            None
-        }
-    }
 
     #[test]
     fn admits_up_to_the_bound_then_refuses() {
@@ -373,32 +376,11 @@ mod loom_test {
     //! other side changes the count, then notifies if it sees a waiter. Loom runs every
     //! interleaving and fails on a lost wake-up (the waiter parked for good: a deadlock).
 
-    use std::time::Duration;
-
     use loom::sync::Arc;
     use loom::sync::atomic::{AtomicBool, Ordering};
 
-    use super::{Admission, Waiting};
-
-    struct Park;
-
-    impl Waiting for Park {
-        fn work(&mut self) -> bool {
-            false
-        }
-
-        fn park_limit(&self) -> Option<Duration> {
-            None
-        }
-    }
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        if builder.preemption_bound.is_none() {
-            builder.preemption_bound = Some(3);
-        }
-        builder.check(f);
-    }
+    use super::{Admission, Park};
+    use crate::loom::model;
 
     /// A full strand of bound 1, and a spawner waiting in `admit` on its own thread.
     fn full_with_a_waiter(

@@ -14,17 +14,8 @@ use loom::thread;
 
 use super::core::{CancelTask, Core, Task};
 use super::state::Reason;
+use crate::loom::model;
 use crate::{Error, TaskId};
-
-/// Explores the interleavings of `f` with at most three preemptions (what tokio runs in CI;
-/// raise it with `LOOM_MAX_PREEMPTIONS`).
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    builder.check(f);
-}
 
 /// Joins as `Handle::join` does: register the thread, park until complete.
 fn join<T>(task: &dyn Task<T>) -> crate::Result<T> {
