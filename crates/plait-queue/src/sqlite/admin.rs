@@ -1,0 +1,180 @@
+//! Looking at the embedded store's tasks, and the operator's actions on them: cancel,
+//! requeue the dead, purge, expire results.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use super::lifecycle::{id_value, task_id, to_json};
+use super::schema::{CANCELLED, DEAD, QUEUED, RUNNING, SUCCEEDED};
+use crate::clock::Millis;
+use crate::failure::{Failure, FailureKind};
+use crate::task::{Cancel, QueueStats, State, TaskId, TaskInfo};
+
+const COLUMNS: &str = "id, queue, state, priority, attempt, failures, crashes, enqueued_at,
+    ready_at, started_at, finished_at, expires_at, worker, lease_until, cancel_requested,
+    payload, result, error, reason";
+
+fn state(stored: i64) -> State {
+    match stored {
+        QUEUED => State::Queued,
+        RUNNING => State::Running,
+        SUCCEEDED => State::Succeeded,
+        DEAD => State::Dead,
+        _ => State::Cancelled,
+    }
+}
+
+fn task_info(row: &Row<'_>) -> rusqlite::Result<TaskInfo> {
+    let error: Option<String> = row.get(17)?;
+    Ok(TaskInfo {
+        id: task_id(row.get(0)?),
+        queue: row.get(1)?,
+        state: state(row.get(2)?),
+        priority: row.get(3)?,
+        attempts: row.get(4)?,
+        failures: row.get(5)?,
+        crashes: row.get(6)?,
+        enqueued_at: row.get(7)?,
+        ready_at: row.get(8)?,
+        started_at: row.get(9)?,
+        finished_at: row.get(10)?,
+        expires_at: row.get(11)?,
+        worker: row.get(12)?,
+        lease_until: row.get(13)?,
+        cancel_requested: row.get(14)?,
+        payload: row.get(15)?,
+        result: row.get(16)?,
+        // Written by this store from a `Failure`; should it not read back, the text stands.
+        error: error.map(|text| {
+            serde_json::from_str(&text).unwrap_or_else(|_| Failure::new(FailureKind::Other, text))
+        }),
+        reason: row.get(18)?,
+    })
+}
+
+pub(super) fn get(conn: &Connection, id: TaskId) -> rusqlite::Result<Option<TaskInfo>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?
+        .query_row([id_value(id)], task_info)
+        .optional()
+}
+
+pub(super) fn cancel(
+    tx: &Transaction<'_>,
+    id: TaskId,
+    now: Millis,
+) -> rusqlite::Result<Option<Cancel>> {
+    let found: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT state, result_ttl_ms FROM tasks WHERE id = ?1")?
+        .query_row([id_value(id)], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((stored, ttl)) = found else {
+        return Ok(None);
+    };
+    let cancel = match stored {
+        QUEUED => {
+            let failure = Failure::new(FailureKind::Cancelled, "cancelled before it ran");
+            tx.prepare_cached(
+                "UPDATE tasks SET state = ?1, finished_at = ?2, expires_at = ?3, error = ?4,
+                                  reason = 'cancelled before it ran'
+                  WHERE id = ?5",
+            )?
+            .execute(params![
+                CANCELLED,
+                now,
+                now.saturating_add(ttl),
+                to_json(&failure),
+                id_value(id)
+            ])?;
+            Cancel::Cancelled
+        }
+        RUNNING => {
+            tx.prepare_cached("UPDATE tasks SET cancel_requested = 1 WHERE id = ?1")?
+                .execute([id_value(id)])?;
+            Cancel::Requested
+        }
+        other => Cancel::AlreadyFinished(state(other)),
+    };
+    Ok(Some(cancel))
+}
+
+/// When the earliest waiting task on `queues` is ready.
+pub(super) fn next_ready(conn: &Connection, queues: &[&str]) -> rusqlite::Result<Option<Millis>> {
+    let mut earliest: Option<Millis> = None;
+    let mut first =
+        conn.prepare_cached("SELECT min(ready_at) FROM tasks WHERE state = 0 AND queue = ?1")?;
+    for queue in queues {
+        let at: Option<Millis> = first.query_row([queue], |row| row.get(0))?;
+        earliest = match (earliest, at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(earliest)
+}
+
+pub(super) fn queues(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<QueueStats>> {
+    let mut counts = conn.prepare_cached(
+        "SELECT queue,
+                sum(state = 0 AND ready_at <= ?1), sum(state = 0 AND ready_at > ?1),
+                sum(state = 1), sum(state = 2), sum(state = 3), sum(state = 4)
+           FROM tasks GROUP BY queue ORDER BY queue",
+    )?;
+    counts
+        .query_map([now], |row| {
+            let count = |i| row.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
+            Ok(QueueStats {
+                queue: row.get(0)?,
+                ready: count(1)?,
+                scheduled: count(2)?,
+                running: count(3)?,
+                succeeded: count(4)?,
+                dead: count(5)?,
+                cancelled: count(6)?,
+            })
+        })?
+        .collect()
+}
+
+pub(super) fn dead(
+    conn: &Connection,
+    queue: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<TaskInfo>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE state = 3 AND (?1 IS NULL OR queue = ?1)
+          ORDER BY finished_at, id LIMIT ?2"
+    ))?
+    .query_map(params![queue, limit], task_info)?
+    .collect()
+}
+
+pub(super) fn requeue_dead(
+    tx: &Transaction<'_>,
+    ids: Option<&[TaskId]>,
+    now: Millis,
+) -> rusqlite::Result<usize> {
+    const REQUEUE: &str = "UPDATE tasks SET state = 0, failures = 0, crashes = 0, ready_at = ?1,
+                                  finished_at = NULL, expires_at = NULL, reason = NULL
+                            WHERE state = 3";
+    match ids {
+        None => tx.prepare_cached(REQUEUE)?.execute([now]),
+        Some(ids) => {
+            let mut one = tx.prepare_cached(&format!("{REQUEUE} AND id = ?2"))?;
+            let mut requeued = 0;
+            for id in ids {
+                requeued += one.execute(params![now, id_value(*id)])?;
+            }
+            Ok(requeued)
+        }
+    }
+}
+
+pub(super) fn purge(tx: &Transaction<'_>, queue: Option<&str>) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM tasks WHERE state = 0 AND (?1 IS NULL OR queue = ?1)")?
+        .execute([queue])
+}
+
+pub(super) fn expire(tx: &Transaction<'_>, now: Millis) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM tasks WHERE expires_at <= ?1 AND state IN (?2, ?3)")?
+        .execute(params![now, SUCCEEDED, CANCELLED])
+}

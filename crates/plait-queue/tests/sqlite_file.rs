@@ -1,0 +1,254 @@
+//! The embedded store and its file: what it refuses to open, what it says when the file
+//! is locked or the disk is full, and what survives kill -9 of every process writing it.
+//!
+//! Some checks run a child: this test binary again, in a role named by `PLAIT_QUEUE_ROLE`
+//! (the `child_role` test below is the child's entry point and does nothing otherwise).
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TempFolder;
+use plait_queue::{ErrorKind, NewTask, Payload, QueueError, SqliteStore, Store, TaskId};
+
+const ROLE: &str = "PLAIT_QUEUE_ROLE";
+const FILE: &str = "PLAIT_QUEUE_FILE";
+
+fn task(n: usize) -> NewTask {
+    NewTask::new(Payload::command(["echo", &n.to_string()]).encode())
+}
+
+#[test]
+fn another_programs_database_is_refused_by_name() {
+    let folder = TempFolder::new("foreign");
+    let path = folder.path().join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('ada');")
+        .unwrap();
+    let error = SqliteStore::open(&path).err().unwrap();
+    assert_eq!(error.kind(), ErrorKind::Unreadable);
+    let said = error.to_string();
+    assert!(said.contains(&path.display().to_string()), "{said}");
+    assert!(said.contains("another program's SQLite database"), "{said}");
+    // And it was left as it was.
+    let users: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(users, 1);
+}
+
+#[test]
+fn a_queue_written_by_a_newer_plait_is_refused_with_both_versions() {
+    let folder = TempFolder::new("newer");
+    let path = folder.path().join("queue.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99;")
+        .unwrap();
+    let error = SqliteStore::open(&path).err().unwrap();
+    assert!(
+        matches!(
+            error,
+            QueueError::SchemaTooNew {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_named_and_left_alone() {
+    let folder = TempFolder::new("garbage");
+    let path = folder.path().join("queue.db");
+    let garbage = vec![0xA5_u8; 8192];
+    std::fs::write(&path, &garbage).unwrap();
+    let error = SqliteStore::open(&path).err().unwrap();
+    assert_eq!(error.kind(), ErrorKind::Unreadable, "{error}");
+    assert!(error.to_string().contains(&path.display().to_string()));
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[test]
+fn a_file_locked_past_the_busy_timeout_is_named_and_nothing_is_lost() {
+    let folder = TempFolder::new("locked");
+    let path = folder.path().join("queue.db");
+    let store = SqliteStore::builder(&path)
+        .busy_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let kept = store.enqueue(&task(1)).unwrap().id;
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    let error = store.enqueue(&task(2)).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Busy, "{error}");
+    let said = error.to_string();
+    assert!(
+        said.contains(&path.display().to_string()) && said.contains("locked"),
+        "{said}"
+    );
+    holder.execute_batch("COMMIT;").unwrap();
+    let after = store.enqueue(&task(3)).unwrap().id;
+    assert!(store.get(kept).unwrap().is_some());
+    assert!(store.get(after).unwrap().is_some());
+    assert_eq!(
+        store.queues().unwrap()[0].ready,
+        2,
+        "the refused enqueue stored nothing"
+    );
+}
+
+/// The child's side of the checks below; a no-op in a normal run.
+#[test]
+fn child_role() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let path = std::env::var(FILE).unwrap();
+    match role.as_str() {
+        "enqueue-forever" => enqueue_forever(Path::new(&path)),
+        "fill-the-disk" => fill_the_disk(Path::new(&path)),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Enqueues one task after another, in batches of 1 to 8, and prints each batch's
+/// acknowledged ids (`acked 4 5 6`) once its enqueue has returned; runs until killed.
+fn enqueue_forever(path: &Path) {
+    let store = SqliteStore::open(path).unwrap();
+    let mut n = 0_usize;
+    loop {
+        let batch: Vec<NewTask> = (0..1 + n % 8).map(|i| task(n + i)).collect();
+        n += batch.len();
+        let done = store.enqueue_all(&batch).unwrap();
+        let ids: Vec<String> = done.iter().map(|e| e.id.to_string()).collect();
+        println!("acked {}", ids.join(" "));
+    }
+}
+
+/// Enqueues 4 KiB tasks until the disk is full; checks the error names the file and that
+/// everything acknowledged reads back from a fresh connection; prints the count.
+fn fill_the_disk(path: &Path) {
+    let store = SqliteStore::open(path).unwrap();
+    let mut acknowledged = Vec::new();
+    let error = loop {
+        let payload = vec![b'x'; 4096];
+        match store.enqueue(&NewTask::new(payload)) {
+            Ok(done) => acknowledged.push(done.id),
+            Err(error) => break error,
+        }
+        assert!(acknowledged.len() < 100_000, "the disk never filled");
+    };
+    assert_eq!(error.kind(), ErrorKind::DiskFull, "{error}");
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
+    drop(store);
+    let reopened = SqliteStore::open(path).unwrap();
+    for id in &acknowledged {
+        assert!(reopened.get(*id).unwrap().is_some(), "task {id} was lost");
+    }
+    println!("acknowledged {} before: {error}", acknowledged.len());
+}
+
+fn child(role: &str, path: &Path) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .env(FILE, path);
+    command
+}
+
+#[test]
+fn every_acknowledged_enqueue_survives_kill_9_of_the_writer_again_and_again() {
+    const KILLS: usize = 20;
+    let folder = TempFolder::new("kill9");
+    let path = folder.path().join("queue.db");
+    let mut acknowledged: HashSet<TaskId> = HashSet::new();
+    for round in 0..KILLS {
+        let mut writer = child("enqueue-forever", &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill it at a different point of its run each round.
+        let mut output = BufReader::new(writer.stdout.take().unwrap());
+        let started = Instant::now();
+        let wanted = 20 + (round * 37) % 200;
+        let mut batches = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if output.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            // Only whole lines count: the kill may cut the last one short.
+            if let Some(ids) = line
+                .strip_prefix("acked ")
+                .and_then(|l| l.strip_suffix('\n'))
+            {
+                acknowledged.extend(ids.split(' ').map(|id| id.parse::<TaskId>().unwrap()));
+                batches += 1;
+                if batches == wanted {
+                    writer.kill().unwrap();
+                }
+            }
+        }
+        writer.wait().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60));
+        let store = SqliteStore::open(&path).unwrap();
+        let total: u64 = store.queues().unwrap().iter().map(|q| q.ready).sum();
+        assert!(total >= acknowledged.len() as u64);
+        for id in &acknowledged {
+            assert!(
+                store.get(*id).unwrap().is_some(),
+                "round {round}: task {id} was lost"
+            );
+        }
+    }
+    assert!(acknowledged.len() > KILLS * 20);
+}
+
+#[test]
+fn a_full_disk_is_named_and_nothing_acknowledged_is_lost() {
+    // A small tmpfs of our own, in a user and mount namespace (no root needed, and
+    // nothing is left mounted): the child fills it, then checks what it was told.
+    let folder = TempFolder::new("full");
+    let mount = folder.path().join("small");
+    std::fs::create_dir_all(&mount).unwrap();
+    let test = std::env::current_exe().unwrap();
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=1m plait-queue-test \"$1\" && \
+             exec \"$2\" --exact child_role --nocapture --test-threads=1",
+        )
+        .arg("sh")
+        .arg(&mount)
+        .arg(&test)
+        .env(ROLE, "fill-the-disk")
+        .env(FILE, mount.join("queue.db"))
+        .output()
+        .expect("unshare(1) runs: util-linux is installed");
+    let mut said = String::from_utf8_lossy(&output.stdout).into_owned();
+    (&output.stderr[..]).read_to_string(&mut said).unwrap();
+    assert!(
+        output.status.success(),
+        "the child failed (it needs user namespaces to mount a small tmpfs): {said}"
+    );
+    assert!(
+        said.contains("acknowledged") && said.contains("disk is full"),
+        "{said}"
+    );
+}
