@@ -5,6 +5,7 @@ mod common;
 mod conformance;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::TempFolder;
 use conformance::{Fixture, conformance_suite};
@@ -21,6 +22,8 @@ fn fixture() -> Fixture {
             Arc::new(
                 SqliteStore::builder(&path)
                     .clock(opener.clone())
+                    // Waiters here must be woken: no periodic look may hide a missed one.
+                    .look_every(Duration::from_secs(3600))
                     .build()
                     .unwrap(),
             )

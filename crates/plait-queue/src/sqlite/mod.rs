@@ -23,7 +23,7 @@ use crate::store::Store;
 use crate::task::{
     Beat, Cancel, Completion, Enqueued, Lease, NewTask, Outcome, QueueStats, TaskId, TaskInfo,
 };
-use watch::Watch;
+use watch::{Bell, Watch};
 
 /// The largest payload a store takes by default: 1 MiB.
 pub const DEFAULT_PAYLOAD_LIMIT: usize = 1 << 20;
@@ -64,6 +64,8 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     payload_limit: usize,
     busy_timeout: Duration,
+    bell: Bell,
+    look_every: Duration,
 }
 
 /// Builds a [`SqliteStore`]: see [`SqliteStore::builder`].
@@ -74,6 +76,7 @@ pub struct SqliteBuilder {
     clock: Arc<dyn Clock>,
     payload_limit: usize,
     busy_timeout: Duration,
+    look_every: Duration,
 }
 
 impl SqliteBuilder {
@@ -100,6 +103,15 @@ impl SqliteBuilder {
     /// [`QueueError::Locked`] (default 10 s).
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long a waiter ([`wait_finished`](Store::wait_finished),
+    /// [`wait_for_work`](Store::wait_for_work)) sleeps at most between looks (default
+    /// 1 s). Waiters are woken by every commit; this bounds the wait only when a wake-up
+    /// is missed (a writer killed between its commit and its wake-up call).
+    pub fn look_every(mut self, period: Duration) -> Self {
+        self.look_every = period;
         self
     }
 
@@ -150,6 +162,8 @@ impl SqliteBuilder {
             }
         }
         Ok(SqliteStore {
+            bell: Bell::open(&path),
+            look_every: self.look_every,
             path,
             conn: Mutex::new(conn),
             clock: self.clock,
@@ -177,6 +191,7 @@ impl SqliteStore {
             clock: Arc::new(SystemClock),
             payload_limit: DEFAULT_PAYLOAD_LIMIT,
             busy_timeout: Duration::from_secs(10),
+            look_every: Duration::from_secs(1),
         }
     }
 
@@ -209,7 +224,9 @@ impl SqliteStore {
             tx.commit()?;
             Ok(value)
         };
-        run().map_err(|e| self.error(&e, started))
+        let value = run().map_err(|e| self.error(&e, started))?;
+        self.bell.ring();
+        Ok(value)
     }
 
     /// Runs `f` on the connection (reads see one snapshot per statement).
@@ -306,7 +323,7 @@ impl Store for SqliteStore {
             if task.state.is_finished() || left.is_zero() {
                 return Ok(task);
             }
-            watch.wait(left);
+            watch.wait(left.min(self.look_every));
         }
     }
 
@@ -321,7 +338,8 @@ impl Store for SqliteStore {
             Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
             None => timeout,
         };
-        watch.wait(wait.min(deadline.saturating_duration_since(Instant::now())));
+        let left = deadline.saturating_duration_since(Instant::now());
+        watch.wait(wait.min(left).min(self.look_every));
         Ok(())
     }
 
