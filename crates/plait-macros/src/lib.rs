@@ -21,6 +21,19 @@ use syn::{FnArg, ItemFn, Pat, ReturnType, Type, parse_macro_input};
 /// same name in one module (possible only inside function bodies) would share it; the
 /// registry keeps one and warns.
 ///
+/// Two arguments, both optional, fix what queued work sees:
+///
+/// * `name = "…"`: the registered name, instead of the path (keep it when the function
+///   moves, or give it a short public name);
+/// * `version = N` (default 1): raise it when the arguments or the meaning change, so that
+///   work queued for the old version is refused by a worker with the new one (a dead
+///   letter that says why) rather than misread.
+///
+/// ```ignore
+/// #[plait::task(name = "thumbs.resize", version = 2)]
+/// fn resize(path: String, width: u32) -> u64 { /* ... */ 0 }
+/// ```
+///
 /// ```ignore
 /// #[plait::task]
 /// fn square(x: u64) -> u64 {
@@ -35,20 +48,50 @@ use syn::{FnArg, ItemFn, Pat, ReturnType, Type, parse_macro_input};
 /// ```
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
-    if !attr.is_empty() {
-        let attr = proc_macro2::TokenStream::from(attr);
-        return syn::Error::new(attr.span(), "#[plait::task] takes no arguments")
-            .to_compile_error()
-            .into();
-    }
+    let mut options = Options::default();
+    let parser = syn::meta::parser(|meta| options.parse(&meta));
+    parse_macro_input!(attr with parser);
     let function = parse_macro_input!(item as ItemFn);
-    match expand(&function) {
+    match expand(&function, &options) {
         Ok(tokens) => tokens.into(),
         Err(error) => error.to_compile_error().into(),
     }
 }
 
-fn expand(function: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+/// `#[plait::task(name = "…", version = N)]`.
+#[derive(Default)]
+struct Options {
+    name: Option<syn::LitStr>,
+    version: Option<u32>,
+}
+
+impl Options {
+    fn parse(&mut self, meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+        if meta.path.is_ident("name") {
+            let name: syn::LitStr = meta.value()?.parse()?;
+            if name.value().trim().is_empty() {
+                return Err(syn::Error::new(
+                    name.span(),
+                    "a task's name cannot be empty",
+                ));
+            }
+            self.name = Some(name);
+            Ok(())
+        } else if meta.path.is_ident("version") {
+            let version: syn::LitInt = meta.value()?.parse()?;
+            let value: u32 = version.base10_parse()?;
+            if value == 0 {
+                return Err(syn::Error::new(version.span(), "versions start at 1"));
+            }
+            self.version = Some(value);
+            Ok(())
+        } else {
+            Err(meta.error("#[plait::task] takes `name = \"…\"` and `version = N`, nothing else"))
+        }
+    }
+}
+
+fn expand(function: &ItemFn, options: &Options) -> syn::Result<proc_macro2::TokenStream> {
     let signature = &function.sig;
     if let Some(asyncness) = &signature.asyncness {
         return Err(syn::Error::new(
@@ -100,6 +143,15 @@ fn expand(function: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         [one] => (quote!(#one), quote!(#(#args)*)),
         many => (quote!((#(#many,)*)), quote!((#(#args,)*))),
     };
+    let registered_name = match &options.name {
+        Some(name) => quote!(#name),
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#name)
+        )),
+    };
+    let version = options.version.unwrap_or(1);
     let doc = format!(
         "The registered task [`{name}`](fn@{name}): pass `{name}::task()` to \
          `Runtime::spawn_process` or `Runtime::map_process`."
@@ -125,7 +177,8 @@ fn expand(function: &ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         impl ::plait::process::Task for #name {
             type Args = #args_type;
             type Output = #output;
-            const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name));
+            const NAME: &'static str = #registered_name;
+            const VERSION: u32 = #version;
 
             fn run(args: Self::Args) -> Self::Output {
                 let #destructure = args;

@@ -153,6 +153,6 @@ pub(crate) use call::Call;
 pub use command::{Command, CommandError, CommandOutput, run_command};
 pub use map::{MapProcess, MapProcessUnordered};
 pub use options::{DEFAULT_PAYLOAD_LIMIT, ProcessOptions};
-pub use registry::{Registration, Task, registered_tasks, run_by_name_json};
+pub use registry::{Registration, Task, registered_tasks, run_by_name_json, task_version};
 pub(crate) use strand::ProcessStrand;
 pub use worker::{WORKER_TEST_NAME, init};

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::EncodedArgs;
 use super::codec;
 use super::slot::Slot;
 use crate::Error;
@@ -21,8 +22,12 @@ pub trait Task: Copy + Send + Sync + 'static {
     type Args: Serialize + DeserializeOwned + Send + 'static;
     /// The result.
     type Output: Serialize + DeserializeOwned + Send + 'static;
-    /// The registered name: the function's module path and name.
+    /// The registered name: the function's module path and name, or the `name` given
+    /// to `#[plait::task(name = "…")]`.
     const NAME: &'static str;
+    /// The version given to `#[plait::task(version = N)]` (1 if none): work queued for
+    /// another version of the task is refused rather than misread.
+    const VERSION: u32 = 1;
 
     /// Runs the function (in a worker process, or here).
     fn run(args: Self::Args) -> Self::Output;
@@ -32,11 +37,14 @@ pub trait Task: Copy + Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Registration {
     pub(crate) name: &'static str,
+    pub(crate) version: u32,
     /// The name of the arguments' type, checked against a call by name's.
     pub(crate) args_type: fn() -> &'static str,
     pub(crate) run: RunOne,
     pub(crate) run_batch: RunBatch,
     pub(crate) run_json: RunJson,
+    pub(crate) args_from_json: ArgsFromJson,
+    pub(crate) output_to_json: OutputToJson,
 }
 
 /// Runs a call: its encoded arguments in, its encoded result appended to the output.
@@ -47,6 +55,10 @@ pub(crate) type RunBatch = fn(&[u8], u32, &mut Vec<u8>, Option<&Slot>) -> Result
 /// Runs a call here with JSON arguments; its result as JSON. For callers that know the
 /// task only by name and its arguments only as text: a command line.
 pub(crate) type RunJson = fn(&str) -> Result<String, Error>;
+/// Reads JSON arguments as the task's, and encodes them for a worker.
+pub(crate) type ArgsFromJson = fn(&str) -> Result<EncodedArgs, Error>;
+/// Decodes a worker's encoded result, and writes it as JSON.
+pub(crate) type OutputToJson = fn(&[u8]) -> Result<String, Error>;
 
 impl Registration {
     /// The registration of `T`.
@@ -54,10 +66,13 @@ impl Registration {
     pub const fn of<T: Task>() -> Self {
         Registration {
             name: T::NAME,
+            version: T::VERSION,
             args_type: std::any::type_name::<T::Args>,
             run: run_erased::<T>,
             run_batch: run_batch_erased::<T>,
             run_json: run_json::<T>,
+            args_from_json: args_from_json::<T>,
+            output_to_json: output_to_json::<T>,
         }
     }
 }
@@ -101,6 +116,34 @@ fn run_json<T: Task>(args: &str) -> Result<String, Error> {
         task: T::NAME.to_owned(),
         reason: format!("the result does not encode as JSON: {error}"),
     })
+}
+
+/// Reads JSON arguments as `T`'s, encoded for a worker.
+fn args_from_json<T: Task>(args: &str) -> Result<EncodedArgs, Error> {
+    let args: T::Args = serde_json::from_str(args).map_err(|error| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason: format!(
+            "the arguments `{args}` are not JSON of the task's argument type, `{}`: {error}",
+            std::any::type_name::<T::Args>()
+        ),
+    })?;
+    EncodedArgs::encode(&args)
+}
+
+/// A worker's encoded result of `T`, as JSON.
+fn output_to_json<T: Task>(bytes: &[u8]) -> Result<String, Error> {
+    let output = super::decode_output::<T>(bytes)?;
+    serde_json::to_string(&output).map_err(|error| Error::Codec {
+        task: T::NAME.to_owned(),
+        reason: format!("the result does not encode as JSON: {error}"),
+    })
+}
+
+/// The version of the registered task `name` (see `#[plait::task(version = N)]`), or
+/// `None` if no task has that name.
+#[must_use]
+pub fn task_version(name: &str) -> Option<u32> {
+    lookup(name).map(|registration| registration.version)
 }
 
 /// Runs the registered task `name` here, on this thread, with arguments given as JSON (a

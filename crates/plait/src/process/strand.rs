@@ -130,14 +130,46 @@ impl ProcessStrand {
         args: EncodedArgs,
         timeout: Option<Duration>,
     ) -> Handle<Vec<u8>> {
-        let strand = self;
-        let refused = |error| Handle::ready(TaskId::next(), Err(error));
-        let Some(registration) = registry::lookup(name) else {
-            return refused(registry::unknown_task(name));
-        };
+        match self.call_by_name(name, args, timeout) {
+            Ok(reply) => self.coroutines.spawn_counted(reply, self.number),
+            Err(error) => Handle::ready(TaskId::next(), Err(error)),
+        }
+    }
+
+    /// Runs the task registered as `name` with arguments and result as JSON, with an
+    /// optional hard time limit; see `Runtime::spawn_process_json`.
+    pub(crate) fn spawn_json(
+        &self,
+        name: &str,
+        args: &str,
+        timeout: Option<Duration>,
+    ) -> Handle<String> {
+        let call = registry::lookup(name)
+            .ok_or_else(|| registry::unknown_task(name))
+            .and_then(|registration| {
+                let args = (registration.args_from_json)(args)?;
+                let reply = self.call_by_name(name, args, timeout)?;
+                Ok((reply, registration.output_to_json))
+            });
+        match call {
+            Ok((reply, to_json)) => self
+                .coroutines
+                .spawn_counted(async move { to_json(&reply.await?) }, self.number),
+            Err(error) => Handle::ready(TaskId::next(), Err(error)),
+        }
+    }
+
+    /// Submits a call of the task registered as `name`; its encoded result to come.
+    fn call_by_name(
+        &self,
+        name: &str,
+        args: EncodedArgs,
+        timeout: Option<Duration>,
+    ) -> Result<impl Future<Output = Result<Vec<u8>>> + Send + 'static> {
+        let registration = registry::lookup(name).ok_or_else(|| registry::unknown_task(name))?;
         let takes = (registration.args_type)();
         if args.type_name() != takes {
-            return refused(Error::Codec {
+            return Err(Error::Codec {
                 task: registration.name.to_owned(),
                 reason: format!(
                     "the arguments were encoded as `{}`, but the task takes `{takes}`",
@@ -146,22 +178,17 @@ impl ProcessStrand {
             });
         }
         let args = args.into_bytes();
-        let pool = match strand.pool() {
-            Ok(pool) => Arc::clone(pool),
-            Err(error) => return refused(error),
-        };
+        let pool = Arc::clone(self.pool()?);
         if args.len() > pool.options.payload_limit {
-            return refused(Error::PayloadTooLarge {
+            return Err(Error::PayloadTooLarge {
                 task: name.to_owned(),
                 bytes: args.len(),
                 limit: pool.options.payload_limit,
             });
         }
-        if let Err(error) = strand.state.admit() {
-            return refused(error);
-        }
+        self.state.admit()?;
         let call = Call::submit(&pool, registration.name, Payload::One(args.into()), timeout);
-        let future = async move {
+        Ok(async move {
             match call.reply().await {
                 Some(Reply::One(result)) => result.map(|bytes| bytes.to_vec()),
                 Some(Reply::Batch(_) | Reply::BatchLost { .. }) => {
@@ -169,8 +196,7 @@ impl ProcessStrand {
                 }
                 None => Err(Error::Cancelled),
             }
-        };
-        self.coroutines.spawn_counted(future, self.number)
+        })
     }
 
     /// Starts the workers now and waits until every one serves.

@@ -90,6 +90,51 @@ impl Runtime {
         self.spawn_process_by_name_with(name, args, None)
     }
 
+    /// Runs the task registered as `name` with its arguments as JSON (several as a JSON
+    /// array) and returns its result as JSON: the way in for work that arrives by name as
+    /// text, as from a queue or another language. The task runs in a worker process as
+    /// [`spawn_process`](Runtime::spawn_process) runs it; the JSON is read and written
+    /// here.
+    ///
+    /// # Errors
+    ///
+    /// The handle reports [`Error::UnknownTask`](crate::Error::UnknownTask) if no task has
+    /// that name; [`Error::Codec`](crate::Error::Codec) if the arguments are not JSON of
+    /// the task's argument type (the message names the type), or the result does not
+    /// write as JSON; otherwise as for [`spawn_process`](Runtime::spawn_process).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[plait::task(name = "math.add", version = 2)]
+    /// fn add(a: i64, b: i64) -> i64 {
+    ///     a + b
+    /// }
+    ///
+    /// fn main() -> plait::Result<()> {
+    ///     plait::init();
+    ///     let rt = plait::Runtime::new()?;
+    ///     assert_eq!(plait::process::task_version("math.add"), Some(2));
+    ///     assert_eq!(rt.spawn_process_json("math.add", "[2, 3]").join()?, "5");
+    ///     let err = rt.spawn_process_json("math.add", r#""five""#).join().unwrap_err();
+    ///     assert!(err.to_string().contains("(i64, i64)"), "{err}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn spawn_process_json(&self, name: &str, args: &str) -> Handle<String> {
+        self.shared.processes.spawn_json(name, args, None)
+    }
+
+    /// [`spawn_process_json`](Runtime::spawn_process_json) with a hard time limit.
+    pub(crate) fn spawn_process_json_with(
+        &self,
+        name: &str,
+        args: &str,
+        timeout: Option<Duration>,
+    ) -> Handle<String> {
+        self.shared.processes.spawn_json(name, args, timeout)
+    }
+
     /// [`spawn_process_by_name`](Runtime::spawn_process_by_name) with a hard time limit.
     pub(crate) fn spawn_process_by_name_with(
         &self,

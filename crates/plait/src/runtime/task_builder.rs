@@ -67,6 +67,13 @@ impl TaskBuilder<'_> {
         self.rt.spawn_process_with(task, args, self.limit)
     }
 
+    /// Runs the task registered as `name` with JSON arguments in a worker process; see
+    /// [`Runtime::spawn_process_json`]. A time limit here is hard, as for
+    /// [`spawn_process`](TaskBuilder::spawn_process).
+    pub fn spawn_process_json(self, name: &str, args: &str) -> Handle<String> {
+        self.rt.spawn_process_json_with(name, args, self.limit)
+    }
+
     /// Spawns `future` on the coroutine strand; see [`Runtime::spawn_async`].
     pub fn spawn_async<Fut>(self, future: Fut) -> Handle<Fut::Output>
     where
