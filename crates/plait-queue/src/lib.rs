@@ -42,6 +42,7 @@ mod payload;
 mod sqlite;
 mod store;
 mod task;
+mod worker;
 
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{ErrorKind, QueueError, Result};
@@ -53,3 +54,4 @@ pub use task::{
     Beat, Cancel, Completion, DEFAULT_RESULT_TTL, Enqueued, Lease, NewTask, Outcome, QueueStats,
     RetryPolicy, Start, State, TaskId, TaskInfo,
 };
+pub use worker::{Stopper, Worker, WorkerBuilder, WorkerReport};
