@@ -10,6 +10,7 @@ mod job;
 mod journal;
 mod matrix;
 mod progress;
+mod queue;
 mod run;
 
 use std::process::ExitCode;
@@ -42,6 +43,22 @@ enum Command {
     /// Run a job file: each task's command once what it needs has succeeded, as many at
     /// once as --jobs allows; print each task's output under its name, then a summary.
     Run(run::Args),
+    /// Put a command on the durable queue, to be run by a `plait worker`; print its id.
+    Submit(queue::SubmitArgs),
+    /// Run the queue's tasks until SIGTERM (drain) or a second signal (stop now).
+    Worker(queue::WorkerArgs),
+    /// A task's state by id, or every queue's counts.
+    Status(queue::StatusArgs),
+    /// A finished task's result (a command's output); --wait to wait for it.
+    Result(queue::ResultArgs),
+    /// Cancel a task: at once if it waits, at its worker's next heartbeat if it runs.
+    Cancel(queue::CancelArgs),
+    /// Every queue's tasks, counted by state.
+    Queues(queue::QueuesArgs),
+    /// The dead letters, with why each died; --requeue or --all puts them back.
+    Dead(queue::DeadArgs),
+    /// Delete the waiting tasks of a queue, or of all.
+    Purge(queue::PurgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +72,14 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Matrix(args) => matrix::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Submit(args) => queue::submit(&args),
+        Command::Worker(args) => queue::worker::run(&args),
+        Command::Status(args) => queue::status(&args),
+        Command::Result(args) => queue::result(&args),
+        Command::Cancel(args) => queue::cancel(&args),
+        Command::Queues(args) => queue::queues(&args),
+        Command::Dead(args) => queue::dead(&args),
+        Command::Purge(args) => queue::purge(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -110,14 +110,18 @@ fn no_backoff(max_retries: u32, crash_budget: u32) -> RetryPolicy {
 #[test]
 fn a_command_and_a_registered_task_run_and_their_results_are_kept() {
     let queue = Running::start(Duration::from_secs(30), Duration::from_secs(5));
-    let echo = queue.enqueue(command(&["echo", "hello"]));
+    let echo = queue.enqueue(command(&[
+        "sh",
+        "-c",
+        "echo hello $PLAIT_TASK_ID $PLAIT_ATTEMPT",
+    ]));
     let task = queue.enqueue(NewTask::new(
         Payload::task("test.double", 2, &21).unwrap().encode(),
     ));
     let echo = queue.finished(echo);
     assert_eq!(echo.state, State::Succeeded, "{echo:?}");
     let result: serde_json::Value = serde_json::from_slice(&echo.result.unwrap()).unwrap();
-    assert_eq!(result["stdout"], "hello\n");
+    assert_eq!(result["stdout"], format!("hello {} 1\n", echo.id));
     assert_eq!(result["code"], 0);
     let task = queue.finished(task);
     assert_eq!(task.state, State::Succeeded, "{task:?}");

@@ -48,12 +48,19 @@ impl Run {
     }
 }
 
-/// Starts the attempt, or says at once why no worker can run it.
-pub(super) fn start(rt: &Runtime, lease: &Lease) -> Result<Started, Outcome> {
+/// Starts the attempt, or says at once why no worker can run it. A command sees its
+/// task's id, its attempt's number and the worker's name in `PLAIT_TASK_ID`,
+/// `PLAIT_ATTEMPT` and `PLAIT_WORKER` (say, to name its output, or to make a side effect
+/// idempotent).
+pub(super) fn start(rt: &Runtime, lease: &Lease, worker: &str) -> Result<Started, Outcome> {
     let payload = Payload::decode(&lease.payload).map_err(Outcome::Rejected)?;
     match payload {
         Payload::Command { argv, env, cwd } => {
-            let mut command = Command::new(argv[0].clone()).args(argv[1..].iter().cloned());
+            let mut command = Command::new(argv[0].clone())
+                .args(argv[1..].iter().cloned())
+                .env("PLAIT_TASK_ID", lease.id.to_string())
+                .env("PLAIT_ATTEMPT", lease.attempt.to_string())
+                .env("PLAIT_WORKER", worker);
             for (key, value) in env {
                 command = command.env(key, value);
             }

@@ -411,7 +411,7 @@ impl Loop {
             let _ = self.want_work.send(());
         }
         for lease in leases {
-            match attempt::start(&self.worker.rt, &lease) {
+            match attempt::start(&self.worker.rt, &lease, &self.worker.name) {
                 Ok(started) => {
                     let tell = self.worker.messages.clone();
                     let (id, number) = (lease.id, lease.attempt);

@@ -1,0 +1,293 @@
+//! Where the queue is and how it is kept: `plait.toml`'s `[queue]` table, then `PLAIT_*`
+//! variables over it, each checked with an error that names the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plait_queue::{Durability, SqliteStore};
+use serde::Deserialize;
+
+/// The file plait looks for in the current directory.
+const FILE: &str = "plait.toml";
+
+/// The queue's settings, with their defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Config {
+    /// The embedded store's file.
+    pub(crate) path: PathBuf,
+    pub(crate) durability: Durability,
+    /// The queue `submit` uses and `worker` serves when none is named.
+    pub(crate) queue: String,
+    pub(crate) payload_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: PathBuf::from(".plait/queue.db"),
+            durability: Durability::Process,
+            queue: "default".to_owned(),
+            payload_limit: plait_queue::DEFAULT_PAYLOAD_LIMIT,
+        }
+    }
+}
+
+/// `plait.toml`, as written: every key optional, none unknown.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    queue: Option<QueueTable>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct QueueTable {
+    path: Option<PathBuf>,
+    durability: Option<String>,
+    default_queue: Option<String>,
+    payload_limit: Option<usize>,
+}
+
+impl Config {
+    /// The settings for a run in `dir`: the defaults, then `dir/plait.toml`, then the
+    /// `PLAIT_*` variables in `env`.
+    pub(crate) fn load(dir: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let mut config = Config {
+            path: dir.join(Config::default().path),
+            ..Config::default()
+        };
+        let file = dir.join(FILE);
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let parsed: File = toml::from_str(&text)
+                .map_err(|error| format!("{}: {}", file.display(), error.message()))?;
+            if let Some(table) = parsed.queue {
+                let at = |key: &str| format!("{} [queue] {key}", file.display());
+                if let Some(path) = table.path {
+                    config.path = dir.join(path);
+                }
+                if let Some(durability) = table.durability {
+                    config.durability = durability_from(&durability, &at("durability"))?;
+                }
+                if let Some(queue) = table.default_queue {
+                    config.queue = queue_from(queue, &at("default_queue"))?;
+                }
+                if let Some(limit) = table.payload_limit {
+                    config.payload_limit = limit;
+                }
+            }
+        }
+        if let Some(path) = env("PLAIT_QUEUE_PATH") {
+            config.path = dir.join(path);
+        }
+        if let Some(durability) = env("PLAIT_DURABILITY") {
+            config.durability = durability_from(&durability, "PLAIT_DURABILITY")?;
+        }
+        if let Some(queue) = env("PLAIT_QUEUE") {
+            config.queue = queue_from(queue, "PLAIT_QUEUE")?;
+        }
+        if let Some(limit) = env("PLAIT_PAYLOAD_LIMIT") {
+            config.payload_limit = limit.trim().parse().map_err(|_| {
+                format!("PLAIT_PAYLOAD_LIMIT={limit:?} is not a number of bytes (say 1048576)")
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// The settings for this process: its directory and environment.
+    pub(crate) fn here() -> Result<Config, String> {
+        let dir = std::env::current_dir()
+            .map_err(|error| format!("cannot read the current directory: {error}"))?;
+        Config::load(&dir, |key| std::env::var(key).ok())
+    }
+
+    /// Opens the store these settings name.
+    pub(crate) fn open(&self) -> Result<SqliteStore, String> {
+        SqliteStore::builder(&self.path)
+            .durability(self.durability)
+            .payload_limit(self.payload_limit)
+            .build()
+            .map_err(|error| error.to_string())
+    }
+}
+
+fn durability_from(value: &str, key: &str) -> Result<Durability, String> {
+    match value.trim() {
+        "process" => Ok(Durability::Process),
+        "fsync" => Ok(Durability::Fsync),
+        other => Err(format!(
+            "{key} = {other:?}: use \"process\" (survives any process's death; the default) \
+             or \"fsync\" (survives a power loss too, slower)"
+        )),
+    }
+}
+
+fn queue_from(value: String, key: &str) -> Result<String, String> {
+    plait_queue::check_queue_name(&value)
+        .map(|()| value)
+        .map_err(|error| format!("{key}: {error}"))
+}
+
+/// Reads a duration written as a number and a unit: `500ms`, `30s`, `5m`, `2h`, `1d`.
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a duration: write a number and a unit, as 30s or 5m")
+    })?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" | "" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        "d" => number * 86400.0,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use ms, s, m, h or d"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a duration"))
+}
+
+/// Reads a moment: `2026-12-24T18:00:00Z` (RFC 3339, in UTC) or `@1798135200` (seconds
+/// since the Unix epoch).
+pub(crate) fn moment(text: &str) -> Result<std::time::SystemTime, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a time: write it as 2026-12-24T18:00:00Z (UTC) or @SECONDS since \
+             the Unix epoch"
+        )
+    };
+    let text = text.trim();
+    let seconds: i64 = if let Some(epoch) = text.strip_prefix('@') {
+        epoch.parse().map_err(|_| bad())?
+    } else {
+        let text = text.strip_suffix('Z').ok_or_else(bad)?;
+        let (date, time) = text.split_once('T').ok_or_else(bad)?;
+        let numbers = |part: &str, sep: char| -> Result<Vec<i64>, String> {
+            part.split(sep)
+                .map(|n| n.parse::<i64>().map_err(|_| bad()))
+                .collect()
+        };
+        let (d, t) = (numbers(date, '-')?, numbers(time, ':')?);
+        let [year, month, day] = <[i64; 3]>::try_from(d).map_err(|_| bad())?;
+        let [hour, minute, second] = <[i64; 3]>::try_from(t).map_err(|_| bad())?;
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
+            return Err(bad());
+        }
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+    };
+    let seconds = u64::try_from(seconds).map_err(|_| bad())?;
+    Ok(std::time::UNIX_EPOCH + Duration::from_secs(seconds))
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_defaults_stand_without_a_file_and_the_variables_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("plait-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = Config::load(&dir, no_env).unwrap();
+        assert_eq!(config.path, dir.join(".plait/queue.db"));
+        assert_eq!(config.durability, Durability::Process);
+        std::fs::write(
+            dir.join(FILE),
+            "[queue]\npath = \"q/jobs.db\"\ndurability = \"fsync\"\ndefault_queue = \"mail\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&dir, no_env).unwrap();
+        assert_eq!(config.path, dir.join("q/jobs.db"));
+        assert_eq!(
+            (config.durability, config.queue.as_str()),
+            (Durability::Fsync, "mail")
+        );
+        let config = Config::load(&dir, |key| {
+            (key == "PLAIT_QUEUE").then(|| "video".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.queue, "video");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_setting_is_named_by_its_key() {
+        let dir = std::env::temp_dir().join(format!("plait-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FILE), "[queue]\ndurability = \"sometimes\"\n").unwrap();
+        let error = Config::load(&dir, no_env).unwrap_err();
+        assert!(
+            error.contains("[queue] durability = \"sometimes\""),
+            "{error}"
+        );
+        std::fs::write(dir.join(FILE), "[queue]\npaht = \"x\"\n").unwrap();
+        let error = Config::load(&dir, no_env).unwrap_err();
+        assert!(error.contains("paht"), "{error}");
+        std::fs::remove_file(dir.join(FILE)).unwrap();
+        let error = Config::load(&dir, |key| {
+            (key == "PLAIT_QUEUE").then(|| "no spaces".to_owned())
+        })
+        .unwrap_err();
+        assert!(error.starts_with("PLAIT_QUEUE: "), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn moments_read_as_utc_or_epoch_seconds() {
+        let at = |text| {
+            moment(text)
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        };
+        assert_eq!(at("1970-01-01T00:00:00Z"), 0);
+        assert_eq!(at("2000-03-01T00:00:00Z"), 951_868_800);
+        assert_eq!(at("2026-12-24T18:00:00Z"), 1_798_135_200);
+        assert_eq!(at("@1798135200"), 1_798_135_200);
+        assert!(
+            moment("tomorrow")
+                .unwrap_err()
+                .contains("2026-12-24T18:00:00Z")
+        );
+        assert!(moment("2026-13-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn durations_read_with_their_units() {
+        assert_eq!(duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(duration("1.5m").unwrap(), Duration::from_secs(90));
+        assert_eq!(duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(
+            duration("5 fortnights")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(duration("soon").unwrap_err().contains("not a duration"));
+    }
+}

@@ -1,0 +1,114 @@
+//! `plait worker`: runs the queue's tasks until told to stop. The first SIGTERM or SIGINT
+//! stops reserving and lets what runs finish for the grace period, then hands back the
+//! rest (uncharged); a second one stops at once, handing back everything still running.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args as ClapArgs;
+use plait_queue::{Store, Worker};
+
+use super::Config;
+use super::config::duration;
+
+/// `plait worker`.
+#[derive(ClapArgs)]
+pub(crate) struct WorkerArgs {
+    /// A queue to serve (repeat for more; default: plait.toml's default_queue, or
+    /// "default").
+    #[arg(long = "queue", short = 'q', value_name = "QUEUE")]
+    queues: Vec<String>,
+    /// How many tasks run at once (default: the machine's cores).
+    #[arg(long, short = 'c', value_name = "N")]
+    concurrency: Option<usize>,
+    /// The lease on each task: a worker that dies loses its tasks this long after its last
+    /// heartbeat (default 30s).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    lease: String,
+    /// After SIGTERM, how long running tasks may finish before they are handed back
+    /// (default 30s).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    grace: String,
+}
+
+pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
+    let config = Config::here()?;
+    let store: Arc<dyn Store> = Arc::new(config.open()?);
+    let queues = if args.queues.is_empty() {
+        vec![config.queue.clone()]
+    } else {
+        args.queues.clone()
+    };
+    let mut builder = Worker::builder(store)
+        .queues(queues.iter().cloned())
+        .lease(duration(&args.lease).map_err(|e| format!("--lease: {e}"))?)
+        .grace(duration(&args.grace).map_err(|e| format!("--grace: {e}"))?);
+    if let Some(n) = args.concurrency {
+        builder = builder.concurrency(n);
+    }
+    let worker = builder.build().map_err(|e| e.to_string())?;
+    let stopper = worker.stopper();
+    eprintln!(
+        "plait: worker {} serving {} from {}",
+        worker.name(),
+        queues.join(", "),
+        config.path.display()
+    );
+    let running = std::thread::Builder::new()
+        .name("plait-worker".to_owned())
+        .spawn(move || worker.run())
+        .map_err(|e| format!("cannot start the worker's thread: {e}"))?;
+    let signals = std::thread::Builder::new()
+        .name("plait-worker-signals".to_owned())
+        .spawn(move || watch_signals(&stopper))
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    let report = running
+        .join()
+        .map_err(|_| "the worker's thread panicked".to_owned())?
+        .map_err(|e| e.to_string())?;
+    drop(signals);
+    eprintln!(
+        "plait: worker stopped: {} succeeded, {} failed, {} crashed, {} rejected, {} handed back, {} cancelled",
+        report.succeeded,
+        report.failed,
+        report.crashed,
+        report.rejected,
+        report.released,
+        report.cancelled
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drains on the first SIGTERM or SIGINT, aborts on the second.
+fn watch_signals(stopper: &plait_queue::Stopper) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        eprintln!(
+            "plait: {name}: no new tasks; running ones may finish, then are handed back \
+             (again to stop now)"
+        );
+        stopper.drain();
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("plait: stopping now; running tasks are handed back");
+        stopper.abort();
+    });
+}
