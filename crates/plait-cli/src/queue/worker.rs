@@ -68,13 +68,15 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     drop(signals);
     eprintln!(
-        "plait: worker stopped: {} succeeded, {} failed, {} crashed, {} rejected, {} handed back, {} cancelled",
+        "plait: worker stopped: {} succeeded, {} failed, {} crashed, {} rejected, {} handed \
+         back, {} cancelled, {} refused (their leases had been lost)",
         report.succeeded,
         report.failed,
         report.crashed,
         report.rejected,
         report.released,
-        report.cancelled
+        report.cancelled,
+        report.fenced
     );
     Ok(ExitCode::SUCCESS)
 }

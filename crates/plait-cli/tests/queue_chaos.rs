@@ -1,0 +1,264 @@
+//! The queue under faults, with real `plait worker` processes on a real SQLite file, checked
+//! as Jepsen's total-queue checker does: every task that was enqueued ran (lost = 0), nothing
+//! ran that was not enqueued (unexpected = 0), and the duplicates are counted and bounded by
+//! what was in flight when the faults struck.
+//!
+//! Each task is a command that appends `id attempt worker` to a log before it succeeds.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use plait_queue::{NewTask, Payload, SqliteStore, State, Store, TaskId};
+
+fn folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("plait-chaos-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn store(dir: &Path) -> SqliteStore {
+    SqliteStore::open(dir.join(".plait/queue.db")).unwrap()
+}
+
+/// A task that appends its line to `log`, after `sleep` seconds.
+fn logging_task(log: &Path, sleep: &str) -> NewTask {
+    let line = format!(
+        "sleep {sleep}; echo \"$PLAIT_TASK_ID $PLAIT_ATTEMPT $PLAIT_WORKER\" >> '{}'",
+        log.display()
+    );
+    NewTask::new(Payload::command(["sh", "-c", &line]).encode())
+}
+
+fn worker(dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_plait"))
+        .current_dir(dir)
+        .arg("worker")
+        .args(args)
+        .env_remove("PLAIT_QUEUE")
+        .env_remove("PLAIT_QUEUE_PATH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, signal: i32) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// Stops a worker with SIGTERM and returns what it said.
+fn drain(child: Child) -> String {
+    signal(&child, libc::SIGTERM);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Waits until no task is waiting or running.
+fn until_all_finished(store: &SqliteStore, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let stats = store.queues().unwrap();
+        let open: u64 = stats
+            .iter()
+            .map(|q| q.ready + q.scheduled + q.running)
+            .sum();
+        if open == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{open} tasks still open: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The log's lines, by task id: the attempts that ran.
+fn runs(log: &Path) -> HashMap<TaskId, Vec<String>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut runs: HashMap<TaskId, Vec<String>> = HashMap::new();
+    for line in text.lines() {
+        let (id, rest) = line.split_once(' ').expect("a whole line");
+        runs.entry(id.parse().unwrap())
+            .or_default()
+            .push(rest.to_owned());
+    }
+    runs
+}
+
+/// xorshift64: a fixed sequence of choices, so a failure can be run again.
+struct Choices(u64);
+
+impl Choices {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % n as u64).unwrap()
+    }
+}
+
+#[test]
+fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight() {
+    const TASKS: usize = 10_000;
+    const WORKERS: usize = 3;
+    const CONCURRENCY: usize = 2;
+    let dir = folder("kill9");
+    let log = dir.join("runs.log");
+    let store = store(&dir);
+    let mut enqueued = HashSet::new();
+    for chunk in (0..TASKS).collect::<Vec<_>>().chunks(1000) {
+        let batch: Vec<NewTask> = chunk.iter().map(|_| logging_task(&log, "0")).collect();
+        enqueued.extend(store.enqueue_all(&batch).unwrap().into_iter().map(|e| e.id));
+    }
+    let args = ["--lease", "2s", "--concurrency", "2", "--grace", "30s"];
+    let mut workers: Vec<Child> = (0..WORKERS).map(|_| worker(&dir, &args)).collect();
+    let mut choices = Choices(0x9e37_79b9_7f4a_7c15);
+    let mut kills = 0;
+    let chaos = Instant::now();
+    while chaos.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(300));
+        let victim = choices.below(WORKERS);
+        signal(&workers[victim], libc::SIGKILL);
+        workers[victim].wait().unwrap();
+        kills += 1;
+        workers[victim] = worker(&dir, &args);
+    }
+    until_all_finished(&store, Duration::from_secs(300));
+    for worker in workers {
+        drain(worker);
+    }
+    let runs = runs(&log);
+    let logged: HashSet<TaskId> = runs.keys().copied().collect();
+    let lost: Vec<_> = enqueued.difference(&logged).collect();
+    let unexpected: Vec<_> = logged.difference(&enqueued).collect();
+    let duplicates: usize = runs.values().map(|lines| lines.len() - 1).sum();
+    eprintln!("{TASKS} tasks, {kills} kills: {duplicates} duplicates");
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(unexpected.is_empty(), "unexpected: {unexpected:?}");
+    assert!(
+        duplicates <= kills * CONCURRENCY,
+        "{duplicates} duplicates from {kills} kills of workers running {CONCURRENCY} each"
+    );
+    for id in &enqueued {
+        assert_eq!(
+            store.get(*id).unwrap().unwrap().state,
+            State::Succeeded,
+            "task {id}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice() {
+    let dir = folder("drain");
+    let log = dir.join("runs.log");
+    let store = store(&dir);
+    let batch: Vec<NewTask> = (0..24).map(|_| logging_task(&log, "0.3")).collect();
+    let enqueued: HashSet<TaskId> = store
+        .enqueue_all(&batch)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let first = worker(&dir, &["--concurrency", "4", "--grace", "30s"]);
+    // Stop it once some tasks run and some wait.
+    let started = Instant::now();
+    while store
+        .queues()
+        .unwrap()
+        .first()
+        .is_none_or(|q| q.running < 4)
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "nothing ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let said = drain(first);
+    let stats = &store.queues().unwrap()[0];
+    assert_eq!(
+        stats.running, 0,
+        "the drain let every running task finish: {said}"
+    );
+    assert!(stats.ready > 0, "and took no new ones: {said}");
+    let second = worker(&dir, &["--concurrency", "4"]);
+    until_all_finished(&store, Duration::from_secs(120));
+    drain(second);
+    let runs = runs(&log);
+    assert_eq!(
+        runs.keys().copied().collect::<HashSet<_>>(),
+        enqueued,
+        "none lost"
+    );
+    let twice: Vec<_> = runs.iter().filter(|(_, lines)| lines.len() > 1).collect();
+    assert!(twice.is_empty(), "run twice: {twice:?}");
+}
+
+#[test]
+fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back() {
+    let dir = folder("zombie");
+    let log = dir.join("runs.log");
+    let store = store(&dir);
+    let id = store.enqueue(&logging_task(&log, "2")).unwrap().id;
+    let zombie = worker(&dir, &["--lease", "1s", "--concurrency", "1"]);
+    let started = Instant::now();
+    while store.get(id).unwrap().unwrap().state != State::Running {
+        assert!(started.elapsed() < Duration::from_secs(60), "never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Paused: no heartbeats. Its command, in a process group of its own, runs on.
+    signal(&zombie, libc::SIGSTOP);
+    let rescuer = worker(&dir, &["--lease", "1s", "--concurrency", "1"]);
+    let task = store.wait_finished(id, Duration::from_secs(60)).unwrap();
+    assert_eq!(task.state, State::Succeeded);
+    assert_eq!((task.attempts, task.crashes), (2, 1), "{task:?}");
+    signal(&zombie, libc::SIGCONT);
+    let zombie_said = drain(zombie);
+    drain(rescuer);
+    assert!(
+        zombie_said.contains("0 succeeded") && zombie_said.contains("1 refused"),
+        "the paused worker's completion is refused: {zombie_said}"
+    );
+    let after = store.get(id).unwrap().unwrap();
+    assert_eq!(
+        (after.state, after.attempts),
+        (State::Succeeded, 2),
+        "no state went back"
+    );
+    assert_eq!(after.result, task.result, "the rescuer's result stands");
+}
+
+#[test]
+fn a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest_run() {
+    let dir = folder("poison");
+    let log = dir.join("runs.log");
+    let store = store(&dir);
+    let poison = store
+        .enqueue(&NewTask::new(
+            Payload::command(["sh", "-c", "kill -SEGV $$"]).encode(),
+        ))
+        .unwrap()
+        .id;
+    let batch: Vec<NewTask> = (0..200).map(|_| logging_task(&log, "0")).collect();
+    let healthy: HashSet<TaskId> = store
+        .enqueue_all(&batch)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let running = worker(&dir, &["--concurrency", "2"]);
+    until_all_finished(&store, Duration::from_secs(120));
+    drain(running);
+    let poison = store.get(poison).unwrap().unwrap();
+    assert_eq!(
+        (poison.state, poison.crashes, poison.attempts),
+        (State::Dead, 3, 3)
+    );
+    assert!(poison.reason.unwrap().contains("signal 11"));
+    assert_eq!(runs(&log).keys().copied().collect::<HashSet<_>>(), healthy);
+}
