@@ -207,12 +207,21 @@ fn daemonize_a_sleeper() -> u32 {
         .output()
         .unwrap();
     let daemon: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    // Returns once the daemon has a session of its own (`setsid` may not have run yet).
-    let pid = rustix::process::Pid::from_raw(daemon as i32);
-    while rustix::process::getsid(pid).ok() == rustix::process::getsid(None).ok() {
+    // Returns once the daemon leads a session of its own (`setsid` may not have run yet).
+    // Read from /proc: `getsid` says 0 where the session's leader is outside this pid
+    // namespace, as in many containers.
+    while matches!(session_of(daemon), Some(session) if session != daemon) {
         std::thread::yield_now();
     }
     daemon
+}
+
+/// The session id of process `pid`, from `/proc/<pid>/stat`; `None` once it is gone.
+fn session_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's name, in parentheses: state, ppid, pgrp, session.
+    let (_, fields) = stat.rsplit_once(')')?;
+    fields.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// What escapes, said in the process module's docs: a process that leaves its group with
