@@ -59,6 +59,9 @@ enum Command {
     Dead(queue::DeadArgs),
     /// Delete the waiting tasks of a queue, or of all.
     Purge(queue::PurgeArgs),
+    /// The workers of the queue: active, lost (unheard past their lease) or stopped,
+    /// with what each holds and has done.
+    Workers(queue::workers::WorkersArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Queues(args) => queue::queues(&args),
         Command::Dead(args) => queue::dead(&args),
         Command::Purge(args) => queue::purge(&args),
+        Command::Workers(args) => queue::workers::run(&args),
     };
     match outcome {
         Ok(code) => code,

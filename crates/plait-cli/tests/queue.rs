@@ -182,6 +182,68 @@ fn sigterm_hands_back_a_task_still_running_after_the_grace_and_it_runs_again_els
     assert_eq!(state(&dir, &long)["state"], "queued");
 }
 
+/// `plait workers --json`, by worker name.
+fn workers(dir: &Path) -> Vec<serde_json::Value> {
+    let output = plait(dir, &["workers", "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn plait_workers_shows_workers_active_then_stopped_or_lost() {
+    let dir = folder("workers");
+    assert!(workers(&dir).is_empty());
+    let id = submit(&dir, &["--", "echo", "hi"]);
+    let mut stays = worker(&dir, &["--queue", "default", "--concurrency", "3"]);
+    let mut dies = worker(&dir, &["--queue", "other", "--lease", "300ms"]);
+    let result = plait(&dir, &["result", &id, "--wait", "--timeout", "60s"]);
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    // Both registered (each does so before it first reserves).
+    let started = Instant::now();
+    while workers(&dir).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never registered"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = |w: &serde_json::Value| w["pid"].as_u64().unwrap();
+    let find = |all: &[serde_json::Value], child: &Child| {
+        all.iter()
+            .find(|w| pid(w) == u64::from(child.id()))
+            .cloned()
+            .unwrap()
+    };
+    let all = workers(&dir);
+    let stays_now = find(&all, &stays);
+    assert_eq!(stays_now["state"], "active", "{stays_now}");
+    assert_eq!(stays_now["queues"], serde_json::json!(["default"]));
+    assert_eq!(stays_now["concurrency"], 3);
+    assert_eq!(find(&all, &dies)["state"], "active");
+
+    // Killed outright, a worker says nothing: its silence past its lease says lost.
+    signal(&dies, libc::SIGKILL);
+    dies.wait().unwrap();
+    let killed = Instant::now();
+    while find(&workers(&dir), &dies)["state"] != "lost" {
+        assert!(killed.elapsed() < Duration::from_secs(60), "never lost");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Stopped in order, it says so.
+    signal(&stays, libc::SIGTERM);
+    assert!(stays.wait().unwrap().success());
+    let stopped = find(&workers(&dir), &stays);
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert_eq!(stopped["succeeded"], 1, "{stopped}");
+
+    let table = plait(&dir, &["workers"]);
+    let table = text(&table.stdout);
+    assert!(
+        table.contains("stopped") && table.contains("lost"),
+        "{table}"
+    );
+}
+
 #[test]
 fn bad_settings_are_refused_with_the_key_that_holds_them() {
     let dir = folder("settings");

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use crate::clock::Millis;
 use crate::error::Result;
+use crate::registry::WorkerInfo;
 use crate::task::{
     Beat, Cancel, Completion, Enqueued, Lease, NewTask, Outcome, QueueStats, TaskId, TaskInfo,
 };
@@ -155,6 +157,33 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// A storage failure.
     fn expire_results(&self) -> Result<usize>;
+
+    /// Records that `worker` was heard from now: registers it on first sight, renews it
+    /// after. The store stamps `seen_at` (and `started_at`, on first sight) with its own
+    /// clock, the one its leases run on. Workers gone for a day are forgotten.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    fn worker_seen(&self, worker: &WorkerInfo) -> Result<()>;
+
+    /// Records that `worker` stopped in order, with what it did in all.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    fn worker_stopped(&self, worker: &WorkerInfo) -> Result<()>;
+
+    /// The workers registered, the latest started first: those running, and those that
+    /// stopped or were lost within the last day.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    fn workers(&self) -> Result<Vec<WorkerInfo>>;
+
+    /// Now, by the clock the store keeps its times by (leases, delays, the registry's).
+    fn now(&self) -> Millis;
 }
 
 /// Checks a queue name: 1 to 64 letters, digits, `-`, `_` or `.`.

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TempFolder;
-use plait_queue::{ErrorKind, NewTask, Payload, QueueError, SqliteStore, Store, TaskId};
+use plait_queue::{ErrorKind, NewTask, Payload, QueueError, SqliteStore, State, Store, TaskId};
 
 const ROLE: &str = "PLAIT_QUEUE_ROLE";
 const FILE: &str = "PLAIT_QUEUE_FILE";
@@ -58,12 +58,40 @@ fn a_queue_written_by_a_newer_plait_is_refused_with_both_versions() {
             error,
             QueueError::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
         "{error}"
     );
+}
+
+/// A queue of the first layout (before the worker registry) is brought up to date when it
+/// is opened, its tasks kept.
+#[test]
+fn a_queue_of_the_first_layout_is_upgraded_in_place() {
+    let folder = TempFolder::new("upgrade");
+    let path = folder.path().join("queue.db");
+    let id = {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .enqueue(&NewTask::new(Payload::command(["true"]).encode()))
+            .unwrap()
+            .id
+    };
+    // Back to version 1's layout, as the first plait wrote it.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE workers; PRAGMA user_version = 1;")
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get(id).unwrap().unwrap().state, State::Queued);
+    assert!(store.workers().unwrap().is_empty(), "the registry is there");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
 }
 
 #[test]

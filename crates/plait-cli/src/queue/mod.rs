@@ -4,6 +4,7 @@
 
 mod config;
 pub(crate) mod worker;
+pub(crate) mod workers;
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -403,7 +404,29 @@ fn when(at: Millis) -> String {
         |_| "from now".to_owned(),
         |ago| format!("{}s ago", ago.as_secs()),
     );
-    format!("@{seconds} ({age})")
+    format!("{} ({age})", utc(seconds))
+}
+
+/// `YYYY-MM-DD hh:mm:ss UTC` for seconds since the epoch (the civil calendar from a day
+/// count, as in Howard Hinnant's `civil_from_days`).
+fn utc(seconds: u64) -> String {
+    let (days, time) = (seconds / 86_400, seconds % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
 }
 
 /// A task as `--json` shows it: the stored fields, with the payload decoded and the
@@ -439,4 +462,18 @@ impl serde::Serialize for TaskView {
 
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates_match_the_calendar() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        // `date -u -d @951782400`: the leap day of 2000.
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_567_555), "2026-12-06 14:32:35 UTC");
+        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59 UTC");
+    }
 }

@@ -8,22 +8,24 @@
 
 mod admin;
 mod lifecycle;
+mod registry;
 mod schema;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use crate::clock::{Clock, Millis, SystemClock};
 use crate::error::{QueueError, Result};
+use crate::registry::WorkerInfo;
 use crate::store::Store;
 use crate::task::{
     Beat, Cancel, Completion, Enqueued, Lease, NewTask, Outcome, QueueStats, TaskId, TaskInfo,
 };
-use watch::{Bell, Watch};
+use watch::{Bell, Listener};
 
 /// The largest payload a store takes by default: 1 MiB.
 pub const DEFAULT_PAYLOAD_LIMIT: usize = 1 << 20;
@@ -65,6 +67,8 @@ pub struct SqliteStore {
     payload_limit: usize,
     busy_timeout: Duration,
     bell: Bell,
+    /// Started on the first wait.
+    listener: OnceLock<Listener>,
     look_every: Duration,
 }
 
@@ -163,6 +167,7 @@ impl SqliteBuilder {
         }
         Ok(SqliteStore {
             bell: Bell::open(&path),
+            listener: OnceLock::new(),
             look_every: self.look_every,
             path,
             conn: Mutex::new(conn),
@@ -201,18 +206,26 @@ impl SqliteStore {
         &self.path
     }
 
-    fn now(&self) -> Millis {
-        self.clock.now()
-    }
-
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held left no transaction open (its guard rolled it
         // back), so the connection is usable.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` in one write transaction, committed if it returns `Ok`.
+    /// Runs `f` in one write transaction, committed if it returns `Ok`, then rings the
+    /// bell: the tasks changed.
     fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let value = self.write_quietly(f)?;
+        self.bell.ring();
+        Ok(value)
+    }
+
+    /// As [`write`](Self::write), without the bell: for writes that no waiter waits on
+    /// (the worker registry's).
+    fn write_quietly<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T> {
@@ -224,9 +237,7 @@ impl SqliteStore {
             tx.commit()?;
             Ok(value)
         };
-        let value = run().map_err(|e| self.error(&e, started))?;
-        self.bell.ring();
-        Ok(value)
+        run().map_err(|e| self.error(&e, started))
     }
 
     /// Runs `f` on the connection (reads see one snapshot per statement).
@@ -239,6 +250,10 @@ impl SqliteStore {
     fn error(&self, error: &rusqlite::Error, started: Instant) -> QueueError {
         let waited = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         storage_error(&self.path, error, waited.max(self.busy_millis()))
+    }
+
+    fn listener(&self) -> &Listener {
+        self.listener.get_or_init(|| Listener::start(&self.path))
     }
 
     fn busy_millis(&self) -> u64 {
@@ -316,20 +331,20 @@ impl Store for SqliteStore {
 
     fn wait_finished(&self, id: TaskId, timeout: Duration) -> Result<TaskInfo> {
         let deadline = Instant::now() + timeout;
-        let watch = Watch::new(&self.path);
         loop {
+            let seen = self.listener().rings();
             let task = self.get(id)?.ok_or(QueueError::NotFound { id: id.get() })?;
             let left = deadline.saturating_duration_since(Instant::now());
             if task.state.is_finished() || left.is_zero() {
                 return Ok(task);
             }
-            watch.wait(left.min(self.look_every));
+            self.listener().wait(seen, left.min(self.look_every));
         }
     }
 
     fn wait_for_work(&self, queues: &[&str], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let watch = Watch::new(&self.path);
+        let seen = self.listener().rings();
         let now = self.now();
         let next = self.read(|conn| admin::next_ready(conn, queues))?;
         let wait = match next {
@@ -339,7 +354,8 @@ impl Store for SqliteStore {
             None => timeout,
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        watch.wait(wait.min(left).min(self.look_every));
+        self.listener()
+            .wait(seen, wait.min(left).min(self.look_every));
         Ok(())
     }
 
@@ -364,5 +380,23 @@ impl Store for SqliteStore {
     fn expire_results(&self) -> Result<usize> {
         let now = self.now();
         self.write(|tx| admin::expire(tx, now))
+    }
+
+    fn worker_seen(&self, worker: &WorkerInfo) -> Result<()> {
+        let now = self.now();
+        self.write_quietly(|tx| registry::seen(tx, worker, now))
+    }
+
+    fn worker_stopped(&self, worker: &WorkerInfo) -> Result<()> {
+        let now = self.now();
+        self.write_quietly(|tx| registry::stopped(tx, worker, now))
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.read(registry::list)
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now()
     }
 }

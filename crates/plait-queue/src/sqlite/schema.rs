@@ -6,7 +6,7 @@ use rusqlite::Connection;
 pub(super) const APPLICATION_ID: i32 = 0x706c_5131;
 
 /// The layout this build writes (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// States as stored: small integers, so the ready index stays compact.
 pub(super) const QUEUED: i64 = 0;
@@ -56,6 +56,24 @@ CREATE INDEX tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX tasks_dead ON tasks (finished_at, id) WHERE state = 3;
 ";
 
+/// Version 2 adds the worker registry.
+const SCHEMA_V2: &str = "
+CREATE TABLE workers (
+    name        TEXT    PRIMARY KEY,
+    host        TEXT    NOT NULL,
+    pid         INTEGER NOT NULL,
+    queues      TEXT    NOT NULL,
+    concurrency INTEGER NOT NULL,
+    running     INTEGER NOT NULL,
+    succeeded   INTEGER NOT NULL,
+    failed      INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    seen_at     INTEGER NOT NULL,
+    stopped_at  INTEGER,
+    lease_ms    INTEGER NOT NULL
+);
+";
+
 /// What [`prepare`] found.
 pub(super) enum Found {
     /// The file holds a queue of this layout (or was empty, and now does).
@@ -82,6 +100,7 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<Found> {
             return Ok(Found::Foreign);
         }
         tx.execute_batch(SCHEMA_V1)?;
+        tx.execute_batch(SCHEMA_V2)?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
@@ -93,6 +112,14 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<Found> {
     }
     if version > SCHEMA_VERSION {
         return Ok(Found::Newer(version));
+    }
+    // An older layout is brought up to date, in the same transaction: all or nothing.
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+        tx.commit()?;
     }
     Ok(Found::Ready)
 }

@@ -1,7 +1,8 @@
 //! Waking on the database's changes, from any process. Every store rings a **bell** after
 //! each commit: it writes one byte to a small file beside the database, and inotify
-//! reports the write to every watcher. A waiter makes its watch before it looks, so a
-//! commit between its look and its wait still wakes it.
+//! reports the write to a listening thread, which counts the rings. A waiter reads the
+//! count before it looks, and waits for the count to move, so a commit between its look
+//! and its wait still wakes it.
 //!
 //! Why a bell rather than the log's own writes: SQLite writes a transaction's pages to the
 //! log before the commit becomes visible to readers, so a reader woken by the log's write
@@ -15,7 +16,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::inotify;
@@ -58,17 +60,25 @@ impl Bell {
     }
 }
 
-/// A watch on one database's bell.
-pub(super) struct Watch {
-    fd: Option<OwnedFd>,
-    /// The bell's file name.
-    name: OsString,
+/// Hears one database's bell for every waiter of a store: one inotify watch and one thread,
+/// made on the first wait, rather than a watch per wait (closing an inotify instance waits
+/// for a kernel grace period: milliseconds, which a watch per wait paid per task).
+pub(super) struct Listener {
+    heard: Arc<Heard>,
+    /// Whether a thread listens (without one, waiters sleep briefly between looks).
+    listening: bool,
 }
 
-impl Watch {
-    /// Watches the folder that holds `database` for writes to its files. Without inotify
-    /// (the process's or the user's watch limit reached), waits become short sleeps.
-    pub(super) fn new(database: &Path) -> Watch {
+struct Heard {
+    /// How often the bell has rung since the listener started.
+    rings: Mutex<u64>,
+    rang: Condvar,
+}
+
+impl Listener {
+    /// Starts listening to the bell of the database at `database`. Without inotify (the
+    /// process's or the user's watch limit reached), waits become short sleeps.
+    pub(super) fn start(database: &Path) -> Listener {
         let name = bell_path(database)
             .file_name()
             .unwrap_or_default()
@@ -89,55 +99,89 @@ impl Watch {
                 )
                 .is_ok()
             });
-        Watch { fd, name }
+        let heard = Arc::new(Heard {
+            rings: Mutex::new(0),
+            rang: Condvar::new(),
+        });
+        let listening = fd.is_some_and(|fd| {
+            let listener = Arc::clone(&heard);
+            std::thread::Builder::new()
+                .name("plait-queue-bell".to_owned())
+                .spawn(move || listen(&fd, &name, &listener))
+                .is_ok()
+        });
+        Listener { heard, listening }
     }
 
-    /// Waits until the bell rings, or `timeout` passes; returns whether it rang. Rings
-    /// since the watch was made count.
-    pub(super) fn wait(&self, timeout: Duration) -> bool {
-        let Some(fd) = &self.fd else {
+    /// How often the bell has rung: read it before a look, and wait for it to move.
+    pub(super) fn rings(&self) -> u64 {
+        *self
+            .heard
+            .rings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until the bell has rung more than `seen` times, or `timeout` passes; returns
+    /// whether it rang.
+    pub(super) fn wait(&self, seen: u64, timeout: Duration) -> bool {
+        if !self.listening {
             std::thread::sleep(timeout.min(WITHOUT_INOTIFY));
             return true;
-        };
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.drain(fd) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let limit = Timespec::try_from(left).unwrap_or(Timespec {
-                tv_sec: i64::MAX,
-                tv_nsec: 0,
-            });
-            let mut fds = [PollFd::new(fd, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, Some(&limit)) {
-                Ok(_) | Err(Errno::INTR) => {}
-                // Should poll itself fail, a short sleep keeps the caller's loop sane.
-                Err(_) => std::thread::sleep(left.min(WITHOUT_INOTIFY)),
-            }
+        }
+        let rings = self
+            .heard
+            .rings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (rings, _) = self
+            .heard
+            .rang
+            .wait_timeout_while(rings, timeout, |rings| *rings == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+        *rings != seen
+    }
+}
+
+/// The listening thread: counts the bell's rings until no listener holds it.
+fn listen(fd: &OwnedFd, name: &OsString, heard: &Arc<Heard>) {
+    // Looks at least this often whether the store (and so its listener) is gone.
+    let limit = Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    loop {
+        if Arc::strong_count(heard) == 1 {
+            return;
+        }
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&limit)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => std::thread::sleep(WITHOUT_INOTIFY),
+        }
+        if rang(fd, name) {
+            *heard.rings.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            heard.rang.notify_all();
         }
     }
+}
 
-    /// Reads every pending event; whether one was the bell's.
-    fn drain(&self, fd: &OwnedFd) -> bool {
-        let mut buffer = [MaybeUninit::uninit(); 4096];
-        let mut reader = inotify::Reader::new(fd, &mut buffer);
-        let mut ours = false;
-        loop {
-            match reader.next() {
-                Ok(event) => {
-                    let about_us = event
-                        .file_name()
-                        .is_none_or(|file| file.to_bytes() == self.name.as_bytes());
-                    // An overflowed queue lost events: count it as ours.
-                    ours |= about_us || event.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW);
-                }
-                Err(Errno::WOULDBLOCK | Errno::INTR) => return ours,
-                Err(_) => return true,
+/// Reads every pending event; whether one was the bell's.
+fn rang(fd: &OwnedFd, name: &OsString) -> bool {
+    let mut buffer = [MaybeUninit::uninit(); 4096];
+    let mut reader = inotify::Reader::new(fd, &mut buffer);
+    let mut ours = false;
+    loop {
+        match reader.next() {
+            Ok(event) => {
+                let about_us = event
+                    .file_name()
+                    .is_none_or(|file| file.to_bytes() == name.as_bytes());
+                // An overflowed queue lost events: count it as ours.
+                ours |= about_us || event.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW);
             }
+            Err(Errno::WOULDBLOCK | Errno::INTR) => return ours,
+            Err(_) => return true,
         }
     }
 }
@@ -152,17 +196,25 @@ mod tests {
         std::fs::create_dir_all(&folder).unwrap();
         let database = folder.join("queue.db");
         let bell = Bell::open(&database);
-        let watch = Watch::new(&database);
-        assert!(!watch.wait(Duration::from_millis(10)), "nothing rang");
+        let listener = Listener::start(&database);
+        let seen = listener.rings();
+        assert!(
+            !listener.wait(seen, Duration::from_millis(20)),
+            "nothing rang"
+        );
         std::fs::write(folder.join("queue.db-wal"), b"x").unwrap();
         assert!(
-            !watch.wait(Duration::from_millis(10)),
+            !listener.wait(seen, Duration::from_millis(20)),
             "the log's writes are not the bell"
         );
         bell.ring();
-        assert!(watch.wait(Duration::from_secs(5)), "the bell wakes it");
         assert!(
-            !watch.wait(Duration::from_millis(10)),
+            listener.wait(seen, Duration::from_secs(5)),
+            "the bell wakes it"
+        );
+        let seen = listener.rings();
+        assert!(
+            !listener.wait(seen, Duration::from_millis(20)),
             "one ring wakes once"
         );
         std::fs::remove_dir_all(&folder).unwrap();

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use crate::client::CommandResult;
 use plait::process::{Command, CommandOutput};
 use plait::{CancelHandle, Error, Handle, Runtime};
-use serde::Serialize;
 
 use crate::failure::{Failure, FailureKind};
 use crate::payload::Payload;
@@ -117,16 +117,6 @@ pub(super) fn start(rt: &Runtime, lease: &Lease, worker: &str) -> Result<Started
     }
 }
 
-/// What a command's run reports as its result: its status and output, as JSON.
-#[derive(Serialize)]
-struct CommandResult<'a> {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: &'a str,
-    stderr: &'a str,
-    elapsed_ms: u128,
-}
-
 /// The outcome of a run that was not cancelled by the worker.
 pub(super) fn outcome(ended: Ended, time_limit: Option<Duration>) -> Outcome {
     match ended {
@@ -144,9 +134,9 @@ fn command_outcome(output: &CommandOutput, time_limit: Option<Duration>) -> Outc
         let result = CommandResult {
             code: output.code,
             signal: output.signal,
-            stdout: &stdout,
-            stderr: &stderr,
-            elapsed_ms: output.elapsed.as_millis(),
+            stdout: stdout.into_owned(),
+            stderr: stderr.into_owned(),
+            elapsed_ms: u64::try_from(output.elapsed.as_millis()).unwrap_or(u64::MAX),
         };
         return Outcome::Succeeded(serde_json::to_vec(&result).unwrap_or_default());
     }

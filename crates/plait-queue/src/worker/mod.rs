@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use plait::{CancelHandle, Runtime};
 
 use crate::error::Result;
+use crate::registry::{WorkerInfo, host_name};
 use crate::store::{Store, check_queue_name};
 use crate::task::{Beat, Completion, Outcome, State, TaskId};
 use attempt::Ended;
@@ -127,10 +128,7 @@ impl WorkerBuilder {
 /// `host-pid-start`: unique among workers past and present, so that no worker can be
 /// mistaken for an earlier one of the same process id.
 fn default_name() -> String {
-    let host = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
+    let host = host_name();
     let started = crate::clock::Clock::now(&crate::clock::SystemClock);
     format!("{host}-{}-{started:x}", std::process::id())
 }
@@ -326,11 +324,23 @@ impl Loop {
     }
 
     fn run(mut self) -> Result<WorkerReport> {
+        match self.worker.store.worker_seen(&self.registration()) {
+            Err(error) if !passing(&error) => return Err(error),
+            _ => {}
+        }
+        let report = self.serve();
+        // A worker that stops in order says so; one that dies is found lost by its
+        // silence.
+        let _ = self.worker.store.worker_stopped(&self.registration());
+        report
+    }
+
+    fn serve(&mut self) -> Result<WorkerReport> {
         loop {
             self.reserve()?;
             self.flush()?;
             if self.drain_until.is_some() && self.running.is_empty() && self.ended.is_empty() {
-                return Ok(self.report);
+                return Ok(self.report.clone());
             }
             let wait = self.next_beat.saturating_duration_since(Instant::now());
             match self.worker.inbox.recv_timeout(wait) {
@@ -472,9 +482,27 @@ impl Loop {
         Ok(())
     }
 
-    /// Renews every running attempt's lease; stops those lost or cancelled.
+    /// The worker as the registry shows it.
+    fn registration(&self) -> WorkerInfo {
+        let report = &self.report;
+        let mut me = WorkerInfo::new(
+            self.worker.name.clone(),
+            self.worker.queues.clone(),
+            u32::try_from(self.worker.concurrency).unwrap_or(u32::MAX),
+            self.worker.lease,
+        );
+        me.running = u32::try_from(self.running.len()).unwrap_or(u32::MAX);
+        me.succeeded = report.succeeded;
+        me.failed = report.failed + report.crashed + report.rejected;
+        me
+    }
+
+    /// Renews the registration and every running attempt's lease; stops the attempts
+    /// whose lease was lost or that were cancelled.
     fn heartbeat(&mut self) {
         self.next_beat = Instant::now() + self.worker.lease / 3;
+        // On an error the registration is renewed at the next beat.
+        let _ = self.worker.store.worker_seen(&self.registration());
         if self.running.is_empty() {
             return;
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use plait_queue::{
     Beat, Cancel, Completion, ErrorKind, Failure, FailureKind, ManualClock, NewTask, Outcome,
-    Payload, QueueError, RetryPolicy, State, Store, TaskId,
+    Payload, QueueError, RetryPolicy, State, Store, TaskId, WorkerInfo, WorkerState,
 };
 
 /// One store for a check: its clock, and a way to open more handles on the same storage
@@ -72,6 +72,8 @@ macro_rules! conformance_suite {
             queues_are_counted_by_state,
             concurrent_workers_never_share_a_task,
             ids_are_never_reused,
+            workers_are_registered_renewed_and_stopped,
+            workers_gone_for_a_day_are_forgotten,
         );
     };
     (@each $fixture:path; $($check:ident),* $(,)?) => {
@@ -783,4 +785,83 @@ pub(crate) fn ids_are_never_reused(f: &Fixture) {
     assert_eq!(store.expire_results().unwrap(), 1);
     let second = store.enqueue(&command("y")).unwrap().id;
     assert!(second > first, "{second} after {first}");
+}
+
+fn worker(name: &str) -> WorkerInfo {
+    WorkerInfo::new(name, vec!["default".into(), "mail".into()], 4, LEASE)
+}
+
+pub(crate) fn workers_are_registered_renewed_and_stopped(f: &Fixture) {
+    let store = f.store();
+    assert!(store.workers().unwrap().is_empty());
+    let started = store.now();
+    store.worker_seen(&worker("w1")).unwrap();
+    f.clock.advance(Duration::from_secs(10));
+    let mut busy = worker("w1");
+    busy.running = 3;
+    busy.succeeded = 5;
+    busy.failed = 1;
+    store.worker_seen(&busy).unwrap();
+    f.clock.advance(Duration::from_secs(1));
+    store.worker_seen(&worker("w2")).unwrap();
+
+    let workers = f.store().workers().unwrap();
+    let names: Vec<_> = workers.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["w2", "w1"], "the latest started first");
+    let w1 = &workers[1];
+    assert_eq!(
+        (
+            w1.started_at,
+            w1.seen_at,
+            w1.running,
+            w1.succeeded,
+            w1.failed
+        ),
+        (started, started + 10_000, 3, 5, 1)
+    );
+    assert_eq!(w1.queues, ["default", "mail"]);
+    assert_eq!((w1.concurrency, w1.pid), (4, std::process::id()));
+    assert_eq!(w1.state(store.now()), WorkerState::Active);
+
+    // Unheard for longer than its lease: lost.
+    f.clock.advance(LEASE);
+    store.worker_seen(&worker("w2")).unwrap();
+    let workers = store.workers().unwrap();
+    let state = |name: &str| {
+        workers
+            .iter()
+            .find(|w| w.name == name)
+            .unwrap()
+            .state(store.now())
+    };
+    assert_eq!(state("w1"), WorkerState::Lost);
+    assert_eq!(state("w2"), WorkerState::Active);
+
+    let mut done = worker("w2");
+    done.succeeded = 9;
+    store.worker_stopped(&done).unwrap();
+    let w2 = store.workers().unwrap().remove(0);
+    assert_eq!(
+        (w2.state(store.now()), w2.running, w2.succeeded),
+        (WorkerState::Stopped, 0, 9)
+    );
+}
+
+pub(crate) fn workers_gone_for_a_day_are_forgotten(f: &Fixture) {
+    let store = f.store();
+    store.worker_seen(&worker("stopped")).unwrap();
+    store.worker_stopped(&worker("stopped")).unwrap();
+    store.worker_seen(&worker("lost")).unwrap();
+    f.clock.advance(Duration::from_secs(23 * 3600));
+    store.worker_seen(&worker("alive")).unwrap();
+    assert_eq!(store.workers().unwrap().len(), 3, "kept for a day");
+    f.clock.advance(Duration::from_secs(2 * 3600));
+    store.worker_seen(&worker("alive")).unwrap();
+    let names: Vec<_> = store
+        .workers()
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, ["alive"]);
 }
