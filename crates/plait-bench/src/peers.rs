@@ -34,6 +34,16 @@ pub(crate) const PEERS: &[Peer] = &[
         own: false,
     },
     Peer {
+        script: "celery_queue.py",
+        suites: &["queue"],
+        own: false,
+    },
+    Peer {
+        script: "celery_latency.py",
+        suites: &["queue"],
+        own: true,
+    },
+    Peer {
         script: "dask_graphs.py",
         suites: &["graph"],
         own: true,
@@ -64,6 +74,9 @@ struct PeerRow {
     speedup_vs_sequential: Option<f64>,
     #[serde(default)]
     peak_rss_growth_bytes: Option<f64>,
+    /// Kept as the row's note where it says something the figures do not (a p99, say).
+    #[serde(default)]
+    notes: Option<String>,
 }
 
 /// Where the peers live by default: beside this checkout.
@@ -116,7 +129,7 @@ pub(crate) fn run(python: &Path, dir: &Path, script: &str) -> Result<Vec<Row>, S
                 runs_wall_s: r.runs_wall_s,
                 bytes_per_task: None,
                 heap_bytes_per_task: None,
-                note: None,
+                note: r.notes.filter(|notes| notes.contains("p99")),
             };
             if let Some(speedup) = r.speedup_vs_sequential {
                 row.note = Some(format!("speedup {speedup:.2}x"));

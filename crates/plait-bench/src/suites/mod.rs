@@ -7,6 +7,8 @@ pub(crate) mod join;
 pub(crate) mod map;
 pub(crate) mod memory;
 pub(crate) mod process;
+pub(crate) mod queue;
+pub(crate) mod queue_million;
 pub(crate) mod scope;
 pub(crate) mod spawn;
 pub(crate) mod waits;
@@ -71,5 +73,15 @@ pub(crate) const ALL: &[Suite] = &[
         name: "process",
         about: "process strand: tiny tasks through worker processes, start-up, crash recovery",
         run: process::run,
+    },
+    Suite {
+        name: "queue",
+        about: "durable queue: no-op tasks end to end through SQLite and a worker; enqueue-to-start latency",
+        run: queue::run,
+    },
+    Suite {
+        name: "queue-million",
+        about: "durable queue: one million queued tasks: enqueue, `plait status`, a worker's memory",
+        run: queue_million::run,
     },
 ];
