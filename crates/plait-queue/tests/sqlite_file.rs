@@ -82,10 +82,17 @@ fn a_queue_of_the_first_layout_is_upgraded_in_place() {
     // Back to version 1's layout, as the first plait wrote it.
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch("DROP TABLE workers; PRAGMA user_version = 1;")
+        .execute_batch(
+            "DROP TABLE workers; DROP TABLE counts; DROP INDEX tasks_delayed;
+             DROP TRIGGER counts_insert; DROP TRIGGER counts_update; DROP TRIGGER counts_delete;
+             PRAGMA user_version = 1;",
+        )
         .unwrap();
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.get(id).unwrap().unwrap().state, State::Queued);
+    let queues = store.queues().unwrap();
+    assert_eq!(queues.len(), 1, "the counts are made from the tasks");
+    assert_eq!(queues[0].ready, 1);
     assert!(store.workers().unwrap().is_empty(), "the registry is there");
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()

@@ -1,6 +1,8 @@
 //! Looking at the embedded store's tasks, and the operator's actions on them: cancel,
 //! requeue the dead, purge, expire results.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::lifecycle::{id_value, task_id, to_json};
@@ -111,27 +113,41 @@ pub(super) fn next_ready(conn: &Connection, queues: &[&str]) -> rusqlite::Result
     Ok(earliest)
 }
 
+/// Every queue's tasks by state, from the counts the triggers keep (no scan of the tasks);
+/// the scheduled ones from the index of delayed tasks.
 pub(super) fn queues(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<QueueStats>> {
-    let mut counts = conn.prepare_cached(
-        "SELECT queue,
-                sum(state = 0 AND ready_at <= ?1), sum(state = 0 AND ready_at > ?1),
-                sum(state = 1), sum(state = 2), sum(state = 3), sum(state = 4)
-           FROM tasks GROUP BY queue ORDER BY queue",
+    let mut stats: BTreeMap<String, QueueStats> = BTreeMap::new();
+    let mut counts = conn.prepare_cached("SELECT queue, state, n FROM counts WHERE n > 0")?;
+    let mut rows = counts.query([])?;
+    while let Some(row) = rows.next()? {
+        let queue: String = row.get(0)?;
+        let n = u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0);
+        let entry = stats.entry(queue.clone()).or_insert_with(|| QueueStats {
+            queue,
+            ..QueueStats::default()
+        });
+        match row.get::<_, i64>(1)? {
+            QUEUED => entry.ready = n,
+            RUNNING => entry.running = n,
+            SUCCEEDED => entry.succeeded = n,
+            DEAD => entry.dead = n,
+            _ => entry.cancelled = n,
+        }
+    }
+    let mut scheduled = conn.prepare_cached(
+        "SELECT queue, count(*) FROM tasks
+          WHERE state = 0 AND ready_at > enqueued_at AND ready_at > ?1 GROUP BY queue",
     )?;
-    counts
-        .query_map([now], |row| {
-            let count = |i| row.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
-            Ok(QueueStats {
-                queue: row.get(0)?,
-                ready: count(1)?,
-                scheduled: count(2)?,
-                running: count(3)?,
-                succeeded: count(4)?,
-                dead: count(5)?,
-                cancelled: count(6)?,
-            })
-        })?
-        .collect()
+    let mut rows = scheduled.query([now])?;
+    while let Some(row) = rows.next()? {
+        let queue: String = row.get(0)?;
+        let n = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
+        if let Some(entry) = stats.get_mut(&queue) {
+            entry.scheduled = n;
+            entry.ready = entry.ready.saturating_sub(n);
+        }
+    }
+    Ok(stats.into_values().collect())
 }
 
 pub(super) fn dead(
