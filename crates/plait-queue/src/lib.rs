@@ -96,6 +96,7 @@ mod client;
 mod clock;
 mod error;
 mod failure;
+mod graph;
 mod payload;
 mod registry;
 mod sqlite;
@@ -107,6 +108,7 @@ pub use client::{AsyncResult, Client, CommandResult, ResultError, Submit, Submit
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use error::{ErrorKind, QueueError, Result};
 pub use failure::{Failure, FailureKind};
+pub use graph::{QueueExecutor, QueueExecutorBuilder};
 pub use payload::{PAYLOAD_FORMAT, Payload};
 pub use registry::{WorkerInfo, WorkerState};
 pub use sqlite::{DEFAULT_PAYLOAD_LIMIT, Durability, SqliteBuilder, SqliteStore};

@@ -52,7 +52,7 @@ fn observers_see_each_node_in_order_with_strand_and_timing() {
             let (seen, elapsed) = match event.kind {
                 EventKind::Queued => (Seen::Queued, Duration::ZERO),
                 EventKind::Started => (Seen::Started, Duration::ZERO),
-                EventKind::Finished { elapsed } => (Seen::Finished, elapsed),
+                EventKind::Finished { elapsed, .. } => (Seen::Finished, elapsed),
                 EventKind::Failed {
                     retrying, elapsed, ..
                 } => (Seen::Failed { retrying }, elapsed),
@@ -155,4 +155,36 @@ fn an_observer_may_cancel_the_run_and_a_panicking_one_does_not_stop_it() {
             plait::graph::NodeStatus::Cancelled
         );
     }
+}
+
+#[test]
+fn a_finished_event_shows_the_nodes_value() {
+    let rt = common::runtime(2);
+    let mut graph = Graph::new();
+    let answer = graph.task((), |()| 42_u64);
+    let text = graph.task(answer, |n| format!("{n}!"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&seen);
+    let _ = graph
+        .runner(rt)
+        .observe(move |event| {
+            if let EventKind::Finished { value, .. } = event.kind {
+                let shown = value
+                    .downcast_ref::<u64>()
+                    .map(u64::to_string)
+                    .or_else(|| value.downcast_ref::<String>().cloned());
+                keep.lock().unwrap().push((event.node, shown));
+            }
+        })
+        .start()
+        .join();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (answer.id(), Some("42".to_owned())),
+            (text.id(), Some("42!".to_owned()))
+        ]
+    );
 }

@@ -2,7 +2,7 @@
 //! `dead`, `purge` and `worker`, on the embedded store that `plait.toml` (or the
 //! `PLAIT_*` variables) names.
 
-mod config;
+pub(crate) mod config;
 pub(crate) mod worker;
 pub(crate) mod workers;
 

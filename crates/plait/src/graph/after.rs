@@ -2,6 +2,7 @@
 //! (drop results, cancel runs, tell observers, hand work to the executor), and the
 //! trampoline that keeps executors that finish work inline from growing the stack.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,7 +41,8 @@ pub(crate) struct Pending {
 
 pub(crate) enum PendingKind {
     Queued,
-    Finished(Duration),
+    /// How long it ran, and its value (kept only when someone observes).
+    Finished(Duration, Option<Value>),
     Failed(Error, Duration, bool),
     Skipped(Error),
 }
@@ -50,7 +52,12 @@ pub(crate) enum PendingKind {
 pub(crate) fn tell(observers: &[Observer], meta: &Meta, strand: Strand, pending: &Pending) {
     let kind = match &pending.kind {
         PendingKind::Queued => EventKind::Queued,
-        PendingKind::Finished(elapsed) => EventKind::Finished { elapsed: *elapsed },
+        PendingKind::Finished(elapsed, value) => EventKind::Finished {
+            elapsed: *elapsed,
+            value: value
+                .as_deref()
+                .map_or(&() as &(dyn Any + Send + Sync), |value| value),
+        },
         PendingKind::Failed(error, elapsed, retrying) => EventKind::Failed {
             error,
             elapsed: *elapsed,

@@ -1,5 +1,6 @@
 //! [`Event`]: what observers of a graph run learn about each node.
 
+use std::any::Any;
 use std::time::{Duration, Instant};
 
 use super::NodeId;
@@ -53,6 +54,9 @@ pub enum EventKind<'a> {
     Finished {
         /// How long this run took, from its start.
         elapsed: Duration,
+        /// Its result, to be read with `downcast_ref::<T>()` for a `Node<T>` (a command
+        /// node's is a [`CommandOutput`](crate::process::CommandOutput)).
+        value: &'a (dyn Any + Send + Sync),
     },
     /// This run failed; `retrying` says whether the node will run again.
     Failed {

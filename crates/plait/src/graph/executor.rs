@@ -368,7 +368,7 @@ impl CommandCall {
             if output.success() {
                 Ok(Arc::new(output) as Value)
             } else {
-                Err(Error::failed(CommandFailed::new(&self.shown, &output)))
+                Err(Error::failed(CommandFailed::new(&self.shown, output)))
             }
         });
         Output::of(self.origin, result)
@@ -395,15 +395,37 @@ fn shown(command: &Command) -> String {
     }
 }
 
-/// A command that ran and did not succeed.
+/// Why a command node failed although its command ran: it exited with a status other
+/// than 0, was killed by a signal, or ran past its time limit. The node's
+/// [`Error::Failed`] holds it, with the whole output: downcast the inner error to find it.
+///
+/// # Examples
+///
+/// ```
+/// use plait::graph::{CommandFailed, Graph};
+/// use plait::process::Command;
+///
+/// let rt = plait::Runtime::new()?;
+/// let mut graph = Graph::new();
+/// let says = graph.command((), |()| Command::shell("echo partial; exit 3"));
+/// let mut results = graph.runner(rt).start().join();
+/// let Err(plait::Error::Failed(inner)) = results.take(says) else { panic!("it fails") };
+/// let failed = inner.downcast_ref::<CommandFailed>().expect("the command ran");
+/// assert_eq!(failed.output().code, Some(3));
+/// assert_eq!(failed.output().stdout, b"partial\n");
+/// # Ok::<(), plait::Error>(())
+/// ```
 #[derive(Debug)]
-struct CommandFailed(String);
+pub struct CommandFailed {
+    message: String,
+    output: CommandOutput,
+}
 
 impl CommandFailed {
     /// How much of the end of standard error the message quotes.
     const STDERR_TAIL: usize = 800;
 
-    fn new(command: &str, output: &CommandOutput) -> Self {
+    fn new(command: &str, output: CommandOutput) -> Self {
         let how = if output.timed_out {
             "ran past its time limit".to_owned()
         } else if let Some(code) = output.code {
@@ -424,13 +446,19 @@ impl CommandFailed {
             message.push_str(": ");
             message.push_str(&stderr[tail..]);
         }
-        CommandFailed(message)
+        CommandFailed { message, output }
+    }
+
+    /// How the command ended, and everything it wrote (up to its output limit).
+    #[must_use]
+    pub fn output(&self) -> &CommandOutput {
+        &self.output
     }
 }
 
 impl fmt::Display for CommandFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 

@@ -68,7 +68,8 @@ use futures_util::future::BoxFuture;
 pub use deps::Deps;
 pub use event::{Event, EventKind};
 pub use executor::{
-    Call, CommandCall, CoroutineCall, Done, Executor, Output, ProcessCall, ThreadCall, Work,
+    Call, CommandCall, CommandFailed, CoroutineCall, Done, Executor, Output, ProcessCall,
+    ThreadCall, Work,
 };
 pub use results::{NodeStatus, Results};
 pub use run::{GraphCanceller, GraphRun, Runner};

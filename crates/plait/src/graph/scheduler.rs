@@ -427,6 +427,8 @@ impl Shared {
         state.status[node] = Status::Succeeded;
         state.unfinished -= 1;
         self.retire(state, node, after);
+        // Observers see the value too (an Arc's clone, only when someone observes).
+        let shown = self.observed().then(|| Arc::clone(&value));
         if (state.consumers[node] > 0 && !self.is_stopping()) || self.kept(node) {
             state.values[node] = Some(value);
         } else {
@@ -436,7 +438,7 @@ impl Shared {
             after,
             node,
             state.attempts[node],
-            PendingKind::Finished(elapsed),
+            PendingKind::Finished(elapsed, shown),
         );
         if self.is_stopping() {
             return;

@@ -150,6 +150,35 @@ pub struct CommandOutput {
 }
 
 impl CommandOutput {
+    /// A command that exited with `code`, having written `stdout` and `stderr`, after
+    /// running for `elapsed`: for an executor that ran it elsewhere (another machine, a
+    /// queue's worker) or replays a run it recorded. Set the other fields after, if they
+    /// apply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use plait::process::CommandOutput;
+    ///
+    /// let mut killed = CommandOutput::exited(None, b"".to_vec(), b"".to_vec(), Duration::ZERO);
+    /// killed.signal = Some(9);
+    /// assert!(!killed.success());
+    /// ```
+    #[must_use]
+    pub fn exited(code: Option<i32>, stdout: Vec<u8>, stderr: Vec<u8>, elapsed: Duration) -> Self {
+        CommandOutput {
+            code,
+            signal: None,
+            timed_out: false,
+            stdout,
+            stderr,
+            stdout_dropped: 0,
+            stderr_dropped: 0,
+            elapsed,
+        }
+    }
+
     /// Whether it exited with status 0 in time.
     #[must_use]
     pub fn success(&self) -> bool {

@@ -2,23 +2,33 @@
 //! its needs have succeeded, as many at once as `--jobs` allows (a task's `cpus` count
 //! against it), critical path first.
 //!
-//! Each task is a node on the coroutine strand that decides whether the task is up to date
-//! (see `journal`), and if not runs its command in a process group of its own and waits
-//! for it. Progress and the summary come from the scheduler's events and results.
+//! Each task is a command node. Before a node goes to the executor, the journal's check
+//! ([`UpToDate`]) skips it if it succeeded before with the same fingerprint. The executor
+//! is this process's runtime, or with `--queue` the durable queue, whose `plait worker`s
+//! run the commands. Progress, each task's output and the summary come from the
+//! scheduler's events and results.
 
+mod up_to_date;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use plait::graph::{Event, EventKind, Graph, GraphCanceller, Node, NodeStatus, Results};
+use plait::graph::{
+    CommandFailed, Event, EventKind, Graph, GraphCanceller, Node, NodeStatus, Results,
+};
 use plait::process::{Command, CommandOutput};
 use plait::{Error, Runtime, Strand};
+use plait_queue::{QueueExecutor, RetryPolicy};
 
 use crate::job::file::{self, Run, TaskSpec};
 use crate::job::plan::Plan;
-use crate::journal::{self, Journal};
+use crate::journal::Journal;
 use crate::progress::Progress;
+use crate::queue::config::Config;
+use up_to_date::{Marks, UpToDate};
 
 /// Options of `plait run`.
 #[derive(clap::Args)]
@@ -36,6 +46,11 @@ pub(crate) struct Args {
     /// Print the plan by levels and run nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Send the tasks to the durable queue (QUEUE, or the configured default), to be run
+    /// by `plait worker`s started anywhere on this machine. A run killed and started again
+    /// takes up the tasks it had sent rather than running them twice.
+    #[arg(long, value_name = "QUEUE", num_args = 0..=1, default_missing_value = "")]
+    queue: Option<String>,
 }
 
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
@@ -50,23 +65,34 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    // Relative paths in the file are relative to the file.
-    let base = args
+    // Relative paths in the file are relative to the file; made absolute, so that a
+    // queue's worker, started in any folder, runs each command where the file says.
+    let folder = args
         .file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+        .unwrap_or(Path::new("."));
+    let base = std::fs::canonicalize(folder)
+        .map_err(|e| format!("cannot find the job's folder {}: {e}", folder.display()))?;
     let journal = Journal::open(&base, &args.file)?;
     let started = Instant::now();
 
-    let job = Arc::new(Job::new(plan, journal, base));
-    let (graph, nodes) = job.graph(&rt);
+    let job = Arc::new(Job::new(plan, journal, base, args.queue.is_some()));
+    let (graph, nodes) = job.graph();
     let observer = Arc::clone(&job);
-    let run = graph
-        .runner(rt.clone())
+    let runner = match &args.queue {
+        None => graph.runner(UpToDate {
+            inner: rt.clone(),
+            job: Arc::clone(&job),
+        }),
+        Some(queue) => graph.runner(UpToDate {
+            inner: job.queue_executor(queue, jobs, &args.file)?,
+            job: Arc::clone(&job),
+        }),
+    };
+    let run = runner
         .keep_going(args.keep_going)
-        .limit(Strand::Coroutine, jobs)
+        .limit(Strand::Process, jobs)
         .observe(move |event| observer.observe(event))
         .start();
     let signals = rt.spawn_async(interruption(run.canceller(), Arc::clone(&job)));
@@ -86,13 +112,6 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         None if failed => ExitCode::FAILURE,
         None => ExitCode::SUCCESS,
     })
-}
-
-/// What a task's node returns: the fingerprint its dependents build theirs on, and whether
-/// it ran in this run (a need that ran may have made something new: its dependents run too).
-struct Finished {
-    fingerprint: String,
-    ran: bool,
 }
 
 /// What the run keeps per task, beside the scheduler's own books.
@@ -118,11 +137,16 @@ struct Job {
     books: Mutex<Vec<Book>>,
     /// Set when a signal stopped the run.
     interrupted: Mutex<Option<&'static str>>,
+    /// What the journal's check decided for each task.
+    marks: Marks,
+    /// Whether the tasks go to the queue.
+    queued: bool,
 }
 
 impl Job {
-    fn new(plan: Plan, journal: Journal, base: PathBuf) -> Job {
+    fn new(plan: Plan, journal: Journal, base: PathBuf, queued: bool) -> Job {
         let task_of_node = plan.dependency_order();
+        let tasks_len = plan.tasks.len();
         let Plan {
             tasks,
             needs,
@@ -137,6 +161,8 @@ impl Job {
             base,
             journal: Mutex::new(journal),
             interrupted: Mutex::new(None),
+            marks: Marks::new(tasks_len),
+            queued,
         }
     }
 
@@ -144,27 +170,24 @@ impl Job {
         self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// One node per task, on the coroutine strand, weighted by its `cpus`.
-    fn graph(self: &Arc<Self>, rt: &Runtime) -> (Graph, Vec<Node<Finished>>) {
+    /// One command node per task, weighted by its `cpus`. Its retries are the graph's,
+    /// or with the queue the queue's (never both).
+    fn graph(self: &Arc<Self>) -> (Graph, Vec<Node<CommandOutput>>) {
         let mut graph = Graph::with_capacity(self.tasks.len());
-        let mut nodes: Vec<Option<Node<Finished>>> = vec![None; self.tasks.len()];
+        let mut nodes: Vec<Option<Node<CommandOutput>>> = vec![None; self.tasks.len()];
         for &task in &self.task_of_node {
-            let needs: Vec<Node<Finished>> = self.needs[task]
+            let needs: Vec<Node<CommandOutput>> = self.needs[task]
                 .iter()
                 .map(|&need| nodes[need].expect("needs come first in dependency order"))
                 .collect();
-            let (job, rt) = (Arc::clone(self), rt.clone());
-            let node = graph.try_task_async(needs, move |needs| {
-                let (job, rt) = (Arc::clone(&job), rt.clone());
-                async move { job.run_task(&rt, task, &needs).await }
-            });
+            let job = Arc::clone(self);
+            let node = graph.command(needs, move |_| command(&job.tasks[task], &job.base));
             let spec = &self.tasks[task];
             let _ = graph
                 .node(node)
                 .name(spec.name.clone())
-                .retries(spec.retries)
-                .weight(spec.cpus)
-                .keep();
+                .retries(if self.queued { 0 } else { spec.retries })
+                .weight(spec.cpus);
             nodes[task] = Some(node);
         }
         let nodes = nodes
@@ -174,51 +197,63 @@ impl Job {
         (graph, nodes)
     }
 
-    /// One run of a task: skipped as up to date, or its command run to its end.
-    async fn run_task(
-        &self,
-        rt: &Runtime,
-        task: usize,
-        needs: &[Arc<Finished>],
-    ) -> Result<Finished, String> {
-        let spec = &self.tasks[task];
-        let name = spec.name.as_str();
-        let fingerprint = {
-            // Hashing the inputs is work for the thread strand, not a coroutine worker.
-            let (spec, base) = (spec.clone(), self.base.clone());
-            let needs: Vec<String> = needs.iter().map(|n| n.fingerprint.clone()).collect();
-            rt.spawn(move || {
-                let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
-                journal::fingerprint(&spec, &base, &needs)
+    /// The queue's executor: each task under a key made of the job file, its name and its
+    /// fingerprint (the same work, so a run started again takes up the task it sent), and
+    /// with the task's retries.
+    fn queue_executor(
+        self: &Arc<Self>,
+        queue: &str,
+        jobs: usize,
+        file: &Path,
+    ) -> Result<QueueExecutor, String> {
+        let config = Config::here()?;
+        let queue = if queue.is_empty() {
+            config.queue.clone()
+        } else {
+            queue.to_owned()
+        };
+        let store = Arc::new(config.open()?);
+        let job_file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        let by_name: HashMap<String, usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(task, spec)| (spec.name.clone(), task))
+            .collect();
+        let job = Arc::clone(self);
+        QueueExecutor::builder(store)
+            .queue(queue)
+            .in_flight(jobs)
+            .prepare(move |name, task| {
+                let Some(&index) = name.and_then(|name| by_name.get(name)) else {
+                    return task;
+                };
+                let spec = &job.tasks[index];
+                let task = task.retry(RetryPolicy {
+                    max_retries: spec.retries,
+                    ..RetryPolicy::default()
+                });
+                match job.marks.get(index) {
+                    Some(mark) => task.key(format!(
+                        "plait-run:{}:{}:{}",
+                        job_file.display(),
+                        spec.name,
+                        mark.fingerprint
+                    )),
+                    None => task,
+                }
             })
-            .await
-            .map_err(|error| format!("cannot fingerprint its inputs: {error}"))?
-        };
-        let a_need_ran = needs.iter().any(|need| need.ran);
-        let done_before = self
-            .journal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_done(spec, &fingerprint, &self.base);
-        if done_before && !a_need_ran {
-            self.progress().ended(task, name, "up to date");
-            return Ok(Finished {
-                fingerprint,
-                ran: false,
-            });
-        }
-        let attempt = {
-            let mut books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
-            books[task].attempts += 1;
-            books[task].attempts
-        };
-        self.progress().started(task, name, attempt);
-        let handle = rt.spawn_command(command(spec, &self.base));
-        // The node is dropped when the run is cancelled: the command goes with it.
-        let _kill = KillOnDrop(handle.cancel_handle());
-        let output = handle.await.map_err(|error| reason(&error))?;
-        self.books.lock().unwrap_or_else(PoisonError::into_inner)[task].elapsed += output.elapsed;
-        print_output(&self.progress(), name, &output);
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
+    fn books(&self) -> std::sync::MutexGuard<'_, Vec<Book>> {
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A task's output, printed under its name and kept beside the journal.
+    fn show_output(&self, name: &str, output: &CommandOutput) {
+        print_output(&self.progress(), name, output);
         if let Err(error) = self
             .journal
             .lock()
@@ -227,53 +262,68 @@ impl Job {
         {
             self.progress().err(&format!("plait: {error}"));
         }
-        if output.timed_out {
-            return Err(format!("timed out after {:.1?}", output.elapsed));
-        }
-        if !output.success() {
-            return Err(format!("exited with {}", output.exit()));
-        }
-        let took = self.books.lock().unwrap_or_else(PoisonError::into_inner)[task].elapsed;
-        self.progress()
-            .ended(task, name, &format!("ok in {took:.1?}"));
-        if let Err(error) = self
-            .journal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(name, &fingerprint)
-        {
-            self.progress().err(&format!(
-                "plait: {error}; the next run will run {name} again"
-            ));
-        }
-        Ok(Finished {
-            fingerprint,
-            ran: true,
-        })
     }
 
-    /// Shows failures, retries and skips as the scheduler reports them (starts and
-    /// successes are shown by the tasks themselves).
+    /// Shows each task's start, output and end as the scheduler reports them, and
+    /// records each success in the journal.
     fn observe(&self, event: &Event<'_>) {
         let task = self.task_of_node[event.node.index()];
         let name = self.tasks[task].name.as_str();
         match event.kind {
+            EventKind::Started => {
+                self.books()[task].attempts += 1;
+                self.progress().started(task, name, event.attempt);
+            }
+            EventKind::Finished { elapsed, value } => {
+                let Some(mark) = self.marks.get(task).filter(|mark| mark.ran) else {
+                    self.progress().ended(task, name, "up to date");
+                    return;
+                };
+                if let Some(output) = value.downcast_ref::<CommandOutput>() {
+                    self.show_output(name, output);
+                }
+                let took = {
+                    let mut books = self.books();
+                    books[task].elapsed += elapsed;
+                    books[task].elapsed
+                };
+                self.progress()
+                    .ended(task, name, &format!("ok in {took:.1?}"));
+                if let Err(error) = self
+                    .journal
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record(name, &mark.fingerprint)
+                {
+                    self.progress().err(&format!(
+                        "plait: {error}; the next run will run {name} again"
+                    ));
+                }
+            }
             EventKind::Failed {
                 error,
-                retrying: true,
-                ..
-            } => self.progress().err(&format!(
-                "[{name}] attempt {} of {} failed ({}); trying again",
-                event.attempt,
-                self.tasks[task].retries + 1,
-                reason(error)
-            )),
-            EventKind::Failed { error, .. } if error.is_cancelled() => {
-                self.progress().ended(task, name, "cancelled");
-            }
-            EventKind::Failed { error, .. } => {
-                self.progress()
-                    .ended(task, name, &format!("failed: {}", reason(error)));
+                elapsed,
+                retrying,
+            } => {
+                self.books()[task].elapsed += elapsed;
+                if let Error::Failed(inner) = error
+                    && let Some(failed) = inner.downcast_ref::<CommandFailed>()
+                {
+                    self.show_output(name, failed.output());
+                }
+                if retrying {
+                    self.progress().err(&format!(
+                        "[{name}] attempt {} of {} failed ({}); trying again",
+                        event.attempt,
+                        self.tasks[task].retries + 1,
+                        reason(error)
+                    ));
+                } else if error.is_cancelled() {
+                    self.progress().ended(task, name, "cancelled");
+                } else {
+                    self.progress()
+                        .ended(task, name, &format!("failed: {}", reason(error)));
+                }
             }
             EventKind::Skipped { error } => {
                 let why = self.skip_reason(error);
@@ -301,7 +351,12 @@ impl Job {
     }
 
     /// Prints the table of how each task ended; returns whether any did not succeed.
-    fn print_summary(&self, results: &Results, nodes: &[Node<Finished>], wall: Duration) -> bool {
+    fn print_summary(
+        &self,
+        results: &Results,
+        nodes: &[Node<CommandOutput>],
+        wall: Duration,
+    ) -> bool {
         outln!();
         outln!(
             "{:<20} {:<10} {:>8} {:>10}  {:<8} detail",
@@ -324,8 +379,8 @@ impl Job {
             let book = &books[task];
             let error = results.error(node.id());
             let (status, detail) = match results.status(node.id()) {
-                NodeStatus::Succeeded => match results.get(node) {
-                    Ok(finished) if !finished.ran => {
+                NodeStatus::Succeeded => match self.marks.get(task) {
+                    Some(mark) if !mark.ran => {
                         ("up to date", "succeeded before; not run again".to_owned())
                     }
                     _ => ("ok", String::new()),
@@ -355,7 +410,7 @@ impl Job {
                 status,
                 book.attempts,
                 format!("{:.1?}", book.elapsed),
-                "process",
+                if self.queued { "queue" } else { "process" },
             );
         }
         outln!("\n{} tasks in {wall:.1?}", self.tasks.len());
@@ -366,17 +421,15 @@ impl Job {
 /// A task's error as the summary shows it: the task's own message, without the wrapping.
 fn reason(error: &Error) -> String {
     match error {
-        Error::Failed(inner) => inner.to_string(),
+        Error::Failed(inner) => match inner.downcast_ref::<CommandFailed>() {
+            // Its output is shown above; the summary says how it ended.
+            Some(failed) if failed.output().timed_out => {
+                format!("timed out after {:.1?}", failed.output().elapsed)
+            }
+            Some(failed) => format!("exited with {}", failed.output().exit()),
+            None => inner.to_string(),
+        },
         other => other.to_string(),
-    }
-}
-
-/// Cancels a running command when its node is dropped.
-struct KillOnDrop(plait::CancelHandle);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
     }
 }
 

@@ -1,0 +1,176 @@
+//! A task graph run through the queue: its command nodes enqueued as their needs succeed,
+//! run by a worker, their outputs handed back as the nodes' results.
+
+mod common;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use common::TempFolder;
+use plait::graph::Graph;
+use plait::process::Command;
+use plait_queue::{
+    NewTask, Payload, QueueExecutor, RetryPolicy, SqliteStore, State, Stopper, Store, Worker,
+};
+
+plait::test_worker!();
+
+/// A store and a worker running on it, stopped on drop.
+struct Queue {
+    store: Arc<dyn Store>,
+    stopper: Stopper,
+    worker: Option<JoinHandle<()>>,
+    folder: TempFolder,
+}
+
+impl Queue {
+    fn start(name: &str) -> Queue {
+        let folder = TempFolder::new(name);
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(folder.path().join("q.db")).unwrap());
+        let worker = Worker::builder(Arc::clone(&store))
+            .concurrency(2)
+            .build()
+            .unwrap();
+        let stopper = worker.stopper();
+        let worker = std::thread::spawn(move || {
+            worker.run().unwrap();
+        });
+        Queue {
+            store,
+            stopper,
+            worker: Some(worker),
+            folder,
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.stopper.abort();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[test]
+fn command_nodes_run_on_the_queue_in_the_order_their_needs_set() {
+    let queue = Queue::start("executor-order");
+    let dir = queue.folder.path().to_path_buf();
+    let mut graph = Graph::new();
+    let first = graph.command((), {
+        let dir = dir.clone();
+        move |()| Command::shell("echo one >> log; echo made").cwd(dir.clone())
+    });
+    let second = graph.command(first, {
+        let dir = dir.clone();
+        move |made| {
+            // The need's output, from the worker, makes this node's command.
+            let word = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+            Command::shell(format!("echo {word} >> log; wc -l < log")).cwd(dir.clone())
+        }
+    });
+    let executor = QueueExecutor::builder(Arc::clone(&queue.store))
+        .build()
+        .unwrap();
+    let mut results = graph.runner(executor).start().join();
+    let counted = results.take(second).unwrap();
+    assert_eq!(String::from_utf8_lossy(&counted.stdout).trim(), "2");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("log")).unwrap(),
+        "one\nmade\n"
+    );
+    let stats = queue.store.queues().unwrap();
+    assert_eq!(stats[0].succeeded, 2);
+}
+
+#[test]
+fn a_failing_node_fails_after_the_queues_retries_and_what_needs_it_is_skipped() {
+    let queue = Queue::start("executor-fails");
+    let dir = queue.folder.path().to_path_buf();
+    let mut graph = Graph::new();
+    let bad = graph.command((), {
+        let dir = dir.clone();
+        move |()| Command::shell("echo try >> tries; echo broken >&2; exit 2").cwd(dir.clone())
+    });
+    let after = graph.command(bad, |_| Command::new("true"));
+    let _ = graph.node(bad).name("bad");
+    let executor = QueueExecutor::builder(Arc::clone(&queue.store))
+        .prepare(|name, task| {
+            assert_eq!(name, Some("bad"), "only the first node is sent");
+            task.retry(RetryPolicy {
+                max_retries: 1,
+                backoff: std::time::Duration::from_millis(1),
+                ..RetryPolicy::default()
+            })
+        })
+        .build()
+        .unwrap();
+    let mut results = graph.runner(executor).start().join();
+    let error = results.take(bad).unwrap_err().to_string();
+    assert!(
+        error.contains("dead") && error.contains("broken"),
+        "{error}"
+    );
+    assert!(results.take(after).is_err());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("tries")).unwrap(),
+        "try\ntry\n",
+        "one retry, by the queue"
+    );
+}
+
+#[test]
+fn a_closure_node_is_refused_with_why() {
+    let queue = Queue::start("executor-closure");
+    let mut graph = Graph::new();
+    let closure = graph.task((), |()| 1_u8);
+    let executor = QueueExecutor::builder(Arc::clone(&queue.store))
+        .build()
+        .unwrap();
+    let mut results = graph.runner(executor).start().join();
+    let error = results.take(closure).unwrap_err().to_string();
+    assert!(error.contains("cannot travel to a worker"), "{error}");
+}
+
+#[test]
+fn a_keyed_node_takes_up_its_task_and_a_dead_one_is_sent_again() {
+    let queue = Queue::start("executor-keys");
+    let dir = queue.folder.path().to_path_buf();
+    // What an earlier driver sent under the key, and saw die.
+    let dead = queue
+        .store
+        .enqueue(
+            &NewTask::new(Payload::command(["false"]).encode())
+                .key("job/a")
+                .retry(RetryPolicy::never()),
+        )
+        .unwrap()
+        .id;
+    let ended = queue
+        .store
+        .wait_finished(dead, std::time::Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(ended.state, State::Dead);
+
+    let run = || {
+        let mut graph = Graph::new();
+        let node = graph.command((), {
+            let dir = dir.clone();
+            move |()| Command::shell("echo ran >> runs").cwd(dir.clone())
+        });
+        let executor = QueueExecutor::builder(Arc::clone(&queue.store))
+            .prepare(|_, task| task.key("job/a"))
+            .build()
+            .unwrap();
+        graph.runner(executor).start().join().take(node).unwrap()
+    };
+    run();
+    run();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs")).unwrap(),
+        "ran\n",
+        "sent again past the dead task, then taken up, not run twice"
+    );
+}
