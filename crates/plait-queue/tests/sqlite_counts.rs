@@ -104,7 +104,7 @@ fn outcome(how: u8) -> Outcome {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn the_kept_counts_equal_a_scan_of_the_tasks(ops in proptest::collection::vec(op(), 1..80)) {

@@ -84,7 +84,6 @@ fn a_queue_of_the_first_layout_is_upgraded_in_place() {
         .unwrap()
         .execute_batch(
             "DROP TABLE workers; DROP TABLE counts; DROP INDEX tasks_delayed;
-             DROP TRIGGER counts_insert; DROP TRIGGER counts_update; DROP TRIGGER counts_delete;
              PRAGMA user_version = 1;",
         )
         .unwrap();

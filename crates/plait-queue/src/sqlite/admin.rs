@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
+use super::counts::Tally;
 use super::lifecycle::{id_value, task_id, to_json};
 use super::schema::{CANCELLED, DEAD, QUEUED, RUNNING, SUCCEEDED};
 use crate::clock::Millis;
@@ -64,11 +65,13 @@ pub(super) fn cancel(
     id: TaskId,
     now: Millis,
 ) -> rusqlite::Result<Option<Cancel>> {
-    let found: Option<(i64, i64)> = tx
-        .prepare_cached("SELECT state, result_ttl_ms FROM tasks WHERE id = ?1")?
-        .query_row([id_value(id)], |row| Ok((row.get(0)?, row.get(1)?)))
+    let found: Option<(i64, i64, String)> = tx
+        .prepare_cached("SELECT state, result_ttl_ms, queue FROM tasks WHERE id = ?1")?
+        .query_row([id_value(id)], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()?;
-    let Some((stored, ttl)) = found else {
+    let Some((stored, ttl, queue)) = found else {
         return Ok(None);
     };
     let cancel = match stored {
@@ -86,6 +89,9 @@ pub(super) fn cancel(
                 to_json(&failure),
                 id_value(id)
             ])?;
+            let mut tally = Tally::default();
+            tally.moved(&queue, QUEUED, CANCELLED);
+            tally.write(tx)?;
             Cancel::Cancelled
         }
         RUNNING => {
@@ -113,7 +119,7 @@ pub(super) fn next_ready(conn: &Connection, queues: &[&str]) -> rusqlite::Result
     Ok(earliest)
 }
 
-/// Every queue's tasks by state, from the counts the triggers keep (no scan of the tasks);
+/// Every queue's tasks by state, from the kept counts (no scan of the tasks);
 /// the scheduled ones from the index of delayed tasks.
 pub(super) fn queues(conn: &Connection, now: Millis) -> rusqlite::Result<Vec<QueueStats>> {
     let mut stats: BTreeMap<String, QueueStats> = BTreeMap::new();
@@ -172,25 +178,68 @@ pub(super) fn requeue_dead(
     const REQUEUE: &str = "UPDATE tasks SET state = 0, failures = 0, crashes = 0, ready_at = ?1,
                                   finished_at = NULL, expires_at = NULL, reason = NULL
                             WHERE state = 3";
+    let mut tally = Tally::default();
+    let mut requeued = 0;
+    let mut count = |queue: String| {
+        tally.moved(&queue, DEAD, QUEUED);
+        requeued += 1;
+    };
     match ids {
-        None => tx.prepare_cached(REQUEUE)?.execute([now]),
-        Some(ids) => {
-            let mut one = tx.prepare_cached(&format!("{REQUEUE} AND id = ?2"))?;
-            let mut requeued = 0;
-            for id in ids {
-                requeued += one.execute(params![now, id_value(*id)])?;
+        None => {
+            let mut all = tx.prepare_cached(&format!("{REQUEUE} RETURNING queue"))?;
+            let mut rows = all.query([now])?;
+            while let Some(row) = rows.next()? {
+                count(row.get(0)?);
             }
-            Ok(requeued)
+        }
+        Some(ids) => {
+            let mut one = tx.prepare_cached(&format!("{REQUEUE} AND id = ?2 RETURNING queue"))?;
+            for id in ids {
+                if let Some(queue) = one
+                    .query_row(params![now, id_value(*id)], |row| row.get(0))
+                    .optional()?
+                {
+                    count(queue);
+                }
+            }
         }
     }
+    tally.write(tx)?;
+    Ok(requeued)
 }
 
 pub(super) fn purge(tx: &Transaction<'_>, queue: Option<&str>) -> rusqlite::Result<usize> {
-    tx.prepare_cached("DELETE FROM tasks WHERE state = 0 AND (?1 IS NULL OR queue = ?1)")?
-        .execute([queue])
+    deleting(
+        tx,
+        "DELETE FROM tasks WHERE state = 0 AND (?1 IS NULL OR queue = ?1) RETURNING queue, state",
+        params![queue],
+    )
 }
 
 pub(super) fn expire(tx: &Transaction<'_>, now: Millis) -> rusqlite::Result<usize> {
-    tx.prepare_cached("DELETE FROM tasks WHERE expires_at <= ?1 AND state IN (?2, ?3)")?
-        .execute(params![now, SUCCEEDED, CANCELLED])
+    deleting(
+        tx,
+        "DELETE FROM tasks WHERE expires_at <= ?1 AND state IN (?2, ?3) RETURNING queue, state",
+        params![now, SUCCEEDED, CANCELLED],
+    )
+}
+
+/// Runs a `DELETE … RETURNING queue, state`, and takes what it deleted off the counts.
+fn deleting(
+    tx: &Transaction<'_>,
+    sql: &str,
+    values: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    let mut tally = Tally::default();
+    let mut deleted = 0;
+    let mut statement = tx.prepare_cached(sql)?;
+    let mut rows = statement.query(values)?;
+    while let Some(row) = rows.next()? {
+        let queue: String = row.get(0)?;
+        tally.add(&queue, row.get(1)?, -1);
+        deleted += 1;
+    }
+    drop(rows);
+    tally.write(tx)?;
+    Ok(deleted)
 }

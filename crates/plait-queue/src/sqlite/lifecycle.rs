@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::counts::{Tally, stored};
 use super::schema::{CANCELLED, DEAD, QUEUED, RUNNING, SUCCEEDED};
 use crate::clock::{Millis, millis};
 use crate::error::{QueueError, Result};
@@ -47,6 +48,7 @@ pub(super) fn enqueue(
     )?;
     let mut existing = tx.prepare_cached("SELECT id FROM tasks WHERE idem_key = ?1")?;
     let mut done = Vec::with_capacity(tasks.len());
+    let mut tally = Tally::default();
     for task in tasks {
         let retry = &task.retry;
         let inserted: Option<i64> = insert
@@ -70,7 +72,10 @@ pub(super) fn enqueue(
             )
             .optional()?;
         let (id, created) = match inserted {
-            Some(id) => (id, true),
+            Some(id) => {
+                tally.add(&task.queue, QUEUED, 1);
+                (id, true)
+            }
             // The key is held: the first task stands.
             None => (existing.query_row([&task.key], |row| row.get(0))?, false),
         };
@@ -79,6 +84,7 @@ pub(super) fn enqueue(
             created,
         });
     }
+    tally.write(tx)?;
     Ok(done)
 }
 
@@ -112,16 +118,19 @@ pub(super) fn reserve(
     values.extend(queues.iter().map(|q| q as &dyn rusqlite::ToSql));
     let mut rows = update.query(values.as_slice())?;
     let mut leases = Vec::new();
+    let mut tally = Tally::default();
     while let Some(row) = rows.next()? {
         let limit: Option<i64> = row.get(4)?;
         let priority: i64 = row.get(7)?;
         let ready_at: i64 = row.get(8)?;
+        let queue: String = row.get(2)?;
+        tally.moved(&queue, QUEUED, RUNNING);
         leases.push((
             (-priority, ready_at, row.get::<_, i64>(0)?),
             Lease {
                 id: task_id(row.get(0)?),
                 attempt: row.get(1)?,
-                queue: row.get(2)?,
+                queue,
                 payload: row.get(3)?,
                 time_limit: limit.map(duration),
                 lease_until: until,
@@ -130,6 +139,8 @@ pub(super) fn reserve(
             },
         ));
     }
+    drop(rows);
+    tally.write(tx)?;
     // RETURNING gives no order: hand them out in the order they were chosen.
     leases.sort_by_key(|(order, _)| *order);
     Ok(leases.into_iter().map(|(_, lease)| lease).collect())
@@ -140,10 +151,10 @@ pub(super) fn reserve(
 pub(super) fn reclaim(tx: &Transaction<'_>, now: Millis) -> rusqlite::Result<usize> {
     // Cheap when nothing ran out: the partial index holds only running tasks.
     let mut expired = tx.prepare_cached(
-        "SELECT id, attempt, worker, crashes, crash_budget FROM tasks
+        "SELECT id, attempt, worker, crashes, crash_budget, queue FROM tasks
           WHERE state = 1 AND lease_until < ?1",
     )?;
-    let found: Vec<(i64, u32, Option<String>, u32, u32)> = expired
+    let found: Vec<(i64, u32, Option<String>, u32, u32, String)> = expired
         .query_map([now], |row| {
             Ok((
                 row.get(0)?,
@@ -151,10 +162,12 @@ pub(super) fn reclaim(tx: &Transaction<'_>, now: Millis) -> rusqlite::Result<usi
                 row.get(2)?,
                 row.get(3)?,
                 row.get(4)?,
+                row.get(5)?,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    for (id, attempt, worker, crashes, budget) in &found {
+    let mut tally = Tally::default();
+    for (id, attempt, worker, crashes, budget, queue) in &found {
         let worker = worker.as_deref().unwrap_or("?");
         let failure = Failure::new(
             FailureKind::LeaseExpired,
@@ -163,8 +176,10 @@ pub(super) fn reclaim(tx: &Transaction<'_>, now: Millis) -> rusqlite::Result<usi
                  hung)"
             ),
         );
-        crash(tx, *id, *attempt, *crashes, *budget, &failure, now)?;
+        let state = crash(tx, *id, *attempt, *crashes, *budget, &failure, now)?;
+        tally.moved(queue, RUNNING, stored(state));
     }
+    tally.write(tx)?;
     Ok(found.len())
 }
 
@@ -243,6 +258,7 @@ pub(super) fn heartbeat(
 
 /// What a completion needs to know of the task's current attempt.
 struct Current {
+    queue: String,
     failures: u32,
     crashes: u32,
     retry: RetryPolicy,
@@ -256,10 +272,11 @@ pub(super) fn complete(
 ) -> rusqlite::Result<Vec<Completion>> {
     let mut current = tx.prepare_cached(
         "SELECT failures, crashes, max_retries, backoff_ms, max_backoff_ms, crash_budget,
-                result_ttl_ms
+                result_ttl_ms, queue
            FROM tasks WHERE id = ?1 AND attempt = ?2 AND state = 1",
     )?;
     let mut completions = Vec::with_capacity(ended.len());
+    let mut tally = Tally::default();
     for (id, attempt, outcome) in ended {
         let found = current
             .query_row(params![id_value(*id), attempt], |row| {
@@ -273,6 +290,7 @@ pub(super) fn complete(
                         crash_budget: row.get(5)?,
                     },
                     result_ttl_ms: row.get(6)?,
+                    queue: row.get(7)?,
                 })
             })
             .optional()?;
@@ -281,8 +299,10 @@ pub(super) fn complete(
             continue;
         };
         let state = record(tx, *id, *attempt, outcome, &task, now)?;
+        tally.moved(&task.queue, RUNNING, stored(state));
         completions.push(Completion::Recorded(state));
     }
+    tally.write(tx)?;
     Ok(completions)
 }
 

@@ -7,6 +7,7 @@
 //! turns rather than conflict. What a commit promises depends on [`Durability`].
 
 mod admin;
+mod counts;
 mod lifecycle;
 mod registry;
 mod schema;
@@ -26,6 +27,10 @@ use crate::task::{
     Beat, Cancel, Completion, Enqueued, Lease, NewTask, Outcome, QueueStats, TaskId, TaskInfo,
 };
 use watch::{Bell, Listener};
+
+/// Prepared statements a store's connection keeps: more than the store has (about 30,
+/// counting `reserve`'s one per number of queues), so that none is compiled twice.
+const STATEMENTS: usize = 128;
 
 /// The largest payload a store takes by default: 1 MiB.
 pub const DEFAULT_PAYLOAD_LIMIT: usize = 1 << 20;
@@ -138,6 +143,9 @@ impl SqliteBuilder {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn =
             Connection::open_with_flags(&path, flags).map_err(|e| storage_error(&path, &e, 0))?;
+        // Room for every statement the store prepares (rusqlite keeps 16 by default): a
+        // statement pushed out is compiled again when next used.
+        conn.set_prepared_statement_cache_capacity(STATEMENTS);
         let started = Instant::now();
         let waited = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         conn.busy_timeout(self.busy_timeout)

@@ -57,8 +57,8 @@ CREATE INDEX tasks_dead ON tasks (finished_at, id) WHERE state = 3;
 ";
 
 /// Version 2 adds the worker registry, and the counts that let `plait status` answer at
-/// once however long the queues: tasks by queue and state, kept by triggers in the same
-/// transactions as the tasks, and an index of the tasks that were given a later start (an
+/// once however long the queues: tasks by queue and state, kept in the same transactions
+/// as the tasks (see `counts.rs`), and an index of the tasks that were given a later start (an
 /// ETA, a countdown, a retry's backoff), from which the scheduled ones are counted.
 const SCHEMA_V2: &str = "
 CREATE TABLE workers (
@@ -82,20 +82,6 @@ CREATE TABLE counts (
     PRIMARY KEY (queue, state)
 ) WITHOUT ROWID;
 INSERT INTO counts SELECT queue, state, count(*) FROM tasks GROUP BY queue, state;
-CREATE TRIGGER counts_insert AFTER INSERT ON tasks BEGIN
-    INSERT INTO counts VALUES (NEW.queue, NEW.state, 1)
-        ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER counts_update AFTER UPDATE OF state, queue ON tasks
-    WHEN OLD.state != NEW.state OR OLD.queue != NEW.queue
-BEGIN
-    UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
-    INSERT INTO counts VALUES (NEW.queue, NEW.state, 1)
-        ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER counts_delete AFTER DELETE ON tasks BEGIN
-    UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND state = OLD.state;
-END;
 -- Waiting tasks given a later start than their enqueue: every scheduled task is here.
 CREATE INDEX tasks_delayed ON tasks (queue, ready_at) WHERE state = 0 AND ready_at > enqueued_at;
 ";
