@@ -33,7 +33,8 @@ struct Args {
     #[arg(long)]
     list: bool,
     /// Also run the Python peers of the suites chosen (tiny_tasks.py, cpu_bound.py,
-    /// io_bound.py from ../shared/bench/peers; this crate's peers/dask_graphs.py) in this run.
+    /// io_bound.py, celery_queue.py from ../shared/bench/peers; this crate's
+    /// peers/dask_graphs.py and peers/celery_latency.py) in this run.
     #[arg(long)]
     peers: bool,
     /// The Python with the peers' packages installed.
