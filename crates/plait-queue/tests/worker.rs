@@ -20,6 +20,13 @@ fn double(x: u64) -> u64 {
     x * 2
 }
 
+/// The worker process it ran in, once a little time has passed (so that attempts overlap).
+#[plait::task(name = "test.pid")]
+fn pid_after_a_moment(_: ()) -> u32 {
+    std::thread::sleep(Duration::from_millis(20));
+    std::process::id()
+}
+
 #[plait::task(name = "test.abort")]
 fn abort_the_process(_: ()) {
     std::process::abort();
@@ -262,4 +269,37 @@ fn a_drain_hands_back_what_outlives_the_grace_uncharged() {
         (task.state, task.attempts, task.failures, task.crashes),
         (State::Queued, 1, 0, 0)
     );
+}
+
+#[test]
+fn registered_tasks_share_the_worker_processes_they_are_given() {
+    let folder = TempFolder::new("worker-processes");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(folder.path().join("q.db")).unwrap());
+    let worker = Worker::builder(Arc::clone(&store))
+        .concurrency(4)
+        .processes(1)
+        .build()
+        .unwrap();
+    let stopper = worker.stopper();
+    let running = std::thread::spawn(move || worker.run().unwrap());
+    let ids: Vec<TaskId> = (0..8)
+        .map(|_| {
+            let payload = Payload::task("test.pid", 1, &()).unwrap();
+            store.enqueue(&NewTask::new(payload.encode())).unwrap().id
+        })
+        .collect();
+    let mut pids = std::collections::HashSet::new();
+    for id in ids {
+        let task = store.wait_finished(id, Duration::from_secs(60)).unwrap();
+        assert_eq!(task.state, State::Succeeded, "{task:?}");
+        pids.insert(String::from_utf8(task.result.unwrap()).unwrap());
+    }
+    assert_eq!(pids.len(), 1, "one worker process ran them all: {pids:?}");
+    assert_ne!(
+        pids.into_iter().next().unwrap(),
+        std::process::id().to_string(),
+        "in a worker process, not here"
+    );
+    stopper.drain();
+    running.join().unwrap();
 }

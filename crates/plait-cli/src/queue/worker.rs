@@ -21,6 +21,10 @@ pub(crate) struct WorkerArgs {
     /// How many tasks run at once (default: the machine's cores).
     #[arg(long, short = 'c', value_name = "N")]
     concurrency: Option<usize>,
+    /// How many worker processes run registered tasks, of those (default: the machine's
+    /// cores); each command runs in a process of its own.
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
     /// The lease on each task: a worker that dies loses its tasks this long after its last
     /// heartbeat (default 30s).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
@@ -45,6 +49,9 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
         .grace(duration(&args.grace).map_err(|e| format!("--grace: {e}"))?);
     if let Some(n) = args.concurrency {
         builder = builder.concurrency(n);
+    }
+    if let Some(n) = args.processes {
+        builder = builder.processes(n);
     }
     let worker = builder.build().map_err(|e| e.to_string())?;
     let stopper = worker.stopper();

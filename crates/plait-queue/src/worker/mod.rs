@@ -40,6 +40,7 @@ pub struct WorkerBuilder {
     lease: Duration,
     grace: Duration,
     name: Option<String>,
+    processes: Option<usize>,
 }
 
 impl WorkerBuilder {
@@ -53,9 +54,19 @@ impl WorkerBuilder {
         self
     }
 
-    /// How many attempts run at once (default: the machine's cores).
+    /// How many attempts run at once, commands and registered tasks together (default:
+    /// the machine's cores). Each command runs in a process of its own.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
+        self
+    }
+
+    /// How many worker processes run registered tasks, of the attempts running at once
+    /// (default: the machine's cores): the process strand's share of the concurrency.
+    /// For the worker's own runtime; one given with [`runtime`](Self::runtime) keeps its
+    /// [`ProcessOptions::workers`](plait::process::ProcessOptions::workers).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n.max(1));
         self
     }
 
@@ -104,10 +115,19 @@ impl WorkerBuilder {
         }
         let rt = match self.runtime {
             Some(rt) => rt,
-            None => Runtime::new().map_err(|error| crate::QueueError::Storage {
-                path: "(the worker's runtime)".into(),
-                detail: error.to_string(),
-            })?,
+            None => {
+                let mut options = plait::process::ProcessOptions::new();
+                if let Some(n) = self.processes {
+                    options = options.workers(n);
+                }
+                Runtime::builder()
+                    .processes(options)
+                    .build()
+                    .map_err(|error| crate::QueueError::Storage {
+                        path: "(the worker's runtime)".into(),
+                        detail: error.to_string(),
+                    })?
+            }
         };
         let name = self.name.unwrap_or_else(default_name);
         let (messages, inbox) = mpsc::channel();
@@ -250,6 +270,7 @@ impl Worker {
             lease: Duration::from_secs(30),
             grace: Duration::from_secs(30),
             name: None,
+            processes: None,
         }
     }
 
