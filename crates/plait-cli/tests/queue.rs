@@ -2,18 +2,14 @@
 //! background, `plait result --wait`, the signals that stop a worker, and settings that
 //! are refused by name.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A fresh folder of its own, where the queue lives in `.plait/queue.db`.
-fn folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("plait-queue-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{folder, text};
 
 fn plait(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_plait"))
@@ -23,10 +19,6 @@ fn plait(dir: &Path, args: &[&str]) -> Output {
         .env_remove("PLAIT_QUEUE_PATH")
         .output()
         .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn submit(dir: &Path, args: &[&str]) -> String {

@@ -5,19 +5,15 @@
 //!
 //! Each task is a command that appends `id attempt worker` to a log before it succeeds.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::folder;
 use plait_queue::{NewTask, Payload, SqliteStore, State, Store, TaskId};
-
-fn folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("plait-chaos-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn store(dir: &Path) -> SqliteStore {
     SqliteStore::open(dir.join(".plait/queue.db")).unwrap()

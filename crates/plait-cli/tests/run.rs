@@ -1,16 +1,11 @@
 //! `plait run`, as a user runs it, on job files in temporary folders.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-/// A fresh folder holding `job.toml` with `text`.
-fn folder(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("plait-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("job.toml"), text).unwrap();
-    dir
-}
+use std::path::{Path, PathBuf};
+
+use common::{job_folder, summary, text};
+use std::process::{Command, Output};
 
 fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_plait"))
@@ -21,21 +16,9 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The summary line of `task`.
-fn summary<'a>(stdout: &'a str, task: &str) -> &'a str {
-    stdout
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(task) && !line.starts_with('['))
-        .unwrap_or_else(|| panic!("no summary line for {task}:\n{stdout}"))
-}
-
 #[test]
 fn tasks_run_after_what_they_need_with_their_output_under_their_names() {
-    let dir = folder(
+    let dir = job_folder(
         "order",
         r#"
 [tasks.fetch]
@@ -82,7 +65,7 @@ needs = ["clean", "stats"]
 
 #[test]
 fn a_failure_stops_the_run_and_skips_what_needs_it() {
-    let dir = folder(
+    let dir = job_folder(
         "fail-fast",
         r#"
 [tasks.bad]
@@ -117,7 +100,7 @@ needs = ["slow"]
 
 #[test]
 fn keep_going_runs_everything_not_downstream_of_a_failure() {
-    let dir = folder(
+    let dir = job_folder(
         "keep-going",
         r#"
 [tasks.bad]
@@ -155,7 +138,7 @@ fn exclusive_job(name: &str, cpus: u32) -> PathBuf {
             "[tasks.t{i}]\ncmd = \"mkdir held || exit 9; sleep 0.3; rmdir held\"\ncpus = {cpus}\n"
         ));
     }
-    folder(name, &text)
+    job_folder(name, &text)
 }
 
 #[test]
@@ -173,7 +156,7 @@ fn a_task_claims_its_cpus_against_jobs() {
 
 #[test]
 fn retries_timeouts_and_missing_programs() {
-    let dir = folder(
+    let dir = job_folder(
         "retries",
         r#"
 [tasks.flaky]
@@ -205,7 +188,7 @@ argv = ["plait-no-such-program", "--flag"]
 
 #[test]
 fn dry_run_prints_the_plan_and_runs_nothing() {
-    let dir = folder(
+    let dir = job_folder(
         "dry-run",
         "[tasks.a]\ncmd='touch a'\n[tasks.b]\ncmd='touch b'\nneeds=['a']\n",
     );
@@ -229,7 +212,7 @@ fn log(dir: &Path) -> Vec<String> {
 
 #[test]
 fn running_again_after_a_failure_skips_what_succeeded() {
-    let dir = folder(
+    let dir = job_folder(
         "resume",
         r#"
 [tasks.a]
@@ -259,7 +242,7 @@ fn a_changed_command_or_input_or_a_missing_output_runs_again() {
     let job = |cmd: &str| {
         format!("[tasks.build]\ncmd = \"{cmd}\"\ninputs = [\"src.txt\"]\noutputs = [\"out.txt\"]\n")
     };
-    let dir = folder("inputs", &job("echo build >> log.txt; cp src.txt out.txt"));
+    let dir = job_folder("inputs", &job("echo build >> log.txt; cp src.txt out.txt"));
     std::fs::write(dir.join("src.txt"), "one").unwrap();
     let runs = |dir: &Path| log(dir).len();
     assert!(run(&dir, &[]).status.success());
@@ -285,7 +268,7 @@ fn a_changed_command_or_input_or_a_missing_output_runs_again() {
 
 #[test]
 fn after_plait_is_killed_running_again_skips_what_finished() {
-    let dir = folder(
+    let dir = job_folder(
         "killed",
         r#"
 [tasks.a]
@@ -329,7 +312,7 @@ needs = ["a"]
 #[test]
 fn the_example_pipeline_runs_and_checks_itself() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pipeline.toml");
-    let dir = folder("example", &std::fs::read_to_string(example).unwrap());
+    let dir = job_folder("example", &std::fs::read_to_string(example).unwrap());
     let output = run(&dir, &[]);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
@@ -346,7 +329,7 @@ fn the_example_pipeline_runs_and_checks_itself() {
 
 #[test]
 fn what_needs_a_task_that_ran_again_runs_again() {
-    let dir = folder(
+    let dir = job_folder(
         "rerun-downstream",
         r#"
 [tasks.gen]
@@ -376,7 +359,7 @@ outputs = ["u.txt"]
 
 #[test]
 fn an_interrupted_run_stops_its_commands_and_says_so() {
-    let dir = folder(
+    let dir = job_folder(
         "interrupted",
         r#"
 [tasks.long]
@@ -481,7 +464,7 @@ impl Drop for Spinners {
 fn killing_plait_with_sigkill_ends_its_running_commands_within_a_second() {
     // The kill must hold on a busy machine too.
     let _busy = Spinners::start(2);
-    let dir = folder(
+    let dir = job_folder(
         "sigkill",
         r#"
 [tasks.long]

@@ -2,18 +2,13 @@
 //! `plait worker`, as a user runs them; a driver killed with SIGKILL and started again
 //! takes up the run without running a task twice.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A fresh folder holding `job.toml` with `text`; its queue is `.plait/queue.db` there.
-fn folder(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("plait-run-queue-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("job.toml"), text).unwrap();
-    dir
-}
+use common::{job_folder, summary, text};
 
 fn plait(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_plait"));
@@ -55,10 +50,6 @@ impl Drop for Worker {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
 }
@@ -78,7 +69,7 @@ fn succeeded(dir: &Path) -> u64 {
 
 #[test]
 fn a_job_runs_on_a_queue_worker_in_order_and_a_second_run_finds_it_up_to_date() {
-    let dir = folder(
+    let dir = job_folder(
         "order",
         r#"
 [tasks.fetch]
@@ -95,23 +86,14 @@ needs = ["fetch"]
     assert!(stdout.contains("[fetch] fetching"), "{stdout}");
     // `count` ran after `fetch`, in the job's folder, on the worker.
     assert!(stdout.contains("[count] 1"), "{stdout}");
-    assert!(
-        stdout
-            .lines()
-            .any(|line| line.starts_with("count") && line.contains("queue")),
-        "{stdout}"
-    );
+    assert!(summary(&stdout, "count").contains("queue"), "{stdout}");
     assert_eq!(succeeded(&dir), 2);
 
     let again = run(&dir, &[]);
     let stdout = text(&again.stdout);
     assert!(again.status.success(), "{stdout}");
     for task in ["fetch", "count"] {
-        let line = stdout
-            .lines()
-            .find(|line| line.starts_with(task))
-            .unwrap_or_else(|| panic!("{stdout}"));
-        assert!(line.contains("up to date"), "{stdout}");
+        assert!(summary(&stdout, task).contains("up to date"), "{stdout}");
     }
     assert_eq!(succeeded(&dir), 2, "nothing was sent again");
     assert_eq!(lines(&dir.join("log.txt")), 2);
@@ -119,7 +101,7 @@ needs = ["fetch"]
 
 #[test]
 fn a_task_that_fails_is_retried_by_the_queue_alone() {
-    let dir = folder(
+    let dir = job_folder(
         "retries",
         r#"
 [tasks.flaky]
@@ -141,10 +123,7 @@ retries = 1
     );
     // One retry on the queue, none on the graph: two runs in all.
     assert_eq!(lines(&dir.join("never.log")), 2, "{stdout}");
-    let never = stdout
-        .lines()
-        .find(|line| line.starts_with("never"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let never = summary(&stdout, "never");
     assert!(
         never.contains("dead") && never.contains("it broke"),
         "{never}"
@@ -153,7 +132,7 @@ retries = 1
 
 #[test]
 fn a_driver_killed_and_started_again_takes_up_its_tasks_without_running_them_twice() {
-    let dir = folder(
+    let dir = job_folder(
         "resume",
         r#"
 [tasks.slow]
@@ -191,7 +170,7 @@ needs = ["slow"]
 
 #[test]
 fn a_bad_queue_name_is_refused_by_name() {
-    let dir = folder(
+    let dir = job_folder(
         "bad-queue",
         r#"
 [tasks.one]

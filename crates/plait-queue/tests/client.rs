@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::TempFolder;
+use common::{Serving, TempFolder};
 use plait_queue::{
     Cancel, Client, CommandResult, FailureKind, ResultError, RetryPolicy, SqliteStore, State,
-    Store, SubmitError, Worker,
+    Store, SubmitError,
 };
 
 plait::test_worker!();
@@ -25,42 +25,18 @@ fn fail(_: ()) -> u8 {
     panic!("fails every time");
 }
 
-/// A client and a worker on one store, the worker stopped on drop.
+/// A client and a worker on one store.
 struct Queue {
     client: Client,
-    stopper: plait_queue::Stopper,
-    worker: Option<std::thread::JoinHandle<()>>,
-    _folder: TempFolder,
+    _serving: Serving,
 }
 
 impl Queue {
     fn start() -> Queue {
-        let folder = TempFolder::new("client");
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(folder.path().join("q.db")).unwrap());
-        let worker = Worker::builder(Arc::clone(&store))
-            .queues(["default", "math"])
-            .concurrency(2)
-            .build()
-            .unwrap();
-        let stopper = worker.stopper();
-        let worker = std::thread::spawn(move || {
-            worker.run().unwrap();
-        });
+        let serving = Serving::start("client", &["default", "math"]);
         Queue {
-            client: Client::new(store),
-            stopper,
-            worker: Some(worker),
-            _folder: folder,
-        }
-    }
-}
-
-impl Drop for Queue {
-    fn drop(&mut self) {
-        self.stopper.abort();
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
+            client: Client::new(Arc::clone(&serving.store)),
+            _serving: serving,
         }
     }
 }

@@ -4,59 +4,17 @@
 mod common;
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use common::TempFolder;
+use common::Serving;
 use plait::graph::Graph;
 use plait::process::Command;
-use plait_queue::{
-    NewTask, Payload, QueueExecutor, RetryPolicy, SqliteStore, State, Stopper, Store, Worker,
-};
+use plait_queue::{NewTask, Payload, QueueExecutor, RetryPolicy, State};
 
 plait::test_worker!();
 
-/// A store and a worker running on it, stopped on drop.
-struct Queue {
-    store: Arc<dyn Store>,
-    stopper: Stopper,
-    worker: Option<JoinHandle<()>>,
-    folder: TempFolder,
-}
-
-impl Queue {
-    fn start(name: &str) -> Queue {
-        let folder = TempFolder::new(name);
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(folder.path().join("q.db")).unwrap());
-        let worker = Worker::builder(Arc::clone(&store))
-            .concurrency(2)
-            .build()
-            .unwrap();
-        let stopper = worker.stopper();
-        let worker = std::thread::spawn(move || {
-            worker.run().unwrap();
-        });
-        Queue {
-            store,
-            stopper,
-            worker: Some(worker),
-            folder,
-        }
-    }
-}
-
-impl Drop for Queue {
-    fn drop(&mut self) {
-        self.stopper.abort();
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
-        }
-    }
-}
-
 #[test]
 fn command_nodes_run_on_the_queue_in_the_order_their_needs_set() {
-    let queue = Queue::start("executor-order");
+    let queue = Serving::start("executor-order", &["default"]);
     let dir = queue.folder.path().to_path_buf();
     let mut graph = Graph::new();
     let first = graph.command((), {
@@ -87,7 +45,7 @@ fn command_nodes_run_on_the_queue_in_the_order_their_needs_set() {
 
 #[test]
 fn a_failing_node_fails_after_the_queues_retries_and_what_needs_it_is_skipped() {
-    let queue = Queue::start("executor-fails");
+    let queue = Serving::start("executor-fails", &["default"]);
     let dir = queue.folder.path().to_path_buf();
     let mut graph = Graph::new();
     let bad = graph.command((), {
@@ -123,7 +81,7 @@ fn a_failing_node_fails_after_the_queues_retries_and_what_needs_it_is_skipped() 
 
 #[test]
 fn a_closure_node_is_refused_with_why() {
-    let queue = Queue::start("executor-closure");
+    let queue = Serving::start("executor-closure", &["default"]);
     let mut graph = Graph::new();
     let closure = graph.task((), |()| 1_u8);
     let executor = QueueExecutor::builder(Arc::clone(&queue.store))
@@ -136,7 +94,7 @@ fn a_closure_node_is_refused_with_why() {
 
 #[test]
 fn a_keyed_node_takes_up_its_task_and_a_dead_one_is_sent_again() {
-    let queue = Queue::start("executor-keys");
+    let queue = Serving::start("executor-keys", &["default"]);
     let dir = queue.folder.path().to_path_buf();
     // What an earlier driver sent under the key, and saw die.
     let dead = queue

@@ -83,7 +83,7 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
                         "also 1 task in {every} kills its worker process, dead after 3 \
                          crashes; time and n count the healthy tasks"
                     ),
-                    Box::new(move || on.end_to_end_with_poison(n, every)),
+                    Box::new(move || on.end_to_end_with_poison(n, Some(every))),
                 ));
             }
         }
@@ -168,52 +168,36 @@ impl Queue {
 
     /// Enqueues `n` no-ops one by one, then waits for each result in turn.
     fn end_to_end(&self, n: u64) -> Duration {
-        let started = Instant::now();
-        let ids: Vec<_> = (0..n)
-            .map(|i| {
-                let payload = Payload::task("bench.noop", 1, &i).expect("a u64 is JSON");
-                self.store
-                    .enqueue(&NewTask::new(payload.encode()))
-                    .expect("the enqueue is stored")
-                    .id
-            })
-            .collect();
-        for (i, id) in ids.into_iter().enumerate() {
-            let task = self
-                .store
-                .wait_finished(id, Duration::from_secs(600))
-                .expect("the result is kept");
-            assert_eq!(task.state, State::Succeeded, "{task:?}");
-            assert_eq!(task.result, Some((i as u64 + 1).to_string().into_bytes()));
-        }
-        started.elapsed()
+        self.end_to_end_with_poison(n, None)
     }
 
-    /// As [`Queue::end_to_end`], with a poison task before every `every`th no-op;
-    /// waits for the healthy tasks only, then checks that each poison task ended dead.
-    fn end_to_end_with_poison(&self, n: u64, every: u64) -> Duration {
+    /// Enqueues `n` no-ops one by one, with a poison task before every `every`th if
+    /// asked; waits for each no-op's result in turn (the time returned), then checks that
+    /// each poison task ended dead.
+    fn end_to_end_with_poison(&self, n: u64, every: Option<u64>) -> Duration {
+        let enqueue = |payload: Payload| {
+            self.store
+                .enqueue(&NewTask::new(payload.encode()))
+                .expect("the enqueue is stored")
+                .id
+        };
         let started = Instant::now();
         let mut poison = Vec::new();
         let ids: Vec<_> = (0..n)
             .map(|i| {
-                if i % every == 0 {
-                    let payload = Payload::task("bench.crash", 1, &()).expect("() is JSON");
-                    let task = NewTask::new(payload.encode());
-                    poison.push(self.store.enqueue(&task).expect("the enqueue is stored").id);
+                if every.is_some_and(|every| i % every == 0) {
+                    poison.push(enqueue(Payload::task("bench.crash", 1, &()).expect("JSON")));
                 }
-                let payload = Payload::task("bench.noop", 1, &i).expect("a u64 is JSON");
-                self.store
-                    .enqueue(&NewTask::new(payload.encode()))
-                    .expect("the enqueue is stored")
-                    .id
+                enqueue(Payload::task("bench.noop", 1, &i).expect("a u64 is JSON"))
             })
             .collect();
-        for id in ids {
+        for (i, id) in (1..).zip(ids) {
             let task = self
                 .store
                 .wait_finished(id, Duration::from_secs(600))
                 .expect("the result is kept");
             assert_eq!(task.state, State::Succeeded, "{task:?}");
+            assert_eq!(task.result, Some(i.to_string().into_bytes()));
         }
         let elapsed = started.elapsed();
         for id in poison {

@@ -2,7 +2,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use plait_queue::{SqliteStore, Stopper, Store, Worker};
 
 /// A folder of its own for one test, removed when dropped.
 pub(crate) struct TempFolder(PathBuf);
@@ -28,5 +32,46 @@ impl TempFolder {
 impl Drop for TempFolder {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A store in a folder of its own, and a worker on it (concurrency 2) in a thread,
+/// stopped at once on drop.
+pub(crate) struct Serving {
+    pub(crate) store: Arc<dyn Store>,
+    stopper: Stopper,
+    worker: Option<JoinHandle<()>>,
+    pub(crate) folder: TempFolder,
+}
+
+impl Serving {
+    pub(crate) fn start(what: &str, queues: &[&str]) -> Serving {
+        let folder = TempFolder::new(what);
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(folder.path().join("q.db")).unwrap());
+        let worker = Worker::builder(Arc::clone(&store))
+            .queues(queues.iter().copied())
+            .concurrency(2)
+            .build()
+            .unwrap();
+        let stopper = worker.stopper();
+        let worker = std::thread::spawn(move || {
+            worker.run().unwrap();
+        });
+        Serving {
+            store,
+            stopper,
+            worker: Some(worker),
+            folder,
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stopper.abort();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
     }
 }

@@ -1,0 +1,32 @@
+//! Helpers shared by the command's black-box tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// A fresh folder of its own for one test (what an earlier run left there is removed).
+pub(crate) fn folder(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("plait-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A fresh folder holding `job.toml` with `job`.
+pub(crate) fn job_folder(name: &str, job: &str) -> PathBuf {
+    let dir = folder(name);
+    std::fs::write(dir.join("job.toml"), job).unwrap();
+    dir
+}
+
+/// Output as text, invalid UTF-8 replaced.
+pub(crate) fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The line of `plait run`'s summary table for `task`.
+pub(crate) fn summary<'a>(stdout: &'a str, task: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(task) && !line.starts_with('['))
+        .unwrap_or_else(|| panic!("no summary line for {task}:\n{stdout}"))
+}
