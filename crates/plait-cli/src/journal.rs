@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::job::file::{Run, TaskSpec};
+use crate::job::state::StatePaths;
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
@@ -39,13 +40,9 @@ impl Journal {
     ///
     /// If `.plait` or the journal cannot be created or read, naming the path.
     pub(crate) fn open(base: &Path, job: &Path) -> Result<Journal, String> {
-        let dir = base.join(".plait");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let stem = job
-            .file_stem()
-            .map_or_else(|| "job".into(), |s| s.to_string_lossy().into_owned());
-        let path = dir.join(format!("{stem}.journal"));
+        let paths = StatePaths::of(base, job);
+        paths.create()?;
+        let path = paths.journal;
         let mut done = HashMap::new();
         let mut torn = false;
         if let Ok(existing) = std::fs::read(&path) {
@@ -68,7 +65,7 @@ impl Journal {
             file.write_all(b"\n")
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
-        let logs = dir.join(format!("{stem}.logs"));
+        let logs = paths.logs;
         Ok(Journal {
             path,
             done,
@@ -90,17 +87,22 @@ impl Journal {
     ) -> Result<(), String> {
         std::fs::create_dir_all(&self.logs)
             .map_err(|e| format!("cannot create {}: {e}", self.logs.display()))?;
+        for (extension, bytes) in [("stdout", stdout), ("stderr", stderr)] {
+            let path = self.log_of(task, extension);
+            std::fs::write(&path, bytes)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Where `task`'s last output on `stream` (`stdout` or `stderr`) is kept.
+    pub(crate) fn log_of(&self, task: &str, stream: &str) -> PathBuf {
         // Task names are TOML keys: escape what a file name cannot hold, reversibly.
         let file = task
             .replace('%', "%25")
             .replace('/', "%2F")
             .replace('\0', "%00");
-        for (extension, bytes) in [("stdout", stdout), ("stderr", stderr)] {
-            let path = self.logs.join(format!("{file}.{extension}"));
-            std::fs::write(&path, bytes)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        Ok(())
+        self.logs.join(format!("{file}.{stream}"))
     }
 
     /// Whether `task` succeeded before with `fingerprint` (and its outputs are all there).

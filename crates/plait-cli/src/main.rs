@@ -4,6 +4,7 @@
 mod output;
 
 mod advise;
+mod clean;
 mod demo;
 mod graph;
 mod job;
@@ -43,6 +44,9 @@ enum Command {
     /// Run a job file: each task's command once what it needs has succeeded, as many at
     /// once as --jobs allows; print each task's output under its name, then a summary.
     Run(run::Args),
+    /// Forget what `plait run` recorded of a job (its journal and its tasks' last
+    /// output), so that its next run runs every task.
+    Clean(clean::Args),
     /// Put a command on the durable queue, to be run by a `plait worker`; print its id.
     Submit(queue::SubmitArgs),
     /// Run the queue's tasks until SIGTERM (drain) or a second signal (stop now).
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Matrix(args) => matrix::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Clean(args) => clean::run(&args),
         Command::Submit(args) => queue::submit(&args),
         Command::Worker(args) => queue::worker::run(&args),
         Command::Status(args) => queue::status(&args),

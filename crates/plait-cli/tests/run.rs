@@ -494,3 +494,163 @@ cmd = "sleep 30 & echo $! > sleeper.pid; echo $$ > shell.pid; wait"
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+const THREE: &str = r#"
+[tasks.a]
+cmd = "echo a >> log.txt"
+[tasks.b]
+cmd = "echo b >> log.txt"
+needs = ["a"]
+[tasks.c]
+cmd = "echo c >> log.txt"
+"#;
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("log.txt")).unwrap_or_default()
+}
+
+#[test]
+fn a_target_runs_with_what_it_needs_and_nothing_else() {
+    let dir = job_folder("targets", THREE);
+    let output = run(&dir, &["b"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert_eq!(log_of(&dir), "a\nb\n");
+    assert!(
+        !stdout.lines().any(|line| line.starts_with("c ")),
+        "{stdout}"
+    );
+
+    let wrong = run(&dir, &["bb"]);
+    assert!(!wrong.status.success());
+    let stderr = text(&wrong.stderr);
+    assert!(
+        stderr.contains("`bb` is not a task in this file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn force_reruns_the_tasks_named_and_what_needs_them_and_clean_forgets_all() {
+    let dir = job_folder("force", THREE);
+    assert!(run(&dir, &[]).status.success());
+    std::fs::remove_file(dir.join("log.txt")).unwrap();
+    // Up to date: nothing runs.
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(log_of(&dir), "");
+    // `a` forced: `b`, which needs it, runs again too; `c` does not.
+    assert!(run(&dir, &["--force=a"]).status.success());
+    assert_eq!(log_of(&dir), "a\nb\n");
+    let unknown = run(&dir, &["--force=zz"]);
+    assert!(text(&unknown.stderr).contains("--force names `zz`"));
+
+    let clean = Command::new(env!("CARGO_BIN_EXE_plait"))
+        .arg("clean")
+        .arg(dir.join("job.toml"))
+        .output()
+        .unwrap();
+    assert!(clean.status.success(), "{}", text(&clean.stderr));
+    assert!(
+        text(&clean.stdout).contains("forgot"),
+        "{}",
+        text(&clean.stdout)
+    );
+    std::fs::remove_file(dir.join("log.txt")).unwrap();
+    assert!(run(&dir, &[]).status.success());
+    let mut ran: Vec<_> = log_of(&dir).lines().map(str::to_owned).collect();
+    ran.sort();
+    assert_eq!(ran, ["a", "b", "c"], "everything runs after a clean");
+}
+
+#[test]
+fn a_second_run_of_a_job_refuses_or_waits_and_nothing_runs_twice() {
+    let dir = job_folder(
+        "lock",
+        r#"
+[tasks.slow]
+cmd = "echo run >> runs.txt; sleep 1"
+"#,
+    );
+    let mut first = Command::new(env!("CARGO_BIN_EXE_plait"))
+        .arg("run")
+        .arg(dir.join("job.toml"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !dir.join("runs.txt").exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let refused = run(&dir, &[]);
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("another plait run") && stderr.contains("--wait"),
+        "{stderr}"
+    );
+    let waited = run(&dir, &["--wait"]);
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("runs.txt")).unwrap(),
+        "run\n",
+        "the waiting run found it up to date"
+    );
+}
+
+#[test]
+fn jobs_zero_is_refused() {
+    let dir = job_folder("jobs-zero", THREE);
+    let output = run(&dir, &["--jobs", "0"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("--jobs"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn the_summary_counts_by_status_fits_long_names_and_points_at_a_failed_tasks_log() {
+    let dir = job_folder(
+        "summary",
+        r#"
+[tasks.a_task_with_a_name_longer_than_twenty]
+cmd = "true"
+[tasks.bad]
+cmd = "echo why >&2; exit 2"
+[tasks.after_bad]
+cmd = "true"
+needs = ["bad"]
+"#,
+    );
+    let output = run(&dir, &["--keep-going"]);
+    let stdout = text(&output.stdout);
+    assert!(!output.status.success());
+    // Counted in the table's order (by name).
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("3 tasks in ") && last.ends_with(": 1 ok, 1 skipped, 1 failed"),
+        "{stdout}"
+    );
+    let bad = summary(&stdout, "bad");
+    assert!(bad.contains("bad.stderr"), "{bad}");
+    let log = bad
+        .rsplit("output in ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')');
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "why\n");
+    assert!(
+        stdout.lines().all(|line| line == line.trim_end()),
+        "trailing spaces:\n{stdout}"
+    );
+    // The columns line up after the longest name.
+    let long = summary(&stdout, "a_task_with_a_name_longer_than_twenty");
+    assert_eq!(long.find(" ok"), bad.find(" failed"), "{stdout}");
+
+    let single = job_folder("summary-one", "[tasks.one]\ncmd = \"true\"\n");
+    let one = text(&run(&single, &[]).stdout);
+    assert!(one.contains("\n1 task in "), "{one}");
+}

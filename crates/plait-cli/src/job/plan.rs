@@ -71,6 +71,49 @@ impl Plan {
         })
     }
 
+    /// The plan of `targets` and everything they need, directly or not; all of it when
+    /// `targets` is empty.
+    ///
+    /// # Errors
+    ///
+    /// A target that is not a task, with the closest name.
+    pub(crate) fn only(self, path: &Path, targets: &[String]) -> Result<Plan, FileError> {
+        if targets.is_empty() {
+            return Ok(self);
+        }
+        let mut keep = vec![false; self.tasks.len()];
+        let mut stack = Vec::new();
+        for target in targets {
+            let Some(task) = self.index_of(target) else {
+                let hint = closest(target, self.tasks.iter().map(|t| t.name.as_str()))
+                    .map_or_else(String::new, |close| format!("; did you mean `{close}`?"));
+                return Err(FileError {
+                    path: path.to_owned(),
+                    at: None,
+                    message: format!("`{target}` is not a task in this file{hint}"),
+                });
+            };
+            stack.push(task);
+        }
+        while let Some(task) = stack.pop() {
+            if !std::mem::replace(&mut keep[task], true) {
+                stack.extend(&self.needs[task]);
+            }
+        }
+        let kept = self
+            .tasks
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(task, keep)| keep.then_some(task))
+            .collect();
+        Plan::new(path, kept)
+    }
+
+    /// The index of the task named `name`.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.tasks.iter().position(|task| task.name == name)
+    }
+
     /// The tasks of each level, in name order.
     pub(crate) fn by_level(&self) -> Vec<Vec<usize>> {
         let depth = self.levels.iter().max().map_or(0, |top| top + 1);

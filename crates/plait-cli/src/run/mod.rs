@@ -25,6 +25,7 @@ use plait_queue::{QueueExecutor, RetryPolicy};
 
 use crate::job::file::{self, Run, TaskSpec};
 use crate::job::plan::Plan;
+use crate::job::state::{JobLock, StatePaths, job_folder};
 use crate::journal::Journal;
 use crate::progress::Progress;
 use crate::queue::config::Config;
@@ -35,10 +36,13 @@ use up_to_date::{Marks, UpToDate};
 pub(crate) struct Args {
     /// The job file (TOML: `[tasks.NAME]` tables with `cmd` and `needs`).
     file: PathBuf,
+    /// Run only these tasks, and what they need (default: every task).
+    #[arg(value_name = "TASK")]
+    targets: Vec<String>,
     /// How many CPUs the running tasks may claim at once (each claims its `cpus`, default
     /// 1). Default: the machine's cores.
-    #[arg(long, short = 'j', value_name = "N")]
-    jobs: Option<usize>,
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: Option<u32>,
     /// After a failure, go on with every task that does not need the failed one (default:
     /// stop starting tasks and cancel the running ones).
     #[arg(long)]
@@ -46,6 +50,14 @@ pub(crate) struct Args {
     /// Print the plan by levels and run nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Run these tasks (comma-separated; all of them with `--force` alone) even if the
+    /// journal says they are up to date; what needs them runs again too.
+    #[arg(long, value_name = "TASK,...", num_args = 0..=1, require_equals = true,
+          value_delimiter = ',', default_missing_value = "")]
+    force: Option<Vec<String>>,
+    /// If another run of this job holds its lock, wait for it to end (default: refuse).
+    #[arg(long)]
+    wait: bool,
     /// Send the tasks to the durable queue (QUEUE, or the configured default), to be run
     /// by `plait worker`s started anywhere on this machine. A run killed and started again
     /// takes up the tasks it had sent rather than running them twice.
@@ -55,29 +67,28 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let specs = file::read(&args.file).map_err(|e| e.to_string())?;
-    let plan = Plan::new(&args.file, specs).map_err(|e| e.to_string())?;
+    let plan = Plan::new(&args.file, specs)
+        .and_then(|plan| plan.only(&args.file, &args.targets))
+        .map_err(|e| e.to_string())?;
+    let forced = forced(&plan, args.force.as_deref()).map_err(|e| e.to_string())?;
     if args.dry_run {
         out!("{}", plan.text());
         return Ok(ExitCode::SUCCESS);
     }
     let rt = Runtime::new().map_err(|e| e.to_string())?;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
     // Relative paths in the file are relative to the file; made absolute, so that a
     // queue's worker, started in any folder, runs each command where the file says.
-    let folder = args
-        .file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = std::fs::canonicalize(folder)
-        .map_err(|e| format!("cannot find the job's folder {}: {e}", folder.display()))?;
+    let base = job_folder(&args.file)?;
+    // One run of a job at a time: two would both run every task.
+    let _lock = JobLock::take(&StatePaths::of(&base, &args.file), &args.file, args.wait)?;
     let journal = Journal::open(&base, &args.file)?;
     let started = Instant::now();
 
-    let job = Arc::new(Job::new(plan, journal, base, args.queue.is_some()));
+    let job = Arc::new(Job::new(plan, journal, base, forced, args.queue.is_some()));
     let (graph, nodes) = job.graph();
     let observer = Arc::clone(&job);
     let runner = match &args.queue {
@@ -139,12 +150,14 @@ struct Job {
     interrupted: Mutex<Option<&'static str>>,
     /// What the journal's check decided for each task.
     marks: Marks,
+    /// The tasks to run whatever the journal says (`--force`), by task.
+    forced: Vec<bool>,
     /// Whether the tasks go to the queue.
     queued: bool,
 }
 
 impl Job {
-    fn new(plan: Plan, journal: Journal, base: PathBuf, queued: bool) -> Job {
+    fn new(plan: Plan, journal: Journal, base: PathBuf, forced: Vec<bool>, queued: bool) -> Job {
         let task_of_node = plan.dependency_order();
         let tasks_len = plan.tasks.len();
         let Plan {
@@ -162,6 +175,7 @@ impl Job {
             journal: Mutex::new(journal),
             interrupted: Mutex::new(None),
             marks: Marks::new(tasks_len),
+            forced,
             queued,
         }
     }
@@ -357,26 +371,34 @@ impl Job {
         nodes: &[Node<CommandOutput>],
         wall: Duration,
     ) -> bool {
-        outln!();
-        outln!(
-            "{:<20} {:<10} {:>8} {:>10}  {:<8} detail",
-            "task",
-            "status",
-            "attempts",
-            "time",
-            "strand"
-        );
         let books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
         let interrupted = *self
             .interrupted
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let width = self
+            .tasks
+            .iter()
+            .map(|task| task.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("task".len());
+        let row =
+            |name: &str, status: &str, attempts: &str, time: &str, strand: &str, detail: &str| {
+                let line = format!(
+                    "{name:<width$} {status:<10} {attempts:>8} {time:>10}  {strand:<8} {detail}"
+                );
+                outln!("{}", line.trim_end());
+            };
+        outln!();
+        row("task", "status", "attempts", "time", "strand", "detail");
         let mut order: Vec<usize> = (0..self.tasks.len()).collect();
         order.sort_by(|&a, &b| self.tasks[a].name.cmp(&self.tasks[b].name));
-        let mut failed = false;
+        let mut counts: Vec<(&str, usize)> = Vec::new();
         for task in order {
             let node = nodes[task];
             let book = &books[task];
+            let name = self.tasks[task].name.as_str();
             let error = results.error(node.id());
             let (status, detail) = match results.status(node.id()) {
                 NodeStatus::Succeeded => match self.marks.get(task) {
@@ -385,7 +407,20 @@ impl Job {
                     }
                     _ => ("ok", String::new()),
                 },
-                NodeStatus::Failed => ("failed", error.as_ref().map(reason).unwrap_or_default()),
+                NodeStatus::Failed => {
+                    let log = self
+                        .journal
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .log_of(name, "stderr");
+                    let why = error.as_ref().map(reason).unwrap_or_default();
+                    let detail = if log.exists() {
+                        format!("{why} (output in {})", log.display())
+                    } else {
+                        why
+                    };
+                    ("failed", detail)
+                }
                 NodeStatus::Skipped => (
                     "skipped",
                     error
@@ -403,19 +438,51 @@ impl Job {
                 ),
                 _ => ("skipped", self.skip_reason(&Error::Cancelled)),
             };
-            failed |= !matches!(status, "ok" | "up to date");
-            outln!(
-                "{:<20} {:<10} {:>8} {:>10}  {:<8} {detail}",
-                self.tasks[task].name,
+            match counts.iter_mut().find(|(seen, _)| *seen == status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((status, 1)),
+            }
+            row(
+                name,
                 status,
-                book.attempts,
-                format!("{:.1?}", book.elapsed),
+                &book.attempts.to_string(),
+                &format!("{:.1?}", book.elapsed),
                 if self.queued { "queue" } else { "process" },
+                &detail,
             );
         }
-        outln!("\n{} tasks in {wall:.1?}", self.tasks.len());
-        failed
+        let total = self.tasks.len();
+        let counted: Vec<String> = counts
+            .iter()
+            .map(|(status, n)| format!("{n} {status}"))
+            .collect();
+        outln!(
+            "\n{total} task{} in {wall:.1?}: {}",
+            if total == 1 { "" } else { "s" },
+            counted.join(", ")
+        );
+        counts
+            .iter()
+            .any(|(status, _)| !matches!(*status, "ok" | "up to date"))
     }
+}
+
+/// Which tasks `--force` names (all of them for `--force` alone), by task.
+fn forced(plan: &Plan, force: Option<&[String]>) -> Result<Vec<bool>, String> {
+    let mut forced = vec![false; plan.tasks.len()];
+    match force {
+        None => {}
+        Some(names) if names.iter().all(String::is_empty) => forced.fill(true),
+        Some(names) => {
+            for name in names.iter().filter(|name| !name.is_empty()) {
+                let task = plan.index_of(name).ok_or_else(|| {
+                    format!("--force names `{name}`, which is not a task of this run")
+                })?;
+                forced[task] = true;
+            }
+        }
+    }
+    Ok(forced)
 }
 
 /// A task's error as the summary shows it: the task's own message, without the wrapping.

@@ -67,7 +67,7 @@ impl<E: Executor> Executor for UpToDate<E> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_done(spec, &fingerprint, &job.base);
-        let skip = done_before && !a_need_ran;
+        let skip = done_before && !a_need_ran && !job.forced[task];
         job.marks.set(
             task,
             Mark {
