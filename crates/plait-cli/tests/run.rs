@@ -654,3 +654,39 @@ needs = ["bad"]
     let one = text(&run(&single, &[]).stdout);
     assert!(one.contains("\n1 task in "), "{one}");
 }
+
+#[test]
+fn a_tasks_lines_show_while_it_runs_and_its_log_keeps_them_all() {
+    let dir = job_folder(
+        "live",
+        r#"
+[tasks.talk]
+cmd = "echo first; while [ ! -e gate ]; do sleep 0.01; done; seq 1 300000"
+"#,
+    );
+    let mut plait = Command::new(env!("CARGO_BIN_EXE_plait"))
+        .arg("run")
+        .arg(dir.join("job.toml"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(plait.stdout.take().unwrap()));
+    let first = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.starts_with("[talk] ") && !line.contains("started"))
+        .unwrap();
+    assert_eq!(first, "[talk] first");
+    assert!(plait.try_wait().unwrap().is_none(), "shown while it runs");
+    std::fs::write(dir.join("gate"), b"").unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(plait.wait().unwrap().success());
+    assert!(
+        rest.iter().any(|line| line == "[talk] 300000"),
+        "every line is shown"
+    );
+    // 2 MB of output, past the 1 MiB a command keeps in memory: the log has it all.
+    let log = std::fs::read_to_string(dir.join(".plait/job.logs/talk.stdout")).unwrap();
+    assert_eq!(log.lines().count(), 300_001);
+    assert!(log.ends_with("299999\n300000\n"));
+}

@@ -190,3 +190,43 @@ fn the_command_task_runs_in_a_worker_and_by_name() {
         postcard::from_bytes(&encoded).unwrap();
     assert_eq!(out.unwrap().stdout, b"by name");
 }
+
+#[test]
+fn lines_reach_the_sink_while_the_command_runs_and_past_the_output_limit() {
+    let rt = runtime();
+    let (tx, rx) = std::sync::mpsc::channel::<(plait::process::Stream, String)>();
+    let tx = std::sync::Mutex::new(tx);
+    // `first`, then a wait the command leaves only when told (a file appears).
+    let gate = std::env::temp_dir().join(format!("plait-lines-gate-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let command = Command::shell(format!(
+        "echo first; while [ ! -e {0} ]; do sleep 0.01; done; seq 1 20000; echo last >&2",
+        gate.display()
+    ))
+    .output_limit(16)
+    .on_line(move |stream, line| {
+        let _ = tx
+            .lock()
+            .unwrap()
+            .send((stream, String::from_utf8_lossy(line).into_owned()));
+    });
+    let handle = rt.spawn_command(command);
+    let (stream, first) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        (stream, first.as_str()),
+        (plait::process::Stream::Stdout, "first")
+    );
+    assert!(!handle.is_finished(), "the line came while the command ran");
+    std::fs::write(&gate, b"").unwrap();
+    let out = handle.join().unwrap();
+    let _ = std::fs::remove_file(&gate);
+    let rest: Vec<_> = rx.try_iter().collect();
+    let numbers = rest
+        .iter()
+        .filter(|(stream, _)| *stream == plait::process::Stream::Stdout)
+        .count();
+    assert_eq!(numbers, 20_000, "every line, past the 16 bytes kept");
+    assert!(rest.contains(&(plait::process::Stream::Stderr, "last".to_owned())));
+    assert_eq!(out.stdout.len(), 16);
+    assert!(out.stdout_dropped > 0);
+}

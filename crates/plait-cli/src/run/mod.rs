@@ -11,6 +11,7 @@
 mod up_to_date;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use plait::graph::{
     CommandFailed, Event, EventKind, Graph, GraphCanceller, Node, NodeStatus, Results,
 };
-use plait::process::{Command, CommandOutput};
+use plait::process::{Command, CommandOutput, Stream};
 use plait::{Error, Runtime, Strand};
 use plait_queue::{QueueExecutor, RetryPolicy};
 
@@ -195,7 +196,7 @@ impl Job {
                 .map(|&need| nodes[need].expect("needs come first in dependency order"))
                 .collect();
             let job = Arc::clone(self);
-            let node = graph.command(needs, move |_| command(&job.tasks[task], &job.base));
+            let node = graph.command(needs, move |_| job.command(task));
             let spec = &self.tasks[task];
             let _ = graph
                 .node(node)
@@ -261,6 +262,57 @@ impl Job {
             .map_err(|e| e.to_string())
     }
 
+    /// Task `task`'s command for one attempt. Run here, its lines are shown as they come
+    /// and kept whole in its log files; sent to the queue, its output is shown when it
+    /// ends.
+    fn command(self: &Arc<Self>, task: usize) -> Command {
+        let command = command(&self.tasks[task], &self.base);
+        if self.queued {
+            return command;
+        }
+        let name = self.tasks[task].name.clone();
+        let logs = self.open_logs(&name);
+        let job = Arc::clone(self);
+        command.on_line(move |stream, line| {
+            let text = String::from_utf8_lossy(line);
+            let progress = job.progress();
+            match stream {
+                Stream::Stdout => progress.out(&format!("[{name}] {text}")),
+                Stream::Stderr => progress.err(&format!("[{name}] {text}")),
+            }
+            drop(progress);
+            let log = match stream {
+                Stream::Stdout => &logs[0],
+                Stream::Stderr => &logs[1],
+            };
+            if let Some(file) = log {
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = file.write_all(line).and_then(|()| file.write_all(b"\n"));
+            }
+        })
+    }
+
+    /// Task `name`'s log files for an attempt, emptied; `None` for one that cannot be
+    /// written, said once.
+    fn open_logs(&self, name: &str) -> [Option<Mutex<std::fs::File>>; 2] {
+        let journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        ["stdout", "stderr"].map(|stream| {
+            let path = journal.log_of(name, stream);
+            let opened = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::File::create(&path));
+            match opened {
+                Ok(file) => Some(Mutex::new(file)),
+                Err(error) => {
+                    self.progress()
+                        .err(&format!("plait: cannot write {}: {error}", path.display()));
+                    None
+                }
+            }
+        })
+    }
+
     fn books(&self) -> std::sync::MutexGuard<'_, Vec<Book>> {
         self.books.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -293,7 +345,10 @@ impl Job {
                     self.progress().ended(task, name, "up to date");
                     return;
                 };
-                if let Some(output) = value.downcast_ref::<CommandOutput>() {
+                // Run here, its lines were shown as they came.
+                if let Some(output) = value.downcast_ref::<CommandOutput>()
+                    && self.queued
+                {
                     self.show_output(name, output);
                 }
                 let took = {
@@ -322,6 +377,7 @@ impl Job {
                 self.books()[task].elapsed += elapsed;
                 if let Error::Failed(inner) = error
                     && let Some(failed) = inner.downcast_ref::<CommandFailed>()
+                    && self.queued
                 {
                     self.show_output(name, failed.output());
                 }

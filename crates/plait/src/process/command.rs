@@ -55,7 +55,46 @@ pub struct Command {
     /// How many bytes of each of standard output and standard error to keep; the rest is
     /// read and counted, not kept.
     pub output_limit: usize,
+    /// Called with each line the command writes, as it writes it (see
+    /// [`on_line`](Command::on_line)). Local only: it does not travel to a worker
+    /// process or a queue.
+    #[serde(skip)]
+    pub lines: Option<LineSink>,
 }
+
+/// Which output stream a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A function of a stream and a line.
+type SinkFn = dyn Fn(Stream, &[u8]) + Send + Sync;
+
+/// What [`Command::on_line`] calls with each line; equal only to its own clones.
+#[derive(Clone)]
+pub struct LineSink(Arc<SinkFn>);
+
+impl PartialEq for LineSink {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LineSink {}
+
+impl std::fmt::Debug for LineSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineSink")
+    }
+}
+
+/// The longest line handed to a [`LineSink`] in one call: output without newlines (a
+/// progress bar's `\r`s) comes in pieces of this size rather than held without bound.
+pub const LONGEST_LINE: usize = 64 * 1024;
 
 impl Command {
     /// A command that runs `program` (found on `PATH` unless it holds a `/`).
@@ -67,6 +106,7 @@ impl Command {
             stdin: Vec::new(),
             timeout: None,
             output_limit: DEFAULT_OUTPUT_LIMIT,
+            lines: None,
         }
     }
 
@@ -116,6 +156,42 @@ impl Command {
     /// [`DEFAULT_OUTPUT_LIMIT`]).
     pub fn output_limit(mut self, bytes: usize) -> Self {
         self.output_limit = bytes;
+        self
+    }
+
+    /// Calls `sink` with each line the command writes, on either stream, as it writes it:
+    /// the line without its `\n` (a line longer than [`LONGEST_LINE`] comes in pieces; a
+    /// last line without a newline comes at the end). Lines come from the runtime's I/O
+    /// threads, one at a time per stream: keep `sink` short (print, append to a file, send
+    /// on a channel). All the output still counts against
+    /// [`output_limit`](Command::output_limit) for what [`CommandOutput`] keeps; the sink
+    /// sees all of it. Local only: a command sent to a worker process or a queue runs
+    /// without it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use plait::process::{Command, Stream};
+    ///
+    /// let rt = plait::Runtime::new()?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let keep = Arc::clone(&seen);
+    /// let command = Command::shell("echo one; echo two >&2; printf three").on_line(
+    ///     move |stream, line| keep.lock().unwrap().push((stream, String::from_utf8_lossy(line).into_owned())),
+    /// );
+    /// rt.spawn_command(command).join()?;
+    /// let mut seen = seen.lock().unwrap().clone();
+    /// seen.sort();
+    /// assert_eq!(seen, [
+    ///     (Stream::Stdout, "one".to_owned()),
+    ///     (Stream::Stdout, "three".to_owned()),
+    ///     (Stream::Stderr, "two".to_owned()),
+    /// ]);
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn on_line(mut self, sink: impl Fn(Stream, &[u8]) + Send + Sync + 'static) -> Self {
+        self.lines = Some(LineSink(Arc::new(sink)));
         self
     }
 
@@ -260,8 +336,17 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
         })
     });
     let limit = command.output_limit;
-    let stdout = Capture::start(child.stdout.take(), limit);
-    let stderr = Capture::start(child.stderr.take(), limit);
+    let lines = command.lines.clone();
+    let stdout = Capture::start(
+        child.stdout.take(),
+        limit,
+        lines.clone().map(|s| (s, Stream::Stdout)),
+    );
+    let stderr = Capture::start(
+        child.stderr.take(),
+        limit,
+        lines.map(|s| (s, Stream::Stderr)),
+    );
     let (status, timed_out) = match command.timeout {
         Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
             Ok(status) => (status, false),
@@ -295,6 +380,57 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
     })
 }
 
+/// Cuts a stream into lines for a [`LineSink`].
+struct Lines {
+    sink: LineSink,
+    which: Stream,
+    /// The start of a line whose end has not come yet.
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    fn new(sink: LineSink, which: Stream) -> Lines {
+        Lines {
+            sink,
+            which,
+            pending: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            if self.pending.is_empty() {
+                self.say(&bytes[..end]);
+            } else {
+                self.pending.extend_from_slice(&bytes[..end]);
+                let line = std::mem::take(&mut self.pending);
+                self.say(&line);
+            }
+            bytes = &bytes[end + 1..];
+        }
+        self.pending.extend_from_slice(bytes);
+        while self.pending.len() >= LONGEST_LINE {
+            let rest = self.pending.split_off(LONGEST_LINE);
+            let piece = std::mem::replace(&mut self.pending, rest);
+            self.say(&piece);
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.say(&line);
+        }
+    }
+
+    fn say(&self, line: &[u8]) {
+        // A sink that panics loses that line, not the command's output.
+        if let Err(message) = crate::error::catch_panic(|| (self.sink.0)(self.which, line)) {
+            tracing::warn!(%message, "a command's line sink panicked");
+        }
+    }
+}
+
 /// One output stream being read, kept (up to a limit) where the run can take it even if
 /// the stream never ends.
 struct Capture {
@@ -304,22 +440,33 @@ struct Capture {
 }
 
 impl Capture {
-    fn start(stream: Option<impl AsyncRead + Unpin + Send + 'static>, limit: usize) -> Capture {
+    fn start(
+        stream: Option<impl AsyncRead + Unpin + Send + 'static>,
+        limit: usize,
+        lines: Option<(LineSink, Stream)>,
+    ) -> Capture {
         let read = Arc::new(Mutex::new((Vec::new(), 0)));
         let into = Arc::clone(&read);
         let task = tokio::spawn(async move {
             let Some(mut stream) = stream else {
                 return;
             };
+            let mut splitter = lines.map(|(sink, which)| Lines::new(sink, which));
             let mut chunk = vec![0; 16 * 1024];
             while let Ok(n) = stream.read(&mut chunk).await {
                 if n == 0 {
                     break;
                 }
+                if let Some(splitter) = &mut splitter {
+                    splitter.feed(&chunk[..n]);
+                }
                 let mut read = into.lock().unwrap_or_else(PoisonError::into_inner);
                 let keep = n.min(limit - read.0.len());
                 read.0.extend_from_slice(&chunk[..keep]);
                 read.1 += (n - keep) as u64;
+            }
+            if let Some(splitter) = &mut splitter {
+                splitter.finish();
             }
         });
         Capture { task, read }
@@ -336,5 +483,58 @@ impl Capture {
             self.task.abort();
         }
         std::mem::take(&mut *self.read.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The lines a splitter hands its sink for `input` fed in pieces of `cuts` sizes.
+    fn split(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&seen);
+        let sink = LineSink(Arc::new(move |_, line: &[u8]| {
+            keep.lock().unwrap().push(line.to_vec());
+        }));
+        let mut lines = Lines::new(sink, Stream::Stdout);
+        let mut rest = input;
+        for &cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, after) = rest.split_at(cut.clamp(1, rest.len()));
+            lines.feed(piece);
+            rest = after;
+        }
+        lines.finish();
+        drop(lines);
+        Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn lines_are_the_input_cut_at_newlines_however_it_arrives(
+            input in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'\n'), any::<u8>()], 0..3000),
+            cuts in proptest::collection::vec(1..600_usize, 1..8),
+        ) {
+            let lines = split(&input, &cuts);
+            let mut expected: Vec<Vec<u8>> =
+                input.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+            // A trailing newline ends the last line; it starts no empty one.
+            if input.last() == Some(&b'\n') || input.is_empty() {
+                expected.pop();
+            }
+            prop_assert_eq!(lines, expected);
+        }
+    }
+
+    #[test]
+    fn a_line_longer_than_the_longest_comes_in_pieces() {
+        let input = vec![b'x'; LONGEST_LINE * 2 + 10];
+        let lines = split(&input, &[4096]);
+        let sizes: Vec<usize> = lines.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [LONGEST_LINE, LONGEST_LINE, 10]);
     }
 }

@@ -150,7 +150,9 @@ pub use crate::error::WorkerExit;
 pub use args::EncodedArgs;
 pub(crate) use args::{decode_output, encode_args};
 pub(crate) use call::Call;
-pub use command::{Command, CommandError, CommandOutput, run_command};
+pub use command::{
+    Command, CommandError, CommandOutput, LONGEST_LINE, LineSink, Stream, run_command,
+};
 pub use map::{MapProcess, MapProcessUnordered};
 pub use options::{DEFAULT_PAYLOAD_LIMIT, ProcessOptions};
 pub use registry::{Registration, Task, registered_tasks, run_by_name_json, task_version};
