@@ -690,3 +690,36 @@ cmd = "echo first; while [ ! -e gate ]; do sleep 0.01; done; seq 1 300000"
     assert_eq!(log.lines().count(), 300_001);
     assert!(log.ends_with("299999\n300000\n"));
 }
+
+#[test]
+fn retry_delay_waits_between_attempts_and_a_bad_one_is_named() {
+    let dir = job_folder(
+        "retry-delay",
+        r#"
+[tasks.flaky]
+cmd = "n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ $n -ge 3 ]"
+retries = 2
+retry_delay = "200ms"
+"#,
+    );
+    let started = std::time::Instant::now();
+    let output = run(&dir, &[]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    // At least half of 200 ms, then half of 400 ms (the jitter takes up to half off).
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    let bad = job_folder(
+        "retry-delay-bad",
+        "[tasks.a]\ncmd = \"true\"\nretry_delay = \"soon\"\n",
+    );
+    let output = run(&bad, &[]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("retry_delay") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+}

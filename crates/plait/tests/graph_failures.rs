@@ -307,3 +307,75 @@ fn work_handed_over_after_the_run_stopped_does_not_start() {
     assert!(!marker.exists(), "the command never started");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn retries_wait_their_backoff_and_a_cancel_ends_the_wait() {
+    use plait::graph::EventKind;
+    use std::sync::Mutex;
+
+    let rt = common::runtime(2);
+    let mut graph = Graph::new();
+    let calls = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&calls);
+    let flaky = graph.try_task((), move |()| {
+        let mut calls = counted.lock().unwrap();
+        *calls += 1;
+        if *calls < 3 {
+            Err("not yet")
+        } else {
+            Ok(*calls)
+        }
+    });
+    let delay = Duration::from_millis(100);
+    let _ = graph.node(flaky).retries(2).retry_delay(delay);
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&times);
+    let mut results = graph
+        .runner(rt.clone())
+        .observe(move |event| {
+            let what = match event.kind {
+                EventKind::Started => "started",
+                EventKind::Failed { .. } => "failed",
+                _ => return,
+            };
+            keep.lock().unwrap().push((what, event.at));
+        })
+        .start()
+        .join();
+    assert_eq!(results.take(flaky).unwrap(), 3);
+    let times = times.lock().unwrap().clone();
+    let kinds: Vec<_> = times.iter().map(|(what, _)| *what).collect();
+    assert_eq!(kinds, ["started", "failed", "started", "failed", "started"]);
+    // At least half of the backoff each time (its jitter takes off up to half): 50 ms,
+    // then 100 ms.
+    assert!(times[2].1 - times[1].1 >= delay / 2, "{times:?}");
+    assert!(times[4].1 - times[3].1 >= delay, "{times:?}");
+
+    // A run cancelled while a node waits to retry ends without waiting out the backoff.
+    let mut graph = Graph::new();
+    let failing = graph.try_task((), |()| -> Result<(), &str> { Err("always") });
+    let _ = graph
+        .node(failing)
+        .retries(5)
+        .retry_delay(Duration::from_secs(600));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let run = graph
+        .runner(rt)
+        .observe(move |event| {
+            if let EventKind::Failed { .. } = event.kind {
+                let _ = tx.lock().unwrap().send(());
+            }
+        })
+        .start();
+    rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let asked = Instant::now();
+    run.cancel();
+    let mut results = run.join();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(results.take(failing).unwrap_err().is_cancelled());
+}

@@ -12,6 +12,7 @@
 //! cwd = "reports"
 //! timeout = "30s"                   # or a number of seconds
 //! retries = 2
+//! retry_delay = "1s"                # before the first retry; doubled each time after
 //! cpus = 2                          # counts against --jobs
 //! inputs = ["data/raw.csv"]         # for up-to-date checks
 //! outputs = ["out/report.txt"]
@@ -46,6 +47,7 @@ struct TaskFormat {
     timeout: Option<Spanned<TimeoutFormat>>,
     #[serde(default)]
     retries: u32,
+    retry_delay: Option<Spanned<TimeoutFormat>>,
     #[serde(default = "one")]
     cpus: Spanned<u32>,
     #[serde(default)]
@@ -84,6 +86,8 @@ pub(crate) struct TaskSpec {
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
+    /// The wait before the first retry (doubled for each next one).
+    pub(crate) retry_delay: Option<Duration>,
     pub(crate) cpus: u32,
     pub(crate) inputs: Vec<String>,
     pub(crate) outputs: Vec<String>,
@@ -104,6 +108,7 @@ impl TaskSpec {
             cwd: None,
             timeout: None,
             retries: 0,
+            retry_delay: None,
             cpus: 1,
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -211,29 +216,10 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
                 format!("task `{name}` has cpus = 0; it needs at least 1"),
             ));
         }
-        let timeout = match task.timeout {
-            None => None,
-            Some(spanned) => {
-                let at = Some(Position::of(text, spanned.span().start));
-                let limit = match spanned.into_inner() {
-                    TimeoutFormat::Seconds(seconds) => Some(Duration::from_secs(seconds)),
-                    TimeoutFormat::Text(text) => parse_duration(&text),
-                };
-                match limit {
-                    Some(limit) if !limit.is_zero() => Some(limit),
-                    _ => {
-                        return Err(error(
-                            at,
-                            format!(
-                                "task `{name}` has a timeout that is not a time above zero; \
-                                 write a number of seconds, or a number and a unit: \
-                                 \"500ms\", \"30s\", \"5m\", \"2h\""
-                            ),
-                        ));
-                    }
-                }
-            }
-        };
+        let timeout = time_above_zero(text, &name, "a timeout", task.timeout)
+            .map_err(|(at, message)| error(at, message))?;
+        let retry_delay = time_above_zero(text, &name, "a retry_delay", task.retry_delay)
+            .map_err(|(at, message)| error(at, message))?;
         let needs_at = task
             .needs
             .iter()
@@ -247,6 +233,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
             cwd: task.cwd,
             timeout,
             retries: task.retries,
+            retry_delay,
             cpus: task.cpus.into_inner(),
             inputs: task.inputs,
             outputs: task.outputs,
@@ -254,6 +241,34 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
         });
     }
     Ok(tasks)
+}
+
+/// A key holding a time above zero (`what`, for the message), if given; or where it is
+/// wrong and why.
+fn time_above_zero(
+    text: &str,
+    name: &str,
+    what: &str,
+    value: Option<Spanned<TimeoutFormat>>,
+) -> Result<Option<Duration>, (Option<Position>, String)> {
+    let Some(spanned) = value else {
+        return Ok(None);
+    };
+    let at = Some(Position::of(text, spanned.span().start));
+    let time = match spanned.into_inner() {
+        TimeoutFormat::Seconds(seconds) => Some(Duration::from_secs(seconds)),
+        TimeoutFormat::Text(text) => parse_duration(&text),
+    };
+    match time {
+        Some(time) if !time.is_zero() => Ok(Some(time)),
+        _ => Err((
+            at,
+            format!(
+                "task `{name}` has {what} that is not a time above zero; write a number of \
+                 seconds, or a number and a unit: \"500ms\", \"30s\", \"5m\", \"2h\""
+            ),
+        )),
+    }
 }
 
 /// "500ms", "30s", "5m", "2h", or a bare number of seconds.

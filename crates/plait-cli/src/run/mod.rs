@@ -198,11 +198,15 @@ impl Job {
             let job = Arc::clone(self);
             let node = graph.command(needs, move |_| job.command(task));
             let spec = &self.tasks[task];
-            let _ = graph
+            let mut options = graph
                 .node(node)
                 .name(spec.name.clone())
                 .retries(if self.queued { 0 } else { spec.retries })
                 .weight(spec.cpus);
+            if let Some(delay) = spec.retry_delay.filter(|_| !self.queued) {
+                options = options.retry_delay(delay);
+            }
+            let _ = options;
             nodes[task] = Some(node);
         }
         let nodes = nodes
@@ -244,9 +248,14 @@ impl Job {
                     return task;
                 };
                 let spec = &job.tasks[index];
+                let defaults = RetryPolicy::default();
                 let task = task.retry(RetryPolicy {
                     max_retries: spec.retries,
-                    ..RetryPolicy::default()
+                    backoff: spec.retry_delay.unwrap_or(defaults.backoff),
+                    max_backoff: defaults
+                        .max_backoff
+                        .max(spec.retry_delay.unwrap_or_default() * 64),
+                    ..defaults
                 });
                 match job.marks.get(index) {
                     Some(mark) => task.key(format!(

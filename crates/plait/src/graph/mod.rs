@@ -181,6 +181,8 @@ impl Body {
 pub(crate) struct NodeOptions {
     pub(crate) name: Option<String>,
     pub(crate) retries: u32,
+    /// The wait before the first retry; see [`NodeMut::retry_delay`].
+    pub(crate) retry_delay: Option<Duration>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) weight: u32,
     pub(crate) keep: bool,
@@ -194,6 +196,7 @@ impl Default for NodeOptions {
         NodeOptions {
             name: None,
             retries: 0,
+            retry_delay: None,
             timeout: None,
             weight: 1,
             keep: false,
@@ -268,6 +271,25 @@ impl NodeMut<'_> {
     /// limit); a cancellation is never retried. Default 0.
     pub fn retries(self, retries: u32) -> Self {
         self.options.retries = retries;
+        self
+    }
+
+    /// Waits before each retry: `delay` before the first, up to twice as long before each
+    /// next (at most 64 times `delay`), less a part of up to half that is the same for the
+    /// same node and attempt (equal jitter, as the queue's retries), so that nodes that
+    /// failed together do not retry in lockstep. The node waits outside its strand's
+    /// window; a run stopped meanwhile cancels it. Default: no wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut graph = plait::graph::Graph::new();
+    /// let fetch = graph.task_async((), |()| async { "page" });
+    /// let _ = graph.node(fetch).retries(3).retry_delay(Duration::from_millis(100));
+    /// ```
+    pub fn retry_delay(self, delay: Duration) -> Self {
+        self.options.retry_delay = Some(delay);
         self
     }
 

@@ -287,6 +287,52 @@ impl Shared {
         self.record(after, node, state.attempts[node] + 1, PendingKind::Queued);
     }
 
+    /// Makes `node` ready again once the backoff after its failed run `attempt` has passed
+    /// (see [`NodeMut::retry_delay`](super::NodeMut::retry_delay)). Meanwhile it waits, as a
+    /// node with inputs to come does, so a stop cancels it.
+    fn retry_later(
+        self: &Arc<Self>,
+        state: &mut State,
+        node: usize,
+        attempt: u32,
+        delay: Duration,
+    ) {
+        state.status[node] = Status::Waiting;
+        let wait = backoff(delay, node, attempt);
+        let shared = Arc::clone(self);
+        let started = std::thread::Builder::new()
+            .name("plait-graph-retry".to_owned())
+            .spawn(move || {
+                std::thread::sleep(wait);
+                shared.retry_due(node, attempt);
+            });
+        if started.is_err() {
+            // No thread for the wait: retry at once rather than never.
+            state.status[node] = Status::Ready;
+            state.ready[self.strands[node].index()]
+                .push((self.priority[node], Reverse(node as u32)));
+        }
+    }
+
+    /// The backoff of `node`'s failed run `attempt` has passed: it is ready, unless the run
+    /// stopped meanwhile.
+    fn retry_due(self: &Arc<Self>, node: usize, attempt: u32) {
+        let mut after = After::default();
+        {
+            let mut state = self.lock();
+            if self.ended.load(Ordering::Acquire)
+                || state.status[node] != Status::Waiting
+                || state.attempts[node] != attempt
+            {
+                return;
+            }
+            self.make_ready(&mut state, node, &mut after);
+            self.dispatch(&mut state, &mut after);
+            self.leave(&state);
+        }
+        self.after(after);
+    }
+
     /// Hands ready nodes to the executor while their strands' windows have room.
     fn dispatch(self: &Arc<Self>, state: &mut State, after: &mut After) {
         if self.is_stopping() {
@@ -404,7 +450,10 @@ impl Shared {
                             attempt,
                             PendingKind::Failed(error, elapsed, true),
                         );
-                        self.make_ready(&mut state, node, &mut after);
+                        match self.option(node, |o| o.retry_delay, None) {
+                            Some(delay) => self.retry_later(&mut state, node, attempt, delay),
+                            None => self.make_ready(&mut state, node, &mut after),
+                        }
                     } else {
                         self.fail(&mut state, node, error, elapsed, &mut after);
                     }
@@ -659,6 +708,39 @@ impl Shared {
             } else if live {
                 drop(state);
                 cancel.cancel();
+            }
+        }
+    }
+}
+
+/// The wait before retrying after failed run `attempt` of `node`: `delay` doubled for each
+/// run after the first, at most 64 times, less up to half of it, by a hash of the node and
+/// the attempt.
+fn backoff(delay: Duration, node: usize, attempt: u32) -> Duration {
+    let full = delay.saturating_mul(1 << attempt.saturating_sub(1).min(6));
+    let mut x = (node as u64) ^ (u64::from(attempt) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    // splitmix64's finaliser: a well-spread number from the pair.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let fraction = (x >> 11) as f64 / (1_u64 << 53) as f64;
+    full.mul_f64(1.0 - fraction / 2.0)
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn the_wait_doubles_within_its_jitter_and_stops_growing() {
+        let delay = Duration::from_millis(100);
+        for node in 0..50 {
+            for attempt in 1..12 {
+                let full = delay * (1 << (attempt - 1).min(6));
+                let wait = backoff(delay, node, attempt);
+                assert!(wait <= full && wait >= full / 2, "{wait:?} for {full:?}");
+                assert_eq!(wait, backoff(delay, node, attempt));
             }
         }
     }
