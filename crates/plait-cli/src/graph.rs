@@ -10,7 +10,8 @@ pub(crate) struct Args {
     /// The job file (TOML: `[tasks.NAME]` tables with `cmd` and `needs`).
     file: PathBuf,
     /// `text`: the tasks by level (a level's tasks can run at once); `dot`: Graphviz;
-    /// `mermaid`: a Mermaid flowchart.
+    /// `mermaid`: a Mermaid flowchart; `json`: one object per task, with what it runs,
+    /// needs and its level.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -20,6 +21,7 @@ enum Format {
     Text,
     Dot,
     Mermaid,
+    Json,
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), String> {
@@ -29,6 +31,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
         Format::Text => plan.text(),
         Format::Dot => plan.dot(),
         Format::Mermaid => plan.mermaid(),
+        Format::Json => plan.json(),
     };
     out!("{out}");
     Ok(())

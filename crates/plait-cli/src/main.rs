@@ -35,8 +35,8 @@ enum Command {
     /// strand, then hash them again in worker processes beside a task that crashes its
     /// worker; show what ran where and how long it took.
     Demo(demo::Args),
-    /// Read a job file and show its plan: the tasks by level, or the graph as Graphviz dot
-    /// or a Mermaid flowchart.
+    /// Read a job file and show its plan: the tasks by level, or the graph as Graphviz dot,
+    /// a Mermaid flowchart or JSON.
     Graph(graph::Args),
     /// Measure the decision matrix on this machine: the same workloads on processes,
     /// threads and coroutines, with the columns of the Python matrix and the measured ones.
@@ -44,6 +44,13 @@ enum Command {
     /// Run a job file: each task's command once what it needs has succeeded, as many at
     /// once as --jobs allows; print each task's output under its name, then a summary.
     Run(run::Args),
+    /// Print the shell's completion script for plait: `plait completions bash >
+    /// ~/.local/share/bash-completion/completions/plait` (or zsh, fish, elvish,
+    /// powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Forget what `plait run` recorded of a job (its journal and its tasks' last
     /// output), so that its next run runs every task.
     Clean(clean::Args),
@@ -80,6 +87,12 @@ fn main() -> ExitCode {
         Command::Matrix(args) => matrix::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Clean(args) => clean::run(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "plait", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Submit(args) => queue::submit(&args),
         Command::Worker(args) => queue::worker::run(&args),
         Command::Status(args) => queue::status(&args),

@@ -64,6 +64,23 @@ fn the_plan_shows_levels_and_the_graph_exports() {
     let mermaid = graph(&[path, "--format", "mermaid"]);
     let mermaid = String::from_utf8_lossy(&mermaid.stdout);
     assert!(mermaid.starts_with("flowchart LR"), "{mermaid}");
+
+    let json = graph(&[path, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let tasks = json["tasks"].as_array().unwrap();
+    let report = tasks.iter().find(|t| t["name"] == "report").unwrap();
+    assert_eq!(report["level"], 2, "{json}");
+    let mut needs: Vec<_> = report["needs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    needs.sort_unstable();
+    assert_eq!(needs, ["clean", "stats"]);
+    // In dependency order: what a task needs comes before it.
+    let at = |name: &str| tasks.iter().position(|t| t["name"] == name).unwrap();
+    assert!(at("clean") < at("report") && at("stats") < at("report"));
 }
 
 #[test]

@@ -163,6 +163,31 @@ impl Plan {
         out
     }
 
+    /// The plan as JSON: `{"tasks": [{"name", "run", "needs", "level"}, ...]}`, in
+    /// dependency order.
+    pub(crate) fn json(&self) -> String {
+        let tasks: Vec<serde_json::Value> = self
+            .dependency_order()
+            .into_iter()
+            .map(|task| {
+                let spec = &self.tasks[task];
+                let run = match &spec.run {
+                    super::file::Run::Shell(line) => serde_json::json!({ "cmd": line }),
+                    super::file::Run::Argv(argv) => serde_json::json!({ "argv": argv }),
+                };
+                serde_json::json!({
+                    "name": spec.name,
+                    "run": run,
+                    "needs": spec.needs,
+                    "level": self.levels[task],
+                })
+            })
+            .collect();
+        let mut out = serde_json::json!({ "tasks": tasks }).to_string();
+        out.push('\n');
+        out
+    }
+
     /// The graph as a Mermaid flowchart (task names as labels; ids are `t0`, `t1`, ...).
     pub(crate) fn mermaid(&self) -> String {
         let mut out = String::from("flowchart LR\n");
