@@ -134,8 +134,14 @@ impl Journal {
     }
 }
 
-/// A task's fingerprint: what it runs, its inputs' content, and its needs' fingerprints.
-pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> String {
+/// A task's fingerprint: what it runs, the content of its input `files` (see
+/// `job::inputs`), and its needs' fingerprints.
+pub(crate) fn fingerprint(
+    task: &TaskSpec,
+    base: &Path,
+    needs: &[&str],
+    files: &[PathBuf],
+) -> String {
     let mut hash = Sha256::new();
     let mut field = |bytes: &[u8]| {
         hash.update((bytes.len() as u64).to_le_bytes());
@@ -169,13 +175,19 @@ pub(crate) fn fingerprint(task: &TaskSpec, base: &Path, needs: &[&str]) -> Strin
             .map_or(&b""[..], |cwd| cwd.as_os_str().as_encoded_bytes()),
     );
     field(b"inputs");
-    field(&count(task.inputs.len()));
-    for input in &task.inputs {
-        field(input.as_bytes());
-        match std::fs::read(base.join(input)) {
+    field(&count(files.len()));
+    for file in files {
+        field(
+            file.strip_prefix(base)
+                .unwrap_or(file)
+                .as_os_str()
+                .as_encoded_bytes(),
+        );
+        match std::fs::read(file) {
             Ok(content) => field(&Sha256::digest(&content)),
-            // A missing input fingerprints differently every time: the task runs.
-            Err(_) => field(format!("missing {:?}", std::time::SystemTime::now()).as_bytes()),
+            // Gone since it was found: it fingerprints differently every time, so the
+            // task runs.
+            Err(_) => field(format!("unreadable {:?}", std::time::SystemTime::now()).as_bytes()),
         }
     }
     field(b"needs");
@@ -206,10 +218,10 @@ mod tests {
     #[test]
     fn items_cannot_move_between_lists_unnoticed() {
         let base = Path::new(".");
-        let a = fingerprint(&spec(&["x", "A", "B"], &[]), base, &[]);
-        let b = fingerprint(&spec(&["x"], &[("A", "B")]), base, &[]);
+        let a = fingerprint(&spec(&["x", "A", "B"], &[]), base, &[], &[]);
+        let b = fingerprint(&spec(&["x"], &[("A", "B")]), base, &[], &[]);
         assert_ne!(a, b);
-        assert_eq!(a, fingerprint(&spec(&["x", "A", "B"], &[]), base, &[]));
+        assert_eq!(a, fingerprint(&spec(&["x", "A", "B"], &[]), base, &[], &[]));
     }
 
     #[test]

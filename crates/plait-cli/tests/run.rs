@@ -723,3 +723,45 @@ retry_delay = "200ms"
         "{stderr}"
     );
 }
+
+#[test]
+fn globs_folders_and_needs_outputs_are_inputs_and_a_missing_input_is_named() {
+    let dir = job_folder(
+        "inputs",
+        r#"
+[tasks.gen]
+cmd = "cat parts/*.txt > made.txt; echo gen >> runs.txt"
+inputs = ["parts/*.txt"]
+outputs = ["made.txt"]
+[tasks.use]
+cmd = "wc -l < made.txt; echo use >> runs.txt"
+needs = ["gen"]
+"#,
+    );
+    std::fs::create_dir_all(dir.join("parts")).unwrap();
+    std::fs::write(dir.join("parts/a.txt"), "a\n").unwrap();
+    let runs = || std::fs::read_to_string(dir.join("runs.txt")).unwrap_or_default();
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(runs(), "gen\nuse\n");
+    // A new file the glob matches: both run again.
+    std::fs::write(dir.join("parts/b.txt"), "b\n").unwrap();
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(runs(), "gen\nuse\ngen\nuse\n");
+    // An edit to what `gen` made: `gen` is up to date, `use` is not.
+    std::fs::write(dir.join("made.txt"), "edited\n").unwrap();
+    assert!(run(&dir, &[]).status.success());
+    assert_eq!(runs(), "gen\nuse\ngen\nuse\nuse\n");
+
+    let missing = job_folder(
+        "inputs-missing",
+        "[tasks.t]\ncmd = \"true\"\ninputs = [\"no/such.csv\"]\n",
+    );
+    let output = run(&missing, &[]);
+    assert!(!output.status.success());
+    let stdout = text(&output.stdout);
+    let line = summary(&stdout, "t");
+    assert!(
+        line.contains("failed") && line.contains("`no/such.csv` that does not exist"),
+        "{stdout}"
+    );
+}

@@ -14,7 +14,7 @@
 //! retries = 2
 //! retry_delay = "1s"                # before the first retry; doubled each time after
 //! cpus = 2                          # counts against --jobs
-//! inputs = ["data/raw.csv"]         # for up-to-date checks
+//! inputs = ["data/*.csv", "lookup/"] # paths, globs, folders: for up-to-date checks
 //! outputs = ["out/report.txt"]
 //! ```
 

@@ -2,5 +2,6 @@
 //! reads one and shows its plan; what plait keeps beside one is in `state`.
 
 pub(crate) mod file;
+pub(crate) mod inputs;
 pub(crate) mod plan;
 pub(crate) mod state;

@@ -11,6 +11,7 @@ use plait::process::CommandOutput;
 use plait::{CancelHandle, Error, Strand};
 
 use super::Job;
+use crate::job::inputs;
 use crate::journal;
 
 /// What the wrapper decided for one task: its fingerprint (its dependents build theirs on
@@ -60,7 +61,21 @@ impl<E: Executor> Executor for UpToDate<E> {
             .filter_map(|&need| job.marks.get(need))
             .collect();
         let prints: Vec<&str> = needs.iter().map(|n| n.fingerprint.as_str()).collect();
-        let fingerprint = journal::fingerprint(spec, &job.base, &prints);
+        // Its declared inputs, and what the tasks it needs made.
+        let mut patterns = spec.inputs.clone();
+        for &need in &job.needs[task] {
+            patterns.extend(job.tasks[need].outputs.iter().cloned());
+        }
+        let files = match inputs::expand(&spec.name, &job.base, &patterns) {
+            Ok(files) => files,
+            Err(message) => {
+                work.into_parts()
+                    .1
+                    .finish(Output::failed(Error::failed(message)));
+                return None;
+            }
+        };
+        let fingerprint = journal::fingerprint(spec, &job.base, &prints, &files);
         let a_need_ran = needs.iter().any(|need| need.ran);
         let done_before = job
             .journal
