@@ -107,10 +107,26 @@ impl Journal {
 
     /// Whether `task` succeeded before with `fingerprint` (and its outputs are all there).
     pub(crate) fn is_done(&self, task: &TaskSpec, fingerprint: &str, base: &Path) -> bool {
-        self.done
-            .get(&task.name)
-            .is_some_and(|fp| fp == fingerprint)
-            && task.outputs.iter().all(|output| base.join(output).exists())
+        self.why_run(task, fingerprint, base).is_none()
+    }
+
+    /// Why `task` would run with `fingerprint`: `None` if it is up to date.
+    pub(crate) fn why_run(
+        &self,
+        task: &TaskSpec,
+        fingerprint: &str,
+        base: &Path,
+    ) -> Option<String> {
+        let missing = task
+            .outputs
+            .iter()
+            .find(|output| !base.join(output).exists())
+            .map(String::as_str);
+        why_run(
+            self.done.get(&task.name).map(String::as_str),
+            fingerprint,
+            missing,
+        )
     }
 
     /// Records that `task` succeeded with `fingerprint`.
@@ -134,7 +150,8 @@ impl Journal {
     }
 }
 
-/// A task's fingerprint: what it runs, the content of its input `files` (see
+/// A task's fingerprint, in three parts joined by `.`, so that a changed one can be named:
+/// what it runs (command, environment, folder), the content of its input `files` (see
 /// `job::inputs`), and its needs' fingerprints.
 pub(crate) fn fingerprint(
     task: &TaskSpec,
@@ -142,63 +159,102 @@ pub(crate) fn fingerprint(
     needs: &[&str],
     files: &[PathBuf],
 ) -> String {
-    let mut hash = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hash.update((bytes.len() as u64).to_le_bytes());
-        hash.update(bytes);
-    };
     // Each list goes in with its length, so that items cannot move between lists
     // (`argv = ["x", "A", "B"]` against `argv = ["x"]` with `env = { A = "B" }`).
     let count = |n: usize| (n as u64).to_le_bytes();
-    match &task.run {
-        Run::Shell(line) => {
-            field(b"shell");
-            field(line.as_bytes());
-        }
-        Run::Argv(argv) => {
-            field(b"argv");
-            field(&count(argv.len()));
-            for arg in argv {
-                field(arg.as_bytes());
+    let run = part(|field| {
+        match &task.run {
+            Run::Shell(line) => {
+                field(b"shell");
+                field(line.as_bytes());
+            }
+            Run::Argv(argv) => {
+                field(b"argv");
+                field(&count(argv.len()));
+                for arg in argv {
+                    field(arg.as_bytes());
+                }
             }
         }
-    }
-    field(b"env");
-    field(&count(task.env.len()));
-    for (key, value) in &task.env {
-        field(key.as_bytes());
-        field(value.as_bytes());
-    }
-    field(
-        task.cwd
-            .as_deref()
-            .map_or(&b""[..], |cwd| cwd.as_os_str().as_encoded_bytes()),
-    );
-    field(b"inputs");
-    field(&count(files.len()));
-    for file in files {
-        field(
-            file.strip_prefix(base)
-                .unwrap_or(file)
-                .as_os_str()
-                .as_encoded_bytes(),
-        );
-        match std::fs::read(file) {
-            Ok(content) => field(&Sha256::digest(&content)),
-            // Gone since it was found: it fingerprints differently every time, so the
-            // task runs.
-            Err(_) => field(format!("unreadable {:?}", std::time::SystemTime::now()).as_bytes()),
+        field(b"env");
+        field(&count(task.env.len()));
+        for (key, value) in &task.env {
+            field(key.as_bytes());
+            field(value.as_bytes());
         }
-    }
-    field(b"needs");
-    field(&count(needs.len()));
-    for need in needs {
-        field(need.as_bytes());
-    }
-    hash.finalize()
+        field(
+            task.cwd
+                .as_deref()
+                .map_or(&b""[..], |cwd| cwd.as_os_str().as_encoded_bytes()),
+        );
+    });
+    let inputs = part(|field| {
+        field(&count(files.len()));
+        for file in files {
+            field(
+                file.strip_prefix(base)
+                    .unwrap_or(file)
+                    .as_os_str()
+                    .as_encoded_bytes(),
+            );
+            match std::fs::read(file) {
+                Ok(content) => field(&Sha256::digest(&content)),
+                // Gone since it was found: it fingerprints differently every time, so the
+                // task runs.
+                Err(_) => {
+                    field(format!("unreadable {:?}", std::time::SystemTime::now()).as_bytes());
+                }
+            }
+        }
+    });
+    let needs = part(|field| {
+        field(&count(needs.len()));
+        for need in needs {
+            field(need.as_bytes());
+        }
+    });
+    format!("{run}.{inputs}.{needs}")
+}
+
+/// One part of a fingerprint: what `fill` feeds it, each field with its length, as 32 hex
+/// digits.
+fn part(fill: impl FnOnce(&mut dyn FnMut(&[u8]))) -> String {
+    let mut hash = Sha256::new();
+    fill(&mut |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    });
+    hash.finalize()[..16]
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+/// Why a task would run again, as `plait run --dry-run` says it; `None` if it is up to
+/// date by the journal.
+pub(crate) fn why_run(
+    recorded: Option<&str>,
+    now: &str,
+    missing_output: Option<&str>,
+) -> Option<String> {
+    let Some(recorded) = recorded else {
+        return Some("it has not succeeded before (or not since `plait clean`)".to_owned());
+    };
+    let (old, new): (Vec<&str>, Vec<&str>) =
+        (recorded.split('.').collect(), now.split('.').collect());
+    if old.len() != new.len() {
+        return Some("it was recorded by an older plait".to_owned());
+    }
+    let changed: Vec<&str> = ["its command", "an input", "what it needs"]
+        .into_iter()
+        .zip(old.iter().zip(&new))
+        .filter(|(_, (old, new))| old != new)
+        .map(|(what, _)| what)
+        .collect();
+    if !changed.is_empty() {
+        return Some(format!("{} changed", changed.join(" and ")));
+    }
+    missing_output.map(|output| format!("its output `{output}` is missing"))
 }
 
 #[cfg(test)]

@@ -765,3 +765,62 @@ needs = ["gen"]
         "{stdout}"
     );
 }
+
+#[test]
+fn dry_run_says_what_would_run_and_why() {
+    let dir = job_folder(
+        "dry-run-why",
+        r#"
+[tasks.a]
+cmd = "cat in.txt > a.out"
+inputs = ["in.txt"]
+outputs = ["a.out"]
+[tasks.b]
+cmd = "true"
+needs = ["a"]
+"#,
+    );
+    std::fs::write(dir.join("in.txt"), "1").unwrap();
+    let said = |args: &[&str]| {
+        let output = run(&dir, &[&["--dry-run"], args].concat());
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let line = |out: &str, task: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{task} ")))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_owned()
+    };
+    let first = said(&[]);
+    assert!(
+        line(&first, "a").contains("would run: it has not succeeded before"),
+        "{first}"
+    );
+    assert!(
+        line(&first, "b").contains("`a`, which it needs, runs first"),
+        "{first}"
+    );
+    assert!(!dir.join("a.out").exists(), "nothing ran");
+
+    assert!(run(&dir, &[]).status.success());
+    let done = said(&[]);
+    assert!(
+        line(&done, "a").contains("up to date") && line(&done, "b").contains("up to date"),
+        "{done}"
+    );
+    assert!(done.contains("0 would run, 2 up to date"), "{done}");
+
+    std::fs::write(dir.join("in.txt"), "2").unwrap();
+    assert!(line(&said(&[]), "a").contains("would run: an input changed"));
+    std::fs::write(dir.join("in.txt"), "1").unwrap();
+    std::fs::remove_file(dir.join("a.out")).unwrap();
+    assert!(line(&said(&[]), "a").contains("its output `a.out` is missing"));
+    assert!(run(&dir, &[]).status.success());
+    let forced = said(&["--force=b"]);
+    assert!(line(&forced, "a").contains("up to date"), "{forced}");
+    assert!(
+        line(&forced, "b").contains("would run: --force"),
+        "{forced}"
+    );
+}

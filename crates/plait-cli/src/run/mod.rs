@@ -8,6 +8,7 @@
 //! run the commands. Progress, each task's output and the summary come from the
 //! scheduler's events and results.
 
+mod dry_run;
 mod up_to_date;
 
 use std::collections::HashMap;
@@ -48,7 +49,8 @@ pub(crate) struct Args {
     /// stop starting tasks and cancel the running ones).
     #[arg(long)]
     keep_going: bool,
-    /// Print the plan by levels and run nothing.
+    /// Print the plan by levels, with what each task would do and why (its command
+    /// changed, an input, what it needs; an output is missing; it never ran); run nothing.
     #[arg(long)]
     dry_run: bool,
     /// Run these tasks (comma-separated; all of them with `--force` alone) even if the
@@ -73,7 +75,9 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     let forced = forced(&plan, args.force.as_deref()).map_err(|e| e.to_string())?;
     if args.dry_run {
-        out!("{}", plan.text());
+        let base = job_folder(&args.file)?;
+        let journal = Journal::open(&base, &args.file)?;
+        out!("{}", dry_run::explain(&plan, &base, &journal, &forced));
         return Ok(ExitCode::SUCCESS);
     }
     let rt = Runtime::new().map_err(|e| e.to_string())?;

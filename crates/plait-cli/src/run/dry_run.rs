@@ -1,0 +1,95 @@
+//! `plait run --dry-run`: what would run and why, as `make -n` says it, by levels; nothing
+//! runs and nothing is recorded.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::job::inputs;
+use crate::job::plan::Plan;
+use crate::journal::{self, Journal};
+
+/// What the run would do with one task.
+enum Would {
+    Run(String),
+    Skip,
+    Fail(String),
+}
+
+/// The plan with what each task would do, and why.
+pub(super) fn explain(plan: &Plan, base: &Path, journal: &Journal, forced: &[bool]) -> String {
+    // Each task's fingerprint, once known, and whether it would run.
+    let mut seen: Vec<Option<(Option<String>, bool)>> = vec![None; plan.tasks.len()];
+    let mut would = Vec::with_capacity(plan.tasks.len());
+    would.resize_with(plan.tasks.len(), || Would::Skip);
+    for task in plan.dependency_order() {
+        let spec = &plan.tasks[task];
+        let needs = &plan.needs[task];
+        let running_need = needs
+            .iter()
+            .find(|&&need| seen[need].as_ref().is_none_or(|(_, runs)| *runs));
+        let (fingerprint, what) = if let Some(&need) = running_need {
+            let why = format!("`{}`, which it needs, runs first", plan.tasks[need].name);
+            (None, Would::Run(why))
+        } else {
+            let prints: Vec<&str> = needs
+                .iter()
+                .filter_map(|&need| seen[need].as_ref()?.0.as_deref())
+                .collect();
+            let mut patterns = spec.inputs.clone();
+            for &need in needs {
+                patterns.extend(plan.tasks[need].outputs.iter().cloned());
+            }
+            match inputs::expand(&spec.name, base, &patterns) {
+                Err(message) => (None, Would::Fail(message)),
+                Ok(files) => {
+                    let fingerprint = journal::fingerprint(spec, base, &prints, &files);
+                    let what = if forced[task] {
+                        Would::Run("--force".to_owned())
+                    } else {
+                        match journal.why_run(spec, &fingerprint, base) {
+                            Some(why) => Would::Run(why),
+                            None => Would::Skip,
+                        }
+                    };
+                    (Some(fingerprint), what)
+                }
+            }
+        };
+        seen[task] = Some((fingerprint, !matches!(what, Would::Skip)));
+        would[task] = what;
+    }
+    let width = plan
+        .tasks
+        .iter()
+        .map(|t| t.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    let (mut runs, mut skips) = (0, 0);
+    for (level, tasks) in plan.by_level().iter().enumerate() {
+        let _ = writeln!(out, "level {level}:");
+        for &task in tasks {
+            let spec = &plan.tasks[task];
+            let status = match &would[task] {
+                Would::Run(why) => {
+                    runs += 1;
+                    format!("would run: {why}")
+                }
+                Would::Skip => {
+                    skips += 1;
+                    "up to date".to_owned()
+                }
+                Would::Fail(why) => format!("would fail: {why}"),
+            };
+            let _ = writeln!(out, "  {:<width$}  {status}", spec.name);
+            // The command's first line, so that a multi-line one keeps the layout.
+            let shown = spec.run.to_string();
+            let mut lines = shown.lines();
+            let first = lines.next().unwrap_or("");
+            let more = if lines.next().is_some() { " ..." } else { "" };
+            let _ = writeln!(out, "  {:<width$}  $ {first}{more}", "");
+        }
+    }
+    let _ = writeln!(out, "{runs} would run, {skips} up to date; nothing was run");
+    out
+}
