@@ -824,3 +824,60 @@ needs = ["a"]
         "{forced}"
     );
 }
+
+#[test]
+fn a_task_array_of_a_hundred_fans_in_and_pairs_with_another() {
+    let dir = job_folder(
+        "arrays",
+        r#"
+[tasks.make]
+each = { i = "0..100" }
+cmd = "echo {i} > part-{i}.txt"
+outputs = ["part-{i}.txt"]
+
+[tasks.double]
+each = { i = "0..100" }
+cmd = "echo $(( $(cat part-{i}.txt) * 2 )) > double-{i}.txt"
+needs = ["make[i={i}]"]
+
+[tasks.sum]
+cmd = "s=0; for f in double-*.txt; do s=$((s + $(cat $f))); done; echo $s"
+needs = ["double"]
+"#,
+    );
+    let output = run(&dir, &["--jobs", "4"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    // 2 * (0 + 1 + ... + 99)
+    assert!(stdout.contains("[sum] 9900"), "{stdout}");
+    assert!(
+        summary(&stdout, "double[i=42]").contains(" ok "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("201 tasks in "), "{stdout}");
+}
+
+#[test]
+fn arrays_that_collide_or_have_no_values_are_named() {
+    let collide = job_folder(
+        "arrays-collide",
+        "[tasks.t]\neach = { x = [1, \"1\"] }\ncmd = \"true\"\n",
+    );
+    let stderr = text(&run(&collide, &[]).stderr);
+    assert!(stderr.contains("two tasks are named `t[x=1]`"), "{stderr}");
+    let empty = job_folder(
+        "arrays-empty",
+        "[tasks.t]\neach = { x = [] }\ncmd = \"true\"\n",
+    );
+    let stderr = text(&run(&empty, &[]).stderr);
+    assert!(
+        stderr.contains("each.x has no values") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    let range = job_folder(
+        "arrays-range",
+        "[tasks.t]\neach = { x = \"a..b\" }\ncmd = \"true\"\n",
+    );
+    let stderr = text(&run(&range, &[]).stderr);
+    assert!(stderr.contains("is not a range"), "{stderr}");
+}

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::arrays;
 use toml::Spanned;
 
 /// A job file as written.
@@ -54,6 +56,8 @@ struct TaskFormat {
     inputs: Vec<String>,
     #[serde(default)]
     outputs: Vec<String>,
+    /// Makes the table a task array: see `arrays`.
+    each: Option<Spanned<BTreeMap<String, toml::Value>>>,
 }
 
 fn one() -> Spanned<u32> {
@@ -186,7 +190,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
             "no tasks: a job file holds tables like [tasks.build] with cmd = \"make\"".to_owned(),
         ));
     }
-    let mut tasks = Vec::with_capacity(format.tasks.len());
+    let mut tasks: Vec<(TaskSpec, Option<arrays::Each>)> = Vec::with_capacity(format.tasks.len());
     for (name, spanned) in format.tasks {
         let at = Some(Position::of(text, spanned.span().start));
         let task = spanned.into_inner();
@@ -225,7 +229,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
             .iter()
             .map(|need| Position::of(text, need.span().start))
             .collect();
-        tasks.push(TaskSpec {
+        let each = task.each.map(|each| arrays::Each {
+            at: Some(Position::of(text, each.span().start)),
+            keys: each.into_inner(),
+        });
+        let spec = TaskSpec {
             name,
             run,
             needs: task.needs.into_iter().map(Spanned::into_inner).collect(),
@@ -238,9 +246,10 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
             inputs: task.inputs,
             outputs: task.outputs,
             needs_at,
-        });
+        };
+        tasks.push((spec, each));
     }
-    Ok(tasks)
+    arrays::expand(tasks).map_err(|(at, message)| error(at, message))
 }
 
 /// A key holding a time above zero (`what`, for the message), if given; or where it is
