@@ -112,10 +112,7 @@ fn claim(
 }
 
 /// Each key's values as text, checked.
-fn values(
-    task: &str,
-    each: &Each,
-) -> Result<Keys, Wrong> {
+fn values(task: &str, each: &Each) -> Result<Keys, Wrong> {
     let wrong = |message: String| (each.at, format!("task `{task}`: {message}"));
     let mut keys = Vec::with_capacity(each.keys.len());
     let mut count: usize = 1;
