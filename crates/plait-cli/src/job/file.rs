@@ -128,12 +128,32 @@ pub(crate) struct Position {
     pub(crate) column: usize,
 }
 
-impl Position {
-    fn of(text: &str, offset: usize) -> Position {
-        let before = text.get(..offset).unwrap_or(text);
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |at| at + 1);
-        let column = before[line_start..].chars().count() + 1;
+/// Where each line of a text starts, so that an offset's line and column take a binary
+/// search rather than a scan from the start (a job of thousands of tasks asks thousands of
+/// times).
+struct Lines<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Lines<'a> {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
+        Lines { text, starts }
+    }
+
+    /// The line and column (both from 1, the column in characters) of byte `offset`.
+    fn at(&self, offset: usize) -> Position {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let start = self.starts[line - 1];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |before| before.chars().count())
+            + 1;
         Position { line, column }
     }
 }
@@ -180,8 +200,9 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
         at,
         message,
     };
+    let lines = Lines::new(text);
     let format: Format = toml::from_str(text).map_err(|e| {
-        let at = e.span().map(|span| Position::of(text, span.start));
+        let at = e.span().map(|span| lines.at(span.start));
         error(at, e.message().trim_end().to_owned())
     })?;
     if format.tasks.is_empty() {
@@ -192,7 +213,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
     }
     let mut tasks: Vec<(TaskSpec, Option<arrays::Each>)> = Vec::with_capacity(format.tasks.len());
     for (name, spanned) in format.tasks {
-        let at = Some(Position::of(text, spanned.span().start));
+        let at = Some(lines.at(spanned.span().start));
         let task = spanned.into_inner();
         let run = match (task.cmd, task.argv) {
             (Some(line), None) if !line.trim().is_empty() => Run::Shell(line),
@@ -214,23 +235,23 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
             _ => return Err(error(at, format!("task `{name}` has an empty command"))),
         };
         if *task.cpus.get_ref() == 0 {
-            let at = Some(Position::of(text, task.cpus.span().start));
+            let at = Some(lines.at(task.cpus.span().start));
             return Err(error(
                 at,
                 format!("task `{name}` has cpus = 0; it needs at least 1"),
             ));
         }
-        let timeout = time_above_zero(text, &name, "a timeout", task.timeout)
+        let timeout = time_above_zero(&lines, &name, "a timeout", task.timeout)
             .map_err(|(at, message)| error(at, message))?;
-        let retry_delay = time_above_zero(text, &name, "a retry_delay", task.retry_delay)
+        let retry_delay = time_above_zero(&lines, &name, "a retry_delay", task.retry_delay)
             .map_err(|(at, message)| error(at, message))?;
         let needs_at = task
             .needs
             .iter()
-            .map(|need| Position::of(text, need.span().start))
+            .map(|need| lines.at(need.span().start))
             .collect();
         let each = task.each.map(|each| arrays::Each {
-            at: Some(Position::of(text, each.span().start)),
+            at: Some(lines.at(each.span().start)),
             keys: each.into_inner(),
         });
         let spec = TaskSpec {
@@ -255,7 +276,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
 /// A key holding a time above zero (`what`, for the message), if given; or where it is
 /// wrong and why.
 fn time_above_zero(
-    text: &str,
+    lines: &Lines<'_>,
     name: &str,
     what: &str,
     value: Option<Spanned<TimeoutFormat>>,
@@ -263,7 +284,7 @@ fn time_above_zero(
     let Some(spanned) = value else {
         return Ok(None);
     };
-    let at = Some(Position::of(text, spanned.span().start));
+    let at = Some(lines.at(spanned.span().start));
     let time = match spanned.into_inner() {
         TimeoutFormat::Seconds(seconds) => Some(Duration::from_secs(seconds)),
         TimeoutFormat::Text(text) => parse_duration(&text),
@@ -300,6 +321,21 @@ fn parse_duration(text: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        #[test]
+        fn a_line_index_finds_what_a_scan_from_the_start_finds(
+            text in "[a\n\u{e9}]{0,200}",
+            cut in 0..400_usize,
+        ) {
+            let offset = (0..=cut.min(text.len())).rev().find(|&at| text.is_char_boundary(at)).unwrap();
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |at| at + 1);
+            let column = before[start..].chars().count() + 1;
+            proptest::prop_assert_eq!(Lines::new(&text).at(offset), Position { line, column });
+        }
+    }
+
     use super::*;
 
     fn parse_str(text: &str) -> Result<Vec<TaskSpec>, FileError> {

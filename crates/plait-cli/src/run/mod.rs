@@ -9,10 +9,10 @@
 //! scheduler's events and results.
 
 mod dry_run;
+mod logs;
 mod up_to_date;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +31,7 @@ use crate::job::state::{JobLock, StatePaths, job_folder};
 use crate::journal::Journal;
 use crate::progress::Progress;
 use crate::queue::config::Config;
+use logs::AttemptLog;
 use up_to_date::{Marks, UpToDate};
 
 /// Options of `plait run`.
@@ -284,7 +285,10 @@ impl Job {
             return command;
         }
         let name = self.tasks[task].name.clone();
-        let logs = self.open_logs(&name);
+        let logs = {
+            let journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+            ["stdout", "stderr"].map(|stream| AttemptLog::fresh(journal.log_of(&name, stream)))
+        };
         let job = Arc::clone(self);
         command.on_line(move |stream, line| {
             let text = String::from_utf8_lossy(line);
@@ -298,31 +302,7 @@ impl Job {
                 Stream::Stdout => &logs[0],
                 Stream::Stderr => &logs[1],
             };
-            if let Some(file) = log {
-                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-                let _ = file.write_all(line).and_then(|()| file.write_all(b"\n"));
-            }
-        })
-    }
-
-    /// Task `name`'s log files for an attempt, emptied; `None` for one that cannot be
-    /// written, said once.
-    fn open_logs(&self, name: &str) -> [Option<Mutex<std::fs::File>>; 2] {
-        let journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
-        ["stdout", "stderr"].map(|stream| {
-            let path = journal.log_of(name, stream);
-            let opened = path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::File::create(&path));
-            match opened {
-                Ok(file) => Some(Mutex::new(file)),
-                Err(error) => {
-                    self.progress()
-                        .err(&format!("plait: cannot write {}: {error}", path.display()));
-                    None
-                }
-            }
+            log.write_line(line, |why| job.progress().err(&format!("plait: {why}")));
         })
     }
 
@@ -599,7 +579,11 @@ async fn interruption(run: GraphCanceller, job: Arc<Job>) {
 /// The command a task runs, with relative paths taken from the job file's folder.
 fn command(spec: &TaskSpec, base: &Path) -> Command {
     let mut command = match &spec.run {
-        Run::Shell(line) => Command::shell(line.clone()),
+        Run::Shell(line) => match plain_words(line) {
+            // Nothing for a shell to do: run the program itself, as make does.
+            Some(words) => Command::new(words[0].clone()).args(words[1..].iter().cloned()),
+            None => Command::shell(line.clone()),
+        },
         Run::Argv(argv) => Command::new(argv[0].clone()).args(argv[1..].iter().cloned()),
     };
     for (key, value) in &spec.env {
@@ -613,6 +597,29 @@ fn command(spec: &TaskSpec, base: &Path) -> Command {
         command = command.timeout(limit);
     }
     command
+}
+
+/// The words of a shell line that a shell would run as they are: no quoting, expansion,
+/// redirection, operator or comment, no variable assignment, and a first word that is a
+/// program rather than a shell builtin or keyword (GNU make's list). `None` otherwise.
+fn plain_words(line: &str) -> Option<Vec<String>> {
+    const SHELL_WORDS: &[&str] = &[
+        ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue", "eval", "exec",
+        "exit", "export", "fc", "fg", "for", "getopts", "hash", "if", "jobs", "login", "logout",
+        "read", "readonly", "return", "set", "shift", "test", "times", "trap", "type", "ulimit",
+        "umask", "unalias", "unset", "wait", "while", "[", "!", "{", "}", "until", "function",
+        "select", "source", "local", "declare", "typeset", "let",
+    ];
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./,+@%:=".contains(c);
+    if !line.chars().all(|c| plain(c) || c == ' ' || c == '\t') {
+        return None;
+    }
+    let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    let first = words.first()?;
+    if first.contains('=') || SHELL_WORDS.contains(&first.as_str()) {
+        return None;
+    }
+    Some(words)
 }
 
 /// A task's captured output, each line prefixed by its name.
@@ -631,6 +638,43 @@ fn print_output(progress: &Progress, name: &str, out: &CommandOutput) {
             progress.err(&format!(
                 "[{name}] ({dropped} more bytes of {stream} not kept)"
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_words;
+
+    #[test]
+    fn only_lines_a_shell_would_run_as_they_are_skip_the_shell() {
+        let words = |line: &str| plain_words(line).map(|w| w.join("|"));
+        assert_eq!(words("true").as_deref(), Some("true"));
+        assert_eq!(
+            words("  gzip -9 -k data/a.csv ").as_deref(),
+            Some("gzip|-9|-k|data/a.csv")
+        );
+        assert_eq!(
+            words("cc -DNAME=x -o out.o").as_deref(),
+            Some("cc|-DNAME=x|-o|out.o")
+        );
+        for shell in [
+            "echo $HOME",
+            "a && b",
+            "a; b",
+            "ls *.txt",
+            "echo 'quoted'",
+            "cat < in",
+            "X=1 run",
+            "exit 3",
+            "cd dir",
+            "test -f x",
+            "echo ~",
+            "a # comment",
+            "",
+            "a\nb",
+        ] {
+            assert_eq!(words(shell), None, "{shell:?} needs a shell");
         }
     }
 }
