@@ -203,7 +203,28 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<TaskSpec>, FileError>
     let lines = Lines::new(text);
     let format: Format = toml::from_str(text).map_err(|e| {
         let at = e.span().map(|span| lines.at(span.start));
-        error(at, e.message().trim_end().to_owned())
+        let said = e.message().trim_end();
+        // TOML says "duplicate key" at the repeated name: say which, and what it is.
+        let twice = e
+            .span()
+            .filter(|_| said.contains("duplicate key"))
+            .and_then(|span| {
+                let name = text
+                    .get(span.clone())?
+                    .trim_matches(|c| c == '"' || c == '\'');
+                let line_start = text[..span.start].rfind('\n').map_or(0, |at| at + 1);
+                let table = text[line_start..].trim_start().starts_with("[tasks.");
+                Some((name, table))
+            });
+        let message = match twice {
+            Some((name, true)) => format!(
+                "task `{name}` is defined twice (a job file holds one [tasks.{name}]); rename \
+                 or merge them"
+            ),
+            Some((name, false)) => format!("`{name}` is given twice; keep one"),
+            None => said.to_owned(),
+        };
+        error(at, message)
     })?;
     if format.tasks.is_empty() {
         return Err(error(
@@ -397,6 +418,10 @@ outputs = ["out.txt"]
 
         let duplicate = message("[tasks.a]\ncmd = \"x\"\n[tasks.a]\ncmd = \"y\"\n");
         assert!(duplicate.contains("line 3"), "{duplicate}");
+        assert!(
+            duplicate.contains("task `a` is defined twice"),
+            "{duplicate}"
+        );
 
         let both = message("[tasks.a]\ncmd = \"x\"\nargv = [\"y\"]\n");
         assert!(both.contains("both `cmd` and `argv`"), "{both}");
