@@ -6,6 +6,7 @@ mod output;
 mod advise;
 mod clean;
 mod demo;
+mod duration;
 mod graph;
 mod job;
 mod journal;

@@ -127,31 +127,6 @@ fn queue_from(value: String, key: &str) -> Result<String, String> {
         .map_err(|error| format!("{key}: {error}"))
 }
 
-/// Reads a duration written as a number and a unit: `500ms`, `30s`, `5m`, `2h`, `1d`.
-pub(crate) fn duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a duration: write a number and a unit, as 30s or 5m")
-    })?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "s" | "" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        "d" => number * 86400.0,
-        other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?}; use ms, s, m, h or d"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a duration"))
-}
-
 /// Reads a moment: `2026-12-24T18:00:00Z` (RFC 3339, in UTC) or `@1798135200` (seconds
 /// since the Unix epoch).
 pub(crate) fn moment(text: &str) -> Result<std::time::SystemTime, String> {
@@ -275,19 +250,5 @@ mod tests {
                 .contains("2026-12-24T18:00:00Z")
         );
         assert!(moment("2026-13-01T00:00:00Z").is_err());
-    }
-
-    #[test]
-    fn durations_read_with_their_units() {
-        assert_eq!(duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(duration("1.5m").unwrap(), Duration::from_secs(90));
-        assert_eq!(duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(
-            duration("5 fortnights")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(duration("soon").unwrap_err().contains("not a duration"));
     }
 }

@@ -78,8 +78,8 @@ pub(crate) fn submit(args: &SubmitArgs) -> Result<ExitCode, String> {
         task = task.eta(config::moment(eta).map_err(|e| format!("--eta: {e}"))?);
     }
     if let Some(countdown) = &args.countdown {
-        task =
-            task.countdown(config::duration(countdown).map_err(|e| format!("--countdown: {e}"))?);
+        task = task
+            .countdown(crate::duration::parse(countdown).map_err(|e| format!("--countdown: {e}"))?);
     }
     if let Some(key) = &args.key {
         task = task.key(key.clone());
@@ -93,7 +93,8 @@ pub(crate) fn submit(args: &SubmitArgs) -> Result<ExitCode, String> {
         });
     }
     if let Some(limit) = &args.time_limit {
-        task = task.time_limit(config::duration(limit).map_err(|e| format!("--time-limit: {e}"))?);
+        task = task
+            .time_limit(crate::duration::parse(limit).map_err(|e| format!("--time-limit: {e}"))?);
     }
     let store = config.open()?;
     let done = store.enqueue(&task).map_err(|e| e.to_string())?;
@@ -186,7 +187,9 @@ pub(crate) fn result(args: &ResultArgs) -> Result<ExitCode, String> {
     let store = Config::here()?.open()?;
     let task = if args.wait {
         let timeout = match &args.timeout {
-            Some(timeout) => config::duration(timeout).map_err(|e| format!("--timeout: {e}"))?,
+            Some(timeout) => {
+                crate::duration::parse(timeout).map_err(|e| format!("--timeout: {e}"))?
+            }
             None => Duration::from_secs(u64::from(u32::MAX)),
         };
         store

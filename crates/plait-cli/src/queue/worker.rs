@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use plait_queue::{Store, Worker};
 
 use super::Config;
-use super::config::duration;
+use crate::duration;
 
 /// `plait worker`.
 #[derive(ClapArgs)]
@@ -45,8 +45,8 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
     };
     let mut builder = Worker::builder(store)
         .queues(queues.iter().cloned())
-        .lease(duration(&args.lease).map_err(|e| format!("--lease: {e}"))?)
-        .grace(duration(&args.grace).map_err(|e| format!("--grace: {e}"))?);
+        .lease(duration::parse(&args.lease).map_err(|e| format!("--lease: {e}"))?)
+        .grace(duration::parse(&args.grace).map_err(|e| format!("--grace: {e}"))?);
     if let Some(n) = args.concurrency {
         builder = builder.concurrency(n);
     }
