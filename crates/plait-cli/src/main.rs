@@ -5,6 +5,7 @@ mod output;
 
 mod advise;
 mod clean;
+mod color;
 mod demo;
 mod duration;
 mod graph;

@@ -881,3 +881,19 @@ fn arrays_that_collide_or_have_no_values_are_named() {
     let stderr = text(&run(&range, &[]).stderr);
     assert!(stderr.contains("is not a range"), "{stderr}");
 }
+
+#[test]
+fn the_summary_is_coloured_when_asked_and_plain_otherwise() {
+    let dir = job_folder(
+        "color",
+        "[tasks.good]\ncmd = \"true\"\n[tasks.bad]\ncmd = \"exit 1\"\n",
+    );
+    let always = text(&run(&dir, &["--keep-going", "--color", "always"]).stdout);
+    assert!(always.contains("\x1b[1;31mfailed"), "{always:?}");
+    assert!(always.contains("\x1b[32mok"), "{always:?}");
+    // Not a terminal (a pipe here), or told never: no escape codes.
+    for args in [&["--keep-going"][..], &["--keep-going", "--color", "never"]] {
+        let plain = text(&run(&dir, args).stdout);
+        assert!(!plain.contains('\x1b'), "{args:?}: {plain:?}");
+    }
+}

@@ -25,6 +25,7 @@ use plait::process::{Command, CommandOutput, Stream};
 use plait::{Error, Runtime, Strand};
 use plait_queue::{QueueExecutor, RetryPolicy};
 
+use crate::color::{ColorChoice, Paint};
 use crate::job::file::{self, Run, TaskSpec};
 use crate::job::plan::Plan;
 use crate::job::state::{JobLock, StatePaths, job_folder};
@@ -62,6 +63,10 @@ pub(crate) struct Args {
     /// If another run of this job holds its lock, wait for it to end (default: refuse).
     #[arg(long)]
     wait: bool,
+    /// Colour the summary's statuses: on a terminal unless NO_COLOR is set (auto), always,
+    /// or never.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
     /// Send the tasks to the durable queue (QUEUE, or the configured default), to be run
     /// by `plait worker`s started anywhere on this machine. A run killed and started again
     /// takes up the tasks it had sent rather than running them twice.
@@ -116,7 +121,12 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let results = run.join();
     signals.cancel();
     job.progress().finish();
-    let failed = job.print_summary(&results, &nodes, started.elapsed());
+    let failed = job.print_summary(
+        &results,
+        &nodes,
+        started.elapsed(),
+        Paint::for_stdout(args.color),
+    );
     let _ = rt.shutdown(Duration::from_secs(5));
     let interrupted = *job
         .interrupted
@@ -419,6 +429,7 @@ impl Job {
         results: &Results,
         nodes: &[Node<CommandOutput>],
         wall: Duration,
+        paint: Paint,
     ) -> bool {
         let books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
         let interrupted = *self
@@ -435,7 +446,8 @@ impl Job {
         let row =
             |name: &str, status: &str, attempts: &str, time: &str, strand: &str, detail: &str| {
                 let line = format!(
-                    "{name:<width$} {status:<10} {attempts:>8} {time:>10}  {strand:<8} {detail}"
+                    "{name:<width$} {} {attempts:>8} {time:>10}  {strand:<8} {detail}",
+                    paint.status(&format!("{status:<10}"), status)
                 );
                 outln!("{}", line.trim_end());
             };
