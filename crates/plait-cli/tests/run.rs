@@ -564,23 +564,33 @@ fn force_reruns_the_tasks_named_and_what_needs_them_and_clean_forgets_all() {
 
 #[test]
 fn a_second_run_of_a_job_refuses_or_waits_and_nothing_runs_twice() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    // The task holds the run (and its lock) until the test lets it go: no race with time.
     let dir = job_folder(
         "lock",
         r#"
 [tasks.slow]
-cmd = "echo run >> runs.txt; sleep 1"
+cmd = "echo run >> runs.txt; while [ ! -e gate ]; do sleep 0.01; done"
 "#,
     );
-    let mut first = Command::new(env!("CARGO_BIN_EXE_plait"))
-        .arg("run")
-        .arg(dir.join("job.toml"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
+    let plait = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_plait"))
+            .arg("run")
+            .arg(dir.join("job.toml"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = plait(&[]);
+    let started = Instant::now();
     while !dir.join("runs.txt").exists() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60));
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let refused = run(&dir, &[]);
     assert!(!refused.status.success());
@@ -589,9 +599,16 @@ cmd = "echo run >> runs.txt; sleep 1"
         stderr.contains("another plait run") && stderr.contains("--wait"),
         "{stderr}"
     );
-    let waited = run(&dir, &["--wait"]);
-    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    // A run with --wait says it waits, and does, while the first holds the lock.
+    let mut waiting = plait(&["--wait"]);
+    let mut said = BufReader::new(waiting.stderr.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert!(line.contains("waiting for another run"), "{line}");
+    assert!(waiting.try_wait().unwrap().is_none(), "it waits");
+    std::fs::write(dir.join("gate"), b"").unwrap();
     assert!(first.wait().unwrap().success());
+    assert!(waiting.wait().unwrap().success());
     assert_eq!(
         std::fs::read_to_string(dir.join("runs.txt")).unwrap(),
         "run\n",
