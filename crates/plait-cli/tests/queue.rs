@@ -256,3 +256,21 @@ fn bad_settings_are_refused_with_the_key_that_holds_them() {
     assert_eq!(id, "1");
     assert!(dir.join("jobs.db").exists(), "plait.toml's path is used");
 }
+
+#[test]
+fn a_sigterm_right_after_the_worker_says_it_serves_drains_it() {
+    for round in 0..5 {
+        let dir = folder(&format!("early-sigterm-{round}"));
+        let mut running = worker(&dir, &[]);
+        let mut said = BufReader::new(running.stderr.take().unwrap());
+        let mut line = String::new();
+        said.read_line(&mut line).unwrap();
+        assert!(line.contains("serving"), "{line}");
+        signal(&running, libc::SIGTERM);
+        let status = running.wait().unwrap();
+        assert!(
+            status.success(),
+            "round {round}: {status:?}, killed rather than drained"
+        );
+    }
+}

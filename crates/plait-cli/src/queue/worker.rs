@@ -55,6 +55,9 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
     }
     let worker = builder.build().map_err(|e| e.to_string())?;
     let stopper = worker.stopper();
+    // The handlers are in place before the worker says it serves and takes its first
+    // task: a SIGTERM from then on drains, never kills the worker with tasks in hand.
+    let signals = Signals::install()?;
     eprintln!(
         "plait: worker {} serving {} from {}",
         worker.name(),
@@ -67,7 +70,7 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the worker's thread: {e}"))?;
     let signals = std::thread::Builder::new()
         .name("plait-worker-signals".to_owned())
-        .spawn(move || watch_signals(&stopper))
+        .spawn(move || signals.watch(&stopper))
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let report = running
         .join()
@@ -88,36 +91,59 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Drains on the first SIGTERM or SIGINT, aborts on the second.
-fn watch_signals(stopper: &plait_queue::Stopper) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    runtime.block_on(async {
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        let name = tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        };
-        eprintln!(
-            "plait: {name}: no new tasks; running ones may finish, then are handed back \
-             (again to stop now)"
-        );
-        stopper.drain();
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        eprintln!("plait: stopping now; running tasks are handed back");
-        stopper.abort();
-    });
+/// SIGINT and SIGTERM, caught.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Catches SIGINT and SIGTERM from now on.
+    fn install() -> Result<Signals, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the signal handling: {e}"))?;
+        let caught = runtime.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            ))
+        });
+        let (interrupt, terminate) =
+            caught.map_err(|e| format!("cannot catch SIGINT and SIGTERM: {e}"))?;
+        Ok(Signals {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+
+    /// Drains on the first SIGTERM or SIGINT, aborts on the second.
+    fn watch(self, stopper: &plait_queue::Stopper) {
+        let Signals {
+            runtime,
+            mut interrupt,
+            mut terminate,
+        } = self;
+        runtime.block_on(async {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            eprintln!(
+                "plait: {name}: no new tasks; running ones may finish, then are handed back \
+                 (again to stop now)"
+            );
+            stopper.drain();
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            eprintln!("plait: stopping now; running tasks are handed back");
+            stopper.abort();
+        });
+    }
 }
