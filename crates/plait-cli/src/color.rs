@@ -32,6 +32,21 @@ impl Paint {
         })
     }
 
+    /// Leaves every word as it is.
+    pub(crate) fn never() -> Paint {
+        Paint(false)
+    }
+
+    /// `[name]`, in a colour of the task's own (ten in turn, as `docker compose` colours
+    /// its services' names), so that interleaved lines are told apart at a glance.
+    pub(crate) fn prefix(self, name: &str, task: usize) -> String {
+        const CODES: [&str; 10] = ["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
+        if !self.0 {
+            return format!("[{name}]");
+        }
+        format!("\x1b[{}m[{name}]\x1b[0m", CODES[task % CODES.len()])
+    }
+
     /// `text` (a task's status, padded or not) in the colour of `status`: green for ok,
     /// red for failed, yellow for cancelled and skipped, dim for up to date.
     pub(crate) fn status(self, text: &str, status: &str) -> String {

@@ -7,20 +7,33 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-pub(crate) enum Progress {
+use crate::color::Paint;
+
+pub(crate) struct Progress {
+    shown: Shown,
+    paint: Paint,
+}
+
+enum Shown {
     Bars {
         multi: MultiProgress,
         overall: ProgressBar,
         running: HashMap<usize, ProgressBar>,
     },
     Lines,
+    /// Nothing about tasks (`--json` says it instead); messages still go to standard error.
+    Quiet,
 }
 
 impl Progress {
-    /// Bars if standard output is a terminal, else lines.
-    pub(crate) fn new(total: usize) -> Progress {
+    /// Bars if standard output is a terminal, else lines; task names and statuses
+    /// coloured as `paint` says.
+    pub(crate) fn new(total: usize, paint: Paint) -> Progress {
         if !std::io::stdout().is_terminal() {
-            return Progress::Lines;
+            return Progress {
+                shown: Shown::Lines,
+                paint,
+            };
         }
         let multi = MultiProgress::new();
         let overall = multi.add(ProgressBar::new(total as u64));
@@ -30,10 +43,21 @@ impl Progress {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        Progress::Bars {
-            multi,
-            overall,
-            running: HashMap::new(),
+        Progress {
+            shown: Shown::Bars {
+                multi,
+                overall,
+                running: HashMap::new(),
+            },
+            paint,
+        }
+    }
+
+    /// Nothing about tasks (`--json` says it instead); messages go to standard error.
+    pub(crate) fn quiet() -> Progress {
+        Progress {
+            shown: Shown::Quiet,
+            paint: Paint::never(),
         }
     }
 
@@ -43,8 +67,9 @@ impl Progress {
         } else {
             name.to_owned()
         };
-        match self {
-            Progress::Bars { multi, running, .. } => {
+        let prefix = self.paint.prefix(name, task);
+        match &mut self.shown {
+            Shown::Bars { multi, running, .. } => {
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
@@ -58,14 +83,15 @@ impl Progress {
                     multi.remove(&old);
                 }
             }
-            Progress::Lines => outln!("[{name}] started{}", attempt_note(attempt)),
+            Shown::Lines => outln!("{prefix} started{}", attempt_note(attempt)),
+            Shown::Quiet => {}
         }
     }
 
-    /// `task` ended (or was found up to date, or skipped): `how` says which.
-    pub(crate) fn ended(&mut self, task: usize, name: &str, how: &str) {
-        match self {
-            Progress::Bars {
+    /// `task` ended with `status` (`ok`, `failed`, `up to date`, ...), `detail` after it.
+    pub(crate) fn ended(&mut self, task: usize, name: &str, status: &str, detail: &str) {
+        match &mut self.shown {
+            Shown::Bars {
                 multi,
                 overall,
                 running,
@@ -76,28 +102,45 @@ impl Progress {
                 }
                 overall.inc(1);
             }
-            Progress::Lines => outln!("[{name}] {how}"),
+            Shown::Lines => outln!(
+                "{} {}{detail}",
+                self.paint.prefix(name, task),
+                self.paint.status(status, status)
+            ),
+            Shown::Quiet => {}
         }
     }
 
-    /// Prints a line of a task's output without tearing the bars.
-    pub(crate) fn out(&self, line: &str) {
-        match self {
-            Progress::Bars { multi, .. } => multi.suspend(|| outln!("{line}")),
-            Progress::Lines => outln!("{line}"),
+    /// Prints a line of `task`'s output after its name, without tearing the bars: to
+    /// standard error if `to_stderr`.
+    pub(crate) fn task_line(&self, task: usize, name: &str, text: &str, to_stderr: bool) {
+        let line = format!("{} {text}", self.paint.prefix(name, task));
+        if to_stderr {
+            self.err(&line);
+        } else {
+            match &self.shown {
+                Shown::Bars { multi, .. } => multi.suspend(|| outln!("{line}")),
+                Shown::Lines => outln!("{line}"),
+                Shown::Quiet => {}
+            }
         }
     }
 
-    /// Like [`out`](Self::out), to standard error.
+    /// Prints a message to standard error without tearing the bars.
     pub(crate) fn err(&self, line: &str) {
-        match self {
-            Progress::Bars { multi, .. } => multi.suspend(|| eprintln!("{line}")),
-            Progress::Lines => eprintln!("{line}"),
+        match &self.shown {
+            Shown::Bars { multi, .. } => multi.suspend(|| eprintln!("{line}")),
+            Shown::Lines | Shown::Quiet => eprintln!("{line}"),
         }
+    }
+
+    /// How task names and statuses are coloured.
+    pub(crate) fn paint(&self) -> Paint {
+        self.paint
     }
 
     pub(crate) fn finish(&self) {
-        if let Progress::Bars { overall, .. } = self {
+        if let Shown::Bars { overall, .. } = &self.shown {
             overall.finish_and_clear();
         }
     }

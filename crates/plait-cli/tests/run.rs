@@ -900,14 +900,37 @@ fn arrays_that_collide_or_have_no_values_are_named() {
 }
 
 #[test]
-fn the_summary_is_coloured_when_asked_and_plain_otherwise() {
+fn names_and_statuses_are_coloured_when_asked_and_plain_otherwise() {
     let dir = job_folder(
         "color",
-        "[tasks.good]\ncmd = \"true\"\n[tasks.bad]\ncmd = \"exit 1\"\n",
+        "[tasks.good]\ncmd = \"echo hi\"\n[tasks.bad]\ncmd = \"exit 1\"\n",
     );
     let always = text(&run(&dir, &["--keep-going", "--color", "always"]).stdout);
-    assert!(always.contains("\x1b[1;31mfailed"), "{always:?}");
-    assert!(always.contains("\x1b[32mok"), "{always:?}");
+    // The summary's statuses.
+    assert!(always.contains("\x1b[1;31mfailed\x1b[0m  "), "{always:?}");
+    assert!(always.contains("\x1b[32mok\x1b[0m  "), "{always:?}");
+    // Each task's name in a colour of its own on its lines, and its status when it ends.
+    let prefix = |task: &str| {
+        let line = always
+            .lines()
+            .find(|line| line.contains(&format!("[{task}]\x1b[0m started")))
+            .unwrap_or_else(|| panic!("no start line for {task}: {always:?}"));
+        line.split(&format!("[{task}]")).next().unwrap().to_owned()
+    };
+    let (good, bad) = (prefix("good"), prefix("bad"));
+    assert!(
+        good.starts_with("\x1b[") && bad.starts_with("\x1b["),
+        "{always:?}"
+    );
+    assert_ne!(good, bad, "two tasks, one colour: {always:?}");
+    assert!(
+        always.contains(&format!("{good}[good]\x1b[0m hi")),
+        "{always:?}"
+    );
+    assert!(
+        always.contains(&format!("{bad}[bad]\x1b[0m \x1b[1;31mfailed\x1b[0m: ")),
+        "{always:?}"
+    );
     // Not a terminal (a pipe here), or told never: no escape codes.
     for args in [&["--keep-going"][..], &["--keep-going", "--color", "never"]] {
         let plain = text(&run(&dir, args).stdout);

@@ -185,12 +185,16 @@ impl std::error::Error for FileError {}
 
 /// Reads and checks the job file at `path`.
 pub(crate) fn read(path: &Path) -> Result<Vec<TaskSpec>, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|error| FileError {
+    parse(path, &read_text(path)?)
+}
+
+/// A job file's text, as [`parse`] takes it.
+pub(crate) fn read_text(path: &Path) -> Result<String, FileError> {
+    std::fs::read_to_string(path).map_err(|error| FileError {
         path: path.to_owned(),
         at: None,
         message: format!("cannot read it: {error}"),
-    })?;
-    parse(path, &text)
+    })
 }
 
 /// Checks a job file's text (`path` is for messages).

@@ -1,22 +1,24 @@
-//! `plait run --dry-run`: what would run and why, as `make -n` says it, by levels; nothing
-//! runs and nothing is recorded.
+//! `plait run --dry-run`: what would run and why, as `make -n` says it, by levels (or as
+//! one JSON object with `--json`); nothing runs and nothing is recorded.
 
 use std::fmt::Write as _;
 use std::path::Path;
+
+use serde_json::json;
 
 use crate::job::inputs;
 use crate::job::plan::Plan;
 use crate::journal::{self, Journal};
 
 /// What the run would do with one task.
-enum Would {
+pub(super) enum Would {
     Run(String),
     Skip,
     Fail(String),
 }
 
-/// The plan with what each task would do, and why.
-pub(super) fn explain(plan: &Plan, base: &Path, journal: &Journal, forced: &[bool]) -> String {
+/// What the run would do with each task (by task), and why.
+pub(super) fn decide(plan: &Plan, base: &Path, journal: &Journal, forced: &[bool]) -> Vec<Would> {
     // Each task's fingerprint, once known, and whether it would run.
     let mut seen: Vec<Option<(Option<String>, bool)>> = vec![None; plan.tasks.len()];
     let mut would = Vec::with_capacity(plan.tasks.len());
@@ -58,6 +60,11 @@ pub(super) fn explain(plan: &Plan, base: &Path, journal: &Journal, forced: &[boo
         seen[task] = Some((fingerprint, !matches!(what, Would::Skip)));
         would[task] = what;
     }
+    would
+}
+
+/// The plan by levels, with what each task would do and why.
+pub(super) fn explain(plan: &Plan, would: &[Would]) -> String {
     let width = plan
         .tasks
         .iter()
@@ -92,4 +99,36 @@ pub(super) fn explain(plan: &Plan, base: &Path, journal: &Journal, forced: &[boo
     }
     let _ = writeln!(out, "{runs} would run, {skips} up to date; nothing was run");
     out
+}
+
+/// The plan as one JSON object: `tasks`, each with its `name`, `level`, `would` (`run`,
+/// `skip` or `fail`), `why` and `cmd`; and the counts `would_run`, `up_to_date` and
+/// `would_fail`.
+pub(super) fn json(plan: &Plan, would: &[Would]) -> serde_json::Value {
+    let mut tasks = Vec::with_capacity(plan.tasks.len());
+    let mut counts = [0_usize; 3];
+    for (level, members) in plan.by_level().iter().enumerate() {
+        for &task in members {
+            let spec = &plan.tasks[task];
+            let (what, why, count) = match &would[task] {
+                Would::Run(why) => ("run", Some(why.as_str()), 0),
+                Would::Skip => ("skip", None, 1),
+                Would::Fail(why) => ("fail", Some(why.as_str()), 2),
+            };
+            counts[count] += 1;
+            tasks.push(json!({
+                "name": spec.name,
+                "level": level,
+                "would": what,
+                "why": why,
+                "cmd": spec.run.to_string(),
+            }));
+        }
+    }
+    json!({
+        "tasks": tasks,
+        "would_run": counts[0],
+        "up_to_date": counts[1],
+        "would_fail": counts[2],
+    })
 }

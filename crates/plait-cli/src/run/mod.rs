@@ -9,7 +9,9 @@
 //! scheduler's events and results.
 
 mod dry_run;
+mod events;
 mod logs;
+mod summary;
 mod up_to_date;
 
 use std::collections::HashMap;
@@ -18,9 +20,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use plait::graph::{
-    CommandFailed, Event, EventKind, Graph, GraphCanceller, Node, NodeStatus, Results,
-};
+use plait::graph::{CommandFailed, Event, EventKind, Graph, GraphCanceller, Node};
 use plait::process::{Command, CommandOutput, Stream};
 use plait::{Error, Runtime, Strand};
 use plait_queue::{QueueExecutor, RetryPolicy};
@@ -32,7 +32,9 @@ use crate::job::state::{JobLock, StatePaths, job_folder};
 use crate::journal::Journal;
 use crate::progress::Progress;
 use crate::queue::config::Config;
+use events::Events;
 use logs::AttemptLog;
+use serde_json::json;
 use up_to_date::{Marks, UpToDate};
 
 /// Options of `plait run`.
@@ -63,10 +65,15 @@ pub(crate) struct Args {
     /// If another run of this job holds its lock, wait for it to end (default: refuse).
     #[arg(long)]
     wait: bool,
-    /// Colour the summary's statuses: on a terminal unless NO_COLOR is set (auto), always,
-    /// or never.
+    /// Colour task names and statuses: on a terminal unless NO_COLOR is set (auto),
+    /// always, or never.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+    /// Write one JSON object per line to standard output for each thing that happens
+    /// (queued, started, output, finished, failed, cancelled, skipped), then a summary
+    /// object; with `--dry-run`, the plan as one JSON object.
+    #[arg(long)]
+    json: bool,
     /// Send the tasks to the durable queue (QUEUE, or the configured default), to be run
     /// by `plait worker`s started anywhere on this machine. A run killed and started again
     /// takes up the tasks it had sent rather than running them twice.
@@ -75,7 +82,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
-    let specs = file::read(&args.file).map_err(|e| e.to_string())?;
+    let text = file::read_text(&args.file).map_err(|e| e.to_string())?;
+    let specs = file::parse(&args.file, &text).map_err(|e| e.to_string())?;
     let plan = Plan::new(&args.file, specs)
         .and_then(|plan| plan.only(&args.file, &args.targets))
         .map_err(|e| e.to_string())?;
@@ -83,7 +91,12 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     if args.dry_run {
         let base = job_folder(&args.file)?;
         let journal = Journal::open(&base, &args.file)?;
-        out!("{}", dry_run::explain(&plan, &base, &journal, &forced));
+        let would = dry_run::decide(&plan, &base, &journal, &forced);
+        if args.json {
+            outln!("{}", dry_run::json(&plan, &would));
+        } else {
+            out!("{}", dry_run::explain(&plan, &would));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let rt = Runtime::new().map_err(|e| e.to_string())?;
@@ -99,7 +112,16 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let journal = Journal::open(&base, &args.file)?;
     let started = Instant::now();
 
-    let job = Arc::new(Job::new(plan, journal, base, forced, args.queue.is_some()));
+    let events = args.json.then(Events::new);
+    let job = Arc::new(Job::new(
+        plan,
+        journal,
+        base,
+        forced,
+        args.queue.is_some(),
+        events,
+        Paint::for_stdout(args.color),
+    ));
     let (graph, nodes) = job.graph();
     let observer = Arc::clone(&job);
     let runner = match &args.queue {
@@ -121,12 +143,20 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let results = run.join();
     signals.cancel();
     job.progress().finish();
-    let failed = job.print_summary(
-        &results,
-        &nodes,
-        started.elapsed(),
-        Paint::for_stdout(args.color),
-    );
+    // The run used the file as it was read; say so if it is not so now.
+    let changed = std::fs::read_to_string(&args.file).ok().as_deref() != Some(text.as_str());
+    if changed {
+        eprintln!(
+            "plait: {} changed while this run ran; the run used it as it was when the run \
+             started: run it again for the new version",
+            args.file.display()
+        );
+    }
+    let summary = job.summary(&results, &nodes, started.elapsed(), changed);
+    match &job.events {
+        Some(events) => events.summary(&summary),
+        None => out!("{}", summary.render(Paint::for_stdout(args.color))),
+    }
     let _ = rt.shutdown(Duration::from_secs(5));
     let interrupted = *job
         .interrupted
@@ -136,7 +166,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         // As a shell reports a command ended by SIGINT (128 + 2) or SIGTERM (128 + 15).
         Some(signal) if signal.contains("SIGINT") => ExitCode::from(130),
         Some(_) => ExitCode::from(143),
-        None if failed => ExitCode::FAILURE,
+        None if !summary.ok => ExitCode::FAILURE,
         None => ExitCode::SUCCESS,
     })
 }
@@ -170,10 +200,20 @@ struct Job {
     forced: Vec<bool>,
     /// Whether the tasks go to the queue.
     queued: bool,
+    /// Where events go with `--json`.
+    events: Option<Events>,
 }
 
 impl Job {
-    fn new(plan: Plan, journal: Journal, base: PathBuf, forced: Vec<bool>, queued: bool) -> Job {
+    fn new(
+        plan: Plan,
+        journal: Journal,
+        base: PathBuf,
+        forced: Vec<bool>,
+        queued: bool,
+        events: Option<Events>,
+        paint: Paint,
+    ) -> Job {
         let task_of_node = plan.dependency_order();
         let tasks_len = plan.tasks.len();
         let Plan {
@@ -182,7 +222,11 @@ impl Job {
             levels: _,
         } = plan;
         Job {
-            progress: Mutex::new(Progress::new(tasks.len())),
+            progress: Mutex::new(if events.is_some() {
+                Progress::quiet()
+            } else {
+                Progress::new(tasks.len(), paint)
+            }),
             books: Mutex::new(vec![Book::default(); tasks.len()]),
             task_of_node,
             tasks,
@@ -193,6 +237,7 @@ impl Job {
             marks: Marks::new(tasks_len),
             forced,
             queued,
+            events,
         }
     }
 
@@ -301,13 +346,16 @@ impl Job {
         };
         let job = Arc::clone(self);
         command.on_line(move |stream, line| {
-            let text = String::from_utf8_lossy(line);
-            let progress = job.progress();
-            match stream {
-                Stream::Stdout => progress.out(&format!("[{name}] {text}")),
-                Stream::Stderr => progress.err(&format!("[{name}] {text}")),
+            if let Some(events) = &job.events {
+                events.output(&name, stream_name(stream), line);
+            } else {
+                let text = String::from_utf8_lossy(line);
+                let progress = job.progress();
+                match stream {
+                    Stream::Stdout => progress.task_line(task, &name, &text, false),
+                    Stream::Stderr => progress.task_line(task, &name, &text, true),
+                }
             }
-            drop(progress);
             let log = match stream {
                 Stream::Stdout => &logs[0],
                 Stream::Stderr => &logs[1],
@@ -321,8 +369,18 @@ impl Job {
     }
 
     /// A task's output, printed under its name and kept beside the journal.
-    fn show_output(&self, name: &str, output: &CommandOutput) {
-        print_output(&self.progress(), name, output);
+    fn show_output(&self, task: usize, name: &str, output: &CommandOutput) {
+        match &self.events {
+            Some(events) => {
+                for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+                    for line in bytes.split_inclusive(|&b| b == b'\n') {
+                        events.output(name, stream, line.strip_suffix(b"\n").unwrap_or(line));
+                    }
+                }
+                print_dropped(&self.progress(), task, name, output);
+            }
+            None => print_output(&self.progress(), task, name, output),
+        }
         if let Err(error) = self
             .journal
             .lock()
@@ -338,29 +396,45 @@ impl Job {
     fn observe(&self, event: &Event<'_>) {
         let task = self.task_of_node[event.node.index()];
         let name = self.tasks[task].name.as_str();
+        let attempt = event.attempt;
+        let tell = |kind: &str, fields: serde_json::Value| {
+            if let Some(events) = &self.events {
+                events.task(kind, name, attempt, fields);
+            }
+        };
         match event.kind {
+            EventKind::Queued => tell("queued", json!({})),
             EventKind::Started => {
                 self.books()[task].attempts += 1;
-                self.progress().started(task, name, event.attempt);
+                tell("started", json!({}));
+                self.progress().started(task, name, attempt);
             }
             EventKind::Finished { elapsed, value } => {
                 let Some(mark) = self.marks.get(task).filter(|mark| mark.ran) else {
-                    self.progress().ended(task, name, "up to date");
+                    tell(
+                        "finished",
+                        json!({ "status": "up to date", "elapsed": 0.0 }),
+                    );
+                    self.progress().ended(task, name, "up to date", "");
                     return;
                 };
                 // Run here, its lines were shown as they came.
                 if let Some(output) = value.downcast_ref::<CommandOutput>()
                     && self.queued
                 {
-                    self.show_output(name, output);
+                    self.show_output(task, name, output);
                 }
                 let took = {
                     let mut books = self.books();
                     books[task].elapsed += elapsed;
                     books[task].elapsed
                 };
+                tell(
+                    "finished",
+                    json!({ "status": "ok", "elapsed": events::seconds(elapsed) }),
+                );
                 self.progress()
-                    .ended(task, name, &format!("ok in {took:.1?}"));
+                    .ended(task, name, "ok", &format!(" in {took:.1?}"));
                 if let Err(error) = self
                     .journal
                     .lock()
@@ -382,26 +456,34 @@ impl Job {
                     && let Some(failed) = inner.downcast_ref::<CommandFailed>()
                     && self.queued
                 {
-                    self.show_output(name, failed.output());
+                    self.show_output(task, name, failed.output());
                 }
-                if retrying {
-                    self.progress().err(&format!(
-                        "[{name}] attempt {} of {} failed ({}); trying again",
-                        event.attempt,
-                        self.tasks[task].retries + 1,
-                        reason(error)
-                    ));
-                } else if error.is_cancelled() {
-                    self.progress().ended(task, name, "cancelled");
-                } else {
+                let elapsed = events::seconds(elapsed);
+                if error.is_cancelled() && !retrying {
+                    tell("cancelled", json!({ "elapsed": elapsed }));
+                    self.progress().ended(task, name, "cancelled", "");
+                    return;
+                }
+                let why = reason(error);
+                tell(
+                    "failed",
+                    json!({ "error": why, "elapsed": elapsed, "retrying": retrying }),
+                );
+                if !retrying {
                     self.progress()
-                        .ended(task, name, &format!("failed: {}", reason(error)));
+                        .ended(task, name, "failed", &format!(": {why}"));
+                } else if self.events.is_none() {
+                    self.progress().err(&format!(
+                        "[{name}] attempt {attempt} of {} failed ({why}); trying again",
+                        self.tasks[task].retries + 1,
+                    ));
                 }
             }
             EventKind::Skipped { error } => {
                 let why = self.skip_reason(error);
+                tell("skipped", json!({ "reason": why }));
                 self.progress()
-                    .ended(task, name, &format!("skipped: {why}"));
+                    .ended(task, name, "skipped", &format!(": {why}"));
             }
             _ => {}
         }
@@ -421,110 +503,6 @@ impl Job {
             }
             _ => "the run stopped at a failure".to_owned(),
         }
-    }
-
-    /// Prints the table of how each task ended; returns whether any did not succeed.
-    fn print_summary(
-        &self,
-        results: &Results,
-        nodes: &[Node<CommandOutput>],
-        wall: Duration,
-        paint: Paint,
-    ) -> bool {
-        let books = self.books.lock().unwrap_or_else(PoisonError::into_inner);
-        let interrupted = *self
-            .interrupted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let width = self
-            .tasks
-            .iter()
-            .map(|task| task.name.chars().count())
-            .max()
-            .unwrap_or(0)
-            .max("task".len());
-        let row =
-            |name: &str, status: &str, attempts: &str, time: &str, strand: &str, detail: &str| {
-                let line = format!(
-                    "{name:<width$} {} {attempts:>8} {time:>10}  {strand:<8} {detail}",
-                    paint.status(&format!("{status:<10}"), status)
-                );
-                outln!("{}", line.trim_end());
-            };
-        outln!();
-        row("task", "status", "attempts", "time", "strand", "detail");
-        let mut order: Vec<usize> = (0..self.tasks.len()).collect();
-        order.sort_by(|&a, &b| self.tasks[a].name.cmp(&self.tasks[b].name));
-        let mut counts: Vec<(&str, usize)> = Vec::new();
-        for task in order {
-            let node = nodes[task];
-            let book = &books[task];
-            let name = self.tasks[task].name.as_str();
-            let error = results.error(node.id());
-            let (status, detail) = match results.status(node.id()) {
-                NodeStatus::Succeeded => match self.marks.get(task) {
-                    Some(mark) if !mark.ran => {
-                        ("up to date", "succeeded before; not run again".to_owned())
-                    }
-                    _ => ("ok", String::new()),
-                },
-                NodeStatus::Failed => {
-                    let log = self
-                        .journal
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .log_of(name, "stderr");
-                    let why = error.as_ref().map(reason).unwrap_or_default();
-                    let detail = if log.exists() {
-                        format!("{why} (output in {})", log.display())
-                    } else {
-                        why
-                    };
-                    ("failed", detail)
-                }
-                NodeStatus::Skipped => (
-                    "skipped",
-                    error
-                        .as_ref()
-                        .map(|e| self.skip_reason(e))
-                        .unwrap_or_default(),
-                ),
-                // Started and stopped, or never started.
-                _ if book.attempts > 0 => (
-                    "cancelled",
-                    match interrupted {
-                        Some(signal) => format!("stopped: plait was {signal}"),
-                        None => "stopped at another task's failure".to_owned(),
-                    },
-                ),
-                _ => ("skipped", self.skip_reason(&Error::Cancelled)),
-            };
-            match counts.iter_mut().find(|(seen, _)| *seen == status) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((status, 1)),
-            }
-            row(
-                name,
-                status,
-                &book.attempts.to_string(),
-                &format!("{:.1?}", book.elapsed),
-                if self.queued { "queue" } else { "process" },
-                &detail,
-            );
-        }
-        let total = self.tasks.len();
-        let counted: Vec<String> = counts
-            .iter()
-            .map(|(status, n)| format!("{n} {status}"))
-            .collect();
-        outln!(
-            "\n{total} task{} in {wall:.1?}: {}",
-            if total == 1 { "" } else { "s" },
-            counted.join(", ")
-        );
-        counts
-            .iter()
-            .any(|(status, _)| !matches!(*status, "ok" | "up to date"))
     }
 }
 
@@ -634,21 +612,34 @@ fn plain_words(line: &str) -> Option<Vec<String>> {
     Some(words)
 }
 
+fn stream_name(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    }
+}
+
 /// A task's captured output, each line prefixed by its name.
-fn print_output(progress: &Progress, name: &str, out: &CommandOutput) {
+fn print_output(progress: &Progress, task: usize, name: &str, out: &CommandOutput) {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        progress.out(&format!("[{name}] {line}"));
+        progress.task_line(task, name, line, false);
     }
     for line in String::from_utf8_lossy(&out.stderr).lines() {
-        progress.err(&format!("[{name}] {line}"));
+        progress.task_line(task, name, line, true);
     }
+    print_dropped(progress, task, name, out);
+}
+
+/// Says how much of a task's output the capture did not keep, if any.
+fn print_dropped(progress: &Progress, task: usize, name: &str, out: &CommandOutput) {
     for (stream, dropped) in [
         ("output", out.stdout_dropped),
         ("error output", out.stderr_dropped),
     ] {
         if dropped > 0 {
             progress.err(&format!(
-                "[{name}] ({dropped} more bytes of {stream} not kept)"
+                "{} ({dropped} more bytes of {stream} not kept)",
+                progress.paint().prefix(name, task)
             ));
         }
     }

@@ -1,0 +1,205 @@
+//! How each task of a run ended: worked out once from the scheduler's results and the
+//! run's books, then shown as a table (for people) or as one JSON object (`--json`).
+
+use std::path::PathBuf;
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use comfy_table::{Cell, CellAlignment, Table, presets};
+use plait::Error;
+use plait::graph::{Node, NodeStatus, Results};
+use plait::process::CommandOutput;
+use serde::Serialize;
+
+use super::{Job, reason};
+use crate::color::Paint;
+
+/// How one task ended.
+#[derive(Serialize)]
+pub(super) struct Row {
+    pub(super) task: String,
+    /// `ok`, `up to date`, `failed`, `cancelled` or `skipped`.
+    pub(super) status: &'static str,
+    /// Times its command was started in this run.
+    pub(super) attempts: u32,
+    /// Time its commands ran, all attempts together.
+    #[serde(serialize_with = "seconds")]
+    pub(super) elapsed: Duration,
+    /// Where its command ran (`process`: a child of this run; `queue`: a `plait worker`),
+    /// or `None` if it did not run.
+    pub(super) strand: Option<&'static str>,
+    /// Why it ended so, where that is not plain.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(super) detail: String,
+    /// A failed task's error output, where it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) log: Option<PathBuf>,
+}
+
+/// How the whole run ended.
+#[derive(Serialize)]
+pub(super) struct Summary {
+    /// Whether every task succeeded (ran, or was up to date).
+    pub(super) ok: bool,
+    /// Tasks by status, in the order the statuses first appear among the tasks (sorted by
+    /// name).
+    #[serde(serialize_with = "as_object")]
+    pub(super) counts: Vec<(&'static str, usize)>,
+    #[serde(serialize_with = "seconds")]
+    pub(super) wall: Duration,
+    /// Whether the job file changed while the run ran (the run used it as first read).
+    pub(super) job_file_changed: bool,
+    pub(super) tasks: Vec<Row>,
+}
+
+fn seconds<S: serde::Serializer>(duration: &Duration, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_f64(duration.as_micros() as f64 / 1e6)
+}
+
+fn as_object<S: serde::Serializer>(
+    counts: &[(&'static str, usize)],
+    to: S,
+) -> Result<S::Ok, S::Error> {
+    to.collect_map(counts.iter().copied())
+}
+
+impl Job {
+    /// Each task's row, sorted by name.
+    pub(super) fn summary(
+        &self,
+        results: &Results,
+        nodes: &[Node<CommandOutput>],
+        wall: Duration,
+        job_file_changed: bool,
+    ) -> Summary {
+        let books = self.books();
+        let interrupted = *self
+            .interrupted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut order: Vec<usize> = (0..self.tasks.len()).collect();
+        order.sort_by(|&a, &b| self.tasks[a].name.cmp(&self.tasks[b].name));
+        let mut rows = Vec::with_capacity(order.len());
+        for task in order {
+            let node = nodes[task];
+            let book = &books[task];
+            let name = self.tasks[task].name.as_str();
+            let error = results.error(node.id());
+            let mut log = None;
+            let (status, detail) = match results.status(node.id()) {
+                NodeStatus::Succeeded => match self.marks.get(task) {
+                    Some(mark) if !mark.ran => {
+                        ("up to date", "succeeded before; not run again".to_owned())
+                    }
+                    _ => ("ok", String::new()),
+                },
+                NodeStatus::Failed => {
+                    let kept = self
+                        .journal
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .log_of(name, "stderr");
+                    log = kept.exists().then_some(kept);
+                    ("failed", error.as_ref().map(reason).unwrap_or_default())
+                }
+                NodeStatus::Skipped => (
+                    "skipped",
+                    error
+                        .as_ref()
+                        .map(|e| self.skip_reason(e))
+                        .unwrap_or_default(),
+                ),
+                // Started and stopped, or never started.
+                _ if book.attempts > 0 => (
+                    "cancelled",
+                    match interrupted {
+                        Some(signal) => format!("stopped: plait was {signal}"),
+                        None => "stopped at another task's failure".to_owned(),
+                    },
+                ),
+                _ => ("skipped", self.skip_reason(&Error::Cancelled)),
+            };
+            let strand = match book.attempts {
+                0 => None,
+                _ if self.queued => Some("queue"),
+                _ => Some("process"),
+            };
+            rows.push(Row {
+                task: name.to_owned(),
+                status,
+                attempts: book.attempts,
+                elapsed: book.elapsed,
+                strand,
+                detail,
+                log,
+            });
+        }
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for row in &rows {
+            match counts.iter_mut().find(|(seen, _)| *seen == row.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((row.status, 1)),
+            }
+        }
+        let ok = counts
+            .iter()
+            .all(|(status, _)| matches!(*status, "ok" | "up to date"));
+        Summary {
+            ok,
+            counts,
+            wall,
+            job_file_changed,
+            tasks: rows,
+        }
+    }
+}
+
+impl Summary {
+    /// The table, then a line of counts: `3 tasks in 1.2s: 2 ok, 1 failed`.
+    pub(super) fn render(&self, paint: Paint) -> String {
+        let mut table = Table::new();
+        table
+            .load_preset(presets::NOTHING)
+            .set_header(["task", "status", "attempts", "time", "strand", "detail"]);
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 2));
+        }
+        for row in &self.tasks {
+            let detail = match &row.log {
+                Some(log) => format!("{} (output in {})", row.detail, log.display()),
+                None => row.detail.clone(),
+            };
+            table.add_row([
+                Cell::new(&row.task),
+                Cell::new(paint.status(row.status, row.status)),
+                Cell::new(row.attempts).set_alignment(CellAlignment::Right),
+                Cell::new(match row.strand {
+                    Some(_) => format!("{:.1?}", row.elapsed),
+                    None => "-".to_owned(),
+                })
+                .set_alignment(CellAlignment::Right),
+                Cell::new(row.strand.unwrap_or("-")),
+                Cell::new(detail),
+            ]);
+        }
+        let mut out = String::from("\n");
+        for line in table.lines() {
+            // The preset pads every cell, the last one too.
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        let total = self.tasks.len();
+        let counted: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(status, n)| format!("{n} {status}"))
+            .collect();
+        out.push_str(&format!(
+            "\n{total} task{} in {:.1?}: {}\n",
+            if total == 1 { "" } else { "s" },
+            self.wall,
+            counted.join(", ")
+        ));
+        out
+    }
+}
