@@ -99,6 +99,29 @@ pub enum QueueError {
         /// What went wrong.
         detail: String,
     },
+
+    /// The Redis server cannot be reached: it refused or dropped the connection, or did
+    /// not answer in time. Workers retry, with a backoff.
+    #[error(
+        "cannot reach the Redis server at {server} ({detail}); is it running, and is the \
+         URL right (redis://[:PASSWORD@]HOST[:PORT][/DB], rediss:// for TLS)?"
+    )]
+    Unreachable {
+        /// The server's URL, without its password.
+        server: String,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// The Redis server answered with an error (out of memory, a wrong password, a key of
+    /// another program's in plait's namespace).
+    #[error("the Redis server at {server} refused: {detail}")]
+    Redis {
+        /// The server's URL, without its password.
+        server: String,
+        /// The server's error.
+        detail: String,
+    },
 }
 
 impl QueueError {
@@ -113,7 +136,8 @@ impl QueueError {
             QueueError::Locked { .. } => ErrorKind::Busy,
             QueueError::DiskFull { .. } => ErrorKind::DiskFull,
             QueueError::Corrupt { .. } | QueueError::SchemaTooNew { .. } => ErrorKind::Unreadable,
-            QueueError::Storage { .. } => ErrorKind::Storage,
+            QueueError::Storage { .. } | QueueError::Redis { .. } => ErrorKind::Storage,
+            QueueError::Unreachable { .. } => ErrorKind::Unreachable,
         }
     }
 }
@@ -134,6 +158,8 @@ pub enum ErrorKind {
     Unreadable,
     /// Another storage failure.
     Storage,
+    /// The storage's server cannot be reached (for now, perhaps).
+    Unreachable,
 }
 
 /// A `Result` with [`QueueError`].

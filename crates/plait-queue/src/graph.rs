@@ -252,7 +252,12 @@ fn wait(store: &dyn Store, id: TaskId, call: &CommandCall, done: Done) {
             }
             Ok(_) => {}
             // A busy or briefly failing store: look again.
-            Err(error) if matches!(error.kind(), ErrorKind::Busy | ErrorKind::Storage) => {
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::Busy | ErrorKind::Storage | ErrorKind::Unreachable
+                ) =>
+            {
                 std::thread::sleep(LOOK_FOR_STOP);
             }
             Err(error) => {

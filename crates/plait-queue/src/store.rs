@@ -215,3 +215,20 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
         })
     }
 }
+
+/// Refuses bad input before anything is stored: nothing is stored if one task is bad.
+pub(crate) fn check_new_tasks(tasks: &[NewTask], payload_limit: usize) -> Result<()> {
+    for task in tasks {
+        check_queue_name(&task.queue)?;
+        if let Some(key) = &task.key {
+            check_key(key)?;
+        }
+        if task.payload.len() > payload_limit {
+            return Err(crate::QueueError::PayloadTooLarge {
+                bytes: task.payload.len(),
+                limit: payload_limit,
+            });
+        }
+    }
+    Ok(())
+}

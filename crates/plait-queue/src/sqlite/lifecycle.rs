@@ -9,29 +9,10 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::counts::{Tally, stored};
 use super::schema::{CANCELLED, DEAD, QUEUED, RUNNING, SUCCEEDED};
 use crate::clock::{Millis, millis};
-use crate::error::{QueueError, Result};
 use crate::failure::{Failure, FailureKind};
-use crate::store::{check_key, check_queue_name};
 use crate::task::{
     Beat, Completion, Enqueued, Lease, NewTask, Outcome, RetryPolicy, State, TaskId,
 };
-
-/// Refuses bad input before a transaction starts: nothing is stored if one task is bad.
-pub(super) fn check(tasks: &[NewTask], payload_limit: usize) -> Result<()> {
-    for task in tasks {
-        check_queue_name(&task.queue)?;
-        if let Some(key) = &task.key {
-            check_key(key)?;
-        }
-        if task.payload.len() > payload_limit {
-            return Err(QueueError::PayloadTooLarge {
-                bytes: task.payload.len(),
-                limit: payload_limit,
-            });
-        }
-    }
-    Ok(())
-}
 
 pub(super) fn enqueue(
     tx: &Transaction<'_>,

@@ -290,7 +290,7 @@ fn storage_error(path: &Path, error: &rusqlite::Error, waited_ms: u64) -> QueueE
 
 impl Store for SqliteStore {
     fn enqueue_all(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>> {
-        lifecycle::check(tasks, self.payload_limit)?;
+        crate::store::check_new_tasks(tasks, self.payload_limit)?;
         let now = self.now();
         self.write(|tx| lifecycle::enqueue(tx, tasks, now))
     }

@@ -566,6 +566,9 @@ impl Loop {
 fn passing(error: &crate::QueueError) -> bool {
     matches!(
         error.kind(),
-        crate::ErrorKind::Busy | crate::ErrorKind::DiskFull | crate::ErrorKind::Storage
+        crate::ErrorKind::Busy
+            | crate::ErrorKind::DiskFull
+            | crate::ErrorKind::Storage
+            | crate::ErrorKind::Unreachable
     )
 }

@@ -75,3 +75,41 @@ impl Drop for Serving {
         }
     }
 }
+
+/// The Redis server the tests use: `PLAIT_TEST_REDIS`, or the local one. A test that
+/// needs it fails (never skips) when it cannot be reached.
+pub(crate) fn redis_url() -> String {
+    std::env::var("PLAIT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A namespace of its own on the test server for one test, its keys deleted when dropped.
+pub(crate) struct RedisNamespace(pub(crate) String);
+
+impl RedisNamespace {
+    pub(crate) fn new(what: &str) -> RedisNamespace {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        RedisNamespace(format!(
+            "plait-test-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.0))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}

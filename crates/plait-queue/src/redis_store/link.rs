@@ -1,0 +1,219 @@
+//! The Redis store's connections: one for commands, shared under a lock, and spares for
+//! the blocking reads that waiters make. A connection that fails is dropped and made
+//! again on the next call; while the server cannot be reached, calls fail fast and new
+//! connections are tried with a growing backoff (50 ms to 2 s), so that a worker retrying
+//! in a loop neither hammers the server nor stops for good.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection, RedisError, RedisResult};
+
+use crate::error::{QueueError, Result};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MOST_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a command may take before the connection is given up.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How many spare connections are kept for blocking reads.
+const SPARES: usize = 4;
+
+pub(super) struct Link {
+    client: Client,
+    /// The server's URL without its password, for messages.
+    server: String,
+    connect_within: Duration,
+    conn: Mutex<Option<Connection>>,
+    spares: Mutex<Vec<Connection>>,
+    backoff: Mutex<Backoff>,
+}
+
+#[derive(Default)]
+struct Backoff {
+    next_try: Option<Instant>,
+    wait: Duration,
+    last_error: String,
+}
+
+impl Link {
+    /// A link to the server at `url`.
+    ///
+    /// # Errors
+    ///
+    /// A URL that does not parse; the error names it (without its password).
+    pub(super) fn new(url: &str, connect_within: Duration) -> Result<Link> {
+        let server = redact(url);
+        let client = Client::open(url).map_err(|error| QueueError::Unreachable {
+            server: server.clone(),
+            detail: format!("not a Redis URL: {error}"),
+        })?;
+        Ok(Link {
+            client,
+            server,
+            connect_within,
+            conn: Mutex::new(None),
+            spares: Mutex::new(Vec::new()),
+            backoff: Mutex::new(Backoff::default()),
+        })
+    }
+
+    pub(super) fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Runs `f` on the command connection. An `idempotent` call that fails because the
+    /// connection broke (a server restarted since the last call) is tried once more on a
+    /// new connection; any other is not, since it may have been done.
+    pub(super) fn call<T>(
+        &self,
+        idempotent: bool,
+        mut f: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let mut conn = lock(&self.conn);
+        for last in [!idempotent, true] {
+            let live = match conn.as_mut() {
+                Some(live) => live,
+                None => conn.insert(self.connect()?),
+            };
+            match f(live) {
+                Ok(value) => return Ok(value),
+                Err(error) if broken(&error) => {
+                    *conn = None;
+                    if last {
+                        return Err(self.error(&error));
+                    }
+                }
+                Err(error) => return Err(self.error(&error)),
+            }
+        }
+        unreachable!("the second try returns")
+    }
+
+    /// Runs `f`, which may block for up to `block`, on a connection of its own.
+    pub(super) fn blocking<T>(
+        &self,
+        block: Duration,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let spare = lock(&self.spares).pop();
+        let mut conn = match spare {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        conn.set_read_timeout(Some(block + ANSWER_WITHIN))
+            .map_err(|e| self.error(&e))?;
+        match f(&mut conn) {
+            Ok(value) => {
+                let mut spares = lock(&self.spares);
+                if spares.len() < SPARES {
+                    spares.push(conn);
+                }
+                Ok(value)
+            }
+            Err(error) => Err(self.error(&error)),
+        }
+    }
+
+    /// A new connection, unless the last try failed within its backoff.
+    fn connect(&self) -> Result<Connection> {
+        let mut backoff = lock(&self.backoff);
+        if let Some(next) = backoff.next_try
+            && Instant::now() < next
+        {
+            return Err(QueueError::Unreachable {
+                server: self.server.clone(),
+                detail: format!(
+                    "{}; trying again in {} ms",
+                    backoff.last_error,
+                    next.saturating_duration_since(Instant::now()).as_millis()
+                ),
+            });
+        }
+        let made = self
+            .client
+            .get_connection_with_timeout(self.connect_within)
+            .and_then(|conn| {
+                conn.set_read_timeout(Some(ANSWER_WITHIN))?;
+                conn.set_write_timeout(Some(ANSWER_WITHIN))?;
+                Ok(conn)
+            });
+        match made {
+            Ok(conn) => {
+                *backoff = Backoff::default();
+                Ok(conn)
+            }
+            Err(error) => {
+                backoff.wait = (backoff.wait * 2).clamp(FIRST_BACKOFF, MOST_BACKOFF);
+                backoff.next_try = Some(Instant::now() + backoff.wait);
+                backoff.last_error = error.to_string();
+                Err(self.error(&error))
+            }
+        }
+    }
+
+    pub(super) fn error(&self, error: &RedisError) -> QueueError {
+        let server = self.server.clone();
+        if broken(error) {
+            QueueError::Unreachable {
+                server,
+                detail: error.to_string(),
+            }
+        } else {
+            QueueError::Redis {
+                server,
+                detail: error.to_string(),
+            }
+        }
+    }
+}
+
+/// Whether the connection, rather than the command, failed.
+fn broken(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `url` without its password: `redis://:****@host:6379/0`.
+pub(super) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let hidden = match user_info.split_once(':') {
+                Some((user, _)) => format!("{user}:****"),
+                None => "****".to_owned(),
+            };
+            format!("{scheme}://{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_password_never_shows() {
+        assert_eq!(
+            redact("redis://:hunter2@cache:6380/1"),
+            "redis://:****@cache:6380/1"
+        );
+        assert_eq!(
+            redact("rediss://app:s3cr@t@cache/0"),
+            "rediss://app:****@cache/0"
+        );
+        assert_eq!(redact("redis://hunter2@cache"), "redis://****@cache");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+}

@@ -1,0 +1,44 @@
+//! The Lua scripts that move tasks from state to state: each runs atomically on the
+//! server, over one queue's keys (see `lua/common.lua`, prepended to each).
+
+use redis::Script;
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+/// Loaded once per store handle; `redis::Script` sends a script's hash, and its text only
+/// when the server does not know it (after a restart, say).
+pub(super) struct Scripts {
+    pub(super) enqueue: Script,
+    pub(super) reserve: Script,
+    pub(super) heartbeat: Script,
+    pub(super) complete: Script,
+    pub(super) reclaim: Script,
+    pub(super) cancel: Script,
+    pub(super) requeue_dead: Script,
+    pub(super) purge: Script,
+    pub(super) expire: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Scripts {
+        Scripts {
+            enqueue: script!("enqueue.lua"),
+            reserve: script!("reserve.lua"),
+            heartbeat: script!("heartbeat.lua"),
+            complete: script!("complete.lua"),
+            reclaim: script!("reclaim.lua"),
+            cancel: script!("cancel.lua"),
+            requeue_dead: script!("requeue_dead.lua"),
+            purge: script!("purge.lua"),
+            expire: script!("expire.lua"),
+        }
+    }
+}
