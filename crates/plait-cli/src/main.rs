@@ -26,6 +26,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The queue's Redis server, for the queue's commands and `run`: workers on any
+    /// machine share it (default: PLAIT_BROKER, plait.toml's [queue] broker, or the
+    /// embedded file .plait/queue.db).
+    #[arg(long, global = true, value_name = "redis://HOST[:PORT]")]
+    broker: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
     // from here and never reaches the command line.
     plait::init();
     let cli = Cli::parse();
+    queue::config::set_broker_flag(cli.broker);
     let outcome = match cli.command {
         Command::Advise(args) => advise::run(&args),
         Command::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),

@@ -1,22 +1,77 @@
-//! The queue under faults, with real `plait worker` processes on a real SQLite file, checked
-//! as Jepsen's total-queue checker does: every task that was enqueued ran (lost = 0), nothing
-//! ran that was not enqueued (unexpected = 0), and the duplicates are counted and bounded by
-//! what was in flight when the faults struck.
+//! The queue under faults, with real `plait worker` processes on each backend (a real
+//! SQLite file; a real Redis server, each worker in a folder of its own as on a host of its
+//! own), checked as Jepsen's total-queue checker does: every task that was enqueued ran
+//! (lost = 0), nothing ran that was not enqueued (unexpected = 0), and the duplicates are
+//! counted and bounded by what was in flight when the faults struck.
 //!
 //! Each task is a command that appends `id attempt worker` to a log before it succeeds.
 
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::folder;
-use plait_queue::{NewTask, Payload, SqliteStore, State, Store, TaskId};
+use plait_queue::{NewTask, Payload, RedisStore, SqliteStore, State, Store, TaskId};
 
-fn store(dir: &Path) -> SqliteStore {
-    SqliteStore::open(dir.join(".plait/queue.db")).unwrap()
+/// Where a test's queue is, and its folder (the log; the SQLite file).
+struct Backend {
+    dir: PathBuf,
+    /// `None`: the folder's embedded file; else the test server, under this namespace.
+    redis: Option<String>,
+}
+
+impl Backend {
+    fn sqlite(name: &str) -> Backend {
+        Backend {
+            dir: folder(&format!("{name}-sqlite")),
+            redis: None,
+        }
+    }
+
+    fn redis(name: &str) -> Backend {
+        Backend {
+            dir: folder(&format!("{name}-redis")),
+            redis: Some(format!("plait-test-{name}-{}", std::process::id())),
+        }
+    }
+
+    fn store(&self) -> Box<dyn Store> {
+        match &self.redis {
+            None => Box::new(SqliteStore::open(self.dir.join(".plait/queue.db")).unwrap()),
+            Some(namespace) => Box::new(
+                RedisStore::builder(common::redis_url())
+                    .namespace(namespace.clone())
+                    .build()
+                    .unwrap_or_else(|e| panic!("the Redis tests need a server: {e}")),
+            ),
+        }
+    }
+
+    /// A folder for a worker: the test's own (SQLite), or on Redis a fresh one, as a
+    /// worker on another host would have.
+    fn worker_dir(&self) -> PathBuf {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        if self.redis.is_none() {
+            return self.dir.clone();
+        }
+        let dir = self
+            .dir
+            .join(format!("host-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(namespace) = &self.redis {
+            common::forget_redis_namespace(namespace);
+        }
+    }
 }
 
 /// A task that appends its line to `log`, after `sleep` seconds.
@@ -28,13 +83,21 @@ fn logging_task(log: &Path, sleep: &str) -> NewTask {
     NewTask::new(Payload::command(["sh", "-c", &line]).encode())
 }
 
-fn worker(dir: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_plait"))
-        .current_dir(dir)
+fn worker(backend: &Backend, args: &[&str]) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plait"));
+    command
+        .current_dir(backend.worker_dir())
         .arg("worker")
         .args(args)
         .env_remove("PLAIT_QUEUE")
         .env_remove("PLAIT_QUEUE_PATH")
+        .env_remove("PLAIT_BROKER");
+    if let Some(namespace) = &backend.redis {
+        command
+            .env("PLAIT_BROKER", common::redis_url())
+            .env("PLAIT_NAMESPACE", namespace);
+    }
+    command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -56,7 +119,7 @@ fn drain(child: Child) -> String {
 }
 
 /// Waits until no task is waiting or running.
-fn until_all_finished(store: &SqliteStore, within: Duration) {
+fn until_all_finished(store: &dyn Store, within: Duration) {
     let started = Instant::now();
     loop {
         let stats = store.queues().unwrap();
@@ -101,20 +164,34 @@ impl Choices {
 }
 
 #[test]
-fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight() {
+fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight_on_sqlite() {
+    kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight(
+        &Backend::sqlite("kill9"),
+    );
+}
+
+#[test]
+fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight_on_redis() {
+    kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight(&Backend::redis(
+        "kill9",
+    ));
+}
+
+fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight(
+    backend: &Backend,
+) {
     const TASKS: usize = 10_000;
     const WORKERS: usize = 3;
     const CONCURRENCY: usize = 2;
-    let dir = folder("kill9");
-    let log = dir.join("runs.log");
-    let store = store(&dir);
+    let log = backend.dir.join("runs.log");
+    let store = backend.store();
     let mut enqueued = HashSet::new();
     for chunk in (0..TASKS).collect::<Vec<_>>().chunks(1000) {
         let batch: Vec<NewTask> = chunk.iter().map(|_| logging_task(&log, "0")).collect();
         enqueued.extend(store.enqueue_all(&batch).unwrap().into_iter().map(|e| e.id));
     }
     let args = ["--lease", "2s", "--concurrency", "2", "--grace", "30s"];
-    let mut workers: Vec<Child> = (0..WORKERS).map(|_| worker(&dir, &args)).collect();
+    let mut workers: Vec<Child> = (0..WORKERS).map(|_| worker(&backend, &args)).collect();
     let mut choices = Choices(0x9e37_79b9_7f4a_7c15);
     let mut kills = 0;
     let chaos = Instant::now();
@@ -124,9 +201,9 @@ fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight
         signal(&workers[victim], libc::SIGKILL);
         workers[victim].wait().unwrap();
         kills += 1;
-        workers[victim] = worker(&dir, &args);
+        workers[victim] = worker(&backend, &args);
     }
-    until_all_finished(&store, Duration::from_secs(300));
+    until_all_finished(&*store, Duration::from_secs(300));
     for worker in workers {
         drain(worker);
     }
@@ -152,10 +229,18 @@ fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight
 }
 
 #[test]
-fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice() {
-    let dir = folder("drain");
-    let log = dir.join("runs.log");
-    let store = store(&dir);
+fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice_on_sqlite() {
+    sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice(&Backend::sqlite("drain"));
+}
+
+#[test]
+fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice_on_redis() {
+    sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice(&Backend::redis("drain"));
+}
+
+fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice(backend: &Backend) {
+    let log = backend.dir.join("runs.log");
+    let store = backend.store();
     let batch: Vec<NewTask> = (0..24).map(|_| logging_task(&log, "0.3")).collect();
     let enqueued: HashSet<TaskId> = store
         .enqueue_all(&batch)
@@ -163,7 +248,7 @@ fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice() {
         .into_iter()
         .map(|e| e.id)
         .collect();
-    let first = worker(&dir, &["--concurrency", "4", "--grace", "30s"]);
+    let first = worker(&backend, &["--concurrency", "4", "--grace", "30s"]);
     // Stop it once some tasks run and some wait.
     let started = Instant::now();
     while store
@@ -182,8 +267,8 @@ fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice() {
         "the drain let every running task finish: {said}"
     );
     assert!(stats.ready > 0, "and took no new ones: {said}");
-    let second = worker(&dir, &["--concurrency", "4"]);
-    until_all_finished(&store, Duration::from_secs(120));
+    let second = worker(&backend, &["--concurrency", "4"]);
+    until_all_finished(&*store, Duration::from_secs(120));
     drain(second);
     let runs = runs(&log);
     assert_eq!(
@@ -196,12 +281,20 @@ fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice() {
 }
 
 #[test]
-fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back() {
-    let dir = folder("zombie");
-    let log = dir.join("runs.log");
-    let store = store(&dir);
+fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back_on_sqlite() {
+    a_worker_paused_past_its_lease_is_refused_when_it_comes_back(&Backend::sqlite("zombie"));
+}
+
+#[test]
+fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back_on_redis() {
+    a_worker_paused_past_its_lease_is_refused_when_it_comes_back(&Backend::redis("zombie"));
+}
+
+fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back(backend: &Backend) {
+    let log = backend.dir.join("runs.log");
+    let store = backend.store();
     let id = store.enqueue(&logging_task(&log, "2")).unwrap().id;
-    let zombie = worker(&dir, &["--lease", "1s", "--concurrency", "1"]);
+    let zombie = worker(&backend, &["--lease", "1s", "--concurrency", "1"]);
     let started = Instant::now();
     while store.get(id).unwrap().unwrap().state != State::Running {
         assert!(started.elapsed() < Duration::from_secs(60), "never ran");
@@ -209,7 +302,7 @@ fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back() {
     }
     // Paused: no heartbeats. Its command, in a process group of its own, runs on.
     signal(&zombie, libc::SIGSTOP);
-    let rescuer = worker(&dir, &["--lease", "1s", "--concurrency", "1"]);
+    let rescuer = worker(&backend, &["--lease", "1s", "--concurrency", "1"]);
     let task = store.wait_finished(id, Duration::from_secs(60)).unwrap();
     assert_eq!(task.state, State::Succeeded);
     assert_eq!((task.attempts, task.crashes), (2, 1), "{task:?}");
@@ -230,10 +323,24 @@ fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back() {
 }
 
 #[test]
-fn a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest_run() {
-    let dir = folder("poison");
-    let log = dir.join("runs.log");
-    let store = store(&dir);
+fn a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest_run_on_sqlite() {
+    a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest_run(
+        &Backend::sqlite("poison"),
+    );
+}
+
+#[test]
+fn a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest_run_on_redis() {
+    a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest_run(
+        &Backend::redis("poison"),
+    );
+}
+
+fn a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest_run(
+    backend: &Backend,
+) {
+    let log = backend.dir.join("runs.log");
+    let store = backend.store();
     let poison = store
         .enqueue(&NewTask::new(
             Payload::command(["sh", "-c", "kill -SEGV $$"]).encode(),
@@ -247,8 +354,8 @@ fn a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest
         .into_iter()
         .map(|e| e.id)
         .collect();
-    let running = worker(&dir, &["--concurrency", "2"]);
-    until_all_finished(&store, Duration::from_secs(120));
+    let running = worker(&backend, &["--concurrency", "2"]);
+    until_all_finished(&*store, Duration::from_secs(120));
     drain(running);
     let poison = store.get(poison).unwrap().unwrap();
     assert_eq!(

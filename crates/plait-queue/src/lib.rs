@@ -111,7 +111,7 @@ pub use error::{ErrorKind, QueueError, Result};
 pub use failure::{Failure, FailureKind};
 pub use graph::{QueueExecutor, QueueExecutorBuilder};
 pub use payload::{PAYLOAD_FORMAT, Payload};
-pub use redis_store::{RedisBuilder, RedisStore};
+pub use redis_store::{RedisBuilder, RedisStore, redacted_url};
 pub use registry::{WorkerInfo, WorkerState};
 pub use sqlite::{DEFAULT_PAYLOAD_LIMIT, Durability, SqliteBuilder, SqliteStore};
 pub use store::{Store, check_queue_name};

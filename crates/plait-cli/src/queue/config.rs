@@ -1,14 +1,33 @@
 //! Where the queue is and how it is kept: `plait.toml`'s `[queue]` table, then `PLAIT_*`
-//! variables over it, each checked with an error that names the key.
+//! variables over it, then `--broker`, each checked with an error that names the key.
+//! Without a broker the queue is the embedded SQLite file; with `broker =
+//! "redis://..."` it is on that Redis server, shared by workers on any machine.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use plait_queue::{Durability, SqliteStore};
+use plait_queue::{Durability, RedisStore, SqliteStore, Store};
 use serde::Deserialize;
 
 /// The file plait looks for in the current directory.
 const FILE: &str = "plait.toml";
+
+/// `--broker`, given before any command reads the configuration.
+static BROKER_FLAG: OnceLock<String> = OnceLock::new();
+
+/// Whether `--broker` was given: `plait run` then sends its tasks to the queue.
+pub(crate) fn broker_flag_given() -> bool {
+    BROKER_FLAG.get().is_some()
+}
+
+/// Takes `--broker URL` from the command line: it wins over `PLAIT_BROKER` and
+/// `plait.toml`.
+pub(crate) fn set_broker_flag(url: Option<String>) {
+    if let Some(url) = url {
+        let _ = BROKER_FLAG.set(url);
+    }
+}
 
 /// The queue's settings, with their defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +38,11 @@ pub(crate) struct Config {
     /// The queue `submit` uses and `worker` serves when none is named.
     pub(crate) queue: String,
     pub(crate) payload_limit: usize,
+    /// A Redis URL (`redis://` or `rediss://`), or `None` for the embedded file.
+    pub(crate) broker: Option<String>,
+    /// What the broker's keys start with, so that several queues systems (or tests)
+    /// can share a server.
+    pub(crate) namespace: String,
 }
 
 impl Default for Config {
@@ -28,6 +52,8 @@ impl Default for Config {
             durability: Durability::Process,
             queue: "default".to_owned(),
             payload_limit: plait_queue::DEFAULT_PAYLOAD_LIMIT,
+            broker: None,
+            namespace: "plait".to_owned(),
         }
     }
 }
@@ -46,6 +72,9 @@ struct QueueTable {
     durability: Option<String>,
     default_queue: Option<String>,
     payload_limit: Option<usize>,
+    /// A Redis URL: the queue is on that server.
+    broker: Option<String>,
+    namespace: Option<String>,
 }
 
 impl Config {
@@ -74,6 +103,12 @@ impl Config {
                 if let Some(limit) = table.payload_limit {
                     config.payload_limit = limit;
                 }
+                if let Some(url) = table.broker {
+                    config.broker = Some(broker_from(url, &at("broker"))?);
+                }
+                if let Some(namespace) = table.namespace {
+                    config.namespace = namespace_from(namespace, &at("namespace"))?;
+                }
             }
         }
         if let Some(path) = env("PLAIT_QUEUE_PATH") {
@@ -90,6 +125,15 @@ impl Config {
                 format!("PLAIT_PAYLOAD_LIMIT={limit:?} is not a number of bytes (say 1048576)")
             })?;
         }
+        if let Some(namespace) = env("PLAIT_NAMESPACE") {
+            config.namespace = namespace_from(namespace, "PLAIT_NAMESPACE")?;
+        }
+        if let Some(url) = env("PLAIT_BROKER") {
+            config.broker = Some(broker_from(url, "PLAIT_BROKER")?);
+        }
+        if let Some(url) = BROKER_FLAG.get() {
+            config.broker = Some(broker_from(url.clone(), "--broker")?);
+        }
         Ok(config)
     }
 
@@ -100,13 +144,61 @@ impl Config {
         Config::load(&dir, |key| std::env::var(key).ok())
     }
 
-    /// Opens the store these settings name.
-    pub(crate) fn open(&self) -> Result<SqliteStore, String> {
-        SqliteStore::builder(&self.path)
+    /// Opens the store these settings name: the broker's, or the embedded file.
+    pub(crate) fn open(&self) -> Result<Arc<dyn Store>, String> {
+        if let Some(url) = &self.broker {
+            let store = RedisStore::builder(url.as_str())
+                .namespace(self.namespace.clone())
+                .payload_limit(self.payload_limit)
+                .build()
+                .map_err(|error| error.to_string())?;
+            return Ok(Arc::new(store));
+        }
+        let store = SqliteStore::builder(&self.path)
             .durability(self.durability)
             .payload_limit(self.payload_limit)
             .build()
-            .map_err(|error| error.to_string())
+            .map_err(|error| error.to_string())?;
+        Ok(Arc::new(store))
+    }
+}
+
+impl Config {
+    /// Where the queue is, for messages: the broker's URL (without its password), or
+    /// the file.
+    pub(crate) fn place(&self) -> String {
+        match &self.broker {
+            Some(url) => plait_queue::redacted_url(url),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+/// A namespace for the broker's keys: 1 to 64 letters, digits, `-`, `_` or `.`.
+fn namespace_from(value: String, key: &str) -> Result<String, String> {
+    let fine = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if fine {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{key} = {value:?}: a namespace is 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+/// A broker URL, checked for its scheme (the server is reached when the store opens).
+fn broker_from(url: String, key: &str) -> Result<String, String> {
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        Ok(url)
+    } else {
+        Err(format!(
+            "{key}: {:?} is not a broker URL: plait's broker is Redis, \
+             redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS)",
+            plait_queue::redacted_url(&url)
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args as ClapArgs;
 use plait_queue::{
-    Cancel, Millis, NewTask, Payload, QueueStats, RetryPolicy, State, Store, TaskId, TaskInfo,
+    Cancel, Millis, NewTask, Payload, QueueStats, RetryPolicy, State, TaskId, TaskInfo,
 };
 
 pub(crate) use config::Config;

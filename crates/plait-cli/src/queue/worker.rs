@@ -37,7 +37,7 @@ pub(crate) struct WorkerArgs {
 
 pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
     let config = Config::here()?;
-    let store: Arc<dyn Store> = Arc::new(config.open()?);
+    let store: Arc<dyn Store> = config.open()?;
     let queues = if args.queues.is_empty() {
         vec![config.queue.clone()]
     } else {
@@ -62,7 +62,7 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
         "plait: worker {} serving {} from {}",
         worker.name(),
         queues.join(", "),
-        config.path.display()
+        config.place()
     );
     let running = std::thread::Builder::new()
         .name("plait-worker".to_owned())

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
-use plait_queue::{Store, WorkerInfo, WorkerState};
+use plait_queue::{WorkerInfo, WorkerState};
 
 use super::config::Config;
 use super::{json, when};

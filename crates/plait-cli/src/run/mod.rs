@@ -75,8 +75,9 @@ pub(crate) struct Args {
     #[arg(long)]
     json: bool,
     /// Send the tasks to the durable queue (QUEUE, or the configured default), to be run
-    /// by `plait worker`s started anywhere on this machine. A run killed and started again
-    /// takes up the tasks it had sent rather than running them twice.
+    /// by `plait worker`s: on this machine, or with a broker (`--broker redis://...`, which
+    /// implies `--queue`) on any machine. A run killed and started again takes up the
+    /// tasks it had sent rather than running them twice.
     #[arg(long, value_name = "QUEUE", num_args = 0..=1, default_missing_value = "")]
     queue: Option<String>,
 }
@@ -113,18 +114,23 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let started = Instant::now();
 
     let events = args.json.then(Events::new);
+    // `--broker` alone sends the tasks to the configured default queue on it.
+    let queue = args
+        .queue
+        .clone()
+        .or_else(|| crate::queue::config::broker_flag_given().then(String::new));
     let job = Arc::new(Job::new(
         plan,
         journal,
         base,
         forced,
-        args.queue.is_some(),
+        queue.is_some(),
         events,
         Paint::for_stdout(args.color),
     ));
     let (graph, nodes) = job.graph();
     let observer = Arc::clone(&job);
-    let runner = match &args.queue {
+    let runner = match &queue {
         None => graph.runner(UpToDate {
             inner: rt.clone(),
             job: Arc::clone(&job),
@@ -291,7 +297,7 @@ impl Job {
         } else {
             queue.to_owned()
         };
-        let store = Arc::new(config.open()?);
+        let store = config.open()?;
         let job_file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
         let by_name: HashMap<String, usize> = self
             .tasks

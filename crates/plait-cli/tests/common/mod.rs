@@ -30,3 +30,26 @@ pub(crate) fn summary<'a>(stdout: &'a str, task: &str) -> &'a str {
         .find(|line| line.split_whitespace().next() == Some(task) && !line.starts_with('['))
         .unwrap_or_else(|| panic!("no summary line for {task}:\n{stdout}"))
 }
+
+/// The Redis server the tests use: `PLAIT_TEST_REDIS`, or the local one. A test that
+/// needs it fails (never skips) when it cannot be reached.
+pub(crate) fn redis_url() -> String {
+    std::env::var("PLAIT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Deletes a test's namespace from the test Redis server.
+pub(crate) fn forget_redis_namespace(namespace: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection() else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:*"))
+        .query(&mut conn)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+    }
+}

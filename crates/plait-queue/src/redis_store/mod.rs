@@ -310,6 +310,12 @@ impl RedisStore {
     }
 }
 
+/// `url` as it may be shown: without its password (`redis://:****@host:6379/0`).
+#[must_use]
+pub fn redacted_url(url: &str) -> String {
+    link::redact(url)
+}
+
 /// The field of a stream line as text.
 fn field(line: &HashMap<String, Value>, name: &str) -> Option<String> {
     match line.get(name)? {
