@@ -191,7 +191,7 @@ fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight
         enqueued.extend(store.enqueue_all(&batch).unwrap().into_iter().map(|e| e.id));
     }
     let args = ["--lease", "2s", "--concurrency", "2", "--grace", "30s"];
-    let mut workers: Vec<Child> = (0..WORKERS).map(|_| worker(&backend, &args)).collect();
+    let mut workers: Vec<Child> = (0..WORKERS).map(|_| worker(backend, &args)).collect();
     let mut choices = Choices(0x9e37_79b9_7f4a_7c15);
     let mut kills = 0;
     let chaos = Instant::now();
@@ -201,7 +201,7 @@ fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight
         signal(&workers[victim], libc::SIGKILL);
         workers[victim].wait().unwrap();
         kills += 1;
-        workers[victim] = worker(&backend, &args);
+        workers[victim] = worker(backend, &args);
     }
     until_all_finished(&*store, Duration::from_secs(300));
     for worker in workers {
@@ -248,7 +248,7 @@ fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice(backend: &Backend
         .into_iter()
         .map(|e| e.id)
         .collect();
-    let first = worker(&backend, &["--concurrency", "4", "--grace", "30s"]);
+    let first = worker(backend, &["--concurrency", "4", "--grace", "30s"]);
     // Stop it once some tasks run and some wait.
     let started = Instant::now();
     while store
@@ -267,7 +267,7 @@ fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice(backend: &Backend
         "the drain let every running task finish: {said}"
     );
     assert!(stats.ready > 0, "and took no new ones: {said}");
-    let second = worker(&backend, &["--concurrency", "4"]);
+    let second = worker(backend, &["--concurrency", "4"]);
     until_all_finished(&*store, Duration::from_secs(120));
     drain(second);
     let runs = runs(&log);
@@ -294,7 +294,7 @@ fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back(backend: &Backen
     let log = backend.dir.join("runs.log");
     let store = backend.store();
     let id = store.enqueue(&logging_task(&log, "2")).unwrap().id;
-    let zombie = worker(&backend, &["--lease", "1s", "--concurrency", "1"]);
+    let zombie = worker(backend, &["--lease", "1s", "--concurrency", "1"]);
     let started = Instant::now();
     while store.get(id).unwrap().unwrap().state != State::Running {
         assert!(started.elapsed() < Duration::from_secs(60), "never ran");
@@ -302,7 +302,7 @@ fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back(backend: &Backen
     }
     // Paused: no heartbeats. Its command, in a process group of its own, runs on.
     signal(&zombie, libc::SIGSTOP);
-    let rescuer = worker(&backend, &["--lease", "1s", "--concurrency", "1"]);
+    let rescuer = worker(backend, &["--lease", "1s", "--concurrency", "1"]);
     let task = store.wait_finished(id, Duration::from_secs(60)).unwrap();
     assert_eq!(task.state, State::Succeeded);
     assert_eq!((task.attempts, task.crashes), (2, 1), "{task:?}");
@@ -354,7 +354,7 @@ fn a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest
         .into_iter()
         .map(|e| e.id)
         .collect();
-    let running = worker(&backend, &["--concurrency", "2"]);
+    let running = worker(backend, &["--concurrency", "2"]);
     until_all_finished(&*store, Duration::from_secs(120));
     drain(running);
     let poison = store.get(poison).unwrap().unwrap();
