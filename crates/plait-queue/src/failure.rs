@@ -71,6 +71,8 @@ pub enum FailureKind {
     UnknownTask,
     /// The task is registered, but in another version than asked for.
     VersionMismatch,
+    /// It succeeded, but its result is over the store's result limit, so it was not kept.
+    ResultTooLarge,
     /// A kind this build does not know.
     #[serde(other)]
     Other,
@@ -92,6 +94,7 @@ impl FailureKind {
             FailureKind::BadPayload => "bad_payload",
             FailureKind::UnknownTask => "unknown_task",
             FailureKind::VersionMismatch => "version_mismatch",
+            FailureKind::ResultTooLarge => "result_too_large",
             FailureKind::Other => "other",
         }
     }
@@ -123,6 +126,7 @@ mod tests {
             BadPayload,
             UnknownTask,
             VersionMismatch,
+            ResultTooLarge,
         ] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));

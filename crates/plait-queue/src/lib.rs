@@ -114,7 +114,7 @@ pub use payload::{PAYLOAD_FORMAT, Payload};
 pub use redis_store::{RedisBuilder, RedisStore, redacted_url};
 pub use registry::{WorkerInfo, WorkerState};
 pub use sqlite::{DEFAULT_PAYLOAD_LIMIT, Durability, SqliteBuilder, SqliteStore};
-pub use store::{Store, check_queue_name};
+pub use store::{DEFAULT_RESULT_LIMIT, Store, check_queue_name};
 pub use task::{
     Beat, Cancel, Completion, DEFAULT_RESULT_TTL, Enqueued, Lease, NewTask, Outcome, QueueStats,
     RetryPolicy, Start, State, TaskId, TaskInfo,

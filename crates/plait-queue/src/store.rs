@@ -232,3 +232,37 @@ pub(crate) fn check_new_tasks(tasks: &[NewTask], payload_limit: usize) -> Result
     }
     Ok(())
 }
+
+/// The largest result a store keeps unless told otherwise (8 MiB): a larger one fails its
+/// task, not retried, with [`FailureKind::ResultTooLarge`](crate::FailureKind) and the
+/// sizes, rather than being cut or filling the store.
+pub const DEFAULT_RESULT_LIMIT: usize = 8 << 20;
+
+/// The attempts as a store records them: a success whose result is over `limit` becomes a
+/// failure that says so.
+pub(crate) fn cap_results(
+    ended: &[(TaskId, u32, Outcome)],
+    limit: usize,
+) -> Vec<(TaskId, u32, Outcome)> {
+    ended
+        .iter()
+        .map(|(id, attempt, outcome)| {
+            let outcome = match outcome {
+                Outcome::Succeeded(result) if result.len() > limit => Outcome::Failed {
+                    failure: crate::Failure::new(
+                        crate::FailureKind::ResultTooLarge,
+                        format!(
+                            "its result is {} bytes, over the store's result limit of {limit} \
+                             bytes (result_limit): return a path or a key to the data \
+                             instead, or raise the limit",
+                            result.len()
+                        ),
+                    ),
+                    retry: false,
+                },
+                other => other.clone(),
+            };
+            (*id, *attempt, outcome)
+        })
+        .collect()
+}

@@ -38,6 +38,8 @@ pub(crate) struct Config {
     /// The queue `submit` uses and `worker` serves when none is named.
     pub(crate) queue: String,
     pub(crate) payload_limit: usize,
+    /// The largest result kept: a larger one fails its task, saying so.
+    pub(crate) result_limit: usize,
     /// A Redis URL (`redis://` or `rediss://`), or `None` for the embedded file.
     pub(crate) broker: Option<String>,
     /// What the broker's keys start with, so that several queues systems (or tests)
@@ -52,6 +54,7 @@ impl Default for Config {
             durability: Durability::Process,
             queue: "default".to_owned(),
             payload_limit: plait_queue::DEFAULT_PAYLOAD_LIMIT,
+            result_limit: plait_queue::DEFAULT_RESULT_LIMIT,
             broker: None,
             namespace: "plait".to_owned(),
         }
@@ -72,6 +75,7 @@ struct QueueTable {
     durability: Option<String>,
     default_queue: Option<String>,
     payload_limit: Option<usize>,
+    result_limit: Option<usize>,
     /// A Redis URL: the queue is on that server.
     broker: Option<String>,
     namespace: Option<String>,
@@ -103,6 +107,9 @@ impl Config {
                 if let Some(limit) = table.payload_limit {
                     config.payload_limit = limit;
                 }
+                if let Some(limit) = table.result_limit {
+                    config.result_limit = limit;
+                }
                 if let Some(url) = table.broker {
                     config.broker = Some(broker_from(url, &at("broker"))?);
                 }
@@ -123,6 +130,11 @@ impl Config {
         if let Some(limit) = env("PLAIT_PAYLOAD_LIMIT") {
             config.payload_limit = limit.trim().parse().map_err(|_| {
                 format!("PLAIT_PAYLOAD_LIMIT={limit:?} is not a number of bytes (say 1048576)")
+            })?;
+        }
+        if let Some(limit) = env("PLAIT_RESULT_LIMIT") {
+            config.result_limit = limit.trim().parse().map_err(|_| {
+                format!("PLAIT_RESULT_LIMIT={limit:?} is not a number of bytes (say 8388608)")
             })?;
         }
         if let Some(namespace) = env("PLAIT_NAMESPACE") {
@@ -150,6 +162,7 @@ impl Config {
             let store = RedisStore::builder(url.as_str())
                 .namespace(self.namespace.clone())
                 .payload_limit(self.payload_limit)
+                .result_limit(self.result_limit)
                 .build()
                 .map_err(|error| error.to_string())?;
             return Ok(Arc::new(store));
@@ -157,6 +170,7 @@ impl Config {
         let store = SqliteStore::builder(&self.path)
             .durability(self.durability)
             .payload_limit(self.payload_limit)
+            .result_limit(self.result_limit)
             .build()
             .map_err(|error| error.to_string())?;
         Ok(Arc::new(store))

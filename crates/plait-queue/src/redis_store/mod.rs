@@ -31,7 +31,7 @@ use crate::error::{QueueError, Result};
 use crate::failure::{Failure, FailureKind};
 use crate::registry::{KEEP_GONE_MS, WorkerInfo};
 use crate::sqlite::DEFAULT_PAYLOAD_LIMIT;
-use crate::store::{Store, check_new_tasks};
+use crate::store::{DEFAULT_RESULT_LIMIT, Store, cap_results, check_new_tasks};
 use crate::task::{
     Beat, Cancel, Completion, Enqueued, Lease, NewTask, Outcome, QueueStats, RetryPolicy, Start,
     TaskId, TaskInfo,
@@ -65,6 +65,7 @@ pub struct RedisStore {
     /// `None`: the server's clock.
     clock: Option<Arc<dyn Clock>>,
     payload_limit: usize,
+    result_limit: usize,
     look_every: Duration,
     /// The queue of each task id this handle has seen (a task never moves).
     homes: Mutex<HashMap<TaskId, String>>,
@@ -77,6 +78,7 @@ pub struct RedisBuilder {
     namespace: String,
     clock: Option<Arc<dyn Clock>>,
     payload_limit: usize,
+    result_limit: usize,
     look_every: Duration,
     connect_within: Duration,
 }
@@ -100,6 +102,13 @@ impl RedisBuilder {
     /// The largest payload accepted (default [`DEFAULT_PAYLOAD_LIMIT`], 1 MiB).
     pub fn payload_limit(mut self, bytes: usize) -> Self {
         self.payload_limit = bytes;
+        self
+    }
+
+    /// The largest result kept (default [`DEFAULT_RESULT_LIMIT`], 8 MiB); a larger one
+    /// fails its task, saying so.
+    pub fn result_limit(mut self, bytes: usize) -> Self {
+        self.result_limit = bytes;
         self
     }
 
@@ -132,6 +141,7 @@ impl RedisBuilder {
             scripts: Scripts::new(),
             clock: self.clock,
             payload_limit: self.payload_limit,
+            result_limit: self.result_limit,
             look_every: self.look_every,
             homes: Mutex::new(HashMap::new()),
         })
@@ -156,6 +166,7 @@ impl RedisStore {
             namespace: "plait".to_owned(),
             clock: None,
             payload_limit: DEFAULT_PAYLOAD_LIMIT,
+            result_limit: DEFAULT_RESULT_LIMIT,
             look_every: Duration::from_secs(1),
             connect_within: Duration::from_secs(5),
         }
@@ -479,6 +490,7 @@ impl Store for RedisStore {
     }
 
     fn complete(&self, ended: &[(TaskId, u32, Outcome)]) -> Result<Vec<Completion>> {
+        let ended = &cap_results(ended, self.result_limit)[..];
         let ids: Vec<TaskId> = ended.iter().map(|(id, _, _)| *id).collect();
         let mut completions = vec![Completion::Fenced; ended.len()];
         for (queue, mut members) in self.by_queue(&ids)? {

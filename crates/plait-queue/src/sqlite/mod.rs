@@ -70,6 +70,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     clock: Arc<dyn Clock>,
     payload_limit: usize,
+    result_limit: usize,
     busy_timeout: Duration,
     bell: Bell,
     /// Started on the first wait.
@@ -84,6 +85,7 @@ pub struct SqliteBuilder {
     durability: Durability,
     clock: Arc<dyn Clock>,
     payload_limit: usize,
+    result_limit: usize,
     busy_timeout: Duration,
     look_every: Duration,
 }
@@ -105,6 +107,13 @@ impl SqliteBuilder {
     /// The largest payload taken (default [`DEFAULT_PAYLOAD_LIMIT`], 1 MiB).
     pub fn payload_limit(mut self, bytes: usize) -> Self {
         self.payload_limit = bytes;
+        self
+    }
+
+    /// The largest result kept (default [`DEFAULT_RESULT_LIMIT`](crate::DEFAULT_RESULT_LIMIT),
+    /// 8 MiB); a larger one fails its task, saying so.
+    pub fn result_limit(mut self, bytes: usize) -> Self {
+        self.result_limit = bytes;
         self
     }
 
@@ -181,6 +190,7 @@ impl SqliteBuilder {
             conn: Mutex::new(conn),
             clock: self.clock,
             payload_limit: self.payload_limit,
+            result_limit: self.result_limit,
             busy_timeout: self.busy_timeout,
         })
     }
@@ -203,6 +213,7 @@ impl SqliteStore {
             durability: Durability::default(),
             clock: Arc::new(SystemClock),
             payload_limit: DEFAULT_PAYLOAD_LIMIT,
+            result_limit: crate::store::DEFAULT_RESULT_LIMIT,
             busy_timeout: Duration::from_secs(10),
             look_every: Duration::from_secs(1),
         }
@@ -319,7 +330,8 @@ impl Store for SqliteStore {
 
     fn complete(&self, ended: &[(TaskId, u32, Outcome)]) -> Result<Vec<Completion>> {
         let now = self.now();
-        self.write(|tx| lifecycle::complete(tx, ended, now))
+        let ended = crate::store::cap_results(ended, self.result_limit);
+        self.write(|tx| lifecycle::complete(tx, &ended, now))
     }
 
     fn reclaim_expired(&self) -> Result<usize> {

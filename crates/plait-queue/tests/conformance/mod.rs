@@ -63,6 +63,7 @@ macro_rules! conformance_suite {
             cancelling_a_waiting_task_means_it_never_runs,
             cancelling_a_running_task_reaches_its_worker_at_the_heartbeat,
             a_second_completion_is_fenced,
+            a_result_over_the_limit_fails_its_task_saying_so,
             results_expire_after_their_ttl,
             requeued_dead_tasks_get_fresh_budgets,
             purge_deletes_waiting_tasks_only,
@@ -537,6 +538,33 @@ pub(crate) fn a_second_completion_is_fenced(f: &Fixture) {
     assert_eq!(
         (task.state, task.result.as_deref()),
         (State::Succeeded, Some(&b"one"[..]))
+    );
+}
+
+pub(crate) fn a_result_over_the_limit_fails_its_task_saying_so(f: &Fixture) {
+    let store = f.store();
+    let id = store.enqueue(&command("big")).unwrap().id;
+    let lease = store
+        .reserve("w", &["default"], 1, LEASE)
+        .unwrap()
+        .remove(0);
+    let big = Outcome::Succeeded(vec![b'x'; plait_queue::DEFAULT_RESULT_LIMIT + 1]);
+    assert_eq!(
+        store.complete(&[(id, lease.attempt, big)]).unwrap(),
+        [Completion::Recorded(State::Dead)],
+        "not retried: the next attempt would make the same result"
+    );
+    let task = store.get(id).unwrap().unwrap();
+    assert_eq!(task.result, None);
+    assert_eq!(
+        task.error.as_ref().map(|e| e.kind),
+        Some(FailureKind::ResultTooLarge)
+    );
+    let reason = task.reason.unwrap();
+    assert!(
+        reason.contains(&format!("{} bytes", plait_queue::DEFAULT_RESULT_LIMIT + 1))
+            && reason.contains("result_limit"),
+        "{reason}"
     );
 }
 
