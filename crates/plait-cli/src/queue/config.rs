@@ -45,6 +45,8 @@ pub(crate) struct Config {
     /// What the broker's keys start with, so that several queues systems (or tests)
     /// can share a server.
     pub(crate) namespace: String,
+    /// With `rediss://`, a CA certificate (PEM) to trust instead of the system's roots.
+    pub(crate) tls_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             result_limit: plait_queue::DEFAULT_RESULT_LIMIT,
             broker: None,
             namespace: "plait".to_owned(),
+            tls_ca: None,
         }
     }
 }
@@ -79,6 +82,7 @@ struct QueueTable {
     /// A Redis URL: the queue is on that server.
     broker: Option<String>,
     namespace: Option<String>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -113,6 +117,9 @@ impl Config {
                 if let Some(url) = table.broker {
                     config.broker = Some(broker_from(url, &at("broker"))?);
                 }
+                if let Some(ca) = table.tls_ca {
+                    config.tls_ca = Some(dir.join(ca));
+                }
                 if let Some(namespace) = table.namespace {
                     config.namespace = namespace_from(namespace, &at("namespace"))?;
                 }
@@ -137,6 +144,9 @@ impl Config {
                 format!("PLAIT_RESULT_LIMIT={limit:?} is not a number of bytes (say 8388608)")
             })?;
         }
+        if let Some(ca) = env("PLAIT_TLS_CA") {
+            config.tls_ca = Some(dir.join(ca));
+        }
         if let Some(namespace) = env("PLAIT_NAMESPACE") {
             config.namespace = namespace_from(namespace, "PLAIT_NAMESPACE")?;
         }
@@ -159,12 +169,17 @@ impl Config {
     /// Opens the store these settings name: the broker's, or the embedded file.
     pub(crate) fn open(&self) -> Result<Arc<dyn Store>, String> {
         if let Some(url) = &self.broker {
-            let store = RedisStore::builder(url.as_str())
+            let mut builder = RedisStore::builder(url.as_str())
                 .namespace(self.namespace.clone())
                 .payload_limit(self.payload_limit)
-                .result_limit(self.result_limit)
-                .build()
-                .map_err(|error| error.to_string())?;
+                .result_limit(self.result_limit);
+            if let Some(ca) = &self.tls_ca {
+                let pem = std::fs::read(ca).map_err(|error| {
+                    format!("the TLS CA certificate {}: {error}", ca.display())
+                })?;
+                builder = builder.tls_ca(pem);
+            }
+            let store = builder.build().map_err(|error| error.to_string())?;
             return Ok(Arc::new(store));
         }
         let store = SqliteStore::builder(&self.path)

@@ -7,7 +7,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, RedisError, RedisResult};
+use redis::{Client, Connection, RedisError, RedisResult, TlsCertificates};
 
 use crate::error::{QueueError, Result};
 
@@ -36,17 +36,39 @@ struct Backoff {
 }
 
 impl Link {
-    /// A link to the server at `url`.
+    /// A link to the server at `url`; with `rediss://`, the server's certificate is
+    /// checked against `ca` (PEM) if given, else against the system's roots.
     ///
     /// # Errors
     ///
-    /// A URL that does not parse; the error names it (without its password).
-    pub(super) fn new(url: &str, connect_within: Duration) -> Result<Link> {
+    /// A URL that does not parse, or a CA that is not PEM; the error names the URL
+    /// (without its password).
+    pub(super) fn new(url: &str, ca: Option<&[u8]>, connect_within: Duration) -> Result<Link> {
         let server = redact(url);
-        let client = Client::open(url).map_err(|error| QueueError::Unreachable {
+        let refused = |detail: String| QueueError::Unreachable {
             server: server.clone(),
-            detail: format!("not a Redis URL: {error}"),
-        })?;
+            detail,
+        };
+        if url.starts_with("rediss://") {
+            // One crypto provider for the process; another part of the program may have
+            // installed its own already, which serves as well. ring rather than
+            // aws-lc-rs keeps the build free of a large C library; rustls marks it
+            // deprecated only because it has no post-quantum key exchange.
+            #[allow(deprecated)]
+            let provider = rustls::crypto::ring::default_provider();
+            let _ = provider.install_default();
+        }
+        let client = match ca {
+            Some(pem) => Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            ),
+            None => Client::open(url),
+        }
+        .map_err(|error| refused(format!("not a Redis URL, or a bad CA certificate: {error}")))?;
         Ok(Link {
             client,
             server,

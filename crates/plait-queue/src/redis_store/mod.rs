@@ -81,6 +81,7 @@ pub struct RedisBuilder {
     result_limit: usize,
     look_every: Duration,
     connect_within: Duration,
+    tls_ca: Option<Vec<u8>>,
 }
 
 impl RedisBuilder {
@@ -119,6 +120,13 @@ impl RedisBuilder {
         self
     }
 
+    /// With `rediss://`, trust server certificates signed by this CA (PEM) rather than
+    /// the system's roots: a private CA, or a self-signed server.
+    pub fn tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(pem.into());
+        self
+    }
+
     /// How long to wait for a connection to be made (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_within = timeout;
@@ -133,7 +141,7 @@ impl RedisBuilder {
     /// reached; [`QueueError::Redis`] if it refuses (a wrong password, say). The URL in
     /// the error has no password.
     pub fn build(self) -> Result<RedisStore> {
-        let link = Link::new(&self.url, self.connect_within)?;
+        let link = Link::new(&self.url, self.tls_ca.as_deref(), self.connect_within)?;
         link.call(true, |conn| redis::cmd("PING").query::<String>(conn))?;
         Ok(RedisStore {
             link,
@@ -169,6 +177,7 @@ impl RedisStore {
             result_limit: DEFAULT_RESULT_LIMIT,
             look_every: Duration::from_secs(1),
             connect_within: Duration::from_secs(5),
+            tls_ca: None,
         }
     }
 

@@ -113,3 +113,76 @@ impl Drop for RedisNamespace {
         }
     }
 }
+
+/// A redis-server of a test's own on a port of its own, killed when dropped.
+pub(crate) struct RedisServer {
+    pub(crate) port: u16,
+    args: Vec<String>,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one with `args` beside its port (`--requirepass`, TLS, ...), and waits until
+    /// it listens.
+    pub(crate) fn start(args: &[&str]) -> RedisServer {
+        // A port that was free a moment ago.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = RedisServer {
+            port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub(crate) fn restart(&mut self) {
+        let tls = self.args.iter().any(|a| a == "--tls-cert-file");
+        let port_flag = if tls { "--tls-port" } else { "--port" };
+        let mut command = std::process::Command::new("redis-server");
+        command
+            .args([
+                port_flag,
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(&self.args)
+            .stdout(std::process::Stdio::null());
+        if tls {
+            command.args(["--port", "0"]);
+        }
+        self.child = Some(
+            command
+                .spawn()
+                .expect("redis-server is installed (the Redis tests need it)"),
+        );
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
