@@ -174,9 +174,8 @@ impl Config {
                 .payload_limit(self.payload_limit)
                 .result_limit(self.result_limit);
             if let Some(ca) = &self.tls_ca {
-                let pem = std::fs::read(ca).map_err(|error| {
-                    format!("the TLS CA certificate {}: {error}", ca.display())
-                })?;
+                let pem = std::fs::read(ca)
+                    .map_err(|error| format!("the TLS CA certificate {}: {error}", ca.display()))?;
                 builder = builder.tls_ca(pem);
             }
             let store = builder.build().map_err(|error| error.to_string())?;

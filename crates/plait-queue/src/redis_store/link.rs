@@ -1,5 +1,6 @@
-//! The Redis store's connections: one for commands, shared under a lock, and spares for
-//! the blocking reads that waiters make. A connection that fails is dropped and made
+//! The Redis store's connections, to one server or to a cluster (a URL that names several
+//! nodes, `redis://HOST:PORT,HOST:PORT,...`): one for commands, shared under a lock, and
+//! spares for the blocking reads that waiters make. A connection that fails is dropped and made
 //! again on the next call; while the server cannot be reached, calls fail fast and new
 //! connections are tried with a growing backoff (50 ms to 2 s), so that a worker retrying
 //! in a loop neither hammers the server nor stops for good.
@@ -7,7 +8,10 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, RedisError, RedisResult, TlsCertificates};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
+use redis::{
+    Client, Cmd, Connection, ConnectionLike, RedisError, RedisResult, TlsCertificates, Value,
+};
 
 use crate::error::{QueueError, Result};
 
@@ -18,13 +22,84 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// How many spare connections are kept for blocking reads.
 const SPARES: usize = 4;
 
+/// A connection to one server, or to a cluster (which routes each command to the node
+/// that holds its key).
+pub(super) enum Conn {
+    One(Connection),
+    /// Boxed: a cluster connection is much larger than one server's.
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Conn {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> RedisResult<()> {
+        match self {
+            Conn::One(conn) => conn.set_read_timeout(timeout),
+            Conn::Cluster(conn) => conn.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        match self {
+            Conn::One(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            Conn::One(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Conn::One(conn) => conn.req_command(cmd),
+            Conn::Cluster(conn) => conn.req_command(cmd),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::One(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            Conn::One(conn) => conn.check_connection(),
+            Conn::Cluster(conn) => conn.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Conn::One(conn) => conn.is_open(),
+            Conn::Cluster(conn) => conn.is_open(),
+        }
+    }
+}
+
+enum Target {
+    One(Client),
+    Cluster(ClusterClient),
+}
+
 pub(super) struct Link {
-    client: Client,
+    target: Target,
     /// The server's URL without its password, for messages.
     server: String,
     connect_within: Duration,
-    conn: Mutex<Option<Connection>>,
-    spares: Mutex<Vec<Connection>>,
+    conn: Mutex<Option<Conn>>,
+    spares: Mutex<Vec<Conn>>,
     backoff: Mutex<Backoff>,
 }
 
@@ -58,19 +133,27 @@ impl Link {
             let provider = rustls::crypto::ring::default_provider();
             let _ = provider.install_default();
         }
-        let client = match ca {
-            Some(pem) => Client::build_with_tls(
-                url,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.to_vec()),
-                },
-            ),
-            None => Client::open(url),
+        let certificates = || TlsCertificates {
+            client_tls: None,
+            root_cert: ca.map(<[u8]>::to_vec),
+        };
+        let nodes = nodes(url);
+        let target = if nodes.len() > 1 {
+            let mut builder = ClusterClientBuilder::new(nodes)
+                .connection_timeout(connect_within)
+                .response_timeout(ANSWER_WITHIN);
+            if ca.is_some() {
+                builder = builder.certs(certificates());
+            }
+            builder.build().map(Target::Cluster)
+        } else if ca.is_some() {
+            Client::build_with_tls(url, certificates()).map(Target::One)
+        } else {
+            Client::open(url).map(Target::One)
         }
         .map_err(|error| refused(format!("not a Redis URL, or a bad CA certificate: {error}")))?;
         Ok(Link {
-            client,
+            target,
             server,
             connect_within,
             conn: Mutex::new(None),
@@ -83,13 +166,19 @@ impl Link {
         &self.server
     }
 
+    /// Whether the server is a cluster: then one command reaches one node, and keys of
+    /// different queues never meet in one command.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
     /// Runs `f` on the command connection. An `idempotent` call that fails because the
     /// connection broke (a server restarted since the last call) is tried once more on a
     /// new connection; any other is not, since it may have been done.
     pub(super) fn call<T>(
         &self,
         idempotent: bool,
-        mut f: impl FnMut(&mut Connection) -> RedisResult<T>,
+        mut f: impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T> {
         let mut conn = lock(&self.conn);
         for last in [!idempotent, true] {
@@ -115,7 +204,7 @@ impl Link {
     pub(super) fn blocking<T>(
         &self,
         block: Duration,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        f: impl FnOnce(&mut Conn) -> RedisResult<T>,
     ) -> Result<T> {
         let spare = lock(&self.spares).pop();
         let mut conn = match spare {
@@ -137,7 +226,7 @@ impl Link {
     }
 
     /// A new connection, unless the last try failed within its backoff.
-    fn connect(&self) -> Result<Connection> {
+    fn connect(&self) -> Result<Conn> {
         let mut backoff = lock(&self.backoff);
         if let Some(next) = backoff.next_try
             && Instant::now() < next
@@ -151,14 +240,18 @@ impl Link {
                 ),
             });
         }
-        let made = self
-            .client
-            .get_connection_with_timeout(self.connect_within)
-            .and_then(|conn| {
-                conn.set_read_timeout(Some(ANSWER_WITHIN))?;
-                conn.set_write_timeout(Some(ANSWER_WITHIN))?;
-                Ok(conn)
-            });
+        let made = match &self.target {
+            Target::One(client) => client
+                .get_connection_with_timeout(self.connect_within)
+                .and_then(|conn| {
+                    conn.set_read_timeout(Some(ANSWER_WITHIN))?;
+                    conn.set_write_timeout(Some(ANSWER_WITHIN))?;
+                    Ok(Conn::One(conn))
+                }),
+            Target::Cluster(client) => client
+                .get_connection()
+                .map(|conn| Conn::Cluster(Box::new(conn))),
+        };
         match made {
             Ok(conn) => {
                 *backoff = Backoff::default();
@@ -202,8 +295,31 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `url` without its password: `redis://:****@host:6379/0`.
+/// The node URLs of `url`: one, or for a cluster several (`redis://a:7000,b:7001`, each
+/// after the first taking the first's scheme and credentials unless it has its own).
+fn nodes(url: &str) -> Vec<String> {
+    let mut parts = url.split(',');
+    let first = parts.next().unwrap_or_default().to_owned();
+    let (scheme, rest) = first.split_once("://").unwrap_or(("redis", &first));
+    let credentials = rest.rsplit_once('@').map_or("", |(user_info, _)| user_info);
+    let mut nodes = vec![first.clone()];
+    for part in parts.filter(|part| !part.is_empty()) {
+        nodes.push(if part.contains("://") {
+            part.to_owned()
+        } else if credentials.is_empty() {
+            format!("{scheme}://{part}")
+        } else {
+            format!("{scheme}://{credentials}@{part}")
+        });
+    }
+    nodes
+}
+
+/// `url` without its password: `redis://:****@host:6379/0` (each node's, for a cluster).
 pub(super) fn redact(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact).collect::<Vec<_>>().join(",");
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -237,5 +353,18 @@ mod tests {
         assert_eq!(redact("redis://hunter2@cache"), "redis://****@cache");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("not a url"), "not a url");
+        assert_eq!(
+            redact("redis://:pw@a:7000,b:7001"),
+            "redis://:****@a:7000,b:7001"
+        );
+    }
+
+    #[test]
+    fn a_cluster_url_names_each_node() {
+        assert_eq!(super::nodes("redis://a:1"), ["redis://a:1"]);
+        assert_eq!(
+            super::nodes("rediss://:pw@a:1,b:2,redis://c:3"),
+            ["rediss://:pw@a:1", "rediss://:pw@b:2", "redis://c:3"]
+        );
     }
 }

@@ -186,3 +186,107 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A Redis Cluster of three masters (no replicas) on ports of their own, started once per
+/// test process and shared by its tests. Each node runs under a shell that kills it when
+/// this process's end closes the shell's input, so no node outlives the tests.
+pub(crate) struct RedisCluster {
+    pub(crate) ports: [u16; 3],
+    /// The shells, and their inputs: closed when this process ends.
+    _keepers: Vec<(std::process::Child, std::process::ChildStdin)>,
+}
+
+impl RedisCluster {
+    pub(crate) fn shared() -> &'static RedisCluster {
+        static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+        CLUSTER.get_or_init(RedisCluster::start)
+    }
+
+    fn start() -> RedisCluster {
+        let folder =
+            std::env::temp_dir().join(format!("plait-redis-cluster-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        // Three ports whose cluster-bus ports (port + 10000) are free too.
+        let ports: [u16; 3] = std::array::from_fn(|_| {
+            loop {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                if port < 55_000
+                    && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+                {
+                    break port;
+                }
+            }
+        });
+        let mut keepers = Vec::new();
+        for port in ports {
+            let dir = folder.join(port.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            let script = format!(
+                "redis-server --port {port} --bind 127.0.0.1 --cluster-enabled yes \
+                 --cluster-config-file nodes.conf --save '' --appendonly no --dir '{}' \
+                 >/dev/null & server=$!; read _; kill $server; wait; rm -rf '{}'",
+                dir.display(),
+                dir.display()
+            );
+            let mut keeper = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh and redis-server are installed (the Redis tests need them)");
+            let input = keeper.stdin.take().unwrap();
+            keepers.push((keeper, input));
+            let started = std::time::Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(started.elapsed() < std::time::Duration::from_secs(30));
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli is installed");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        // Every node agrees that all slots are served.
+        let started = std::time::Instant::now();
+        for port in ports {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            loop {
+                let info: String = client
+                    .get_connection()
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c))
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(60),
+                    "the cluster did not come up: {info}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        RedisCluster {
+            ports,
+            _keepers: keepers,
+        }
+    }
+
+    /// The cluster's URL: every node.
+    pub(crate) fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis://{}", nodes.join(","))
+    }
+}
