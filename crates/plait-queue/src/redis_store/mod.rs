@@ -142,8 +142,8 @@ impl RedisBuilder {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Unreachable`] if the URL does not parse or the server cannot be
-    /// reached; [`QueueError::Redis`] if it refuses (a wrong password, say). The URL in
+    /// [`QueueError::Unreachable`](crate::QueueError::Unreachable) if the URL does not parse or the server cannot be
+    /// reached; [`QueueError::Redis`](crate::QueueError::Redis) if it refuses (a wrong password, say). The URL in
     /// the error has no password.
     pub fn build(self) -> Result<RedisStore> {
         let link = Link::new(&self.url, self.tls_ca.as_deref(), self.connect_within)?;
