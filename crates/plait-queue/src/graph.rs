@@ -1,8 +1,14 @@
-//! [`QueueExecutor`]: a task graph whose command nodes run on the queue's workers.
+//! [`QueueExecutor`]: a task graph whose command and process nodes run on the queue's
+//! workers, and whose thread and coroutine nodes run here.
 //!
 //! The graph's scheduler still decides when each node runs (once its needs have
-//! succeeded, within the executor's capacity); the executor enqueues the node's command
-//! and waits for its end. The workers may be anywhere the store reaches (`plait worker`
+//! succeeded, within the executor's capacity); the executor enqueues the node's command,
+//! or its registered task with its arguments, and waits for its end. A process node's
+//! result comes back through the store in the process strand's encoding (so the store's
+//! result limit bounds it, and a larger one fails the node saying so); the worker must be a
+//! build of the same program, with the same tasks registered. Thread and coroutine nodes,
+//! whose closures cannot travel, run on the runtime given to
+//! [`QueueExecutorBuilder::local`], or fail saying why. The workers may be anywhere the store reaches (`plait worker`
 //! on this machine, for the embedded store). Retries belong to the queue: give the tasks a
 //! [`RetryPolicy`](crate::RetryPolicy) through [`QueueExecutorBuilder::prepare`], and
 //! leave the graph's nodes without retries of their own, so nothing is retried on two
@@ -18,9 +24,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use plait::graph::{Call, CommandCall, Done, Executor, Output, Work};
-use plait::process::{Command, CommandOutput};
-use plait::{CancelHandle, Error, Strand};
+use plait::graph::{Call, CommandCall, Done, Executor, Output, ProcessCall, Work};
+use plait::process::CommandOutput;
+use plait::{CancelHandle, Error, Runtime, Strand};
 
 use crate::client::CommandResult;
 use crate::error::{ErrorKind, Result};
@@ -45,9 +51,17 @@ pub struct QueueExecutorBuilder {
     queue: String,
     in_flight: usize,
     prepare: Option<Box<Prepare>>,
+    local: Option<Runtime>,
 }
 
 impl QueueExecutorBuilder {
+    /// Runs the graph's thread and coroutine nodes on `rt`, here (by default they fail:
+    /// their closures cannot travel to a worker).
+    pub fn local(mut self, rt: Runtime) -> Self {
+        self.local = Some(rt);
+        self
+    }
+
     /// The queue the nodes go to (default `default`).
     pub fn queue(mut self, name: impl Into<String>) -> Self {
         self.queue = name.into();
@@ -125,30 +139,57 @@ impl QueueExecutor {
             queue: "default".to_owned(),
             in_flight: 64,
             prepare: None,
+            local: None,
         }
     }
 
-    /// Enqueues node `name`'s command; `Err` is the node's failure.
+    /// The payload of a node's call, and the call kept to make its output; `Err` is the
+    /// node's failure.
+    fn payload(call: Call) -> std::result::Result<(Payload, Remote, Option<Duration>), Error> {
+        match call {
+            Call::Command(mut call) => {
+                let command = call.command()?;
+                if !command.stdin.is_empty() {
+                    return Err(Error::failed(
+                        "a command sent to the queue cannot be given standard input; write \
+                         it to a file and pass the file's path",
+                    ));
+                }
+                let payload = Payload::Command {
+                    argv: command.argv.clone(),
+                    env: command.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+                    cwd: command.cwd.clone(),
+                };
+                Ok((payload, Remote::Command(call), command.timeout))
+            }
+            Call::Process(mut call) => {
+                let name = call.task();
+                let payload = Payload::Encoded {
+                    name: name.to_owned(),
+                    version: plait::process::task_version(name).unwrap_or(1),
+                    args: call.encode_args()?,
+                };
+                Ok((payload, Remote::Process(call), None))
+            }
+            other => Err(Error::failed(format!(
+                "the queue runs command and process nodes; this node is for the {} strand, \
+                 and its closure cannot travel to a worker (give the executor a runtime for \
+                 it: QueueExecutorBuilder::local)",
+                other.strand()
+            ))),
+        }
+    }
+
+    /// Enqueues node `name`'s payload; `Err` is the node's failure.
     fn submit(
         &self,
         name: Option<&str>,
         timeout: Option<Duration>,
-        command: &Command,
+        payload: &Payload,
     ) -> std::result::Result<TaskId, Error> {
         let settings = &self.inner;
-        if !command.stdin.is_empty() {
-            return Err(Error::failed(
-                "a command sent to the queue cannot be given standard input; write it to a \
-                 file and pass the file's path",
-            ));
-        }
-        let payload = Payload::Command {
-            argv: command.argv.clone(),
-            env: command.env.iter().cloned().collect::<BTreeMap<_, _>>(),
-            cwd: command.cwd.clone(),
-        };
         let mut task = NewTask::new(payload.encode()).queue(settings.queue.clone());
-        if let Some(limit) = timeout.or(command.timeout) {
+        if let Some(limit) = timeout {
             task = task.time_limit(limit);
         }
         if let Some(prepare) = &settings.prepare {
@@ -192,27 +233,28 @@ fn submit_keyed(store: &dyn Store, mut task: NewTask) -> Result<TaskId> {
     Ok(store.enqueue(&task)?.id)
 }
 
+/// A node's call sent to the queue, kept to make the node's output from the task's end.
+enum Remote {
+    Command(CommandCall),
+    Process(ProcessCall),
+}
+
 impl Executor for QueueExecutor {
     fn execute(&self, work: Work) -> Option<CancelHandle> {
+        if let (Some(local), Strand::Thread | Strand::Coroutine) =
+            (&self.inner.local, work.strand())
+        {
+            return local.execute(work);
+        }
         let name = work.name().map(str::to_owned);
         let timeout = work.timeout();
         let (call, mut done) = work.into_parts();
-        let mut call = match call {
-            Call::Command(call) => call,
-            other => {
-                done.finish(Output::failed(Error::failed(format!(
-                    "the queue runs command nodes; this node is for the {} strand, and its \
-                     code cannot travel to a worker",
-                    other.strand()
-                ))));
-                return None;
-            }
-        };
-        let submitted = call
-            .command()
-            .and_then(|command| self.submit(name.as_deref(), timeout, &command));
-        let id = match submitted {
-            Ok(id) => id,
+        let submitted = Self::payload(call).and_then(|(payload, call, own_limit)| {
+            self.submit(name.as_deref(), timeout.or(own_limit), &payload)
+                .map(|id| (id, call))
+        });
+        let (id, call) = match submitted {
+            Ok(submitted) => submitted,
             Err(error) => {
                 done.finish(Output::failed(error));
                 return None;
@@ -229,16 +271,17 @@ impl Executor for QueueExecutor {
     }
 
     fn capacity(&self, strand: Strand) -> usize {
-        match strand {
-            Strand::Process => self.inner.in_flight,
-            _ => 1,
+        match (strand, &self.inner.local) {
+            (Strand::Process, _) => self.inner.in_flight,
+            (_, Some(local)) => local.capacity(strand),
+            (_, None) => 1,
         }
     }
 }
 
 /// Waits for task `id` to finish and reports its end as the node's; cancels it if the
 /// graph run stops first.
-fn wait(store: &dyn Store, id: TaskId, call: &CommandCall, done: Done) {
+fn wait(store: &dyn Store, id: TaskId, call: &Remote, done: Done) {
     loop {
         if done.is_stopping() {
             let _ = store.cancel(id);
@@ -269,9 +312,12 @@ fn wait(store: &dyn Store, id: TaskId, call: &CommandCall, done: Done) {
 }
 
 /// The node's output for a finished task.
-fn output(call: &CommandCall, task: TaskInfo) -> Output {
-    match task.state {
-        State::Succeeded => {
+fn output(call: &Remote, task: TaskInfo) -> Output {
+    match (task.state, call) {
+        (State::Succeeded, Remote::Process(call)) => {
+            call.output(Ok(task.result.unwrap_or_default()))
+        }
+        (State::Succeeded, Remote::Command(call)) => {
             let result = task.result.unwrap_or_default();
             match serde_json::from_slice::<CommandResult>(&result) {
                 Ok(ran) => {
@@ -290,7 +336,7 @@ fn output(call: &CommandCall, task: TaskInfo) -> Output {
                 ))),
             }
         }
-        State::Cancelled => Output::failed(Error::Cancelled),
+        (State::Cancelled, _) => Output::failed(Error::Cancelled),
         _ => {
             let reason = task.reason.unwrap_or_else(|| "no reason kept".to_owned());
             Output::failed(Error::failed(format!(

@@ -7,7 +7,12 @@
 //! ```json
 //! {"format":"plait.task.v1","kind":"command","argv":["convert","in.png","out.jpg"],"env":{},"cwd":null}
 //! {"format":"plait.task.v1","kind":"task","name":"thumbs::resize","version":2,"args":{"width":128}}
+//! {"format":"plait.task.v1","kind":"encoded","name":"thumbs::resize","version":2,"args":{"type_name":"u32","bytes":[128,1]}}
 //! ```
+//!
+//! The third form is a graph's process node sent to a worker: its arguments in the process
+//! strand's own encoding, and its result, in that encoding too, decoded by the graph that
+//! sent it (both ends are builds of one program).
 //!
 //! Why JSON and a tag: a payload outlives the build that wrote it (it may wait for days),
 //! and may be written by another program (a shell script, a Python caller). JSON is read by
@@ -44,6 +49,7 @@ pub const PAYLOAD_FORMAT: &str = "plait.task.v1";
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Payload {
     /// A program and its arguments, run in a process group of its own.
     Command {
@@ -64,6 +70,17 @@ pub enum Payload {
         version: u32,
         /// Its arguments, as JSON.
         args: serde_json::Value,
+    },
+    /// A registered task with its arguments encoded as the process strand encodes them: a
+    /// task graph's process node, from a program built with the worker's tasks. Its result
+    /// is stored in that encoding.
+    Encoded {
+        /// The name it is registered under.
+        name: String,
+        /// The version asked for; a worker with another version refuses the task.
+        version: u32,
+        /// Its arguments.
+        args: plait::process::EncodedArgs,
     },
 }
 

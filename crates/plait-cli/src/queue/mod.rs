@@ -394,7 +394,10 @@ fn print_task(task: &TaskInfo) {
 fn describe(payload: &[u8]) -> String {
     match Payload::decode(payload) {
         Ok(Payload::Command { argv, .. }) => argv.join(" "),
-        Ok(Payload::Task { name, version, .. }) => format!("{name} v{version}"),
+        Ok(Payload::Task { name, version, .. } | Payload::Encoded { name, version, .. }) => {
+            format!("{name} v{version}")
+        }
+        Ok(_) => "(a payload of a kind this plait does not know)".to_owned(),
         Err(_) => "(an unreadable payload)".to_owned(),
     }
 }

@@ -21,12 +21,14 @@ pub(super) struct Started {
 pub(super) enum Run {
     Command(Handle<CommandOutput>),
     Task(Handle<String>),
+    Encoded(Handle<Vec<u8>>),
 }
 
 /// How a run ended, before the worker decides what a cancellation meant.
 pub(super) enum Ended {
     Command(plait::Result<CommandOutput>),
     Task(plait::Result<String>),
+    Encoded(plait::Result<Vec<u8>>),
 }
 
 impl Ended {
@@ -34,7 +36,9 @@ impl Ended {
     pub(super) fn was_cancelled(&self) -> bool {
         matches!(
             self,
-            Ended::Command(Err(Error::Cancelled)) | Ended::Task(Err(Error::Cancelled))
+            Ended::Command(Err(Error::Cancelled))
+                | Ended::Task(Err(Error::Cancelled))
+                | Ended::Encoded(Err(Error::Cancelled))
         )
     }
 }
@@ -44,6 +48,7 @@ impl Run {
         match self {
             Run::Command(handle) => Ended::Command(handle.await),
             Run::Task(handle) => Ended::Task(handle.await),
+            Run::Encoded(handle) => Ended::Encoded(handle.await),
         }
     }
 }
@@ -81,29 +86,7 @@ pub(super) fn start(rt: &Runtime, lease: &Lease, worker: &str) -> Result<Started
             version,
             args,
         } => {
-            let Some(here) = plait::process::task_version(&name) else {
-                let registered = plait::process::registered_tasks();
-                return Err(Outcome::Rejected(Failure::new(
-                    FailureKind::UnknownTask,
-                    format!(
-                        "no task is registered as {name:?} in this worker (it has: {})",
-                        if registered.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            registered.join(", ")
-                        }
-                    ),
-                )));
-            };
-            if here != version {
-                return Err(Outcome::Rejected(Failure::new(
-                    FailureKind::VersionMismatch,
-                    format!(
-                        "{name} is version {here} in this worker, and the task asks for \
-                         version {version}; run a worker built with version {version}"
-                    ),
-                )));
-            }
+            registered(&name, version)?;
             let args = args.to_string();
             let handle = match lease.time_limit {
                 Some(limit) => rt.task().timeout(limit).spawn_process_json(&name, &args),
@@ -114,7 +97,51 @@ pub(super) fn start(rt: &Runtime, lease: &Lease, worker: &str) -> Result<Started
                 run: Run::Task(handle),
             })
         }
+        Payload::Encoded {
+            name,
+            version,
+            args,
+        } => {
+            registered(&name, version)?;
+            let handle = match lease.time_limit {
+                Some(limit) => rt.task().timeout(limit).spawn_process_by_name(&name, args),
+                None => rt.spawn_process_by_name(&name, args),
+            };
+            Ok(Started {
+                cancel: handle.cancel_handle(),
+                run: Run::Encoded(handle),
+            })
+        }
     }
+}
+
+/// Checks that task `name` is registered here in `version`; else the rejection that says
+/// which tasks are.
+fn registered(name: &str, version: u32) -> Result<(), Outcome> {
+    let Some(here) = plait::process::task_version(name) else {
+        let registered = plait::process::registered_tasks();
+        return Err(Outcome::Rejected(Failure::new(
+            FailureKind::UnknownTask,
+            format!(
+                "no task is registered as {name:?} in this worker (it has: {})",
+                if registered.is_empty() {
+                    "none".to_owned()
+                } else {
+                    registered.join(", ")
+                }
+            ),
+        )));
+    };
+    if here != version {
+        return Err(Outcome::Rejected(Failure::new(
+            FailureKind::VersionMismatch,
+            format!(
+                "{name} is version {here} in this worker, and the task asks for version \
+                 {version}; run a worker built with version {version}"
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// The outcome of a run that was not cancelled by the worker.
@@ -123,7 +150,8 @@ pub(super) fn outcome(ended: Ended, time_limit: Option<Duration>) -> Outcome {
         Ended::Command(Ok(output)) => command_outcome(&output, time_limit),
         Ended::Command(Err(error)) => error_outcome(&error),
         Ended::Task(Ok(json)) => Outcome::Succeeded(json.into_bytes()),
-        Ended::Task(Err(error)) => error_outcome(&error),
+        Ended::Encoded(Ok(bytes)) => Outcome::Succeeded(bytes),
+        Ended::Task(Err(error)) | Ended::Encoded(Err(error)) => error_outcome(&error),
     }
 }
 

@@ -49,6 +49,11 @@ impl Serving {
         let folder = TempFolder::new(what);
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(folder.path().join("q.db")).unwrap());
+        Serving::start_on(store, folder, queues)
+    }
+
+    /// A worker on `store`, with `folder` for the test's files.
+    pub(crate) fn start_on(store: Arc<dyn Store>, folder: TempFolder, queues: &[&str]) -> Serving {
         let worker = Worker::builder(Arc::clone(&store))
             .queues(queues.iter().copied())
             .concurrency(2)

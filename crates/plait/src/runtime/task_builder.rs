@@ -74,6 +74,17 @@ impl TaskBuilder<'_> {
         self.rt.spawn_process_json_with(name, args, self.limit)
     }
 
+    /// Runs the task registered as `name` with encoded arguments in a worker process;
+    /// see [`Runtime::spawn_process_by_name`]. A time limit here is hard, as for
+    /// [`spawn_process`](TaskBuilder::spawn_process).
+    pub fn spawn_process_by_name(
+        self,
+        name: &str,
+        args: crate::process::EncodedArgs,
+    ) -> Handle<Vec<u8>> {
+        self.rt.spawn_process_by_name_with(name, args, self.limit)
+    }
+
     /// Spawns `future` on the coroutine strand; see [`Runtime::spawn_async`].
     pub fn spawn_async<Fut>(self, future: Fut) -> Handle<Fut::Output>
     where
