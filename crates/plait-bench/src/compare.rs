@@ -303,6 +303,52 @@ pub(crate) fn all(rows: &[Row]) -> Vec<Comparison> {
             format_ns,
         ),
         claim(
+            "queue-redis",
+            "queue on Redis, no-op tasks one by one end to end vs Celery on Redis (2 worker processes each)",
+            (
+                "queue-redis",
+                "plait queue, Redis, 2 worker",
+                Some("delay no-op, then get all results"),
+            ),
+            ("python:celery_queue", "celery prefork", None),
+            PerTask,
+            AtLeast,
+            20.0,
+            format_ns,
+        ),
+        claim(
+            "queue-redis",
+            "queue on Redis, submit all then gather vs Ray's remote tasks (2 processes each)",
+            (
+                "queue-redis",
+                "plait queue, Redis, 2 worker",
+                Some("submit all, then gather all results"),
+            ),
+            ("python:ray_tasks", "ray", Some("no-op remote tasks")),
+            PerTask,
+            AtLeast,
+            10.0,
+            format_ns,
+        ),
+        claim(
+            "queue-redis",
+            "queue on Redis, submit all then gather vs dask.distributed client.map (2 processes, worker-saturation=inf)",
+            (
+                "queue-redis",
+                "plait queue, Redis, 2 worker",
+                Some("submit all, then gather all results"),
+            ),
+            (
+                "python:dask_map",
+                "dask.distributed LocalCluster(2 procs x 1 thread), worker-saturation=inf",
+                None,
+            ),
+            PerTask,
+            AtLeast,
+            1.0,
+            format_ns,
+        ),
+        claim(
             "queue",
             "healthy throughput beside a poison task (1 in 5,000 kills its worker) vs without",
             (

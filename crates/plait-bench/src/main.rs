@@ -55,6 +55,9 @@ struct Args {
     /// Internal: measure one system's idle coroutines in this (fresh) process.
     #[arg(long, hide = true, num_args = 2, value_names = ["SYSTEM", "N"])]
     memory_child: Vec<String>,
+    /// Internal: serve the queue-redis suite's queue, until standard input closes.
+    #[arg(long, hide = true, num_args = 2, value_names = ["URL", "NAMESPACE"])]
+    redis_worker: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,15 @@ fn main() -> ExitCode {
             suites::memory::child_main(system, n)
         };
         return match measured {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("plait-bench: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let [url, namespace] = args.redis_worker.as_slice() {
+        return match suites::queue_redis::worker_main(url, namespace) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("plait-bench: {error}");

@@ -35,13 +35,23 @@ pub(crate) const PEERS: &[Peer] = &[
     },
     Peer {
         script: "celery_queue.py",
-        suites: &["queue"],
+        suites: &["queue", "queue-redis"],
         own: false,
     },
     Peer {
         script: "celery_latency.py",
         suites: &["queue"],
         own: true,
+    },
+    Peer {
+        script: "dask_map.py",
+        suites: &["queue-redis"],
+        own: false,
+    },
+    Peer {
+        script: "ray_tasks.py",
+        suites: &["queue-redis"],
+        own: false,
     },
     Peer {
         script: "dask_graphs.py",

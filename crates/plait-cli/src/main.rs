@@ -80,6 +80,9 @@ enum Command {
     /// The workers of the queue: active, lost (unheard past their lease) or stopped,
     /// with what each holds and has done.
     Workers(queue::workers::WorkersArgs),
+    /// Enqueue a schedule file's commands at the ticks of their cron expressions, once per
+    /// tick however many beats run, until SIGINT or SIGTERM.
+    Beat(queue::beat::BeatArgs),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Dead(args) => queue::dead(&args),
         Command::Purge(args) => queue::purge(&args),
         Command::Workers(args) => queue::workers::run(&args),
+        Command::Beat(args) => queue::beat::run(&args),
     };
     match outcome {
         Ok(code) => code,

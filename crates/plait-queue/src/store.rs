@@ -113,6 +113,24 @@ pub trait Store: Send + Sync + 'static {
     /// [`NotFound`](crate::QueueError::NotFound), or a storage failure.
     fn wait_finished(&self, id: TaskId, timeout: Duration) -> Result<TaskInfo>;
 
+    /// Waits until every task of `ids` has finished (or `timeout` passes) and returns them
+    /// as they then stand, in order: the gather of many results (`ray.get(list)`,
+    /// `client.gather`). A backend may fetch many tasks per round trip.
+    ///
+    /// # Errors
+    ///
+    /// [`NotFound`](crate::QueueError::NotFound) for the first id not stored, or a storage
+    /// failure.
+    fn wait_all(&self, ids: &[TaskId], timeout: Duration) -> Result<Vec<TaskInfo>> {
+        let deadline = std::time::Instant::now() + timeout;
+        ids.iter()
+            .map(|&id| {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                self.wait_finished(id, left)
+            })
+            .collect()
+    }
+
     /// Waits until a task may be ready on `queues` (one was enqueued, requeued or became
     /// due), or `timeout` passes. It may return early; the caller then reserves.
     ///

@@ -9,6 +9,7 @@ pub(crate) mod memory;
 pub(crate) mod process;
 pub(crate) mod queue;
 pub(crate) mod queue_million;
+pub(crate) mod queue_redis;
 pub(crate) mod scope;
 pub(crate) mod spawn;
 pub(crate) mod waits;
@@ -83,5 +84,10 @@ pub(crate) const ALL: &[Suite] = &[
         name: "queue-million",
         about: "durable queue: one million queued tasks: enqueue, `plait status`, a worker's memory",
         run: queue_million::run,
+    },
+    Suite {
+        name: "queue-redis",
+        about: "the queue on Redis: no-op tasks end to end with 1, 2 and 4 worker processes; enqueue-to-start latency",
+        run: queue_redis::run,
     },
 ];

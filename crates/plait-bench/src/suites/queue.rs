@@ -21,7 +21,7 @@ fn noop(x: u64) -> u64 {
 }
 
 /// Microseconds since the epoch, on this machine's clock.
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {

@@ -2,7 +2,9 @@
 //! `dead`, `purge` and `worker`, on the embedded store that `plait.toml` (or the
 //! `PLAIT_*` variables) names.
 
+pub(crate) mod beat;
 pub(crate) mod config;
+mod signals;
 pub(crate) mod worker;
 pub(crate) mod workers;
 

@@ -9,6 +9,7 @@ use clap::Args as ClapArgs;
 use plait_queue::{Store, Worker};
 
 use super::Config;
+use super::signals::Signals;
 use crate::duration;
 
 /// `plait worker`.
@@ -70,7 +71,21 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot start the worker's thread: {e}"))?;
     let signals = std::thread::Builder::new()
         .name("plait-worker-signals".to_owned())
-        .spawn(move || signals.watch(&stopper))
+        .spawn(move || {
+            signals.watch(
+                |name| {
+                    eprintln!(
+                        "plait: {name}: no new tasks; running ones may finish, then are \
+                         handed back (again to stop now)"
+                    );
+                    stopper.drain();
+                },
+                || {
+                    eprintln!("plait: stopping now; running tasks are handed back");
+                    stopper.abort();
+                },
+            );
+        })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     let report = running
         .join()
@@ -89,61 +104,4 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
         report.fenced
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// SIGINT and SIGTERM, caught.
-struct Signals {
-    runtime: tokio::runtime::Runtime,
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    /// Catches SIGINT and SIGTERM from now on.
-    fn install() -> Result<Signals, String> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the signal handling: {e}"))?;
-        let caught = runtime.block_on(async {
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::interrupt())?,
-                signal(SignalKind::terminate())?,
-            ))
-        });
-        let (interrupt, terminate) =
-            caught.map_err(|e| format!("cannot catch SIGINT and SIGTERM: {e}"))?;
-        Ok(Signals {
-            runtime,
-            interrupt,
-            terminate,
-        })
-    }
-
-    /// Drains on the first SIGTERM or SIGINT, aborts on the second.
-    fn watch(self, stopper: &plait_queue::Stopper) {
-        let Signals {
-            runtime,
-            mut interrupt,
-            mut terminate,
-        } = self;
-        runtime.block_on(async {
-            let name = tokio::select! {
-                _ = interrupt.recv() => "SIGINT",
-                _ = terminate.recv() => "SIGTERM",
-            };
-            eprintln!(
-                "plait: {name}: no new tasks; running ones may finish, then are handed back \
-                 (again to stop now)"
-            );
-            stopper.drain();
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            eprintln!("plait: stopping now; running tasks are handed back");
-            stopper.abort();
-        });
-    }
 }

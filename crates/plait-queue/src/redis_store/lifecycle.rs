@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use redis::Commands;
-
 use super::RedisStore;
 use super::decode::state;
 use super::keys::padded;
@@ -50,14 +48,8 @@ pub(super) fn enqueue_all(store: &RedisStore, tasks: &[NewTask]) -> Result<Vec<E
     let mut queues: Vec<&str> = tasks.iter().map(|t| t.queue.as_str()).collect();
     queues.sort_unstable();
     queues.dedup();
-    let count = tasks.len() as u64;
-    let last: u64 = store
-        .link
-        .call(false, |c| c.incr(store.keys.ids(), count))?;
-    store
-        .link
-        .call(true, |c| c.sadd::<_, _, ()>(store.keys.queues(), &queues))?;
-    let first = last - count + 1;
+    let first = store.take_ids(tasks.len() as u64)?;
+    store.list_queues(&queues)?;
     // One script for all: atomic. On a cluster, one per queue (each queue's keys are on
     // one node), so a batch over several queues is atomic per queue.
     let batches: Vec<Vec<usize>> = if store.link.is_cluster() {
@@ -212,7 +204,11 @@ pub(super) fn complete(
             if members.is_empty() {
                 break;
             }
-            let policies: Vec<(Option<u32>, Option<u64>, Option<u64>)> =
+            // Read only when a failure may be retried (a success needs no wait).
+            let retrying = members
+                .iter()
+                .any(|&i| matches!(ended[i].2, Outcome::Failed { retry: true, .. }));
+            let policies: Vec<(Option<u32>, Option<u64>, Option<u64>)> = if retrying {
                 store.link.call(true, |c| {
                     let mut pipe = redis::pipe();
                     for &i in &members {
@@ -222,7 +218,10 @@ pub(super) fn complete(
                         );
                     }
                     pipe.query(c)
-                })?;
+                })?
+            } else {
+                vec![(None, None, None); members.len()]
+            };
             let mut invocation = store.scripts.complete.prepare_invoke();
             invocation
                 .key(store.keys.counts(&queue))

@@ -27,7 +27,7 @@ mod link;
 mod scripts;
 mod watch;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -51,6 +51,8 @@ use scripts::Scripts;
 const BATCH: usize = 10_000;
 /// How many task ids a handle remembers the queue of.
 const HOMES: usize = 100_000;
+/// The most task ids a handle takes from the server's counter at once.
+const ID_BLOCK: u64 = 1024;
 
 /// The durable queue on a Redis server (or cluster): the backend for workers on several
 /// machines.
@@ -74,6 +76,20 @@ pub struct RedisStore {
     look_every: Duration,
     /// The queue of each task id this handle has seen (a task never moves).
     homes: Mutex<HashMap<TaskId, String>>,
+    /// Task ids this handle took from the server's counter and has not used yet.
+    ids: Mutex<IdBlock>,
+    /// Queues this handle has added to the namespace's list of queues.
+    listed: Mutex<HashSet<String>>,
+}
+
+/// A run of task ids taken from the server's counter in one round trip: one id at first,
+/// then twice as many each time, up to [`ID_BLOCK`]. Ids left when a handle is dropped are
+/// never used; none is ever used twice.
+#[derive(Default)]
+struct IdBlock {
+    next: u64,
+    end: u64,
+    size: u64,
 }
 
 /// Options for a [`RedisStore`]; made by [`RedisStore::builder`].
@@ -157,6 +173,8 @@ impl RedisBuilder {
             result_limit: self.result_limit,
             look_every: self.look_every,
             homes: Mutex::new(HashMap::new()),
+            ids: Mutex::new(IdBlock::default()),
+            listed: Mutex::new(HashSet::new()),
         })
     }
 }
@@ -198,6 +216,41 @@ impl RedisStore {
         self.clock
             .as_ref()
             .map_or_else(String::new, |clock| clock.now().to_string())
+    }
+
+    /// `count` task ids in a row, never used before.
+    fn take_ids(&self, count: u64) -> Result<u64> {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if ids.end - ids.next < count {
+            ids.size = (ids.size * 2).clamp(1, ID_BLOCK);
+            let take = ids.size.max(count);
+            let last: u64 = self.link.call(false, |c| c.incr(self.keys.ids(), take))?;
+            ids.next = last - take + 1;
+            ids.end = last + 1;
+        }
+        let first = ids.next;
+        ids.next += count;
+        Ok(first)
+    }
+
+    /// Adds `queues` to the namespace's list, once per handle.
+    fn list_queues(&self, queues: &[&str]) -> Result<()> {
+        let new: Vec<&str> = {
+            let listed = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+            queues
+                .iter()
+                .copied()
+                .filter(|q| !listed.contains(*q))
+                .collect()
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.link
+            .call(true, |c| c.sadd::<_, _, ()>(self.keys.queues(), &new))?;
+        let mut listed = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+        listed.extend(new.into_iter().map(str::to_owned));
+        Ok(())
     }
 
     /// Every queue name used in this namespace, sorted.
@@ -318,6 +371,10 @@ impl Store for RedisStore {
 
     fn wait_finished(&self, id: TaskId, timeout: Duration) -> Result<TaskInfo> {
         watch::wait_finished(self, id, timeout)
+    }
+
+    fn wait_all(&self, ids: &[TaskId], timeout: Duration) -> Result<Vec<TaskInfo>> {
+        watch::wait_all(self, ids, timeout)
     }
 
     fn wait_for_work(&self, queues: &[&str], timeout: Duration) -> Result<()> {

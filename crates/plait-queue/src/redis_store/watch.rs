@@ -5,76 +5,90 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use redis::streams::StreamReadReply;
+use redis::streams::{StreamRangeReply, StreamReadReply};
 use redis::{Commands, Value};
 
 use super::RedisStore;
+use super::decode::{Fields, task_info};
 use super::keys::padded;
 use crate::clock::Millis;
 use crate::error::{QueueError, Result};
 use crate::store::Store;
 use crate::task::{TaskId, TaskInfo};
 
+/// The most lines one read takes. A read that takes this many may have fallen behind the
+/// stream's trimming (it keeps the last ten thousand or so), so its reader looks at the
+/// tasks themselves again.
+const LINES: usize = 1000;
+
+/// What one read of the streams gave: each line's task id and state, and whether the read
+/// was full (see [`LINES`]).
+struct Lines {
+    lines: Vec<(String, String)>,
+    full: bool,
+}
+
 impl RedisStore {
-    /// Blocks until a line that `wanted` accepts is added to one of `streams` after the
-    /// line ids given, or `wait` passes.
+    /// Blocks until lines are added to `streams` after the line ids given (which it moves
+    /// on), or `wait` passes; the lines read.
+    fn read_lines(&self, streams: &mut [(String, String)], wait: Duration) -> Result<Lines> {
+        // BLOCK 0 would block for ever.
+        let block = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reply: Option<StreamReadReply> = self.link.blocking(wait, |c| {
+            let mut read = redis::cmd("XREAD");
+            read.arg("COUNT")
+                .arg(LINES)
+                .arg("BLOCK")
+                .arg(block)
+                .arg("STREAMS");
+            for (key, _) in streams.iter() {
+                read.arg(key);
+            }
+            for (_, last) in streams.iter() {
+                read.arg(last);
+            }
+            read.query(c)
+        })?;
+        let mut read = Lines {
+            lines: Vec::new(),
+            full: false,
+        };
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            read.full |= key.ids.len() >= LINES;
+            if let Some(newest) = key.ids.last()
+                && let Some(stream) = streams.iter_mut().find(|(name, _)| *name == key.key)
+            {
+                stream.1.clone_from(&newest.id);
+            }
+            read.lines.extend(key.ids.iter().map(|line| {
+                (
+                    field(&line.map, "id").unwrap_or_default(),
+                    field(&line.map, "state").unwrap_or_default(),
+                )
+            }));
+        }
+        Ok(read)
+    }
+
+    /// Blocks until a line that `wanted` accepts (by task id and state) is added to one of
+    /// `streams`, a read falls behind, or `wait` passes.
     fn wait_for_line(
         &self,
         streams: &mut [(String, String)],
         wait: Duration,
-        wanted: impl Fn(&HashMap<String, Value>) -> bool,
+        wanted: impl Fn(&str, &str) -> bool,
     ) -> Result<()> {
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            // BLOCK 0 would block for ever.
-            let block = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
             if left.is_zero() {
                 return Ok(());
             }
-            let reply: Option<StreamReadReply> = self.link.blocking(left, |c| {
-                let mut read = redis::cmd("XREAD");
-                read.arg("BLOCK").arg(block).arg("STREAMS");
-                for (key, _) in streams.iter() {
-                    read.arg(key);
-                }
-                for (_, last) in streams.iter() {
-                    read.arg(last);
-                }
-                read.query(c)
-            })?;
-            let Some(reply) = reply else {
-                return Ok(());
-            };
-            let mut hit = false;
-            for key in reply.keys {
-                if let Some(newest) = key.ids.last()
-                    && let Some(stream) = streams.iter_mut().find(|(name, _)| *name == key.key)
-                {
-                    stream.1.clone_from(&newest.id);
-                }
-                hit |= key.ids.iter().any(|line| wanted(&line.map));
-            }
-            if hit {
+            let read = self.read_lines(streams, left)?;
+            if read.full || read.lines.iter().any(|(id, state)| wanted(id, state)) {
                 return Ok(());
             }
         }
-    }
-
-    /// The id of the last line of each stream (`0` for none yet).
-    fn last_lines(&self, keys: Vec<String>) -> Result<Vec<(String, String)>> {
-        let mut lines = Vec::with_capacity(keys.len());
-        for key in keys {
-            let last: redis::streams::StreamRangeReply = self
-                .link
-                .call(true, |c| c.xrevrange_count(&key, "+", "-", 1))?;
-            let id = last
-                .ids
-                .first()
-                .map_or_else(|| "0".to_owned(), |line| line.id.clone());
-            lines.push((key, id));
-        }
-        Ok(lines)
     }
 }
 
@@ -92,33 +106,133 @@ pub(super) fn wait_finished(store: &RedisStore, id: TaskId, timeout: Duration) -
     let deadline = Instant::now() + timeout;
     let queue = store.homes(&[id])?.remove(0).ok_or_else(not_found)?;
     let mine = padded(id);
-    let mut streams = store.last_lines(vec![store.keys.events(&queue)])?;
+    let events = store.keys.events(&queue);
     loop {
-        let task = store.task(&queue, id)?.ok_or_else(not_found)?;
+        // The stream's last line, then the task, in one round trip (a queue's keys are on
+        // one node): a change after the look is a line after that one.
+        let (last, fields): (StreamRangeReply, Fields) = store.link.call(true, |c| {
+            redis::pipe()
+                .xrevrange_count(&events, "+", "-", 1)
+                .hgetall(store.keys.task(&queue, id))
+                .query(c)
+        })?;
+        let task = task_info(id, fields).ok_or_else(not_found)?;
         let left = deadline.saturating_duration_since(Instant::now());
         if task.state.is_finished() || left.is_zero() {
             return Ok(task);
         }
-        store.wait_for_line(&mut streams, left.min(store.look_every), |line| {
-            field(line, "id").as_deref() == Some(mine.as_str())
+        let mut streams = [(events.clone(), last_id(&last))];
+        store.wait_for_line(&mut streams, left.min(store.look_every), |line, _| {
+            line == mine
         })?;
     }
 }
 
+/// How many tasks one round trip of [`wait_all`] reads.
+const GATHER: usize = 1000;
+
+pub(super) fn wait_all(
+    store: &RedisStore,
+    ids: &[TaskId],
+    timeout: Duration,
+) -> Result<Vec<TaskInfo>> {
+    let deadline = Instant::now() + timeout;
+    let homes = store.homes(ids)?;
+    if let Some(i) = homes.iter().position(Option::is_none) {
+        return Err(QueueError::NotFound { id: ids[i].get() });
+    }
+    let mut found: Vec<Option<TaskInfo>> = vec![None; ids.len()];
+    let mut by_queue: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, home) in homes.into_iter().enumerate() {
+        by_queue
+            .entry(home.unwrap_or_default())
+            .or_default()
+            .push(i);
+    }
+    // Per queue: the stream's last line and every task (a thousand per round trip); then,
+    // while some run, the lines that say which finished, and only those tasks again.
+    for (queue, members) in by_queue {
+        let events = store.keys.events(&queue);
+        let last: StreamRangeReply = store
+            .link
+            .call(true, |c| c.xrevrange_count(&events, "+", "-", 1))?;
+        let mut streams = [(events, last_id(&last))];
+        let mut pending: HashMap<String, usize> =
+            members.iter().map(|&i| (padded(ids[i]), i)).collect();
+        let mut look: Vec<usize> = members;
+        loop {
+            for chunk in look.chunks(GATHER) {
+                let all: Vec<Fields> = store.link.call(true, |c| {
+                    let mut pipe = redis::pipe();
+                    for &i in chunk {
+                        pipe.hgetall(store.keys.task(&queue, ids[i]));
+                    }
+                    pipe.query(c)
+                })?;
+                for (&i, fields) in chunk.iter().zip(all) {
+                    let task = task_info(ids[i], fields)
+                        .ok_or(QueueError::NotFound { id: ids[i].get() })?;
+                    if task.state.is_finished() || Instant::now() >= deadline {
+                        pending.remove(&padded(ids[i]));
+                        found[i] = Some(task);
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if pending.is_empty() {
+                break;
+            }
+            if left.is_zero() {
+                // Time is up: the rest as they stand.
+                look = pending.values().copied().collect();
+                pending.clear();
+                continue;
+            }
+            let read = store.read_lines(&mut streams, left.min(store.look_every))?;
+            look = if read.full || read.lines.is_empty() {
+                // Behind the stream, or a quiet spell: look at every task still waited for.
+                pending.values().copied().collect()
+            } else {
+                read.lines
+                    .iter()
+                    .filter(|(_, state)| state != "queued")
+                    .filter_map(|(id, _)| pending.get(id).copied())
+                    .collect()
+            };
+            look.sort_unstable();
+            look.dedup();
+        }
+    }
+    // Each queue's loop ends with every one of its tasks found.
+    ids.iter()
+        .zip(found)
+        .map(|(id, task)| task.ok_or(QueueError::NotFound { id: id.get() }))
+        .collect()
+}
+
+/// The id of a stream's last line (`0` for none yet).
+fn last_id(last: &StreamRangeReply) -> String {
+    last.ids
+        .first()
+        .map_or_else(|| "0".to_owned(), |line| line.id.clone())
+}
+
+/// A queue's stream's last line, its ready count, its earliest delayed task and the
+/// server's time.
+type Looked = (StreamRangeReply, usize, Vec<(String, f64)>, (i64, i64));
+
 pub(super) fn wait_for_work(store: &RedisStore, queues: &[&str], timeout: Duration) -> Result<()> {
-    let mut streams = store.last_lines(
-        queues
-            .iter()
-            .map(|queue| store.keys.events(queue))
-            .collect(),
-    )?;
-    let now = store.now();
+    let mut streams = Vec::with_capacity(queues.len());
     let mut next: Option<Millis> = None;
+    let mut server_now = None;
     for queue in queues {
-        let (ready, delayed): (usize, Vec<(String, f64)>) = store.link.call(true, |c| {
+        // The stream's last line, then what waits, in one round trip.
+        let (last, ready, delayed, time): Looked = store.link.call(true, |c| {
             redis::pipe()
+                .xrevrange_count(store.keys.events(queue), "+", "-", 1)
                 .zcard(store.keys.prios(queue))
                 .zrange_withscores(store.keys.delayed(queue), 0, 0)
+                .cmd("TIME")
                 .query(c)
         })?;
         if ready > 0 {
@@ -128,7 +242,13 @@ pub(super) fn wait_for_work(store: &RedisStore, queues: &[&str], timeout: Durati
             let at = *at as Millis;
             next = Some(next.map_or(at, |n| n.min(at)));
         }
+        server_now.get_or_insert(time.0 * 1000 + time.1 / 1000);
+        streams.push((store.keys.events(queue), last_id(&last)));
     }
+    let now = match &store.clock {
+        Some(clock) => clock.now(),
+        None => server_now.unwrap_or_else(|| store.now()),
+    };
     let wait = match next {
         Some(at) if at <= now => return Ok(()),
         // Wake for the earliest delayed task too.
@@ -144,6 +264,6 @@ pub(super) fn wait_for_work(store: &RedisStore, queues: &[&str], timeout: Durati
     store.wait_for_line(
         &mut streams,
         wait.min(timeout).min(store.look_every),
-        |line| field(line, "state").as_deref() == Some("queued"),
+        |_, state| state == "queued",
     )
 }

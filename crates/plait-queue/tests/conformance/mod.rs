@@ -69,6 +69,7 @@ macro_rules! conformance_suite {
             purge_deletes_waiting_tasks_only,
             bad_input_is_refused_and_nothing_is_stored,
             a_waiter_for_a_result_is_woken_by_another_handle,
+            waiting_for_many_returns_each_in_order,
             an_idle_worker_is_woken_by_an_enqueue_from_another_handle,
             queues_are_counted_by_state,
             concurrent_workers_never_share_a_task,
@@ -687,6 +688,49 @@ pub(crate) fn a_waiter_for_a_result_is_woken_by_another_handle(f: &Fixture) {
         took < Duration::from_secs(10),
         "woken, not timed out: {took:?}"
     );
+}
+
+pub(crate) fn waiting_for_many_returns_each_in_order(f: &Fixture) {
+    let store = f.store();
+    let ids: Vec<TaskId> = (0..3)
+        .map(|i| store.enqueue(&command(&i.to_string())).unwrap().id)
+        .collect();
+    let leases = store.reserve("w", &["default"], 2, LEASE).unwrap();
+    for lease in &leases {
+        store
+            .complete(&[(lease.id, lease.attempt, ok(&lease.id.to_string()))])
+            .unwrap();
+    }
+    // Not all finished: each as it stands when the time is up.
+    let now: Vec<State> = store
+        .wait_all(&ids, Duration::from_millis(20))
+        .unwrap()
+        .iter()
+        .map(|t| t.state)
+        .collect();
+    assert_eq!(now, [State::Succeeded, State::Succeeded, State::Queued]);
+    let last = ids[2];
+    let finisher = {
+        let store = f.store();
+        std::thread::spawn(move || {
+            let lease = store
+                .reserve("w", &["default"], 1, LEASE)
+                .unwrap()
+                .remove(0);
+            store
+                .complete(&[(last, lease.attempt, ok("last"))])
+                .unwrap();
+        })
+    };
+    let all = store.wait_all(&ids, Duration::from_secs(60)).unwrap();
+    finisher.join().unwrap();
+    assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
+    assert!(all.iter().all(|t| t.state == State::Succeeded), "{all:?}");
+    assert_eq!(all[2].result.as_deref(), Some(&b"last"[..]));
+    let missing = store
+        .wait_all(&[ids[0], TaskId::new(u64::from(u32::MAX))], Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
 }
 
 pub(crate) fn an_idle_worker_is_woken_by_an_enqueue_from_another_handle(f: &Fixture) {

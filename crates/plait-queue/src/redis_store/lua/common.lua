@@ -27,7 +27,7 @@ end
 
 -- A line for waiters: a result, or work.
 local function tell(p, id, state)
-  redis.call('XADD', p .. 'events', 'MAXLEN', '~', 1000, '*', 'id', id, 'state', state)
+  redis.call('XADD', p .. 'events', 'MAXLEN', '~', 10000, '*', 'id', id, 'state', state)
 end
 
 local function make_ready(p, id, prio, at)

@@ -1,7 +1,7 @@
 -- Records how attempts ended. ARGV: prefix, now, then 7 per attempt: id, attempt, kind
 -- ('ok', 'retry', 'fail', 'crash', 'reject', 'release', 'cancel'), data (the result, or
 -- the failure as JSON), the failure as text, the failures the caller read, and the wait
--- before a retry (computed by the caller from those failures).
+-- before a retry (computed by the caller from those failures; both read for 'retry' only).
 -- Returns per attempt the task's new state, 'fenced' (not the current attempt), or
 -- 'stale' (the failures changed since the caller read them: read again and retry).
 local p, now = ARGV[1], clock(ARGV[2])
@@ -12,7 +12,7 @@ for i = 3, #ARGV, 7 do
   local f = redis.call('HMGET', t, 'state', 'attempt', 'failures', 'max_retries', 'priority')
   if f[1] ~= 'running' or f[2] ~= ARGV[i + 1] then
     out[#out + 1] = 'fenced'
-  elseif (kind == 'retry' or kind == 'fail') and f[3] ~= ARGV[i + 5] then
+  elseif kind == 'retry' and f[3] ~= ARGV[i + 5] then
     out[#out + 1] = 'stale'
   else
     unlease(p, id, t)
