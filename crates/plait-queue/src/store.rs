@@ -200,6 +200,15 @@ pub trait Store: Send + Sync + 'static {
     /// A storage failure.
     fn workers(&self) -> Result<Vec<WorkerInfo>>;
 
+    /// Takes a token from the rate limit named `name` (a token bucket the store keeps,
+    /// shared by every handle and worker on it, created full on first use): `None` if one
+    /// was taken, so a task of that name may start now; else how long until one is there.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure; then no token was taken.
+    fn take_token(&self, name: &str, limit: crate::RateLimit) -> Result<Option<Duration>>;
+
     /// Now, by the clock the store keeps its times by (leases, delays, the registry's).
     fn now(&self) -> Millis;
 }

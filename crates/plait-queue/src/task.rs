@@ -380,6 +380,7 @@ pub struct Lease {
 
 /// How an attempt ended, as its worker reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// It succeeded with this result.
     Succeeded(Vec<u8>),
@@ -401,6 +402,9 @@ pub enum Outcome {
     /// It did not run to its end and is handed back uncharged: its worker is shutting
     /// down.
     Released,
+    /// It did not start, and is handed back uncharged to wait this long: its rate limit
+    /// had no token for it.
+    Deferred(std::time::Duration),
     /// It stopped because it was cancelled.
     Cancelled,
 }

@@ -58,7 +58,7 @@ fn a_queue_written_by_a_newer_plait_is_refused_with_both_versions() {
             error,
             QueueError::SchemaTooNew {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -66,8 +66,8 @@ fn a_queue_written_by_a_newer_plait_is_refused_with_both_versions() {
     );
 }
 
-/// A queue of the first layout (before the worker registry) is brought up to date when it
-/// is opened, its tasks kept.
+/// A queue of the first layout (before the worker registry and the rate limits) is brought
+/// up to date when it is opened, its tasks kept.
 #[test]
 fn a_queue_of_the_first_layout_is_upgraded_in_place() {
     let folder = TempFolder::new("upgrade");
@@ -84,7 +84,7 @@ fn a_queue_of_the_first_layout_is_upgraded_in_place() {
         .unwrap()
         .execute_batch(
             "DROP TABLE workers; DROP TABLE counts; DROP INDEX tasks_delayed;
-             PRAGMA user_version = 1;",
+             DROP TABLE limits; PRAGMA user_version = 1;",
         )
         .unwrap();
     let store = SqliteStore::open(&path).unwrap();
@@ -93,11 +93,17 @@ fn a_queue_of_the_first_layout_is_upgraded_in_place() {
     assert_eq!(queues.len(), 1, "the counts are made from the tasks");
     assert_eq!(queues[0].ready, 1);
     assert!(store.workers().unwrap().is_empty(), "the registry is there");
+    let limit = plait_queue::RateLimit::per_second(1.0);
+    assert_eq!(
+        store.take_token("t", limit).unwrap(),
+        None,
+        "the limits are there"
+    );
     let version: i64 = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[test]

@@ -34,6 +34,11 @@ pub(crate) struct WorkerArgs {
     /// (default 30s).
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     grace: String,
+    /// Start at most RATE tasks named NAME (a registered task, or a command's program),
+    /// across every worker given the same limit: `--rate-limit convert=10/s` (also /m,
+    /// /h). Repeat for more.
+    #[arg(long = "rate-limit", value_name = "NAME=RATE")]
+    rate_limits: Vec<String>,
 }
 
 pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
@@ -53,6 +58,18 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
     }
     if let Some(n) = args.processes {
         builder = builder.processes(n);
+    }
+    for given in &args.rate_limits {
+        let (name, rate) = given
+            .split_once('=')
+            .filter(|(name, _)| !name.is_empty())
+            .ok_or_else(|| {
+                format!("--rate-limit {given:?}: write it as NAME=RATE, say convert=10/s")
+            })?;
+        let limit = rate
+            .parse()
+            .map_err(|e| format!("--rate-limit {given:?}: {e}"))?;
+        builder = builder.rate_limit(name, limit);
     }
     let worker = builder.build().map_err(|e| e.to_string())?;
     let stopper = worker.stopper();
@@ -94,12 +111,14 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<ExitCode, String> {
     drop(signals);
     eprintln!(
         "plait: worker stopped: {} succeeded, {} failed, {} crashed, {} rejected, {} handed \
-         back, {} cancelled, {} refused (their leases had been lost)",
+         back, {} deferred by rate limits, {} cancelled, {} refused (their leases had been \
+         lost)",
         report.succeeded,
         report.failed,
         report.crashed,
         report.rejected,
         report.released,
+        report.deferred,
         report.cancelled,
         report.fenced
     );

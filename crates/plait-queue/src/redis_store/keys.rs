@@ -7,6 +7,7 @@
 //! | `NS:ids` | string | the last task id handed out |
 //! | `NS:queues` | set | every queue name ever used |
 //! | `NS:workers` | hash | each worker's record, as JSON |
+//! | `NS:limits:{NAME}` | hash | a rate limit's token bucket |
 //! | `NS:{Q}:t:ID` | hash | a task |
 //! | `NS:{Q}:ready:PRIO`, `NS:{Q}:prios` | sorted sets | ready tasks by priority level |
 //! | `NS:{Q}:delayed`, `leases`, `dead`, `expiry` | sorted sets | by when |
@@ -41,6 +42,11 @@ impl Keys {
 
     pub(super) fn workers(&self) -> String {
         format!("{}:workers", self.namespace)
+    }
+
+    /// A rate limit's token bucket (a key of its own, tagged by the limit's name).
+    pub(super) fn limit(&self, name: &str) -> String {
+        format!("{}:limits:{{{name}}}", self.namespace)
     }
 
     /// What every key of `queue` starts with.

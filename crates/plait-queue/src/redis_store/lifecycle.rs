@@ -33,7 +33,7 @@ fn outcome_args(outcome: &Outcome) -> (&'static str, Vec<u8>, String) {
         Outcome::Failed { failure: f, .. } => failure("fail", f),
         Outcome::Crashed(f) => failure("crash", f),
         Outcome::Rejected(f) => failure("reject", f),
-        Outcome::Released => ("release", Vec::new(), String::new()),
+        Outcome::Released | Outcome::Deferred(_) => ("release", Vec::new(), String::new()),
         Outcome::Cancelled => failure(
             "cancel",
             &Failure::new(FailureKind::Cancelled, "cancelled while it ran"),
@@ -236,7 +236,11 @@ pub(super) fn complete(
                     ..RetryPolicy::never()
                 };
                 let failures = failures.unwrap_or(0);
-                let wait = policy.backoff_before(*id, failures + 1);
+                // The wait before a retry, or before a deferred task may start.
+                let wait = match outcome {
+                    Outcome::Deferred(wait) => *wait,
+                    _ => policy.backoff_before(*id, failures + 1),
+                };
                 invocation
                     .arg(padded(*id))
                     .arg(*attempt)

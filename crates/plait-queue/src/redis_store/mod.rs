@@ -35,6 +35,7 @@ use redis::Commands;
 
 use crate::clock::{Clock, Millis, SystemClock};
 use crate::error::Result;
+use crate::rate::RateLimit;
 use crate::registry::WorkerInfo;
 use crate::sqlite::DEFAULT_PAYLOAD_LIMIT;
 use crate::store::{DEFAULT_RESULT_LIMIT, Store};
@@ -411,6 +412,19 @@ impl Store for RedisStore {
 
     fn workers(&self) -> Result<Vec<WorkerInfo>> {
         admin::workers(self)
+    }
+
+    fn take_token(&self, name: &str, limit: RateLimit) -> Result<Option<Duration>> {
+        let held: String = self.link.call(false, |c| {
+            self.scripts
+                .take_token
+                .key(self.keys.limit(name))
+                .arg(self.now_arg())
+                .arg(limit.rate())
+                .arg(limit.burst_size())
+                .invoke(c)
+        })?;
+        Ok((held != "taken").then(|| limit.wait_for_token(held.parse().unwrap_or(0.0))))
     }
 
     fn now(&self) -> Millis {

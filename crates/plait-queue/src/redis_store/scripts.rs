@@ -25,6 +25,7 @@ pub(super) struct Scripts {
     pub(super) requeue_dead: Script,
     pub(super) purge: Script,
     pub(super) expire: Script,
+    pub(super) take_token: Script,
 }
 
 impl Scripts {
@@ -39,6 +40,7 @@ impl Scripts {
             requeue_dead: script!("requeue_dead.lua"),
             purge: script!("purge.lua"),
             expire: script!("expire.lua"),
+            take_token: script!("take_token.lua"),
         }
     }
 }

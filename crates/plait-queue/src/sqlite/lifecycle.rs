@@ -355,12 +355,16 @@ fn record(
             bury(tx, row, attempt, None, &to_json(failure), &reason, now)?;
             Ok(State::Dead)
         }
-        Outcome::Released => {
+        Outcome::Released | Outcome::Deferred(_) => {
+            let wait = match outcome {
+                Outcome::Deferred(wait) => millis(*wait),
+                _ => 0,
+            };
             tx.prepare_cached(
                 "UPDATE tasks SET state = ?1, ready_at = ?2, lease_until = NULL
                   WHERE id = ?3 AND attempt = ?4",
             )?
-            .execute(params![QUEUED, now, row, attempt])?;
+            .execute(params![QUEUED, now.saturating_add(wait), row, attempt])?;
             Ok(State::Queued)
         }
         Outcome::Cancelled => {

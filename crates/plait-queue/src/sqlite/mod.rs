@@ -416,6 +416,11 @@ impl Store for SqliteStore {
         self.read(registry::list)
     }
 
+    fn take_token(&self, name: &str, limit: crate::RateLimit) -> Result<Option<Duration>> {
+        let now = self.now();
+        self.write_quietly(|tx| registry::take_token(tx, name, limit, now))
+    }
+
     fn now(&self) -> Millis {
         self.clock.now()
     }

@@ -1,4 +1,4 @@
-//! The embedded store's worker registry.
+//! The embedded store's worker registry, and its rate limits' token buckets.
 
 use rusqlite::{Connection, Row, Transaction, params};
 
@@ -85,4 +85,34 @@ fn worker_info(row: &Row<'_>) -> rusqlite::Result<WorkerInfo> {
         stopped_at: row.get(10)?,
         lease_ms: count(11)?,
     })
+}
+
+/// Takes a token from the bucket `name` (made full on first use), refilled for the time
+/// since it was last drawn from; `None` if taken, else how long until one is there.
+pub(super) fn take_token(
+    tx: &Transaction<'_>,
+    name: &str,
+    limit: crate::RateLimit,
+    now: Millis,
+) -> rusqlite::Result<Option<std::time::Duration>> {
+    use rusqlite::OptionalExtension;
+    let burst = f64::from(limit.burst_size());
+    let held: Option<(f64, Millis)> = tx
+        .prepare_cached("SELECT tokens, at FROM limits WHERE name = ?1")?
+        .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let (tokens, at) = held.unwrap_or((burst, now));
+    let elapsed = (now - at).max(0) as f64 / 1000.0;
+    let tokens = (tokens + elapsed * limit.rate()).min(burst);
+    let (left, taken) = if tokens >= 1.0 {
+        (tokens - 1.0, true)
+    } else {
+        (tokens, false)
+    };
+    tx.prepare_cached(
+        "INSERT INTO limits (name, tokens, at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
+    )?
+    .execute(params![name, left, now])?;
+    Ok((!taken).then(|| limit.wait_for_token(tokens)))
 }

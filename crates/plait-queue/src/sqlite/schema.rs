@@ -6,7 +6,7 @@ use rusqlite::Connection;
 pub(super) const APPLICATION_ID: i32 = 0x706c_5131;
 
 /// The layout this build writes (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// States as stored: small integers, so the ready index stays compact.
 pub(super) const QUEUED: i64 = 0;
@@ -87,6 +87,15 @@ CREATE INDEX tasks_delayed ON tasks (queue, ready_at) WHERE state = 0 AND ready_
 ";
 
 /// What [`prepare`] found.
+const SCHEMA_V3: &str = "
+-- Rate limits: a token bucket per task name, shared by every worker on the file.
+CREATE TABLE limits (
+    name   TEXT    PRIMARY KEY,
+    tokens REAL    NOT NULL,
+    at     INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 pub(super) enum Found {
     /// The file holds a queue of this layout (or was empty, and now does).
     Ready,
@@ -113,6 +122,7 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<Found> {
         }
         tx.execute_batch(SCHEMA_V1)?;
         tx.execute_batch(SCHEMA_V2)?;
+        tx.execute_batch(SCHEMA_V3)?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
@@ -128,6 +138,9 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<Found> {
     // An older layout is brought up to date, in the same transaction: all or nothing.
     if version < 2 {
         tx.execute_batch(SCHEMA_V2)?;
+    }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;

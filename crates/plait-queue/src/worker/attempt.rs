@@ -144,6 +144,22 @@ fn registered(name: &str, version: u32) -> Result<(), Outcome> {
     Ok(())
 }
 
+/// The name a rate limit knows a task by: a registered task's name, or a command's program
+/// (its file name); `None` for a payload that does not read.
+pub(super) fn task_name(payload: &[u8]) -> Option<String> {
+    match Payload::decode(payload).ok()? {
+        Payload::Command { argv, .. } => {
+            let program = argv.first()?;
+            Some(
+                std::path::Path::new(program)
+                    .file_name()
+                    .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned()),
+            )
+        }
+        Payload::Task { name, .. } | Payload::Encoded { name, .. } => Some(name),
+    }
+}
+
 /// The outcome of a run that was not cancelled by the worker.
 pub(super) fn outcome(ended: Ended, time_limit: Option<Duration>) -> Outcome {
     match ended {

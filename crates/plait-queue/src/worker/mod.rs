@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use plait::{CancelHandle, Runtime};
 
 use crate::error::Result;
+use crate::rate::RateLimit;
 use crate::registry::{WorkerInfo, host_name};
 use crate::store::{Store, check_queue_name};
-use crate::task::{Beat, Completion, Outcome, State, TaskId};
+use crate::task::{Beat, Completion, Lease, Outcome, State, TaskId};
 use attempt::Ended;
 
 /// How long an idle worker waits for work before it looks again on its own (waits are
@@ -41,6 +42,7 @@ pub struct WorkerBuilder {
     grace: Duration,
     name: Option<String>,
     processes: Option<usize>,
+    limits: HashMap<String, RateLimit>,
 }
 
 impl WorkerBuilder {
@@ -58,6 +60,15 @@ impl WorkerBuilder {
     /// the machine's cores). Each command runs in a process of its own.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
+        self
+    }
+
+    /// Starts at most `limit` tasks named `name` (a registered task's name, or a
+    /// command's program, `convert` for `/usr/bin/convert`), across every worker on the
+    /// store that sets the same limit: they draw from one token bucket the store keeps. A
+    /// task without a token goes back to its queue uncharged, to start once one is there.
+    pub fn rate_limit(mut self, name: impl Into<String>, limit: RateLimit) -> Self {
+        self.limits.insert(name.into(), limit);
         self
     }
 
@@ -139,6 +150,7 @@ impl WorkerBuilder {
             lease: self.lease.max(Duration::from_millis(30)),
             grace: self.grace,
             name,
+            limits: self.limits,
             messages,
             inbox,
         })
@@ -179,6 +191,7 @@ pub struct Worker {
     lease: Duration,
     grace: Duration,
     name: String,
+    limits: HashMap<String, RateLimit>,
     messages: Sender<Message>,
     inbox: Receiver<Message>,
 }
@@ -214,6 +227,8 @@ pub struct WorkerReport {
     pub rejected: u64,
     /// Attempts handed back uncharged (the worker was stopping).
     pub released: u64,
+    /// Tasks handed back to wait for their rate limit's next token.
+    pub deferred: u64,
     /// Attempts stopped because they were cancelled.
     pub cancelled: u64,
     /// Completions the store refused: the lease had been lost meanwhile.
@@ -271,6 +286,7 @@ impl Worker {
             grace: Duration::from_secs(30),
             name: None,
             processes: None,
+            limits: HashMap::new(),
         }
     }
 
@@ -436,12 +452,15 @@ impl Loop {
                 }
                 Err(error) => return Err(error),
             };
-        if leases.len() < free {
-            // Nothing more for now: look again when something is enqueued.
-            self.looking = true;
-            let _ = self.want_work.send(());
-        }
+        let mut started = 0;
+        let reserved = leases.len();
         for lease in leases {
+            if let Some(wait) = self.rate_limited(&lease) {
+                self.ended
+                    .push((lease.id, lease.attempt, Outcome::Deferred(wait)));
+                continue;
+            }
+            started += 1;
             match attempt::start(&self.worker.rt, &lease, &self.worker.name) {
                 Ok(started) => {
                     let tell = self.worker.messages.clone();
@@ -469,7 +488,27 @@ impl Loop {
                 Err(outcome) => self.ended.push((lease.id, lease.attempt, outcome)),
             }
         }
+        if reserved < free || started < reserved {
+            // Nothing more for now, or tasks that wait for their rate limit: look again
+            // when something is enqueued or becomes due.
+            self.looking = true;
+            let _ = self.want_work.send(());
+        }
         Ok(())
+    }
+
+    /// How long the task must wait for its rate limit, if it has one and no token is
+    /// there now. A store that cannot be asked defers it briefly: no limit is overrun.
+    fn rate_limited(&self, lease: &Lease) -> Option<Duration> {
+        if self.worker.limits.is_empty() {
+            return None;
+        }
+        let name = attempt::task_name(&lease.payload)?;
+        let limit = self.worker.limits.get(&name)?;
+        match self.worker.store.take_token(&name, *limit) {
+            Ok(wait) => wait,
+            Err(_) => Some(STORAGE_RETRY),
+        }
     }
 
     /// Reports the ended attempts in one batch.
@@ -495,6 +534,7 @@ impl Loop {
                 (Completion::Recorded(_), Outcome::Crashed(_)) => tally.crashed += 1,
                 (Completion::Recorded(_), Outcome::Rejected(_)) => tally.rejected += 1,
                 (Completion::Recorded(_), Outcome::Released) => tally.released += 1,
+                (Completion::Recorded(_), Outcome::Deferred(_)) => tally.deferred += 1,
                 (Completion::Recorded(State::Cancelled), _) | (_, Outcome::Cancelled) => {
                     tally.cancelled += 1;
                 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use plait_queue::{
     Beat, Cancel, Completion, ErrorKind, Failure, FailureKind, ManualClock, NewTask, Outcome,
-    Payload, QueueError, RetryPolicy, State, Store, TaskId, WorkerInfo, WorkerState,
+    Payload, QueueError, RateLimit, RetryPolicy, State, Store, TaskId, WorkerInfo, WorkerState,
 };
 
 /// One store for a check: its clock, and a way to open more handles on the same storage
@@ -76,6 +76,8 @@ macro_rules! conformance_suite {
             ids_are_never_reused,
             workers_are_registered_renewed_and_stopped,
             workers_gone_for_a_day_are_forgotten,
+            a_rate_limits_tokens_are_shared_by_every_handle,
+            a_deferred_task_waits_uncharged,
         );
     };
     (@each $fixture:path; $($check:ident),* $(,)?) => {
@@ -936,4 +938,62 @@ pub(crate) fn workers_gone_for_a_day_are_forgotten(f: &Fixture) {
         .map(|w| w.name)
         .collect();
     assert_eq!(names, ["alive"]);
+}
+
+pub(crate) fn a_rate_limits_tokens_are_shared_by_every_handle(f: &Fixture) {
+    let (one, two) = (f.store(), f.store());
+    let limit = RateLimit::per_second(4.0).burst(2);
+    // Full at first: a burst of two, from either handle.
+    assert_eq!(one.take_token("resize", limit).unwrap(), None);
+    assert_eq!(two.take_token("resize", limit).unwrap(), None);
+    let wait = one
+        .take_token("resize", limit)
+        .unwrap()
+        .expect("the bucket is empty");
+    assert_eq!(
+        wait,
+        Duration::from_millis(250),
+        "one token a quarter second"
+    );
+    // Another name has a bucket of its own.
+    assert_eq!(two.take_token("other", limit).unwrap(), None);
+    f.clock.advance(Duration::from_millis(250));
+    assert_eq!(two.take_token("resize", limit).unwrap(), None);
+    assert!(one.take_token("resize", limit).unwrap().is_some());
+    // Refilled no further than the burst, however long the quiet spell.
+    f.clock.advance(Duration::from_secs(3600));
+    let taken = (0..5)
+        .filter(|_| one.take_token("resize", limit).unwrap().is_none())
+        .count();
+    assert_eq!(taken, 2);
+}
+
+pub(crate) fn a_deferred_task_waits_uncharged(f: &Fixture) {
+    let store = f.store();
+    let id = store.enqueue(&command("limited")).unwrap().id;
+    let lease = store
+        .reserve("w", &["default"], 1, LEASE)
+        .unwrap()
+        .remove(0);
+    let wait = Duration::from_secs(10);
+    assert_eq!(
+        store
+            .complete(&[(id, lease.attempt, Outcome::Deferred(wait))])
+            .unwrap(),
+        [Completion::Recorded(State::Queued)]
+    );
+    f.clock.advance(wait - Duration::from_millis(1));
+    assert!(
+        store
+            .reserve("w", &["default"], 1, LEASE)
+            .unwrap()
+            .is_empty(),
+        "it waits for its token"
+    );
+    f.clock.advance(Duration::from_millis(1));
+    let again = store
+        .reserve("w", &["default"], 1, LEASE)
+        .unwrap()
+        .remove(0);
+    assert_eq!((again.id, again.failures, again.crashes), (id, 0, 0));
 }

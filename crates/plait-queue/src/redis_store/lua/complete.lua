@@ -42,9 +42,11 @@ for i = 3, #ARGV, 7 do
       redis.call('HSET', t, 'error', data)
       out[#out + 1] = bury(p, id, t, now, data, 'no worker can run it: ' .. text)
     elseif kind == 'release' then
-      redis.call('HSET', t, 'state', 'queued', 'ready_at', now)
+      -- Handed back uncharged; deferred by a rate limit, after the wait given.
+      local at = now + tonumber(ARGV[i + 6])
+      redis.call('HSET', t, 'state', 'queued', 'ready_at', at)
       count(p, 'queued', 1)
-      enqueue_at(p, id, f[5], now, now)
+      enqueue_at(p, id, f[5], at, now)
       out[#out + 1] = 'queued'
     else
       redis.call('HSET', t, 'error', data, 'reason', 'cancelled while it ran')
