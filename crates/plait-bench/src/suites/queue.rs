@@ -210,26 +210,8 @@ impl Queue {
         elapsed
     }
 
-    /// Enqueues one task at a time, each once the last has finished; how long each took
-    /// from its enqueue to its start in a worker process.
     fn latencies(&self, samples: u64) -> Vec<Duration> {
-        (0..samples)
-            .map(|_| {
-                let payload = Payload::task("bench.since", 1, &now_us()).expect("a u64 is JSON");
-                let id = self
-                    .store
-                    .enqueue(&NewTask::new(payload.encode()))
-                    .expect("the enqueue is stored")
-                    .id;
-                let task = self
-                    .store
-                    .wait_finished(id, Duration::from_secs(60))
-                    .expect("the result is kept");
-                let micros: u64 = serde_json::from_slice(&task.result.expect("it succeeded"))
-                    .expect("a number of microseconds");
-                Duration::from_micros(micros)
-            })
-            .collect()
+        latencies(self.store.as_ref(), samples)
     }
 
     fn stop(self) {
@@ -237,4 +219,26 @@ impl Queue {
         let _ = self.worker.join();
         let _ = std::fs::remove_dir_all(&self.folder);
     }
+}
+
+/// Enqueues one task at a time, each once the last has finished; how long each took
+/// from its enqueue to its start in a worker process.
+/// Enqueues one task at a time, each once the last has finished; how long each took from
+/// its enqueue to its start in a worker process (`bench.since`, by this machine's clock).
+pub(crate) fn latencies(store: &dyn Store, samples: u64) -> Vec<Duration> {
+    (0..samples)
+        .map(|_| {
+            let payload = Payload::task("bench.since", 1, &now_us()).expect("a u64 is JSON");
+            let id = store
+                .enqueue(&NewTask::new(payload.encode()))
+                .expect("the enqueue is stored")
+                .id;
+            let task = store
+                .wait_finished(id, Duration::from_secs(60))
+                .expect("the result is kept");
+            let micros: u64 = serde_json::from_slice(&task.result.expect("it succeeded"))
+                .expect("a number of microseconds");
+            Duration::from_micros(micros)
+        })
+        .collect()
 }

@@ -71,7 +71,7 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
         );
         if workers == 1 {
             let samples = ctx.n(2_000);
-            let mut latencies = latencies(&store, samples);
+            let mut latencies = super::queue::latencies(&store, samples);
             latencies.sort_unstable();
             let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
             rows.push(
@@ -133,27 +133,6 @@ fn end_to_end(store: &RedisStore, n: u64, batched: bool) -> Duration {
         assert_eq!(task.result, Some(i.to_string().into_bytes()));
     }
     elapsed
-}
-
-/// One task at a time, each once the last has finished: how long each took from its
-/// enqueue to its start in a worker's process (`bench.since`, by this machine's clock).
-fn latencies(store: &RedisStore, samples: u64) -> Vec<Duration> {
-    (0..samples)
-        .map(|_| {
-            let payload =
-                Payload::task("bench.since", 1, &super::queue::now_us()).expect("a u64 is JSON");
-            let id = store
-                .enqueue(&NewTask::new(payload.encode()))
-                .expect("the enqueue is stored")
-                .id;
-            let task = store
-                .wait_finished(id, Duration::from_secs(60))
-                .expect("the result is kept");
-            let micros: u64 = serde_json::from_slice(&task.result.expect("it succeeded"))
-                .expect("a number of microseconds");
-            Duration::from_micros(micros)
-        })
-        .collect()
 }
 
 /// A redis-server of the suite's own, without persistence, killed on drop.

@@ -85,10 +85,7 @@ pub(super) fn requeue_dead(store: &RedisStore, ids: Option<&[TaskId]>) -> Result
     for (queue, members) in groups {
         let n: usize = store.link.call(true, |c| {
             store
-                .scripts
-                .requeue_dead
-                .key(store.keys.counts(&queue))
-                .arg(store.keys.prefix(&queue))
+                .on_queue(&store.scripts.requeue_dead, &queue)
                 .arg(store.now_arg())
                 .arg(&members)
                 .invoke(c)
@@ -108,10 +105,7 @@ pub(super) fn purge(store: &RedisStore, queue: Option<&str>) -> Result<usize> {
         loop {
             let ids: Vec<String> = store.link.call(true, |c| {
                 store
-                    .scripts
-                    .purge
-                    .key(store.keys.counts(&queue))
-                    .arg(store.keys.prefix(&queue))
+                    .on_queue(&store.scripts.purge, &queue)
                     .arg(BATCH)
                     .invoke(c)
             })?;
@@ -131,10 +125,7 @@ pub(super) fn expire_results(store: &RedisStore) -> Result<usize> {
         loop {
             let ids: Vec<String> = store.link.call(true, |c| {
                 store
-                    .scripts
-                    .expire
-                    .key(store.keys.counts(&queue))
-                    .arg(store.keys.prefix(&queue))
+                    .on_queue(&store.scripts.expire, &queue)
                     .arg(store.now_arg())
                     .arg(BATCH)
                     .invoke(c)

@@ -133,10 +133,7 @@ pub(super) fn reserve(
         }
         let (lease_until, tasks): Reserved = store.link.call(false, |c| {
             store
-                .scripts
-                .reserve
-                .key(store.keys.counts(queue))
-                .arg(store.keys.prefix(queue))
+                .on_queue(&store.scripts.reserve, queue)
                 .arg(store.now_arg())
                 .arg(worker)
                 .arg(max - leases.len())
@@ -169,12 +166,8 @@ pub(super) fn heartbeat(
     let ids: Vec<TaskId> = attempts.iter().map(|(id, _)| *id).collect();
     let mut beats = vec![Beat::Lost; attempts.len()];
     for (queue, members) in store.by_queue(&ids)? {
-        let mut invocation = store.scripts.heartbeat.prepare_invoke();
-        invocation
-            .key(store.keys.counts(&queue))
-            .arg(store.keys.prefix(&queue))
-            .arg(store.now_arg())
-            .arg(millis(lease));
+        let mut invocation = store.on_queue(&store.scripts.heartbeat, &queue);
+        invocation.arg(store.now_arg()).arg(millis(lease));
         for &i in &members {
             invocation.arg(padded(attempts[i].0)).arg(attempts[i].1);
         }
@@ -222,11 +215,8 @@ pub(super) fn complete(
             } else {
                 vec![(None, None, None); members.len()]
             };
-            let mut invocation = store.scripts.complete.prepare_invoke();
-            invocation
-                .key(store.keys.counts(&queue))
-                .arg(store.keys.prefix(&queue))
-                .arg(store.now_arg());
+            let mut invocation = store.on_queue(&store.scripts.complete, &queue);
+            invocation.arg(store.now_arg());
             for (&i, (failures, backoff, max_backoff)) in members.iter().zip(&policies) {
                 let (id, attempt, outcome) = &ended[i];
                 let (kind, data, text) = outcome_args(outcome);
@@ -270,10 +260,7 @@ pub(super) fn reclaim_expired(store: &RedisStore) -> Result<usize> {
     for queue in store.all_queues()? {
         let n: usize = store.link.call(false, |c| {
             store
-                .scripts
-                .reclaim
-                .key(store.keys.counts(&queue))
-                .arg(store.keys.prefix(&queue))
+                .on_queue(&store.scripts.reclaim, &queue)
                 .arg(store.now_arg())
                 .invoke(c)
         })?;
@@ -288,10 +275,7 @@ pub(super) fn cancel(store: &RedisStore, id: TaskId) -> Result<Cancel> {
     let failure = Failure::new(FailureKind::Cancelled, "cancelled before it ran");
     let answer: String = store.link.call(true, |c| {
         store
-            .scripts
-            .cancel
-            .key(store.keys.counts(&queue))
-            .arg(store.keys.prefix(&queue))
+            .on_queue(&store.scripts.cancel, &queue)
             .arg(store.now_arg())
             .arg(padded(id))
             .arg(serde_json::to_string(&failure).unwrap_or_default())

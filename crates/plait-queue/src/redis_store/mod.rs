@@ -212,6 +212,15 @@ impl RedisStore {
         self.link.server()
     }
 
+    /// `script` over `queue`'s keys: routed by one of them, given their prefix.
+    fn on_queue<'a>(&self, script: &'a redis::Script, queue: &str) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.keys.counts(queue))
+            .arg(self.keys.prefix(queue));
+        invocation
+    }
+
     /// Now, as the scripts take it: the caller's clock, or empty for the server's.
     fn now_arg(&self) -> String {
         self.clock
