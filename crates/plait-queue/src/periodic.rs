@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use croner::Cron;
-use croner::parser::{CronParser, Seconds};
 
 use crate::clock::Millis;
 use crate::error::Result;
@@ -81,10 +80,9 @@ impl Schedule {
         task: NewTask,
     ) -> std::result::Result<Schedule, ScheduleError> {
         let name = name.into();
-        let parsed = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .build()
-            .parse(cron)
+        let parsed = Cron::new(cron)
+            .with_seconds_optional()
+            .parse()
             .map_err(|error| ScheduleError {
                 name: name.clone(),
                 pattern: cron.to_owned(),
@@ -118,29 +116,32 @@ impl Schedule {
         &self.pattern
     }
 
-    /// The latest tick at or before `now`, and how many ticks before it (after `since`)
-    /// were missed; `None` if there is no tick after `since` up to `now`, or if the latest
-    /// is older than the grace.
+    /// The latest tick after `since` and at or before `now`, with how many ticks before it
+    /// (after `since`) were missed; `None` if there is none. A latest tick older than the
+    /// grace does not fire, and is counted among the missed. (At most a million ticks are
+    /// counted.)
     #[must_use]
-    pub fn due(&self, now: Millis, since: Option<Millis>) -> Option<Due> {
-        let at = utc(now)?;
-        let latest = self.cron.find_previous_occurrence(&at, true).ok()?;
-        let tick = latest.timestamp_millis();
-        if since.is_some_and(|since| tick <= since) {
-            return None;
+    pub fn due(&self, now: Millis, since: Millis) -> Option<Due> {
+        let mut at = utc(since)?;
+        let mut latest = None;
+        let mut ticks: u64 = 0;
+        while ticks < 1_000_000 {
+            match self.cron.find_next_occurrence(&at, false) {
+                Ok(next) if next.timestamp_millis() <= now => {
+                    ticks += 1;
+                    latest = Some(next.timestamp_millis());
+                    at = next;
+                }
+                _ => break,
+            }
         }
+        let tick = latest?;
         let late = Duration::from_millis(u64::try_from(now - tick).unwrap_or(0));
-        if late > self.grace {
-            return Some(Due {
-                tick,
-                missed: 1 + self.ticks_between(since, tick),
-                fire: false,
-            });
-        }
+        let fire = late <= self.grace;
         Some(Due {
             tick,
-            missed: self.ticks_between(since, tick),
-            fire: true,
+            missed: if fire { ticks - 1 } else { ticks },
+            fire,
         })
     }
 
@@ -167,25 +168,6 @@ impl Schedule {
             .key(format!("plait-beat:{}:{tick}", self.name))
             .result_ttl(keep);
         store.enqueue(&task)
-    }
-
-    /// How many ticks lie strictly between `since` and `tick` (at most 1,000,000 are
-    /// counted).
-    fn ticks_between(&self, since: Option<Millis>, tick: Millis) -> u64 {
-        let Some(mut at) = since.and_then(utc) else {
-            return 0;
-        };
-        let mut count = 0;
-        while count < 1_000_000 {
-            match self.cron.find_next_occurrence(&at, false) {
-                Ok(next) if next.timestamp_millis() < tick => {
-                    count += 1;
-                    at = next;
-                }
-                _ => break,
-            }
-        }
-        count
     }
 }
 
@@ -300,12 +282,12 @@ impl Ticker {
     pub fn run(self, mut told: impl FnMut(Fired)) {
         let now = self.store.now();
         // A tick missed within the grace before this ticker started fires once.
-        let mut handled: Vec<Option<Millis>> = self
+        let mut handled: Vec<Millis> = self
             .schedules
             .iter()
             .map(|s| {
                 let grace = Millis::try_from(s.grace.as_millis()).unwrap_or(Millis::MAX);
-                Some(now.saturating_sub(grace).saturating_sub(1))
+                now.saturating_sub(grace).saturating_sub(1000)
             })
             .collect();
         loop {
@@ -325,12 +307,12 @@ impl Ticker {
                     });
                 }
                 if !due.fire {
-                    *handled = Some(due.tick);
+                    *handled = due.tick;
                     continue;
                 }
                 match schedule.fire(self.store.as_ref(), due.tick) {
                     Ok(enqueued) => {
-                        *handled = Some(due.tick);
+                        *handled = due.tick;
                         told(Fired::Enqueued {
                             schedule: schedule.name.clone(),
                             tick: due.tick,
@@ -391,12 +373,14 @@ mod tests {
     #[test]
     fn the_latest_tick_is_due_once_within_the_grace() {
         let s = nightly();
-        let due = s.due(at("2026-12-07T03:20:00Z"), None).unwrap();
+        let due = s
+            .due(at("2026-12-07T03:20:00Z"), at("2026-12-07T02:20:00Z"))
+            .unwrap();
         assert_eq!(due.tick, at("2026-12-07T03:00:00Z"));
         assert!(due.fire);
         assert_eq!(due.missed, 0);
         // Once handled, not again until the next.
-        assert_eq!(s.due(at("2026-12-07T04:00:00Z"), Some(due.tick)), None);
+        assert_eq!(s.due(at("2026-12-07T04:00:00Z"), due.tick), None);
         assert_eq!(
             s.next_after(at("2026-12-07T03:20:00Z")),
             Some(at("2026-12-08T03:00:00Z"))
@@ -408,7 +392,7 @@ mod tests {
         let s = nightly();
         // Down for three nights: the latest fires (within the grace), two are skipped.
         let due = s
-            .due(at("2026-12-10T03:30:00Z"), Some(at("2026-12-07T03:00:00Z")))
+            .due(at("2026-12-10T03:30:00Z"), at("2026-12-07T03:00:00Z"))
             .unwrap();
         assert_eq!(
             (due.tick, due.missed, due.fire),
@@ -416,7 +400,7 @@ mod tests {
         );
         // Past the grace: nothing fires, and the latest is skipped too.
         let due = s
-            .due(at("2026-12-10T05:00:00Z"), Some(at("2026-12-07T03:00:00Z")))
+            .due(at("2026-12-10T05:00:00Z"), at("2026-12-07T03:00:00Z"))
             .unwrap();
         assert_eq!((due.missed, due.fire), (3, false));
     }

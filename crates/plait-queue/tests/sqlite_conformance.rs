@@ -11,12 +11,12 @@ use common::TempFolder;
 use conformance::{Fixture, conformance_suite};
 use plait_queue::{ManualClock, SqliteStore, Store};
 
-fn fixture() -> Fixture {
+fn fixture() -> Option<Fixture> {
     let folder = TempFolder::new("conformance");
     let path = folder.path().join("queue.db");
     let clock = ManualClock::new(1_700_000_000_000);
     let opener = clock.clone();
-    Fixture::new(
+    Some(Fixture::new(
         clock,
         move || -> Arc<dyn Store> {
             Arc::new(
@@ -29,7 +29,7 @@ fn fixture() -> Fixture {
             )
         },
         folder,
-    )
+    ))
 }
 
 conformance_suite!(fixture);

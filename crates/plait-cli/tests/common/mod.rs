@@ -53,3 +53,38 @@ pub(crate) fn forget_redis_namespace(namespace: &str) {
         let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
     }
 }
+
+/// Whether a test that needs `what` may run. Without it, the test fails under CI (`CI`
+/// set: CI installs and starts what the tests need) and elsewhere (a fresh machine with
+/// Rust alone) is skipped, saying so.
+pub(crate) fn needs(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "this test needs {what}, which is not here (CI is set, so it fails rather than skip)"
+    );
+    eprintln!("skipped: this test needs {what}, which is not here (with CI set, it fails)");
+    false
+}
+
+/// Whether the test Redis server answers (see [`needs`]).
+pub(crate) fn redis_answers() -> bool {
+    let answers = redis::Client::open(redis_url())
+        .and_then(|client| client.get_connection_with_timeout(std::time::Duration::from_secs(2)))
+        .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
+        .is_ok();
+    needs(&format!("a Redis server at {}", redis_url()), answers)
+}
+
+/// Whether `program` can be started (see [`needs`]).
+pub(crate) fn program_here(program: &str) -> bool {
+    let here = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    needs(&format!("the `{program}` command"), here)
+}
