@@ -161,6 +161,7 @@ impl Builder {
                 threads,
                 coroutines,
                 processes: Arc::new(processes),
+                closing: tokio::sync::watch::Sender::new(false),
             }),
         })
     }

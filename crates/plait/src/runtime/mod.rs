@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) threads: Arc<ThreadStrand>,
     pub(crate) coroutines: Arc<CoroutineStrand>,
     pub(crate) processes: Arc<ProcessStrand>,
+    /// Turned `true` when a shutdown begins (see [`Runtime::closing`]).
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// How long dropping a runtime waits for its worker processes, and then for its coroutines

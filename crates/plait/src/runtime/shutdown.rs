@@ -74,6 +74,32 @@ impl fmt::Display for ShutdownReport {
 }
 
 impl Runtime {
+    /// Resolves once [`shutdown`](Runtime::shutdown) has begun: the cue for a coroutine
+    /// that runs until told, such as a server's accept loop, to stop taking new work and
+    /// finish what it holds before the shutdown's timeout runs out (the shutdown waits for
+    /// it as for any task).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = plait::Runtime::new()?;
+    /// let closing = rt.closing();
+    /// let server = rt.spawn_async(async move {
+    ///     closing.await; // until the shutdown begins: accept, serve...
+    ///     "drained"
+    /// });
+    /// let report = rt.shutdown(Duration::from_secs(5));
+    /// assert_eq!(server.join()?, "drained");
+    /// assert_eq!(report.coroutines.cancelled, 0);
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closing = self.shared.closing.subscribe();
+        async move {
+            // An error means the runtime is gone: closed all the same.
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
+    }
+
     /// Stops taking tasks, lets the tasks in flight finish for up to `timeout`, cancels
     /// whatever is left, and reports what happened to each.
     ///
@@ -110,6 +136,9 @@ impl Runtime {
     /// ```
     pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let started = Instant::now();
+        // Long-running coroutines (a server's accept loop) hear it first, and may finish
+        // what they hold within the timeout.
+        self.shared.closing.send_replace(true);
         let deadline = started.checked_add(timeout).unwrap_or_else(far_future);
         let (threads, coroutines, processes) = (
             &self.shared.threads,
