@@ -37,6 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = Runtime::new()?;
     let app = Router::new()
         .route("/hello", get(|| async { "hello\n" }))
+        // What the Python peers' hello-world servers answer, for the benchmark.
+        .route("/", get(|| async { "Hello, World!" }))
         .route(
             "/heavy",
             get(|State(rt): State<Runtime>| async move {
