@@ -220,7 +220,9 @@ impl NewTask {
     }
 
     /// An idempotency key: enqueueing again with a key the store still holds (while the
-    /// task, or its result, is kept) returns the first task's id and stores nothing.
+    /// task, or its result, is kept) returns the first task's id and stores nothing. The
+    /// embedded store holds keys across all its queues; the Redis store, per queue (a
+    /// queue's keys live on one node of a cluster), so give one key one queue.
     #[must_use]
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());

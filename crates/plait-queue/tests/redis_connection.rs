@@ -254,3 +254,35 @@ fn another_programs_keys_on_the_same_server_are_never_touched() {
         let _: () = redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
     }
 }
+
+#[test]
+fn an_id_counter_that_went_back_overwrites_no_task() {
+    if !common::redis_answers() {
+        return;
+    }
+    let namespace = RedisNamespace::new("ids-back");
+    let open = || {
+        RedisStore::builder(redis_url())
+            .namespace(namespace.0.clone())
+            .build()
+            .unwrap()
+    };
+    let first = open().enqueue(&NewTask::new(b"first".to_vec())).unwrap().id;
+    // As a failover that lost the last increments would leave it.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{}:ids", namespace.0))
+        .query(&mut conn)
+        .unwrap();
+    let error = open()
+        .enqueue(&NewTask::new(b"second".to_vec()))
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("id counter went back"),
+        "{error}"
+    );
+    let kept = open().get(first).unwrap().unwrap();
+    assert_eq!(kept.payload, b"first", "the first task is untouched");
+    assert_eq!(open().queues().unwrap()[0].ready, 1);
+}

@@ -19,13 +19,13 @@ pub(super) fn queues(store: &RedisStore) -> Result<Vec<QueueStats>> {
     let now = store.now();
     let mut stats = Vec::new();
     for queue in store.all_queues()? {
-        let (counts, scheduled): (HashMap<String, u64>, u64) = store.link.call(true, |c| {
+        let (counts, scheduled): (HashMap<String, i64>, u64) = store.link.call(true, |c| {
             redis::pipe()
                 .hgetall(store.keys.counts(&queue))
                 .zcount(store.keys.delayed(&queue), format!("({now}"), "+inf")
                 .query(c)
         })?;
-        let n = |state: &str| counts.get(state).copied().unwrap_or(0);
+        let n = |state: &str| u64::try_from(counts.get(state).copied().unwrap_or(0)).unwrap_or(0);
         let entry = QueueStats {
             ready: n("queued").saturating_sub(scheduled),
             scheduled,

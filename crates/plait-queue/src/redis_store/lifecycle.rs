@@ -40,6 +40,12 @@ fn outcome_args(outcome: &Outcome) -> (&'static str, Vec<u8>, String) {
         ),
     }
 }
+/// The most milliseconds a script is given: Lua's numbers are doubles, exact to 2^53
+/// (285,000 years), and larger ones would be stored in a form that does not read back.
+fn exact(ms: Millis) -> Millis {
+    ms.clamp(0, 1 << 53)
+}
+
 pub(super) fn enqueue_all(store: &RedisStore, tasks: &[NewTask]) -> Result<Vec<Enqueued>> {
     check_new_tasks(tasks, store.payload_limit)?;
     if tasks.is_empty() {
@@ -81,9 +87,9 @@ pub(super) fn enqueue_all(store: &RedisStore, tasks: &[NewTask]) -> Result<Vec<E
                 Start::Now => ("now", 0),
                 Start::At(at) => (
                     "at",
-                    at.duration_since(std::time::UNIX_EPOCH).map_or(0, millis),
+                    exact(at.duration_since(std::time::UNIX_EPOCH).map_or(0, millis)),
                 ),
-                Start::After(delay) => ("after", millis(delay)),
+                Start::After(delay) => ("after", exact(millis(delay))),
             };
             let retry = &task.retry;
             invocation
@@ -102,7 +108,7 @@ pub(super) fn enqueue_all(store: &RedisStore, tasks: &[NewTask]) -> Result<Vec<E
                     task.time_limit
                         .map_or_else(String::new, |l| millis(l).to_string()),
                 )
-                .arg(millis(task.result_ttl));
+                .arg(exact(millis(task.result_ttl)));
         }
         let answers: Vec<(String, u8)> = store.link.call(false, |c| invocation.invoke(c))?;
         for (&i, (id, created)) in batch.iter().zip(answers) {
@@ -131,7 +137,7 @@ pub(super) fn reserve(
         if leases.len() >= max {
             break;
         }
-        let (lease_until, tasks): Reserved = store.link.call(false, |c| {
+        let reserved: Result<Reserved> = store.link.call(false, |c| {
             store
                 .on_queue(&store.scripts.reserve, queue)
                 .arg(store.now_arg())
@@ -139,7 +145,14 @@ pub(super) fn reserve(
                 .arg(max - leases.len())
                 .arg(millis(lease))
                 .invoke(c)
-        })?;
+        });
+        let (lease_until, tasks) = match reserved {
+            Ok(reserved) => reserved,
+            // What earlier queues handed out is leased already: hand it to the worker
+            // rather than let it wait out its lease.
+            Err(_) if !leases.is_empty() => break,
+            Err(error) => return Err(error),
+        };
         for (id, attempt, payload, limit, failures, crashes) in tasks {
             let id = TaskId::new(id.parse().unwrap_or(0));
             store.remember(id, queue);
@@ -229,6 +242,7 @@ pub(super) fn complete(
                 // The wait before a retry, or before a deferred task may start.
                 let wait = match outcome {
                     Outcome::Deferred(wait) => *wait,
+                    Outcome::Released => Duration::ZERO,
                     _ => policy.backoff_before(*id, failures + 1),
                 };
                 invocation

@@ -204,16 +204,26 @@ impl Link {
     pub(super) fn blocking<T>(
         &self,
         block: Duration,
-        f: impl FnOnce(&mut Conn) -> RedisResult<T>,
+        mut f: impl FnMut(&mut Conn) -> RedisResult<T>,
     ) -> Result<T> {
         let spare = lock(&self.spares).pop();
+        let kept = spare.is_some();
         let mut conn = match spare {
             Some(conn) => conn,
             None => self.connect()?,
         };
         conn.set_read_timeout(Some(block + ANSWER_WITHIN))
             .map_err(|e| self.error(&e))?;
-        match f(&mut conn) {
+        let mut answer = f(&mut conn);
+        // A kept connection may have broken while it waited (a server restart): the reads
+        // made here are safe to make again, once, on a new one.
+        if kept && answer.as_ref().is_err_and(broken) {
+            conn = self.connect()?;
+            conn.set_read_timeout(Some(block + ANSWER_WITHIN))
+                .map_err(|e| self.error(&e))?;
+            answer = f(&mut conn);
+        }
+        match answer {
             Ok(value) => {
                 let mut spares = lock(&self.spares);
                 if spares.len() < SPARES {

@@ -13,7 +13,6 @@ use super::decode::{Fields, task_info};
 use super::keys::padded;
 use crate::clock::Millis;
 use crate::error::{QueueError, Result};
-use crate::store::Store;
 use crate::task::{TaskId, TaskInfo};
 
 /// The most lines one read takes. A read that takes this many may have fallen behind the
@@ -157,8 +156,11 @@ pub(super) fn wait_all(
             .link
             .call(true, |c| c.xrevrange_count(&events, "+", "-", 1))?;
         let mut streams = [(events, last_id(&last))];
-        let mut pending: HashMap<String, usize> =
-            members.iter().map(|&i| (padded(ids[i]), i)).collect();
+        // By id: one id may be asked for more than once.
+        let mut pending: HashMap<String, Vec<usize>> = HashMap::new();
+        for &i in &members {
+            pending.entry(padded(ids[i])).or_default().push(i);
+        }
         let mut look: Vec<usize> = members;
         loop {
             for chunk in look.chunks(GATHER) {
@@ -173,8 +175,9 @@ pub(super) fn wait_all(
                     let task = task_info(ids[i], fields)
                         .ok_or(QueueError::NotFound { id: ids[i].get() })?;
                     if task.state.is_finished() || Instant::now() >= deadline {
-                        pending.remove(&padded(ids[i]));
-                        found[i] = Some(task);
+                        for j in pending.remove(&padded(ids[i])).unwrap_or_default() {
+                            found[j] = Some(task.clone());
+                        }
                     }
                 }
             }
@@ -183,20 +186,26 @@ pub(super) fn wait_all(
                 break;
             }
             if left.is_zero() {
-                // Time is up: the rest as they stand.
-                look = pending.values().copied().collect();
-                pending.clear();
+                // Time is up: one more look takes each as it stands (past the deadline,
+                // every task read is taken).
+                look = pending
+                    .values()
+                    .filter_map(|all| all.first().copied())
+                    .collect();
                 continue;
             }
             let read = store.read_lines(&mut streams, left.min(store.look_every))?;
             look = if read.full || read.lines.is_empty() {
                 // Behind the stream, or a quiet spell: look at every task still waited for.
-                pending.values().copied().collect()
+                pending
+                    .values()
+                    .filter_map(|all| all.first().copied())
+                    .collect()
             } else {
                 read.lines
                     .iter()
                     .filter(|(_, state)| state != "queued")
-                    .filter_map(|(id, _)| pending.get(id).copied())
+                    .filter_map(|(id, _)| pending.get(id).and_then(|all| all.first().copied()))
                     .collect()
             };
             look.sort_unstable();
@@ -223,8 +232,9 @@ type Looked = (StreamRangeReply, usize, Vec<(String, f64)>, (i64, i64));
 
 pub(super) fn wait_for_work(store: &RedisStore, queues: &[&str], timeout: Duration) -> Result<()> {
     let mut streams = Vec::with_capacity(queues.len());
-    let mut next: Option<Millis> = None;
-    let mut server_now = None;
+    // How long until the earliest delayed task is due, each by its own node's clock (on
+    // a cluster, the nodes' clocks may differ).
+    let mut due_in: Option<Duration> = None;
     for queue in queues {
         // The stream's last line, then what waits, in one round trip.
         let (last, ready, delayed, time): Looked = store.link.call(true, |c| {
@@ -239,22 +249,21 @@ pub(super) fn wait_for_work(store: &RedisStore, queues: &[&str], timeout: Durati
             return Ok(());
         }
         if let Some((_, at)) = delayed.first() {
+            let now = match &store.clock {
+                Some(clock) => clock.now(),
+                None => time.0 * 1000 + time.1 / 1000,
+            };
             let at = *at as Millis;
-            next = Some(next.map_or(at, |n| n.min(at)));
+            if at <= now {
+                return Ok(());
+            }
+            let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+            due_in = Some(due_in.map_or(wait, |d| d.min(wait)));
         }
-        server_now.get_or_insert(time.0 * 1000 + time.1 / 1000);
         streams.push((store.keys.events(queue), last_id(&last)));
     }
-    let now = match &store.clock {
-        Some(clock) => clock.now(),
-        None => server_now.unwrap_or_else(|| store.now()),
-    };
-    let wait = match next {
-        Some(at) if at <= now => return Ok(()),
-        // Wake for the earliest delayed task too.
-        Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)),
-        None => timeout,
-    };
+    // Wake for the earliest delayed task too.
+    let wait = due_in.unwrap_or(timeout);
     // On a cluster, one read cannot block on streams of several queues (their keys are
     // on different nodes): it blocks on the first, and looks at the rest at least
     // every `look_every`.

@@ -732,6 +732,9 @@ pub(crate) fn waiting_for_many_returns_each_in_order(f: &Fixture) {
     assert_eq!(all.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
     assert!(all.iter().all(|t| t.state == State::Succeeded), "{all:?}");
     assert_eq!(all[2].result.as_deref(), Some(&b"last"[..]));
+    // One id asked for twice is answered twice.
+    let twice = store.wait_all(&[ids[1], ids[1]], Duration::ZERO).unwrap();
+    assert_eq!((twice[0].id, twice[1].id), (ids[1], ids[1]));
     let missing = store
         .wait_all(&[ids[0], TaskId::new(u64::from(u32::MAX))], Duration::ZERO)
         .unwrap_err();

@@ -4,6 +4,14 @@
 -- time_limit_ms ('' for none), result_ttl_ms.
 -- Returns id, created (1 or 0) per task: a held key returns its first task.
 local now = clock(ARGV[1])
+-- Nothing is written unless every id is new: should the id counter ever go back (a
+-- failover that lost its last increment), no stored task is overwritten.
+for i = 2, #ARGV, 13 do
+  if redis.call('EXISTS', task_key(ARGV[i], ARGV[i + 1])) == 1 then
+    return redis.error_reply('task id ' .. ARGV[i + 1] .. ' is taken already: the id counter ' ..
+      'went back (a failover that lost writes?); nothing was enqueued')
+  end
+end
 local out = {}
 for i = 2, #ARGV, 13 do
   local p, id, key, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
