@@ -32,6 +32,17 @@ pub enum QueueError {
         limit: usize,
     },
 
+    /// A Redis namespace with characters a key prefix cannot hold (a brace would break a
+    /// cluster's hash tags).
+    #[error(
+        "{namespace:?} is not a namespace: use 1 to 64 letters, digits, '-', '_' or '.' (for \
+         example \"plait\")"
+    )]
+    InvalidNamespace {
+        /// The namespace given.
+        namespace: String,
+    },
+
     /// An idempotency key that is empty or longer than 256 bytes.
     #[error("{key:?} is not an idempotency key: use 1 to 256 bytes")]
     InvalidKey {
@@ -131,7 +142,8 @@ impl QueueError {
         match self {
             QueueError::InvalidQueueName { .. }
             | QueueError::PayloadTooLarge { .. }
-            | QueueError::InvalidKey { .. } => ErrorKind::BadInput,
+            | QueueError::InvalidKey { .. }
+            | QueueError::InvalidNamespace { .. } => ErrorKind::BadInput,
             QueueError::NotFound { .. } => ErrorKind::NotFound,
             QueueError::Locked { .. } => ErrorKind::Busy,
             QueueError::DiskFull { .. } => ErrorKind::DiskFull,

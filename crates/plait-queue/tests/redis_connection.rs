@@ -175,6 +175,9 @@ fn a_server_that_goes_away_is_said_and_the_store_reconnects_when_it_is_back() {
     let mut server = RedisServer::start(&["--appendonly", "no"]);
     let store = RedisStore::open(&format!("redis://127.0.0.1:{}", server.port)).unwrap();
     let id = store.enqueue(&NewTask::new(b"x".to_vec())).unwrap().id;
+    // A wait keeps its connection for the next one: that one breaks with the server.
+    let waited = store.wait_finished(id, Duration::from_millis(20)).unwrap();
+    assert_eq!(waited.state, State::Queued);
     server.kill();
     let error = store.get(id).err().unwrap();
     assert_eq!(error.kind(), ErrorKind::Unreachable, "{error}");
@@ -199,7 +202,26 @@ fn a_server_that_goes_away_is_said_and_the_store_reconnects_when_it_is_back() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(store.enqueue(&NewTask::new(b"y".to_vec())).is_ok());
+    let again = store.enqueue(&NewTask::new(b"y".to_vec())).unwrap().id;
+    // The kept connection broke with the server: the wait makes a new one.
+    let waited = store
+        .wait_finished(again, Duration::from_millis(20))
+        .unwrap();
+    assert_eq!(waited.state, State::Queued);
+}
+
+#[test]
+fn a_namespace_that_cannot_prefix_keys_is_refused_by_name() {
+    // Refused before any connection: no server needed.
+    for bad in ["", "has space", "brace{tag}"] {
+        let error = RedisStore::builder("redis://127.0.0.1:1")
+            .namespace(bad)
+            .build()
+            .err()
+            .unwrap();
+        assert_eq!(error.kind(), ErrorKind::BadInput, "{error}");
+        assert!(error.to_string().contains(&format!("{bad:?}")), "{error}");
+    }
 }
 
 #[test]

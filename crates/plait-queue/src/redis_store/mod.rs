@@ -34,7 +34,7 @@ use std::time::Duration;
 use redis::Commands;
 
 use crate::clock::{Clock, Millis, SystemClock};
-use crate::error::Result;
+use crate::error::{QueueError, Result};
 use crate::rate::RateLimit;
 use crate::registry::WorkerInfo;
 use crate::sqlite::DEFAULT_PAYLOAD_LIMIT;
@@ -107,8 +107,9 @@ pub struct RedisBuilder {
 }
 
 impl RedisBuilder {
-    /// What every key starts with (default `plait`): several queues systems, or tests,
-    /// can share one server under different namespaces.
+    /// What every key starts with (default `plait`; 1 to 64 letters, digits, `-`, `_` or
+    /// `.`): several queue systems, or tests, can share one server under different
+    /// namespaces.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -159,10 +160,17 @@ impl RedisBuilder {
     ///
     /// # Errors
     ///
-    /// [`QueueError::Unreachable`](crate::QueueError::Unreachable) if the URL does not parse or the server cannot be
-    /// reached; [`QueueError::Redis`](crate::QueueError::Redis) if it refuses (a wrong password, say). The URL in
-    /// the error has no password.
+    /// [`QueueError::InvalidNamespace`] for a namespace other than 1 to 64 letters,
+    /// digits, `-`, `_` or `.`; [`QueueError::Unreachable`] if the URL does not parse or the
+    /// server cannot be reached; [`QueueError::Redis`] if it refuses (a wrong password,
+    /// say). The URL in the error has no password.
     pub fn build(self) -> Result<RedisStore> {
+        // The same rule as a queue's name: nothing a key prefix or a hash tag cannot hold.
+        if crate::store::check_queue_name(&self.namespace).is_err() {
+            return Err(QueueError::InvalidNamespace {
+                namespace: self.namespace,
+            });
+        }
         let link = Link::new(&self.url, self.tls_ca.as_deref(), self.connect_within)?;
         link.call(true, |conn| redis::cmd("PING").query::<String>(conn))?;
         Ok(RedisStore {

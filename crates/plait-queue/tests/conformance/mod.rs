@@ -78,6 +78,7 @@ macro_rules! conformance_suite {
             workers_gone_for_a_day_are_forgotten,
             a_rate_limits_tokens_are_shared_by_every_handle,
             a_deferred_task_waits_uncharged,
+            a_released_task_waits_no_backoff_beside_a_retried_one,
         );
     };
     (@each $fixture:path; $($check:ident),* $(,)?) => {
@@ -1002,4 +1003,34 @@ pub(crate) fn a_deferred_task_waits_uncharged(f: &Fixture) {
         .unwrap()
         .remove(0);
     assert_eq!((again.id, again.failures, again.crashes), (id, 0, 0));
+}
+
+pub(crate) fn a_released_task_waits_no_backoff_beside_a_retried_one(f: &Fixture) {
+    let store = f.store();
+    let policy = RetryPolicy {
+        backoff: Duration::from_secs(60),
+        ..RetryPolicy::default()
+    };
+    let released = store.enqueue(&command("r").retry(policy)).unwrap().id;
+    let failing = store.enqueue(&command("f").retry(policy)).unwrap().id;
+    let leases = store.reserve("w", &["default"], 2, LEASE).unwrap();
+    let attempt = |id| leases.iter().find(|l| l.id == id).unwrap().attempt;
+    // One batch, as a draining worker reports it.
+    store
+        .complete(&[
+            (released, attempt(released), Outcome::Released),
+            (failing, attempt(failing), failed("boom")),
+        ])
+        .unwrap();
+    let again: Vec<TaskId> = store
+        .reserve("w", &["default"], 2, LEASE)
+        .unwrap()
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(
+        again,
+        [released],
+        "handed back at once; the failure backs off"
+    );
 }
