@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{folder, forget_redis_namespace, redis_url, text};
+use common::{folder, forget_redis_namespace, plait_in, redis_url, signal, stop_in_order, text};
 
 const EVERY_SECOND: &str = r#"
 [schedules.tick]
@@ -20,35 +20,13 @@ cmd = "echo tick"
 "#;
 
 fn beat(dir: &Path, redis: Option<&str>) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_plait"));
-    command
-        .current_dir(dir)
+    let url = redis_url();
+    plait_in(dir, redis.map(|namespace| (url.as_str(), namespace)))
         .args(["beat", "beat.toml"])
-        .env_remove("PLAIT_QUEUE")
-        .env_remove("PLAIT_QUEUE_PATH")
-        .env_remove("PLAIT_BROKER")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(namespace) = redis {
-        command
-            .env("PLAIT_BROKER", redis_url())
-            .env("PLAIT_NAMESPACE", namespace);
-    }
-    command.spawn().unwrap()
-}
-
-fn signal(child: &Child, signal: i32) {
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on a child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-}
-
-/// Stops a beat with SIGTERM; what it said.
-fn stop(child: Child) -> String {
-    signal(&child, libc::SIGTERM);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{output:?}");
-    text(&output.stderr)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Ticks said enqueued (by this beat) and found enqueued (by another), by tick.
@@ -78,7 +56,7 @@ fn three_beats_enqueue_each_tick_once(dir: &Path, redis: Option<&str>) {
     let beats: Vec<Child> = (0..3).map(|_| beat(dir, redis)).collect();
     // Three ticks or so, with three beats at each.
     std::thread::sleep(Duration::from_millis(3500));
-    let said: Vec<String> = beats.into_iter().map(stop).collect();
+    let said: Vec<String> = beats.into_iter().map(stop_in_order).collect();
     let mut by_tick: HashMap<String, (usize, usize)> = HashMap::new();
     for one in &said {
         let (enqueued, found) = ticks(one);

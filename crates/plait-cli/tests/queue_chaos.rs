@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::folder;
+use common::{folder, signal, stop_in_order};
 use plait_queue::{NewTask, Payload, RedisStore, SqliteStore, State, Store, TaskId};
 
 /// Where a test's queue is, and its folder (the log; the SQLite file).
@@ -102,20 +102,6 @@ fn worker(backend: &Backend, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn signal(child: &Child, signal: i32) {
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on a child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-}
-
-/// Stops a worker with SIGTERM and returns what it said.
-fn drain(child: Child) -> String {
-    signal(&child, libc::SIGTERM);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Waits until no task is waiting or running.
@@ -208,7 +194,7 @@ fn kill_9_of_random_workers_loses_nothing_and_duplicates_only_what_was_in_flight
     }
     until_all_finished(&*store, Duration::from_secs(300));
     for worker in workers {
-        drain(worker);
+        stop_in_order(worker);
     }
     let runs = runs(&log);
     let logged: HashSet<TaskId> = runs.keys().copied().collect();
@@ -266,7 +252,7 @@ fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice(backend: &Backend
         assert!(started.elapsed() < Duration::from_secs(60), "nothing ran");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let said = drain(first);
+    let said = stop_in_order(first);
     let stats = &store.queues().unwrap()[0];
     assert_eq!(
         stats.running, 0,
@@ -275,7 +261,7 @@ fn sigterm_with_tasks_in_flight_loses_none_and_runs_none_twice(backend: &Backend
     assert!(stats.ready > 0, "and took no new ones: {said}");
     let second = worker(backend, &["--concurrency", "4"]);
     until_all_finished(&*store, Duration::from_secs(120));
-    drain(second);
+    stop_in_order(second);
     let runs = runs(&log);
     assert_eq!(
         runs.keys().copied().collect::<HashSet<_>>(),
@@ -316,8 +302,8 @@ fn a_worker_paused_past_its_lease_is_refused_when_it_comes_back(backend: &Backen
     assert_eq!(task.state, State::Succeeded);
     assert_eq!((task.attempts, task.crashes), (2, 1), "{task:?}");
     signal(&zombie, libc::SIGCONT);
-    let zombie_said = drain(zombie);
-    drain(rescuer);
+    let zombie_said = stop_in_order(zombie);
+    stop_in_order(rescuer);
     assert!(
         zombie_said.contains("0 succeeded") && zombie_said.contains("1 refused"),
         "the paused worker's completion is refused: {zombie_said}"
@@ -368,7 +354,7 @@ fn a_command_that_crashes_every_time_is_dead_after_its_crash_budget_and_the_rest
         .collect();
     let running = worker(backend, &["--concurrency", "2"]);
     until_all_finished(&*store, Duration::from_secs(120));
-    drain(running);
+    stop_in_order(running);
     let poison = store.get(poison).unwrap().unwrap();
     assert_eq!(
         (poison.state, poison.crashes, poison.attempts),

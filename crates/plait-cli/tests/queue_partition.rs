@@ -8,12 +8,12 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{folder, forget_redis_namespace, redis_url};
+use common::{folder, forget_redis_namespace, plait_in, redis_url, stop_in_order};
 use plait_queue::{NewTask, Payload, RedisStore, State, Store};
 
 /// A TCP proxy to the test server that the test can cut: while cut, its connections are
@@ -85,26 +85,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
 }
 
 fn worker(dir: &Path, broker: &str, namespace: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_plait"))
-        .current_dir(dir)
+    plait_in(dir, Some((broker, namespace)))
         .args(["worker", "--lease", "1s", "--concurrency", "1"])
-        .env("PLAIT_BROKER", broker)
-        .env("PLAIT_NAMESPACE", namespace)
-        .env_remove("PLAIT_QUEUE")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Stops a worker with SIGTERM and returns what it said.
-fn drain(child: Child) -> String {
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) on a child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
@@ -158,9 +144,9 @@ fn a_worker_cut_off_from_redis_loses_its_task_to_another_and_its_late_completion
         std::thread::sleep(Duration::from_millis(20));
     }
     proxy.mend();
-    let rescuer_said = drain(rescuer);
+    let rescuer_said = stop_in_order(rescuer);
     // Stopping, it still reports what it holds: the refusal comes back now.
-    let cut_off_said = drain(cut_off);
+    let cut_off_said = stop_in_order(cut_off);
     assert!(
         cut_off_said.contains("0 succeeded") && cut_off_said.contains("1 refused"),
         "the cut-off worker's completion is refused: {cut_off_said}"

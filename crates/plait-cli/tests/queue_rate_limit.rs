@@ -5,19 +5,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{folder, forget_redis_namespace, redis_url};
+use common::{folder, forget_redis_namespace, plait_in, redis_url};
 use plait_queue::{NewTask, Payload, RedisStore, State, Store};
 
 fn worker(dir: &Path, namespace: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_plait"))
-        .current_dir(dir)
+    plait_in(dir, Some((&redis_url(), namespace)))
         .args(["worker", "--concurrency", "4", "--rate-limit", "sh=4/s"])
-        .env("PLAIT_BROKER", redis_url())
-        .env("PLAIT_NAMESPACE", namespace)
-        .env_remove("PLAIT_QUEUE")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

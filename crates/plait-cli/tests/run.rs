@@ -4,17 +4,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{job_folder, summary, text};
-use std::process::{Command, Output};
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plait"))
-        .arg("run")
-        .arg(dir.join("job.toml"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{job_folder, run_job as run, summary, text};
+use std::process::Command;
 
 #[test]
 fn tasks_run_after_what_they_need_with_their_output_under_their_names() {

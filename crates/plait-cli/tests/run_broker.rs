@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{folder, forget_redis_namespace, job_folder, redis_url, text};
+use common::{folder, forget_redis_namespace, job_folder, plait_in, redis_url, text};
 
 /// The test's namespace on the test server, forgotten on drop.
 struct Namespace(String);
@@ -19,14 +19,9 @@ impl Namespace {
         Namespace(format!("plait-test-{name}-{}", std::process::id()))
     }
 
+    /// `plait` in `dir` on the test server, in this namespace.
     fn plait(&self, dir: &Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_plait"));
-        command
-            .current_dir(dir)
-            .env("PLAIT_NAMESPACE", &self.0)
-            .env_remove("PLAIT_BROKER")
-            .env_remove("PLAIT_QUEUE");
-        command
+        plait_in(dir, Some((&redis_url(), &self.0)))
     }
 
     /// A worker in a folder of its own, as on another host; killed on drop.

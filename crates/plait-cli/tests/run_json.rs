@@ -3,20 +3,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{job_folder, text};
+use common::{job_folder, run_job as run, text};
 use serde_json::Value;
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plait"))
-        .arg("run")
-        .arg(dir.join("job.toml"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Each line of standard output as JSON; a line that is not JSON fails the test.
 fn events(output: &Output) -> Vec<Value> {

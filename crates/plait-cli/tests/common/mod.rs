@@ -88,3 +88,50 @@ pub(crate) fn program_here(program: &str) -> bool {
         .is_ok();
     needs(&format!("the `{program}` command"), here)
 }
+
+/// `plait` run in `dir`, with the queue settings of the caller's environment cleared: on
+/// the folder's embedded file, or with `redis` (a broker URL and a namespace) on that.
+pub(crate) fn plait_in(
+    dir: &std::path::Path,
+    redis: Option<(&str, &str)>,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plait"));
+    command
+        .current_dir(dir)
+        .env_remove("PLAIT_QUEUE")
+        .env_remove("PLAIT_QUEUE_PATH")
+        .env_remove("PLAIT_BROKER")
+        .env_remove("PLAIT_NAMESPACE");
+    if let Some((broker, namespace)) = redis {
+        command
+            .env("PLAIT_BROKER", broker)
+            .env("PLAIT_NAMESPACE", namespace);
+    }
+    command
+}
+
+/// `plait run DIR/job.toml ARGS...`, to its end.
+pub(crate) fn run_job(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_plait"))
+        .arg("run")
+        .arg(dir.join("job.toml"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Sends `signal` to a child.
+pub(crate) fn signal(child: &std::process::Child, signal: i32) {
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+/// Stops a long-running `plait` (worker, beat) with SIGTERM; checks it ended in order and
+/// returns what it said on standard error.
+pub(crate) fn stop_in_order(child: std::process::Child) -> String {
+    signal(&child, libc::SIGTERM);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    text(&output.stderr)
+}
