@@ -310,3 +310,27 @@ fn a_full_disk_is_named_and_nothing_acknowledged_is_lost() {
         "{said}"
     );
 }
+
+/// Workers started together on a new file race to set it up; every one of them opens it.
+#[test]
+fn many_handles_opening_a_new_file_at_once_all_open_it() {
+    for round in 0..20 {
+        let folder = TempFolder::new(&format!("race-{round}"));
+        let path = folder.path().join("queue.db");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, start) = (path.clone(), std::sync::Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    SqliteStore::open(&path).map(|_| ())
+                })
+            })
+            .collect();
+        for opener in openers {
+            if let Err(error) = opener.join().unwrap() {
+                panic!("round {round}: {error}");
+            }
+        }
+    }
+}

@@ -163,10 +163,28 @@ impl SqliteBuilder {
             Durability::Process => "NORMAL",
             Durability::Fsync => "FULL",
         };
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .and_then(|()| conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};")))
-            .map_err(|e| storage_error(&path, &e, waited()))?;
-        match schema::prepare(&mut conn).map_err(|e| storage_error(&path, &e, waited()))? {
+        // Processes that open a new file at once (workers started together) race to switch
+        // it to WAL and make its tables; SQLite answers the loser "busy" at once, without
+        // its busy handler, so the set-up is tried again until the busy timeout.
+        let found = loop {
+            let set_up = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .and_then(|()| conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};")))
+                .and_then(|()| schema::prepare(&mut conn));
+            match set_up {
+                Ok(found) => break found,
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    ) && started.elapsed() < self.busy_timeout =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(storage_error(&path, &e, waited())),
+            }
+        };
+        match found {
             schema::Found::Ready => {}
             schema::Found::Foreign => {
                 return Err(QueueError::Corrupt {
