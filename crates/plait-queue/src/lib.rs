@@ -116,7 +116,7 @@ pub use payload::{PAYLOAD_FORMAT, Payload};
 pub use periodic::{Schedule, ScheduleError, Ticker};
 pub use rate::RateLimit;
 pub use redis_store::{RedisBuilder, RedisStore, redacted_url};
-pub use registry::{WorkerInfo, WorkerState};
+pub use registry::{Durations, WorkerInfo, WorkerState};
 pub use sqlite::{DEFAULT_PAYLOAD_LIMIT, Durability, SqliteBuilder, SqliteStore};
 pub use store::{DEFAULT_RESULT_LIMIT, Store, check_queue_name};
 pub use task::{

@@ -36,6 +36,60 @@ pub struct WorkerInfo {
     pub stopped_at: Option<Millis>,
     /// Its lease: a worker not heard from for this long has lost its attempts.
     pub lease_ms: u64,
+    /// How long its finished attempts took (those it reported, whatever their outcome).
+    #[serde(default)]
+    pub durations: Durations,
+}
+
+/// How long attempts took, as a histogram with fixed buckets (Prometheus's way: counts
+/// that only grow, so a scraper can take rates and quantiles from them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durations {
+    /// Attempts per bucket: `counts[i]` took at most [`BOUNDS_MS`](Durations::BOUNDS_MS)`[i]`
+    /// and more than the bound before it; the last counts those over every bound. Empty
+    /// when none was recorded.
+    pub counts: Vec<u64>,
+    /// Their durations added up, in milliseconds.
+    pub sum_ms: u64,
+}
+
+impl Durations {
+    /// The buckets' upper bounds, in milliseconds: from a few milliseconds (a trivial
+    /// command) to ten minutes (a long job).
+    pub const BOUNDS_MS: [u64; 14] = [
+        5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000, 300_000, 600_000,
+    ];
+
+    /// Counts one attempt that took `took`.
+    pub fn record(&mut self, took: Duration) {
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        if self.counts.len() != Self::BOUNDS_MS.len() + 1 {
+            self.counts = vec![0; Self::BOUNDS_MS.len() + 1];
+        }
+        let bucket = Self::BOUNDS_MS.partition_point(|&bound| bound < ms);
+        self.counts[bucket] += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    /// Adds `other`'s counts to these (one histogram for many workers).
+    pub fn add(&mut self, other: &Durations) {
+        if other.counts.is_empty() {
+            return;
+        }
+        if self.counts.len() != other.counts.len() {
+            self.counts = vec![0; other.counts.len()];
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        self.sum_ms = self.sum_ms.saturating_add(other.sum_ms);
+    }
+
+    /// How many attempts were counted.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }
 
 /// Where a worker stands, as of a moment.
@@ -86,6 +140,7 @@ impl WorkerInfo {
             seen_at: 0,
             stopped_at: None,
             lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+            durations: Durations::default(),
         }
     }
 
@@ -127,5 +182,24 @@ mod tests {
         assert_eq!(worker.state(35_001), WorkerState::Lost);
         worker.stopped_at = Some(6_000);
         assert_eq!(worker.state(35_001), WorkerState::Stopped);
+    }
+
+    #[test]
+    fn durations_fall_in_the_first_bucket_that_holds_them() {
+        let mut durations = Durations::default();
+        for ms in [0, 5, 6, 600_000, 600_001] {
+            durations.record(Duration::from_millis(ms));
+        }
+        assert_eq!(durations.counts.len(), Durations::BOUNDS_MS.len() + 1);
+        assert_eq!(durations.counts[0], 2, "0 and 5 ms are at most 5 ms");
+        assert_eq!(durations.counts[1], 1, "6 ms");
+        assert_eq!(durations.counts[Durations::BOUNDS_MS.len() - 1], 1);
+        assert_eq!(durations.counts[Durations::BOUNDS_MS.len()], 1, "over all");
+        assert_eq!(durations.sum_ms, 1_200_012);
+
+        let mut all = Durations::default();
+        all.add(&durations);
+        all.add(&durations);
+        assert_eq!((all.count(), all.sum_ms), (10, 2_400_024));
     }
 }

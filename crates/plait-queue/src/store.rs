@@ -153,6 +153,23 @@ pub trait Store: Send + Sync + 'static {
     /// A storage failure.
     fn dead(&self, queue: Option<&str>, limit: usize) -> Result<Vec<TaskInfo>>;
 
+    /// Running tasks, those started first first, at most `limit`, of one queue or all:
+    /// what each worker holds now.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    fn running(&self, queue: Option<&str>, limit: usize) -> Result<Vec<TaskInfo>>;
+
+    /// Tasks waiting for a retry (an attempt failed or crashed, and the task waits out
+    /// its backoff), the next due first, at most `limit`, of one queue or all; each with
+    /// the error of its last attempt.
+    ///
+    /// # Errors
+    ///
+    /// A storage failure.
+    fn retrying(&self, queue: Option<&str>, limit: usize) -> Result<Vec<TaskInfo>>;
+
     /// Puts dead tasks back on their queues, with fresh budgets: those named, or all of
     /// them. Returns how many were requeued.
     ///

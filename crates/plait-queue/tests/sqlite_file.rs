@@ -58,7 +58,7 @@ fn a_queue_written_by_a_newer_plait_is_refused_with_both_versions() {
             error,
             QueueError::SchemaTooNew {
                 found: 99,
-                supported: 3,
+                supported: 4,
                 ..
             }
         ),
@@ -103,7 +103,34 @@ fn a_queue_of_the_first_layout_is_upgraded_in_place() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+/// A worker registered by layout 3 (before the histograms of durations) is kept when the
+/// file is brought up to date, with none recorded.
+#[test]
+fn a_worker_of_layout_three_is_kept_with_no_durations() {
+    let folder = TempFolder::new("layout-three");
+    let path = folder.path().join("queue.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let mut worker = plait_queue::WorkerInfo::new(
+            "w1",
+            vec!["default".into()],
+            2,
+            std::time::Duration::from_secs(30),
+        );
+        worker.succeeded = 4;
+        store.worker_seen(&worker).unwrap();
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("ALTER TABLE workers DROP COLUMN durations; PRAGMA user_version = 3;")
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let workers = store.workers().unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!((workers[0].succeeded, workers[0].durations.count()), (4, 0));
 }
 
 #[test]

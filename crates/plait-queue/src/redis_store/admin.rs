@@ -43,27 +43,72 @@ pub(super) fn queues(store: &RedisStore) -> Result<Vec<QueueStats>> {
 }
 
 pub(super) fn dead(store: &RedisStore, queue: Option<&str>, limit: usize) -> Result<Vec<TaskInfo>> {
+    by_score(store, queue, limit, limit, |q| store.keys.dead(q), |_| true)
+}
+
+pub(super) fn running(
+    store: &RedisStore,
+    queue: Option<&str>,
+    limit: usize,
+) -> Result<Vec<TaskInfo>> {
+    // By when the lease ends, which for leases of one length is by start.
+    let mut running = by_score(store, queue, limit, limit, |q| store.keys.leases(q), |_| true)?;
+    running.sort_by_key(|task| (task.started_at, task.id));
+    Ok(running)
+}
+
+/// How many delayed tasks of a queue are looked at for those waiting for a retry: tasks
+/// scheduled for later share the set, and a listing for a page need not read them all.
+const RETRY_SCAN: usize = 1_000;
+
+pub(super) fn retrying(
+    store: &RedisStore,
+    queue: Option<&str>,
+    limit: usize,
+) -> Result<Vec<TaskInfo>> {
+    by_score(
+        store,
+        queue,
+        limit,
+        RETRY_SCAN.max(limit),
+        |q| store.keys.delayed(q),
+        |task| task.failures > 0 || task.crashes > 0,
+    )
+}
+
+/// The tasks of one queue's sorted set (or every queue's), lowest score first, at most
+/// `limit` of those that `keep` keeps, from the first `scan` members of each set.
+fn by_score(
+    store: &RedisStore,
+    queue: Option<&str>,
+    limit: usize,
+    scan: usize,
+    set: impl Fn(&str) -> String,
+    keep: impl Fn(&TaskInfo) -> bool,
+) -> Result<Vec<TaskInfo>> {
     let queues = match queue {
         Some(queue) => vec![queue.to_owned()],
         None => store.all_queues()?,
     };
-    let stop = isize::try_from(limit).unwrap_or(isize::MAX) - 1;
+    let stop = isize::try_from(scan).unwrap_or(isize::MAX) - 1;
     let mut found: Vec<(f64, String, String)> = Vec::new();
     for queue in &queues {
         if limit == 0 {
             break;
         }
-        let dead: Vec<(String, f64)> = store.link.call(true, |c| {
-            c.zrange_withscores(store.keys.dead(queue), 0, stop)
-        })?;
-        found.extend(dead.into_iter().map(|(id, at)| (at, id, queue.clone())));
+        let members: Vec<(String, f64)> = store
+            .link
+            .call(true, |c| c.zrange_withscores(set(queue), 0, stop))?;
+        found.extend(members.into_iter().map(|(id, at)| (at, id, queue.clone())));
     }
     found.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    found.truncate(limit);
-    let mut tasks = Vec::with_capacity(found.len());
+    let mut tasks = Vec::with_capacity(limit.min(found.len()));
     for (_, id, queue) in found {
+        if tasks.len() == limit {
+            break;
+        }
         let id = TaskId::new(id.parse().unwrap_or(0));
-        tasks.extend(store.task(&queue, id)?);
+        tasks.extend(store.task(&queue, id)?.filter(&keep));
     }
     Ok(tasks)
 }
@@ -188,6 +233,7 @@ pub(super) fn worker_stopped(store: &RedisStore, worker: &WorkerInfo) -> Result<
     record.running = 0;
     record.succeeded = worker.succeeded;
     record.failed = worker.failed;
+    record.durations = worker.durations.clone();
     let json = serde_json::to_string(&record).unwrap_or_default();
     store
         .link

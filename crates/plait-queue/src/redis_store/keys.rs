@@ -71,6 +71,10 @@ impl Keys {
         format!("{}delayed", self.prefix(queue))
     }
 
+    pub(super) fn leases(&self, queue: &str) -> String {
+        format!("{}leases", self.prefix(queue))
+    }
+
     pub(super) fn dead(&self, queue: &str) -> String {
         format!("{}dead", self.prefix(queue))
     }

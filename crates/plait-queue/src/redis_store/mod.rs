@@ -407,6 +407,14 @@ impl Store for RedisStore {
         admin::dead(self, queue, limit)
     }
 
+    fn running(&self, queue: Option<&str>, limit: usize) -> Result<Vec<TaskInfo>> {
+        admin::running(self, queue, limit)
+    }
+
+    fn retrying(&self, queue: Option<&str>, limit: usize) -> Result<Vec<TaskInfo>> {
+        admin::retrying(self, queue, limit)
+    }
+
     fn requeue_dead(&self, ids: Option<&[TaskId]>) -> Result<usize> {
         admin::requeue_dead(self, ids)
     }

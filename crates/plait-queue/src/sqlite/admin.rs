@@ -170,6 +170,38 @@ pub(super) fn dead(
     .collect()
 }
 
+pub(super) fn running(
+    conn: &Connection,
+    queue: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<TaskInfo>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE state = 1 AND (?1 IS NULL OR queue = ?1)
+          ORDER BY started_at, id LIMIT ?2"
+    ))?
+    .query_map(params![queue, limit], task_info)?
+    .collect()
+}
+
+/// Waiting tasks with a failed or crashed attempt behind them. A retry's backoff puts
+/// `ready_at` after `enqueued_at`, so the partial index of delayed tasks holds them all.
+pub(super) fn retrying(
+    conn: &Connection,
+    queue: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<TaskInfo>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM tasks
+          WHERE state = 0 AND ready_at > enqueued_at AND (failures > 0 OR crashes > 0)
+            AND (?1 IS NULL OR queue = ?1)
+          ORDER BY ready_at, id LIMIT ?2"
+    ))?
+    .query_map(params![queue, limit], task_info)?
+    .collect()
+}
+
 pub(super) fn requeue_dead(
     tx: &Transaction<'_>,
     ids: Option<&[TaskId]>,

@@ -406,6 +406,14 @@ impl Store for SqliteStore {
         self.read(|conn| admin::dead(conn, queue, limit))
     }
 
+    fn running(&self, queue: Option<&str>, limit: usize) -> Result<Vec<TaskInfo>> {
+        self.read(|conn| admin::running(conn, queue, limit))
+    }
+
+    fn retrying(&self, queue: Option<&str>, limit: usize) -> Result<Vec<TaskInfo>> {
+        self.read(|conn| admin::retrying(conn, queue, limit))
+    }
+
     fn requeue_dead(&self, ids: Option<&[TaskId]>) -> Result<usize> {
         let now = self.now();
         self.write(|tx| admin::requeue_dead(tx, ids, now))

@@ -3,20 +3,20 @@
 use rusqlite::{Connection, Row, Transaction, params};
 
 use crate::clock::Millis;
-use crate::registry::{KEEP_GONE_MS, WorkerInfo};
+use crate::registry::{Durations, KEEP_GONE_MS, WorkerInfo};
 
 /// Records that `worker` was heard from at `now`: registers it on first sight (its start
 /// is then `now`), renews it after. Forgets workers gone for longer than a day.
 pub(super) fn seen(tx: &Transaction<'_>, worker: &WorkerInfo, now: Millis) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO workers (name, host, pid, queues, concurrency, running, succeeded, failed,
-                              started_at, seen_at, stopped_at, lease_ms)
-              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, NULL, ?10)
+                              started_at, seen_at, stopped_at, lease_ms, durations)
+              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, NULL, ?10, ?11)
          ON CONFLICT (name) DO UPDATE
             SET running = excluded.running, succeeded = excluded.succeeded,
                 failed = excluded.failed, queues = excluded.queues,
                 concurrency = excluded.concurrency, lease_ms = excluded.lease_ms,
-                seen_at = excluded.seen_at",
+                seen_at = excluded.seen_at, durations = excluded.durations",
     )?
     .execute(params![
         worker.name,
@@ -29,6 +29,7 @@ pub(super) fn seen(tx: &Transaction<'_>, worker: &WorkerInfo, now: Millis) -> ru
         i64::try_from(worker.failed).unwrap_or(i64::MAX),
         now,
         i64::try_from(worker.lease_ms).unwrap_or(i64::MAX),
+        durations_json(&worker.durations),
     ])?;
     tx.prepare_cached(
         "DELETE FROM workers WHERE seen_at < ?1 AND (stopped_at IS NOT NULL OR seen_at + lease_ms < ?2)",
@@ -45,7 +46,7 @@ pub(super) fn stopped(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE workers SET stopped_at = ?2, seen_at = ?2, running = 0, succeeded = ?3,
-                failed = ?4
+                failed = ?4, durations = ?5
           WHERE name = ?1",
     )?
     .execute(params![
@@ -53,6 +54,7 @@ pub(super) fn stopped(
         now,
         i64::try_from(worker.succeeded).unwrap_or(i64::MAX),
         i64::try_from(worker.failed).unwrap_or(i64::MAX),
+        durations_json(&worker.durations),
     ])?;
     Ok(())
 }
@@ -61,7 +63,7 @@ pub(super) fn stopped(
 pub(super) fn list(conn: &Connection) -> rusqlite::Result<Vec<WorkerInfo>> {
     conn.prepare_cached(
         "SELECT name, host, pid, queues, concurrency, running, succeeded, failed, started_at,
-                seen_at, stopped_at, lease_ms
+                seen_at, stopped_at, lease_ms, durations
            FROM workers ORDER BY started_at DESC, name",
     )?
     .query_map([], worker_info)?
@@ -84,7 +86,13 @@ fn worker_info(row: &Row<'_>) -> rusqlite::Result<WorkerInfo> {
         seen_at: row.get(9)?,
         stopped_at: row.get(10)?,
         lease_ms: count(11)?,
+        // Unreadable (written by hand?) reads as none recorded, rather than hiding the worker.
+        durations: serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
     })
+}
+
+fn durations_json(durations: &Durations) -> String {
+    serde_json::to_string(durations).unwrap_or_default()
 }
 
 /// Takes a token from the bucket `name` (made full on first use), refilled for the time

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 pub(super) const APPLICATION_ID: i32 = 0x706c_5131;
 
 /// The layout this build writes (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// States as stored: small integers, so the ready index stays compact.
 pub(super) const QUEUED: i64 = 0;
@@ -86,7 +86,7 @@ INSERT INTO counts SELECT queue, state, count(*) FROM tasks GROUP BY queue, stat
 CREATE INDEX tasks_delayed ON tasks (queue, ready_at) WHERE state = 0 AND ready_at > enqueued_at;
 ";
 
-/// What [`prepare`] found.
+/// Version 3 adds rate limits.
 const SCHEMA_V3: &str = "
 -- Rate limits: a token bucket per task name, shared by every worker on the file.
 CREATE TABLE limits (
@@ -96,6 +96,12 @@ CREATE TABLE limits (
 ) WITHOUT ROWID;
 ";
 
+/// Version 4 keeps each worker's histogram of attempt durations (JSON), for `/metrics`.
+const SCHEMA_V4: &str = "
+ALTER TABLE workers ADD COLUMN durations TEXT NOT NULL DEFAULT '{}';
+";
+
+/// What [`prepare`] found.
 pub(super) enum Found {
     /// The file holds a queue of this layout (or was empty, and now does).
     Ready,
@@ -123,6 +129,7 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<Found> {
         tx.execute_batch(SCHEMA_V1)?;
         tx.execute_batch(SCHEMA_V2)?;
         tx.execute_batch(SCHEMA_V3)?;
+        tx.execute_batch(SCHEMA_V4)?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))?;
@@ -141,6 +148,9 @@ pub(super) fn prepare(conn: &mut Connection) -> rusqlite::Result<Found> {
     }
     if version < 3 {
         tx.execute_batch(SCHEMA_V3)?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;

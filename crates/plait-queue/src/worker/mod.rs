@@ -19,7 +19,7 @@ use plait::{CancelHandle, Runtime};
 
 use crate::error::Result;
 use crate::rate::RateLimit;
-use crate::registry::{WorkerInfo, host_name};
+use crate::registry::{Durations, WorkerInfo, host_name};
 use crate::store::{Store, check_queue_name};
 use crate::task::{Beat, Completion, Lease, Outcome, State, TaskId};
 use attempt::Ended;
@@ -269,6 +269,8 @@ enum Stopped {
 
 struct Running {
     attempt: u32,
+    /// When it started, for the registry's histogram of durations.
+    started: Instant,
     cancel: CancelHandle,
     time_limit: Option<Duration>,
     stopped: Option<Stopped>,
@@ -319,6 +321,7 @@ struct Loop {
     running: HashMap<TaskId, Running>,
     ended: Vec<(TaskId, u32, Outcome)>,
     report: WorkerReport,
+    durations: Durations,
     /// A wait for work is under way (the waiter thread will say when).
     looking: bool,
     want_work: Sender<()>,
@@ -353,6 +356,7 @@ impl Loop {
             running: HashMap::new(),
             ended: Vec::new(),
             report: WorkerReport::default(),
+            durations: Durations::default(),
             looking: false,
             want_work,
             drain_until: None,
@@ -418,6 +422,7 @@ impl Loop {
                     }
                     _ => attempt::outcome(*ended.0, running.time_limit),
                 };
+                self.durations.record(running.started.elapsed());
                 self.ended.push((id, attempt, outcome));
             }
             Message::MaybeWork => self.looking = false,
@@ -479,6 +484,7 @@ impl Loop {
                         lease.id,
                         Running {
                             attempt: lease.attempt,
+                            started: Instant::now(),
                             cancel: started.cancel,
                             time_limit: lease.time_limit,
                             stopped: None,
@@ -555,6 +561,7 @@ impl Loop {
         me.running = u32::try_from(self.running.len()).unwrap_or(u32::MAX);
         me.succeeded = report.succeeded;
         me.failed = report.failed + report.crashed + report.rejected;
+        me.durations = self.durations.clone();
         me
     }
 

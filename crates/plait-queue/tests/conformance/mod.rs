@@ -79,6 +79,7 @@ macro_rules! conformance_suite {
             a_rate_limits_tokens_are_shared_by_every_handle,
             a_deferred_task_waits_uncharged,
             a_released_task_waits_no_backoff_beside_a_retried_one,
+            running_and_retrying_tasks_are_listed,
         );
     };
     (@each $fixture:path; $($check:ident),* $(,)?) => {
@@ -882,6 +883,8 @@ pub(crate) fn workers_are_registered_renewed_and_stopped(f: &Fixture) {
     busy.running = 3;
     busy.succeeded = 5;
     busy.failed = 1;
+    busy.durations.record(Duration::from_millis(7));
+    busy.durations.record(Duration::from_secs(3));
     store.worker_seen(&busy).unwrap();
     f.clock.advance(Duration::from_secs(1));
     store.worker_seen(&worker("w2")).unwrap();
@@ -901,6 +904,7 @@ pub(crate) fn workers_are_registered_renewed_and_stopped(f: &Fixture) {
         (started, started + 10_000, 3, 5, 1)
     );
     assert_eq!(w1.queues, ["default", "mail"]);
+    assert_eq!(w1.durations, busy.durations, "the histogram is kept as sent");
     assert_eq!((w1.concurrency, w1.pid), (4, std::process::id()));
     assert_eq!(w1.state(store.now()), WorkerState::Active);
 
@@ -920,12 +924,14 @@ pub(crate) fn workers_are_registered_renewed_and_stopped(f: &Fixture) {
 
     let mut done = worker("w2");
     done.succeeded = 9;
+    done.durations.record(Duration::from_millis(40));
     store.worker_stopped(&done).unwrap();
     let w2 = store.workers().unwrap().remove(0);
     assert_eq!(
         (w2.state(store.now()), w2.running, w2.succeeded),
         (WorkerState::Stopped, 0, 9)
     );
+    assert_eq!(w2.durations.count(), 1, "its final histogram");
 }
 
 pub(crate) fn workers_gone_for_a_day_are_forgotten(f: &Fixture) {
@@ -1033,4 +1039,48 @@ pub(crate) fn a_released_task_waits_no_backoff_beside_a_retried_one(f: &Fixture)
         [released],
         "handed back at once; the failure backs off"
     );
+}
+
+pub(crate) fn running_and_retrying_tasks_are_listed(f: &Fixture) {
+    let store = f.store();
+    let policy = RetryPolicy {
+        max_retries: 3,
+        backoff: Duration::from_secs(10),
+        max_backoff: Duration::from_secs(60),
+        crash_budget: 3,
+    };
+    let flaky = store.enqueue(&command("flaky").retry(policy)).unwrap().id;
+    let lease = store.reserve("w1", &["default"], 1, LEASE).unwrap().remove(0);
+    store
+        .complete(&[(flaky, lease.attempt, failed("boom"))])
+        .unwrap();
+    // Scheduled for later, never failed: not retrying.
+    store
+        .enqueue(&command("later").countdown(Duration::from_secs(3600)))
+        .unwrap();
+    let first = store.enqueue(&command("one")).unwrap().id;
+    let second = store.enqueue(&command("two").queue("mail")).unwrap().id;
+    store.reserve("w1", &["default"], 1, LEASE).unwrap();
+    f.clock.advance(Duration::from_millis(5));
+    store.reserve("w2", &["mail"], 1, LEASE).unwrap();
+
+    let running = f.store().running(None, 10).unwrap();
+    let held: Vec<_> = running
+        .iter()
+        .map(|t| (t.id, t.worker.as_deref().unwrap_or("?")))
+        .collect();
+    assert_eq!(held, [(first, "w1"), (second, "w2")], "started first, first");
+    assert_eq!(store.running(Some("mail"), 10).unwrap().len(), 1);
+    assert_eq!(store.running(None, 1).unwrap().len(), 1, "the limit holds");
+
+    let retrying = f.store().retrying(None, 10).unwrap();
+    assert_eq!(retrying.len(), 1, "{retrying:?}");
+    let task = &retrying[0];
+    assert_eq!((task.id, task.state, task.failures), (flaky, State::Queued, 1));
+    assert!(
+        task.error.as_ref().is_some_and(|e| e.to_string().contains("boom")),
+        "{:?}",
+        task.error
+    );
+    assert!(store.retrying(Some("mail"), 10).unwrap().is_empty());
 }
