@@ -15,6 +15,7 @@ mod matrix;
 mod progress;
 mod queue;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -83,6 +84,9 @@ enum Command {
     /// Enqueue a schedule file's commands at the ticks of their cron expressions, once per
     /// tick however many beats run, until SIGINT or SIGTERM.
     Beat(queue::beat::BeatArgs),
+    /// Serve the dashboard (queues, workers, failures, dead letters, live), the queue's
+    /// HTTP API and Prometheus /metrics, on 127.0.0.1:8700 unless --bind says otherwise.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         Command::Purge(args) => queue::purge(&args),
         Command::Workers(args) => queue::workers::run(&args),
         Command::Beat(args) => queue::beat::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match outcome {
         Ok(code) => code,

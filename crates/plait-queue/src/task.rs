@@ -356,6 +356,44 @@ pub struct TaskInfo {
     pub reason: Option<String>,
 }
 
+impl TaskInfo {
+    /// What it runs, in a few words: the command line, or the task's name and version.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        use crate::payload::Payload;
+        match Payload::decode(&self.payload) {
+            Ok(Payload::Command { argv, .. }) => argv.join(" "),
+            Ok(Payload::Task { name, version, .. } | Payload::Encoded { name, version, .. }) => {
+                format!("{name} v{version}")
+            }
+            Err(_) => "(an unreadable payload)".to_owned(),
+        }
+    }
+
+    /// The task as JSON for people and tools (`plait status --json`, the HTTP API): the
+    /// stored fields, with the payload decoded and the result as JSON (or as text, if it
+    /// is not JSON).
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        let as_json = |bytes: &[u8]| {
+            serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+            })
+        };
+        let mut view = serde_json::to_value(self).unwrap_or_default();
+        if let Some(fields) = view.as_object_mut() {
+            fields.insert("payload".to_owned(), as_json(&self.payload));
+            fields.insert(
+                "result".to_owned(),
+                self.result
+                    .as_deref()
+                    .map_or(serde_json::Value::Null, as_json),
+            );
+        }
+        view
+    }
+}
+
 /// A task reserved by a worker: its attempt, under a lease the worker renews with
 /// heartbeats and ends with a completion.
 #[derive(Clone, Debug, PartialEq, Eq)]

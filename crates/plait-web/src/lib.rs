@@ -36,6 +36,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod dashboard;
+
 use std::net::SocketAddr;
 
 use plait::{Handle, Runtime};

@@ -4,7 +4,7 @@
 
 pub(crate) mod beat;
 pub(crate) mod config;
-mod signals;
+pub(crate) mod signals;
 pub(crate) mod worker;
 pub(crate) mod workers;
 
@@ -136,7 +136,7 @@ pub(crate) fn status(args: &StatusArgs) -> Result<ExitCode, String> {
         format!("no task {id} in the queue (it never existed, or its result expired)")
     })?;
     if args.json {
-        outln!("{}", json(&TaskView::of(&task)));
+        outln!("{}", json(&task.to_json()));
     } else {
         print_task(&task);
     }
@@ -203,7 +203,7 @@ pub(crate) fn result(args: &ResultArgs) -> Result<ExitCode, String> {
         })?
     };
     if args.json {
-        outln!("{}", json(&TaskView::of(&task)));
+        outln!("{}", json(&task.to_json()));
     }
     match task.state {
         State::Succeeded => {
@@ -303,7 +303,7 @@ pub(crate) fn dead(args: &DeadArgs) -> Result<ExitCode, String> {
         .dead(args.queue.as_deref(), 1000)
         .map_err(|e| e.to_string())?;
     if args.json {
-        let views: Vec<TaskView> = dead.iter().map(TaskView::of).collect();
+        let views: Vec<serde_json::Value> = dead.iter().map(TaskInfo::to_json).collect();
         outln!("{}", json(&views));
         return Ok(ExitCode::SUCCESS);
     }
@@ -315,7 +315,7 @@ pub(crate) fn dead(args: &DeadArgs) -> Result<ExitCode, String> {
             "{:>8}  {:<12} {}  {}",
             task.id,
             task.queue,
-            describe(&task.payload),
+            task.describe(),
             task.reason.as_deref().unwrap_or("")
         );
     }
@@ -370,7 +370,7 @@ fn print_queues(queues: &[QueueStats]) {
 
 fn print_task(task: &TaskInfo) {
     outln!("task {}  {}  on {}", task.id, task.state, task.queue);
-    outln!("  runs      {}", describe(&task.payload));
+    outln!("  runs      {}", task.describe());
     outln!(
         "  attempts  {} ({} failed, {} crashed)",
         task.attempts,
@@ -389,18 +389,6 @@ fn print_task(task: &TaskInfo) {
     }
     if let Some(reason) = &task.reason {
         outln!("  reason    {reason}");
-    }
-}
-
-/// The payload in a few words: the command line, or the task's name.
-fn describe(payload: &[u8]) -> String {
-    match Payload::decode(payload) {
-        Ok(Payload::Command { argv, .. }) => argv.join(" "),
-        Ok(Payload::Task { name, version, .. } | Payload::Encoded { name, version, .. }) => {
-            format!("{name} v{version}")
-        }
-        Ok(_) => "(a payload of a kind this plait does not know)".to_owned(),
-        Err(_) => "(an unreadable payload)".to_owned(),
     }
 }
 
@@ -435,37 +423,6 @@ fn utc(seconds: u64) -> String {
         time / 60 % 60,
         time % 60
     )
-}
-
-/// A task as `--json` shows it: the stored fields, with the payload decoded and the
-/// result as JSON (or text, if it is not JSON).
-struct TaskView(serde_json::Value);
-
-impl TaskView {
-    fn of(task: &TaskInfo) -> Self {
-        let as_json = |bytes: &[u8]| {
-            serde_json::from_slice(bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
-            })
-        };
-        let mut view = serde_json::to_value(task).unwrap_or_default();
-        if let Some(fields) = view.as_object_mut() {
-            fields.insert("payload".to_owned(), as_json(&task.payload));
-            fields.insert(
-                "result".to_owned(),
-                task.result
-                    .as_deref()
-                    .map_or(serde_json::Value::Null, as_json),
-            );
-        }
-        TaskView(view)
-    }
-}
-
-impl serde::Serialize for TaskView {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
 }
 
 fn json(value: &impl serde::Serialize) -> String {

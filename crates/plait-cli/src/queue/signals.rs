@@ -37,6 +37,21 @@ impl Signals {
         })
     }
 
+    /// Waits for the first signal; returns its name.
+    pub(crate) fn wait(self) -> &'static str {
+        let Signals {
+            runtime,
+            mut interrupt,
+            mut terminate,
+        } = self;
+        runtime.block_on(async {
+            tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            }
+        })
+    }
+
     /// Waits: calls `first` with the first signal's name, then `second` at the next one.
     pub(crate) fn watch(self, first: impl FnOnce(&str), second: impl FnOnce()) {
         let Signals {

@@ -24,6 +24,7 @@ use plait::graph::{CommandFailed, Event, EventKind, Graph, GraphCanceller, Node}
 use plait::process::{Command, CommandOutput, Stream};
 use plait::{Error, Runtime, Strand};
 use plait_queue::{QueueExecutor, RetryPolicy};
+use plait_web::dashboard::{Dashboard, NodeState, RunBoard};
 
 use crate::color::{ColorChoice, Paint};
 use crate::job::file::{self, Run, TaskSpec};
@@ -80,6 +81,13 @@ pub(crate) struct Args {
     /// tasks it had sent rather than running them twice.
     #[arg(long, value_name = "QUEUE", num_args = 0..=1, default_missing_value = "")]
     queue: Option<String>,
+    /// Serve a live dashboard of the run (its graph coloured by state, and the task
+    /// stream: a lane per slot) at ADDR while it runs (default 127.0.0.1:8700).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true,
+          default_missing_value = crate::serve::DEFAULT_BIND)]
+    serve: Option<String>,
+    #[command(flatten)]
+    access: crate::serve::Access,
 }
 
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
@@ -119,7 +127,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         .queue
         .clone()
         .or_else(|| crate::queue::config::broker_flag_given().then(String::new));
-    let job = Arc::new(Job::new(
+    let mut job = Job::new(
         plan,
         journal,
         base,
@@ -127,7 +135,17 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         queue.is_some(),
         events,
         Paint::for_stdout(args.color),
-    ));
+    );
+    let serving = match &args.serve {
+        Some(bind) => {
+            let board = job.board_of(&args.file);
+            let dashboard = Dashboard::builder().run(board.clone()).runtime(rt.clone());
+            job.board = Some(board);
+            Some(crate::serve::start(&rt, bind, &args.access, dashboard)?)
+        }
+        None => None,
+    };
+    let job = Arc::new(job);
     let (graph, nodes) = job.graph();
     let observer = Arc::clone(&job);
     let runner = match &queue {
@@ -149,6 +167,13 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let results = run.join();
     signals.cancel();
     job.progress().finish();
+    if let Some(board) = &job.board {
+        board.run_finished();
+    }
+    if let Some(serving) = serving {
+        // Pages that listen are answered to the end: the run's last state reaches them.
+        let _ = serving.stop();
+    }
     // The run used the file as it was read; say so if it is not so now.
     let changed = std::fs::read_to_string(&args.file).ok().as_deref() != Some(text.as_str());
     if changed {
@@ -208,6 +233,8 @@ struct Job {
     queued: bool,
     /// Where events go with `--json`.
     events: Option<Events>,
+    /// The dashboard's view of the run, with `--serve`.
+    board: Option<RunBoard>,
 }
 
 impl Job {
@@ -244,6 +271,7 @@ impl Job {
             forced,
             queued,
             events,
+            board: None,
         }
     }
 
@@ -408,11 +436,15 @@ impl Job {
                 events.task(kind, name, attempt, fields);
             }
         };
+
         match event.kind {
             EventKind::Queued => tell("queued", json!({})),
             EventKind::Started => {
                 self.books()[task].attempts += 1;
                 tell("started", json!({}));
+                if let Some(board) = &self.board {
+                    board.started(name);
+                }
                 self.progress().started(task, name, attempt);
             }
             EventKind::Finished { elapsed, value } => {
@@ -421,6 +453,7 @@ impl Job {
                         "finished",
                         json!({ "status": "up to date", "elapsed": 0.0 }),
                     );
+                    self.mark(name, NodeState::UpToDate);
                     self.progress().ended(task, name, "up to date", "");
                     return;
                 };
@@ -439,6 +472,7 @@ impl Job {
                     "finished",
                     json!({ "status": "ok", "elapsed": events::seconds(elapsed) }),
                 );
+                self.mark(name, NodeState::Succeeded);
                 self.progress()
                     .ended(task, name, "ok", &format!(" in {took:.1?}"));
                 if let Err(error) = self
@@ -465,6 +499,14 @@ impl Job {
                     self.show_output(task, name, failed.output());
                 }
                 let elapsed = events::seconds(elapsed);
+                self.mark(
+                    name,
+                    match (retrying, error.is_cancelled()) {
+                        (true, _) => NodeState::Waiting,
+                        (false, true) => NodeState::Cancelled,
+                        (false, false) => NodeState::Failed,
+                    },
+                );
                 if error.is_cancelled() && !retrying {
                     tell("cancelled", json!({ "elapsed": elapsed }));
                     self.progress().ended(task, name, "cancelled", "");
@@ -488,10 +530,36 @@ impl Job {
             EventKind::Skipped { error } => {
                 let why = self.skip_reason(error);
                 tell("skipped", json!({ "reason": why }));
+                self.mark(name, NodeState::Skipped);
                 self.progress()
                     .ended(task, name, "skipped", &format!(": {why}"));
             }
             _ => {}
+        }
+    }
+
+    /// The dashboard's view of this job: its tasks in dependency order, each with what it
+    /// needs, all waiting.
+    fn board_of(&self, file: &Path) -> RunBoard {
+        let name = file.file_stem().map_or_else(
+            || file.display().to_string(),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
+        let board = RunBoard::new(name);
+        for &task in &self.task_of_node {
+            let needs: Vec<String> = self.needs[task]
+                .iter()
+                .map(|&need| self.tasks[need].name.clone())
+                .collect();
+            board.add_task(&self.tasks[task].name, "process", &needs);
+        }
+        board
+    }
+
+    /// Shows `name` in `state` on the dashboard, if one is served.
+    fn mark(&self, name: &str, state: NodeState) {
+        if let Some(board) = &self.board {
+            board.finished(name, state);
         }
     }
 

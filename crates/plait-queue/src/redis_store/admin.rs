@@ -52,7 +52,14 @@ pub(super) fn running(
     limit: usize,
 ) -> Result<Vec<TaskInfo>> {
     // By when the lease ends, which for leases of one length is by start.
-    let mut running = by_score(store, queue, limit, limit, |q| store.keys.leases(q), |_| true)?;
+    let mut running = by_score(
+        store,
+        queue,
+        limit,
+        limit,
+        |q| store.keys.leases(q),
+        |_| true,
+    )?;
     running.sort_by_key(|task| (task.started_at, task.id));
     Ok(running)
 }

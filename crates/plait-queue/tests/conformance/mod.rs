@@ -904,7 +904,10 @@ pub(crate) fn workers_are_registered_renewed_and_stopped(f: &Fixture) {
         (started, started + 10_000, 3, 5, 1)
     );
     assert_eq!(w1.queues, ["default", "mail"]);
-    assert_eq!(w1.durations, busy.durations, "the histogram is kept as sent");
+    assert_eq!(
+        w1.durations, busy.durations,
+        "the histogram is kept as sent"
+    );
     assert_eq!((w1.concurrency, w1.pid), (4, std::process::id()));
     assert_eq!(w1.state(store.now()), WorkerState::Active);
 
@@ -1050,7 +1053,10 @@ pub(crate) fn running_and_retrying_tasks_are_listed(f: &Fixture) {
         crash_budget: 3,
     };
     let flaky = store.enqueue(&command("flaky").retry(policy)).unwrap().id;
-    let lease = store.reserve("w1", &["default"], 1, LEASE).unwrap().remove(0);
+    let lease = store
+        .reserve("w1", &["default"], 1, LEASE)
+        .unwrap()
+        .remove(0);
     store
         .complete(&[(flaky, lease.attempt, failed("boom"))])
         .unwrap();
@@ -1069,16 +1075,25 @@ pub(crate) fn running_and_retrying_tasks_are_listed(f: &Fixture) {
         .iter()
         .map(|t| (t.id, t.worker.as_deref().unwrap_or("?")))
         .collect();
-    assert_eq!(held, [(first, "w1"), (second, "w2")], "started first, first");
+    assert_eq!(
+        held,
+        [(first, "w1"), (second, "w2")],
+        "started first, first"
+    );
     assert_eq!(store.running(Some("mail"), 10).unwrap().len(), 1);
     assert_eq!(store.running(None, 1).unwrap().len(), 1, "the limit holds");
 
     let retrying = f.store().retrying(None, 10).unwrap();
     assert_eq!(retrying.len(), 1, "{retrying:?}");
     let task = &retrying[0];
-    assert_eq!((task.id, task.state, task.failures), (flaky, State::Queued, 1));
+    assert_eq!(
+        (task.id, task.state, task.failures),
+        (flaky, State::Queued, 1)
+    );
     assert!(
-        task.error.as_ref().is_some_and(|e| e.to_string().contains("boom")),
+        task.error
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("boom")),
         "{:?}",
         task.error
     );

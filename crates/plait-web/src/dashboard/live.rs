@@ -1,0 +1,260 @@
+//! The live view: one poller per dashboard looks at the queue and the run, and every page
+//! listening gets a new snapshot (server-sent events) when anything in it changed. The
+//! poller runs only while a page listens.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::Shared;
+use super::api::{ApiError, now_ms, worker_json};
+
+/// How many of each list a snapshot carries: a page, not an export.
+const RUNNING_SHOWN: usize = 100;
+const RETRYING_SHOWN: usize = 50;
+const DEAD_SHOWN: usize = 100;
+/// The window over which a queue's rate is taken.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+pub(crate) struct Live {
+    every: Duration,
+    latest: watch::Sender<Arc<str>>,
+    /// Whether the poller runs; taken together with subscribing, so that a page that
+    /// arrives as the poller stops starts a new one.
+    polling: Mutex<bool>,
+}
+
+impl Live {
+    pub(crate) fn new(every: Duration) -> Live {
+        Live {
+            every,
+            latest: watch::Sender::new(Arc::from("")),
+            polling: Mutex::new(false),
+        }
+    }
+}
+
+/// `GET /api/events`: a snapshot at once, then one each time something changed.
+pub(crate) async fn events(State(board): State<Shared>) -> impl IntoResponse {
+    let receiver = {
+        let mut polling = board
+            .live
+            .polling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let receiver = board.live.latest.subscribe();
+        if !*polling {
+            *polling = true;
+            tokio::spawn(poll(board.clone()));
+        }
+        receiver
+    };
+    Sse::new(snapshots(receiver)).keep_alive(KeepAlive::default())
+}
+
+fn snapshots(receiver: watch::Receiver<Arc<str>>) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold((receiver, true), |(mut receiver, first)| async move {
+        loop {
+            if !first || receiver.borrow().is_empty() {
+                receiver.changed().await.ok()?;
+            }
+            let data = receiver.borrow_and_update().clone();
+            if !data.is_empty() {
+                let event = Event::default().event("snapshot").data(&*data);
+                return Some((Ok(event), (receiver, false)));
+            }
+        }
+    })
+}
+
+/// `GET /api/snapshot`: what a page would be sent now.
+pub(crate) async fn snapshot(State(board): State<Shared>) -> Result<Json<Value>, ApiError> {
+    let mut rates = Rates::default();
+    let body = take(&board, &mut rates).await;
+    Ok(Json(with_time(body)))
+}
+
+/// Looks every `every` while anyone listens; publishes a snapshot when it differs from
+/// the last one (the time it was taken aside).
+async fn poll(board: Shared) {
+    let mut rates = Rates::default();
+    let mut last = Value::Null;
+    loop {
+        let body = take(&board, &mut rates).await;
+        let compared = without_clocks(&body);
+        if compared != last {
+            last = compared;
+            board
+                .live
+                .latest
+                .send_replace(Arc::from(with_time(body).to_string()));
+        }
+        tokio::time::sleep(board.live.every).await;
+        let mut polling = board
+            .live
+            .polling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if board.live.latest.receiver_count() == 0 {
+            *polling = false;
+            return;
+        }
+    }
+}
+
+/// The snapshot without what changes at every look (the store's clock, the run's
+/// elapsed time), to tell whether anything else did.
+fn without_clocks(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(queue) = body.get_mut("queue").and_then(Value::as_object_mut) {
+        queue.remove("store_now");
+    }
+    if let Some(run) = body.get_mut("run").and_then(Value::as_object_mut) {
+        run.remove("elapsed_ms");
+    }
+    body
+}
+
+fn with_time(mut body: Value) -> Value {
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("at_ms".into(), now_ms().into());
+    }
+    body
+}
+
+/// Finished tasks per queue, sampled over the last [`RATE_WINDOW`].
+#[derive(Default)]
+struct Rates {
+    samples: VecDeque<(Instant, HashMap<String, u64>)>,
+}
+
+impl Rates {
+    /// Adds a sample; returns each queue's tasks finished per second over the window.
+    fn sample(&mut self, finished: HashMap<String, u64>) -> HashMap<String, f64> {
+        let now = Instant::now();
+        while self
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let rates = match self.samples.front() {
+            Some((at, then)) if now.duration_since(*at) >= Duration::from_millis(100) => {
+                let seconds = now.duration_since(*at).as_secs_f64();
+                finished
+                    .iter()
+                    .map(|(queue, n)| {
+                        let before = then.get(queue).copied().unwrap_or(0);
+                        // Counts fall as results expire: that is no negative rate.
+                        (queue.clone(), n.saturating_sub(before) as f64 / seconds)
+                    })
+                    .collect()
+            }
+            _ => HashMap::new(),
+        };
+        self.samples.push_back((now, finished));
+        rates
+    }
+}
+
+/// The snapshot, without its time: the queue's (if any) and the run's (if any).
+async fn take(board: &Shared, rates: &mut Rates) -> Value {
+    let queue = match &board.store {
+        None => Value::Null,
+        Some(store) => {
+            let store = store.clone();
+            let looked = tokio::task::spawn_blocking(move || -> plait_queue::Result<_> {
+                Ok((
+                    store.queues()?,
+                    store.workers()?,
+                    store.running(None, RUNNING_SHOWN)?,
+                    store.retrying(None, RETRYING_SHOWN)?,
+                    store.dead(None, DEAD_SHOWN)?,
+                    store.now(),
+                ))
+            })
+            .await;
+            match looked {
+                Ok(Ok(looked)) => queue_json(looked, rates),
+                Ok(Err(error)) => json!({ "error": error.to_string() }),
+                Err(_) => json!({ "error": "the store call panicked" }),
+            }
+        }
+    };
+    let run = board
+        .run
+        .as_ref()
+        .map_or(Value::Null, super::RunBoard::snapshot);
+    json!({ "queue": queue, "run": run })
+}
+
+type Looked = (
+    Vec<plait_queue::QueueStats>,
+    Vec<plait_queue::WorkerInfo>,
+    Vec<plait_queue::TaskInfo>,
+    Vec<plait_queue::TaskInfo>,
+    Vec<plait_queue::TaskInfo>,
+    plait_queue::Millis,
+);
+
+fn queue_json((queues, workers, running, retrying, dead, now): Looked, rates: &mut Rates) -> Value {
+    let finished = queues
+        .iter()
+        .map(|q| (q.queue.clone(), q.succeeded + q.dead + q.cancelled))
+        .collect();
+    let rates = rates.sample(finished);
+    let queues: Vec<Value> = queues
+        .iter()
+        .map(|q| {
+            let mut value = serde_json::to_value(q).unwrap_or_default();
+            if let Some(fields) = value.as_object_mut() {
+                let rate = rates.get(&q.queue).copied().unwrap_or(0.0);
+                fields.insert("rate".into(), ((rate * 10.0).round() / 10.0).into());
+            }
+            value
+        })
+        .collect();
+    let brief = |t: &plait_queue::TaskInfo| {
+        json!({
+            "id": t.id,
+            "queue": t.queue,
+            "state": t.state,
+            "runs": t.describe(),
+            "worker": t.worker,
+            "attempts": t.attempts,
+            "started_at": t.started_at,
+            "ready_at": t.ready_at,
+            "error": t.error.as_ref().map(ToString::to_string),
+            "reason": t.reason,
+        })
+    };
+    let workers: Vec<Value> = workers
+        .iter()
+        .map(|w| {
+            let mut value = worker_json(w, now, &running);
+            // Recomputed by the page from `seen_at`: an age here would change every look.
+            if let Some(fields) = value.as_object_mut() {
+                fields.remove("heartbeat_age_ms");
+            }
+            value
+        })
+        .collect();
+    json!({
+        "store_now": now,
+        "queues": queues,
+        "workers": workers,
+        "running": running.iter().map(brief).collect::<Vec<_>>(),
+        "retrying": retrying.iter().map(brief).collect::<Vec<_>>(),
+        "dead": dead.iter().map(brief).collect::<Vec<_>>(),
+    })
+}
