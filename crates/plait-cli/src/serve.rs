@@ -22,7 +22,12 @@ pub(crate) struct Access {
     /// The token every request must carry (`Authorization: Bearer TOKEN`); required to
     /// serve beyond the loopback interface. PLAIT_TOKEN is better than the flag, which
     /// other users of the machine can read in the process list.
-    #[arg(long, env = "PLAIT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "PLAIT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     token: Option<String>,
     /// Answer requests addressed to this host name too (repeat for more): by default,
     /// without a token, only loopback names (localhost, 127.0.0.1, [::1]) are answered.
@@ -68,14 +73,19 @@ pub(crate) fn start(
 ) -> Result<Serving, String> {
     let addrs: Vec<SocketAddr> = bind
         .to_socket_addrs()
-        .map_err(|e| format!("--bind {bind:?}: {e}; write it as ADDRESS:PORT, such as {DEFAULT_BIND}"))?
+        .map_err(|e| {
+            format!("--bind {bind:?}: {e}; write it as ADDRESS:PORT, such as {DEFAULT_BIND}")
+        })?
         .collect();
     let addr = *addrs
         .first()
         .ok_or_else(|| format!("--bind {bind:?} names no address"))?;
     match access.token.as_deref() {
         Some(token) if token.trim().is_empty() => {
-            return Err("the token is empty, and would guard nothing: give one with --token or PLAIT_TOKEN".to_owned());
+            return Err(
+                "the token is empty, and would guard nothing: give one with --token or PLAIT_TOKEN"
+                    .to_owned(),
+            );
         }
         Some(token) => dashboard = dashboard.token(token.trim()),
         None if !addr.ip().is_loopback() => {
@@ -88,9 +98,13 @@ pub(crate) fn start(
     for host in &access.allow_hosts {
         dashboard = dashboard.allow_host(host.clone());
     }
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| format!("cannot listen on {addr}: {e}; choose another with --bind ADDR:PORT"))?;
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        format!("cannot listen on {addr}: {e}; choose another with --bind ADDR:PORT")
+    })?;
     let serving = plait_web::serve(rt, listener, dashboard.build()).map_err(|e| e.to_string())?;
-    eprintln!("plait: the dashboard is on http://{}/", serving.local_addr());
+    eprintln!(
+        "plait: the dashboard is on http://{}/",
+        serving.local_addr()
+    );
     Ok(serving)
 }

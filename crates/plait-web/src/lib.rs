@@ -11,7 +11,10 @@
 //!
 //! [`serve`] starts a server; [`Serving::stop`] or the runtime's own
 //! [`shutdown`](plait::Runtime::shutdown) stops it in order: it takes no new connection and
-//! lets the requests in flight finish.
+//! lets the requests in flight finish. A handler that streams (server-sent events) or
+//! long-polls ends early when told [`Stopping`]. [`Limits`] bound what clients may hold:
+//! connections at once, and how long a client may take to send a request's head (a slow
+//! or idle client is cut off).
 //!
 //! ```no_run
 //! use axum::{Router, extract::State, routing::get};
@@ -37,11 +40,9 @@
 //! ```
 
 pub mod dashboard;
+mod server;
 
-use std::net::SocketAddr;
-
-use plait::{Handle, Runtime};
-use tokio::sync::oneshot;
+pub use server::{Limits, Serving, Stopping, serve, serve_with};
 
 /// Why a server could not start or stopped on an error.
 #[derive(Debug, thiserror::Error)]
@@ -56,85 +57,4 @@ pub enum WebError {
     /// The runtime refused the server's coroutine (it is shutting down).
     #[error("the runtime refused the server: {0}")]
     Runtime(#[source] plait::Error),
-}
-
-/// A server started by [`serve`].
-#[must_use = "dropping a Serving leaves the server running until the runtime shuts down; call stop or join"]
-pub struct Serving {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    served: Handle<Result<(), std::io::Error>>,
-}
-
-/// Serves `app` on `listener` (bound already: `127.0.0.1:0` picks a free port) on `rt`'s
-/// coroutine strand, until [`Serving::stop`] or `rt.shutdown(..)`. Either stops it in
-/// order: no new connection is taken, and the requests in flight are answered (within the
-/// shutdown's timeout, for a shutdown).
-///
-/// # Errors
-///
-/// [`WebError::Listener`] if the listener's address cannot be read or it cannot be made
-/// non-blocking.
-pub fn serve(
-    rt: &Runtime,
-    listener: std::net::TcpListener,
-    app: axum::Router,
-) -> Result<Serving, WebError> {
-    let addr = listener.local_addr().map_err(WebError::Listener)?;
-    listener.set_nonblocking(true).map_err(WebError::Listener)?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let closing = rt.closing();
-    let served = rt.spawn_async(async move {
-        // Made here: a tokio listener belongs to the runtime it is made in.
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = stopped => {}
-                    () = closing => {}
-                }
-            })
-            .await
-    });
-    Ok(Serving {
-        addr,
-        stop: Some(stop),
-        served,
-    })
-}
-
-impl Serving {
-    /// Where it listens.
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops taking connections, answers the requests in flight, and returns once they are.
-    ///
-    /// # Errors
-    ///
-    /// As [`join`](Serving::join).
-    pub fn stop(mut self) -> Result<(), WebError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.join()
-    }
-
-    /// Waits until the server has stopped (by [`stop`](Serving::stop) from a clone of
-    /// nothing: by the runtime's shutdown).
-    ///
-    /// # Errors
-    ///
-    /// [`WebError::Serve`] if it stopped on an I/O error; [`WebError::Runtime`] if its
-    /// coroutine was cancelled (a shutdown's timeout ran out with requests still in
-    /// flight) or refused.
-    pub fn join(self) -> Result<(), WebError> {
-        match self.served.join() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(WebError::Serve(error)),
-            Err(error) => Err(WebError::Runtime(error)),
-        }
-    }
 }

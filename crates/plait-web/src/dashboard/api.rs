@@ -4,21 +4,25 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use plait_queue::{Cancel, NewTask, Payload, RetryPolicy, Store, TaskId, TaskInfo, WorkerInfo};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Shared;
+use crate::Stopping;
 
 /// How long `GET /api/tasks/{id}/result?wait=` may hold a request.
 pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(300);
+
+/// How long a client may take to send a request's body: a slow one is answered 408.
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An error as the API answers it: a status and `{"error": "..."}`.
 #[derive(Debug)]
@@ -67,7 +71,14 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(request, state).await {
+        let read = tokio::time::timeout(BODY_TIMEOUT, Json::<T>::from_request(request, state));
+        let Ok(read) = read.await else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
+            ));
+        };
+        match read {
             Ok(Json(value)) => Ok(Body(value)),
             Err(rejection) => Err(match &rejection {
                 JsonRejection::BytesRejection(_)
@@ -297,24 +308,34 @@ pub(crate) struct Wait {
 
 /// `GET /api/tasks/{id}/result?wait=30s`: the task once it has finished (200), or as it
 /// stands when the wait runs out (202): a long poll, woken by the store, not by polling.
+/// The wait is taken in steps, so that a server that stops answers at its next step.
 pub(crate) async fn result(
     State(board): State<Shared>,
     Path(id): Path<String>,
     Query(wait): Query<Wait>,
+    stopping: Option<Extension<Stopping>>,
 ) -> Answer {
+    const STEP: Duration = Duration::from_secs(1);
     let id = task_id(&id)?;
     let wait = match &wait.wait {
         Some(text) => duration("wait", &Value::String(text.clone()))?.min(LONGEST_WAIT),
         None => Duration::ZERO,
     };
+    let stopping = stopping.map(|Extension(stopping)| stopping);
     let task = on_store(&board, move |s| {
-        if wait.is_zero() {
-            return s.get(id);
-        }
-        match s.wait_finished(id, wait) {
-            Ok(task) => Ok(Some(task)),
-            Err(error) if error.kind() == plait_queue::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error),
+        let until = Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let stop = stopping.as_ref().is_some_and(Stopping::is_stopping);
+            if left.is_zero() || stop {
+                return s.get(id);
+            }
+            match s.wait_finished(id, left.min(STEP)) {
+                Ok(task) if task.state.is_finished() => return Ok(Some(task)),
+                Ok(_) => {}
+                Err(error) if error.kind() == plait_queue::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(error),
+            }
         }
     })
     .await?

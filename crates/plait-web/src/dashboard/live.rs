@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use super::api::{ApiError, now_ms, worker_json};
+use crate::Stopping;
 
 /// How many of each list a snapshot carries: a page, not an export.
 const RUNNING_SHOWN: usize = 100;
@@ -44,7 +46,10 @@ impl Live {
 }
 
 /// `GET /api/events`: a snapshot at once, then one each time something changed.
-pub(crate) async fn events(State(board): State<Shared>) -> impl IntoResponse {
+pub(crate) async fn events(
+    State(board): State<Shared>,
+    stopping: Option<Extension<Stopping>>,
+) -> impl IntoResponse {
     let receiver = {
         let mut polling = board
             .live
@@ -58,19 +63,35 @@ pub(crate) async fn events(State(board): State<Shared>) -> impl IntoResponse {
         }
         receiver
     };
-    Sse::new(snapshots(receiver)).keep_alive(KeepAlive::default())
+    let stopping = stopping.map(|Extension(stopping)| stopping);
+    Sse::new(snapshots(receiver, stopping)).keep_alive(KeepAlive::default())
 }
 
-fn snapshots(receiver: watch::Receiver<Arc<str>>) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((receiver, true), |(mut receiver, first)| async move {
+/// The snapshots as events, until the server stops (a stream that never ended would hold
+/// up its stop).
+fn snapshots(
+    receiver: watch::Receiver<Arc<str>>,
+    stopping: Option<Stopping>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let state = (receiver, stopping, true);
+    futures_util::stream::unfold(state, |(mut receiver, stopping, first)| async move {
         loop {
             if !first || receiver.borrow().is_empty() {
-                receiver.changed().await.ok()?;
+                let stopped = async {
+                    match &stopping {
+                        Some(stopping) => stopping.stopped().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    changed = receiver.changed() => changed.ok()?,
+                    () = stopped => return None,
+                }
             }
             let data = receiver.borrow_and_update().clone();
             if !data.is_empty() {
                 let event = Event::default().event("snapshot").data(&*data);
-                return Some((Ok(event), (receiver, false)));
+                return Some((Ok(event), (receiver, stopping, false)));
             }
         }
     })
