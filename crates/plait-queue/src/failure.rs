@@ -100,9 +100,24 @@ impl FailureKind {
     }
 }
 
+/// `once`, or `N times`: how often something happened, as a reason says it.
+pub(crate) fn times(n: u32) -> String {
+    if n == 1 {
+        "once".to_owned()
+    } else {
+        format!("{n} times")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn once_is_said_once() {
+        assert_eq!(times(1), "once");
+        assert_eq!(times(3), "3 times");
+    }
 
     #[test]
     fn a_kind_from_a_newer_build_reads_as_other() {

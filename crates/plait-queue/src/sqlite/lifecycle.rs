@@ -186,7 +186,8 @@ fn crash(
         Ok(State::Queued)
     } else {
         let reason = format!(
-            "its attempts crashed {crashes} times (crash budget {budget}); the last: {failure}"
+            "its attempts crashed {} (crash budget {budget}); the last: {failure}",
+            crate::failure::times(crashes)
         );
         bury(tx, id, attempt, Some(crashes), &error, &reason, now)?;
         Ok(State::Dead)
@@ -330,7 +331,8 @@ fn record(
             }
             let reason = if *retry {
                 format!(
-                    "it failed {failures} times ({} retries allowed); the last: {failure}",
+                    "it failed {} ({} retries allowed); the last: {failure}",
+                    crate::failure::times(failures),
                     task.retry.max_retries
                 )
             } else {

@@ -64,17 +64,20 @@ pub(crate) async fn events(
         receiver
     };
     let stopping = stopping.map(|Extension(stopping)| stopping);
-    Sse::new(snapshots(receiver, stopping)).keep_alive(KeepAlive::default())
+    Sse::new(snapshots(board, receiver, stopping)).keep_alive(KeepAlive::default())
 }
 
 /// The snapshots as events, until the server stops (a stream that never ended would hold
-/// up its stop).
+/// up its stop); then one last snapshot taken there and then, so that a page keeps the
+/// final state of what it showed (a run that just ended).
 fn snapshots(
+    board: Shared,
     receiver: watch::Receiver<Arc<str>>,
     stopping: Option<Stopping>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let state = (receiver, stopping, true);
-    futures_util::stream::unfold(state, |(mut receiver, stopping, first)| async move {
+    let state = Some((board, receiver, stopping, true));
+    futures_util::stream::unfold(state, |state| async move {
+        let (board, mut receiver, stopping, first) = state?;
         loop {
             if !first || receiver.borrow().is_empty() {
                 let stopped = async {
@@ -85,13 +88,17 @@ fn snapshots(
                 };
                 tokio::select! {
                     changed = receiver.changed() => changed.ok()?,
-                    () = stopped => return None,
+                    () = stopped => {
+                        let last = with_time(take(&board, &mut Rates::default()).await);
+                        let event = Event::default().event("snapshot").data(last.to_string());
+                        return Some((Ok(event), None));
+                    }
                 }
             }
             let data = receiver.borrow_and_update().clone();
             if !data.is_empty() {
                 let event = Event::default().event("snapshot").data(&*data);
-                return Some((Ok(event), (receiver, stopping, false)));
+                return Some((Ok(event), Some((board, receiver, stopping, false))));
             }
         }
     })
@@ -119,7 +126,17 @@ async fn poll(board: Shared) {
                 .latest
                 .send_replace(Arc::from(with_time(body).to_string()));
         }
-        tokio::time::sleep(board.live.every).await;
+        // A run's change is shown at once; the queue's at the next look.
+        let run_changed = async {
+            match &board.run {
+                Some(run) => run.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(board.live.every) => {}
+            () = run_changed => {}
+        }
         let mut polling = board
             .live
             .polling

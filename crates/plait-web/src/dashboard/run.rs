@@ -47,6 +47,7 @@ pub enum NodeState {
 #[derive(Clone)]
 pub struct RunBoard {
     inner: Arc<Mutex<Run>>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Serialize)]
@@ -85,6 +86,7 @@ impl RunBoard {
                 finished: false,
                 tasks: Vec::new(),
             })),
+            changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -148,7 +150,7 @@ impl RunBoard {
     /// `name`, `strand`, `needs`, `state`, `started_ms`, `ended_ms` and `slot`.
     #[must_use]
     pub fn snapshot(&self) -> serde_json::Value {
-        self.with(|run| {
+        self.look(|run| {
             let mut value = serde_json::to_value(&*run).unwrap_or_default();
             if let Some(fields) = value.as_object_mut() {
                 fields.insert("elapsed_ms".to_owned(), run.millis().into());
@@ -159,7 +161,7 @@ impl RunBoard {
 
     /// Counts of the run's tasks by state, for `/metrics`.
     pub(crate) fn counts(&self) -> Vec<(NodeState, u64)> {
-        self.with(|run| {
+        self.look(|run| {
             let mut counts: Vec<(NodeState, u64)> = Vec::new();
             for node in &run.tasks {
                 match counts.iter_mut().find(|(state, _)| *state == node.state) {
@@ -171,9 +173,21 @@ impl RunBoard {
         })
     }
 
+    /// Changes the run, and wakes the dashboard's poller to show it.
     fn with<T>(&self, f: impl FnOnce(&mut Run) -> T) -> T {
         // A panic elsewhere while the lock was held leaves a board still worth drawing.
-        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+        let value = f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner));
+        self.changed.notify_waiters();
+        value
+    }
+
+    fn look<T>(&self, f: impl FnOnce(&Run) -> T) -> T {
+        f(&self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Returns at the next change.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
     }
 }
 

@@ -73,6 +73,12 @@ local function unlease(p, id, t)
   count(p, 'running', -1)
 end
 
+-- 'once', or 'N times', as a reason says how often.
+local function times(n)
+  if tonumber(n) == 1 then return 'once' end
+  return n .. ' times'
+end
+
 local function bury(p, id, t, now, error, reason)
   redis.call('HSET', t, 'state', 'dead', 'finished_at', now, 'error', error, 'reason', reason)
   redis.call('ZADD', p .. 'dead', now, id)
@@ -104,8 +110,8 @@ local function crash(p, id, t, now, error, text)
     enqueue_at(p, id, f[3], now, now)
     return 'queued'
   end
-  return bury(p, id, t, now, error, 'its attempts crashed ' .. crashes ..
-    ' times (crash budget ' .. budget .. '); the last: ' .. text)
+  return bury(p, id, t, now, error, 'its attempts crashed ' .. times(crashes) ..
+    ' (crash budget ' .. budget .. '); the last: ' .. text)
 end
 
 -- Reclaims every lease that ran out before `now`, as a crash of its attempt.

@@ -30,7 +30,7 @@ for i = 3, #ARGV, 7 do
         enqueue_at(p, id, f[5], at, now)
         out[#out + 1] = 'queued'
       elseif kind == 'retry' then
-        out[#out + 1] = bury(p, id, t, now, data, 'it failed ' .. failures .. ' times (' ..
+        out[#out + 1] = bury(p, id, t, now, data, 'it failed ' .. times(failures) .. ' (' ..
           allowed .. ' retries allowed); the last: ' .. text)
       else
         out[#out + 1] = bury(p, id, t, now, data,

@@ -126,7 +126,8 @@ function renderQueue(queue) {
     cell(tr, w.host + " (pid " + w.pid + ")");
     cell(tr, w.state, "state-" + w.state);
     cell(tr, age(now - w.seen_at) + " ago").dataset.seen = w.seen_at;
-    cell(tr, w.running + " / " + w.concurrency, "num");
+    // Its leases as the store holds them now, not as of its last heartbeat.
+    cell(tr, w.current.length + " / " + w.concurrency, "num");
     cell(tr, w.current.map((t) => "#" + t.id + " " + t.runs).join(", "));
     cell(tr, w.succeeded, "num");
     cell(tr, w.failed, "num");
