@@ -20,6 +20,10 @@ struct Serving {
 impl Serving {
     /// Starts `command` (stderr piped) and reads its stderr up to the line that says where
     /// the dashboard is.
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the child is handed back in the Serving, whose stop waits for it"
+    )]
     fn start(mut command: std::process::Command) -> Serving {
         let mut child = command
             .stderr(Stdio::piped())

@@ -119,7 +119,7 @@ pub fn serve_with(
         // Made here: a tokio listener belongs to the runtime it is made in.
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let (tell, told) = watch::channel(false);
-        let app = app.layer(axum::Extension(Stopping(told)));
+        let app = app.layer(axum::Extension(Stopping(told.clone())));
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let connections = GracefulShutdown::new();
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -151,12 +151,26 @@ pub fn serve_with(
                 }
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone());
-            let connection =
-                connections.watch(http.serve_connection(TokioIo::new(stream), service));
+            let (http, app, watcher) = (http.clone(), app.clone(), connections.watcher());
+            let (stopping, header_timeout) = (Stopping(told.clone()), limits.header_timeout);
             tokio::spawn(async move {
-                // A client that went away is no error of the server's.
-                let _ = connection.await;
+                // An idle connection holds no buffers until its first bytes arrive (hyper
+                // makes 8 KiB ones at once); one that sends nothing in time is closed.
+                // `peek`, not `readable`: readiness may be reported before any byte is.
+                let mut first = [0_u8; 1];
+                let spoke = tokio::select! {
+                    peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
+                        matches!(peeked, Ok(Ok(n)) if n > 0)
+                    }
+                    () = stopping.stopped() => false,
+                };
+                if spoke {
+                    let service = TowerToHyperService::new(app);
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    // Boxed: the task of an idle connection stays small. A client that
+                    // went away is no error of the server's.
+                    let _ = Box::pin(watcher.watch(connection)).await;
+                }
                 drop(slot);
             });
         }

@@ -172,6 +172,30 @@ fn a_stop_ends_a_stream_of_events_and_answers_a_long_poll() {
     std::fs::remove_dir_all(folder).ok();
 }
 
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_answered_408() {
+    let rt = Runtime::new().unwrap();
+    let app = plait_web::dashboard::Dashboard::builder()
+        .body_timeout(Duration::from_millis(300))
+        .build();
+    let server = start(&rt, app, Limits::default());
+    let mut slow = TcpStream::connect(server.local_addr()).unwrap();
+    // A head that promises 100 bytes, then 10 of them, then nothing.
+    slow.write_all(
+        b"POST /api/purge HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"queue\": ",
+    )
+    .unwrap();
+    let mut answer = [0_u8; 512];
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let n = slow.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive"), "{answer}");
+    server.stop().unwrap();
+}
+
 fn get_hello_status(addr: std::net::SocketAddr) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream

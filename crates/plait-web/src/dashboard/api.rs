@@ -21,9 +21,6 @@ use crate::Stopping;
 /// How long `GET /api/tasks/{id}/result?wait=` may hold a request.
 pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(300);
 
-/// How long a client may take to send a request's body: a slow one is answered 408.
-pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// An error as the API answers it: a status and `{"error": "..."}`.
 #[derive(Debug)]
 pub(crate) struct ApiError {
@@ -67,15 +64,19 @@ impl From<plait_queue::QueueError> for ApiError {
 /// the limit) saying why, instead of axum's plain-text rejection.
 pub(crate) struct Body<T>(T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Shared> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let read = tokio::time::timeout(BODY_TIMEOUT, Json::<T>::from_request(request, state));
+    async fn from_request(
+        request: axum::extract::Request,
+        board: &Shared,
+    ) -> Result<Self, ApiError> {
+        let within = board.body_timeout;
+        let read = tokio::time::timeout(within, Json::<T>::from_request(request, board));
         let Ok(read) = read.await else {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
+                format!("the body did not arrive within {within:?}: send it at once"),
             ));
         };
         match read {

@@ -68,6 +68,7 @@ pub struct DashboardBuilder {
     token: Option<String>,
     hosts: Vec<String>,
     poll: Option<Duration>,
+    body_timeout: Option<Duration>,
 }
 
 /// The dashboard, its API and its metrics.
@@ -119,6 +120,13 @@ impl DashboardBuilder {
         self
     }
 
+    /// How long a client may take to send a request's body before it is answered 408
+    /// (default 30 s).
+    pub fn body_timeout(mut self, within: Duration) -> Self {
+        self.body_timeout = Some(within);
+        self
+    }
+
     /// The router: mount it with [`serve`](crate::serve) or nest it. Its live view's
     /// poller starts with the first page that listens, on the runtime that serves it.
     pub fn build(self) -> Router {
@@ -128,6 +136,7 @@ impl DashboardBuilder {
             runtime: self.runtime,
             live: live::Live::new(self.poll.unwrap_or(Duration::from_millis(500))),
             guard: guard::Guard::new(self.token, self.hosts),
+            body_timeout: self.body_timeout.unwrap_or(Duration::from_secs(30)),
         });
         Router::new()
             .route("/", get(guard::page))
@@ -165,6 +174,7 @@ pub(crate) struct Board {
     runtime: Option<Runtime>,
     live: live::Live,
     guard: guard::Guard,
+    body_timeout: Duration,
 }
 
 type Shared = Arc<Board>;

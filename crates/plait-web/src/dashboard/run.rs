@@ -151,7 +151,7 @@ impl RunBoard {
     #[must_use]
     pub fn snapshot(&self) -> serde_json::Value {
         self.look(|run| {
-            let mut value = serde_json::to_value(&*run).unwrap_or_default();
+            let mut value = serde_json::to_value(run).unwrap_or_default();
             if let Some(fields) = value.as_object_mut() {
                 fields.insert("elapsed_ms".to_owned(), run.millis().into());
             }
