@@ -186,3 +186,53 @@ needs = ["parse", "gate"]
     );
     assert!(run.wait().unwrap().success());
 }
+
+#[test]
+fn with_a_token_the_page_asks_for_it_and_then_goes_live() {
+    if !program_here("chromedriver") || !needs("chromium", program_here("chromium")) {
+        return;
+    }
+    let dir = folder("dashboard-token");
+    let mut serve = plait_in(&dir, None)
+        .env("PLAIT_TOKEN", "open sesame")
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(serve.stderr.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("plait: the dashboard is on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let browser = Browser::start();
+    browser.open(&base);
+    browser.wait_until(
+        "the token's form",
+        r#"return !document.getElementById("login").hidden;"#,
+    );
+    browser.run(
+        r#"document.getElementById("token").value = arguments[0];
+           document.getElementById("login").requestSubmit();"#,
+        json!(["open sesame"]),
+    );
+    browser.wait_until(
+        "the live link",
+        r#"return document.getElementById("link").textContent === "live";"#,
+    );
+    browser.wait_until(
+        "the queue's section",
+        r#"return !document.getElementById("queue").hidden;"#,
+    );
+    drop(browser);
+    common::signal(&serve, libc::SIGTERM);
+    assert!(serve.wait().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut said, &mut rest).unwrap();
+    assert!(
+        !rest.contains("sesame"),
+        "the token is never logged: {rest}"
+    );
+}

@@ -224,3 +224,49 @@ needs = ["gate"]
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
     assert!(stdout.contains("after"), "{stdout}");
 }
+
+#[test]
+fn serve_on_a_broker_answers_from_redis() {
+    if !common::redis_answers() {
+        return;
+    }
+    let dir = folder("serve-redis");
+    let namespace = format!("plait-test-serve-{}", std::process::id());
+    let broker = common::redis_url();
+    let mut command = plait_in(&dir, Some((&broker, &namespace)));
+    command
+        .env_remove("PLAIT_TOKEN")
+        .args(["serve", "--bind", "127.0.0.1:0"]);
+    let served = Serving::start(command);
+    let client = reqwest::blocking::Client::new();
+    let answer: Value = client
+        .post(served.url("/api/tasks"))
+        .json(&json!({ "command": ["true"], "queue": "web" }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = answer["id"].as_u64().unwrap();
+    // Another process on the same broker sees it.
+    let status = plait_in(&dir, Some((&broker, &namespace)))
+        .args(["status", &id.to_string(), "--json"])
+        .output()
+        .unwrap();
+    let task: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (task["queue"].as_str(), task["state"].as_str()),
+        (Some("web"), Some("queued"))
+    );
+    let metrics = client
+        .get(served.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"plait_queue_tasks{queue="web",state="ready"} 1"#),
+        "{metrics}"
+    );
+    served.stop();
+    common::forget_redis_namespace(&namespace);
+}
