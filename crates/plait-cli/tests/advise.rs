@@ -113,6 +113,56 @@ fn work_is_classified_by_what_bounds_it() {
         big["peak_rss_bytes"].as_u64().unwrap() >= 100_000_000,
         "{big}"
     );
+
+    // Memory: as many at once as fit, never more, however many cores.
+    let waits_big = json(&advise(&[
+        "--json",
+        "--cores",
+        "4096",
+        "--",
+        "sh",
+        "-c",
+        "x=$(head -c 100000000 /dev/zero | tr '\\0' a); sleep 0.3",
+    ]));
+    let at_once = waits_big["concurrency"].as_u64().unwrap();
+    let peak = waits_big["peak_rss_bytes"].as_u64().unwrap();
+    let available = waits_big["available_memory_bytes"].as_u64().unwrap();
+    assert!(at_once * peak <= available.max(peak), "{waits_big}");
+    if at_once < 1024 {
+        assert_eq!(waits_big["memory_binds"], true, "{waits_big}");
+    }
+
+    // Two busy loops beside a computing shell: its waits for a core are its whole tree's,
+    // set aside, so it computes; or the machine is said to be too busy to tell. Never
+    // "mixed".
+    let hogs: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let crowded = advise(&[
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        &format!("sh -c '{}'", busy(0.6)),
+    ]);
+    for mut hog in hogs {
+        hog.kill().unwrap();
+        hog.wait().unwrap();
+    }
+    let crowded = json(&crowded);
+    assert!(
+        crowded["bound"] == "cpu-bound" || crowded["verdict"] == false,
+        "{crowded}"
+    );
+    assert!(
+        crowded["waited_for_cpu_s"].as_f64().unwrap() > 0.0,
+        "{crowded}"
+    );
 }
 
 #[test]
@@ -131,6 +181,99 @@ fn a_command_killed_by_a_signal_exits_as_a_shell_reports_it() {
     assert_eq!(output.status.code(), Some(128 + 9));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["signal"], 9, "{report}");
+    // Over in a moment: no verdict, in the JSON as in the text.
+    assert_eq!(report["verdict"], false, "{report}");
+    assert_eq!(report["bound"], serde_json::Value::Null, "{report}");
+    let text = advise(&["--", "sh", "-c", "kill -9 $$"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("no verdict"));
+}
+
+#[test]
+fn a_run_too_short_to_judge_gets_no_verdict_with_the_threshold() {
+    let report = json(&advise(&["--json", "--", "true"]));
+    assert_eq!(report["verdict"], false, "{report}");
+    assert!(
+        report["no_verdict"].as_str().unwrap().contains("20 ms"),
+        "{report}"
+    );
+}
+
+#[test]
+fn repeated_runs_are_judged_by_their_medians_with_the_spread() {
+    let report = json(&advise(&["--json", "--repeat", "3", "--", "sleep", "0.05"]));
+    assert_eq!(report["runs"], 3, "{report}");
+    let spread = &report["spread"]["wall_s"];
+    assert!(spread["min"].as_f64().unwrap() <= report["wall_s"].as_f64().unwrap());
+    assert!(spread["max"].as_f64().unwrap() >= report["wall_s"].as_f64().unwrap());
+    let text = advise(&["--repeat", "2", "--", "sleep", "0.05"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("2 runs: the medians"));
+}
+
+#[test]
+fn a_cap_is_not_offered_as_a_job_count() {
+    // On 64 cores a sleep's sliver of CPU would allow thousands at once: the cap binds.
+    let text = advise(&["--cores", "64", "--", "sleep", "0.3"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("up to 1024 at once"), "{stdout}");
+    assert!(stdout.contains("plait's cap"), "{stdout}");
+    assert!(!stdout.contains("--jobs 1024"), "{stdout}");
+}
+
+#[test]
+fn the_commands_output_can_be_discarded() {
+    let output = advise(&[
+        "--quiet-command",
+        "--",
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; sleep 0.05",
+    ]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.lines().any(|line| line == "hello"), "{stdout}");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("oops"));
+}
+
+#[test]
+fn python_work_gets_the_python_advice_beside_plaits() {
+    let here = Command::new("python3").arg("--version").output().is_ok();
+    if !here {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs python3 for this test"
+        );
+        eprintln!("skipped: no python3 here");
+        return;
+    }
+    let output = advise(&[
+        "--cores",
+        "2",
+        "--",
+        "python3",
+        "-c",
+        "import time\nend = time.time() + 0.4\nwhile time.time() < end: sum(range(1000))",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("advice for this Python program"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("use processes"), "{stdout}");
+    assert!(stdout.contains("free-threaded"), "{stdout}");
+    assert!(
+        stdout.contains("advice for the work in Rust, on plait: cpu-bound: the thread strand"),
+        "{stdout}"
+    );
+    // Said of other work when asked.
+    let asked = json(&advise(&[
+        "--json", "--lang", "python", "--", "sleep", "0.1",
+    ]));
+    assert!(
+        asked["python"][0].as_str().unwrap().contains("asyncio"),
+        "{asked}"
+    );
+    let not_python = json(&advise(&["--json", "--", "sleep", "0.1"]));
+    assert_eq!(not_python["python"], serde_json::Value::Null);
 }
 
 #[test]
@@ -188,12 +331,22 @@ fn a_registered_task_is_named_and_its_argument_checked() {
 }
 
 #[test]
-fn a_missing_program_is_named() {
+fn a_program_that_cannot_run_exits_as_a_shell_says() {
     let output = advise(&["--", "plait-no-such-program"]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(127));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("cannot run `plait-no-such-program`"),
+        stderr.contains("plait-no-such-program: command not found"),
         "{stderr}"
     );
+    let dir = std::env::temp_dir().join(format!("plait-advise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let output = advise(&["--", script.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(126));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Permission denied"));
+    let output = advise(&["--", "/no/such/dir/prog"]);
+    assert_eq!(output.status.code(), Some(127));
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -8,7 +8,7 @@ mod common;
 mod webdriver;
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Child, ChildStderr, Stdio};
 
 use common::{folder, needs, plait_in, program_here, stop_in_order};
 use serde_json::{Value, json};
@@ -22,27 +22,40 @@ fn cell_is(queue: &str, field: &str, value: &str) -> String {
     )
 }
 
+/// Starts `command` (a `plait serve` or `plait run --serve`); reads its standard error up
+/// to the line that says where the dashboard is: the child, the rest of its standard
+/// error, and the dashboard's address.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is handed back, and each test waits for it"
+)]
+fn started(command: &mut std::process::Command) -> (Child, BufReader<ChildStderr>, String) {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let mut said = BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            said.read_line(&mut line).unwrap() > 0,
+            "it ended before it served"
+        );
+        if let Some(url) = line.trim().strip_prefix("plait: the dashboard is on ") {
+            let base = url.trim_end_matches('/').to_owned();
+            return (child, said, base);
+        }
+    }
+}
+
 #[test]
 fn the_dashboard_shows_tasks_move_live_and_requeues_a_dead_letter() {
     if !program_here("chromedriver") || !needs("chromium", program_here("chromium")) {
         return;
     }
     let dir = folder("dashboard-browser");
-    let mut serve = plait_in(&dir, None)
-        .env_remove("PLAIT_TOKEN")
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = BufReader::new(serve.stderr.take().unwrap());
-    let mut line = String::new();
-    said.read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("plait: the dashboard is on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let (mut serve, _said, base) = started(plait_in(&dir, None).env_remove("PLAIT_TOKEN").args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+    ]));
     let api = reqwest::blocking::Client::new();
     let submit = |body: Value| -> u64 {
         let answer: Value = api
@@ -193,20 +206,11 @@ fn with_a_token_the_page_asks_for_it_and_then_goes_live() {
         return;
     }
     let dir = folder("dashboard-token");
-    let mut serve = plait_in(&dir, None)
-        .env("PLAIT_TOKEN", "open sesame")
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = BufReader::new(serve.stderr.take().unwrap());
-    let mut line = String::new();
-    said.read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("plait: the dashboard is on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
+    let (mut serve, mut said, base) = started(
+        plait_in(&dir, None)
+            .env("PLAIT_TOKEN", "open sesame")
+            .args(["serve", "--bind", "127.0.0.1:0"]),
+    );
     let browser = Browser::start();
     browser.open(&base);
     browser.wait_until(

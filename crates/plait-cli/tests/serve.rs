@@ -53,6 +53,14 @@ impl Serving {
         format!("{}{path}", self.base)
     }
 
+    /// `GET /metrics`, as text.
+    fn metrics(&self) -> String {
+        reqwest::blocking::get(self.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     /// SIGTERM; checks that it ended in order; what it said after the address.
     fn stop(mut self) -> String {
         signal(&self.child, libc::SIGTERM);
@@ -205,12 +213,7 @@ needs = ["gate"]
         .find(|t| t["name"] == "after")
         .unwrap();
     assert_eq!(after["needs"], json!(["gate"]));
-    let metrics = client
-        .get(served.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = served.metrics();
     assert!(
         metrics.contains(r#"plait_run_tasks{state="running"} 1"#),
         "{metrics}"
@@ -257,12 +260,7 @@ fn serve_on_a_broker_answers_from_redis() {
         (task["queue"].as_str(), task["state"].as_str()),
         (Some("web"), Some("queued"))
     );
-    let metrics = client
-        .get(served.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = served.metrics();
     assert!(
         metrics.contains(r#"plait_queue_tasks{queue="web",state="ready"} 1"#),
         "{metrics}"

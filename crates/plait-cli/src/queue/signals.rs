@@ -38,38 +38,29 @@ impl Signals {
     }
 
     /// Waits for the first signal; returns its name.
-    pub(crate) fn wait(self) -> &'static str {
-        let Signals {
-            runtime,
-            mut interrupt,
-            mut terminate,
-        } = self;
-        runtime.block_on(async {
-            tokio::select! {
-                _ = interrupt.recv() => "SIGINT",
-                _ = terminate.recv() => "SIGTERM",
-            }
-        })
+    pub(crate) fn wait(mut self) -> &'static str {
+        self.runtime
+            .block_on(next(&mut self.interrupt, &mut self.terminate))
     }
 
     /// Waits: calls `first` with the first signal's name, then `second` at the next one.
-    pub(crate) fn watch(self, first: impl FnOnce(&str), second: impl FnOnce()) {
-        let Signals {
-            runtime,
-            mut interrupt,
-            mut terminate,
-        } = self;
-        runtime.block_on(async {
-            let name = tokio::select! {
-                _ = interrupt.recv() => "SIGINT",
-                _ = terminate.recv() => "SIGTERM",
-            };
-            first(name);
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
+    pub(crate) fn watch(mut self, first: impl FnOnce(&str), second: impl FnOnce()) {
+        let (interrupt, terminate) = (&mut self.interrupt, &mut self.terminate);
+        self.runtime.block_on(async {
+            first(next(interrupt, terminate).await);
+            next(interrupt, terminate).await;
             second();
         });
+    }
+}
+
+/// The next of the two signals to arrive: its name.
+async fn next(
+    interrupt: &mut tokio::signal::unix::Signal,
+    terminate: &mut tokio::signal::unix::Signal,
+) -> &'static str {
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
     }
 }

@@ -161,13 +161,7 @@ pub(super) fn dead(
     queue: Option<&str>,
     limit: usize,
 ) -> rusqlite::Result<Vec<TaskInfo>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM tasks WHERE state = 3 AND (?1 IS NULL OR queue = ?1)
-          ORDER BY finished_at, id LIMIT ?2"
-    ))?
-    .query_map(params![queue, limit], task_info)?
-    .collect()
+    listing(conn, "state = 3", "finished_at, id", queue, limit)
 }
 
 pub(super) fn running(
@@ -175,13 +169,7 @@ pub(super) fn running(
     queue: Option<&str>,
     limit: usize,
 ) -> rusqlite::Result<Vec<TaskInfo>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM tasks WHERE state = 1 AND (?1 IS NULL OR queue = ?1)
-          ORDER BY started_at, id LIMIT ?2"
-    ))?
-    .query_map(params![queue, limit], task_info)?
-    .collect()
+    listing(conn, "state = 1", "started_at, id", queue, limit)
 }
 
 /// Waiting tasks with a failed or crashed attempt behind them. A retry's backoff puts
@@ -191,12 +179,27 @@ pub(super) fn retrying(
     queue: Option<&str>,
     limit: usize,
 ) -> rusqlite::Result<Vec<TaskInfo>> {
+    listing(
+        conn,
+        "state = 0 AND ready_at > enqueued_at AND (failures > 0 OR crashes > 0)",
+        "ready_at, id",
+        queue,
+        limit,
+    )
+}
+
+/// The tasks `filter` selects (SQL, fixed by the caller), in `order`, of one queue or all.
+fn listing(
+    conn: &Connection,
+    filter: &str,
+    order: &str,
+    queue: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<TaskInfo>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM tasks
-          WHERE state = 0 AND ready_at > enqueued_at AND (failures > 0 OR crashes > 0)
-            AND (?1 IS NULL OR queue = ?1)
-          ORDER BY ready_at, id LIMIT ?2"
+        "SELECT {COLUMNS} FROM tasks WHERE {filter} AND (?1 IS NULL OR queue = ?1)
+          ORDER BY {order} LIMIT ?2"
     ))?
     .query_map(params![queue, limit], task_info)?
     .collect()

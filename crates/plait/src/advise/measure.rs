@@ -19,8 +19,9 @@ use crate::{Error, Result};
 /// runs counts too. The peak resident memory is the largest of the command's processes
 /// (not their sum); as the kernel records it at `exec`, it is at least this program's own
 /// resident size when it started the command. The time spent waiting for a core is the
-/// command's main process's (its children's is not known). A piped standard input is
-/// closed at once;
+/// whole process tree's, sampled every few milliseconds (a thread's waits after its last
+/// sample are missed: at most a few milliseconds each). A piped standard input is closed
+/// at once;
 /// set standard output and error to inherit, null or a file (a pipe nobody reads fills up
 /// and stops the command).
 ///
@@ -47,13 +48,16 @@ pub fn profile_command(command: &mut std::process::Command) -> Result<(ExitStatu
         .map_err(|error| Error::failed(format!("cannot run `{program}`: {error}")))?;
     // A piped input nobody writes would keep a reading command waiting forever.
     drop(child.stdin.take());
-    // Ended but not yet reaped, the command's main process still shows how long it waited
-    // for a core (the others' waits are not known: they are counted as waits).
-    let run_queue = wait_exited(child.id())
-        .ok()
-        .and_then(|()| std::fs::read_to_string(format!("/proc/{}/schedstat", child.id())).ok())
-        .and_then(|stat| stat.split_whitespace().nth(1)?.parse().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos);
+    // How long the whole tree waited for a core: sampled while it runs, and read once more
+    // when the main process has ended but is not yet reaped.
+    let waits = super::tree::TreeWaits::start(child.id());
+    let exited = wait_exited(child.id());
+    let run_queue = waits.stop();
+    if let Err(error) = exited {
+        return Err(Error::failed(format!(
+            "cannot wait for `{program}`: {error}"
+        )));
+    }
     let (status, usage) = wait4(child.id()).map_err(|error| {
         let why = if error.raw_os_error() == Some(libc::ECHILD) {
             // The kernel reaps children itself, usage and all, where SIGCHLD is ignored.
