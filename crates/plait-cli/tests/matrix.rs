@@ -84,9 +84,45 @@ fn every_cell_of_the_quick_matrix_is_measured() {
         leak("process") < 8.0 * 1048576.0,
         "a worker's leak stays in the worker"
     );
+    // Medians with their spread, of the samples asked for, with the sizes.
+    assert_eq!(matrix["samples"], 3, "--quick takes three");
+    assert!(matrix["sizes"]["kernel_rounds"].as_u64().unwrap() > 0);
+    for strand in strands {
+        let [low, high] = [0, 1].map(|i| strand["spread"]["cpu_speedup"][i].as_f64().unwrap());
+        let median = strand["measured"]["cpu_speedup"].as_f64().unwrap();
+        assert!(low <= median && median <= high, "{strand}");
+    }
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.contains("<svg") && chart.contains("tiny tasks per second"));
+    // One unit a panel: memory per waiting task apart from memory per worker.
+    assert!(chart.contains("memory per waiting task, bytes"));
+    assert!(chart.contains("memory per worker process:"));
+    assert!(!chart.contains("e0"), "no tick like 1.000e0");
     let _ = std::fs::remove_file(svg);
+}
+
+/// Every speedup's median, over five runs of `--quick`, is within the cores (a little
+/// over, for clock granularity): a sample above them is impossible and set aside. The runs
+/// take about a minute and a half in a debug build.
+#[test]
+fn no_speedup_exceeds_the_core_count() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    for _ in 0..5 {
+        let output = matrix(&["--quick", "--format", "json"]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let matrix: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        for strand in matrix["strands"].as_array().unwrap() {
+            let speedup = strand["measured"]["cpu_speedup"].as_f64().unwrap();
+            assert!(
+                speedup <= cores * 1.1,
+                "{speedup} on {cores} cores: {strand}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -114,6 +150,20 @@ fn the_table_keeps_the_python_columns_and_adds_the_measured_ones() {
             .count(),
         3
     );
+}
+
+#[test]
+fn a_plot_that_cannot_be_written_is_refused_before_measuring() {
+    let started = std::time::Instant::now();
+    let output = matrix(&["--plot", "/no/such/dir/m.svg"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/no/such/dir/m.svg"), "{stderr}");
+    assert!(
+        !stderr.contains("measuring on"),
+        "refused before measuring: {stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[test]

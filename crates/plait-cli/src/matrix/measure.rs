@@ -11,7 +11,7 @@ use serde_bytes::ByteBuf;
 use super::tasks::{self, abort, checksum, inc, kernel, leak, resident, sleep_ms};
 
 /// How much work each measurement does.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub(crate) struct Sizes {
     pub(crate) tiny: u64,
     pub(crate) tiny_process: u64,
@@ -59,7 +59,7 @@ const HANG_FOR: Duration = Duration::from_millis(300);
 pub(crate) const WAIT: Duration = Duration::from_millis(10);
 
 /// What one strand measured.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Measured {
     /// Tiny tasks per second (submitted all, then joined).
     pub(crate) tiny_per_s: f64,
@@ -113,14 +113,23 @@ pub(crate) fn serial_kernels(sizes: Sizes, count: u64) -> Duration {
     })
 }
 
-/// Resident bytes per idle task on the thread and coroutine strands, measured first: later,
+/// What a memory probe measures: one kind of idle task, alone in a fresh process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Probe {
+    /// Tasks queued on the thread strand while every pool thread is held.
+    Queued,
+    /// Coroutines waiting on a timer.
+    Idle,
+}
+
+/// Resident bytes per idle task of one kind, in a process that has measured nothing else:
 /// memory freed by other measurements would be reused, and a program's resident size would
-/// not grow for them.
-pub(crate) fn idle_memory(rt: &Runtime, sizes: Sizes) -> (f64, f64) {
-    (
-        queued_memory(rt, sizes.idle),
-        idle_coroutine_memory(rt, sizes.idle),
-    )
+/// not grow for it (`plait matrix --probe-memory KIND`).
+pub(crate) fn idle_memory(rt: &Runtime, sizes: Sizes, probe: Probe) -> f64 {
+    match probe {
+        Probe::Queued => queued_memory(rt, sizes.idle),
+        Probe::Idle => idle_coroutine_memory(rt, sizes.idle),
+    }
 }
 
 pub(crate) fn thread(
@@ -423,4 +432,34 @@ fn kept(f: impl FnOnce()) -> f64 {
     let before = tasks::resident();
     f();
     tasks::resident().saturating_sub(before) as f64
+}
+
+/// The medians of several samples of one strand, field by field, and each field's spread
+/// (smallest, largest).
+pub(crate) fn medians(
+    samples: &[Measured],
+) -> (Measured, std::collections::BTreeMap<String, [f64; 2]>) {
+    let mut columns: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for sample in samples {
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(sample) {
+            for (name, value) in fields {
+                columns
+                    .entry(name)
+                    .or_default()
+                    .push(value.as_f64().unwrap_or(0.0));
+            }
+        }
+    }
+    let mut middle = serde_json::Map::new();
+    let mut spread = std::collections::BTreeMap::new();
+    for (name, mut values) in columns {
+        values.sort_by(f64::total_cmp);
+        let mid = values.get(values.len() / 2).copied().unwrap_or(0.0);
+        middle.insert(name.clone(), mid.into());
+        let low = values.first().copied().unwrap_or(0.0);
+        let high = values.last().copied().unwrap_or(0.0);
+        spread.insert(name, [low, high]);
+    }
+    let measured = serde_json::from_value(serde_json::Value::Object(middle)).unwrap_or_default();
+    (measured, spread)
 }
