@@ -78,6 +78,14 @@ pub enum Error {
         bound: usize,
     },
 
+    /// Code that needs the runtime it runs on ([`Runtime::current`](crate::Runtime::current),
+    /// [`plait::spawn`](crate::spawn)) runs outside one.
+    #[error(
+        "not inside a plait runtime: this runs on a thread no runtime started (or in a worker \
+         process); spawn through a Runtime (rt.spawn), or call this from inside a task"
+    )]
+    NoRuntime,
+
     /// The runtime has been shut down and no longer accepts tasks.
     #[error("the runtime has shut down and accepts no new tasks; build a new Runtime")]
     Shutdown,
@@ -490,6 +498,7 @@ mod tests {
             Error::WorkerStart {
                 reason: "it exited without answering".into(),
             },
+            Error::NoRuntime,
         ];
         for error in &all {
             match error {
@@ -508,7 +517,8 @@ mod tests {
                 | Error::Codec { .. }
                 | Error::Upstream { .. }
                 | Error::Released { .. }
-                | Error::WorkerStart { .. } => {}
+                | Error::WorkerStart { .. }
+                | Error::NoRuntime => {}
             }
         }
         all

@@ -90,7 +90,7 @@ mod runtime;
 // 7: task graphs.
 pub mod graph;
 
-pub use coroutine::timeout;
+pub use coroutine::{sleep, timeout};
 pub use error::{BoxError, Error, Result, SharedError, SpawnError};
 /// Registers a function as a task that worker processes can run: see
 /// [`process`] and [`Runtime::spawn_process`].
@@ -98,7 +98,7 @@ pub use plait_macros::task;
 pub use process::init;
 pub use runtime::{
     Builder, DEFAULT_QUEUE_BOUND, Runtime, RuntimeMetrics, ShutdownReport, StrandMetrics,
-    StrandReport, TaskBuilder, TaskGroup,
+    StrandReport, TaskBuilder, TaskGroup, spawn, spawn_async,
 };
 pub use strand::Strand;
 pub use task::{CancelHandle, Handle, TaskId, as_completed};

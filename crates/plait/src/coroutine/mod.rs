@@ -55,6 +55,7 @@ impl CoroutineStrand {
         name: &str,
         queue_bound: usize,
         also_counted: &Arc<StrandState>,
+        on_start: Arc<dyn Fn() + Send + Sync>,
     ) -> Result<(Self, u64)> {
         let state = Arc::new(StrandState::new(StrandName::Coroutine, queue_bound));
         let number = in_flight::register(&state);
@@ -66,7 +67,10 @@ impl CoroutineStrand {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name(format!("{name}-io"))
-            .on_thread_start(move || in_flight::install(Arc::clone(&strands)))
+            .on_thread_start(move || {
+                in_flight::install(Arc::clone(&strands));
+                on_start();
+            })
             .enable_all()
             .build()
             .map_err(|error| Error::Build {
@@ -193,6 +197,9 @@ impl CoroutineStrand {
 /// Puts a time limit on `future`: it is dropped when `limit` passes, and the result is
 /// [`Error::TimedOut`].
 ///
+/// Made anywhere (it does nothing until polled); polled outside a runtime's coroutine
+/// strand it fails with [`Error::NoRuntime`] rather than panicking.
+///
 /// Being cancelled while waiting cancels `future` too (dropping the returned future drops
 /// it), so a cancellation is never swallowed, unlike Python's `asyncio.wait_for` before
 /// 3.12. Must run on a runtime's coroutine strand (or inside [`Runtime::block_on`](crate::Runtime::block_on)).
@@ -213,7 +220,48 @@ impl CoroutineStrand {
 /// # Ok::<(), plait::Error>(())
 /// ```
 pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::NoRuntime);
+    }
     tokio::time::timeout(limit, future)
         .await
         .map_err(|_| Error::TimedOut)
+}
+
+/// Waits for `duration`, as a coroutine. Unlike `tokio::time::sleep`, it may be made on any
+/// thread, outside a runtime (`rt.spawn_async(plait::sleep(d))` from `main`): it starts
+/// its timer when first polled, on the runtime that polls it. Polled by an executor with
+/// no timer of its own, it keeps time on a thread of its own, and never panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let rt = plait::Runtime::new()?;
+/// let started = Instant::now();
+/// // Made here, on a thread no runtime started.
+/// rt.spawn_async(plait::sleep(Duration::from_millis(20))).join()?;
+/// assert!(started.elapsed() >= Duration::from_millis(20));
+/// # Ok::<(), plait::Error>(())
+/// ```
+pub async fn sleep(duration: Duration) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::time::sleep(duration).await;
+        return;
+    }
+    let (done, waited) = tokio::sync::oneshot::channel::<()>();
+    let timer = std::thread::Builder::new()
+        .name("plait-sleep".into())
+        .spawn(move || {
+            std::thread::sleep(duration);
+            let _ = done.send(());
+        });
+    match timer {
+        Ok(_) => {
+            let _ = waited.await;
+        }
+        // No thread to keep the time: wait here, which blocks this executor's thread but
+        // keeps the promise.
+        Err(_) => std::thread::sleep(duration),
+    }
 }

@@ -53,7 +53,13 @@ pub(crate) struct Options {
     pub(crate) threads: usize,
     pub(crate) name: String,
     pub(crate) stack_size: Option<usize>,
+    /// Run first on every pool thread, spares included (the runtime tells its threads
+    /// which runtime they serve).
+    pub(crate) on_start: Option<OnStart>,
 }
+
+/// A hook run as each pool thread starts.
+pub(crate) type OnStart = Arc<dyn Fn() + Send + Sync>;
 
 pub(crate) struct Pool {
     shared: Arc<Shared>,
@@ -70,9 +76,10 @@ struct Shared {
     sleep: Sleep,
     spares: Spares,
     context: Context,
-    /// How to name and size spare threads.
+    /// How to name, size and start spare threads.
     name: String,
     stack_size: Option<usize>,
+    on_start: Option<OnStart>,
 }
 
 /// A pool thread's own view of its pool.
@@ -112,6 +119,7 @@ impl Pool {
             context,
             name: options.name.clone(),
             stack_size: options.stack_size,
+            on_start: options.on_start.clone(),
         });
         let pool = Pool {
             shared: Arc::clone(&shared),
@@ -279,6 +287,9 @@ impl Shared {
 
 impl Local {
     fn main(self) {
+        if let Some(start) = &self.shared.on_start {
+            start();
+        }
         WORKER.with(|worker| {
             if worker.set(self).is_err() {
                 return;
@@ -291,6 +302,9 @@ impl Local {
 
     /// A spare thread's life: work while blocked threads need it, idle in between.
     fn spare_main(self) {
+        if let Some(start) = &self.shared.on_start {
+            start();
+        }
         WORKER.with(|worker| {
             if worker.set(self).is_err() {
                 return;

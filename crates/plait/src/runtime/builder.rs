@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::thread;
 
-use super::{Runtime, Shared};
+use super::{Runtime, Shared, current};
 use crate::coroutine::CoroutineStrand;
 use crate::process::{ProcessOptions, ProcessStrand};
 use crate::thread::ThreadStrand;
@@ -134,11 +134,19 @@ impl Builder {
         let config = self.validate()?;
         let processes = self.processes.validate()?;
         let process_state = ProcessStrand::state(config.queue_bound);
+        // Every strand thread learns its runtime as it starts (`Runtime::current`); the
+        // runtime is put there once it exists, below.
+        let home: current::Home = Arc::default();
+        let settle: Arc<dyn Fn() + Send + Sync> = {
+            let home = Arc::clone(&home);
+            Arc::new(move || current::settle(&home))
+        };
         let (coroutines, process_number) = CoroutineStrand::new(
             config.coroutine_workers,
             &config.thread_name,
             config.queue_bound,
             &process_state,
+            Arc::clone(&settle),
         )?;
         let coroutines = Arc::new(coroutines);
         let threads = Arc::new(ThreadStrand::new(
@@ -146,6 +154,7 @@ impl Builder {
                 threads: config.threads,
                 name: config.thread_name.clone(),
                 stack_size: config.thread_stack_size,
+                on_start: Some(settle),
             },
             config.queue_bound,
         )?);
@@ -155,15 +164,16 @@ impl Builder {
             processes,
             Arc::clone(&coroutines),
         );
-        Ok(Runtime {
-            shared: Arc::new(Shared {
-                auto: Arc::default(),
-                threads,
-                coroutines,
-                processes: Arc::new(processes),
-                closing: tokio::sync::watch::Sender::new(false),
-            }),
-        })
+        let shared = Arc::new(Shared {
+            auto: Arc::default(),
+            threads,
+            coroutines,
+            processes: Arc::new(processes),
+            closing: tokio::sync::watch::Sender::new(false),
+            home: Arc::clone(&home),
+        });
+        let _ = home.set(Arc::downgrade(&shared));
+        Ok(Runtime { shared })
     }
 
     fn validate(&self) -> Result<Config> {

@@ -108,7 +108,9 @@ impl Runtime {
     /// # Ok::<(), plait::Error>(())
     /// ```
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.shared.coroutines.block_on(future)
+        super::current::within(&self.shared.home, || {
+            self.shared.coroutines.block_on(future)
+        })
     }
 
     /// The number of worker threads of the coroutine strand.

@@ -3,6 +3,7 @@
 pub(crate) mod auto;
 mod builder;
 mod coroutine;
+mod current;
 mod group;
 mod metrics;
 mod process;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::{Builder, DEFAULT_QUEUE_BOUND};
+pub use current::{spawn, spawn_async};
 pub use group::TaskGroup;
 pub use metrics::{RuntimeMetrics, StrandMetrics};
 pub use shutdown::{ShutdownReport, StrandReport};
@@ -81,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) processes: Arc<ProcessStrand>,
     /// Turned `true` when a shutdown begins (see [`Runtime::closing`]).
     pub(crate) closing: tokio::sync::watch::Sender<bool>,
+    /// Where its threads find it (see [`Runtime::current`]).
+    pub(crate) home: current::Home,
 }
 
 /// How long dropping a runtime waits for its worker processes, and then for its coroutines

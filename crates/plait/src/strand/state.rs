@@ -42,6 +42,11 @@ pub(crate) struct StrandState {
 }
 
 impl StrandState {
+    /// The strand's name: `thread`, `coroutine` or `process`.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name.as_str()
+    }
+
     pub(crate) fn new(name: StrandName, bound: usize) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         StrandState {

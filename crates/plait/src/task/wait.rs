@@ -188,14 +188,72 @@ impl StrandState {
         }
         if self.admission.try_admit()
             || blocking_region(|| {
-                self.admission
-                    .admit(|| self.is_closed(), &mut Idle::new(None))
+                self.admission.admit(
+                    || self.is_closed(),
+                    &mut Patient::new(Idle::new(None), self),
+                )
             })
         {
             self.recheck_closed()
         } else {
             Err(crate::Error::Shutdown)
         }
+    }
+}
+
+/// How long a spawn may wait for room before it says so.
+pub(crate) const SLOW_ADMISSION: Duration = Duration::from_secs(1);
+
+/// Waits as `inner` does, and says once, through `tracing`, when the wait has lasted
+/// [`SLOW_ADMISSION`]: a spawn that waits at the queue bound is silent otherwise, and
+/// tasks that wait for tasks spawned after them deadlock there.
+struct Patient<'a, W> {
+    inner: W,
+    since: Instant,
+    warned: bool,
+    strand: &'a StrandState,
+}
+
+impl<'a, W: Waiting> Patient<'a, W> {
+    fn new(inner: W, strand: &'a StrandState) -> Self {
+        Patient {
+            inner,
+            since: Instant::now(),
+            warned: false,
+            strand,
+        }
+    }
+}
+
+impl<W: Waiting> Waiting for Patient<'_, W> {
+    fn work(&mut self) -> bool {
+        let waited = self.since.elapsed();
+        if !self.warned && waited >= SLOW_ADMISSION {
+            self.warned = true;
+            tracing::warn!(
+                strand = self.strand.name(),
+                bound = self.strand.admission.bound(),
+                "a spawn has waited {waited:?} for room on the {} strand, which holds {} \
+                 unfinished tasks (its queue bound); tasks that wait for tasks spawned after \
+                 them can wait here for good: raise the bound with Builder::queue_bound, or \
+                 use try_spawn to be refused at once",
+                self.strand.name(),
+                self.strand.admission.bound()
+            );
+        }
+        self.inner.work()
+    }
+
+    fn park_limit(&self) -> Option<Duration> {
+        let inner = self.inner.park_limit();
+        if self.warned {
+            return inner;
+        }
+        // Wake when the warning is due, to say it.
+        let due = SLOW_ADMISSION
+            .saturating_sub(self.since.elapsed())
+            .max(Duration::from_millis(1));
+        Some(inner.map_or(due, |limit| limit.min(due)))
     }
 }
 
