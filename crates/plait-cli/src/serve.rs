@@ -46,11 +46,15 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: &ServeArgs) -> Result<ExitCode, String> {
-    let store = Config::here()?.open()?;
+    let config = Config::here()?;
+    let store = config.open()?;
     // Caught before the server says it listens: a signal then stops it in order.
     let signals = Signals::install()?;
     let rt = Runtime::new().map_err(|e| e.to_string())?;
-    let dashboard = Dashboard::builder().queue(store).runtime(rt.clone());
+    let dashboard = Dashboard::builder()
+        .queue(store)
+        .default_queue(config.queue.clone())
+        .runtime(rt.clone());
     let serving = start(&rt, &args.bind, &args.access, dashboard)?;
     let signal = signals.wait();
     eprintln!("plait: {signal}: the dashboard stops once the requests in flight are answered");

@@ -268,3 +268,27 @@ fn serve_on_a_broker_answers_from_redis() {
     served.stop();
     common::forget_redis_namespace(&namespace);
 }
+
+#[test]
+fn a_task_submitted_without_a_queue_goes_to_plait_tomls_default() {
+    let dir = folder("serve-default-queue");
+    std::fs::write(
+        dir.join("plait.toml"),
+        "[queue]\ndefault_queue = \"mail\"\n",
+    )
+    .unwrap();
+    let served = Serving::start(serve_in(&dir, &["--bind", "127.0.0.1:0"]));
+    let answer: Value = reqwest::blocking::Client::new()
+        .post(served.url("/api/tasks"))
+        .json(&json!({ "command": ["true"] }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let task: Value = reqwest::blocking::get(served.url(&format!("/api/tasks/{}", answer["id"])))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(task["queue"], "mail", "{task}");
+    served.stop();
+}

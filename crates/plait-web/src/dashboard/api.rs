@@ -259,7 +259,7 @@ pub(crate) async fn submit(State(board): State<Shared>, Body(new): Body<NewComma
         cwd: new.cwd,
     };
     let mut task = NewTask::new(payload.encode())
-        .queue(new.queue.unwrap_or_else(|| "default".to_owned()))
+        .queue(new.queue.unwrap_or_else(|| board.default_queue.clone()))
         .priority(new.priority);
     if let Some(countdown) = &new.countdown {
         task = task.countdown(duration("countdown", countdown)?);

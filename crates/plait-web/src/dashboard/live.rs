@@ -296,3 +296,27 @@ fn queue_json((queues, workers, running, retrying, dead, now): Looked, rates: &m
         "dead": dead.iter().map(brief).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_is_taken_over_the_window_and_never_negative() {
+        let mut rates = Rates::default();
+        let at = |n: u64| HashMap::from([("q".to_owned(), n)]);
+        assert!(rates.sample(at(10)).is_empty(), "one sample: no rate yet");
+        // Samples a known time apart, set by hand rather than slept for.
+        let first = rates.samples.front_mut().unwrap();
+        first.0 -= Duration::from_secs(2);
+        let rate = rates.sample(at(30))["q"];
+        assert!((9.0..=10.1).contains(&rate), "20 over 2 s: {rate}");
+        // Results expired: the count fell, which is no negative rate.
+        assert_eq!(rates.sample(at(5))["q"], 0.0);
+        // Outside the window the old sample no longer counts.
+        for sample in &mut rates.samples {
+            sample.0 -= RATE_WINDOW;
+        }
+        assert!(rates.sample(at(5)).is_empty());
+    }
+}

@@ -69,6 +69,7 @@ pub struct DashboardBuilder {
     hosts: Vec<String>,
     poll: Option<Duration>,
     body_timeout: Option<Duration>,
+    default_queue: Option<String>,
 }
 
 /// The dashboard, its API and its metrics.
@@ -127,6 +128,13 @@ impl DashboardBuilder {
         self
     }
 
+    /// The queue a task submitted without one goes to (default `default`): what
+    /// `plait serve` takes from plait.toml's `default_queue`, as `plait submit` does.
+    pub fn default_queue(mut self, queue: impl Into<String>) -> Self {
+        self.default_queue = Some(queue.into());
+        self
+    }
+
     /// The router: mount it with [`serve`](crate::serve) or nest it. Its live view's
     /// poller starts with the first page that listens, on the runtime that serves it.
     pub fn build(self) -> Router {
@@ -137,6 +145,7 @@ impl DashboardBuilder {
             live: live::Live::new(self.poll.unwrap_or(Duration::from_millis(500))),
             guard: guard::Guard::new(self.token, self.hosts),
             body_timeout: self.body_timeout.unwrap_or(Duration::from_secs(30)),
+            default_queue: self.default_queue.unwrap_or_else(|| "default".to_owned()),
         });
         Router::new()
             .route("/", get(guard::page))
@@ -175,6 +184,7 @@ pub(crate) struct Board {
     live: live::Live,
     guard: guard::Guard,
     body_timeout: Duration,
+    default_queue: String,
 }
 
 type Shared = Arc<Board>;
