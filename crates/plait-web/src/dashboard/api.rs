@@ -351,10 +351,15 @@ pub(crate) async fn result(
 
 pub(crate) async fn cancel(State(board): State<Shared>, Path(id): Path<String>) -> Answer {
     let id = task_id(&id)?;
-    if on_store(&board, move |s| s.get(id)).await?.is_none() {
-        return Err(unknown(id));
-    }
-    let answer = match on_store(&board, move |s| s.cancel(id)).await? {
+    // The store says NotFound for an id it does not hold: one call, not a look first.
+    let cancelled = on_store(&board, move |s| match s.cancel(id) {
+        Ok(cancel) => Ok(Some(cancel)),
+        Err(error) if error.kind() == plait_queue::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    })
+    .await?
+    .ok_or_else(|| unknown(id))?;
+    let answer = match cancelled {
         Cancel::Cancelled => json!({ "id": id, "outcome": "cancelled" }),
         Cancel::Requested => json!({ "id": id, "outcome": "requested" }),
         Cancel::AlreadyFinished(state) => {
