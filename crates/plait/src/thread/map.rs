@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,10 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use crossbeam_utils::Backoff;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 
-use super::ThreadStrand;
+use super::{ThreadStrand, collect};
 use crate::task::wait;
 use crate::{Error, Handle, Result};
 
@@ -139,6 +141,22 @@ impl<T> Iterator for Results<T> {
                 }
                 *left -= 1;
                 Some(Err(error.clone()))
+            }
+        }
+    }
+
+    fn fold<B, G>(self, init: B, mut g: G) -> B
+    where
+        G: FnMut(B, Result<T>) -> B,
+    {
+        match self {
+            Results::Values(values) => values.fold(init, |acc, value| g(acc, Ok(value))),
+            other => {
+                let mut acc = init;
+                for result in other {
+                    acc = g(acc, result);
+                }
+                acc
             }
         }
     }
@@ -330,6 +348,68 @@ where
         self
     }
 
+    /// Runs the rest of the map at once and returns every result in input order: the
+    /// parallel counterpart of `.collect::<Result<Vec<T>>>()`, and much faster than it over
+    /// many tiny items.
+    ///
+    /// Iterating hands each result to the one thread that iterates, which then stores it;
+    /// here the threads that compute the results write them straight into their places in
+    /// the returned `Vec`, as rayon's indexed `collect` does, and the calling thread works
+    /// too. Where the input knows its length (a range, a slice, a `Vec`, any
+    /// [`ExactSizeIterator`]) the `Vec` is allocated once; otherwise it grows round by
+    /// round. The whole output is held at once, so the in-flight bound
+    /// ([`max_in_flight`](Map::max_in_flight)) does not apply. Results already on their
+    /// way when this is called are kept, in order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Panicked`] for the first item, in input order among those that ran, whose
+    /// closure panicked; after a failure no new items start, and the results computed are
+    /// dropped.
+    ///
+    /// # Panics
+    ///
+    /// If the input iterator itself panics, the panic continues here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = plait::Runtime::new()?;
+    /// let squares: Vec<u64> = rt.map(0..1_000_000u64, |x| x * x).collect_vec()?;
+    /// assert_eq!(squares[999], 998_001);
+    ///
+    /// let err = rt.map(0..10u32, |x| 10 / (x - 5)).collect_vec().unwrap_err();
+    /// assert!(err.is_panic());
+    /// # Ok::<(), plait::Error>(())
+    /// ```
+    pub fn collect_vec(mut self) -> Result<Vec<T>>
+    where
+        I: Send,
+    {
+        let mut out = Vec::new();
+        // What is already on its way, in order, before the rest.
+        loop {
+            for result in self.ready.by_ref() {
+                out.push(result?);
+            }
+            let Some(head) = self.window.pop_front() else {
+                break;
+            };
+            let (ready, elapsed) = unpack(head.handle.join(), head.len);
+            self.ready = ready;
+            self.feeder.chunk_done(head.len, elapsed);
+        }
+        if self.feeder.exhausted {
+            return Ok(out);
+        }
+        let feeder = &mut self.feeder;
+        match collect::collect_into(&feeder.strand, &mut feeder.source, &*feeder.f, &mut out) {
+            Ok(()) => Ok(out),
+            Err(collect::Failure::Item(_, error)) => Err(error),
+            Err(collect::Failure::Source(payload)) => panic::resume_unwind(payload),
+        }
+    }
+
     fn refill(&mut self) {
         while let Some(pending) = self.feeder.next_chunk(self.ready.len()) {
             self.window.push_back(pending);
@@ -346,7 +426,47 @@ where
 {
     type Item = Result<T>;
 
+    #[inline]
     fn next(&mut self) -> Option<Result<T>> {
+        // The per-item path is a pointer bump; chunk changes are out of line.
+        if let Results::Values(values) = &mut self.ready
+            && let Some(value) = values.next()
+        {
+            return Some(Ok(value));
+        }
+        self.next_slow()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feeder.size_hint(self.ready.len())
+    }
+
+    fn fold<B, G>(mut self, init: B, mut g: G) -> B
+    where
+        G: FnMut(B, Result<T>) -> B,
+    {
+        // A chunk at a time, each in a tight loop: what `sum`, `for_each` and the like use.
+        let mut acc = init;
+        loop {
+            acc = mem::replace(&mut self.ready, Results::empty()).fold(acc, &mut g);
+            match self.next_slow() {
+                Some(result) => acc = g(acc, result),
+                None => return acc,
+            }
+        }
+    }
+}
+
+impl<I, F, T> Map<I, F, T>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> T + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    /// The next result once the chunk at hand has none left, or is not plain values.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<T>> {
         loop {
             if let Some(result) = self.ready.next() {
                 return Some(result);
@@ -359,10 +479,6 @@ where
             // Keep the pool busy while the caller works through this chunk.
             self.refill();
         }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.feeder.size_hint(self.ready.len())
     }
 }
 
@@ -427,7 +543,52 @@ where
 {
     type Item = (usize, Result<T>);
 
+    #[inline]
     fn next(&mut self) -> Option<(usize, Result<T>)> {
+        if let Results::Values(values) = &mut self.ready
+            && let Some(value) = values.next()
+        {
+            self.next_index += 1;
+            return Some((self.next_index - 1, Ok(value)));
+        }
+        self.next_slow()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feeder.size_hint(self.ready.len())
+    }
+
+    fn fold<B, G>(mut self, init: B, mut g: G) -> B
+    where
+        G: FnMut(B, (usize, Result<T>)) -> B,
+    {
+        let mut acc = init;
+        loop {
+            let first = self.next_index;
+            let mut taken = 0;
+            acc = mem::replace(&mut self.ready, Results::empty()).fold(acc, |acc, result| {
+                taken += 1;
+                g(acc, (first + taken - 1, result))
+            });
+            self.next_index += taken;
+            match self.next_slow() {
+                Some(item) => acc = g(acc, item),
+                None => return acc,
+            }
+        }
+    }
+}
+
+impl<I, F, T> MapUnordered<I, F, T>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> T + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    /// The next result once the chunk at hand has none left, or is not plain values.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<(usize, Result<T>)> {
         loop {
             if let Some(result) = self.ready.next() {
                 self.next_index += 1;
@@ -437,17 +598,25 @@ where
                 self.running.push(Running(Some(pending)));
             }
             let running = &mut self.running;
-            let (outcome, start, len) =
-                wait::blocking_region(|| wait::block_on_tasks(running.next(), None)).flatten()?;
+            // A chunk that finishes within a short spin needs no blocking wait (nor a
+            // waker, nor a park), as a join of one handle spins first.
+            let backoff = Backoff::new();
+            let next = loop {
+                if let Some(next) = running.next().now_or_never() {
+                    break next;
+                }
+                if backoff.is_completed() {
+                    break wait::blocking_region(|| wait::block_on_tasks(running.next(), None))
+                        .flatten();
+                }
+                backoff.snooze();
+            };
+            let (outcome, start, len) = next?;
             let (ready, elapsed) = unpack(outcome, len);
             self.ready = ready;
             self.next_index = start;
             self.feeder.chunk_done(len, elapsed);
         }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.feeder.size_hint(self.ready.len())
     }
 }
 

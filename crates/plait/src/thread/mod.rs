@@ -9,7 +9,8 @@
 //! * [`Runtime::scope`](crate::Runtime::scope): tasks that borrow from the caller's stack.
 //! * [`Runtime::join`](crate::Runtime::join): two closures in parallel, for divide and conquer.
 //! * [`Runtime::map`](crate::Runtime::map) / [`Runtime::map_unordered`](crate::Runtime::map_unordered): a lazy parallel map over an iterator of
-//!   any length, with a bounded number of items in flight.
+//!   any length, with a bounded number of items in flight; [`Map::collect_vec`] runs it at
+//!   once, writing each result into its place in a `Vec`.
 //!
 //! # Warning: blocking I/O
 //!
@@ -17,6 +18,7 @@
 //! and the pool has one thread per core. Put waits on the coroutine strand
 //! ([`Runtime::spawn_async`](crate::Runtime::spawn_async)) and keep this strand for computing.
 
+mod collect;
 pub(crate) mod map;
 mod scope;
 
