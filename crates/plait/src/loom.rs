@@ -1,7 +1,7 @@
 //! The synchronisation primitives that hand-rolled code in this crate is built on.
 //!
 //! Under `--cfg plait_loom` they are loom's, so the model tests (`task/loom_test.rs`,
-//! `pool/sleep.rs`, `pool/latch.rs`, `strand/admission.rs`, `process/pool.rs`) explore every
+//! `pool/sleep.rs`, `pool/latch.rs` (the scope and join latches), `strand/admission.rs`, `process/pool.rs`) explore every
 //! interleaving of the code that uses them; otherwise they are std's, at no cost.
 
 #[cfg(not(plait_loom))]

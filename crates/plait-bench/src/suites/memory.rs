@@ -1,10 +1,10 @@
-//! Memory per idle coroutine: 100,000 tasks each parked on a long sleep, with their handles
-//! held. Each measurement runs in a fresh child process (this binary, re-executed), as the
+//! Memory per idle coroutine (100,000 tasks each parked on a long sleep, with their handles
+//! held) and per queued thread task (a million spawned behind busy threads, handles held). Each measurement runs in a fresh child process (this binary, re-executed), as the
 //! Python peer does: resident memory grown (peak RSS minus RSS before, the figure Python
 //! reports) and live heap bytes counted by the allocator.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::alloc;
@@ -21,11 +21,24 @@ struct Sample {
 }
 
 pub(crate) fn run(ctx: &Context) -> Vec<Row> {
-    let n = ctx.n(100_000);
+    let idle = "idle coroutine with a sleep timer, handle held";
+    let queued = "queued thread task, not yet run, handle held";
     let mut rows = Vec::new();
-    for (system, label) in [
-        ("tokio", "tokio::spawn + sleep"),
-        ("plait", "plait spawn_async + sleep"),
+    for (system, case, label, n) in [
+        ("tokio", idle, "tokio::spawn + sleep", ctx.n(100_000)),
+        ("plait", idle, "plait spawn_async + sleep", ctx.n(100_000)),
+        (
+            "rayon-queued",
+            queued,
+            "rayon ThreadPool::spawn + per-task Arc slot",
+            ctx.n(1_000_000),
+        ),
+        (
+            "plait-queued",
+            queued,
+            "plait spawn + Handle",
+            ctx.n(1_000_000),
+        ),
     ] {
         let samples: Vec<Sample> = (0..ctx.repeats).filter_map(|_| child(system, n)).collect();
         if samples.is_empty() {
@@ -35,14 +48,7 @@ pub(crate) fn run(ctx: &Context) -> Vec<Row> {
         let heap = median(&samples.iter().map(|s| s.heap).collect::<Vec<_>>()) / n as f64;
         let rss = median(&samples.iter().map(|s| s.rss).collect::<Vec<_>>()) / n as f64;
         let walls: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
-        let mut row = Row::timed(
-            "memory",
-            "idle coroutine with a sleep timer, handle held",
-            label,
-            n,
-            &walls,
-        )
-        .note(format!(
+        let mut row = Row::timed("memory", case, label, n, &walls).note(format!(
             "{rss:.0} B resident, {heap:.0} B heap per task (fresh process)"
         ));
         row.bytes_per_task = Some(rss);
@@ -93,9 +99,11 @@ pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
                     .collect::<Vec<_>>()
             })
         }
+        "rayon-queued" => queued_rayon(threads, n)?,
+        "plait-queued" => queued_plait(threads, n)?,
         other => {
             return Err(format!(
-                "no system {other:?} to measure; use tokio or plait"
+                "no system {other:?} to measure; use tokio, plait, rayon-queued or plait-queued"
             ));
         }
     };
@@ -103,6 +111,82 @@ pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
     println!("{heap} {rss} {}", wall.as_secs_f64());
     // Exit without tearing the tasks down: nothing more to measure.
     std::process::exit(0);
+}
+
+/// Holds every pool thread in a task that waits on `release` without telling its pool (a
+/// plait pool would otherwise put a spare thread in its place), so that what is spawned
+/// next stays queued.
+fn hold_threads(
+    threads: usize,
+    release: &Arc<AtomicBool>,
+    spawn: impl Fn(Box<dyn FnOnce() + Send>),
+) {
+    let holding = Arc::new(AtomicUsize::new(0));
+    for _ in 0..threads {
+        let (release, holding) = (Arc::clone(release), Arc::clone(&holding));
+        spawn(Box::new(move || {
+            holding.fetch_add(1, Ordering::AcqRel);
+            while !release.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }));
+    }
+    while holding.load(Ordering::Acquire) < threads {
+        std::thread::yield_now();
+    }
+}
+
+/// A million rayon spawns queued behind busy threads, each with the heap slot its result
+/// would need (what a handle holds).
+fn queued_rayon(threads: usize, n: u64) -> Result<(f64, f64, Duration), String> {
+    let pool = rayon_core::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let release = Arc::new(AtomicBool::new(false));
+    hold_threads(threads, &release, |job| pool.spawn(job));
+    Ok(measure_queued(|| {
+        (0..n)
+            .map(|_| {
+                let slot = Arc::new(std::sync::OnceLock::<()>::new());
+                let filled = Arc::clone(&slot);
+                pool.spawn(move || {
+                    let _ = filled.set(());
+                });
+                slot
+            })
+            .collect::<Vec<_>>()
+    }))
+}
+
+/// A million plait spawns queued behind busy threads, their handles held.
+fn queued_plait(threads: usize, n: u64) -> Result<(f64, f64, Duration), String> {
+    let rt = plait::Runtime::builder()
+        .threads(threads)
+        .coroutine_workers(1)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let release = Arc::new(AtomicBool::new(false));
+    hold_threads(threads, &release, |job| drop(rt.spawn(job)));
+    Ok(measure_queued(|| {
+        (0..n).map(|_| rt.spawn(|| ())).collect::<Vec<_>>()
+    }))
+}
+
+/// Heap and resident memory grown by `spawn`, and the time it took.
+fn measure_queued<H>(spawn: impl FnOnce() -> Vec<H>) -> (f64, f64, Duration) {
+    let rss_before = alloc::rss_bytes().unwrap_or(0);
+    alloc::start();
+    let begin = Instant::now();
+    let handles = spawn();
+    let wall = begin.elapsed();
+    let heap = alloc::live() as f64;
+    alloc::stop();
+    let rss = alloc::peak_rss_bytes()
+        .unwrap_or(0)
+        .saturating_sub(rss_before) as f64;
+    std::hint::black_box(&handles);
+    (heap, rss, wall)
 }
 
 /// One idle task: it says it has started, then sleeps on a timer far in the future.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+pub(crate) use super::fork::ForkRef;
 pub(crate) use super::latch::{ScopeGuard, ScopeLatch};
 use crate::error::Error;
 use crate::id::TaskId;
@@ -30,11 +31,17 @@ pub(crate) trait Job: Send + Sync {
 }
 
 /// One entry of a pool queue.
-pub(crate) struct JobRef {
-    // Declared before `kind`: when an entry is dropped unrun, the job goes first, so a scope
-    // is told only once nothing of its job is left in the pool.
-    job: Arc<dyn Job>,
-    kind: Kind,
+pub(crate) enum JobRef {
+    /// A task with a reference-counted core.
+    Task {
+        // Declared before `kind`: when an entry is dropped unrun, the job goes first, so a
+        // scope is told only once nothing of its job is left in the pool.
+        job: Arc<dyn Job>,
+        kind: Kind,
+    },
+    /// The second closure of a `join` made on a pool thread, on the joiner's stack. Its
+    /// joiner waits for it, so the entry is never dropped unrun: whoever takes it runs it.
+    Forked(ForkRef),
 }
 
 pub(crate) enum Kind {
@@ -42,13 +49,13 @@ pub(crate) enum Kind {
     Admitted,
     /// A task of a scope, which waits for the guard to drop.
     Scoped(ScopeGuard),
-    /// The second half of a `join`, which its caller waits for itself.
+    /// The second half of a `join` made off the pool, which its caller waits for itself.
     Joined,
 }
 
 impl JobRef {
     pub(crate) fn admitted(job: Arc<dyn Job>) -> Self {
-        JobRef {
+        JobRef::Task {
             job,
             kind: Kind::Admitted,
         }
@@ -67,7 +74,7 @@ impl JobRef {
         // caller upholds the contract above.
         let job: Arc<dyn Job> =
             unsafe { std::mem::transmute::<Arc<dyn Job + 'scope>, Arc<dyn Job>>(job) };
-        JobRef {
+        JobRef::Task {
             job,
             kind: Kind::Scoped(guard),
         }
@@ -87,28 +94,27 @@ impl JobRef {
         // caller upholds the contract above.
         let job: Arc<dyn Job> =
             unsafe { std::mem::transmute::<Arc<dyn Job + 'scope>, Arc<dyn Job>>(job) };
-        JobRef {
+        JobRef::Task {
             job,
             kind: Kind::Joined,
         }
     }
 
-    pub(crate) fn into_parts(self) -> (Arc<dyn Job>, Kind) {
-        (self.job, self.kind)
-    }
-
     /// Whether the entry's task was claimed already, so that running it runs no user code.
     pub(crate) fn is_left_over(&self) -> bool {
-        self.job.is_claimed()
+        match self {
+            JobRef::Task { job, .. } => job.is_claimed(),
+            JobRef::Forked(_) => false,
+        }
     }
 
     /// Whether this entry is the task whose core is at `core` (compared by address only).
     pub(crate) fn is_task(&self, core: *const ()) -> bool {
-        std::ptr::eq(Arc::as_ptr(&self.job).cast::<()>(), core)
+        matches!(self, JobRef::Task { job, .. } if std::ptr::eq(Arc::as_ptr(job).cast::<()>(), core))
     }
 
     /// Whether this entry is a task of the scope that waits on `latch`.
     pub(crate) fn is_of_scope(&self, latch: &ScopeLatch) -> bool {
-        matches!(&self.kind, Kind::Scoped(guard) if guard.is_of(latch))
+        matches!(self, JobRef::Task { kind: Kind::Scoped(guard), .. } if guard.is_of(latch))
     }
 }

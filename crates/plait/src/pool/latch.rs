@@ -129,6 +129,92 @@ impl ScopeLatch {
     }
 }
 
+/// The latch of a `join`'s second closure when a thief runs it: the thief sets it once the
+/// result is stored; the joiner spins on it, and only if that takes long parks on it.
+///
+/// Cheap when unused: nothing is allocated and no thread handle is taken until the joiner
+/// decides to park. The joiner then leaves its thread handle in the latch *before* it says
+/// it sleeps, so that a thief that sees it asleep can take a clone of the handle before it
+/// sets the latch: after that store the joiner may return and free the latch (it lives on
+/// the joiner's stack), and the thief touches it no more.
+pub(crate) struct ForkLatch {
+    state: AtomicUsize,
+    /// The joiner's thread, written by the joiner before it moves `state` to `SLEEPING` and
+    /// read by the thief only after it saw `SLEEPING`.
+    owner: crate::loom::cell::UnsafeCell<Option<Thread>>,
+}
+
+const UNSET: usize = 0;
+const SLEEPING: usize = 1;
+const SET: usize = 2;
+
+// SAFETY: `owner` is written only by the joiner while `state` is `UNSET`, and read only by
+// the one thief after it saw `SLEEPING` (which the joiner stored after the write, Release,
+// and the thief loaded with Acquire); `Thread` is `Send + Sync`.
+unsafe impl Sync for ForkLatch {}
+// SAFETY: as above.
+unsafe impl Send for ForkLatch {}
+
+impl ForkLatch {
+    pub(crate) fn new() -> Self {
+        ForkLatch {
+            state: AtomicUsize::new(UNSET),
+            owner: crate::loom::cell::UnsafeCell::new(None),
+        }
+    }
+
+    /// Whether the thief is done. `Acquire`: a `true` makes what it stored visible.
+    pub(crate) fn is_set(&self) -> bool {
+        self.state.load(Ordering::Acquire) == SET
+    }
+
+    /// The joiner is about to park: returns `false` if the latch is set already (then it
+    /// must not park). Call at most once.
+    pub(crate) fn sleepy(&self) -> bool {
+        // SAFETY: the state is not `SLEEPING` yet, so the thief does not read `owner`.
+        self.owner
+            .with_mut(|owner| unsafe { *owner = Some(thread::current()) });
+        self.state
+            .compare_exchange(UNSET, SLEEPING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The thief is done (its result stored before this call).
+    ///
+    /// # Safety
+    ///
+    /// `latch` is live until this call sets it, and this is the thief's last use of it.
+    pub(crate) unsafe fn set(latch: *const ForkLatch) {
+        // SAFETY: live by the caller's contract, and the joiner waits until `SET`.
+        let this = unsafe { &*latch };
+        let mut current = this.state.load(Ordering::Acquire);
+        loop {
+            let owner = if current == SLEEPING {
+                // SAFETY: the joiner wrote `owner` before it stored `SLEEPING`, which this
+                // thread loaded with Acquire, and writes it no more.
+                this.owner.with(|owner| unsafe { (*owner).clone() })
+            } else {
+                None
+            };
+            match this.state.compare_exchange_weak(
+                current,
+                SET,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // The joiner may be gone now: only the clone is touched.
+                    if let Some(owner) = owner {
+                        owner.unpark();
+                    }
+                    return;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 #[cfg(all(test, plait_loom))]
 mod loom_test {
     //! Run with `RUSTFLAGS="--cfg plait_loom" cargo test -p plait --lib --release loom_test`.
@@ -182,6 +268,40 @@ mod loom_test {
             for job in jobs {
                 job.join().unwrap();
             }
+        });
+    }
+
+    /// A joiner and the thief of its second closure: the thief writes its result and sets
+    /// the latch; the joiner spins a little, then parks. Loom fails the model on a lost
+    /// wake-up, or on a result not visible once the latch is set, or on a thief's touch of
+    /// the latch after the joiner may have freed it.
+    #[test]
+    fn a_joiner_that_parks_is_woken_by_the_thief_and_sees_its_result() {
+        model(|| {
+            let latch = Box::new(super::ForkLatch::new());
+            let result = Arc::new(UnsafeCell::new(0u32));
+            let latch_at = &*latch as *const super::ForkLatch as usize;
+            let thief = {
+                let result = Arc::clone(&result);
+                loom::thread::spawn(move || {
+                    // SAFETY: the joiner reads the result only once the latch is set.
+                    result.with_mut(|cell| unsafe { *cell = 7 });
+                    // SAFETY: the joiner keeps the latch until it sees it set.
+                    unsafe { super::ForkLatch::set(latch_at as *const super::ForkLatch) };
+                })
+            };
+            if !latch.is_set() && latch.sleepy() {
+                while !latch.is_set() {
+                    loom::thread::park();
+                }
+            }
+            // SAFETY: the latch is set: the thief is done with the result.
+            assert_eq!(result.with(|cell| unsafe { *cell }), 7);
+            // Stands for freeing the latch: fails if the thief's read of `owner` is not
+            // ordered before it.
+            latch.owner.with_mut(|_| ());
+            drop(latch);
+            thief.join().unwrap();
         });
     }
 

@@ -12,6 +12,7 @@
 //! for tasks neither exhaust the pool nor run on top of a task that waits for them. A spare
 //! works as a worker does, with a deque of its own.
 
+pub(crate) mod fork;
 pub(crate) mod job;
 mod latch;
 mod sleep;
@@ -164,6 +165,30 @@ impl Pool {
             worker
                 .get()
                 .is_some_and(|local| Arc::ptr_eq(&local.shared, &self.shared))
+        })
+    }
+
+    /// Runs `a` here and `b` wherever a thread takes it, if the current thread is one of this
+    /// pool's: `b` waits in this thread's deque, without a heap allocation, and is usually
+    /// popped back and run here (see `fork.rs`). Hands both back otherwise.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn join_on_worker<A, B, RA, RB>(
+        &self,
+        a: A,
+        b: B,
+        wait: fork::WaitForThief<'_>,
+    ) -> std::result::Result<Result<(RA, RB)>, (A, B)>
+    where
+        A: FnOnce() -> RA + Send,
+        B: FnOnce() -> RB + Send,
+        RA: Send,
+        RB: Send,
+    {
+        WORKER.with(|worker| match worker.get() {
+            Some(local) if Arc::ptr_eq(&local.shared, &self.shared) && !local.gone.get() => {
+                Ok(fork::join(local, a, b, wait))
+            }
+            _ => Err((a, b)),
         })
     }
 
@@ -439,7 +464,16 @@ fn execute(context: &Context, job: JobRef) {
 /// Runs one job and counts it finished.
 fn run(job: JobRef, context: &Context) {
     let cancelling = || context.strand.is_cancelling();
-    let (job, kind) = job.into_parts();
+    let (job, kind) = match job {
+        JobRef::Task { job, kind } => (job, kind),
+        JobRef::Forked(fork) => {
+            // The joiner waits for it itself; nothing to book.
+            let _holding = crate::strand::hold_no_slot();
+            // SAFETY: the entry was taken from a queue, once, and is not touched again.
+            unsafe { fork.execute(cancelling()) };
+            return;
+        }
+    };
     match kind {
         Kind::Admitted => {
             // Booked as finished even if a destructor in the task unwinds: a lost slot

@@ -63,6 +63,17 @@ impl Sleep {
         }
     }
 
+    /// Like [`notify`](Self::notify) for work whose pusher takes it back itself if nobody
+    /// else does (a `join`'s second closure): without the fence, a sleeper that is just
+    /// going to sleep may be missed, which costs that work its parallelism but never its
+    /// run. Saves a full fence on every join.
+    pub(crate) fn notify_optional(&self) {
+        let state = self.state.load(Ordering::Relaxed);
+        if searching(state) == 0 && sleeping(state) != 0 {
+            self.wake_one();
+        }
+    }
+
     /// A worker found no work and starts searching.
     pub(crate) fn start_searching(&self) {
         self.state.fetch_add(1, Ordering::SeqCst);

@@ -30,6 +30,9 @@ pub use map::{Map, MapUnordered};
 pub use scope::{Scope, ScopedHandle};
 
 use crate::error::{SpawnError, StrandName};
+use crossbeam_utils::Backoff;
+
+use crate::pool::fork::ForkLatch;
 use crate::pool::job::{Job, JobRef};
 use crate::pool::{self, Pool};
 use crate::strand::StrandState;
@@ -128,6 +131,19 @@ impl ThreadStrand {
         RA: Send,
         RB: Send,
     {
+        // On a pool thread: the fork-join without an allocation. Until `b` has run, a queue
+        // entry points into that frame: an unexpected unwind must not leave it.
+        let bomb = wait::AbortOnUnwind("a join's wait for its second closure");
+        let (a, b) = match self.pool.join_on_worker(a, b, &wait_for_thief) {
+            Ok(joined) => {
+                std::mem::forget(bomb);
+                return joined;
+            }
+            Err(closures) => {
+                std::mem::forget(bomb);
+                closures
+            }
+        };
         let core = Arc::new(Core::new(TaskId::next(), b));
         let job: Arc<dyn Job + '_> = Arc::clone(&core) as _;
         // SAFETY: `b`'s output is taken below, after it completed, on every path out of this
@@ -146,4 +162,42 @@ impl ThreadStrand {
         std::mem::forget(bomb);
         Ok((ra?, rb?))
     }
+}
+
+/// How a pool thread's `join` waits once a thief took its second closure: first runs the
+/// entry itself if it is in fact still queued near the top of this thread's deque (below
+/// tasks `a` left), then spins, then parks with a spare thread in its place (see
+/// [`wait::Idle`]) until the thief sets `latch`.
+fn wait_for_thief(latch: &ForkLatch, ours: &dyn Fn(&JobRef) -> bool) {
+    if pool::help_with(ours) && latch.is_set() {
+        return;
+    }
+    let backoff = Backoff::new();
+    while !backoff.is_completed() {
+        if latch.is_set() {
+            return;
+        }
+        backoff.snooze();
+    }
+    wait::blocking_region(|| {
+        let mut idle = wait::Idle::new(Some(ours));
+        let mut sleepy = false;
+        while !latch.is_set() {
+            if idle.work() {
+                continue;
+            }
+            if !sleepy {
+                // Says it sleeps only once: a thief that sees that must find the handle.
+                if !latch.sleepy() {
+                    return;
+                }
+                sleepy = true;
+                continue;
+            }
+            match idle.park_limit() {
+                Some(limit) => std::thread::park_timeout(limit),
+                None => std::thread::park(),
+            }
+        }
+    });
 }
