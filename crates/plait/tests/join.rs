@@ -142,9 +142,14 @@ fn sum(rt: &Runtime, lo: u64, hi: u64) -> u64 {
 
 #[test]
 fn recursive_joins_down_to_single_items_stress() {
-    for threads in [1, 2, 4] {
+    let (thread_counts, rounds): (&[usize], u64) = if common::under_memcheck() {
+        (&[2], 2)
+    } else {
+        (&[1, 2, 4], 20)
+    };
+    for &threads in thread_counts {
         let rt = common::runtime(threads);
-        for round in 0..20u64 {
+        for round in 0..rounds {
             let n = 50_000 + round * 997;
             assert_eq!(on_pool(&rt, move |rt| sum(rt, 0, n)), n * (n - 1) / 2);
         }
@@ -155,7 +160,8 @@ fn recursive_joins_down_to_single_items_stress() {
 fn joins_from_many_tasks_at_once_beside_spawns() {
     let rt = common::runtime(2);
     let spawned = Arc::new(AtomicU64::new(0));
-    let handles: Vec<_> = (0..16u64)
+    let tasks = if common::under_memcheck() { 4 } else { 16 };
+    let handles: Vec<_> = (0..tasks)
         .map(|i| {
             let (inner, spawned) = (rt.clone(), spawned.clone());
             rt.spawn(move || {
@@ -179,5 +185,5 @@ fn joins_from_many_tasks_at_once_beside_spawns() {
         let (total, expected) = handle.join().unwrap();
         assert_eq!(total, expected);
     }
-    assert_eq!(spawned.load(Ordering::Relaxed), 1600);
+    assert_eq!(spawned.load(Ordering::Relaxed), tasks * 100);
 }

@@ -465,7 +465,7 @@ fn execute(context: &Context, job: JobRef) {
 fn run(job: JobRef, context: &Context) {
     let cancelling = || context.strand.is_cancelling();
     let (job, kind) = match job {
-        JobRef::Task { job, kind } => (job, kind),
+        JobRef::Task(entry) => entry.into_parts(),
         JobRef::Forked(fork) => {
             // The joiner waits for it itself; nothing to book.
             let _holding = crate::strand::hold_no_slot();

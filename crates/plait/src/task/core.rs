@@ -71,10 +71,9 @@ impl<C: CancelTask + ?Sized> CancelTask for Arc<C> {
     }
 }
 
-/// A task's header, id and stage.
+/// A task's header (with its id) and stage.
 pub(crate) struct Core<F, T> {
     header: Header,
-    id: TaskId,
     stage: UnsafeCell<Stage<F, T>>,
 }
 
@@ -92,8 +91,7 @@ where
 {
     pub(crate) fn new(id: TaskId, body: F) -> Self {
         Core {
-            header: Header::new(),
-            id,
+            header: Header::new(id),
             stage: UnsafeCell::new(Stage::Pending(body)),
         }
     }
@@ -101,8 +99,7 @@ where
     /// A task that is complete from the start, with `output`.
     pub(crate) fn completed(id: TaskId, output: crate::Result<T>) -> Self {
         let core = Core {
-            header: Header::new(),
-            id,
+            header: Header::new(id),
             stage: UnsafeCell::new(Stage::finished(output)),
         };
         let claimed = core.header.claim_to_run();
@@ -255,7 +252,7 @@ where
     }
 
     fn id(&self) -> TaskId {
-        self.id
+        self.header.id()
     }
 
     fn is_claimed(&self) -> bool {
@@ -287,6 +284,29 @@ mod tests {
         assert!(core.header().is_complete());
         // SAFETY: complete (checked above), and each test is its task's only joiner.
         unsafe { core.take_output() }.expect("the output is taken once")
+    }
+
+    /// The layout docs/architecture.md describes: a queued task is its header (the state
+    /// word with the id in it, and the waiter slot) and its stage, behind `Arc`'s two counts.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_core_is_five_words_for_a_one_word_closure() {
+        assert_eq!(std::mem::size_of::<Header>(), 24);
+        assert_eq!(std::mem::size_of::<Core<fn(), ()>>(), 40);
+    }
+
+    #[test]
+    fn the_id_in_the_state_word_survives_every_step_of_the_protocol() {
+        let id = TaskId::next();
+        let core = Core::new(id, || 1);
+        assert_eq!(core.header().id(), id);
+        assert!(core.header().register(&crate::task::state::thread_waker()));
+        assert_eq!(core.header().id(), id);
+        assert!(core.cancel(Reason::Cancelled));
+        assert_eq!(core.header().id(), id);
+        assert!(core.header().detach());
+        assert_eq!(core.header().id(), id);
+        assert_eq!(Job::id(&core), id);
     }
 
     #[test]

@@ -46,34 +46,43 @@ pub(crate) type Outcome<T> = std::result::Result<T, Box<Error>>;
 /// # Ok::<(), plait::Error>(())
 /// ```
 pub struct Handle<T> {
-    /// The task's id, and for a coroutine [`CANCELLED`]: set by `cancel` once it has taken
-    /// effect, so that the handle reports the cancellation whatever the task's last poll
-    /// produced. (One word for both keeps a handle at three words.)
-    id: AtomicU64,
     inner: Inner<T>,
 }
 
-/// The bit of `Handle::id` that says a coroutine's cancellation took effect; ids never
+/// The bit of `Coroutine::id` that says a coroutine's cancellation took effect; ids never
 /// reach it.
 const CANCELLED: u64 = 1 << 63;
 
+/// Two words either way: a thread task's handle is its core (whose header holds the id), a
+/// coroutine's is boxed with its id, so that the handles a program holds for a million
+/// queued thread tasks cost two words each.
 enum Inner<T> {
     Thread(ThreadJoin<'static, T>),
-    Coroutine(JoinHandle<Outcome<T>>),
+    Coroutine(Box<Coroutine<T>>),
+}
+
+/// A coroutine's handle.
+struct Coroutine<T> {
+    /// The task's id, and [`CANCELLED`]: set by `cancel` once it has taken effect, so that
+    /// the handle reports the cancellation whatever the task's last poll produced.
+    id: AtomicU64,
+    join: JoinHandle<Outcome<T>>,
 }
 
 impl<T> Handle<T> {
     pub(crate) fn thread(id: TaskId, task: Arc<dyn Task<T>>) -> Self {
+        debug_assert_eq!(task.header().id(), id, "a thread task's id is in its core");
         Handle {
-            id: AtomicU64::new(id.as_u64()),
             inner: Inner::Thread(ThreadJoin::new(task)),
         }
     }
 
     pub(crate) fn coroutine(id: TaskId, join: JoinHandle<Outcome<T>>) -> Self {
         Handle {
-            id: AtomicU64::new(id.as_u64()),
-            inner: Inner::Coroutine(join),
+            inner: Inner::Coroutine(Box::new(Coroutine {
+                id: AtomicU64::new(id.as_u64()),
+                join,
+            })),
         }
     }
 
@@ -88,7 +97,12 @@ impl<T> Handle<T> {
     /// The task's id.
     #[must_use]
     pub fn id(&self) -> TaskId {
-        TaskId::from_u64(self.id.load(Ordering::Relaxed) & !CANCELLED)
+        match &self.inner {
+            Inner::Thread(task) => task.id(),
+            Inner::Coroutine(coroutine) => {
+                TaskId::from_u64(coroutine.id.load(Ordering::Relaxed) & !CANCELLED)
+            }
+        }
     }
 
     /// Returns `true` once the task has finished (its result, or its error, is ready).
@@ -96,7 +110,7 @@ impl<T> Handle<T> {
     pub fn is_finished(&self) -> bool {
         match &self.inner {
             Inner::Thread(task) => task.is_finished(),
-            Inner::Coroutine(join) => join.is_finished(),
+            Inner::Coroutine(coroutine) => coroutine.join.is_finished(),
         }
     }
 
@@ -113,12 +127,12 @@ impl<T> Handle<T> {
     pub fn cancel(&self) -> bool {
         match &self.inner {
             Inner::Thread(task) => task.cancel(),
-            Inner::Coroutine(join) => {
-                if join.is_finished() {
+            Inner::Coroutine(coroutine) => {
+                if coroutine.join.is_finished() {
                     return false;
                 }
-                join.abort();
-                self.id.fetch_or(CANCELLED, Ordering::Release);
+                coroutine.join.abort();
+                coroutine.id.fetch_or(CANCELLED, Ordering::Release);
                 true
             }
         }
@@ -130,7 +144,7 @@ impl<T> Handle<T> {
     pub fn cancel_handle(&self) -> CancelHandle {
         let inner = match &self.inner {
             Inner::Thread(task) => CancelInner::Thread(task.canceller()),
-            Inner::Coroutine(join) => CancelInner::Coroutine(join.abort_handle()),
+            Inner::Coroutine(coroutine) => CancelInner::Coroutine(coroutine.join.abort_handle()),
         };
         CancelHandle {
             id: self.id(),
@@ -268,8 +282,8 @@ impl<T> Future for Handle<T> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
             Inner::Thread(task) => task.poll_join(cx),
-            Inner::Coroutine(join) => Pin::new(join).poll(cx).map(|outcome| {
-                if this.id.load(Ordering::Acquire) & CANCELLED != 0 {
+            Inner::Coroutine(coroutine) => Pin::new(&mut coroutine.join).poll(cx).map(|outcome| {
+                if coroutine.id.load(Ordering::Acquire) & CANCELLED != 0 {
                     // Cancelled through this handle: what the task left is not reported,
                     // and its disposal (a panic payload, a value) may panic in turn.
                     if let Err(message) = crate::error::catch_panic(|| drop(outcome)) {
@@ -305,7 +319,7 @@ impl<T> Drop for Handle<T> {
         if let Inner::Thread(task) = &mut self.inner
             && let Some(error) = task.detach()
         {
-            report_unobserved(self.id(), &error);
+            report_unobserved(task.id(), &error);
         }
     }
 }
@@ -417,6 +431,11 @@ impl<'a, T> ThreadJoin<'a, T> {
         unsafe { self.task.take_output() }.expect("Handle polled after it returned its result")
     }
 
+    /// The task's id, from its core's header.
+    pub(crate) fn id(&self) -> TaskId {
+        self.task.header().id()
+    }
+
     /// Runs the task on the current thread if nobody has claimed it yet.
     pub(crate) fn run_here_if_queued(&self) {
         self.task.run_here();
@@ -436,5 +455,17 @@ impl<'a, T> ThreadJoin<'a, T> {
         } else {
             None
         }
+    }
+}
+
+#[cfg(all(test, not(plait_loom)))]
+mod tests {
+    /// What a program that holds a handle per queued task pays: two words a handle.
+    #[test]
+    fn a_handle_is_two_words() {
+        assert_eq!(
+            std::mem::size_of::<super::Handle<u64>>(),
+            2 * std::mem::size_of::<usize>()
+        );
     }
 }

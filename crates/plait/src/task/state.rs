@@ -118,9 +118,17 @@ pub(crate) struct Completion {
 
 /// The state word and waiter slot of one task.
 pub(crate) struct Header {
+    /// The flags above in the low bits; on 64-bit targets the task's id above them (ids
+    /// never reach 2^58), which saves a word in every task.
     state: AtomicUsize,
     waiter: UnsafeCell<Option<Waker>>,
+    #[cfg(not(target_pointer_width = "64"))]
+    id: crate::TaskId,
 }
+
+/// Where the id starts in the state word.
+#[cfg(target_pointer_width = "64")]
+const ID_SHIFT: u32 = 6;
 
 // SAFETY: the waiter slot is only touched under the access rules in the module docs, which the
 // state word enforces; a `Waker` is `Send + Sync`.
@@ -129,10 +137,28 @@ unsafe impl Send for Header {}
 unsafe impl Sync for Header {}
 
 impl Header {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(id: crate::TaskId) -> Self {
+        #[cfg(target_pointer_width = "64")]
+        let state = usize::try_from(id.as_u64() << ID_SHIFT).unwrap_or(0);
+        #[cfg(not(target_pointer_width = "64"))]
+        let state = 0;
         Header {
-            state: AtomicUsize::new(0),
+            state: AtomicUsize::new(state),
             waiter: UnsafeCell::new(None),
+            #[cfg(not(target_pointer_width = "64"))]
+            id,
+        }
+    }
+
+    /// The task's id. Every operation on the state word keeps its id bits.
+    pub(crate) fn id(&self) -> crate::TaskId {
+        #[cfg(target_pointer_width = "64")]
+        {
+            crate::TaskId::from_u64((self.state.load(Ordering::Relaxed) >> ID_SHIFT) as u64)
+        }
+        #[cfg(not(target_pointer_width = "64"))]
+        {
+            self.id
         }
     }
 

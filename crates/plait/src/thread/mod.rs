@@ -20,6 +20,7 @@
 
 mod collect;
 pub(crate) mod map;
+mod role;
 mod scope;
 
 use std::panic::{self, AssertUnwindSafe};
@@ -32,6 +33,7 @@ pub use scope::{Scope, ScopedHandle};
 use crate::error::{SpawnError, StrandName};
 use crossbeam_utils::Backoff;
 
+use self::role::WithRole;
 use crate::pool::fork::ForkLatch;
 use crate::pool::job::{Job, JobRef};
 use crate::pool::{self, Pool};
@@ -144,11 +146,11 @@ impl ThreadStrand {
                 closures
             }
         };
-        let core = Arc::new(Core::new(TaskId::next(), b));
+        let core = Arc::new(WithRole::joined(b));
         let job: Arc<dyn Job + '_> = Arc::clone(&core) as _;
         // SAFETY: `b`'s output is taken below, after it completed, on every path out of this
         // function, and the bomb turns any unwind before that into an abort.
-        self.pool.push(unsafe { JobRef::joined(job) });
+        self.pool.push(unsafe { JobRef::borrowing(job) });
         let bomb = wait::AbortOnUnwind("a join's wait for its second closure");
         let mut b = ThreadJoin::new(core);
         let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);

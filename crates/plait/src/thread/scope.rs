@@ -7,12 +7,12 @@ use std::sync::Arc;
 use crossbeam_utils::Backoff;
 
 use super::ThreadStrand;
+use super::role::WithRole;
+use crate::Error;
 use crate::pool::Pool;
 use crate::pool::job::{Job, JobRef, ScopeLatch};
-use crate::task::core::Core;
 use crate::task::handle::ThreadJoin;
 use crate::task::wait;
-use crate::{Error, TaskId};
 
 /// The tasks of one [`Runtime::scope`](crate::Runtime::scope) call; passed to its closure.
 ///
@@ -95,14 +95,15 @@ impl<'a, 'scope: 'a> Scope<'a, 'scope> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        let core = Arc::new(Core::new(TaskId::next(), f));
-        let job: Arc<dyn Job + 'scope> = Arc::clone(&core) as _;
         // SAFETY: spawns happen only while `op` runs (a `Scope` is only lent to it), and
         // `Runtime::scope` waits after `op` returns, neither returning nor unwinding before
         // the latch is finished, which the guard brings about only once the pool has dropped
-        // the job: so the latch outlives the guard, and nothing borrowed for `'scope` is used
-        // after the scope.
-        let job = unsafe { JobRef::scoped(job, self.latch.guard()) };
+        // the job (the entry takes the guard out of the core and drops it last): so the latch
+        // outlives the guard, and nothing borrowed for `'scope` is used after the scope.
+        let core = Arc::new(WithRole::scoped(f, unsafe { self.latch.guard() }));
+        let job: Arc<dyn Job + 'scope> = Arc::clone(&core) as _;
+        // SAFETY: as above.
+        let job = unsafe { JobRef::borrowing(job) };
         self.pool.push(job);
         ScopedHandle {
             join: ThreadJoin::new(core),

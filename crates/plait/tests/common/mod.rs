@@ -199,3 +199,9 @@ impl Drop for BusyLoops {
         }
     }
 }
+
+/// Whether the tests run under valgrind (`.ci/memcheck` says so): stress tests then run a
+/// few rounds, enough to exercise the code memcheck looks at.
+pub(crate) fn under_memcheck() -> bool {
+    std::env::var_os("PLAIT_UNDER_MEMCHECK").is_some()
+}
