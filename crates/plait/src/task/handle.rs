@@ -46,43 +46,34 @@ pub(crate) type Outcome<T> = std::result::Result<T, Box<Error>>;
 /// # Ok::<(), plait::Error>(())
 /// ```
 pub struct Handle<T> {
+    /// The task's id, and for a coroutine [`CANCELLED`]: set by `cancel` once it has taken
+    /// effect, so that the handle reports the cancellation whatever the task's last poll
+    /// produced. (One word for both keeps a handle at three words.)
+    id: AtomicU64,
     inner: Inner<T>,
 }
 
-/// The bit of `Coroutine::id` that says a coroutine's cancellation took effect; ids never
+/// The bit of `Handle::id` that says a coroutine's cancellation took effect; ids never
 /// reach it.
 const CANCELLED: u64 = 1 << 63;
 
-/// Two words either way: a thread task's handle is its core (whose header holds the id), a
-/// coroutine's is boxed with its id, so that the handles a program holds for a million
-/// queued thread tasks cost two words each.
 enum Inner<T> {
     Thread(ThreadJoin<'static, T>),
-    Coroutine(Box<Coroutine<T>>),
-}
-
-/// A coroutine's handle.
-struct Coroutine<T> {
-    /// The task's id, and [`CANCELLED`]: set by `cancel` once it has taken effect, so that
-    /// the handle reports the cancellation whatever the task's last poll produced.
-    id: AtomicU64,
-    join: JoinHandle<Outcome<T>>,
+    Coroutine(JoinHandle<Outcome<T>>),
 }
 
 impl<T> Handle<T> {
     pub(crate) fn thread(id: TaskId, task: Arc<dyn Task<T>>) -> Self {
-        debug_assert_eq!(task.header().id(), id, "a thread task's id is in its core");
         Handle {
+            id: AtomicU64::new(id.as_u64()),
             inner: Inner::Thread(ThreadJoin::new(task)),
         }
     }
 
     pub(crate) fn coroutine(id: TaskId, join: JoinHandle<Outcome<T>>) -> Self {
         Handle {
-            inner: Inner::Coroutine(Box::new(Coroutine {
-                id: AtomicU64::new(id.as_u64()),
-                join,
-            })),
+            id: AtomicU64::new(id.as_u64()),
+            inner: Inner::Coroutine(join),
         }
     }
 
@@ -97,12 +88,7 @@ impl<T> Handle<T> {
     /// The task's id.
     #[must_use]
     pub fn id(&self) -> TaskId {
-        match &self.inner {
-            Inner::Thread(task) => task.id(),
-            Inner::Coroutine(coroutine) => {
-                TaskId::from_u64(coroutine.id.load(Ordering::Relaxed) & !CANCELLED)
-            }
-        }
+        TaskId::from_u64(self.id.load(Ordering::Relaxed) & !CANCELLED)
     }
 
     /// Returns `true` once the task has finished (its result, or its error, is ready).
@@ -110,7 +96,7 @@ impl<T> Handle<T> {
     pub fn is_finished(&self) -> bool {
         match &self.inner {
             Inner::Thread(task) => task.is_finished(),
-            Inner::Coroutine(coroutine) => coroutine.join.is_finished(),
+            Inner::Coroutine(join) => join.is_finished(),
         }
     }
 
@@ -127,12 +113,12 @@ impl<T> Handle<T> {
     pub fn cancel(&self) -> bool {
         match &self.inner {
             Inner::Thread(task) => task.cancel(),
-            Inner::Coroutine(coroutine) => {
-                if coroutine.join.is_finished() {
+            Inner::Coroutine(join) => {
+                if join.is_finished() {
                     return false;
                 }
-                coroutine.join.abort();
-                coroutine.id.fetch_or(CANCELLED, Ordering::Release);
+                join.abort();
+                self.id.fetch_or(CANCELLED, Ordering::Release);
                 true
             }
         }
@@ -144,7 +130,7 @@ impl<T> Handle<T> {
     pub fn cancel_handle(&self) -> CancelHandle {
         let inner = match &self.inner {
             Inner::Thread(task) => CancelInner::Thread(task.canceller()),
-            Inner::Coroutine(coroutine) => CancelInner::Coroutine(coroutine.join.abort_handle()),
+            Inner::Coroutine(join) => CancelInner::Coroutine(join.abort_handle()),
         };
         CancelHandle {
             id: self.id(),
@@ -282,8 +268,8 @@ impl<T> Future for Handle<T> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
             Inner::Thread(task) => task.poll_join(cx),
-            Inner::Coroutine(coroutine) => Pin::new(&mut coroutine.join).poll(cx).map(|outcome| {
-                if coroutine.id.load(Ordering::Acquire) & CANCELLED != 0 {
+            Inner::Coroutine(join) => Pin::new(join).poll(cx).map(|outcome| {
+                if this.id.load(Ordering::Acquire) & CANCELLED != 0 {
                     // Cancelled through this handle: what the task left is not reported,
                     // and its disposal (a panic payload, a value) may panic in turn.
                     if let Err(message) = crate::error::catch_panic(|| drop(outcome)) {
@@ -319,7 +305,7 @@ impl<T> Drop for Handle<T> {
         if let Inner::Thread(task) = &mut self.inner
             && let Some(error) = task.detach()
         {
-            report_unobserved(task.id(), &error);
+            report_unobserved(self.id(), &error);
         }
     }
 }
@@ -431,11 +417,6 @@ impl<'a, T> ThreadJoin<'a, T> {
         unsafe { self.task.take_output() }.expect("Handle polled after it returned its result")
     }
 
-    /// The task's id, from its core's header.
-    pub(crate) fn id(&self) -> TaskId {
-        self.task.header().id()
-    }
-
     /// Runs the task on the current thread if nobody has claimed it yet.
     pub(crate) fn run_here_if_queued(&self) {
         self.task.run_here();
@@ -460,12 +441,13 @@ impl<'a, T> ThreadJoin<'a, T> {
 
 #[cfg(all(test, not(plait_loom)))]
 mod tests {
-    /// What a program that holds a handle per queued task pays: two words a handle.
+    /// What a program that holds a handle per queued task pays: three words a handle (see
+    /// docs/architecture.md, "What a queued thread task costs").
     #[test]
-    fn a_handle_is_two_words() {
+    fn a_handle_is_three_words() {
         assert_eq!(
             std::mem::size_of::<super::Handle<u64>>(),
-            2 * std::mem::size_of::<usize>()
+            3 * std::mem::size_of::<usize>()
         );
     }
 }
