@@ -109,7 +109,7 @@ fn sizes(ctx: &Context) -> Vec<Row> {
     let (rt, pool) = (&ctx.plait, &ctx.rayon);
     let total = ctx.n(1_000_000);
     let mut rows = Vec::new();
-    for n in [100u64, 1_000, 10_000, 100_000] {
+    for n in [100u64, 1_000, 10_000, 100_000, 1_000_000] {
         let calls = (total / n).max(1);
         let runs = ctx.measure_interleaved(&mut [
             &mut || repeated(calls, n, || (0..n).map(|x| black_box(x) + 1).collect()),
