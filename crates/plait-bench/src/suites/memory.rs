@@ -1,7 +1,8 @@
 //! Memory per idle coroutine (100,000 tasks each parked on a long sleep, with their handles
-//! held) and per queued thread task (a million spawned behind busy threads, handles held). Each measurement runs in a fresh child process (this binary, re-executed), as the
-//! Python peer does: resident memory grown (peak RSS minus RSS before, the figure Python
-//! reports) and live heap bytes counted by the allocator.
+//! held) and per queued thread task (a million spawned behind busy threads, handles held).
+//! Each measurement runs in a fresh child process (this binary, re-executed), as the Python
+//! peer does: resident memory grown (peak RSS minus RSS before, the figure Python reports)
+//! and live heap bytes counted by the allocator.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -81,11 +82,14 @@ pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            measure(n, &started, || {
-                (0..n)
-                    .map(|_| rt.spawn(idle(started.clone())))
-                    .collect::<Vec<_>>()
-            })
+            measure(
+                || started.load(Ordering::Acquire) >= n as usize,
+                || {
+                    (0..n)
+                        .map(|_| rt.spawn(idle(started.clone())))
+                        .collect::<Vec<_>>()
+                },
+            )
         }
         "plait" => {
             let rt = plait::Runtime::builder()
@@ -93,11 +97,14 @@ pub(crate) fn child_main(system: &str, n: u64) -> Result<(), String> {
                 .coroutine_workers(threads)
                 .build()
                 .map_err(|e| e.to_string())?;
-            measure(n, &started, || {
-                (0..n)
-                    .map(|_| rt.spawn_async(idle(started.clone())))
-                    .collect::<Vec<_>>()
-            })
+            measure(
+                || started.load(Ordering::Acquire) >= n as usize,
+                || {
+                    (0..n)
+                        .map(|_| rt.spawn_async(idle(started.clone())))
+                        .collect::<Vec<_>>()
+                },
+            )
         }
         "rayon-queued" => queued_rayon(threads, n)?,
         "plait-queued" => queued_plait(threads, n)?,
@@ -145,18 +152,21 @@ fn queued_rayon(threads: usize, n: u64) -> Result<(f64, f64, Duration), String> 
         .map_err(|e| e.to_string())?;
     let release = Arc::new(AtomicBool::new(false));
     hold_threads(threads, &release, |job| pool.spawn(job));
-    Ok(measure_queued(|| {
-        (0..n)
-            .map(|_| {
-                let slot = Arc::new(std::sync::OnceLock::<()>::new());
-                let filled = Arc::clone(&slot);
-                pool.spawn(move || {
-                    let _ = filled.set(());
-                });
-                slot
-            })
-            .collect::<Vec<_>>()
-    }))
+    Ok(measure(
+        || true,
+        || {
+            (0..n)
+                .map(|_| {
+                    let slot = Arc::new(std::sync::OnceLock::<()>::new());
+                    let filled = Arc::clone(&slot);
+                    pool.spawn(move || {
+                        let _ = filled.set(());
+                    });
+                    slot
+                })
+                .collect::<Vec<_>>()
+        },
+    ))
 }
 
 /// A million plait spawns queued behind busy threads, their handles held.
@@ -168,25 +178,10 @@ fn queued_plait(threads: usize, n: u64) -> Result<(f64, f64, Duration), String> 
         .map_err(|e| e.to_string())?;
     let release = Arc::new(AtomicBool::new(false));
     hold_threads(threads, &release, |job| drop(rt.spawn(job)));
-    Ok(measure_queued(|| {
-        (0..n).map(|_| rt.spawn(|| ())).collect::<Vec<_>>()
-    }))
-}
-
-/// Heap and resident memory grown by `spawn`, and the time it took.
-fn measure_queued<H>(spawn: impl FnOnce() -> Vec<H>) -> (f64, f64, Duration) {
-    let rss_before = alloc::rss_bytes().unwrap_or(0);
-    alloc::start();
-    let begin = Instant::now();
-    let handles = spawn();
-    let wall = begin.elapsed();
-    let heap = alloc::live() as f64;
-    alloc::stop();
-    let rss = alloc::peak_rss_bytes()
-        .unwrap_or(0)
-        .saturating_sub(rss_before) as f64;
-    std::hint::black_box(&handles);
-    (heap, rss, wall)
+    Ok(measure(
+        || true,
+        || (0..n).map(|_| rt.spawn(|| ())).collect::<Vec<_>>(),
+    ))
 }
 
 /// One idle task: it says it has started, then sleeps on a timer far in the future.
@@ -195,18 +190,15 @@ async fn idle(started: Arc<AtomicUsize>) {
     tokio::time::sleep(LONG).await;
 }
 
-/// Spawns with `spawn`, waits until every task has parked on its timer, and returns the
-/// heap and resident memory grown, and the time it took.
-fn measure<H>(
-    n: u64,
-    started: &AtomicUsize,
-    spawn: impl FnOnce() -> Vec<H>,
-) -> (f64, f64, Duration) {
+/// Spawns with `spawn`, waits until `settled` says every task is where it is measured (an
+/// idle coroutine parked on its timer; a queued task needs no wait), and returns the heap
+/// and resident memory grown, and the time it took.
+fn measure<H>(settled: impl Fn() -> bool, spawn: impl FnOnce() -> Vec<H>) -> (f64, f64, Duration) {
     let rss_before = alloc::rss_bytes().unwrap_or(0);
     alloc::start();
     let begin = Instant::now();
     let handles = spawn();
-    while started.load(Ordering::Acquire) < n as usize {
+    while !settled() {
         std::thread::yield_now();
     }
     let wall = begin.elapsed();
