@@ -187,3 +187,31 @@ fn joins_from_many_tasks_at_once_beside_spawns() {
     }
     assert_eq!(spawned.load(Ordering::Relaxed), tasks * 100);
 }
+
+#[test]
+fn a_join_made_while_the_runtime_shuts_down_reports_its_second_closure_cancelled() {
+    let rt = common::runtime(2);
+    let (sent, received) = std::sync::mpsc::channel();
+    let inner = rt.clone();
+    drop(rt.spawn(move || {
+        // Wait for the shutdown to cancel this task, then join as the strand is cancelling.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !plait::task::is_cancelled() && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        let ran_b = AtomicBool::new(false);
+        let outcome = inner.join(|| 1, || ran_b.store(true, Ordering::SeqCst));
+        let _ = sent.send((outcome.map_err(|e| e.is_cancelled()), ran_b.into_inner()));
+    }));
+    // At its deadline the shutdown asks running tasks to stop: this one then joins.
+    let _ = rt.shutdown(Duration::from_millis(50));
+    let (outcome, ran_b) = received
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the task reported");
+    assert_eq!(
+        outcome,
+        Err(true),
+        "the second closure is cancelled, not run"
+    );
+    assert!(!ran_b);
+}

@@ -90,6 +90,40 @@ fn the_map_is_lazy_and_works_on_endless_input() {
 }
 
 #[test]
+fn a_trillion_item_range_is_mapped_in_bounded_memory_and_stopped_early() {
+    const BOUND: usize = 50_000;
+    let rt = common::runtime(2);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = {
+        let pulled = pulled.clone();
+        (0..1_000_000_000_000u64).inspect(move |_| {
+            pulled.fetch_add(1, Ordering::Relaxed);
+        })
+    };
+    let map = {
+        let calls = calls.clone();
+        rt.map(source, move |x| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            x ^ 1
+        })
+        .max_in_flight(BOUND)
+    };
+    // The size hint is the whole trillion, and nothing has been pulled for it.
+    assert_eq!(map.size_hint().0, 1_000_000_000_000);
+    let taken: Vec<u64> = map.take(300_000).map(Result::unwrap).collect();
+    assert_eq!(taken.len(), 300_000);
+    assert_eq!(taken[299_999], 299_998);
+    // Dropped after the take: what was pulled is what was taken and at most the bound more.
+    let pulled = pulled.load(Ordering::Relaxed);
+    assert!(
+        pulled <= 300_000 + BOUND,
+        "{pulled} items pulled for 300,000 taken"
+    );
+    assert!(calls.load(Ordering::Relaxed) <= pulled);
+}
+
+#[test]
 fn a_panicking_item_fails_alone_and_the_rest_go_on() {
     let rt = common::runtime(2);
     let results: Vec<_> = rt
