@@ -158,6 +158,45 @@ impl<'w> Idle<'w> {
     }
 }
 
+/// Waits until `done`, for a wait that some other thread ends by unparking this one (a
+/// scope's last task, a join's thief): spins briefly, then parks, with a spare thread in
+/// this one's place on a pool thread (see [`Idle`]; `wanted` is what it may run itself
+/// meanwhile). `sleepy` is called once before the first park: it tells the waker that this
+/// thread may park, and returns `false` if `done` came first.
+pub(crate) fn until_unparked(
+    done: &dyn Fn() -> bool,
+    wanted: &dyn Fn(&JobRef) -> bool,
+    mut sleepy: impl FnMut() -> bool,
+) {
+    let backoff = Backoff::new();
+    while !backoff.is_completed() {
+        if done() {
+            return;
+        }
+        backoff.snooze();
+    }
+    blocking_region(|| {
+        let mut idle = Idle::new(Some(wanted));
+        let mut said = false;
+        while !done() {
+            if idle.work() {
+                continue;
+            }
+            if !said {
+                if !sleepy() {
+                    return;
+                }
+                said = true;
+                continue;
+            }
+            match idle.park_limit() {
+                Some(limit) => thread::park_timeout(limit),
+                None => thread::park(),
+            }
+        }
+    });
+}
+
 /// Parks the current thread until unparked, for at most `limit` and never past `deadline`.
 /// Returns `false` once the deadline has passed.
 fn park(limit: Option<Duration>, deadline: Option<Instant>) -> bool {

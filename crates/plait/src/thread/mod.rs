@@ -31,7 +31,6 @@ pub use map::{Map, MapUnordered};
 pub use scope::{Scope, ScopedHandle};
 
 use crate::error::{SpawnError, StrandName};
-use crossbeam_utils::Backoff;
 
 use self::role::WithRole;
 use crate::pool::fork::ForkLatch;
@@ -174,32 +173,6 @@ fn wait_for_thief(latch: &ForkLatch, ours: &dyn Fn(&JobRef) -> bool) {
     if pool::help_with(ours) && latch.is_set() {
         return;
     }
-    let backoff = Backoff::new();
-    while !backoff.is_completed() {
-        if latch.is_set() {
-            return;
-        }
-        backoff.snooze();
-    }
-    wait::blocking_region(|| {
-        let mut idle = wait::Idle::new(Some(ours));
-        let mut sleepy = false;
-        while !latch.is_set() {
-            if idle.work() {
-                continue;
-            }
-            if !sleepy {
-                // Says it sleeps only once: a thief that sees that must find the handle.
-                if !latch.sleepy() {
-                    return;
-                }
-                sleepy = true;
-                continue;
-            }
-            match idle.park_limit() {
-                Some(limit) => std::thread::park_timeout(limit),
-                None => std::thread::park(),
-            }
-        }
-    });
+    // Says it may park only once: a thief that sees that must find the handle.
+    wait::until_unparked(&|| latch.is_set(), ours, || latch.sleepy());
 }

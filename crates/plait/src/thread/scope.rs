@@ -4,8 +4,6 @@ use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crossbeam_utils::Backoff;
-
 use super::ThreadStrand;
 use super::role::WithRole;
 use crate::Error;
@@ -62,27 +60,12 @@ fn wait_until_done(latch: &ScopeLatch) {
 }
 
 fn wait_until_finished(latch: &ScopeLatch) {
-    let backoff = Backoff::new();
-    while !backoff.is_completed() {
-        if latch.is_finished() {
-            return;
-        }
-        backoff.snooze();
-    }
-    wait::blocking_region(|| {
-        let ours = |job: &JobRef| job.is_of_scope(latch);
-        let mut idle = wait::Idle::new(Some(&ours));
-        while !latch.is_finished() {
-            if idle.work() {
-                continue;
-            }
-            // The last task unparks us.
-            match idle.park_limit() {
-                Some(limit) => std::thread::park_timeout(limit),
-                None => std::thread::park(),
-            }
-        }
-    });
+    // The last task unparks the owner, whose handle the latch took when it was made.
+    wait::until_unparked(
+        &|| latch.is_finished(),
+        &|job| job.is_of_scope(latch),
+        || true,
+    );
 }
 
 impl<'a, 'scope: 'a> Scope<'a, 'scope> {
