@@ -109,14 +109,15 @@ fn a_runtime_shutdown_answers_the_requests_in_flight_and_takes_no_more() {
         .route(
             "/slow",
             get(|State((rt, started, released)): State<Slow>| async move {
-                let _ = started.send(());
-                // Finishes when the test says so, on the thread strand.
-                rt.spawn(move || {
+                // Finishes when the test says so, on the thread strand. Spawned before the
+                // test hears that the request started, so that the shutdown the test then
+                // begins finds the work in flight (a spawn after it is refused).
+                let work = rt.spawn(move || {
                     let _ = released.lock().unwrap().recv();
                     "42"
-                })
-                .await
-                .unwrap()
+                });
+                let _ = started.send(());
+                work.await.unwrap()
             }),
         )
         .with_state((rt.clone(), started, released));
