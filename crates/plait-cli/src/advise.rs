@@ -5,7 +5,7 @@
 
 use std::process::{ExitCode, Stdio};
 
-use plait::advise::{Advice, Bound, Machine, Profile, profile_command};
+use plait::advise::{Advice, Bound, Machine, Profile, human_bytes, profile_command};
 
 /// Options of `plait advise`.
 #[derive(clap::Args)]
@@ -390,14 +390,14 @@ fn print_report(
     );
     print_switches(measured);
     if let Some(peak) = measured.peak_rss {
-        outln!("  {:<18}{}", "peak memory", bytes(peak));
+        outln!("  {:<18}{}", "peak memory", human_bytes(peak));
     }
     if let (Some(read), Some(written)) = (measured.read_bytes, measured.written_bytes) {
         outln!(
             "  {:<18}{} read, {} written",
             "i/o",
-            bytes(read),
-            bytes(written)
+            human_bytes(read),
+            human_bytes(written)
         );
     }
     outln!();
@@ -427,13 +427,4 @@ fn print_report(
             _ => String::new(),
         }
     );
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }

@@ -246,8 +246,8 @@ impl Profile {
                 memory_bound = true;
                 reasons.push(format!(
                     "memory binds, not the cores: {fit} at once at a {} peak each fit in the {} available (the cores alone would allow {concurrency})",
-                    bytes(peak),
-                    bytes(available)
+                    human_bytes(peak),
+                    human_bytes(available)
                 ));
                 concurrency = fit;
             }
@@ -449,8 +449,16 @@ impl fmt::Display for Advice {
     }
 }
 
-/// A size in bytes for people.
-fn bytes(n: u64) -> String {
+/// A size in bytes for people, as the advice words it: `1.5 MiB`, `512 B`.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(plait::advise::human_bytes(3 << 20), "3.0 MiB");
+/// assert_eq!(plait::advise::human_bytes(512), "512 B");
+/// ```
+#[must_use]
+pub fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
         n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),

@@ -41,34 +41,6 @@ pub(crate) enum Failure {
     Source(Box<dyn Any + Send>),
 }
 
-/// Maps everything `source` yields with `f` on `strand`, appending the results to `out` in
-/// input order. On a failure the results of this call are dropped and `out` is left as it
-/// was; the failure is the one with the lowest input index among those seen (after the
-/// first, no new run starts).
-pub(crate) fn collect_into<I, F, T>(
-    strand: &ThreadStrand,
-    source: &mut I,
-    f: &F,
-    out: &mut Vec<T>,
-) -> Result<(), Failure>
-where
-    I: Iterator + Send,
-    I::Item: Send,
-    F: Fn(I::Item) -> T + Sync,
-    T: Send,
-{
-    let start = out.len();
-    let outcome = match alone(source, f, out) {
-        Ok(Alone::Finished) => Ok(()),
-        Ok(Alone::WorthSharing) => collect_rounds(strand, source, f, out),
-        Err(failure) => Err(failure),
-    };
-    if outcome.is_err() {
-        out.truncate(start);
-    }
-    outcome
-}
-
 /// Below this many items (as the input tells), helpers are called at once: a few items may
 /// each be long, and timing the first would leave the pool idle for all of it.
 const PROBE_MIN_ITEMS: usize = 256;
@@ -135,7 +107,11 @@ where
     }
 }
 
-fn collect_rounds<I, F, T>(
+/// Maps everything `source` yields with `f` on `strand`, appending the results to `out` in
+/// input order. On a failure, what `out` holds past its length on entry is unspecified (the
+/// caller drops it); the failure is the one with the lowest input index among those seen
+/// (after the first, no new run starts).
+pub(crate) fn collect_into<I, F, T>(
     strand: &ThreadStrand,
     source: &mut I,
     f: &F,
@@ -147,6 +123,9 @@ where
     F: Fn(I::Item) -> T + Sync,
     T: Send,
 {
+    if let Alone::Finished = alone(source, f, out)? {
+        return Ok(());
+    }
     loop {
         let (lower, upper) = source.size_hint();
         let room = if upper == Some(lower) {

@@ -410,6 +410,23 @@ where
         }
     }
 
+    /// The next result once the chunk at hand has none left, or is not plain values.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<Result<T>> {
+        loop {
+            if let Some(result) = self.ready.next() {
+                return Some(result);
+            }
+            self.refill();
+            let head = self.window.pop_front()?;
+            let (ready, elapsed) = unpack(head.handle.join(), head.len);
+            self.ready = ready;
+            self.feeder.chunk_done(head.len, elapsed);
+            // Keep the pool busy while the caller works through this chunk.
+            self.refill();
+        }
+    }
+
     fn refill(&mut self) {
         while let Some(pending) = self.feeder.next_chunk(self.ready.len()) {
             self.window.push_back(pending);
@@ -453,31 +470,6 @@ where
                 Some(result) => acc = g(acc, result),
                 None => return acc,
             }
-        }
-    }
-}
-
-impl<I, F, T> Map<I, F, T>
-where
-    I: Iterator,
-    I::Item: Send + 'static,
-    F: Fn(I::Item) -> T + Send + Sync + 'static,
-    T: Send + 'static,
-{
-    /// The next result once the chunk at hand has none left, or is not plain values.
-    #[inline(never)]
-    fn next_slow(&mut self) -> Option<Result<T>> {
-        loop {
-            if let Some(result) = self.ready.next() {
-                return Some(result);
-            }
-            self.refill();
-            let head = self.window.pop_front()?;
-            let (ready, elapsed) = unpack(head.handle.join(), head.len);
-            self.ready = ready;
-            self.feeder.chunk_done(head.len, elapsed);
-            // Keep the pool busy while the caller works through this chunk.
-            self.refill();
         }
     }
 }
@@ -532,6 +524,39 @@ where
         self.feeder.max_in_flight = n.max(1);
         self
     }
+
+    /// The next result once the chunk at hand has none left, or is not plain values.
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<(usize, Result<T>)> {
+        loop {
+            if let Some(result) = self.ready.next() {
+                self.next_index += 1;
+                return Some((self.next_index - 1, result));
+            }
+            while let Some(pending) = self.feeder.next_chunk(0) {
+                self.running.push(Running(Some(pending)));
+            }
+            let running = &mut self.running;
+            // A chunk that finishes within a short spin needs no blocking wait (nor a
+            // waker, nor a park), as a join of one handle spins first.
+            let backoff = Backoff::new();
+            let next = loop {
+                if let Some(next) = running.next().now_or_never() {
+                    break next;
+                }
+                if backoff.is_completed() {
+                    break wait::blocking_region(|| wait::block_on_tasks(running.next(), None))
+                        .flatten();
+                }
+                backoff.snooze();
+            };
+            let (outcome, start, len) = next?;
+            let (ready, elapsed) = unpack(outcome, len);
+            self.ready = ready;
+            self.next_index = start;
+            self.feeder.chunk_done(len, elapsed);
+        }
+    }
 }
 
 impl<I, F, T> Iterator for MapUnordered<I, F, T>
@@ -575,47 +600,6 @@ where
                 Some(item) => acc = g(acc, item),
                 None => return acc,
             }
-        }
-    }
-}
-
-impl<I, F, T> MapUnordered<I, F, T>
-where
-    I: Iterator,
-    I::Item: Send + 'static,
-    F: Fn(I::Item) -> T + Send + Sync + 'static,
-    T: Send + 'static,
-{
-    /// The next result once the chunk at hand has none left, or is not plain values.
-    #[inline(never)]
-    fn next_slow(&mut self) -> Option<(usize, Result<T>)> {
-        loop {
-            if let Some(result) = self.ready.next() {
-                self.next_index += 1;
-                return Some((self.next_index - 1, result));
-            }
-            while let Some(pending) = self.feeder.next_chunk(0) {
-                self.running.push(Running(Some(pending)));
-            }
-            let running = &mut self.running;
-            // A chunk that finishes within a short spin needs no blocking wait (nor a
-            // waker, nor a park), as a join of one handle spins first.
-            let backoff = Backoff::new();
-            let next = loop {
-                if let Some(next) = running.next().now_or_never() {
-                    break next;
-                }
-                if backoff.is_completed() {
-                    break wait::blocking_region(|| wait::block_on_tasks(running.next(), None))
-                        .flatten();
-                }
-                backoff.snooze();
-            };
-            let (outcome, start, len) = next?;
-            let (ready, elapsed) = unpack(outcome, len);
-            self.ready = ready;
-            self.next_index = start;
-            self.feeder.chunk_done(len, elapsed);
         }
     }
 }
