@@ -15,6 +15,40 @@ fn runtime() -> Runtime {
     common::runtime(2)
 }
 
+/// plait finds a program on `PATH` itself (cheaper than the C library's search in the
+/// child); the program still sees the name it was given, and a `PATH` the command sets
+/// is the one searched.
+#[test]
+fn a_program_found_on_path_keeps_its_name_and_the_commands_own_path_decides() {
+    let rt = runtime();
+    let out = rt
+        .spawn_command(Command::new("cat").arg("/proc/self/cmdline"))
+        .join()
+        .unwrap();
+    assert_eq!(out.stdout, b"cat\0/proc/self/cmdline\0");
+
+    let dir = std::env::temp_dir().join(format!("plait-path-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A link, not a script written here: a file just written can be "busy" to exec
+    // while another test's child, started mid-write, still holds it.
+    std::os::unix::fs::symlink("/bin/echo", dir.join("plait-says-hi")).unwrap();
+    let out = rt
+        .spawn_command(
+            Command::new("plait-says-hi")
+                .arg("hi")
+                .env("PATH", dir.display().to_string()),
+        )
+        .join()
+        .unwrap();
+    assert_eq!(out.stdout, b"hi\n", "{out:?}");
+    let missing = rt.spawn_command(Command::new("plait-says-hi")).join();
+    assert!(
+        missing.is_err(),
+        "found without the PATH that names it: {missing:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn output_status_environment_directory_and_input() {
     let rt = runtime();

@@ -105,8 +105,16 @@ impl Executor for Runtime {
                     command.timeout = Some(command.timeout.map_or(limit, |own| own.min(limit)));
                 }
                 done.start();
-                let handle = self.spawn_command(command);
-                Some(self.watch(handle, done, move |ended| call.output(ended)))
+                // The command and its report in one coroutine: no second task to await it.
+                let ran = async move {
+                    let ended = crate::process::command::run(command).await;
+                    call.output(ended.map_err(Error::failed))
+                };
+                let handle = self.spawn_async(CoroutineRun {
+                    stage: Stage::Running(ran.boxed()),
+                    done: Some(done),
+                });
+                Some(handle.cancel_handle())
             }
         }
     }

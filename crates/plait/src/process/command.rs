@@ -5,16 +5,19 @@
 //! process of its own: no worker needed between). The same command is also the registered
 //! task [`run_command`](fn@run_command), for work that arrives by name.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::WorkerExit;
+use super::capture::{self, Kept};
 use super::child::Child;
+use super::program;
 
 /// How much of each output stream a command keeps by default: 1 MiB.
 pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
@@ -76,7 +79,7 @@ type SinkFn = dyn Fn(Stream, &[u8]) + Send + Sync;
 
 /// What [`Command::on_line`] calls with each line; equal only to its own clones.
 #[derive(Clone)]
-pub struct LineSink(Arc<SinkFn>);
+pub struct LineSink(pub(super) Arc<SinkFn>);
 
 impl PartialEq for LineSink {
     fn eq(&self, other: &Self) -> bool {
@@ -301,12 +304,16 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
             "an empty command: argv needs a program".to_owned(),
         ));
     }
-    let mut process = std::process::Command::new(&program);
+    let mut process = std::process::Command::new(program::find(&program, &command.env));
+    process.arg0(&program).args(&command.argv[1..]);
+    // Run from a worker, a command must not take itself for one. (Removing a variable
+    // makes `std` copy the environment for the child: only when there is one to remove.)
+    for inherited in [super::worker::WORKER_ENV, super::worker::PARENT_ENV] {
+        if std::env::var_os(inherited).is_some() {
+            process.env_remove(inherited);
+        }
+    }
     process
-        .args(&command.argv[1..])
-        // Run from a worker, a command must not take itself for one.
-        .env_remove(super::worker::WORKER_ENV)
-        .env_remove(super::worker::PARENT_ENV)
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .stdin(if command.stdin.is_empty() {
             Stdio::null()
@@ -335,34 +342,32 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
             let _ = stdin.write_all(&input).await;
         })
     });
-    let limit = command.output_limit;
-    let lines = command.lines.clone();
-    let stdout = Capture::start(
-        child.stdout.take(),
-        limit,
+    let lines = command.lines;
+    let mut out = Kept::new(
+        command.output_limit,
         lines.clone().map(|s| (s, Stream::Stdout)),
     );
-    let stderr = Capture::start(
-        child.stderr.take(),
-        limit,
-        lines.map(|s| (s, Stream::Stderr)),
-    );
-    let (status, timed_out) = match command.timeout {
-        Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
-            Ok(status) => (status, false),
-            Err(_) => {
-                child.kill();
-                (child.wait().await, true)
-            }
-        },
-        None => (child.wait().await, false),
+    let mut err = Kept::new(command.output_limit, lines.map(|s| (s, Stream::Stderr)));
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let timeout = command.timeout;
+    let ended = async {
+        match timeout {
+            Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
+                Ok(status) => (status, false),
+                Err(_) => {
+                    child.kill();
+                    (child.wait().await, true)
+                }
+            },
+            None => (child.wait().await, false),
+        }
     };
+    // One grace for both streams: a leftover holding one likely holds the other.
+    let (status, timed_out) =
+        capture::read_while(ended, (stdout, &mut out), (stderr, &mut err), OUTPUT_GRACE).await;
     let status =
         status.map_err(|error| CommandError(format!("waiting for `{program}`: {error}")))?;
     let elapsed = started.elapsed();
-    // One grace for both: a leftover holding one stream likely holds the other.
-    let ((stdout, stdout_dropped), (stderr, stderr_dropped)) =
-        tokio::join!(stdout.collect(), stderr.collect());
     // A process that left the group may still hold its input open: stop feeding it.
     if let Some(feeding) = feeding {
         feeding.abort();
@@ -372,169 +377,10 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
         code: status.code(),
         signal: status.signal(),
         timed_out,
-        stdout,
-        stderr,
-        stdout_dropped,
-        stderr_dropped,
+        stdout: out.bytes,
+        stderr: err.bytes,
+        stdout_dropped: out.dropped,
+        stderr_dropped: err.dropped,
         elapsed,
     })
-}
-
-/// Cuts a stream into lines for a [`LineSink`].
-struct Lines {
-    sink: LineSink,
-    which: Stream,
-    /// The start of a line whose end has not come yet.
-    pending: Vec<u8>,
-}
-
-impl Lines {
-    fn new(sink: LineSink, which: Stream) -> Lines {
-        Lines {
-            sink,
-            which,
-            pending: Vec::new(),
-        }
-    }
-
-    fn feed(&mut self, mut bytes: &[u8]) {
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
-            if self.pending.is_empty() {
-                self.say(&bytes[..end]);
-            } else {
-                self.pending.extend_from_slice(&bytes[..end]);
-                let line = std::mem::take(&mut self.pending);
-                self.say(&line);
-            }
-            bytes = &bytes[end + 1..];
-        }
-        self.pending.extend_from_slice(bytes);
-        while self.pending.len() >= LONGEST_LINE {
-            let rest = self.pending.split_off(LONGEST_LINE);
-            let piece = std::mem::replace(&mut self.pending, rest);
-            self.say(&piece);
-        }
-    }
-
-    fn finish(&mut self) {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.say(&line);
-        }
-    }
-
-    fn say(&self, line: &[u8]) {
-        // A sink that panics loses that line, not the command's output.
-        if let Err(message) = crate::error::catch_panic(|| (self.sink.0)(self.which, line)) {
-            tracing::warn!(%message, "a command's line sink panicked");
-        }
-    }
-}
-
-/// One output stream being read, kept (up to a limit) where the run can take it even if
-/// the stream never ends.
-struct Capture {
-    task: tokio::task::JoinHandle<()>,
-    /// The bytes kept so far, and how many more were dropped.
-    read: Arc<Mutex<(Vec<u8>, u64)>>,
-}
-
-impl Capture {
-    fn start(
-        stream: Option<impl AsyncRead + Unpin + Send + 'static>,
-        limit: usize,
-        lines: Option<(LineSink, Stream)>,
-    ) -> Capture {
-        let read = Arc::new(Mutex::new((Vec::new(), 0)));
-        let into = Arc::clone(&read);
-        let task = tokio::spawn(async move {
-            let Some(mut stream) = stream else {
-                return;
-            };
-            let mut splitter = lines.map(|(sink, which)| Lines::new(sink, which));
-            let mut chunk = vec![0; 16 * 1024];
-            while let Ok(n) = stream.read(&mut chunk).await {
-                if n == 0 {
-                    break;
-                }
-                if let Some(splitter) = &mut splitter {
-                    splitter.feed(&chunk[..n]);
-                }
-                let mut read = into.lock().unwrap_or_else(PoisonError::into_inner);
-                let keep = n.min(limit - read.0.len());
-                read.0.extend_from_slice(&chunk[..keep]);
-                read.1 += (n - keep) as u64;
-            }
-            if let Some(splitter) = &mut splitter {
-                splitter.finish();
-            }
-        });
-        Capture { task, read }
-    }
-
-    /// What was read: all of it once the stream ends, or, if processes the command left
-    /// behind (outside its group) still hold the pipe after a short grace, what was read
-    /// by then, and the reading stops.
-    async fn collect(mut self) -> (Vec<u8>, u64) {
-        if tokio::time::timeout(OUTPUT_GRACE, &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
-        std::mem::take(&mut *self.read.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// The lines a splitter hands its sink for `input` fed in pieces of `cuts` sizes.
-    fn split(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let keep = Arc::clone(&seen);
-        let sink = LineSink(Arc::new(move |_, line: &[u8]| {
-            keep.lock().unwrap().push(line.to_vec());
-        }));
-        let mut lines = Lines::new(sink, Stream::Stdout);
-        let mut rest = input;
-        for &cut in cuts.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let (piece, after) = rest.split_at(cut.clamp(1, rest.len()));
-            lines.feed(piece);
-            rest = after;
-        }
-        lines.finish();
-        drop(lines);
-        Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
-    }
-
-    proptest! {
-        #[test]
-        fn lines_are_the_input_cut_at_newlines_however_it_arrives(
-            input in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'\n'), any::<u8>()], 0..3000),
-            cuts in proptest::collection::vec(1..600_usize, 1..8),
-        ) {
-            let lines = split(&input, &cuts);
-            let mut expected: Vec<Vec<u8>> =
-                input.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
-            // A trailing newline ends the last line; it starts no empty one.
-            if input.last() == Some(&b'\n') || input.is_empty() {
-                expected.pop();
-            }
-            prop_assert_eq!(lines, expected);
-        }
-    }
-
-    #[test]
-    fn a_line_longer_than_the_longest_comes_in_pieces() {
-        let input = vec![b'x'; LONGEST_LINE * 2 + 10];
-        let lines = split(&input, &[4096]);
-        let sizes: Vec<usize> = lines.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [LONGEST_LINE, LONGEST_LINE, 10]);
-    }
 }

@@ -128,6 +128,7 @@
 
 mod args;
 mod call;
+mod capture;
 mod child;
 mod codec;
 pub mod command;
@@ -138,6 +139,7 @@ pub(crate) mod map;
 mod options;
 mod outbox;
 mod pool;
+mod program;
 mod registry;
 mod remote;
 mod slot;
