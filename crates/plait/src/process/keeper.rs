@@ -10,6 +10,13 @@
 //! group starts and ends. When the program dies, the kernel closes the program's end; the
 //! keeper reads the end of the stream, kills every group still listed, and exits.
 //!
+//! Most of the telling wakes nobody: a group is written into a row of a table, a small
+//! file in memory that the keeper holds as its standard output and reads only at the end,
+//! and its row is cleared when it ends. (A message on the socket for each start and each
+//! end woke the keeper twice for every command, which a machine busy with short commands
+//! felt.) The socket carries what the table cannot hold: more groups at once than it has
+//! rows, or everything once a write to the table has failed.
+//!
 //! The keeper is this program's own executable, run afresh (`/proc/self/exe`, started the
 //! way `std` starts any program, without copying the program's memory), and caught by a
 //! constructor before `main` ([`become_keeper`]): so it works in any program, whether or
@@ -22,9 +29,11 @@
 //! If no keeper can be started, processes still start: only the guarantee for a program
 //! killed outright is lost, and a warning says so.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
@@ -45,6 +54,9 @@ const HELLO_WITHIN: Duration = Duration::from_secs(5);
 
 /// After a keeper failed to start, how long before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Rows in the table of groups: one 4-byte group id each (0: free).
+const ROWS: u32 = 4096;
 
 /// A group the keeper kills if the program dies; dropping it tells the keeper the group is
 /// gone (drop it before the group's leader is reaped, while its id cannot name another
@@ -82,7 +94,8 @@ pub(crate) fn watch(group: Pid) -> Watched {
 static KEEPER: LazyLock<Keeper> = LazyLock::new(|| Keeper {
     state: Mutex::new(State {
         process: None,
-        groups: HashSet::new(),
+        table: Table::create().ok(),
+        groups: HashMap::new(),
         failed_at: None,
     }),
 });
@@ -99,8 +112,11 @@ impl Keeper {
 
 struct State {
     process: Option<Process>,
-    /// The groups watched now: sent again to a keeper started in place of one that died.
-    groups: HashSet<i32>,
+    /// Where the keeper finds the groups at the end, without being woken for each.
+    table: Option<Table>,
+    /// The groups watched now, and how the keeper knows of each: a keeper started in
+    /// place of one that died is handed the table and told the rest again.
+    groups: HashMap<i32, Known>,
     /// When a keeper last failed to start.
     failed_at: Option<Instant>,
 }
@@ -110,9 +126,31 @@ struct Process {
     socket: UnixStream,
 }
 
+/// How the keeper knows of a group.
+#[derive(Clone, Copy, Debug)]
+enum Known {
+    /// In this row of the table.
+    Row(u32),
+    /// Told on the socket.
+    Told,
+}
+
 impl State {
     fn watch(&mut self, group: i32) {
-        self.groups.insert(group);
+        let row = self.table.as_mut().and_then(|table| table.take_row(group));
+        if let Some(row) = row {
+            self.groups.insert(group, Known::Row(row));
+            if self.process.is_none() {
+                self.restart();
+            }
+            return;
+        }
+        // No row: the table is full (the socket takes the overflow) or a write to it
+        // failed (then the socket takes everything, from a new keeper).
+        if self.table.as_ref().is_some_and(|table| table.broken) {
+            self.drop_table();
+        }
+        self.groups.insert(group, Known::Told);
         let sent = match &self.process {
             Some(process) => process.send(&[group]).is_ok(),
             None => false,
@@ -124,15 +162,37 @@ impl State {
     }
 
     fn forget(&mut self, group: i32) {
-        self.groups.remove(&group);
-        let sent = self
-            .process
-            .as_ref()
-            .is_none_or(|process| process.send(&[-group]).is_ok());
+        let sent = match self.groups.remove(&group) {
+            None => true,
+            Some(Known::Row(row)) => self
+                .table
+                .as_mut()
+                .is_some_and(|table| table.free_row(row).is_ok()),
+            Some(Known::Told) => self
+                .process
+                .as_ref()
+                .is_none_or(|process| process.send(&[-group]).is_ok()),
+        };
         if !sent {
             // A keeper that cannot be told of the groups that end would kill their ids if
-            // the program died later, when another group might have them: start afresh.
+            // the program died later, when another group might have them: start afresh
+            // (without the table, if it was the table that failed).
+            if self.table.as_ref().is_some_and(|table| table.broken) {
+                self.drop_table();
+            }
             self.restart();
+        }
+    }
+
+    /// Gives up the table: its groups are told on the socket from now on (by the restart
+    /// that must follow: the running keeper still reads the table at its end).
+    fn drop_table(&mut self) {
+        self.table = None;
+        for known in self.groups.values_mut() {
+            *known = Known::Told;
+        }
+        if let Some(old) = self.process.take() {
+            old.end();
         }
     }
 
@@ -144,8 +204,14 @@ impl State {
         if self.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
             return;
         }
-        let groups: Vec<i32> = self.groups.iter().copied().collect();
-        let started = Process::start().and_then(|process| match process.send(&groups) {
+        let told: Vec<i32> = self
+            .groups
+            .iter()
+            .filter(|(_, known)| matches!(known, Known::Told))
+            .map(|(&group, _)| group)
+            .collect();
+        let table = self.table.as_ref().map(|table| &table.file);
+        let started = Process::start(table).and_then(|process| match process.send(&told) {
             Ok(()) => Ok(process),
             Err(error) => {
                 process.end();
@@ -170,15 +236,19 @@ impl State {
 }
 
 impl Process {
-    /// Starts the keeper and waits for its hello.
-    fn start() -> io::Result<Process> {
+    /// Starts the keeper, holding `table` as its standard output, and waits for its hello.
+    fn start(table: Option<&File>) -> io::Result<Process> {
         let (ours, theirs) = UnixStream::pair()?;
+        let table = match table {
+            Some(file) => Stdio::from(file.try_clone()?),
+            None => Stdio::null(),
+        };
         let mut command = std::process::Command::new("/proc/self/exe");
         command
             .arg0("plait-keeper")
             .env(KEEPER_ENV, "1")
             .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::null())
+            .stdout(table)
             .stderr(Stdio::null())
             .process_group(0);
         let child = command.spawn()?;
@@ -247,6 +317,64 @@ impl Process {
     }
 }
 
+/// The table of groups: a file in memory, written in place (`pwrite`: no wake-up for the
+/// keeper), read by the keeper once the program is gone.
+struct Table {
+    file: File,
+    /// Rows given back, to be used again.
+    free: Vec<u32>,
+    /// Rows never used yet start here.
+    unused: u32,
+    /// A write failed: its rows cannot be trusted.
+    broken: bool,
+}
+
+impl Table {
+    fn create() -> io::Result<Table> {
+        let fd = rustix::fs::memfd_create(c"plait-keeper-groups", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let file = File::from(fd);
+        // Written whole now, so that writing a row later needs no new memory.
+        file.write_all_at(&vec![0; ROWS as usize * 4], 0)?;
+        Ok(Table {
+            file,
+            free: Vec::new(),
+            unused: 0,
+            broken: false,
+        })
+    }
+
+    /// Writes `group` into a free row; `None` if none is free or the write failed.
+    fn take_row(&mut self, group: i32) -> Option<u32> {
+        if self.broken {
+            return None;
+        }
+        let row = self.free.pop().or_else(|| {
+            (self.unused < ROWS).then(|| {
+                self.unused += 1;
+                self.unused - 1
+            })
+        })?;
+        match self.write(row, group) {
+            Ok(()) => Some(row),
+            Err(_) => {
+                self.broken = true;
+                None
+            }
+        }
+    }
+
+    fn free_row(&mut self, row: u32) -> io::Result<()> {
+        self.write(row, 0).inspect_err(|_| self.broken = true)?;
+        self.free.push(row);
+        Ok(())
+    }
+
+    fn write(&self, row: u32, group: i32) -> io::Result<()> {
+        self.file
+            .write_all_at(&group.to_le_bytes(), u64::from(row) * 4)
+    }
+}
+
 /// Runs before `main` in every program that links plait: in a copy started as a keeper,
 /// keeps (and never returns); anywhere else, returns at once.
 extern "C" fn become_keeper() {
@@ -301,10 +429,63 @@ fn keep() -> ! {
             0 => {}
         }
     }
-    for group in groups {
+    // The table, if the program gave one (standard output is /dev/null otherwise).
+    let mut table = Vec::new();
+    if let Ok(file) = io::stdout().as_fd().try_clone_to_owned().map(File::from) {
+        let mut at = 0;
+        let mut chunk = [0_u8; 4096];
+        while let Ok(n @ 1..) = file.read_at(&mut chunk, at) {
+            table.extend_from_slice(&chunk[..n]);
+            at += n as u64;
+        }
+    }
+    let rows = table
+        .chunks_exact(4)
+        .map(|row| i32::from_le_bytes([row[0], row[1], row[2], row[3]]))
+        .filter(|&group| group > 0);
+    for group in groups.into_iter().chain(rows) {
         if let Some(group) = Pid::from_raw(group) {
             let _ = rustix::process::kill_process_group(group, Signal::KILL);
         }
     }
     std::process::exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(table: &Table) -> Vec<i32> {
+        let mut bytes = vec![0; ROWS as usize * 4];
+        table.file.read_exact_at(&mut bytes, 0).unwrap();
+        bytes
+            .chunks_exact(4)
+            .map(|row| i32::from_le_bytes([row[0], row[1], row[2], row[3]]))
+            .collect()
+    }
+
+    #[test]
+    fn a_group_is_in_the_table_until_it_is_forgotten_and_its_row_is_used_again() {
+        let mut table = Table::create().unwrap();
+        let a = table.take_row(101).unwrap();
+        let b = table.take_row(202).unwrap();
+        assert_eq!(&rows(&table)[..2], [101, 202]);
+        table.free_row(a).unwrap();
+        assert_eq!(&rows(&table)[..2], [0, 202]);
+        assert_eq!(table.take_row(303), Some(a));
+        assert_eq!(&rows(&table)[..2], [303, 202]);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_full_table_takes_no_row_until_one_is_freed() {
+        let mut table = Table::create().unwrap();
+        for group in 1..=ROWS as i32 {
+            assert!(table.take_row(group).is_some());
+        }
+        assert_eq!(table.take_row(ROWS as i32 + 1), None);
+        assert!(!table.broken, "full is not broken");
+        table.free_row(7).unwrap();
+        assert_eq!(table.take_row(ROWS as i32 + 1), Some(7));
+    }
 }
