@@ -2,6 +2,7 @@
 
     cargo build --release -p plait-cli
     python3 crates/plait-bench/scripts/run_vs_make.py [--runs 5] [--plait target/release/plait]
+        [--before OTHER/plait]
 
 Each job is written into a temporary folder for every tool, and the tools run in turn
 (plait, make, ninja, ..., plait, make, ...), each run a fresh process timed from start to
@@ -79,13 +80,16 @@ def gzips(n, folder):
     }
 
 
-def commands(plait, folder, job, fresh):
+def commands(plait, folder, job, fresh, before=None):
     """Each tool's command line for a job written into `folder`, and what to clear
     between runs (`fresh`: start from nothing; otherwise the state stays)."""
     rm = "rm -rf .plait *.done *.gz .ninja_log .ninja_deps; " if fresh else ""
     tools = {}
     if "plait" in job:
         tools["plait"] = f"{rm}{plait} run job.toml --jobs {JOBS} > /dev/null"
+        if before:
+            # Another build of plait (an earlier commit, say), measured in the same rounds.
+            tools["plait-before"] = f"{rm}{before} run job.toml --jobs {JOBS} > /dev/null"
     if "make" in job and shutil.which("make"):
         tools["make"] = f"{rm}make -s -j{JOBS} -f job.mk > /dev/null"
     if "ninja" in job and shutil.which("ninja"):
@@ -112,6 +116,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--plait", default=os.path.abspath("target/release/plait"))
+    parser.add_argument("--before", help="another plait binary to measure beside it")
     args = parser.parse_args()
     for tool in ("make", "ninja", "parallel"):
         if not shutil.which(tool):
@@ -133,7 +138,7 @@ def main():
                 write(os.path.join(folder, "job.ninja"), job["ninja"])
             if "xargs" in job:
                 write(os.path.join(folder, "job.list"), job["xargs"])
-            tools = commands(args.plait, folder, job, fresh)
+            tools = commands(args.plait, folder, job, fresh, args.before)
             if prime:
                 # Everything made once, so that every run finds it up to date.
                 for line in tools.values():

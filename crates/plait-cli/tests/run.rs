@@ -900,6 +900,26 @@ fn names_and_statuses_are_coloured_when_asked_and_plain_otherwise() {
     // The summary's statuses.
     assert!(always.contains("\x1b[1;31mfailed\x1b[0m  "), "{always:?}");
     assert!(always.contains("\x1b[32mok\x1b[0m  "), "{always:?}");
+    // Painted statuses do not push the columns apart: without the escape codes, each
+    // status starts under the header's.
+    let header = always.lines().find(|l| l.starts_with("task")).unwrap();
+    let column = header.find("status").unwrap();
+    for (task, status) in [("good", "ok"), ("bad", "failed")] {
+        let row = always
+            .lines()
+            .map(|line| {
+                line.replace("\x1b[1;31m", "")
+                    .replace("\x1b[32m", "")
+                    .replace("\x1b[0m", "")
+            })
+            .find(|line| line.starts_with(&format!("{task} ")))
+            .unwrap_or_else(|| panic!("no summary row for {task}: {always:?}"));
+        assert_eq!(
+            row.get(column..column + status.len()),
+            Some(status),
+            "{always:?}"
+        );
+    }
     // Each task's name in a colour of its own on its lines, and its status when it ends.
     let prefix = |task: &str| {
         let line = always

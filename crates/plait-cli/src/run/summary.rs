@@ -171,7 +171,8 @@ impl Summary {
             };
             table.add_row([
                 Cell::new(&row.task),
-                Cell::new(paint.status(row.status, row.status)),
+                // Painted below, once laid out: the table measures plain text.
+                Cell::new(row.status),
                 Cell::new(row.attempts).set_alignment(CellAlignment::Right),
                 Cell::new(match row.strand {
                     Some(_) => format!("{:.1?}", row.elapsed),
@@ -183,9 +184,14 @@ impl Summary {
             ]);
         }
         let mut out = String::from("\n");
-        for line in table.lines() {
+        let mut lines = table.lines();
+        if let Some(header) = lines.next() {
+            out.push_str(header.trim_end());
+            out.push('\n');
+        }
+        for (line, row) in lines.zip(&self.tasks) {
             // The preset pads every cell, the last one too.
-            out.push_str(line.trim_end());
+            out.push_str(&paint_status(line.trim_end(), row, paint));
             out.push('\n');
         }
         let total = self.tasks.len();
@@ -201,5 +207,23 @@ impl Summary {
             counted.join(", ")
         ));
         out
+    }
+}
+
+/// `line`, a row of the table for `row`, with its status painted. The row starts with the
+/// task's name (the first column, never wrapped: the table has no width to fit), then the
+/// padding, then the status.
+fn paint_status(line: &str, row: &Row, paint: Paint) -> String {
+    let painted = paint.status(row.status, row.status);
+    if painted == row.status {
+        return line.to_owned();
+    }
+    let Some(after_name) = line.strip_prefix(row.task.as_str()) else {
+        return line.to_owned();
+    };
+    let status_at = line.len() - after_name.trim_start().len();
+    match line[status_at..].strip_prefix(row.status) {
+        Some(rest) => format!("{}{painted}{rest}", &line[..status_at]),
+        None => line.to_owned(),
     }
 }
