@@ -100,7 +100,8 @@ impl std::fmt::Debug for LineSink {
 pub const LONGEST_LINE: usize = 64 * 1024;
 
 impl Command {
-    /// A command that runs `program` (found on `PATH` unless it holds a `/`).
+    /// A command that runs `program`, found on `PATH` (the one its [`env`](Command::env)
+    /// sets, if it sets one) unless it holds a `/`.
     pub fn new(program: impl Into<String>) -> Self {
         Command {
             argv: vec![program.into()],

@@ -39,10 +39,12 @@
 //!   no `plait::init`; it shows as `plait-keeper` in `ps`, starts the first time the
 //!   program starts a process, and lives as long as the program, in a process group of its
 //!   own, deaf to the terminal's signals. Its input is a socket whose other end the program
-//!   holds: the program's death is the end of its input. One killed by someone else is
-//!   replaced the next time the program starts a process. If none can start, processes
-//!   still start, and a warning says that this one guarantee is off. (Workers also die by
-//!   their parent-death signal.)
+//!   holds: the program's death is the end of its input. It learns of the groups from a
+//!   table in memory that the program writes and it reads only then, so starting a
+//!   process does not wake it (the socket carries what the table cannot hold). One
+//!   killed by someone else is replaced the next time the program starts a process. If
+//!   none can start, processes still start, and a warning says that this one guarantee is
+//!   off. (Workers also die by their parent-death signal.)
 //!
 //! What escapes, precisely:
 //!
