@@ -1,5 +1,5 @@
 //! A command's output streams, read in the command's own future: kept up to a limit,
-//! counted past it, and cut into lines for a [`LineSink`] as they come.
+//! counted past it, and cut into lines for a [`LineSink`](super::LineSink) as they come.
 //!
 //! Reading in place rather than in tasks of their own saves each command two spawns and
 //! the wake-ups between them, which were a visible share of a short command's cost.
@@ -9,7 +9,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::command::{LONGEST_LINE, LineSink, Stream};
+/// The longest line handed to a [`LineSink`](super::LineSink) in one call: output without
+/// newlines (a progress bar's `\r`s) comes in pieces of this size rather than held without
+/// bound.
+pub const LONGEST_LINE: usize = 64 * 1024;
+
+/// What a stream's lines go to, one call a line (the command's sink, told the stream).
+pub(super) type Say = Box<dyn Fn(&[u8]) + Send>;
 
 /// How much one read takes at most.
 const CHUNK: usize = 16 * 1024;
@@ -25,12 +31,12 @@ pub(super) struct Kept {
 }
 
 impl Kept {
-    pub(super) fn new(limit: usize, lines: Option<(LineSink, Stream)>) -> Kept {
+    pub(super) fn new(limit: usize, say: Option<Say>) -> Kept {
         Kept {
             limit,
             bytes: Vec::new(),
             dropped: 0,
-            lines: lines.map(|(sink, which)| Lines::new(sink, which)),
+            lines: say.map(Lines::new),
         }
     }
 
@@ -101,19 +107,17 @@ pub(super) async fn read_while<T>(
     value
 }
 
-/// Cuts a stream into lines for a [`LineSink`].
+/// Cuts a stream into lines for a [`LineSink`](super::LineSink).
 struct Lines {
-    sink: LineSink,
-    which: Stream,
+    say: Say,
     /// The start of a line whose end has not come yet.
     pending: Vec<u8>,
 }
 
 impl Lines {
-    fn new(sink: LineSink, which: Stream) -> Lines {
+    fn new(say: Say) -> Lines {
         Lines {
-            sink,
-            which,
+            say,
             pending: Vec::new(),
         }
     }
@@ -146,7 +150,7 @@ impl Lines {
 
     fn say(&self, line: &[u8]) {
         // A sink that panics loses that line, not the command's output.
-        if let Err(message) = crate::error::catch_panic(|| (self.sink.0)(self.which, line)) {
+        if let Err(message) = crate::error::catch_panic(|| (self.say)(line)) {
             tracing::warn!(%message, "a command's line sink panicked");
         }
     }
@@ -162,10 +166,9 @@ mod tests {
     fn split(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let keep = Arc::clone(&seen);
-        let sink = LineSink(Arc::new(move |_, line: &[u8]| {
+        let mut lines = Lines::new(Box::new(move |line: &[u8]| {
             keep.lock().unwrap().push(line.to_vec());
         }));
-        let mut lines = Lines::new(sink, Stream::Stdout);
         let mut rest = input;
         for &cut in cuts.iter().cycle() {
             if rest.is_empty() {

@@ -79,7 +79,7 @@ type SinkFn = dyn Fn(Stream, &[u8]) + Send + Sync;
 
 /// What [`Command::on_line`] calls with each line; equal only to its own clones.
 #[derive(Clone)]
-pub struct LineSink(pub(super) Arc<SinkFn>);
+pub struct LineSink(Arc<SinkFn>);
 
 impl PartialEq for LineSink {
     fn eq(&self, other: &Self) -> bool {
@@ -95,9 +95,7 @@ impl std::fmt::Debug for LineSink {
     }
 }
 
-/// The longest line handed to a [`LineSink`] in one call: output without newlines (a
-/// progress bar's `\r`s) comes in pieces of this size rather than held without bound.
-pub const LONGEST_LINE: usize = 64 * 1024;
+pub use super::capture::LONGEST_LINE;
 
 impl Command {
     /// A command that runs `program`, found on `PATH` (the one its [`env`](Command::env)
@@ -344,11 +342,12 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
         })
     });
     let lines = command.lines;
-    let mut out = Kept::new(
-        command.output_limit,
-        lines.clone().map(|s| (s, Stream::Stdout)),
-    );
-    let mut err = Kept::new(command.output_limit, lines.map(|s| (s, Stream::Stderr)));
+    let says = |stream: Stream| -> Option<capture::Say> {
+        let sink = lines.clone()?;
+        Some(Box::new(move |line: &[u8]| (sink.0)(stream, line)))
+    };
+    let mut out = Kept::new(command.output_limit, says(Stream::Stdout));
+    let mut err = Kept::new(command.output_limit, says(Stream::Stderr));
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let timeout = command.timeout;
     let ended = async {
