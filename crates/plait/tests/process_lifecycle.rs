@@ -67,6 +67,8 @@ fn scratch(name: &str) -> std::path::PathBuf {
 const ROLE: &str = "PLAIT_TEST_DOOMED_OWNER";
 /// Set too when that program is to kill its own keeper first, as a careless `pkill` might.
 const KILL_KEEPER: &str = "PLAIT_TEST_KILL_KEEPER";
+/// Set for the owner that kills its keeper once everything runs, then ends one command.
+const KILL_KEEPER_LATE: &str = "PLAIT_TEST_KILL_KEEPER_LATE";
 
 /// In the doomed program: workers, a task's leftover, a running task's child, a running
 /// command; prints every pid, then waits to be killed. A no-op in a normal test run.
@@ -109,7 +111,24 @@ fn doomed_owner() {
     )));
     let mut pids = workers;
     pids.extend([left, pid_in(&task_file), pid_in(&command_file)]);
-    pids.push(keeper_of(std::process::id()).expect("a keeper runs"));
+    if std::env::var_os(KILL_KEEPER_LATE).is_some() {
+        // Nothing starts after this: the end of a group is what finds the keeper gone, and
+        // the new one must learn of every group still running.
+        let ending = rt.spawn_command(process::Command::new("sleep").arg("600"));
+        let keeper = keeper_of(std::process::id()).expect("a keeper runs");
+        Command::new("kill")
+            .args(["-9", &keeper.to_string()])
+            .status()
+            .unwrap();
+        while !ended(keeper) {
+            std::thread::yield_now();
+        }
+        ending.cancel();
+        assert!(ending.join().is_err(), "the command was cancelled");
+    }
+    // 0 if none runs: said, not panicked, so that the test fails at once instead of waiting
+    // on a pipe the workers still hold.
+    pids.push(keeper_of(std::process::id()).unwrap_or(0));
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     println!("pids {}", pids.join(" "));
     std::thread::sleep(Duration::from_secs(600));
@@ -117,15 +136,20 @@ fn doomed_owner() {
 
 #[test]
 fn sigkill_of_the_program_ends_everything_it_started_within_a_second() {
-    sigkill_ends_everything("sigkill", false);
+    sigkill_ends_everything("sigkill", None);
 }
 
 #[test]
 fn a_keeper_killed_before_the_program_is_replaced_and_told_every_group() {
-    sigkill_ends_everything("keeper-killed", true);
+    sigkill_ends_everything("keeper-killed", Some(KILL_KEEPER));
 }
 
-fn sigkill_ends_everything(name: &str, kill_keeper: bool) {
+#[test]
+fn a_keeper_killed_while_groups_run_is_replaced_when_one_ends() {
+    sigkill_ends_everything("keeper-killed-late", Some(KILL_KEEPER_LATE));
+}
+
+fn sigkill_ends_everything(name: &str, kill_keeper: Option<&str>) {
     let _busy = BusyLoops::start(2);
     let dir = scratch(name);
     let mut owner = Command::new(std::env::current_exe().unwrap());
@@ -133,8 +157,8 @@ fn sigkill_ends_everything(name: &str, kill_keeper: bool) {
         .args(["doomed_owner", "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE, &dir)
         .stdout(Stdio::piped());
-    if kill_keeper {
-        owner.env(KILL_KEEPER, "1");
+    if let Some(variable) = kill_keeper {
+        owner.env(variable, "1");
     }
     let mut owner = owner.spawn().unwrap();
     let mut lines = BufReader::new(owner.stdout.take().unwrap()).lines();
@@ -146,8 +170,11 @@ fn sigkill_ends_everything(name: &str, kill_keeper: bool) {
         }
     };
     // Two workers, a task's leftover, a running task's child, a command, the keeper.
-    assert_eq!(pids.len(), 6, "{pids:?}");
-    assert!(pids.iter().all(|&pid| !ended(pid)), "{pids:?}");
+    if pids.len() != 6 || pids.iter().any(|&pid| pid == 0 || ended(pid)) {
+        owner.kill().unwrap();
+        owner.wait().unwrap();
+        panic!("not everything runs (0: no keeper), or not six of them: {pids:?}");
+    }
 
     owner.kill().unwrap(); // SIGKILL: no destructor runs
     owner.wait().unwrap();

@@ -164,10 +164,17 @@ impl State {
     fn forget(&mut self, group: i32) {
         let sent = match self.groups.remove(&group) {
             None => true,
-            Some(Known::Row(row)) => self
-                .table
-                .as_mut()
-                .is_some_and(|table| table.free_row(row).is_ok()),
+            // A keeper that died is replaced when a group ends, as it was when an end was
+            // a message it could not take.
+            Some(Known::Row(row)) => {
+                self.table
+                    .as_mut()
+                    .is_some_and(|table| table.free_row(row).is_ok())
+                    && self
+                        .process
+                        .as_ref()
+                        .is_none_or(|process| !process.has_ended())
+            }
             Some(Known::Told) => self
                 .process
                 .as_ref()
