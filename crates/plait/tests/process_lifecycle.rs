@@ -86,14 +86,7 @@ fn doomed_owner() {
         .collect();
     if std::env::var_os(KILL_KEEPER).is_some() {
         // The next process started finds it gone, starts another and tells it every group.
-        let keeper = keeper_of(std::process::id()).expect("a keeper runs");
-        Command::new("kill")
-            .args(["-9", &keeper.to_string()])
-            .status()
-            .unwrap();
-        while !ended(keeper) {
-            std::thread::yield_now();
-        }
+        kill_own_keeper();
     }
     let left = rt
         .spawn_process(leave_a_sleeper::task(), ())
@@ -115,14 +108,7 @@ fn doomed_owner() {
         // Nothing starts after this: the end of a group is what finds the keeper gone, and
         // the new one must learn of every group still running.
         let ending = rt.spawn_command(process::Command::new("sleep").arg("600"));
-        let keeper = keeper_of(std::process::id()).expect("a keeper runs");
-        Command::new("kill")
-            .args(["-9", &keeper.to_string()])
-            .status()
-            .unwrap();
-        while !ended(keeper) {
-            std::thread::yield_now();
-        }
+        kill_own_keeper();
         ending.cancel();
         assert!(ending.join().is_err(), "the command was cancelled");
     }
@@ -132,6 +118,18 @@ fn doomed_owner() {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     println!("pids {}", pids.join(" "));
     std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Kills this program's keeper (SIGKILL) and waits until it is gone.
+fn kill_own_keeper() {
+    let keeper = keeper_of(std::process::id()).expect("a keeper runs");
+    Command::new("kill")
+        .args(["-9", &keeper.to_string()])
+        .status()
+        .unwrap();
+    while !ended(keeper) {
+        std::thread::yield_now();
+    }
 }
 
 #[test]
