@@ -57,6 +57,12 @@
 //!   it leads a group of its own inside the worker, so the runtime's kill of the worker's
 //!   group misses it, and the worker's own keeper kills it a few milliseconds after the
 //!   worker dies, after `shutdown` may have returned;
+//! * a process started in the instant before plait notes its group for the keeper: the
+//!   note follows the start (the process id is not known before it), so a program killed
+//!   outright between the two leaves that one running. The window is microseconds, but a
+//!   thread preempted there on a loaded machine stretches it: a test that kills its
+//!   program the moment a command has run its first line, beside ten busy loops, saw it
+//!   about once in thirty tries;
 //! * commands run by `plait advise`, which are not in a group of their own: like `time`,
 //!   it runs the command in the terminal's foreground, where Ctrl-C reaches it.
 //!
