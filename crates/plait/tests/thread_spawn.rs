@@ -233,3 +233,89 @@ fn a_panicking_destructor_of_a_detached_result_does_not_leak_the_task() {
     assert!(report.is_clean(), "{report}");
     assert_eq!(rt.metrics().in_flight(), 0);
 }
+
+/// Counts the values alive: made by `make`, gone when dropped.
+#[derive(Clone)]
+struct Alive(Arc<AtomicUsize>);
+
+struct Counted(Arc<AtomicUsize>);
+
+impl Alive {
+    fn make(&self) -> Counted {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Counted(Arc::clone(&self.0))
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Every task is freed once, whoever lets go of it last (its handle, a cancel handle, the
+/// queue, the thread that ran it): each closure and each output is dropped, none twice.
+#[test]
+fn every_closure_and_output_is_dropped_once_whoever_lets_go_last() {
+    let rt = common::runtime(2);
+    let alive = Alive(Arc::new(AtomicUsize::new(0)));
+    // Joined, detached, cancelled while queued and cancelled from a cancel handle, over
+    // many rounds, behind a blocker so some are still queued when their handles go.
+    for round in 0..200 {
+        let go = Arc::new(plait::sync::Event::new());
+        let blockers: Vec<_> = (0..2)
+            .map(|_| {
+                let go = Arc::clone(&go);
+                rt.spawn(move || go.wait())
+            })
+            .collect();
+        let mut handles = Vec::new();
+        for i in 0..8 {
+            let input = alive.make();
+            let output = alive.clone();
+            handles.push(rt.spawn(move || {
+                drop(input);
+                output.make()
+            }));
+            if i % 4 == 1 {
+                let last = handles.pop().unwrap();
+                let canceller = last.cancel_handle();
+                drop(last);
+                if round % 2 == 0 {
+                    canceller.cancel();
+                }
+            }
+        }
+        if round % 3 == 0 {
+            for handle in &handles[..2] {
+                handle.cancel();
+            }
+        }
+        go.set();
+        for (i, handle) in handles.into_iter().enumerate() {
+            if i % 2 == 0 {
+                drop(handle.join());
+            }
+        }
+        for blocker in blockers {
+            blocker.join().unwrap();
+        }
+    }
+    rt.scope(|scope| {
+        for _ in 0..100 {
+            let input = alive.make();
+            let output = alive.clone();
+            drop(scope.spawn(move || {
+                drop(input);
+                output.make()
+            }));
+        }
+    });
+    let report = rt.shutdown(std::time::Duration::from_secs(10));
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(alive.count(), 0, "values never dropped");
+}

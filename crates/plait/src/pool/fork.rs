@@ -42,6 +42,14 @@ struct ForkJob<B, RB> {
 }
 
 impl ForkRef {
+    pub(crate) fn header(self) -> NonNull<ForkHeader> {
+        self.0
+    }
+
+    pub(crate) fn from_header(header: NonNull<ForkHeader>) -> Self {
+        ForkRef(header)
+    }
+
     /// Runs the job here, as the thief that took its entry from a deque, and sets its latch.
     /// With `cancelling` (the strand is shutting down) the closure is dropped unrun and the
     /// join reports the cancellation.
@@ -119,12 +127,12 @@ where
         result: UnsafeCell::new(None),
     };
     let fork = ForkRef(NonNull::from(&job.header));
-    local.deque.push(JobRef::Forked(fork));
+    local.deque.push(JobRef::forked(fork));
     local.shared.sleep.notify_optional();
     let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);
     let rb = match local.deque.pop() {
         // Not stolen: run it here, with no atomic operation beyond the pop.
-        Some(JobRef::Forked(popped)) if popped == fork => {
+        Some(popped) if popped.is_fork(fork) => {
             // SAFETY: the entry was taken back from the deque: nobody else has the body.
             let body = job.body.with_mut(|body| unsafe { (*body).take() });
             let body = body.unwrap_or_else(|| unreachable!("the entry was queued once"));
@@ -142,10 +150,7 @@ where
                 // `a` left a task of its own above the entry: it goes back, in its place.
                 local.deque.push(other);
             }
-            wait(
-                &job.header.latch,
-                &|queued: &JobRef| matches!(queued, JobRef::Forked(queued) if *queued == fork),
-            );
+            wait(&job.header.latch, &|queued: &JobRef| queued.is_fork(fork));
             // SAFETY: the latch is set: the thief stored the result and is done with it.
             let result = job.result.with_mut(|slot| unsafe { (*slot).take() });
             result.unwrap_or_else(|| unreachable!("a thief sets the latch after the result"))

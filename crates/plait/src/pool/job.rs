@@ -1,10 +1,11 @@
 //! What the pool's queues hold: a task, type-erased, and what to do once it has run.
 
 use std::mem::ManuallyDrop;
-use std::sync::Arc;
+use std::ptr::NonNull;
 
 pub(crate) use super::fork::ForkRef;
 pub(crate) use super::latch::{ScopeGuard, ScopeLatch};
+pub(crate) use super::raw::{JobVtable, RawJob};
 use crate::error::Error;
 use crate::id::TaskId;
 
@@ -18,11 +19,12 @@ pub(crate) struct Ran {
     pub(crate) unobserved_panic: Option<Error>,
 }
 
-/// A task the pool can run: a thread-strand task's core with its types erased.
+/// A task the pool can run: what a thread-strand task's core tells the pool through its
+/// vtable ([`JobVtable::of`](super::raw::JobVtable::of)).
 pub(crate) trait Job: Send + Sync {
-    /// Runs the task (or skips it, if it was cancelled before it started) and lets go of
-    /// the pool's reference. `strand_cancelled` says whether the strand is shutting down.
-    fn run(self: Arc<Self>, strand_cancelled: &dyn Fn() -> bool) -> Ran;
+    /// Runs the task (or skips it, if it was cancelled before it started).
+    /// `strand_cancelled` says whether the strand is shutting down.
+    fn run(&self, strand_cancelled: &dyn Fn() -> bool) -> Ran;
 
     fn id(&self) -> TaskId;
 
@@ -58,22 +60,32 @@ pub(crate) enum Role {
     Joined,
 }
 
-/// One entry of a pool queue: one pointer, whatever it holds (see `docs/architecture.md`,
-/// "What a queued task costs").
-pub(crate) enum JobRef {
-    /// A task with a reference-counted core.
-    Task(TaskEntry),
-    /// The second closure of a `join` made on a pool thread, on the joiner's stack. Its
-    /// joiner waits for it, so the entry is never dropped unrun: whoever takes it runs it.
+/// One entry of a pool queue: one word, whatever it holds (see `docs/architecture.md`,
+/// "What a queued thread task costs"). The low bit of the pointer tells the two kinds apart
+/// (both point at something aligned to a word):
+///
+/// * clear: a task with a reference-counted core, whose reference the entry owns
+///   ([`RawJob`]). When such an entry is dropped unrun, the core goes before a scope's
+///   guard, so a scope is told only once nothing of its job is left in the pool.
+/// * set: the second closure of a `join` made on a pool thread, on the joiner's stack
+///   ([`ForkRef`]). Its joiner waits for it, so the entry is never dropped unrun: whoever
+///   takes it runs it.
+pub(crate) struct JobRef(NonNull<u8>);
+
+// SAFETY: either kind is `Send` (a `RawJob`, or a `ForkRef` whose job is reached by one
+// thread at a time).
+unsafe impl Send for JobRef {}
+
+/// The bit of a [`JobRef`] that marks a `join`'s second closure.
+const FORKED: usize = 1;
+
+/// A queue entry taken apart.
+pub(crate) enum Entry {
+    /// A task, and what is owed once it has run.
+    Task(RawJob, Kind),
+    /// The second closure of a `join` made on a pool thread.
     Forked(ForkRef),
 }
-
-/// A queued task's core. When an entry is dropped unrun, the core goes before a scope's
-/// guard, so a scope is told only once nothing of its job is left in the pool.
-///
-/// The core is in a `ManuallyDrop` rather than an `Option` so that the whole entry stays two
-/// words (an `Option` would use up the niche that tells the entry's two kinds apart).
-pub(crate) struct TaskEntry(ManuallyDrop<Arc<dyn Job>>);
 
 /// What the pool owes a task once it has run, taken from its entry.
 pub(crate) enum Kind {
@@ -85,18 +97,7 @@ pub(crate) enum Kind {
     Joined,
 }
 
-impl TaskEntry {
-    /// The core, and what is owed once it has run.
-    pub(crate) fn into_parts(self) -> (Arc<dyn Job>, Kind) {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped, so the core is taken out exactly once.
-        let job = unsafe { ManuallyDrop::take(&mut this.0) };
-        let kind = kind_of(&*job);
-        (job, kind)
-    }
-}
-
-fn kind_of(job: &dyn Job) -> Kind {
+fn kind_of(job: &RawJob) -> Kind {
     match job.role() {
         Role::Admitted => Kind::Admitted,
         Role::Joined => Kind::Joined,
@@ -107,69 +108,101 @@ fn kind_of(job: &dyn Job) -> Kind {
     }
 }
 
-impl Drop for TaskEntry {
-    fn drop(&mut self) {
-        // SAFETY: this is the entry's drop, so the core is taken out exactly once (an entry
-        // taken apart by `into_parts` is never dropped).
-        let job = unsafe { ManuallyDrop::take(&mut self.0) };
-        let kind = kind_of(&*job);
-        drop(job);
-        drop(kind);
-    }
-}
-
 impl JobRef {
-    pub(crate) fn admitted(job: Arc<dyn Job>) -> Self {
-        debug_assert_eq!(job.role(), Role::Admitted);
-        JobRef::Task(TaskEntry(ManuallyDrop::new(job)))
+    /// An entry for a task (its role is the task's own: see [`Job::role`]).
+    pub(crate) fn task(job: RawJob) -> Self {
+        let head = job.into_head().cast::<u8>();
+        debug_assert_eq!(
+            head.addr().get() & FORKED,
+            0,
+            "a task's head is word-aligned"
+        );
+        JobRef(head)
     }
 
-    /// A job that borrows data for `'scope`: a scope's task (holding its guard) or the
-    /// second closure of a `join` made off the pool.
-    ///
-    /// # Safety
-    ///
-    /// For a scope's task, the caller must not let `'scope` end before the guard's latch
-    /// has counted this entry done, which happens only after the pool has dropped its
-    /// reference to the job (when it has run, or when the entry is dropped unrun).
-    ///
-    /// For a `join`'s closure, before `'scope` ends, and without unwinding before then, the
-    /// caller must have seen the job complete (its body run, or dropped by a cancellation)
-    /// and taken its output. What is left of the job in the pool after that holds no value
-    /// that borrows: the pool can only drop its reference to a core whose stage is empty.
-    ///
-    /// Either way nothing borrowed for `'scope` is used after it ends, though the queues'
-    /// type says `'static`.
-    pub(crate) unsafe fn borrowing<'scope>(job: Arc<dyn Job + 'scope>) -> Self {
-        debug_assert_ne!(job.role(), Role::Admitted);
-        // SAFETY: only the lifetime bound of the trait object changes (same layout); the
-        // caller upholds the contract above.
-        let job: Arc<dyn Job> =
-            unsafe { std::mem::transmute::<Arc<dyn Job + 'scope>, Arc<dyn Job>>(job) };
-        JobRef::Task(TaskEntry(ManuallyDrop::new(job)))
+    /// An entry for the second closure of a `join` made on a pool thread.
+    pub(crate) fn forked(fork: ForkRef) -> Self {
+        let header = fork.header().cast::<u8>();
+        debug_assert_eq!(
+            header.addr().get() & FORKED,
+            0,
+            "a fork's header is word-aligned"
+        );
+        // SAFETY: the header is more than a byte long, so one byte in is within it.
+        JobRef(unsafe { header.byte_add(FORKED) })
     }
 
-    fn job(&self) -> Option<&dyn Job> {
-        match self {
-            JobRef::Task(TaskEntry(job)) => Some(&***job),
-            JobRef::Forked(_) => None,
+    /// The `join`'s second closure, if that is what the entry holds.
+    fn as_forked(&self) -> Option<ForkRef> {
+        if self.0.addr().get() & FORKED == 0 {
+            return None;
         }
+        // SAFETY: the bit is set, so `forked` made this pointer one byte into a header.
+        let header = unsafe { self.0.byte_sub(FORKED) };
+        Some(ForkRef::from_header(header.cast()))
+    }
+
+    /// The task the entry holds, borrowed, if it holds one.
+    fn with_task<R>(&self, f: impl FnOnce(&RawJob) -> R) -> Option<R> {
+        if self.0.addr().get() & FORKED != 0 {
+            return None;
+        }
+        // SAFETY: a clear bit means the entry owns a reference to a task, made by `task`;
+        // the copy is never dropped, so the entry keeps its reference.
+        let job = ManuallyDrop::new(unsafe { RawJob::from_head(self.0.cast()) });
+        Some(f(&job))
+    }
+
+    /// Takes the entry apart: the task and what is owed once it has run, or the fork.
+    pub(crate) fn into_entry(self) -> Entry {
+        let this = ManuallyDrop::new(self);
+        if let Some(fork) = this.as_forked() {
+            return Entry::Forked(fork);
+        }
+        // SAFETY: a clear bit means the entry owns a reference to a task, made by `task`,
+        // which moves to the `RawJob` here (the entry is not dropped).
+        let job = unsafe { RawJob::from_head(this.0.cast()) };
+        let kind = kind_of(&job);
+        Entry::Task(job, kind)
+    }
+
+    /// Whether this entry is the `join`'s second closure `fork`.
+    pub(crate) fn is_fork(&self, fork: ForkRef) -> bool {
+        self.as_forked() == Some(fork)
     }
 
     /// Whether the entry's task was claimed already, so that running it runs no user code.
     pub(crate) fn is_left_over(&self) -> bool {
-        self.job().is_some_and(Job::is_claimed)
+        self.with_task(RawJob::is_claimed).unwrap_or(false)
     }
 
-    /// Whether this entry is the task whose core is at `core` (compared by address only).
-    pub(crate) fn is_task(&self, core: *const ()) -> bool {
-        self.job()
-            .is_some_and(|job| std::ptr::eq((job as *const dyn Job).cast::<()>(), core))
+    /// Whether this entry is the task at `task` (compared by address only).
+    pub(crate) fn is_task(&self, task: *const ()) -> bool {
+        self.with_task(|job| std::ptr::eq(job.addr(), task))
+            .unwrap_or(false)
     }
 
     /// Whether this entry is a task of the scope that waits on `latch`.
     pub(crate) fn is_of_scope(&self, latch: &ScopeLatch) -> bool {
-        self.job().is_some_and(|job| job.is_of_scope(latch))
+        self.with_task(|job| job.is_of_scope(latch))
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for JobRef {
+    fn drop(&mut self) {
+        match self.as_forked() {
+            // Never dropped unrun in practice (its joiner waits for whoever takes it); if it
+            // were, the joiner would still own its closure.
+            Some(_) => {}
+            None => {
+                // SAFETY: the entry owns a reference to a task (a clear bit), given up here.
+                let job = unsafe { RawJob::from_head(self.0.cast()) };
+                let kind = kind_of(&job);
+                drop(job);
+                drop(kind);
+            }
+        }
     }
 }
 
@@ -178,10 +211,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_queue_entry_is_two_words() {
-        assert_eq!(
-            std::mem::size_of::<JobRef>(),
-            2 * std::mem::size_of::<usize>()
-        );
+    fn a_queue_entry_is_one_word() {
+        assert_eq!(std::mem::size_of::<JobRef>(), std::mem::size_of::<usize>());
     }
 }

@@ -15,6 +15,7 @@
 pub(crate) mod fork;
 pub(crate) mod job;
 mod latch;
+pub(crate) mod raw;
 mod sleep;
 mod spare;
 
@@ -25,7 +26,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::Backoff;
 
-use self::job::{JobRef, Kind};
+use self::job::{Entry, JobRef, Kind};
 use self::sleep::Sleep;
 use self::spare::{Cover, MAX_SPARES, Spares};
 use crate::error::report_unobserved;
@@ -464,9 +465,9 @@ fn execute(context: &Context, job: JobRef) {
 /// Runs one job and counts it finished.
 fn run(job: JobRef, context: &Context) {
     let cancelling = || context.strand.is_cancelling();
-    let (job, kind) = match job {
-        JobRef::Task(entry) => entry.into_parts(),
-        JobRef::Forked(fork) => {
+    let (job, kind) = match job.into_entry() {
+        Entry::Task(job, kind) => (job, kind),
+        Entry::Forked(fork) => {
             // The joiner waits for it itself; nothing to book.
             let _holding = crate::strand::hold_no_slot();
             // SAFETY: the entry was taken from a queue, once, and is not touched again.

@@ -10,6 +10,7 @@ use super::{Call, EncodedArgs, ProcessOptions, Task, encode_args, registry, work
 use crate::coroutine::CoroutineStrand;
 use crate::error::StrandName;
 use crate::strand::StrandState;
+use crate::task::raw::TaskRef;
 use crate::{Error, Handle, Result, TaskId};
 
 /// The process strand of a runtime: its state and, once first used, its pool of workers.
@@ -119,7 +120,7 @@ impl ProcessStrand {
             timeout,
             Replier::Direct(Arc::clone(&remote) as _),
         ));
-        Handle::thread(id, remote)
+        Handle::thread(TaskRef::never_queued(remote))
     }
 
     /// Runs the task registered as `name` with encoded arguments, with an optional hard

@@ -71,6 +71,28 @@ impl<C: CancelTask + ?Sized> CancelTask for Arc<C> {
     }
 }
 
+/// A task shared with another owner besides its handles (a process task, which the process
+/// pool completes).
+impl<T, C: Task<T> + ?Sized> Task<T> for Arc<C> {
+    fn header(&self) -> &Header {
+        (**self).header()
+    }
+
+    unsafe fn take_output(&self) -> Option<crate::Result<T>> {
+        // SAFETY: forwarded under the caller's contract.
+        unsafe { (**self).take_output() }
+    }
+
+    unsafe fn take_unobserved_panic(&self) -> Option<Error> {
+        // SAFETY: forwarded under the caller's contract.
+        unsafe { (**self).take_unobserved_panic() }
+    }
+
+    fn run_here(&self) {
+        (**self).run_here();
+    }
+}
+
 /// A task's header (with its id) and stage.
 pub(crate) struct Core<F, T> {
     header: Header,
@@ -247,8 +269,8 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    fn run(self: Arc<Self>, strand_cancelled: &dyn Fn() -> bool) -> Ran {
-        Core::run(&self, strand_cancelled)
+    fn run(&self, strand_cancelled: &dyn Fn() -> bool) -> Ran {
+        Core::run(self, strand_cancelled)
     }
 
     fn id(&self) -> TaskId {
@@ -287,7 +309,8 @@ mod tests {
     }
 
     /// The layout docs/architecture.md describes: a queued task is its header (the state
-    /// word with the id in it, and the waiter slot) and its stage, behind `Arc`'s two counts.
+    /// word with the id in it, and the waiter slot) and its stage, behind the pool's head
+    /// (a vtable pointer and a reference count: `pool/raw.rs`).
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn a_core_is_five_words_for_a_one_word_closure() {

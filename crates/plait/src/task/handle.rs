@@ -2,15 +2,16 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 
-use super::core::{CancelTask, Core, Task};
+use super::core::Core;
+use super::raw::{CancelRef, TaskRef};
 use super::state::Reason;
 use super::{TaskId, wait};
 use crate::error::report_unobserved;
@@ -46,34 +47,38 @@ pub(crate) type Outcome<T> = std::result::Result<T, Box<Error>>;
 /// # Ok::<(), plait::Error>(())
 /// ```
 pub struct Handle<T> {
-    /// The task's id, and for a coroutine [`CANCELLED`]: set by `cancel` once it has taken
-    /// effect, so that the handle reports the cancellation whatever the task's last poll
-    /// produced. (One word for both keeps a handle at three words.)
-    id: AtomicU64,
     inner: Inner<T>,
 }
 
-/// The bit of `Handle::id` that says a coroutine's cancellation took effect; ids never
-/// reach it.
+/// The bit of a coroutine handle's id word that says its cancellation took effect; ids
+/// never reach it.
 const CANCELLED: u64 = 1 << 63;
 
+/// A thread task's id is in its core; a coroutine's is kept beside tokio's handle. Either
+/// way a handle is two words (see docs/architecture.md, "What a queued thread task costs").
 enum Inner<T> {
     Thread(ThreadJoin<'static, T>),
-    Coroutine(JoinHandle<Outcome<T>>),
+    Coroutine {
+        /// The id, and [`CANCELLED`]: set by `cancel` once it has taken effect, so that the
+        /// handle reports the cancellation whatever the task's last poll produced.
+        id: AtomicU64,
+        join: JoinHandle<Outcome<T>>,
+    },
 }
 
 impl<T> Handle<T> {
-    pub(crate) fn thread(id: TaskId, task: Arc<dyn Task<T>>) -> Self {
+    pub(crate) fn thread(task: TaskRef<T>) -> Self {
         Handle {
-            id: AtomicU64::new(id.as_u64()),
             inner: Inner::Thread(ThreadJoin::new(task)),
         }
     }
 
     pub(crate) fn coroutine(id: TaskId, join: JoinHandle<Outcome<T>>) -> Self {
         Handle {
-            id: AtomicU64::new(id.as_u64()),
-            inner: Inner::Coroutine(join),
+            inner: Inner::Coroutine {
+                id: AtomicU64::new(id.as_u64()),
+                join,
+            },
         }
     }
 
@@ -82,13 +87,18 @@ impl<T> Handle<T> {
     where
         T: Send + 'static,
     {
-        Handle::thread(id, Arc::new(Core::<fn() -> T, T>::completed(id, result)))
+        Handle::thread(TaskRef::queued(Core::<fn() -> T, T>::completed(id, result)))
     }
 
     /// The task's id.
     #[must_use]
     pub fn id(&self) -> TaskId {
-        TaskId::from_u64(self.id.load(Ordering::Relaxed) & !CANCELLED)
+        match &self.inner {
+            Inner::Thread(task) => task.id(),
+            Inner::Coroutine { id, .. } => {
+                TaskId::from_u64(id.load(Ordering::Relaxed) & !CANCELLED)
+            }
+        }
     }
 
     /// Returns `true` once the task has finished (its result, or its error, is ready).
@@ -96,7 +106,7 @@ impl<T> Handle<T> {
     pub fn is_finished(&self) -> bool {
         match &self.inner {
             Inner::Thread(task) => task.is_finished(),
-            Inner::Coroutine(join) => join.is_finished(),
+            Inner::Coroutine { join, .. } => join.is_finished(),
         }
     }
 
@@ -113,12 +123,12 @@ impl<T> Handle<T> {
     pub fn cancel(&self) -> bool {
         match &self.inner {
             Inner::Thread(task) => task.cancel(),
-            Inner::Coroutine(join) => {
+            Inner::Coroutine { id, join } => {
                 if join.is_finished() {
                     return false;
                 }
                 join.abort();
-                self.id.fetch_or(CANCELLED, Ordering::Release);
+                id.fetch_or(CANCELLED, Ordering::Release);
                 true
             }
         }
@@ -130,7 +140,7 @@ impl<T> Handle<T> {
     pub fn cancel_handle(&self) -> CancelHandle {
         let inner = match &self.inner {
             Inner::Thread(task) => CancelInner::Thread(task.canceller()),
-            Inner::Coroutine(join) => CancelInner::Coroutine(join.abort_handle()),
+            Inner::Coroutine { join, .. } => CancelInner::Coroutine(join.abort_handle()),
         };
         CancelHandle {
             id: self.id(),
@@ -220,7 +230,7 @@ impl<T> Handle<T> {
                 Some(result) => Ok(result),
                 None => Err(self),
             },
-            Inner::Coroutine(_) => {
+            Inner::Coroutine { .. } => {
                 match wait::blocking_region(|| wait::block_on_tasks(&mut self, deadline)) {
                     Some(result) => Ok(result),
                     None => Err(self),
@@ -268,8 +278,8 @@ impl<T> Future for Handle<T> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
             Inner::Thread(task) => task.poll_join(cx),
-            Inner::Coroutine(join) => Pin::new(join).poll(cx).map(|outcome| {
-                if this.id.load(Ordering::Acquire) & CANCELLED != 0 {
+            Inner::Coroutine { id, join } => Pin::new(join).poll(cx).map(|outcome| {
+                if id.load(Ordering::Acquire) & CANCELLED != 0 {
                     // Cancelled through this handle: what the task left is not reported,
                     // and its disposal (a panic payload, a value) may panic in turn.
                     if let Err(message) = crate::error::catch_panic(|| drop(outcome)) {
@@ -314,7 +324,7 @@ impl<T> fmt::Debug for Handle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let strand = match self.inner {
             Inner::Thread(_) => "thread",
-            Inner::Coroutine(_) => "coroutine",
+            Inner::Coroutine { .. } => "coroutine",
         };
         f.debug_struct("Handle")
             .field("id", &self.id())
@@ -335,7 +345,7 @@ pub struct CancelHandle {
 
 #[derive(Clone)]
 enum CancelInner {
-    Thread(Arc<dyn CancelTask>),
+    Thread(CancelRef),
     Coroutine(AbortHandle),
 }
 
@@ -372,14 +382,22 @@ impl fmt::Debug for CancelHandle {
 }
 
 /// The joining side of a thread-strand task, shared by [`Handle`] and
-/// [`ScopedHandle`](crate::thread::ScopedHandle).
+/// [`ScopedHandle`](crate::thread::ScopedHandle). `'a` bounds what the task may borrow.
 pub(crate) struct ThreadJoin<'a, T> {
-    task: Arc<dyn Task<T> + 'a>,
+    task: TaskRef<T>,
+    _borrows: PhantomData<&'a ()>,
 }
 
-impl<'a, T> ThreadJoin<'a, T> {
-    pub(crate) fn new(task: Arc<dyn Task<T> + 'a>) -> Self {
-        ThreadJoin { task }
+impl<T> ThreadJoin<'_, T> {
+    pub(crate) fn new(task: TaskRef<T>) -> Self {
+        ThreadJoin {
+            task,
+            _borrows: PhantomData,
+        }
+    }
+
+    fn id(&self) -> TaskId {
+        self.task.header().id()
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -390,14 +408,14 @@ impl<'a, T> ThreadJoin<'a, T> {
         self.task.cancel(Reason::Cancelled)
     }
 
-    fn canceller(&self) -> Arc<dyn CancelTask + 'a> {
-        Arc::clone(&self.task) as Arc<dyn CancelTask + 'a>
+    fn canceller(&self) -> CancelRef {
+        self.task.canceller()
     }
 
     /// Blocks until the output is ready (or `deadline` passes: `None`).
     pub(crate) fn join(&mut self, deadline: Option<Instant>) -> Option<Result<T>> {
-        let core = self.core();
-        if !wait::until_complete(self.task.header(), deadline, &|job| job.is_task(core)) {
+        let task = self.task.addr();
+        if !wait::until_complete(self.task.header(), deadline, &|job| job.is_task(task)) {
             return None;
         }
         Some(self.take())
@@ -422,11 +440,6 @@ impl<'a, T> ThreadJoin<'a, T> {
         self.task.run_here();
     }
 
-    /// The address of the task's core, as its pool entry holds it.
-    fn core(&self) -> *const () {
-        Arc::as_ptr(&self.task).cast::<()>()
-    }
-
     /// Lets go of the task; returns its panic if it had already panicked unobserved.
     pub(crate) fn detach(&mut self) -> Option<Error> {
         if self.task.header().detach() {
@@ -441,13 +454,13 @@ impl<'a, T> ThreadJoin<'a, T> {
 
 #[cfg(all(test, not(plait_loom)))]
 mod tests {
-    /// What a program that holds a handle per queued task pays: three words a handle (see
+    /// What a program that holds a handle per queued task pays: two words a handle (see
     /// docs/architecture.md, "What a queued thread task costs").
     #[test]
-    fn a_handle_is_three_words() {
+    fn a_handle_is_two_words() {
         assert_eq!(
             std::mem::size_of::<super::Handle<u64>>(),
-            3 * std::mem::size_of::<usize>()
+            2 * std::mem::size_of::<usize>()
         );
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod as_completed;
 pub(crate) mod core;
 pub(crate) mod current;
 pub(crate) mod handle;
+pub(crate) mod raw;
 pub(crate) mod state;
 pub(crate) mod wait;
 

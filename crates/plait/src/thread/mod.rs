@@ -34,11 +34,12 @@ use crate::error::{SpawnError, StrandName};
 
 use self::role::WithRole;
 use crate::pool::fork::ForkLatch;
-use crate::pool::job::{Job, JobRef};
+use crate::pool::job::JobRef;
 use crate::pool::{self, Pool};
 use crate::strand::StrandState;
 use crate::task::core::Core;
 use crate::task::handle::ThreadJoin;
+use crate::task::raw::TaskRef;
 use crate::task::wait;
 use crate::{Error, Handle, Result, TaskId};
 
@@ -86,10 +87,9 @@ impl ThreadStrand {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let id = TaskId::next();
-        let core = Arc::new(Core::new(id, body));
-        self.pool.push(JobRef::admitted(Arc::clone(&core) as _));
-        Handle::thread(id, core)
+        let task = TaskRef::queued(Core::new(TaskId::next(), body));
+        self.pool.push(JobRef::task(task.job()));
+        Handle::thread(task)
     }
 
     pub(crate) fn pool(&self) -> &Pool {
@@ -145,13 +145,15 @@ impl ThreadStrand {
                 closures
             }
         };
-        let core = Arc::new(WithRole::joined(b));
-        let job: Arc<dyn Job + '_> = Arc::clone(&core) as _;
-        // SAFETY: `b`'s output is taken below, after it completed, on every path out of this
-        // function, and the bomb turns any unwind before that into an abort.
-        self.pool.push(unsafe { JobRef::borrowing(job) });
+        // SAFETY: before this function returns, on every path out of it, `b` has completed
+        // (run, or dropped by a cancellation) and its output is taken, and the bomb turns any
+        // unwind before that into an abort. What is left of the task in the pool after that
+        // holds nothing that borrows: the pool can only drop its reference to a core whose
+        // stage is empty.
+        let task = unsafe { TaskRef::queued_borrowing(WithRole::joined(b)) };
+        self.pool.push(JobRef::task(task.job()));
         let bomb = wait::AbortOnUnwind("a join's wait for its second closure");
-        let mut b = ThreadJoin::new(core);
+        let mut b = ThreadJoin::new(task);
         let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);
         // Run `b` here if no pool thread has started it; otherwise wait for it (with a spare
         // in this thread's place, on a pool thread).

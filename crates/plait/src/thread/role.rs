@@ -4,7 +4,6 @@
 //! entry is its bare core).
 
 use std::cell::UnsafeCell;
-use std::sync::Arc;
 
 use crate::pool::job::{Job, Ran, Role, ScopeGuard, ScopeLatch};
 use crate::task::core::{CancelTask, Core, Task};
@@ -94,7 +93,7 @@ where
     T: Send,
     R: RoleData,
 {
-    fn run(self: Arc<Self>, strand_cancelled: &dyn Fn() -> bool) -> Ran {
+    fn run(&self, strand_cancelled: &dyn Fn() -> bool) -> Ran {
         self.core.run(strand_cancelled)
     }
 

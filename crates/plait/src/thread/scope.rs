@@ -2,14 +2,14 @@
 
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 
 use super::ThreadStrand;
 use super::role::WithRole;
 use crate::Error;
 use crate::pool::Pool;
-use crate::pool::job::{Job, JobRef, ScopeLatch};
+use crate::pool::job::{JobRef, ScopeLatch};
 use crate::task::handle::ThreadJoin;
+use crate::task::raw::TaskRef;
 use crate::task::wait;
 
 /// The tasks of one [`Runtime::scope`](crate::Runtime::scope) call; passed to its closure.
@@ -83,13 +83,12 @@ impl<'a, 'scope: 'a> Scope<'a, 'scope> {
         // the latch is finished, which the guard brings about only once the pool has dropped
         // the job (the entry takes the guard out of the core and drops it last): so the latch
         // outlives the guard, and nothing borrowed for `'scope` is used after the scope.
-        let core = Arc::new(WithRole::scoped(f, unsafe { self.latch.guard() }));
-        let job: Arc<dyn Job + 'scope> = Arc::clone(&core) as _;
+        let guard = unsafe { self.latch.guard() };
         // SAFETY: as above.
-        let job = unsafe { JobRef::borrowing(job) };
-        self.pool.push(job);
+        let task = unsafe { TaskRef::queued_borrowing(WithRole::scoped(f, guard)) };
+        self.pool.push(JobRef::task(task.job()));
         ScopedHandle {
-            join: ThreadJoin::new(core),
+            join: ThreadJoin::new(task),
             latch: self.latch,
         }
     }
