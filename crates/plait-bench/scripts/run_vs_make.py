@@ -88,8 +88,9 @@ def commands(plait, folder, job, fresh, before=None):
     if "plait" in job:
         tools["plait"] = f"{rm}{plait} run job.toml --jobs {JOBS} > /dev/null"
         if before:
-            # Another build of plait (an earlier commit, say), measured in the same rounds.
-            tools["plait-before"] = f"{rm}{before} run job.toml --jobs {JOBS} > /dev/null"
+            # Another build of plait (an earlier commit, say), measured in the same rounds,
+            # on a copy of the job file: its journal is its own (named after the file).
+            tools["plait-before"] = f"{rm}{before} run job-before.toml --jobs {JOBS} > /dev/null"
     if "make" in job and shutil.which("make"):
         tools["make"] = f"{rm}make -s -j{JOBS} -f job.mk > /dev/null"
     if "ninja" in job and shutil.which("ninja"):
@@ -132,6 +133,7 @@ def main():
         with tempfile.TemporaryDirectory(prefix="plait-vs-make-") as folder:
             job = make_job(folder)
             write(os.path.join(folder, "job.toml"), job["plait"])
+            write(os.path.join(folder, "job-before.toml"), job["plait"])
             if "make" in job:
                 write(os.path.join(folder, "job.mk"), job["make"])
             if "ninja" in job:

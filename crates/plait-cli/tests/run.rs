@@ -664,6 +664,50 @@ needs = ["bad"]
 }
 
 #[test]
+fn many_up_to_date_tasks_are_counted_not_listed() {
+    let job: String = (0..60)
+        .map(|i| format!("[tasks.t{i}]\ncmd = \"true\"\n"))
+        .collect();
+    let dir = job_folder("many-up-to-date", &job);
+    assert!(run(&dir, &[]).status.success());
+    let output = run(&dir, &["--force=t7"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // The one that ran is listed; the 59 that did not are counted.
+    assert!(summary(&stdout, "t7").contains("ok"), "{stdout}");
+    assert!(
+        !stdout
+            .lines()
+            .any(|line| line.starts_with("t1 ") || line.starts_with("t59 ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(59 tasks up to date are not listed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with(": 1 ok, 59 up to date")
+            || stdout
+                .lines()
+                .last()
+                .unwrap()
+                .ends_with(": 59 up to date, 1 ok"),
+        "{stdout}"
+    );
+    // All up to date: no table at all, the count says it.
+    let stdout = text(&run(&dir, &[]).stdout);
+    assert!(!stdout.contains("attempts"), "{stdout}");
+    assert!(
+        stdout.contains("(60 tasks up to date are not listed"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_tasks_lines_show_while_it_runs_and_its_log_keeps_them_all() {
     let dir = job_folder(
         "live",

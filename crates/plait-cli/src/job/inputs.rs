@@ -2,16 +2,24 @@
 //! it declares (`**` too), directories by everything in them, and the outputs of the tasks
 //! it needs. A declared input that is not there is an error, not a silent rerun.
 
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
-/// The files `patterns` name in `base`, sorted and without repeats, each with the pattern
-/// that named it.
+/// An input file, with what `stat` said of it when it was found (the journal's digests
+/// tell a change by it).
+#[derive(Debug)]
+pub(crate) struct Input {
+    pub(crate) path: PathBuf,
+    pub(crate) meta: Metadata,
+}
+
+/// The files `patterns` name in `base`, sorted by path and without repeats.
 ///
 /// # Errors
 ///
 /// A path that does not exist, a glob that matches nothing or is not a glob, or a folder
 /// that cannot be read; named, with the task.
-pub(crate) fn expand(task: &str, base: &Path, patterns: &[String]) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn expand(task: &str, base: &Path, patterns: &[String]) -> Result<Vec<Input>, String> {
     let mut files = Vec::new();
     for pattern in patterns {
         let before = files.len();
@@ -34,25 +42,35 @@ pub(crate) fn expand(task: &str, base: &Path, patterns: &[String]) -> Result<Vec
             }
         } else {
             let path = base.join(pattern);
-            if !path.exists() {
-                return Err(format!(
-                    "task `{task}` has an input `{pattern}` that does not exist ({}); make \
-                     it, or make it an output of a task this one needs",
-                    path.display()
-                ));
-            }
             add(task, pattern, path, &mut files)?;
         }
     }
-    files.sort();
-    files.dedup();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
     Ok(files)
 }
 
-/// Adds `path`: a file, or everything below a folder.
-fn add(task: &str, pattern: &str, path: PathBuf, files: &mut Vec<PathBuf>) -> Result<(), String> {
-    if !path.is_dir() {
-        files.push(path);
+/// Adds `path`: a file, or everything below a folder. One `stat` tells whether it is
+/// there, what it is, and (for a file) what the journal's digest is checked against.
+fn add(task: &str, pattern: &str, path: PathBuf, files: &mut Vec<Input>) -> Result<(), String> {
+    let meta = match std::fs::metadata(&path) {
+        Ok(meta) => meta,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "task `{task}` has an input `{pattern}` that does not exist ({}); make it, or \
+                 make it an output of a task this one needs",
+                path.display()
+            ));
+        }
+        Err(error) => {
+            return Err(format!(
+                "task `{task}`: cannot read input {} (`{pattern}`): {error}",
+                path.display()
+            ));
+        }
+    };
+    if !meta.is_dir() {
+        files.push(Input { path, meta });
         return Ok(());
     }
     let entries = std::fs::read_dir(&path).map_err(|error| {
@@ -90,7 +108,14 @@ mod tests {
             expand("t", &base, &patterns)
                 .unwrap()
                 .iter()
-                .map(|p| p.strip_prefix(&base).unwrap().display().to_string())
+                .map(|input| {
+                    input
+                        .path
+                        .strip_prefix(&base)
+                        .unwrap()
+                        .display()
+                        .to_string()
+                })
                 .collect()
         };
         assert_eq!(names(&["*.txt"]), ["a.txt", "b.txt"]);

@@ -99,8 +99,8 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let forced = forced(&plan, args.force.as_deref()).map_err(|e| e.to_string())?;
     if args.dry_run {
         let base = job_folder(&args.file)?;
-        let journal = Journal::open(&base, &args.file)?;
-        let would = dry_run::decide(&plan, &base, &journal, &forced);
+        let mut journal = Journal::open(&base, &args.file)?;
+        let would = dry_run::decide(&plan, &base, &mut journal, &forced);
         if args.json {
             outln!("{}", dry_run::json(&plan, &would));
         } else {
@@ -118,7 +118,8 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let base = job_folder(&args.file)?;
     // One run of a job at a time: two would both run every task.
     let _lock = JobLock::take(&StatePaths::of(&base, &args.file), &args.file, args.wait)?;
-    let journal = Journal::open(&base, &args.file)?;
+    let mut journal = Journal::open(&base, &args.file)?;
+    journal.compact()?;
     let started = Instant::now();
 
     let events = args.json.then(Events::new);
@@ -174,6 +175,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         // Pages that listen are answered to the end: the run's last state reaches them.
         let _ = serving.stop();
     }
+    job.journal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .write_digests();
     // The run used the file as it was read; say so if it is not so now.
     let changed = std::fs::read_to_string(&args.file).ok().as_deref() != Some(text.as_str());
     if changed {

@@ -154,45 +154,32 @@ impl Job {
     }
 }
 
+/// Past this many up-to-date tasks, the table leaves them out and says how many: a table of
+/// thousands of tasks that did nothing hides the few that did (make says nothing of them).
+const UP_TO_DATE_LISTED: usize = 50;
+
 impl Summary {
     /// The table, then a line of counts: `3 tasks in 1.2s: 2 ok, 1 failed`.
     pub(super) fn render(&self, paint: Paint) -> String {
-        let mut table = Table::new();
-        table
-            .load_preset(presets::NOTHING)
-            .set_header(["task", "status", "attempts", "time", "strand", "detail"]);
-        for column in table.column_iter_mut() {
-            column.set_padding((0, 2));
-        }
-        for row in &self.tasks {
-            let detail = match &row.log {
-                Some(log) => format!("{} (output in {})", row.detail, log.display()),
-                None => row.detail.clone(),
-            };
-            table.add_row([
-                Cell::new(&row.task),
-                // Painted below, once laid out: the table measures plain text.
-                Cell::new(row.status),
-                Cell::new(row.attempts).set_alignment(CellAlignment::Right),
-                Cell::new(match row.strand {
-                    Some(_) => format!("{:.1?}", row.elapsed),
-                    None => "-".to_owned(),
-                })
-                .set_alignment(CellAlignment::Right),
-                Cell::new(row.strand.unwrap_or("-")),
-                Cell::new(detail),
-            ]);
-        }
+        let up_to_date = self
+            .tasks
+            .iter()
+            .filter(|row| row.status == "up to date")
+            .count();
+        let listed: Vec<&Row> = self
+            .tasks
+            .iter()
+            .filter(|row| up_to_date <= UP_TO_DATE_LISTED || row.status != "up to date")
+            .collect();
         let mut out = String::from("\n");
-        let mut lines = table.lines();
-        if let Some(header) = lines.next() {
-            out.push_str(header.trim_end());
-            out.push('\n');
+        if !listed.is_empty() {
+            out.push_str(&table(&listed, paint));
         }
-        for (line, row) in lines.zip(&self.tasks) {
-            // The preset pads every cell, the last one too.
-            out.push_str(&paint_status(line.trim_end(), row, paint));
-            out.push('\n');
+        if listed.len() < self.tasks.len() {
+            out.push_str(&format!(
+                "({up_to_date} tasks up to date are not listed: they did not run; \
+                 `plait run --json` lists every task)\n"
+            ));
         }
         let total = self.tasks.len();
         let counted: Vec<String> = self
@@ -208,6 +195,48 @@ impl Summary {
         ));
         out
     }
+}
+
+/// The rows laid out under a header, each line ending in a newline.
+fn table(rows: &[&Row], paint: Paint) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_header(["task", "status", "attempts", "time", "strand", "detail"]);
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    for row in rows {
+        let detail = match &row.log {
+            Some(log) => format!("{} (output in {})", row.detail, log.display()),
+            None => row.detail.clone(),
+        };
+        table.add_row([
+            Cell::new(&row.task),
+            // Painted below, once laid out: the table measures plain text.
+            Cell::new(row.status),
+            Cell::new(row.attempts).set_alignment(CellAlignment::Right),
+            Cell::new(match row.strand {
+                Some(_) => format!("{:.1?}", row.elapsed),
+                None => "-".to_owned(),
+            })
+            .set_alignment(CellAlignment::Right),
+            Cell::new(row.strand.unwrap_or("-")),
+            Cell::new(detail),
+        ]);
+    }
+    let mut out = String::new();
+    let mut lines = table.lines();
+    if let Some(header) = lines.next() {
+        out.push_str(header.trim_end());
+        out.push('\n');
+    }
+    for (line, row) in lines.zip(rows) {
+        // The preset pads every cell, the last one too.
+        out.push_str(&paint_status(line.trim_end(), row, paint));
+        out.push('\n');
+    }
+    out
 }
 
 /// `line`, a row of the table for `row`, with its status painted. The row starts with the

@@ -75,13 +75,11 @@ impl<E: Executor> Executor for UpToDate<E> {
                 return None;
             }
         };
-        let fingerprint = journal::fingerprint(spec, &job.base, &prints, &files);
+        let mut journal = job.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let fingerprint = journal::fingerprint(spec, &job.base, &prints, &files, journal.digests());
+        let done_before = journal.is_done(spec, &fingerprint, &job.base);
+        drop(journal);
         let a_need_ran = needs.iter().any(|need| need.ran);
-        let done_before = job
-            .journal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_done(spec, &fingerprint, &job.base);
         let skip = done_before && !a_need_ran && !job.forced[task];
         job.marks.set(
             task,

@@ -7,6 +7,11 @@
 //! missing. Each success is appended (and flushed) as it happens, one JSON line each, so a
 //! run killed at any moment leaves every finished task recorded; a torn last line is
 //! ignored. Each task's last output is kept beside the journal, in `<job>.logs/`.
+//!
+//! The journal also keeps the digests of input files ([`digests`]), so that an unchanged
+//! input is known by its `stat` and not read again.
+
+mod digests;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -16,7 +21,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub(crate) use self::digests::Digests;
 use crate::job::file::{Run, TaskSpec};
+use crate::job::inputs::Input;
 use crate::job::state::StatePaths;
 
 #[derive(Serialize, Deserialize)]
@@ -31,6 +38,10 @@ pub(crate) struct Journal {
     file: File,
     /// Where each task's last output is kept: `.plait/<job>.logs/`.
     logs: PathBuf,
+    /// The input files' digests.
+    digests: Digests,
+    /// How many lines the journal held when it was opened.
+    lines: usize,
 }
 
 impl Journal {
@@ -44,11 +55,17 @@ impl Journal {
         paths.create()?;
         let path = paths.journal;
         let mut done = HashMap::new();
+        let mut digests = Digests::default();
         let mut torn = false;
+        let mut lines = 0;
         if let Ok(existing) = std::fs::read(&path) {
             // Lines that do not parse (one cut short by a kill) are skipped, not fatal.
             for line in existing.split(|&byte| byte == b'\n') {
-                if let Ok(entry) = serde_json::from_slice::<Entry>(line) {
+                lines += 1;
+                // A digest's line starts with its file; anything else is tried as a task's.
+                if line.starts_with(br#"{"file":"#) {
+                    digests.load(line);
+                } else if let Ok(entry) = serde_json::from_slice::<Entry>(line) {
                     done.insert(entry.task, entry.fingerprint);
                 }
             }
@@ -71,7 +88,72 @@ impl Journal {
             done,
             file,
             logs,
+            digests,
+            lines,
         })
+    }
+
+    /// Writes the journal anew without the lines that later ones replaced, once they are
+    /// most of it: a task that succeeds again, or an input read again after a change, adds a
+    /// line each time, and every run reads them all. The new journal is written beside the
+    /// old and renamed over it, so a kill at any moment leaves one or the other whole. The
+    /// caller holds the job's lock.
+    ///
+    /// # Errors
+    ///
+    /// If the new journal cannot be written, naming it.
+    pub(crate) fn compact(&mut self) -> Result<(), String> {
+        let live = self.done.len() + self.digests.len();
+        if self.lines <= 2 * live + 64 {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for (task, fingerprint) in &self.done {
+            let entry = Entry {
+                task: task.clone(),
+                fingerprint: fingerprint.clone(),
+            };
+            text.push_str(&serde_json::to_string(&entry).map_err(|e| e.to_string())?);
+            text.push('\n');
+        }
+        text.push_str(&self.digests.lines());
+        let new = self.path.with_extension("journal.new");
+        let written = File::create(&new)
+            .and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&new, &self.path))
+            .and_then(|()| OpenOptions::new().append(true).open(&self.path));
+        match written {
+            Ok(file) => {
+                self.file = file;
+                self.lines = live;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&new);
+                Err(format!("cannot write {}: {e}", new.display()))
+            }
+        }
+    }
+
+    /// The input files' digests, to fingerprint tasks with.
+    pub(crate) fn digests(&mut self) -> &mut Digests {
+        &mut self.digests
+    }
+
+    /// Writes the digests found since the last write (a run that recorded nothing, all up
+    /// to date, calls this at its end). Their loss costs only a read next time, so a failure
+    /// is not an error of the run.
+    pub(crate) fn write_digests(&mut self) {
+        let lines = self.digests.take_unwritten();
+        if !lines.is_empty() {
+            let _ = self
+                .file
+                .write_all(lines.as_bytes())
+                .and_then(|()| self.file.flush());
+        }
     }
 
     /// Keeps a task's last output under `.plait/<job>.logs/<task>.stdout` and `.stderr`.
@@ -139,7 +221,9 @@ impl Journal {
             task: task.to_owned(),
             fingerprint: fingerprint.to_owned(),
         };
-        let mut line = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+        // The digests found since the last write go first, in the same write.
+        let mut line = self.digests.take_unwritten();
+        line.push_str(&serde_json::to_string(&entry).map_err(|e| e.to_string())?);
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -152,12 +236,13 @@ impl Journal {
 
 /// A task's fingerprint, in three parts joined by `.`, so that a changed one can be named:
 /// what it runs (command, environment, folder), the content of its input `files` (see
-/// `job::inputs`), and its needs' fingerprints.
+/// `job::inputs`; their digests come from `digests`), and its needs' fingerprints.
 pub(crate) fn fingerprint(
     task: &TaskSpec,
     base: &Path,
     needs: &[&str],
-    files: &[PathBuf],
+    files: &[Input],
+    digests: &mut Digests,
 ) -> String {
     // Each list goes in with its length, so that items cannot move between lists
     // (`argv = ["x", "A", "B"]` against `argv = ["x"]` with `env = { A = "B" }`).
@@ -191,17 +276,13 @@ pub(crate) fn fingerprint(
     let inputs = part(|field| {
         field(&count(files.len()));
         for file in files {
-            field(
-                file.strip_prefix(base)
-                    .unwrap_or(file)
-                    .as_os_str()
-                    .as_encoded_bytes(),
-            );
-            match std::fs::read(file) {
-                Ok(content) => field(&Sha256::digest(&content)),
+            let name = file.path.strip_prefix(base).unwrap_or(&file.path);
+            field(name.as_os_str().as_encoded_bytes());
+            match digests.digest(name, &file.path, &file.meta) {
+                Some(digest) => field(&digest),
                 // Gone since it was found: it fingerprints differently every time, so the
                 // task runs.
-                Err(_) => {
+                None => {
                     field(format!("unreadable {:?}", std::time::SystemTime::now()).as_bytes());
                 }
             }
@@ -297,10 +378,49 @@ mod tests {
     #[test]
     fn items_cannot_move_between_lists_unnoticed() {
         let base = Path::new(".");
-        let a = fingerprint(&spec(&["x", "A", "B"], &[]), base, &[], &[]);
-        let b = fingerprint(&spec(&["x"], &[("A", "B")]), base, &[], &[]);
+        let digests = &mut Digests::default();
+        let a = fingerprint(&spec(&["x", "A", "B"], &[]), base, &[], &[], digests);
+        let b = fingerprint(&spec(&["x"], &[("A", "B")]), base, &[], &[], digests);
         assert_ne!(a, b);
-        assert_eq!(a, fingerprint(&spec(&["x", "A", "B"], &[]), base, &[], &[]));
+        let again = fingerprint(&spec(&["x", "A", "B"], &[]), base, &[], &[], digests);
+        assert_eq!(a, again);
+    }
+
+    #[test]
+    fn a_journal_mostly_of_replaced_lines_is_written_anew_with_what_stands() {
+        let dir = std::env::temp_dir().join(format!("plait-compact-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(".plait")).unwrap();
+        let job = dir.join("job.toml");
+        let mut journal = Journal::open(&dir, &job).unwrap();
+        for round in 0..100 {
+            journal.record("a", &format!("{round}")).unwrap();
+            journal.record("b", "same").unwrap();
+        }
+        drop(journal);
+        let file = dir.join(".plait/job.journal");
+        let before = std::fs::read_to_string(&file).unwrap().lines().count();
+        assert_eq!(before, 200);
+        let mut journal = Journal::open(&dir, &job).unwrap();
+        journal.compact().unwrap();
+        // Still appended to after the rename.
+        journal.record("c", "new").unwrap();
+        drop(journal);
+        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
+        let journal = Journal::open(&dir, &job).unwrap();
+        assert_eq!(journal.done.get("a").map(String::as_str), Some("99"));
+        assert_eq!(journal.done.get("b").map(String::as_str), Some("same"));
+        assert_eq!(journal.done.get("c").map(String::as_str), Some("new"));
+        assert!(!dir.join(".plait/job.journal.new").exists());
+        // A journal of lines that all stand is left as it is.
+        let mut journal = Journal::open(&dir, &job).unwrap();
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+        journal.compact().unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().modified().unwrap(),
+            modified
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
