@@ -590,6 +590,20 @@ cmd = "echo run >> runs.txt; while [ ! -e gate ]; do sleep 0.01; done"
         stderr.contains("another plait run") && stderr.contains("--wait"),
         "{stderr}"
     );
+    // A job file with a mistake says so, not that the lock is held (the file is checked
+    // while the lock is tried, and its errors come first), even with --wait.
+    let job = std::fs::read_to_string(dir.join("job.toml")).unwrap();
+    std::fs::write(dir.join("job.toml"), "[tasks.slow\n").unwrap();
+    for args in [&[][..], &["--wait"][..]] {
+        let broken = run(&dir, args);
+        let stderr = text(&broken.stderr);
+        assert!(!broken.status.success());
+        assert!(
+            stderr.contains("job.toml") && !stderr.contains("another plait run"),
+            "{args:?}: {stderr}"
+        );
+    }
+    std::fs::write(dir.join("job.toml"), job).unwrap();
     // A run with --wait says it waits, and does, while the first holds the lock.
     let mut waiting = plait(&["--wait"]);
     let mut said = BufReader::new(waiting.stderr.take().unwrap());

@@ -92,12 +92,8 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let text = file::read_text(&args.file).map_err(|e| e.to_string())?;
-    let specs = file::parse(&args.file, &text).map_err(|e| e.to_string())?;
-    let plan = Plan::new(&args.file, specs)
-        .and_then(|plan| plan.only(&args.file, &args.targets))
-        .map_err(|e| e.to_string())?;
-    let forced = forced(&plan, args.force.as_deref()).map_err(|e| e.to_string())?;
     if args.dry_run {
+        let (plan, forced) = plan(args, &text)?;
         let base = job_folder(&args.file)?;
         let mut journal = Journal::open(&base, &args.file)?;
         let would = dry_run::decide(&plan, &base, &mut journal, &forced);
@@ -108,18 +104,27 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Relative paths in the file are relative to the file; made absolute, so that a
+    // queue's worker, started in any folder, runs each command where the file says.
+    let base = job_folder(&args.file)?;
+    // The journal is read while the file is parsed (neither needs the other, and each is a
+    // large part of an up-to-date check), if the job's lock can be had at once; if another
+    // run holds it, the file is checked first and then the lock waited for or refused.
+    let (parsed, early) = std::thread::scope(|scope| {
+        let early = scope.spawn(|| lock_and_open(&base, &args.file, false));
+        (plan(args, &text), early.join())
+    });
+    let (plan, forced) = parsed?;
+    // One run of a job at a time: two would both run every task.
+    let (_lock, journal) = match early {
+        Ok(Ok(taken)) => taken,
+        _ => lock_and_open(&base, &args.file, args.wait)?,
+    };
     let rt = Runtime::new().map_err(|e| e.to_string())?;
     let jobs = args.jobs.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         |n| n as usize,
     );
-    // Relative paths in the file are relative to the file; made absolute, so that a
-    // queue's worker, started in any folder, runs each command where the file says.
-    let base = job_folder(&args.file)?;
-    // One run of a job at a time: two would both run every task.
-    let _lock = JobLock::take(&StatePaths::of(&base, &args.file), &args.file, args.wait)?;
-    let mut journal = Journal::open(&base, &args.file)?;
-    journal.compact()?;
     let started = Instant::now();
 
     let events = args.json.then(Events::new);
@@ -205,6 +210,25 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
         None if !summary.ok => ExitCode::FAILURE,
         None => ExitCode::SUCCESS,
     })
+}
+
+/// The job file's tasks as a plan (only the targets and what they need), and which are
+/// forced to run.
+fn plan(args: &Args, text: &str) -> Result<(Plan, Vec<bool>), String> {
+    let specs = file::parse(&args.file, text).map_err(|e| e.to_string())?;
+    let plan = Plan::new(&args.file, specs)
+        .and_then(|plan| plan.only(&args.file, &args.targets))
+        .map_err(|e| e.to_string())?;
+    let forced = forced(&plan, args.force.as_deref()).map_err(|e| e.to_string())?;
+    Ok((plan, forced))
+}
+
+/// The job's lock (waiting for it with `wait`), then its journal.
+fn lock_and_open(base: &Path, job: &Path, wait: bool) -> Result<(JobLock, Journal), String> {
+    let lock = JobLock::take(&StatePaths::of(base, job), job, wait)?;
+    let mut journal = Journal::open(base, job)?;
+    journal.compact()?;
+    Ok((lock, journal))
 }
 
 /// What the run keeps per task, beside the scheduler's own books.
