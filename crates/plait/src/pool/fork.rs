@@ -127,12 +127,12 @@ where
         result: UnsafeCell::new(None),
     };
     let fork = ForkRef(NonNull::from(&job.header));
-    local.deque.push(JobRef::forked(fork));
+    local.deque.push(JobRef::forked(fork.header().cast()));
     local.shared.sleep.notify_optional();
     let ra = panic::catch_unwind(AssertUnwindSafe(a)).map_err(Error::from_panic);
     let rb = match local.deque.pop() {
         // Not stolen: run it here, with no atomic operation beyond the pop.
-        Some(popped) if popped.is_fork(fork) => {
+        Some(popped) if popped.is_fork(fork.header().cast()) => {
             // SAFETY: the entry was taken back from the deque: nobody else has the body.
             let body = job.body.with_mut(|body| unsafe { (*body).take() });
             let body = body.unwrap_or_else(|| unreachable!("the entry was queued once"));
@@ -150,7 +150,9 @@ where
                 // `a` left a task of its own above the entry: it goes back, in its place.
                 local.deque.push(other);
             }
-            wait(&job.header.latch, &|queued: &JobRef| queued.is_fork(fork));
+            wait(&job.header.latch, &|queued: &JobRef| {
+                queued.is_fork(fork.header().cast())
+            });
             // SAFETY: the latch is set: the thief stored the result and is done with it.
             let result = job.result.with_mut(|slot| unsafe { (*slot).take() });
             result.unwrap_or_else(|| unreachable!("a thief sets the latch after the result"))

@@ -3,62 +3,8 @@
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
-pub(crate) use super::fork::ForkRef;
 pub(crate) use super::latch::{ScopeGuard, ScopeLatch};
-pub(crate) use super::raw::{JobVtable, RawJob};
-use crate::error::Error;
-use crate::id::TaskId;
-
-/// How a run ended, for the strand's count.
-#[derive(Debug, Default)]
-pub(crate) struct Ran {
-    /// The task was stopped, or reports a cancellation, rather than its output.
-    pub(crate) cancelled: bool,
-    /// The task panicked and its handle was already gone: the panic must be reported
-    /// somewhere else so it is not lost.
-    pub(crate) unobserved_panic: Option<Error>,
-}
-
-/// A task the pool can run: what a thread-strand task's core tells the pool through its
-/// vtable ([`JobVtable::of`](super::raw::JobVtable::of)).
-pub(crate) trait Job: Send + Sync {
-    /// Runs the task (or skips it, if it was cancelled before it started).
-    /// `strand_cancelled` says whether the strand is shutting down.
-    fn run(&self, strand_cancelled: &dyn Fn() -> bool) -> Ran;
-
-    fn id(&self) -> TaskId;
-
-    /// Whether the task was claimed already (run in place by its joiner, or cancelled):
-    /// its entry is left over, and running it only counts it finished.
-    fn is_claimed(&self) -> bool;
-
-    /// What the pool owes once the task has run.
-    fn role(&self) -> Role {
-        Role::Admitted
-    }
-
-    /// A scope's task: its guard, taken once, by whoever holds the task's queue entry.
-    fn take_scope_guard(&self) -> Option<ScopeGuard> {
-        None
-    }
-
-    /// Whether this is a task of the scope that waits on `latch` (asked by the entry's
-    /// holder).
-    fn is_of_scope(&self, _latch: &ScopeLatch) -> bool {
-        false
-    }
-}
-
-/// A task's role in the pool, which its core knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// Admitted by the strand: booked as finished when it has run.
-    Admitted,
-    /// A scope's task.
-    Scoped,
-    /// The second closure of a `join` made off the pool.
-    Joined,
-}
+pub(crate) use super::raw::{Job, JobVtable, Ran, RawJob, Role};
 
 /// One entry of a pool queue: one word, whatever it holds (see `docs/architecture.md`,
 /// "What a queued thread task costs"). The low bit of the pointer tells the two kinds apart
@@ -68,12 +14,13 @@ pub(crate) enum Role {
 ///   ([`RawJob`]). When such an entry is dropped unrun, the core goes before a scope's
 ///   guard, so a scope is told only once nothing of its job is left in the pool.
 /// * set: the second closure of a `join` made on a pool thread, on the joiner's stack
-///   ([`ForkRef`]). Its joiner waits for it, so the entry is never dropped unrun: whoever
+///   (a pointer to its header, `pool/fork.rs`). Its joiner waits for it, so the entry is
+///   never dropped unrun: whoever
 ///   takes it runs it.
 pub(crate) struct JobRef(NonNull<u8>);
 
-// SAFETY: either kind is `Send` (a `RawJob`, or a `ForkRef` whose job is reached by one
-// thread at a time).
+// SAFETY: either kind is `Send` (a `RawJob`, or a `join`'s closure, reached by one thread at
+// a time: whoever took the entry).
 unsafe impl Send for JobRef {}
 
 /// The bit of a [`JobRef`] that marks a `join`'s second closure.
@@ -83,8 +30,8 @@ const FORKED: usize = 1;
 pub(crate) enum Entry {
     /// A task, and what is owed once it has run.
     Task(RawJob, Kind),
-    /// The second closure of a `join` made on a pool thread.
-    Forked(ForkRef),
+    /// The second closure of a `join` made on a pool thread: a pointer to its header.
+    Forked(NonNull<()>),
 }
 
 /// What the pool owes a task once it has run, taken from its entry.
@@ -121,8 +68,8 @@ impl JobRef {
     }
 
     /// An entry for the second closure of a `join` made on a pool thread.
-    pub(crate) fn forked(fork: ForkRef) -> Self {
-        let header = fork.header().cast::<u8>();
+    pub(crate) fn forked(header: NonNull<()>) -> Self {
+        let header = header.cast::<u8>();
         debug_assert_eq!(
             header.addr().get() & FORKED,
             0,
@@ -133,13 +80,13 @@ impl JobRef {
     }
 
     /// The `join`'s second closure, if that is what the entry holds.
-    fn as_forked(&self) -> Option<ForkRef> {
+    fn as_forked(&self) -> Option<NonNull<()>> {
         if self.0.addr().get() & FORKED == 0 {
             return None;
         }
         // SAFETY: the bit is set, so `forked` made this pointer one byte into a header.
         let header = unsafe { self.0.byte_sub(FORKED) };
-        Some(ForkRef::from_header(header.cast()))
+        Some(header.cast())
     }
 
     /// The task the entry holds, borrowed, if it holds one.
@@ -166,9 +113,9 @@ impl JobRef {
         Entry::Task(job, kind)
     }
 
-    /// Whether this entry is the `join`'s second closure `fork`.
-    pub(crate) fn is_fork(&self, fork: ForkRef) -> bool {
-        self.as_forked() == Some(fork)
+    /// Whether this entry is the `join`'s second closure whose header is at `header`.
+    pub(crate) fn is_fork(&self, header: NonNull<()>) -> bool {
+        self.as_forked() == Some(header)
     }
 
     /// Whether the entry's task was claimed already, so that running it runs no user code.

@@ -26,6 +26,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::Backoff;
 
+use self::fork::ForkRef;
 use self::job::{Entry, JobRef, Kind};
 use self::sleep::Sleep;
 use self::spare::{Cover, MAX_SPARES, Spares};
@@ -467,11 +468,12 @@ fn run(job: JobRef, context: &Context) {
     let cancelling = || context.strand.is_cancelling();
     let (job, kind) = match job.into_entry() {
         Entry::Task(job, kind) => (job, kind),
-        Entry::Forked(fork) => {
+        Entry::Forked(header) => {
             // The joiner waits for it itself; nothing to book.
             let _holding = crate::strand::hold_no_slot();
-            // SAFETY: the entry was taken from a queue, once, and is not touched again.
-            unsafe { fork.execute(cancelling()) };
+            // SAFETY: `fork.rs` queued this header as a `ForkRef`'s; the entry was taken from
+            // a queue, once, and is not touched again.
+            unsafe { ForkRef::from_header(header.cast()).execute(cancelling()) };
             return;
         }
     };

@@ -6,13 +6,66 @@
 //! allocation. Here a [`RawJob`] is a thin pointer to a [`Head`]: the vtable word, then the
 //! count. The pool's half of the vtable ([`JobVtable`]) comes first; the task layer extends it
 //! with the handle's half (`task::raw`), in the same `repr(C)` way, so the pool never needs
-//! to know what a handle does.
+//! to know what a handle does. What a task tells the pool ([`Job`]) is defined here, with
+//! the vtable made from it.
 
 use std::ptr::NonNull;
 
-use super::job::{Job, Ran, Role, ScopeGuard, ScopeLatch};
+use super::latch::{ScopeGuard, ScopeLatch};
+use crate::error::Error;
 use crate::id::TaskId;
 use crate::loom::sync::{AtomicUsize, Ordering, fence};
+
+/// How a run ended, for the strand's count.
+#[derive(Debug, Default)]
+pub(crate) struct Ran {
+    /// The task was stopped, or reports a cancellation, rather than its output.
+    pub(crate) cancelled: bool,
+    /// The task panicked and its handle was already gone: the panic must be reported
+    /// somewhere else so it is not lost.
+    pub(crate) unobserved_panic: Option<Error>,
+}
+
+/// A task the pool can run: what a thread-strand task's core tells the pool through its
+/// vtable ([`JobVtable::of`](super::raw::JobVtable::of)).
+pub(crate) trait Job: Send + Sync {
+    /// Runs the task (or skips it, if it was cancelled before it started).
+    /// `strand_cancelled` says whether the strand is shutting down.
+    fn run(&self, strand_cancelled: &dyn Fn() -> bool) -> Ran;
+
+    fn id(&self) -> TaskId;
+
+    /// Whether the task was claimed already (run in place by its joiner, or cancelled):
+    /// its entry is left over, and running it only counts it finished.
+    fn is_claimed(&self) -> bool;
+
+    /// What the pool owes once the task has run.
+    fn role(&self) -> Role {
+        Role::Admitted
+    }
+
+    /// A scope's task: its guard, taken once, by whoever holds the task's queue entry.
+    fn take_scope_guard(&self) -> Option<ScopeGuard> {
+        None
+    }
+
+    /// Whether this is a task of the scope that waits on `latch` (asked by the entry's
+    /// holder).
+    fn is_of_scope(&self, _latch: &ScopeLatch) -> bool {
+        false
+    }
+}
+
+/// A task's role in the pool, which its core knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Admitted by the strand: booked as finished when it has run.
+    Admitted,
+    /// A scope's task.
+    Scoped,
+    /// The second closure of a `join` made off the pool.
+    Joined,
+}
 
 /// The front of every task's allocation: a pointer to the task is a pointer to its head.
 #[repr(C)]
