@@ -678,6 +678,16 @@ needs = ["bad"]
 }
 
 #[test]
+fn a_job_file_with_a_mistake_makes_nothing_beside_it() {
+    let dir = job_folder("mistake", "[tasks.a]\ncmd = \"true\"\nneeds = [\"nope\"]\n");
+    let output = run(&dir, &[]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("nope"), "{stderr}");
+    assert!(!dir.join(".plait").exists(), "a job never run makes no state");
+}
+
+#[test]
 fn many_up_to_date_tasks_are_counted_not_listed() {
     let job: String = (0..60)
         .map(|i| format!("[tasks.t{i}]\ncmd = \"true\"\n"))

@@ -13,6 +13,7 @@ use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -99,15 +100,19 @@ struct Known {
 }
 
 /// The digests the journal holds, and those found since that are still to be written.
+///
+/// Shared by the tasks that fingerprint at once: each lock is held only to look up or keep
+/// a digest, never while a file is read.
 #[derive(Default)]
 pub(crate) struct Digests {
-    known: HashMap<String, Known>,
+    known: Mutex<HashMap<String, Known>>,
     /// Journal lines, each ending in a newline.
-    unwritten: String,
+    unwritten: Mutex<String>,
 }
 
 impl Digests {
-    /// Takes in a line of the journal; returns whether it was a digest's.
+    /// Takes in a line of the journal (while it is read, before the digests are shared);
+    /// returns whether it was a digest's.
     pub(super) fn load(&mut self, line: &[u8]) -> bool {
         let Ok(line) = serde_json::from_slice::<Line>(line) else {
             return false;
@@ -122,7 +127,8 @@ impl Digests {
                 seen_ns: line.seen_ns,
                 digest,
             };
-            self.known.insert(line.file, known);
+            let known_ones = self.known.get_mut().unwrap_or_else(PoisonError::into_inner);
+            known_ones.insert(line.file, known);
         }
         true
     }
@@ -131,13 +137,13 @@ impl Digests {
     /// `stat` is `meta`: the one kept, if the `stat` is the same and the file had settled
     /// when it was read; otherwise read now (and kept, if it has settled). `None` if the
     /// file cannot be read.
-    pub(crate) fn digest(&mut self, name: &Path, path: &Path, meta: &Metadata) -> Option<[u8; 32]> {
+    pub(crate) fn digest(&self, name: &Path, path: &Path, meta: &Metadata) -> Option<[u8; 32]> {
         self.digest_at(name, path, meta, now_ns)
     }
 
     /// As [`digest`](Self::digest), with the clock given (tests move it on).
     fn digest_at(
-        &mut self,
+        &self,
         name: &Path,
         path: &Path,
         meta: &Metadata,
@@ -146,16 +152,26 @@ impl Digests {
         let stat = Stat::of(meta);
         // A name that is not UTF-8 is not kept: its file is read every time.
         let name = name.to_str();
-        if let Some(known) = name.and_then(|name| self.known.get(name))
+        if let Some(name) = name
+            && let Some(known) = self.known().get(name)
             && known.stat == stat
         {
             return Some(known.digest);
         }
         let seen_ns = now_ns();
+        // Streamed through the hash: an input of any size costs a buffer, not its size.
         let mut file = File::open(path).ok()?;
-        let mut content = Vec::with_capacity(usize::try_from(stat.len).unwrap_or(0));
-        file.read_to_end(&mut content).ok()?;
-        let digest: [u8; 32] = Sha256::digest(&content).into();
+        let mut hash = Sha256::new();
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => hash.update(&buffer[..n]),
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        let digest: [u8; 32] = hash.finalize().into();
         // Kept only if nothing changed between the `stat` and the read, and the file had
         // settled: otherwise a change now could leave the same `stat` behind.
         let unchanged = file.metadata().is_ok_and(|now| Stat::of(&now) == stat);
@@ -165,28 +181,36 @@ impl Digests {
         {
             let line = Line::new(name.to_owned(), stat, seen_ns, &digest);
             if let Ok(text) = serde_json::to_string(&line) {
-                self.unwritten.push_str(&text);
-                self.unwritten.push('\n');
+                let mut unwritten = self
+                    .unwritten
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                unwritten.push_str(&text);
+                unwritten.push('\n');
             }
             let known = Known {
                 stat,
                 seen_ns,
                 digest,
             };
-            self.known.insert(name.to_owned(), known);
+            self.known().insert(name.to_owned(), known);
         }
         Some(digest)
     }
 
+    fn known(&self) -> MutexGuard<'_, HashMap<String, Known>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// How many files' digests are kept.
     pub(super) fn len(&self) -> usize {
-        self.known.len()
+        self.known().len()
     }
 
     /// A journal line for every digest kept, for a journal written anew.
     pub(super) fn lines(&self) -> String {
         let mut out = String::new();
-        for (name, known) in &self.known {
+        for (name, known) in self.known().iter() {
             let line = Line::new(name.clone(), known.stat, known.seen_ns, &known.digest);
             if let Ok(text) = serde_json::to_string(&line) {
                 out.push_str(&text);
@@ -197,8 +221,13 @@ impl Digests {
     }
 
     /// The lines not yet written to the journal, taken.
-    pub(super) fn take_unwritten(&mut self) -> String {
-        std::mem::take(&mut self.unwritten)
+    pub(super) fn take_unwritten(&self) -> String {
+        std::mem::take(
+            &mut *self
+                .unwritten
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 }
 
@@ -236,7 +265,7 @@ mod tests {
         dir
     }
 
-    fn digest_of(digests: &mut Digests, dir: &Path, name: &str) -> [u8; 32] {
+    fn digest_of(digests: &Digests, dir: &Path, name: &str) -> [u8; 32] {
         let path = dir.join(name);
         let meta = std::fs::metadata(&path).unwrap();
         digests.digest(Path::new(name), &path, &meta).unwrap()
@@ -247,7 +276,7 @@ mod tests {
         let dir = folder("sha");
         std::fs::write(dir.join("a"), b"hello").unwrap();
         let expected: [u8; 32] = Sha256::digest(b"hello").into();
-        assert_eq!(digest_of(&mut Digests::default(), &dir, "a"), expected);
+        assert_eq!(digest_of(&Digests::default(), &dir, "a"), expected);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -255,10 +284,10 @@ mod tests {
     fn a_file_just_changed_is_not_kept_so_a_change_in_the_same_tick_is_seen() {
         let dir = folder("fresh");
         std::fs::write(dir.join("a"), b"one").unwrap();
-        let mut digests = Digests::default();
-        digest_of(&mut digests, &dir, "a");
+        let digests = Digests::default();
+        digest_of(&digests, &dir, "a");
         assert!(digests.take_unwritten().is_empty(), "not settled: not kept");
-        assert!(digests.known.is_empty());
+        assert_eq!(digests.len(), 0);
     }
 
     #[test]
@@ -274,13 +303,13 @@ mod tests {
         let line = Line::new("a".to_owned(), stat, stat.ctime_ns + SETTLED_NS, &[7; 32]);
         assert!(digests.load(serde_json::to_string(&line).unwrap().as_bytes()));
         // The `stat` matches: the kept digest is used, the file is not read.
-        assert_eq!(digest_of(&mut digests, &dir, "a"), [7; 32]);
+        assert_eq!(digest_of(&digests, &dir, "a"), [7; 32]);
         // Changed (a new length: within one tick of the file system's clock, a change of
         // the same length may keep the `stat`, which is what settling guards against): read
         // again.
         std::fs::write(dir.join("a"), b"three").unwrap();
         let expected: [u8; 32] = Sha256::digest(b"three").into();
-        assert_eq!(digest_of(&mut digests, &dir, "a"), expected);
+        assert_eq!(digest_of(&digests, &dir, "a"), expected);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -290,7 +319,7 @@ mod tests {
         std::fs::write(dir.join("a"), b"one").unwrap();
         let path = dir.join("a");
         let meta = std::fs::metadata(&path).unwrap();
-        let mut digests = Digests::default();
+        let digests = Digests::default();
         let later = || now_ns() + SETTLED_NS + 1_000_000_000;
         let digest = digests
             .digest_at(Path::new("a"), &path, &meta, later)
@@ -300,8 +329,11 @@ mod tests {
         assert!(digests.take_unwritten().is_empty(), "taken once");
         let mut next = Digests::default();
         assert!(next.load(lines.trim_end().as_bytes()));
-        assert_eq!(next.known.get("a").map(|known| known.digest), Some(digest));
-        assert_eq!(digest_of(&mut next, &dir, "a"), digest);
+        assert_eq!(
+            next.known().get("a").map(|known| known.digest),
+            Some(digest)
+        );
+        assert_eq!(digest_of(&next, &dir, "a"), digest);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -310,7 +342,7 @@ mod tests {
         let mut digests = Digests::default();
         assert!(!digests.load(br#"{"task":"a","fingerprint":"1"}"#));
         assert!(!digests.load(br#"{"file":"a","len":1"#));
-        assert!(digests.known.is_empty());
+        assert_eq!(digests.len(), 0);
     }
 
     #[test]

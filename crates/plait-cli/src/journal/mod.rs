@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -38,8 +39,8 @@ pub(crate) struct Journal {
     file: File,
     /// Where each task's last output is kept: `.plait/<job>.logs/`.
     logs: PathBuf,
-    /// The input files' digests.
-    digests: Digests,
+    /// The input files' digests, shared with the tasks that fingerprint.
+    digests: Arc<Digests>,
     /// How many lines the journal held when it was opened.
     lines: usize,
 }
@@ -88,7 +89,7 @@ impl Journal {
             done,
             file,
             logs,
-            digests,
+            digests: Arc::new(digests),
             lines,
         })
     }
@@ -138,9 +139,9 @@ impl Journal {
         }
     }
 
-    /// The input files' digests, to fingerprint tasks with.
-    pub(crate) fn digests(&mut self) -> &mut Digests {
-        &mut self.digests
+    /// The input files' digests, to fingerprint tasks with (without holding the journal).
+    pub(crate) fn digests(&self) -> Arc<Digests> {
+        Arc::clone(&self.digests)
     }
 
     /// Writes the digests found since the last write (a run that recorded nothing, all up
@@ -242,7 +243,7 @@ pub(crate) fn fingerprint(
     base: &Path,
     needs: &[&str],
     files: &[Input],
-    digests: &mut Digests,
+    digests: &Digests,
 ) -> String {
     // Each list goes in with its length, so that items cannot move between lists
     // (`argv = ["x", "A", "B"]` against `argv = ["x"]` with `env = { A = "B" }`).
@@ -378,7 +379,7 @@ mod tests {
     #[test]
     fn items_cannot_move_between_lists_unnoticed() {
         let base = Path::new(".");
-        let digests = &mut Digests::default();
+        let digests = &Digests::default();
         let a = fingerprint(&spec(&["x", "A", "B"], &[]), base, &[], &[], digests);
         let b = fingerprint(&spec(&["x"], &[("A", "B")]), base, &[], &[], digests);
         assert_ne!(a, b);
@@ -386,12 +387,18 @@ mod tests {
         assert_eq!(a, again);
     }
 
-    #[test]
-    fn a_journal_mostly_of_replaced_lines_is_written_anew_with_what_stands() {
-        let dir = std::env::temp_dir().join(format!("plait-compact-{}", std::process::id()));
+    /// A fresh folder with a `.plait` in it, and the job file's path there.
+    fn job_folder(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("plait-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join(".plait")).unwrap();
         let job = dir.join("job.toml");
+        (dir, job)
+    }
+
+    #[test]
+    fn a_journal_mostly_of_replaced_lines_is_written_anew_with_what_stands() {
+        let (dir, job) = job_folder("compact");
         let mut journal = Journal::open(&dir, &job).unwrap();
         for round in 0..100 {
             journal.record("a", &format!("{round}")).unwrap();
@@ -425,10 +432,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_loses_nothing_before_or_after_it() {
-        let dir = std::env::temp_dir().join(format!("plait-journal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join(".plait")).unwrap();
-        let job = dir.join("job.toml");
+        let (dir, job) = job_folder("journal");
         // A whole entry, then one cut inside a two-byte character by a kill.
         let text = b"{\"task\":\"a\",\"fingerprint\":\"1\"}\n{\"task\":\"\xc3";
         std::fs::write(dir.join(".plait/job.journal"), text).unwrap();

@@ -20,12 +20,8 @@ pub(super) enum Would {
 /// What the run would do with each task (by task), and why.
 ///
 /// The input files' digests it finds are not written to the journal: nothing is recorded.
-pub(super) fn decide(
-    plan: &Plan,
-    base: &Path,
-    journal: &mut Journal,
-    forced: &[bool],
-) -> Vec<Would> {
+pub(super) fn decide(plan: &Plan, base: &Path, journal: &Journal, forced: &[bool]) -> Vec<Would> {
+    let digests = journal.digests();
     // Each task's fingerprint, once known, and whether it would run.
     let mut seen: Vec<Option<(Option<String>, bool)>> = vec![None; plan.tasks.len()];
     let mut would = Vec::with_capacity(plan.tasks.len());
@@ -51,8 +47,7 @@ pub(super) fn decide(
             match inputs::expand(&spec.name, base, &patterns) {
                 Err(message) => (None, Would::Fail(message)),
                 Ok(files) => {
-                    let fingerprint =
-                        journal::fingerprint(spec, base, &prints, &files, journal.digests());
+                    let fingerprint = journal::fingerprint(spec, base, &prints, &files, &digests);
                     let what = if forced[task] {
                         Would::Run("--force".to_owned())
                     } else {

@@ -30,7 +30,7 @@ use crate::color::{ColorChoice, Paint};
 use crate::job::file::{self, Run, TaskSpec};
 use crate::job::plan::Plan;
 use crate::job::state::{JobLock, StatePaths, job_folder};
-use crate::journal::Journal;
+use crate::journal::{Digests, Journal};
 use crate::progress::Progress;
 use crate::queue::config::Config;
 use events::Events;
@@ -95,8 +95,8 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     if args.dry_run {
         let (plan, forced) = plan(args, &text)?;
         let base = job_folder(&args.file)?;
-        let mut journal = Journal::open(&base, &args.file)?;
-        let would = dry_run::decide(&plan, &base, &mut journal, &forced);
+        let journal = Journal::open(&base, &args.file)?;
+        let would = dry_run::decide(&plan, &base, &journal, &forced);
         if args.json {
             outln!("{}", dry_run::json(&plan, &would));
         } else {
@@ -107,17 +107,19 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     // Relative paths in the file are relative to the file; made absolute, so that a
     // queue's worker, started in any folder, runs each command where the file says.
     let base = job_folder(&args.file)?;
-    // The journal is read while the file is parsed (neither needs the other, and each is a
-    // large part of an up-to-date check), if the job's lock can be had at once; if another
-    // run holds it, the file is checked first and then the lock waited for or refused.
+    // A job run before has its journal read while the file is parsed (neither needs the
+    // other, and each is a large part of an up-to-date check), if the job's lock can be had
+    // at once; if another run holds it, the file is checked first and then the lock waited
+    // for or refused. A job never run makes nothing under `.plait` until its file parses.
+    let run_before = StatePaths::of(&base, &args.file).journal.exists();
     let (parsed, early) = std::thread::scope(|scope| {
-        let early = scope.spawn(|| lock_and_open(&base, &args.file, false));
-        (plan(args, &text), early.join())
+        let early = run_before.then(|| scope.spawn(|| lock_and_open(&base, &args.file, false)));
+        (plan(args, &text), early.map(|early| early.join()))
     });
     let (plan, forced) = parsed?;
     // One run of a job at a time: two would both run every task.
     let (_lock, journal) = match early {
-        Ok(Ok(taken)) => taken,
+        Some(Ok(Ok(taken))) => taken,
         _ => lock_and_open(&base, &args.file, args.wait)?,
     };
     let rt = Runtime::new().map_err(|e| e.to_string())?;
@@ -250,6 +252,8 @@ struct Job {
     /// The job file's folder: where commands run and relative paths start.
     base: PathBuf,
     journal: Mutex<Journal>,
+    /// The journal's digests of input files, reached without holding the journal.
+    digests: Arc<Digests>,
     progress: Mutex<Progress>,
     books: Mutex<Vec<Book>>,
     /// Set when a signal stopped the run.
@@ -294,6 +298,7 @@ impl Job {
             tasks,
             needs,
             base,
+            digests: journal.digests(),
             journal: Mutex::new(journal),
             interrupted: Mutex::new(None),
             marks: Marks::new(tasks_len),

@@ -75,11 +75,14 @@ impl<E: Executor> Executor for UpToDate<E> {
                 return None;
             }
         };
-        let mut journal = job.journal.lock().unwrap_or_else(PoisonError::into_inner);
-        let fingerprint = journal::fingerprint(spec, &job.base, &prints, &files, journal.digests());
-        let done_before = journal.is_done(spec, &fingerprint, &job.base);
-        drop(journal);
+        // The inputs are read (where their digests are not known) without the journal held.
+        let fingerprint = journal::fingerprint(spec, &job.base, &prints, &files, &job.digests);
         let a_need_ran = needs.iter().any(|need| need.ran);
+        let done_before = job
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_done(spec, &fingerprint, &job.base);
         let skip = done_before && !a_need_ran && !job.forced[task];
         job.marks.set(
             task,

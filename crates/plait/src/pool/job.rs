@@ -15,8 +15,7 @@ pub(crate) use super::raw::{Job, JobVtable, Ran, RawJob, Role};
 ///   guard, so a scope is told only once nothing of its job is left in the pool.
 /// * set: the second closure of a `join` made on a pool thread, on the joiner's stack
 ///   (a pointer to its header, `pool/fork.rs`). Its joiner waits for it, so the entry is
-///   never dropped unrun: whoever
-///   takes it runs it.
+///   never dropped unrun: whoever takes it runs it.
 pub(crate) struct JobRef(NonNull<u8>);
 
 // SAFETY: either kind is `Send` (a `RawJob`, or a `join`'s closure, reached by one thread at

@@ -63,8 +63,17 @@ impl<T> TaskRef<T> {
     ///
     /// # Safety
     ///
-    /// What `X` borrows must outlive every use of the task through any reference to it:
-    /// the references' types do not say what it borrows.
+    /// Nothing `X` borrows may be used after it ends, though the references' types do not
+    /// say what it borrows (the pool's queues take any task):
+    ///
+    /// - For a scope's task, the caller must not let the borrow end before the guard's
+    ///   latch has counted the task's queue entry done, which happens only after the pool
+    ///   has let go of its reference (when the task has run, or its entry is dropped unrun).
+    /// - For a `join`'s closure, before the borrow ends, and without unwinding before then,
+    ///   the caller must have seen the task complete (its body run, or dropped by a
+    ///   cancellation) and taken its output. What is left of the task in the pool after
+    ///   that holds no value that borrows: the pool can only let go of a core whose stage
+    ///   is empty.
     pub(crate) unsafe fn queued_borrowing<X>(task: X) -> Self
     where
         X: Task<T> + Job,
