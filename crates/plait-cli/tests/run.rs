@@ -684,7 +684,10 @@ fn a_job_file_with_a_mistake_makes_nothing_beside_it() {
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
     assert!(stderr.contains("nope"), "{stderr}");
-    assert!(!dir.join(".plait").exists(), "a job never run makes no state");
+    assert!(
+        !dir.join(".plait").exists(),
+        "a job never run makes no state"
+    );
 }
 
 #[test]
