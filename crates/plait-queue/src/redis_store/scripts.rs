@@ -3,12 +3,15 @@
 
 use redis::Script;
 
+/// A script: `common.lua`, then the file's body run as a function, then `settle()`, so
+/// that the writes the body gathered are made whichever way it returns.
 macro_rules! script {
     ($file:literal) => {
         Script::new(concat!(
             include_str!("lua/common.lua"),
-            "\n",
-            include_str!(concat!("lua/", $file))
+            "\nlocal function body()\n",
+            include_str!(concat!("lua/", $file)),
+            "\nend\nlocal answer = body()\nsettle()\nreturn answer\n"
         ))
     };
 }

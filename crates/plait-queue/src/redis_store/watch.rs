@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use redis::streams::{StreamRangeReply, StreamReadReply};
+use redis::streams::StreamRangeReply;
 use redis::{Commands, Value};
 
 use super::RedisStore;
@@ -29,11 +29,11 @@ struct Lines {
 
 impl RedisStore {
     /// Blocks until lines are added to `streams` after the line ids given (which it moves
-    /// on), or `wait` passes; the lines read.
+    /// on), or `wait` passes; the `id state` pairs of the lines read.
     fn read_lines(&self, streams: &mut [(String, String)], wait: Duration) -> Result<Lines> {
         // BLOCK 0 would block for ever.
         let block = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply: Option<StreamReadReply> = self.link.blocking(wait, |c| {
+        let reply: Value = self.link.blocking(wait, |c| {
             let mut read = redis::cmd("XREAD");
             read.arg("COUNT")
                 .arg(LINES)
@@ -52,19 +52,21 @@ impl RedisStore {
             lines: Vec::new(),
             full: false,
         };
-        for key in reply.map(|r| r.keys).unwrap_or_default() {
-            read.full |= key.ids.len() >= LINES;
-            if let Some(newest) = key.ids.last()
-                && let Some(stream) = streams.iter_mut().find(|(name, _)| *name == key.key)
-            {
-                stream.1.clone_from(&newest.id);
+        for (key, lines) in entries(reply) {
+            let lines = items(lines);
+            read.full |= lines.len() >= LINES;
+            let mut newest = None;
+            for line in lines {
+                let mut parts = items(line).into_iter();
+                newest = parts.next().and_then(text).or(newest);
+                read.lines
+                    .extend(pairs(parts.next().map(items).unwrap_or_default()));
             }
-            read.lines.extend(key.ids.iter().map(|line| {
-                (
-                    field(&line.map, "id").unwrap_or_default(),
-                    field(&line.map, "state").unwrap_or_default(),
-                )
-            }));
+            if let (Some(newest), Some(key)) = (newest, text(key))
+                && let Some(stream) = streams.iter_mut().find(|(name, _)| *name == key)
+            {
+                stream.1 = newest;
+            }
         }
         Ok(read)
     }
@@ -91,13 +93,54 @@ impl RedisStore {
     }
 }
 
-/// The field of a stream line as text.
-fn field(line: &HashMap<String, Value>, name: &str) -> Option<String> {
-    match line.get(name)? {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(text) => Some(text.clone()),
+/// The items of an array reply (none for anything else).
+fn items(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    }
+}
+
+/// An XREAD reply's streams, each its key and its lines: an array of pairs (RESP2) or a map
+/// (RESP3).
+fn entries(reply: Value) -> Vec<(Value, Value)> {
+    match reply {
+        Value::Map(entries) => entries,
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|stream| {
+                let mut parts = items(stream).into_iter();
+                Some((parts.next()?, parts.next()?))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A reply as text.
+fn text(value: Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
         _ => None,
     }
+}
+
+/// A line's fields as `(task id, state)` pairs. A line is `id state` pairs, one for each
+/// task a script changed; a line written before that layout is `id ID state STATE`.
+fn pairs(fields: Vec<Value>) -> Vec<(String, String)> {
+    let mut fields = fields.into_iter().map(text);
+    let mut pairs = Vec::new();
+    while let (Some(Some(name)), Some(Some(value))) = (fields.next(), fields.next()) {
+        pairs.push((name, value));
+    }
+    if let [(id, task), (state, said)] = &pairs[..]
+        && id == "id"
+        && state == "state"
+    {
+        return vec![(task.clone(), said.clone())];
+    }
+    pairs
 }
 
 pub(super) fn wait_finished(store: &RedisStore, id: TaskId, timeout: Duration) -> Result<TaskInfo> {
@@ -275,4 +318,44 @@ pub(super) fn wait_for_work(store: &RedisStore, queues: &[&str], timeout: Durati
         wait.min(timeout).min(store.look_every),
         |_, state| state == "queued",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use redis::Value;
+
+    use super::pairs;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_line_in_the_earlier_layout_is_one_pair() {
+        let line = ["id", "00000000000000000007", "state", "succeeded"].map(bulk);
+        assert_eq!(
+            pairs(line.to_vec()),
+            [("00000000000000000007".to_owned(), "succeeded".to_owned())]
+        );
+    }
+
+    proptest! {
+        /// Whatever ids and states a script wrote, in whatever number, each is read back,
+        /// in order; an odd field out is dropped rather than misread.
+        #[test]
+        fn every_pair_of_a_line_is_read(
+            written in prop::collection::vec(("[0-9]{20}", "[a-z]{4,9}"), 0..40),
+            odd in proptest::option::of("[0-9]{20}"),
+        ) {
+            let mut fields: Vec<Value> = written
+                .iter()
+                .flat_map(|(id, state)| [bulk(id), bulk(state)])
+                .collect();
+            if let Some(odd) = &odd {
+                fields.push(bulk(odd));
+            }
+            prop_assert_eq!(pairs(fields), written);
+        }
+    }
 }

@@ -10,8 +10,7 @@ if not f[1] then
 elseif f[1] == 'queued' then
   unready(p, id, f[2])
   count(p, 'queued', -1)
-  redis.call('HSET', t, 'error', ARGV[4], 'reason', 'cancelled before it ran')
-  finish(p, id, t, 'cancelled', now)
+  finish(p, id, t, 'cancelled', now, nil, 'error', ARGV[4], 'reason', 'cancelled before it ran')
   return 'now'
 elseif f[1] == 'running' then
   redis.call('HSET', t, 'cancel_requested', 1)

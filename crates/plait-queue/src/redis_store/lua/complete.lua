@@ -9,7 +9,8 @@ local out = {}
 for i = 3, #ARGV, 7 do
   local id, kind, data, text = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local t = task_key(p, id)
-  local f = redis.call('HMGET', t, 'state', 'attempt', 'failures', 'max_retries', 'priority')
+  local f = redis.call('HMGET', t, 'state', 'attempt', 'failures', 'max_retries', 'priority',
+    'result_ttl_ms')
   if f[1] ~= 'running' or f[2] ~= ARGV[i + 1] then
     out[#out + 1] = 'fenced'
   elseif kind == 'retry' and f[3] ~= ARGV[i + 5] then
@@ -17,8 +18,7 @@ for i = 3, #ARGV, 7 do
   else
     unlease(p, id, t)
     if kind == 'ok' then
-      redis.call('HSET', t, 'result', data)
-      out[#out + 1] = finish(p, id, t, 'succeeded', now)
+      out[#out + 1] = finish(p, id, t, 'succeeded', now, f[6], 'result', data)
     elseif kind == 'retry' or kind == 'fail' then
       local failures = tonumber(f[3]) + 1
       local allowed = tonumber(f[4])
@@ -49,8 +49,8 @@ for i = 3, #ARGV, 7 do
       enqueue_at(p, id, f[5], at, now)
       out[#out + 1] = 'queued'
     else
-      redis.call('HSET', t, 'error', data, 'reason', 'cancelled while it ran')
-      out[#out + 1] = finish(p, id, t, 'cancelled', now)
+      out[#out + 1] = finish(p, id, t, 'cancelled', now, f[6], 'error', data, 'reason',
+        'cancelled while it ran')
     end
   end
 end

@@ -4,11 +4,23 @@
 -- time_limit_ms ('' for none), result_ttl_ms.
 -- Returns id, created (1 or 0) per task: a held key returns its first task.
 local now = clock(ARGV[1])
+local now_s = int(now)
 -- Nothing is written unless every id is new: should the id counter ever go back (a
 -- failover that lost its last increment), no stored task is overwritten.
+local keys = {}
 for i = 2, #ARGV, 13 do
-  if redis.call('EXISTS', task_key(ARGV[i], ARGV[i + 1])) == 1 then
-    return redis.error_reply('task id ' .. ARGV[i + 1] .. ' is taken already: the id counter ' ..
+  keys[#keys + 1] = task_key(ARGV[i], ARGV[i + 1])
+end
+for i = 1, #keys, 1000 do
+  if redis.call('EXISTS', unpack(keys, i, math.min(i + 999, #keys))) > 0 then
+    local taken = '?'
+    for j = 2, #ARGV, 13 do
+      if redis.call('EXISTS', task_key(ARGV[j], ARGV[j + 1])) == 1 then
+        taken = ARGV[j + 1]
+        break
+      end
+    end
+    return redis.error_reply('task id ' .. taken .. ' is taken already: the id counter ' ..
       'went back (a failover that lost writes?); nothing was enqueued')
   end
 end
@@ -29,19 +41,22 @@ for i = 2, #ARGV, 13 do
     elseif ARGV[i + 4] == 'after' then
       at = now + tonumber(ARGV[i + 5])
     end
-    local t = task_key(p, id)
-    redis.call('HSET', t, 'queue', string.match(p, '{(.*)}'), 'state', 'queued',
-      'priority', prio, 'ready_at', at, 'payload', ARGV[i + 6], 'attempt', 0,
-      'failures', 0, 'crashes', 0, 'max_retries', ARGV[i + 7], 'backoff_ms', ARGV[i + 8],
+    local fields = { 'queue', string.match(p, '{(.*)}'), 'state', 'queued',
+      'priority', prio, 'ready_at', int(at), 'payload', ARGV[i + 6], 'attempt', '0',
+      'failures', '0', 'crashes', '0', 'max_retries', ARGV[i + 7], 'backoff_ms', ARGV[i + 8],
       'max_backoff_ms', ARGV[i + 9], 'crash_budget', ARGV[i + 10],
-      'result_ttl_ms', ARGV[i + 12], 'enqueued_at', now, 'cancel_requested', 0)
+      'result_ttl_ms', ARGV[i + 12], 'enqueued_at', now_s, 'cancel_requested', '0' }
     if ARGV[i + 11] ~= '' then
-      redis.call('HSET', t, 'time_limit_ms', ARGV[i + 11])
+      fields[#fields + 1] = 'time_limit_ms'
+      fields[#fields + 1] = ARGV[i + 11]
     end
     if key ~= '' then
+      -- Held at once: a later task of this batch with the same key is its duplicate.
       redis.call('HSET', p .. 'keys', key, id)
-      redis.call('HSET', t, 'key', key)
+      fields[#fields + 1] = 'key'
+      fields[#fields + 1] = key
     end
+    redis.call('HSET', task_key(p, id), unpack(fields))
     count(p, 'queued', 1)
     enqueue_at(p, id, prio, at, now)
     out[#out + 1] = id

@@ -5,33 +5,37 @@
 -- Returns lease_until, and per task: id, attempt, payload, time_limit_ms ('' for none),
 -- failures, crashes.
 local p, now, worker, max = ARGV[1], clock(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local lease_until = now + tonumber(ARGV[5])
+local lease_until = int(now + tonumber(ARGV[5]))
+local now_s = int(now)
 reclaim(p, now)
 promote(p, now)
+settle()
 local tasks = {}
-local n = 0
 for _, prio in ipairs(redis.call('ZREVRANGE', p .. 'prios', 0, -1)) do
-  if n >= max then
+  if #tasks >= max then
     break
   end
   local set = p .. 'ready:' .. prio
-  for _, id in ipairs(redis.call('ZRANGE', set, 0, max - n - 1)) do
-    redis.call('ZREM', set, id)
+  local ids = redis.call('ZRANGE', set, 0, max - #tasks - 1)
+  if #ids > 0 then
+    redis.call('ZREMRANGEBYRANK', set, 0, #ids - 1)
+  end
+  for _, id in ipairs(ids) do
     local t = task_key(p, id)
-    local attempt = redis.call('HINCRBY', t, 'attempt', 1)
-    redis.call('HSET', t, 'state', 'running', 'worker', worker, 'lease_until', lease_until,
-      'started_at', now, 'cancel_requested', 0)
-    redis.call('ZADD', p .. 'leases', lease_until, id)
-    local f = redis.call('HMGET', t, 'payload', 'time_limit_ms', 'failures', 'crashes')
-    tasks[#tasks + 1] = { id, attempt, f[1], f[2] or '', f[3], f[4] }
-    n = n + 1
+    local f = redis.call('HMGET', t, 'attempt', 'payload', 'time_limit_ms', 'failures',
+      'crashes')
+    local attempt = tonumber(f[1]) + 1
+    redis.call('HSET', t, 'attempt', int(attempt), 'state', 'running', 'worker', worker,
+      'lease_until', lease_until, 'started_at', now_s, 'cancel_requested', '0')
+    later('zadd', p .. 'leases', lease_until, id)
+    tasks[#tasks + 1] = { id, attempt, f[2], f[3] or '', f[4], f[5] }
   end
   if redis.call('ZCARD', set) == 0 then
     redis.call('ZREM', p .. 'prios', prio)
   end
 end
-if n > 0 then
-  count(p, 'queued', -n)
-  count(p, 'running', n)
+if #tasks > 0 then
+  count(p, 'queued', -#tasks)
+  count(p, 'running', #tasks)
 end
 return { lease_until, tasks }
