@@ -83,6 +83,26 @@ pub trait Store: Send + Sync + 'static {
     /// reclaimed when the leases run out unless recorded meanwhile).
     fn complete(&self, ended: &[(TaskId, u32, Outcome)]) -> Result<Vec<Completion>>;
 
+    /// Records `ended` as [`complete`](Store::complete) does, then hands out up to `max`
+    /// tasks as [`reserve`](Store::reserve) does: what a worker does each time attempts
+    /// end, in one round trip where the backend can (the default makes the two calls).
+    ///
+    /// # Errors
+    ///
+    /// The outer error is `complete`'s: then nothing was recorded, and nothing reserved.
+    /// The inner one is `reserve`'s, after the completions were recorded.
+    fn complete_and_reserve(
+        &self,
+        ended: &[(TaskId, u32, Outcome)],
+        worker: &str,
+        queues: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Vec<Completion>, Result<Vec<Lease>>)> {
+        let done = self.complete(ended)?;
+        Ok((done, self.reserve(worker, queues, max, lease)))
+    }
+
     /// Reclaims every lease that has run out; returns how many. `reserve` does this too,
     /// so a store with busy workers needs no other sweeper.
     ///

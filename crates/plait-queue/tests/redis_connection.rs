@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{RedisNamespace, RedisServer, TempFolder, redis_url};
-use plait_queue::{ErrorKind, NewTask, Outcome, QueueError, RedisStore, State, Store};
+use plait_queue::{Completion, ErrorKind, NewTask, Outcome, QueueError, RedisStore, State, Store};
 
 #[test]
 fn a_server_that_is_not_there_is_named_without_its_password() {
@@ -307,4 +307,40 @@ fn an_id_counter_that_went_back_overwrites_no_task() {
     let kept = open().get(first).unwrap().unwrap();
     assert_eq!(kept.payload, b"first", "the first task is untouched");
     assert_eq!(open().queues().unwrap()[0].ready, 1);
+}
+
+#[test]
+fn a_server_that_forgot_its_scripts_still_completes_and_reserves_in_one_call() {
+    if !common::program_here("redis-server") {
+        return;
+    }
+    let server = RedisServer::start(&["--appendonly", "no"]);
+    let url = format!("redis://127.0.0.1:{}", server.port);
+    let store = RedisStore::open(&url).unwrap();
+    let first = store.enqueue(&NewTask::new(b"1".to_vec())).unwrap().id;
+    let second = store.enqueue(&NewTask::new(b"2".to_vec())).unwrap().id;
+    let lease = store
+        .reserve("w", &["default"], 1, Duration::from_secs(30))
+        .unwrap()
+        .remove(0);
+    // As a restart without persistence of scripts would leave it: the completion and the
+    // reserve go in one round trip of script hashes the server no longer knows.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut client.get_connection().unwrap())
+        .unwrap();
+    let (done, leases) = store
+        .complete_and_reserve(
+            &[(first, lease.attempt, Outcome::Succeeded(b"one".to_vec()))],
+            "w",
+            &["default"],
+            1,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert_eq!(done, [Completion::Recorded(State::Succeeded)]);
+    let handed: Vec<_> = leases.unwrap().iter().map(|lease| lease.id).collect();
+    assert_eq!(handed, [second]);
+    assert_eq!(store.get(first).unwrap().unwrap().state, State::Succeeded);
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use redis::{ErrorKind, ServerErrorKind, Value};
+
 use super::RedisStore;
 use super::decode::state;
 use super::keys::padded;
@@ -124,6 +126,48 @@ pub(super) fn enqueue_all(store: &RedisStore, tasks: &[NewTask]) -> Result<Vec<E
     Ok(done)
 }
 
+/// What `reserve.lua` answers: the lease's end, and per task its id, attempt, payload,
+/// time limit, failures and crashes.
+type Reserved = (Millis, Vec<(String, u32, Vec<u8>, String, u32, u32)>);
+
+/// `reserve.lua` on one queue, for up to `max` tasks.
+fn reserve_on<'a>(
+    store: &'a RedisStore,
+    worker: &str,
+    queue: &str,
+    max: usize,
+    lease: Duration,
+) -> redis::ScriptInvocation<'a> {
+    let mut invocation = store.on_queue(&store.scripts.reserve, queue);
+    invocation
+        .arg(store.now_arg())
+        .arg(worker)
+        .arg(max)
+        .arg(millis(lease));
+    invocation
+}
+
+/// The leases `reserve.lua` handed out on `queue`.
+fn leases(store: &RedisStore, queue: &str, (lease_until, tasks): Reserved) -> Vec<Lease> {
+    tasks
+        .into_iter()
+        .map(|(id, attempt, payload, limit, failures, crashes)| {
+            let id = TaskId::new(id.parse().unwrap_or(0));
+            store.remember(id, queue);
+            Lease {
+                id,
+                attempt,
+                queue: queue.to_owned(),
+                payload,
+                time_limit: limit.parse().ok().map(Duration::from_millis),
+                lease_until,
+                failures,
+                crashes,
+            }
+        })
+        .collect()
+}
+
 pub(super) fn reserve(
     store: &RedisStore,
     worker: &str,
@@ -131,44 +175,36 @@ pub(super) fn reserve(
     max: usize,
     lease: Duration,
 ) -> Result<Vec<Lease>> {
-    type Reserved = (Millis, Vec<(String, u32, Vec<u8>, String, u32, u32)>);
     let mut leases = Vec::new();
+    reserve_more(store, worker, queues, max, lease, &mut leases)?;
+    Ok(leases)
+}
+
+/// Adds to `leases`, up to `max` in all, from `queues` in turn.
+fn reserve_more(
+    store: &RedisStore,
+    worker: &str,
+    queues: &[&str],
+    max: usize,
+    lease: Duration,
+    leases: &mut Vec<Lease>,
+) -> Result<()> {
     for queue in queues {
         if leases.len() >= max {
             break;
         }
         let reserved: Result<Reserved> = store.link.call(false, |c| {
-            store
-                .on_queue(&store.scripts.reserve, queue)
-                .arg(store.now_arg())
-                .arg(worker)
-                .arg(max - leases.len())
-                .arg(millis(lease))
-                .invoke(c)
+            reserve_on(store, worker, queue, max - leases.len(), lease).invoke(c)
         });
-        let (lease_until, tasks) = match reserved {
-            Ok(reserved) => reserved,
+        match reserved {
+            Ok(reserved) => leases.extend(self::leases(store, queue, reserved)),
             // What earlier queues handed out is leased already: hand it to the worker
             // rather than let it wait out its lease.
             Err(_) if !leases.is_empty() => break,
             Err(error) => return Err(error),
-        };
-        for (id, attempt, payload, limit, failures, crashes) in tasks {
-            let id = TaskId::new(id.parse().unwrap_or(0));
-            store.remember(id, queue);
-            leases.push(Lease {
-                id,
-                attempt,
-                queue: (*queue).to_owned(),
-                payload,
-                time_limit: limit.parse().ok().map(Duration::from_millis),
-                lease_until,
-                failures,
-                crashes,
-            });
         }
     }
-    Ok(leases)
+    Ok(())
 }
 
 pub(super) fn heartbeat(
@@ -214,7 +250,7 @@ pub(super) fn complete(
             let retrying = members
                 .iter()
                 .any(|&i| matches!(ended[i].2, Outcome::Failed { retry: true, .. }));
-            let policies: Vec<(Option<u32>, Option<u64>, Option<u64>)> = if retrying {
+            let policies: Vec<Policy> = if retrying {
                 store.link.call(true, |c| {
                     let mut pipe = redis::pipe();
                     for &i in &members {
@@ -228,45 +264,140 @@ pub(super) fn complete(
             } else {
                 vec![(None, None, None); members.len()]
             };
-            let mut invocation = store.on_queue(&store.scripts.complete, &queue);
-            invocation.arg(store.now_arg());
-            for (&i, (failures, backoff, max_backoff)) in members.iter().zip(&policies) {
-                let (id, attempt, outcome) = &ended[i];
-                let (kind, data, text) = outcome_args(outcome);
-                let policy = RetryPolicy {
-                    backoff: Duration::from_millis(backoff.unwrap_or(0)),
-                    max_backoff: Duration::from_millis(max_backoff.unwrap_or(0)),
-                    ..RetryPolicy::never()
-                };
-                let failures = failures.unwrap_or(0);
-                // The wait before a retry, or before a deferred task may start.
-                let wait = match outcome {
-                    Outcome::Deferred(wait) => *wait,
-                    Outcome::Released => Duration::ZERO,
-                    _ => policy.backoff_before(*id, failures + 1),
-                };
-                invocation
-                    .arg(padded(*id))
-                    .arg(*attempt)
-                    .arg(kind)
-                    .arg(data)
-                    .arg(text)
-                    .arg(failures)
-                    .arg(millis(wait));
-            }
+            let invocation = complete_on(store, &queue, ended, &ids, &members, &policies);
             let answers: Vec<String> = store.link.call(false, |c| invocation.invoke(c))?;
-            let mut stale = Vec::new();
-            for (&i, answer) in members.iter().zip(answers) {
-                match answer.as_str() {
-                    "fenced" => completions[i] = Completion::Fenced,
-                    "stale" => stale.push(i),
-                    state_now => completions[i] = Completion::Recorded(state(state_now)),
-                }
-            }
+            let stale = record(&mut completions, &members, answers);
             members = stale;
         }
     }
     Ok(completions)
+}
+
+/// A failure count and retry backoffs as read from a task, for `complete.lua`'s waits.
+type Policy = (Option<u32>, Option<u64>, Option<u64>);
+
+/// `complete.lua` on one queue, for the attempts of `ended` at `members`.
+fn complete_on<'a>(
+    store: &'a RedisStore,
+    queue: &str,
+    ended: &[(TaskId, u32, Outcome)],
+    ids: &[TaskId],
+    members: &[usize],
+    policies: &[Policy],
+) -> redis::ScriptInvocation<'a> {
+    let mut invocation = store.on_queue(&store.scripts.complete, queue);
+    invocation.arg(store.now_arg());
+    for (&i, (failures, backoff, max_backoff)) in members.iter().zip(policies) {
+        let (_, attempt, outcome) = &ended[i];
+        let (kind, data, text) = outcome_args(outcome);
+        let policy = RetryPolicy {
+            backoff: Duration::from_millis(backoff.unwrap_or(0)),
+            max_backoff: Duration::from_millis(max_backoff.unwrap_or(0)),
+            ..RetryPolicy::never()
+        };
+        let failures = failures.unwrap_or(0);
+        // The wait before a retry, or before a deferred task may start.
+        let wait = match outcome {
+            Outcome::Deferred(wait) => *wait,
+            Outcome::Released => Duration::ZERO,
+            _ => policy.backoff_before(ids[i], failures + 1),
+        };
+        invocation
+            .arg(padded(ids[i]))
+            .arg(*attempt)
+            .arg(kind)
+            .arg(data)
+            .arg(text)
+            .arg(failures)
+            .arg(millis(wait));
+    }
+    invocation
+}
+
+/// Puts `complete.lua`'s answers for `members` into `completions`; returns the members
+/// whose failures changed since they were read (to read and complete again).
+fn record(completions: &mut [Completion], members: &[usize], answers: Vec<String>) -> Vec<usize> {
+    let mut stale = Vec::new();
+    for (&i, answer) in members.iter().zip(answers) {
+        match answer.as_str() {
+            "fenced" => completions[i] = Completion::Fenced,
+            "stale" => stale.push(i),
+            state_now => completions[i] = Completion::Recorded(state(state_now)),
+        }
+    }
+    stale
+}
+
+/// `complete`, then `reserve`, in one round trip when no failure is retried (a retry's
+/// wait is worked out from the failures read first) and the server is not a cluster (one
+/// connection reaches every queue's keys).
+pub(super) fn complete_and_reserve(
+    store: &RedisStore,
+    ended: &[(TaskId, u32, Outcome)],
+    worker: &str,
+    queues: &[&str],
+    max: usize,
+    lease: Duration,
+) -> Result<(Vec<Completion>, Result<Vec<Lease>>)> {
+    let retrying = ended
+        .iter()
+        .any(|(_, _, outcome)| matches!(outcome, Outcome::Failed { retry: true, .. }));
+    let Some(&first) = queues.first() else {
+        return Ok((complete(store, ended)?, Ok(Vec::new())));
+    };
+    if retrying || store.link.is_cluster() || max == 0 {
+        let done = complete(store, ended)?;
+        return Ok((done, reserve(store, worker, queues, max, lease)));
+    }
+    let ended = &cap_results(ended, store.result_limit)[..];
+    let ids: Vec<TaskId> = ended.iter().map(|(id, _, _)| *id).collect();
+    let groups: Vec<(String, Vec<usize>)> = store.by_queue(&ids)?.into_iter().collect();
+    let invocations: Vec<_> = groups
+        .iter()
+        .map(|(queue, members)| {
+            let policies = vec![(None, None, None); members.len()];
+            complete_on(store, queue, ended, &ids, members, &policies)
+        })
+        .collect();
+    let reserving = reserve_on(store, worker, first, max, lease);
+    let answers: Vec<redis::RedisResult<Value>> = store.link.call(false, |c| {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation);
+        }
+        pipe.invoke_script(&reserving).query(c)
+    })?;
+    let mut answers = answers.into_iter();
+    let mut completions = vec![Completion::Fenced; ended.len()];
+    for ((_, members), invocation) in groups.iter().zip(&invocations) {
+        let answer: Vec<String> = settle_answer(store, answers.next(), invocation)?;
+        // No attempt here is a retry, so none is answered 'stale'.
+        record(&mut completions, members, answer);
+    }
+    let reserved = settle_answer(store, answers.next(), &reserving)
+        .map(|reserved| leases(store, first, reserved));
+    let reserved = reserved.and_then(|mut got| {
+        reserve_more(store, worker, &queues[1..], max, lease, &mut got)?;
+        Ok(got)
+    });
+    Ok((completions, reserved))
+}
+
+/// A pipelined script's answer, decoded. A script the server did not know (it restarted
+/// and forgot its scripts) did not run: it is run now, which loads it.
+fn settle_answer<T: redis::FromRedisValue>(
+    store: &RedisStore,
+    answer: Option<redis::RedisResult<Value>>,
+    invocation: &redis::ScriptInvocation<'_>,
+) -> Result<T> {
+    match answer.map(|answer| answer.and_then(|value| Ok(redis::from_redis_value(value)?))) {
+        Some(Ok(decoded)) => Ok(decoded),
+        Some(Err(error)) if error.kind() != ErrorKind::Server(ServerErrorKind::NoScript) => {
+            Err(store.link.error(&error))
+        }
+        _ => store.link.call(false, |c| invocation.invoke(c)),
+    }
 }
 
 pub(super) fn reclaim_expired(store: &RedisStore) -> Result<usize> {

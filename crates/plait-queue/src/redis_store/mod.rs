@@ -372,6 +372,17 @@ impl Store for RedisStore {
         lifecycle::complete(self, ended)
     }
 
+    fn complete_and_reserve(
+        &self,
+        ended: &[(TaskId, u32, Outcome)],
+        worker: &str,
+        queues: &[&str],
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Vec<Completion>, Result<Vec<Lease>>)> {
+        lifecycle::complete_and_reserve(self, ended, worker, queues, max, lease)
+    }
+
     fn reclaim_expired(&self) -> Result<usize> {
         lifecycle::reclaim_expired(self)
     }

@@ -378,8 +378,7 @@ impl Loop {
 
     fn serve(&mut self) -> Result<WorkerReport> {
         loop {
-            self.reserve()?;
-            self.flush()?;
+            self.exchange()?;
             if self.drain_until.is_some() && self.running.is_empty() && self.ended.is_empty() {
                 return Ok(self.report.clone());
             }
@@ -437,26 +436,60 @@ impl Loop {
         }
     }
 
-    /// Reserves as many tasks as there are free slots, and starts them.
-    fn reserve(&mut self) -> Result<()> {
+    /// Reports the ended attempts and reserves as many tasks as there are free slots, in
+    /// one call to the store when there are both.
+    fn exchange(&mut self) -> Result<()> {
         let free = self.worker.concurrency.saturating_sub(self.running.len());
-        if self.drain_until.is_some() || self.looking || free == 0 {
-            return Ok(());
-        }
-        let queues: Vec<&str> = self.worker.queues.iter().map(String::as_str).collect();
-        let leases =
-            match self
-                .worker
-                .store
-                .reserve(&self.worker.name, &queues, free, self.worker.lease)
-            {
-                Ok(leases) => leases,
+        let wanted = self.drain_until.is_none() && !self.looking && free > 0;
+        if wanted && self.ended.is_empty() {
+            self.reserve(free)?;
+        } else if wanted {
+            let queues: Vec<&str> = self.worker.queues.iter().map(String::as_str).collect();
+            let exchanged = self.worker.store.complete_and_reserve(
+                &self.ended,
+                &self.worker.name,
+                &queues,
+                free,
+                self.worker.lease,
+            );
+            match exchanged {
+                Ok((done, reserved)) => {
+                    self.tally(done);
+                    self.start(reserved, free)?;
+                }
+                // Kept for the next round; the leases hold meanwhile.
                 Err(error) if passing(&error) => {
                     std::thread::sleep(STORAGE_RETRY);
                     return Ok(());
                 }
                 Err(error) => return Err(error),
-            };
+            }
+        }
+        // The ended attempts, and what the starts could not run (a rate limit's deferral, a
+        // start that failed).
+        self.flush()
+    }
+
+    /// Reserves up to `free` tasks, and starts them.
+    fn reserve(&mut self, free: usize) -> Result<()> {
+        let queues: Vec<&str> = self.worker.queues.iter().map(String::as_str).collect();
+        let reserved =
+            self.worker
+                .store
+                .reserve(&self.worker.name, &queues, free, self.worker.lease);
+        self.start(reserved, free)
+    }
+
+    /// Starts what a reserve for `free` slots handed out.
+    fn start(&mut self, reserved: Result<Vec<Lease>>, free: usize) -> Result<()> {
+        let leases = match reserved {
+            Ok(leases) => leases,
+            Err(error) if passing(&error) => {
+                std::thread::sleep(STORAGE_RETRY);
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         let mut started = 0;
         let reserved = leases.len();
         for lease in leases {
@@ -531,6 +564,12 @@ impl Loop {
             }
             Err(error) => return Err(error),
         };
+        self.tally(done);
+        Ok(())
+    }
+
+    /// Counts what the store answered for the ended attempts, and forgets them.
+    fn tally(&mut self, done: Vec<Completion>) {
         for ((_, _, outcome), completion) in self.ended.drain(..).zip(done) {
             let tally = &mut self.report;
             match (completion, outcome) {
@@ -546,7 +585,6 @@ impl Loop {
                 }
             }
         }
-        Ok(())
     }
 
     /// The worker as the registry shows it.

@@ -80,6 +80,7 @@ macro_rules! conformance_suite {
             a_deferred_task_waits_uncharged,
             a_released_task_waits_no_backoff_beside_a_retried_one,
             running_and_retrying_tasks_are_listed,
+            completing_and_reserving_in_one_call_does_both_in_order,
         );
     };
     (@each $fixture:path; $($check:ident),* $(,)?) => {
@@ -547,6 +548,49 @@ pub(crate) fn a_second_completion_is_fenced(f: &Fixture) {
         (task.state, task.result.as_deref()),
         (State::Succeeded, Some(&b"one"[..]))
     );
+}
+
+pub(crate) fn completing_and_reserving_in_one_call_does_both_in_order(f: &Fixture) {
+    let store = f.store();
+    let ids: Vec<TaskId> = (0..4)
+        .map(|i| store.enqueue(&command(&i.to_string())).unwrap().id)
+        .collect();
+    let other = store.enqueue(&command("other").queue("other")).unwrap().id;
+    let held = store.reserve("w", &["default"], 2, LEASE).unwrap();
+    assert_eq!(held.len(), 2);
+    let ended = [
+        (held[0].id, held[0].attempt, ok("done")),
+        // Not the current attempt: fenced, and nothing else changes.
+        (held[1].id, held[1].attempt + 1, ok("late")),
+    ];
+    // Room for four: the rest of `default` (two), then `other` (one).
+    let (done, leases) = store
+        .complete_and_reserve(&ended, "w", &["default", "other"], 4, LEASE)
+        .unwrap();
+    assert_eq!(
+        done,
+        [Completion::Recorded(State::Succeeded), Completion::Fenced]
+    );
+    let handed: Vec<TaskId> = leases.unwrap().iter().map(|lease| lease.id).collect();
+    assert_eq!(handed, [ids[2], ids[3], other]);
+    let task = store.get(held[0].id).unwrap().unwrap();
+    assert_eq!(task.result.as_deref(), Some(&b"done"[..]));
+    assert_eq!(state_of(&*store, held[1].id), State::Running);
+
+    // A failure that is retried (its wait is worked out from the failures so far), with
+    // nothing left to hand out.
+    let (done, leases) = store
+        .complete_and_reserve(
+            &[(ids[2], 1, failed("again"))],
+            "w",
+            &["default", "other"],
+            4,
+            LEASE,
+        )
+        .unwrap();
+    assert_eq!(done, [Completion::Recorded(State::Queued)]);
+    assert_eq!(leases.unwrap(), []);
+    assert_eq!(state_of(&*store, ids[2]), State::Queued);
 }
 
 pub(crate) fn a_result_over_the_limit_fails_its_task_saying_so(f: &Fixture) {
