@@ -16,7 +16,7 @@ use crate::error::{QueueError, Result};
 use crate::task::{TaskId, TaskInfo};
 
 /// The most lines one read takes. A read that takes this many may have fallen behind the
-/// stream's trimming (it keeps the last ten thousand or so), so its reader looks at the
+/// stream's trimming (it keeps the last two thousand lines or so), so its reader looks at the
 /// tasks themselves again.
 const LINES: usize = 1000;
 
