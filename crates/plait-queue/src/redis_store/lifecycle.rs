@@ -371,11 +371,11 @@ pub(super) fn complete_and_reserve(
     let mut answers = answers.into_iter();
     let mut completions = vec![Completion::Fenced; ended.len()];
     for ((_, members), invocation) in groups.iter().zip(&invocations) {
-        let answer: Vec<String> = settle_answer(store, answers.next(), invocation)?;
+        let answer: Vec<String> = pipelined_answer(store, answers.next(), invocation)?;
         // No attempt here is a retry, so none is answered 'stale'.
         record(&mut completions, members, answer);
     }
-    let reserved = settle_answer(store, answers.next(), &reserving)
+    let reserved = pipelined_answer(store, answers.next(), &reserving)
         .map(|reserved| leases(store, first, reserved));
     let reserved = reserved.and_then(|mut got| {
         reserve_more(store, worker, &queues[1..], max, lease, &mut got)?;
@@ -385,18 +385,25 @@ pub(super) fn complete_and_reserve(
 }
 
 /// A pipelined script's answer, decoded. A script the server did not know (it restarted
-/// and forgot its scripts) did not run: it is run now, which loads it.
-fn settle_answer<T: redis::FromRedisValue>(
+/// and forgot its scripts) did not run: it is run now, which loads it. Any other error is
+/// the answer; so is a missing one (whether the script ran is not known, so it is not run
+/// again).
+fn pipelined_answer<T: redis::FromRedisValue>(
     store: &RedisStore,
     answer: Option<redis::RedisResult<Value>>,
     invocation: &redis::ScriptInvocation<'_>,
 ) -> Result<T> {
-    match answer.map(|answer| answer.and_then(|value| Ok(redis::from_redis_value(value)?))) {
+    let answer = answer.map(|answer| answer.and_then(|value| Ok(redis::from_redis_value(value)?)));
+    match answer {
         Some(Ok(decoded)) => Ok(decoded),
-        Some(Err(error)) if error.kind() != ErrorKind::Server(ServerErrorKind::NoScript) => {
-            Err(store.link.error(&error))
+        Some(Err(error)) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            store.link.call(false, |c| invocation.invoke(c))
         }
-        _ => store.link.call(false, |c| invocation.invoke(c)),
+        Some(Err(error)) => Err(store.link.error(&error)),
+        None => Err(QueueError::Redis {
+            server: store.link.server().to_owned(),
+            detail: "a pipelined script got no answer".to_owned(),
+        }),
     }
 }
 
