@@ -42,7 +42,7 @@ use crate::store::{DEFAULT_RESULT_LIMIT, Store};
 use crate::task::{
     Beat, Cancel, Completion, Enqueued, Lease, NewTask, Outcome, QueueStats, TaskId, TaskInfo,
 };
-use decode::{Fields, task_info};
+use decode::{Fields, TASK_FIELDS, task_info};
 use keys::Keys;
 use link::Link;
 use scripts::Scripts;
@@ -338,7 +338,7 @@ impl RedisStore {
     fn task(&self, queue: &str, id: TaskId) -> Result<Option<TaskInfo>> {
         let fields: Fields = self
             .link
-            .call(true, |c| c.hgetall(self.keys.task(queue, id)))?;
+            .call(true, |c| c.hmget(self.keys.task(queue, id), &TASK_FIELDS))?;
         Ok(task_info(id, fields))
     }
 }

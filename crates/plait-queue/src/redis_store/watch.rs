@@ -9,7 +9,7 @@ use redis::streams::StreamRangeReply;
 use redis::{Commands, Value};
 
 use super::RedisStore;
-use super::decode::{Fields, task_info};
+use super::decode::{Fields, TASK_FIELDS, task_info};
 use super::keys::padded;
 use crate::clock::Millis;
 use crate::error::{QueueError, Result};
@@ -155,7 +155,7 @@ pub(super) fn wait_finished(store: &RedisStore, id: TaskId, timeout: Duration) -
         let (last, fields): (StreamRangeReply, Fields) = store.link.call(true, |c| {
             redis::pipe()
                 .xrevrange_count(&events, "+", "-", 1)
-                .hgetall(store.keys.task(&queue, id))
+                .hmget(store.keys.task(&queue, id), &TASK_FIELDS)
                 .query(c)
         })?;
         let task = task_info(id, fields).ok_or_else(not_found)?;
@@ -210,7 +210,7 @@ pub(super) fn wait_all(
                 let all: Vec<Fields> = store.link.call(true, |c| {
                     let mut pipe = redis::pipe();
                     for &i in chunk {
-                        pipe.hgetall(store.keys.task(&queue, ids[i]));
+                        pipe.hmget(store.keys.task(&queue, ids[i]), &TASK_FIELDS);
                     }
                     pipe.query(c)
                 })?;
