@@ -9,7 +9,7 @@ use redis::streams::StreamRangeReply;
 use redis::{Commands, Value};
 
 use super::RedisStore;
-use super::decode::{Fields, TASK_FIELDS, task_info};
+use super::decode::{self, Fields, TASK_FIELDS, task_info};
 use super::keys::padded;
 use crate::clock::Millis;
 use crate::error::{QueueError, Result};
@@ -90,6 +90,28 @@ impl RedisStore {
                 return Ok(());
             }
         }
+    }
+
+    /// Those of `look` (indexes into `ids`, all on `queue`) whose task has finished, or is
+    /// gone (for the whole read that follows to say so): states only, a thousand per round
+    /// trip.
+    fn finished_among(&self, queue: &str, ids: &[TaskId], look: &[usize]) -> Result<Vec<usize>> {
+        let mut finished = Vec::new();
+        for chunk in look.chunks(GATHER) {
+            let states: Vec<Option<String>> = self.link.call(true, |c| {
+                let mut pipe = redis::pipe();
+                for &i in chunk {
+                    pipe.hget(self.keys.task(queue, ids[i]), "state");
+                }
+                pipe.query(c)
+            })?;
+            finished.extend(chunk.iter().zip(states).filter_map(|(&i, stored)| {
+                stored
+                    .is_none_or(|stored| decode::state(&stored).is_finished())
+                    .then_some(i)
+            }));
+        }
+        Ok(finished)
     }
 }
 
@@ -205,7 +227,14 @@ pub(super) fn wait_all(
             pending.entry(padded(ids[i])).or_default().push(i);
         }
         let mut look: Vec<usize> = members;
+        // Whether every task in `look` is read whole. Otherwise their states are read first,
+        // and only the finished tasks whole: a gather begun as the work is enqueued would
+        // otherwise read every task twice, and a task is many times its state.
+        let mut whole = false;
         loop {
+            if !whole {
+                look = store.finished_among(&queue, ids, &look)?;
+            }
             for chunk in look.chunks(GATHER) {
                 let all: Vec<Fields> = store.link.call(true, |c| {
                     let mut pipe = redis::pipe();
@@ -235,10 +264,13 @@ pub(super) fn wait_all(
                     .values()
                     .filter_map(|all| all.first().copied())
                     .collect();
+                whole = true;
                 continue;
             }
             let read = store.read_lines(&mut streams, left.min(store.look_every))?;
-            look = if read.full || read.lines.is_empty() {
+            // The lines name finished tasks (any state but `queued`): read those whole.
+            whole = !read.full && !read.lines.is_empty();
+            look = if !whole {
                 // Behind the stream, or a quiet spell: look at every task still waited for.
                 pending
                     .values()
