@@ -44,7 +44,7 @@ pub(super) fn state(text: &str) -> State {
 fn text(value: Option<Vec<u8>>) -> Option<String> {
     value.map(|bytes| {
         String::from_utf8(bytes)
-            .unwrap_or_else(|bytes| String::from_utf8_lossy(bytes.as_bytes()).into_owned())
+            .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned())
     })
 }
 
