@@ -104,17 +104,7 @@ impl Executor for Runtime {
                 if let Some(limit) = limit {
                     command.timeout = Some(command.timeout.map_or(limit, |own| own.min(limit)));
                 }
-                done.start();
-                // The command and its report in one coroutine: no second task to await it.
-                let ran = async move {
-                    let ended = crate::process::command::run(command).await;
-                    call.output(ended.map_err(Error::failed))
-                };
-                let handle = self.spawn_async(CoroutineRun {
-                    stage: Stage::Running(ran.boxed()),
-                    done: Some(done),
-                });
-                Some(handle.cancel_handle())
+                super::commands::execute(self, command, call, done)
             }
         }
     }

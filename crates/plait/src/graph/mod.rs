@@ -45,6 +45,7 @@
 //! ```
 
 mod after;
+mod commands;
 mod deps;
 mod event;
 mod executor;
@@ -501,6 +502,13 @@ impl Graph {
     /// The node fails if the command cannot start, exits with a status other than 0, is
     /// killed by a signal or runs past its time limit; the error names the command and ends
     /// with its standard error.
+    ///
+    /// On the runtime's executor, a running command node holds a thread of its own, which
+    /// waits on the command's output and end (so the process strand's window, see
+    /// [`Runner::limit`](crate::graph::Runner::limit), bounds the threads too); a command
+    /// that its predecessor's end makes ready runs next on the same thread. It counts on
+    /// the process strand: a [`shutdown`](crate::Runtime::shutdown) waits for it, then
+    /// kills it.
     ///
     /// # Panics
     ///

@@ -40,7 +40,7 @@ impl Kept {
         }
     }
 
-    fn take_in(&mut self, chunk: &[u8]) {
+    pub(super) fn take_in(&mut self, chunk: &[u8]) {
         if let Some(lines) = &mut self.lines {
             lines.feed(chunk);
         }
@@ -50,7 +50,7 @@ impl Kept {
     }
 
     /// Hands the sink the last line if it had no newline.
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if let Some(lines) = &mut self.lines {
             lines.finish();
         }

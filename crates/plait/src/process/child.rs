@@ -13,7 +13,7 @@
 //! * **The keeper** (see `keeper.rs`) kills the group if the program dies outright.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -46,6 +46,16 @@ enum Ended {
     PidFd(AsyncFd<OwnedFd>),
     /// Told by a thread blocked in `waitid` (no pidfds here).
     Thread(Option<oneshot::Receiver<()>>),
+    /// For a thread that polls: readable once it has ended, or `None` where there are no
+    /// pidfds (the thread then looks with [`Child::has_ended`] from time to time).
+    Polled(Option<OwnedFd>),
+}
+
+/// The pipes of a child started by [`Child::spawn_polled`], as blocking files.
+pub(crate) struct Pipes {
+    pub(crate) stdin: Option<std::process::ChildStdin>,
+    pub(crate) stdout: Option<std::process::ChildStdout>,
+    pub(crate) stderr: Option<std::process::ChildStderr>,
 }
 
 impl Child {
@@ -56,22 +66,9 @@ impl Child {
     ///
     /// If the process cannot start.
     pub(crate) fn spawn(command: &mut std::process::Command) -> io::Result<Child> {
-        keeper::ensure();
-        command.process_group(0);
-        let mut started = command.spawn()?;
-        let pid = Pid::from_child(&started);
-        let mut child = Child {
-            pid,
-            ended: Ended::Thread(None),
-            watched: None,
-            status: None,
-            stdin: None,
-            stdout: None,
-            stderr: None,
-        };
+        let (mut child, mut started) = Child::start(command)?;
         // From here on, an error drops `child`, which kills and reaps the process.
-        child.watched = Some(keeper::watch(pid));
-        child.ended = Ended::watch(pid)?;
+        child.ended = Ended::watch(child.pid)?;
         child.stdin = started.stdin.take().map(ChildStdin::from_std).transpose()?;
         child.stdout = started
             .stdout
@@ -84,6 +81,87 @@ impl Child {
             .map(ChildStderr::from_std)
             .transpose()?;
         Ok(child)
+    }
+
+    /// Starts `command` as [`spawn`](Child::spawn) does, for a thread that polls its pipes
+    /// and its end ([`pidfd`](Child::pidfd)) itself, outside any runtime.
+    ///
+    /// # Errors
+    ///
+    /// If the process cannot start.
+    pub(crate) fn spawn_polled(command: &mut std::process::Command) -> io::Result<(Child, Pipes)> {
+        let (mut child, started) = Child::start(command)?;
+        child.ended =
+            Ended::Polled(rustix::process::pidfd_open(child.pid, PidfdFlags::empty()).ok());
+        let pipes = Pipes {
+            stdin: started.stdin,
+            stdout: started.stdout,
+            stderr: started.stderr,
+        };
+        Ok((child, pipes))
+    }
+
+    /// Starts `command` in a process group of its own, watched by the keeper.
+    fn start(command: &mut std::process::Command) -> io::Result<(Child, std::process::Child)> {
+        keeper::ensure();
+        command.process_group(0);
+        let started = command.spawn()?;
+        let pid = Pid::from_child(&started);
+        let child = Child {
+            pid,
+            ended: Ended::Thread(None),
+            watched: Some(keeper::watch(pid)),
+            status: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        Ok((child, started))
+    }
+
+    /// The process's id; it names this process (and its group) until it is reaped.
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// What turns readable when a child of [`spawn_polled`](Child::spawn_polled) ends;
+    /// `None` where the kernel has no pidfds.
+    pub(crate) fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.ended {
+            Ended::Polled(fd) => fd.as_ref().map(AsFd::as_fd),
+            _ => None,
+        }
+    }
+
+    /// Makes a polled child's end be looked for as on a kernel without pidfds.
+    #[cfg(test)]
+    pub(super) fn forget_pidfd(&mut self) {
+        self.ended = Ended::Polled(None);
+    }
+
+    /// Whether the process has ended; it is left to be reaped.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be waited for.
+    pub(crate) fn has_ended(&self) -> io::Result<bool> {
+        if self.status.is_some() {
+            return Ok(true);
+        }
+        has_ended(self.pid)
+    }
+
+    /// Waits on this thread for the process to end, kills what it left in its group, and
+    /// reaps it.
+    ///
+    /// # Errors
+    ///
+    /// If it cannot be waited for.
+    pub(crate) fn wait_blocking(&mut self) -> io::Result<ExitStatus> {
+        match self.status {
+            Some(status) => Ok(status),
+            None => self.reap(),
+        }
     }
 
     /// Kills the process and its group at once (unless it has been waited for).
@@ -110,6 +188,11 @@ impl Child {
                 }
                 ready.clear_ready();
             },
+            Ended::Polled(_) => {
+                return Err(io::Error::other(
+                    "a child started to be polled is not awaited",
+                ));
+            }
             Ended::Thread(told) => {
                 // Awaited in place, so that a wait dropped half way leaves it to the next.
                 if let Some(told) = told.as_mut() {
@@ -207,7 +290,7 @@ impl Ended {
 
 /// Kills `pid`'s group, and `pid` itself in case it left the group. Only for a process
 /// not yet reaped, whose id cannot name anyone else.
-fn kill_group(pid: Pid) {
+pub(super) fn kill_group(pid: Pid) {
     let _ = rustix::process::kill_process_group(pid, Signal::KILL);
     let _ = rustix::process::kill_process(pid, Signal::KILL);
 }

@@ -23,7 +23,7 @@ use super::program;
 pub const DEFAULT_OUTPUT_LIMIT: usize = 1 << 20;
 
 /// After a command exits, how long to wait for processes it left behind to close its output.
-const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+pub(super) const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// A program to run, with everything it runs with; see [`Runtime::spawn_command`](crate::Runtime::spawn_command).
 ///
@@ -79,7 +79,7 @@ type SinkFn = dyn Fn(Stream, &[u8]) + Send + Sync;
 
 /// What [`Command::on_line`] calls with each line; equal only to its own clones.
 #[derive(Clone)]
-pub struct LineSink(Arc<SinkFn>);
+pub struct LineSink(pub(super) Arc<SinkFn>);
 
 impl PartialEq for LineSink {
     fn eq(&self, other: &Self) -> bool {
@@ -279,6 +279,12 @@ impl CommandOutput {
 #[error("{0}")]
 pub struct CommandError(String);
 
+impl CommandError {
+    pub(super) fn new(message: String) -> Self {
+        CommandError(message)
+    }
+}
+
 /// Runs `command`: the registered task behind [`Runtime::spawn_command`](crate::Runtime::spawn_command), for running
 /// commands by name (`plait::process::command::run_command`) or in a worker.
 ///
@@ -288,15 +294,17 @@ pub struct CommandError(String);
 /// exist or cannot be executed, a working directory that does not exist.
 #[crate::task]
 pub fn run_command(command: Command) -> Result<CommandOutput, CommandError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| CommandError(format!("cannot start an I/O loop: {error}")))?;
-    runtime.block_on(run(command))
+    // On the worker's own thread: no I/O runtime to start for one command.
+    super::polled::run(command, &super::polled::Stop::new())
 }
 
-/// Runs a command to its end (or its time limit).
-pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError> {
+/// `command` as `std` starts it, with its output piped (and its input, if it has any), and
+/// its program's name for messages.
+///
+/// # Errors
+///
+/// An empty `argv`.
+pub(super) fn prepare(command: &Command) -> Result<(String, std::process::Command), CommandError> {
     let program = command.program().to_owned();
     if program.is_empty() {
         return Err(CommandError(
@@ -324,16 +332,36 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
     if let Some(cwd) = &command.cwd {
         process.current_dir(cwd);
     }
+    Ok((program, process))
+}
+
+/// Says that `command` (`program`) could not start, and why.
+pub(super) fn cannot_start(
+    command: &Command,
+    program: &str,
+    error: &std::io::Error,
+) -> CommandError {
+    let place = command
+        .cwd
+        .as_ref()
+        .map_or_else(String::new, |cwd| format!(" in {}", cwd.display()));
+    CommandError(format!("cannot run `{program}`{place}: {error}"))
+}
+
+/// Says that waiting for `program` failed, and why.
+pub(super) fn cannot_wait(program: &str, error: &std::io::Error) -> CommandError {
+    CommandError(format!("waiting for `{program}`: {error}"))
+}
+
+/// Runs a command to its end (or its time limit).
+pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError> {
+    let (program, mut process) = prepare(&command)?;
     let started = Instant::now();
     // In a process group of its own, which goes with it: when it ends, when its time
     // limit kills it, and when this run is dropped (cancelled) before it ends.
-    let mut child = Child::spawn(&mut process).map_err(|error| {
-        let place = command
-            .cwd
-            .as_ref()
-            .map_or_else(String::new, |cwd| format!(" in {}", cwd.display()));
-        CommandError(format!("cannot run `{program}`{place}: {error}"))
-    })?;
+    let mut child =
+        Child::spawn(&mut process).map_err(|error| cannot_start(&command, &program, &error))?;
+    let (mut out, mut err) = kept(&command);
     let feeding = child.stdin.take().map(|mut stdin| {
         let input = command.stdin;
         // A command that does not read its input closes the pipe: not an error.
@@ -341,13 +369,6 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
             let _ = stdin.write_all(&input).await;
         })
     });
-    let lines = command.lines;
-    let says = |stream: Stream| -> Option<capture::Say> {
-        let sink = lines.clone()?;
-        Some(Box::new(move |line: &[u8]| (sink.0)(stream, line)))
-    };
-    let mut out = Kept::new(command.output_limit, says(Stream::Stdout));
-    let mut err = Kept::new(command.output_limit, says(Stream::Stderr));
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let timeout = command.timeout;
     let ended = async {
@@ -365,15 +386,37 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
     // One grace for both streams: a leftover holding one likely holds the other.
     let (status, timed_out) =
         capture::read_while(ended, (stdout, &mut out), (stderr, &mut err), OUTPUT_GRACE).await;
-    let status =
-        status.map_err(|error| CommandError(format!("waiting for `{program}`: {error}")))?;
+    let status = status.map_err(|error| cannot_wait(&program, &error))?;
     let elapsed = started.elapsed();
     // A process that left the group may still hold its input open: stop feeding it.
     if let Some(feeding) = feeding {
         feeding.abort();
     }
+    Ok(output(status, timed_out, (out, err), elapsed))
+}
+
+/// Where `command`'s standard output and error go as they are read: kept up to its limit,
+/// and handed line by line to its sink, if it has one.
+pub(super) fn kept(command: &Command) -> (Kept, Kept) {
+    let says = |stream: Stream| -> Option<capture::Say> {
+        let sink = command.lines.clone()?;
+        Some(Box::new(move |line: &[u8]| (sink.0)(stream, line)))
+    };
+    (
+        Kept::new(command.output_limit, says(Stream::Stdout)),
+        Kept::new(command.output_limit, says(Stream::Stderr)),
+    )
+}
+
+/// How a command ended: its status, whether its time limit killed it, what it wrote.
+pub(super) fn output(
+    status: std::process::ExitStatus,
+    timed_out: bool,
+    (out, err): (Kept, Kept),
+    elapsed: Duration,
+) -> CommandOutput {
     use std::os::unix::process::ExitStatusExt;
-    Ok(CommandOutput {
+    CommandOutput {
         code: status.code(),
         signal: status.signal(),
         timed_out,
@@ -382,5 +425,5 @@ pub(crate) async fn run(command: Command) -> Result<CommandOutput, CommandError>
         stdout_dropped: out.dropped,
         stderr_dropped: err.dropped,
         elapsed,
-    })
+    }
 }

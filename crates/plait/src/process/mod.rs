@@ -28,10 +28,11 @@
 //! * **A time limit, a cancellation, or the runtime's end** (a [`shutdown`](crate::Runtime::shutdown)
 //!   or a drop) kills the whole group with the process.
 //! * **plait reaps its own children** (through a pidfd, or a waiting thread on kernels
-//!   without one), so none is left a zombie, even when the runtime that started it is gone:
-//!   after `shutdown` or a drop returns, every worker and command has been killed and
-//!   reaped, and everything in their groups has been sent SIGKILL (those are not plait's
-//!   children; their new parent, init, reaps them).
+//!   without one; a graph's command node, the thread that runs it), so none is left a
+//!   zombie, even when the runtime that started it is gone: after `shutdown` or a drop
+//!   returns, every worker and command has been killed and reaped, and everything in
+//!   their groups has been sent SIGKILL (those are not plait's children; their new
+//!   parent, init, reaps them).
 //! * **If the program dies outright** (SIGKILL, the OOM killer), its *keeper* kills every
 //!   group still running, within milliseconds (measured here: about 2 ms, beside two busy
 //!   loops). The keeper is this program's executable run afresh (it holds none of the
@@ -146,6 +147,7 @@ mod last_words;
 pub(crate) mod map;
 mod options;
 mod outbox;
+pub(crate) mod polled;
 mod pool;
 mod program;
 mod registry;

@@ -2,8 +2,9 @@
 //! use, and how a task reaches it.
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::polled::Running;
 use super::pool::{Payload, Pool, Replier, Reply, Request, Stop};
 use super::remote::Remote;
 use super::{Call, EncodedArgs, ProcessOptions, Task, encode_args, registry, worker};
@@ -26,6 +27,9 @@ pub(crate) struct ProcessStrand {
     /// Where its waits run: a task by name, a chunk of a map, the supervisors of its
     /// workers are coroutines.
     pub(super) coroutines: Arc<CoroutineStrand>,
+    /// Commands running on threads of their own (the graph's command nodes), counted on
+    /// this strand: a shutdown stops them with the workers.
+    pub(crate) commands: Running,
 }
 
 impl ProcessStrand {
@@ -46,6 +50,7 @@ impl ProcessStrand {
             pool: OnceLock::new(),
             starting: Mutex::new(()),
             coroutines,
+            commands: Running::default(),
         }
     }
 
@@ -77,10 +82,19 @@ impl ProcessStrand {
         Ok(self.pool.get_or_init(|| pool))
     }
 
-    /// Stops the workers, waiting up to `limit` for them to be reaped.
+    /// Stops the workers, waiting up to `limit` for them to be reaped, and the commands
+    /// running on threads of their own.
     pub(crate) fn stop(&self, drain: bool, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        self.commands.stop_all();
         if let Some(pool) = self.pool.get() {
             pool.stop(if drain { Stop::Drain } else { Stop::Kill }, limit);
+        }
+        if !self.commands.wait_none(deadline) {
+            tracing::warn!(
+                "commands stopped by the runtime's end were not reaped within {limit:?}; \
+                 their threads reap them when they end"
+            );
         }
     }
 

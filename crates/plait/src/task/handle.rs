@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -347,9 +348,20 @@ pub struct CancelHandle {
 enum CancelInner {
     Thread(CancelRef),
     Coroutine(AbortHandle),
+    /// Work that stops some other way (a command run by a thread of its own): the function
+    /// stops it and says whether that took effect.
+    Stop(Arc<dyn Fn() -> bool + Send + Sync>),
 }
 
 impl CancelHandle {
+    /// A canceller that calls `stop`, which says whether the cancellation took effect.
+    pub(crate) fn from_fn(id: TaskId, stop: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        CancelHandle {
+            id,
+            inner: CancelInner::Stop(Arc::new(stop)),
+        }
+    }
+
     /// The task's id.
     #[must_use]
     pub fn id(&self) -> TaskId {
@@ -369,6 +381,7 @@ impl CancelHandle {
                 abort.abort();
                 running
             }
+            CancelInner::Stop(stop) => stop(),
         }
     }
 }
