@@ -294,8 +294,11 @@ impl CommandError {
 /// exist or cannot be executed, a working directory that does not exist.
 #[crate::task]
 pub fn run_command(command: Command) -> Result<CommandOutput, CommandError> {
-    // On the worker's own thread: no I/O runtime to start for one command.
-    super::polled::run(command, &super::polled::Stop::new())
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CommandError(format!("cannot start an I/O loop: {error}")))?;
+    runtime.block_on(run(command))
 }
 
 /// `command` as `std` starts it, with its output piped (and its input, if it has any), and

@@ -2,10 +2,9 @@
 //! end together with one `poll(2)`, and reaps it.
 //!
 //! The graph's command nodes run this way, each on a thread of its own (see
-//! `graph::commands`), as does [`run_command`](super::run_command) in a worker. For many
-//! short commands it is cheaper than the I/O runtime's way (`command::run`): no
-//! registration of each pipe and pidfd with epoll, no switch to non-blocking mode, no
-//! wake-up of a runtime thread that then wakes the task. Measured on `plait run`'s job of
+//! `graph::commands`). For many short commands it is cheaper than the I/O runtime's way
+//! (`command::run`): no registration of each pipe and pidfd with epoll, no switch to
+//! non-blocking mode, no wake-up of a runtime thread that then wakes the task. Measured on `plait run`'s job of
 //! 2,000 `true` commands: 0.78-0.82x the runtime's way, and 0.86-1.00x make's time
 //! (BENCHMARKS.md).
 //!
