@@ -30,6 +30,11 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
             .map_err(|e| format!("cannot remove {}: {e}", paths.logs.display()))?;
         removed.push(paths.logs.display().to_string());
     }
+    // The parsed file is no record of what ran; it goes with the rest all the same.
+    if paths.tasks.exists() {
+        std::fs::remove_file(&paths.tasks)
+            .map_err(|e| format!("cannot remove {}: {e}", paths.tasks.display()))?;
+    }
     if removed.is_empty() {
         outln!("plait: nothing recorded of {}", args.file.display());
     } else {

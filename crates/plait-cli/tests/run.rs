@@ -526,9 +526,15 @@ fn force_reruns_the_tasks_named_and_what_needs_them_and_clean_forgets_all() {
     let dir = job_folder("force", THREE);
     assert!(run(&dir, &[]).status.success());
     std::fs::remove_file(dir.join("log.txt")).unwrap();
+    // The parsed file is kept; a damaged copy is parsed over, not trusted.
+    let parsed = dir.join(".plait/job.tasks");
+    assert!(parsed.exists());
+    std::fs::write(&parsed, "plait-tasks 1 0000\n[{\"name\":").unwrap();
     // Up to date: nothing runs.
     assert!(run(&dir, &[]).status.success());
     assert_eq!(log_of(&dir), "");
+    let kept = std::fs::read_to_string(&parsed).unwrap();
+    assert!(kept.contains("\"name\":\"c\""), "written anew: {kept}");
     // `a` forced: `b`, which needs it, runs again too; `c` does not.
     assert!(run(&dir, &["--force=a"]).status.success());
     assert_eq!(log_of(&dir), "a\nb\n");
@@ -546,6 +552,7 @@ fn force_reruns_the_tasks_named_and_what_needs_them_and_clean_forgets_all() {
         "{}",
         text(&clean.stdout)
     );
+    assert!(!parsed.exists(), "clean removes the parsed file too");
     std::fs::remove_file(dir.join("log.txt")).unwrap();
     assert!(run(&dir, &[]).status.success());
     let mut ran: Vec<_> = log_of(&dir).lines().map(str::to_owned).collect();

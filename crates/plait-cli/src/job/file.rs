@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::arrays;
 use toml::Spanned;
@@ -72,7 +72,7 @@ enum TimeoutFormat {
 }
 
 /// What a task runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Run {
     /// A shell command line (`sh -c`).
     Shell(String),
@@ -80,22 +80,31 @@ pub(crate) enum Run {
     Argv(Vec<String>),
 }
 
-/// One task of a job file, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One task of a job file, checked. `parsed` keeps it as JSON, without what is empty (the
+/// copy is read on every run).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TaskSpec {
     pub(crate) name: String,
     pub(crate) run: Run,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) needs: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cwd: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
     /// The wait before the first retry (doubled for each next one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) retry_delay: Option<Duration>,
     pub(crate) cpus: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) inputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) outputs: Vec<String>,
     /// Where each of `needs` was written, for messages about it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) needs_at: Vec<Position>,
 }
 
@@ -122,7 +131,7 @@ impl TaskSpec {
 }
 
 /// A line and column in the job file, from 1.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Position {
     pub(crate) line: usize,
     pub(crate) column: usize,

@@ -4,5 +4,6 @@
 pub(crate) mod arrays;
 pub(crate) mod file;
 pub(crate) mod inputs;
+pub(crate) mod parsed;
 pub(crate) mod plan;
 pub(crate) mod state;

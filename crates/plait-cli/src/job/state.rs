@@ -1,6 +1,7 @@
 //! What plait keeps of a job beside it, in `.plait/` next to the job file: the journal
-//! (`JOB.journal`), each task's last output (`JOB.logs/`), and the lock (`JOB.lock`) that
-//! lets one `plait run` (or `plait clean`) of a job go on at a time.
+//! (`JOB.journal`), each task's last output (`JOB.logs/`), the job file as last parsed
+//! (`JOB.tasks`, see `parsed`), and the lock (`JOB.lock`) that lets one `plait run` (or
+//! `plait clean`) of a job go on at a time.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -29,6 +30,7 @@ pub(crate) struct StatePaths {
     pub(crate) dir: PathBuf,
     pub(crate) journal: PathBuf,
     pub(crate) logs: PathBuf,
+    pub(crate) tasks: PathBuf,
     pub(crate) lock: PathBuf,
 }
 
@@ -42,6 +44,7 @@ impl StatePaths {
         StatePaths {
             journal: dir.join(format!("{stem}.journal")),
             logs: dir.join(format!("{stem}.logs")),
+            tasks: dir.join(format!("{stem}.tasks")),
             lock: dir.join(format!("{stem}.lock")),
             dir,
         }

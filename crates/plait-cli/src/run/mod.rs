@@ -28,6 +28,7 @@ use plait_web::dashboard::{Dashboard, NodeState, RunBoard};
 
 use crate::color::{ColorChoice, Paint};
 use crate::job::file::{self, Run, TaskSpec};
+use crate::job::parsed;
 use crate::job::plan::Plan;
 use crate::job::state::{JobLock, StatePaths, job_folder};
 use crate::journal::{Digests, Journal};
@@ -93,8 +94,8 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let text = file::read_text(&args.file).map_err(|e| e.to_string())?;
     if args.dry_run {
-        let (plan, forced) = plan(args, &text)?;
         let base = job_folder(&args.file)?;
+        let (plan, forced) = plan(args, &text, &base, false)?;
         let journal = Journal::open(&base, &args.file)?;
         let would = dry_run::decide(&plan, &base, &journal, &forced);
         if args.json {
@@ -114,7 +115,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
     let run_before = StatePaths::of(&base, &args.file).journal.exists();
     let (parsed, early) = std::thread::scope(|scope| {
         let early = run_before.then(|| scope.spawn(|| lock_and_open(&base, &args.file, false)));
-        (plan(args, &text), early.map(|early| early.join()))
+        (
+            plan(args, &text, &base, true),
+            early.map(|early| early.join()),
+        )
     });
     let (plan, forced) = parsed?;
     // One run of a job at a time: two would both run every task.
@@ -215,12 +219,17 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
 }
 
 /// The job file's tasks as a plan (only the targets and what they need), and which are
-/// forced to run.
-fn plan(args: &Args, text: &str) -> Result<(Plan, Vec<bool>), String> {
-    let specs = file::parse(&args.file, text).map_err(|e| e.to_string())?;
+/// forced to run. The file's tasks come from its last parse where its text is the same;
+/// a fresh parse is kept for the next run if `keep`.
+fn plan(args: &Args, text: &str, base: &Path, keep: bool) -> Result<(Plan, Vec<bool>), String> {
+    let state = StatePaths::of(base, &args.file);
+    let (specs, fresh) = parsed::tasks(&args.file, text, &state).map_err(|e| e.to_string())?;
     let plan = Plan::new(&args.file, specs)
         .and_then(|plan| plan.only(&args.file, &args.targets))
         .map_err(|e| e.to_string())?;
+    if let Some(fresh) = fresh.filter(|_| keep) {
+        fresh.keep(&state);
+    }
     let forced = forced(&plan, args.force.as_deref()).map_err(|e| e.to_string())?;
     Ok((plan, forced))
 }
