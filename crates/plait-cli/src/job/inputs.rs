@@ -7,20 +7,91 @@ use std::path::{Path, PathBuf};
 
 /// An input file, with what `stat` said of it when it was found (the journal's digests
 /// tell a change by it).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Input {
     pub(crate) path: PathBuf,
     pub(crate) meta: Metadata,
 }
 
-/// The files `patterns` name in `base`, sorted by path and without repeats.
+/// The files a task's fingerprint covers, sorted by path and without repeats: what its
+/// `declared` inputs name (paths, globs, folders), and what each task it needs made. A
+/// need's outputs are taken as that need found them where it did (`Made::found`: a need
+/// that did not run left them as they were), and looked up here otherwise.
 ///
 /// # Errors
 ///
 /// A path that does not exist, a glob that matches nothing or is not a glob, or a folder
 /// that cannot be read; named, with the task.
-pub(crate) fn expand(task: &str, base: &Path, patterns: &[String]) -> Result<Vec<Input>, String> {
+pub(crate) fn gather<'a>(
+    task: &str,
+    base: &Path,
+    declared: &[String],
+    needs: impl IntoIterator<Item = Made<'a>>,
+) -> Result<Vec<Input>, String> {
     let mut files = Vec::new();
+    expand_into(task, base, declared, &mut files)?;
+    for made in needs {
+        match made.found {
+            Some(found) => files.extend(found.iter().cloned()),
+            None => expand_into(task, base, made.outputs, &mut files)?,
+        }
+    }
+    Ok(settle(files))
+}
+
+/// What a task a task needs made: its declared `outputs`, and those outputs as it found
+/// them, if it found them all as plain files and did not run.
+#[derive(Clone, Copy)]
+pub(crate) struct Made<'a> {
+    pub(crate) outputs: &'a [String],
+    pub(crate) found: Option<&'a [Input]>,
+}
+
+/// What `stat` found of a task's outputs.
+#[derive(Debug, Default)]
+pub(crate) struct Outputs {
+    /// The first output that is not there (the task must run to make it).
+    pub(crate) missing: Option<usize>,
+    /// Every output, as an input of the tasks that need this one, where each is a plain
+    /// file named without a glob (a folder or a glob is expanded by each such task).
+    pub(crate) found: Option<Vec<Input>>,
+}
+
+impl Outputs {
+    /// `stat`s each of `outputs` in `base`, once.
+    pub(crate) fn find(base: &Path, outputs: &[String]) -> Outputs {
+        let mut found = Some(Vec::with_capacity(outputs.len()));
+        for (at, output) in outputs.iter().enumerate() {
+            let path = base.join(output);
+            match std::fs::metadata(&path) {
+                Err(_) => {
+                    return Outputs {
+                        missing: Some(at),
+                        found: None,
+                    };
+                }
+                Ok(meta) if meta.is_dir() || output.contains(['*', '?', '[']) => found = None,
+                Ok(meta) => {
+                    if let Some(found) = &mut found {
+                        found.push(Input { path, meta });
+                    }
+                }
+            }
+        }
+        Outputs {
+            missing: None,
+            found,
+        }
+    }
+}
+
+/// Adds what `patterns` name in `base` to `files`.
+fn expand_into(
+    task: &str,
+    base: &Path,
+    patterns: &[String],
+    files: &mut Vec<Input>,
+) -> Result<(), String> {
     for pattern in patterns {
         let before = files.len();
         if pattern.contains(['*', '?', '[']) {
@@ -32,7 +103,7 @@ pub(crate) fn expand(task: &str, base: &Path, patterns: &[String]) -> Result<Vec
                 let found = found.map_err(|error| {
                     format!("task `{task}`: cannot read input `{pattern}`: {error}")
                 })?;
-                add(task, pattern, found, &mut files)?;
+                add(task, pattern, found, files)?;
             }
             if files.len() == before {
                 return Err(format!(
@@ -42,12 +113,17 @@ pub(crate) fn expand(task: &str, base: &Path, patterns: &[String]) -> Result<Vec
             }
         } else {
             let path = base.join(pattern);
-            add(task, pattern, path, &mut files)?;
+            add(task, pattern, path, files)?;
         }
     }
+    Ok(())
+}
+
+/// `files` sorted by path, without repeats.
+fn settle(mut files: Vec<Input>) -> Vec<Input> {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files.dedup_by(|a, b| a.path == b.path);
-    Ok(files)
+    files
 }
 
 /// Adds `path`: a file, or everything below a folder. One `stat` tells whether it is
@@ -105,7 +181,7 @@ mod tests {
         }
         let names = |patterns: &[&str]| -> Vec<String> {
             let patterns: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
-            expand("t", &base, &patterns)
+            gather("t", &base, &patterns, [])
                 .unwrap()
                 .iter()
                 .map(|input| {
@@ -121,13 +197,65 @@ mod tests {
         assert_eq!(names(&["*.txt"]), ["a.txt", "b.txt"]);
         assert_eq!(names(&["data"]), ["data/deep/y", "data/x"]);
         assert_eq!(names(&["**/y", "c.csv", "c.csv"]), ["c.csv", "data/deep/y"]);
-        let missing = expand("t", &base, &["nope.txt".to_owned()]).unwrap_err();
+        let missing = gather("t", &base, &["nope.txt".to_owned()], []).unwrap_err();
         assert!(
             missing.contains("task `t`") && missing.contains("`nope.txt` that does not exist"),
             "{missing}"
         );
-        let nothing = expand("t", &base, &["*.md".to_owned()]).unwrap_err();
+        let nothing = gather("t", &base, &["*.md".to_owned()], []).unwrap_err();
         assert!(nothing.contains("`*.md` that matches nothing"), "{nothing}");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn outputs_are_found_once_and_taken_as_found_by_what_needs_them() {
+        let base = std::env::temp_dir().join(format!("plait-outputs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("folder")).unwrap();
+        std::fs::write(base.join("a.txt"), "a").unwrap();
+        std::fs::write(base.join("folder/b"), "b").unwrap();
+        let list =
+            |names: &[&str]| -> Vec<String> { names.iter().map(|n| (*n).to_owned()).collect() };
+
+        let missing = Outputs::find(&base, &list(&["a.txt", "gone.txt"]));
+        assert_eq!(missing.missing, Some(1));
+        assert!(missing.found.is_none());
+        // A folder is there, but each task that needs it lists it for itself.
+        let folder = Outputs::find(&base, &list(&["a.txt", "folder"]));
+        assert_eq!((folder.missing, folder.found.is_none()), (None, true));
+
+        let outputs = list(&["a.txt"]);
+        let found = Outputs::find(&base, &outputs).found.expect("a plain file");
+        assert_eq!(found.len(), 1);
+        // Removed after it was found: a need that did not run is taken as it found it...
+        std::fs::remove_file(base.join("a.txt")).unwrap();
+        let taken = gather(
+            "t",
+            &base,
+            &list(&["folder"]),
+            [Made {
+                outputs: &outputs,
+                found: Some(&found),
+            }],
+        )
+        .unwrap();
+        let names: Vec<_> = taken
+            .iter()
+            .map(|input| input.path.strip_prefix(&base).unwrap())
+            .collect();
+        assert_eq!(names, [Path::new("a.txt"), Path::new("folder/b")]);
+        // ...and one without what it found is looked up again.
+        let again = gather(
+            "t",
+            &base,
+            &[],
+            [Made {
+                outputs: &outputs,
+                found: None,
+            }],
+        )
+        .unwrap_err();
+        assert!(again.contains("`a.txt` that does not exist"), "{again}");
         let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use self::digests::Digests;
 use crate::job::file::{Run, TaskSpec};
-use crate::job::inputs::Input;
+use crate::job::inputs::{Input, Outputs};
 use crate::job::state::StatePaths;
 
 #[derive(Serialize, Deserialize)]
@@ -188,23 +188,21 @@ impl Journal {
         self.logs.join(format!("{file}.{stream}"))
     }
 
-    /// Whether `task` succeeded before with `fingerprint` (and its outputs are all there).
-    pub(crate) fn is_done(&self, task: &TaskSpec, fingerprint: &str, base: &Path) -> bool {
-        self.why_run(task, fingerprint, base).is_none()
+    /// Whether `task` succeeded before with `fingerprint` (its outputs are the caller's
+    /// to check).
+    pub(crate) fn is_done(&self, task: &str, fingerprint: &str) -> bool {
+        self.done.get(task).is_some_and(|done| done == fingerprint)
     }
 
-    /// Why `task` would run with `fingerprint`: `None` if it is up to date.
+    /// Why `task` would run with `fingerprint`, its outputs as `outputs` found them: `None`
+    /// if it is up to date.
     pub(crate) fn why_run(
         &self,
         task: &TaskSpec,
         fingerprint: &str,
-        base: &Path,
+        outputs: &Outputs,
     ) -> Option<String> {
-        let missing = task
-            .outputs
-            .iter()
-            .find(|output| !base.join(output).exists())
-            .map(String::as_str);
+        let missing = outputs.missing.map(|at| task.outputs[at].as_str());
         why_run(
             self.done.get(&task.name).map(String::as_str),
             fingerprint,

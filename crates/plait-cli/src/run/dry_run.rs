@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::job::inputs;
+use crate::job::inputs::{self, Made, Outputs};
 use crate::job::plan::Plan;
 use crate::journal::{self, Journal};
 
@@ -22,8 +22,9 @@ pub(super) enum Would {
 /// The input files' digests it finds are not written to the journal: nothing is recorded.
 pub(super) fn decide(plan: &Plan, base: &Path, journal: &Journal, forced: &[bool]) -> Vec<Would> {
     let digests = journal.digests();
-    // Each task's fingerprint, once known, and whether it would run.
-    let mut seen: Vec<Option<(Option<String>, bool)>> = vec![None; plan.tasks.len()];
+    // Each task's fingerprint, once known, whether it would run, and its outputs as found.
+    let mut seen: Vec<Option<(Option<String>, bool, Outputs)>> = Vec::new();
+    seen.resize_with(plan.tasks.len(), || None);
     let mut would = Vec::with_capacity(plan.tasks.len());
     would.resize_with(plan.tasks.len(), || Would::Skip);
     for task in plan.dependency_order() {
@@ -31,36 +32,39 @@ pub(super) fn decide(plan: &Plan, base: &Path, journal: &Journal, forced: &[bool
         let needs = &plan.needs[task];
         let running_need = needs
             .iter()
-            .find(|&&need| seen[need].as_ref().is_none_or(|(_, runs)| *runs));
-        let (fingerprint, what) = if let Some(&need) = running_need {
+            .find(|&&need| seen[need].as_ref().is_none_or(|(_, runs, _)| *runs));
+        let (fingerprint, what, outputs) = if let Some(&need) = running_need {
             let why = format!("`{}`, which it needs, runs first", plan.tasks[need].name);
-            (None, Would::Run(why))
+            (None, Would::Run(why), Outputs::default())
         } else {
             let prints: Vec<&str> = needs
                 .iter()
                 .filter_map(|&need| seen[need].as_ref()?.0.as_deref())
                 .collect();
-            let mut patterns = spec.inputs.clone();
-            for &need in needs {
-                patterns.extend(plan.tasks[need].outputs.iter().cloned());
-            }
-            match inputs::expand(&spec.name, base, &patterns) {
-                Err(message) => (None, Would::Fail(message)),
+            let made = needs.iter().map(|&need| Made {
+                outputs: &plan.tasks[need].outputs,
+                found: seen[need]
+                    .as_ref()
+                    .and_then(|(_, _, found)| found.found.as_deref()),
+            });
+            let outputs = Outputs::find(base, &spec.outputs);
+            match inputs::gather(&spec.name, base, &spec.inputs, made) {
+                Err(message) => (None, Would::Fail(message), outputs),
                 Ok(files) => {
                     let fingerprint = journal::fingerprint(spec, base, &prints, &files, &digests);
                     let what = if forced[task] {
                         Would::Run("--force".to_owned())
                     } else {
-                        match journal.why_run(spec, &fingerprint, base) {
+                        match journal.why_run(spec, &fingerprint, &outputs) {
                             Some(why) => Would::Run(why),
                             None => Would::Skip,
                         }
                     };
-                    (Some(fingerprint), what)
+                    (Some(fingerprint), what, outputs)
                 }
             }
         };
-        seen[task] = Some((fingerprint, !matches!(what, Would::Skip)));
+        seen[task] = Some((fingerprint, !matches!(what, Would::Skip), outputs));
         would[task] = what;
     }
     would

@@ -474,17 +474,19 @@ impl Job {
         let task = self.task_of_node[event.node.index()];
         let name = self.tasks[task].name.as_str();
         let attempt = event.attempt;
-        let tell = |kind: &str, fields: serde_json::Value| {
+        // The fields are made only for `--json` (thousands of tasks found up to date each
+        // tell one).
+        let tell = |kind: &str, fields: &dyn Fn() -> serde_json::Value| {
             if let Some(events) = &self.events {
-                events.task(kind, name, attempt, fields);
+                events.task(kind, name, attempt, fields());
             }
         };
 
         match event.kind {
-            EventKind::Queued => tell("queued", json!({})),
+            EventKind::Queued => tell("queued", &|| json!({})),
             EventKind::Started => {
                 self.books()[task].attempts += 1;
-                tell("started", json!({}));
+                tell("started", &|| json!({}));
                 if let Some(board) = &self.board {
                     board.started(name);
                 }
@@ -494,7 +496,7 @@ impl Job {
                 let Some(mark) = self.marks.get(task).filter(|mark| mark.ran) else {
                     tell(
                         "finished",
-                        json!({ "status": "up to date", "elapsed": 0.0 }),
+                        &|| json!({ "status": "up to date", "elapsed": 0.0 }),
                     );
                     self.mark(name, NodeState::UpToDate);
                     self.progress().ended(task, name, "up to date", "");
@@ -513,7 +515,7 @@ impl Job {
                 };
                 tell(
                     "finished",
-                    json!({ "status": "ok", "elapsed": events::seconds(elapsed) }),
+                    &|| json!({ "status": "ok", "elapsed": events::seconds(elapsed) }),
                 );
                 self.mark(name, NodeState::Succeeded);
                 self.progress()
@@ -551,14 +553,14 @@ impl Job {
                     },
                 );
                 if error.is_cancelled() && !retrying {
-                    tell("cancelled", json!({ "elapsed": elapsed }));
+                    tell("cancelled", &|| json!({ "elapsed": elapsed }));
                     self.progress().ended(task, name, "cancelled", "");
                     return;
                 }
                 let why = reason(error);
                 tell(
                     "failed",
-                    json!({ "error": why, "elapsed": elapsed, "retrying": retrying }),
+                    &|| json!({ "error": why, "elapsed": elapsed, "retrying": retrying }),
                 );
                 if !retrying {
                     self.progress()
@@ -572,7 +574,7 @@ impl Job {
             }
             EventKind::Skipped { error } => {
                 let why = self.skip_reason(error);
-                tell("skipped", json!({ "reason": why }));
+                tell("skipped", &|| json!({ "reason": why }));
                 self.mark(name, NodeState::Skipped);
                 self.progress()
                     .ended(task, name, "skipped", &format!(": {why}"));
