@@ -455,25 +455,49 @@ impl Drop for Spinners {
 fn killing_plait_with_sigkill_ends_its_running_commands_within_a_second() {
     // The kill must hold on a busy machine too.
     let _busy = Spinners::start(2);
+    sigkill_ends_the_command("sigkill", None);
+}
+
+/// The moment between a command's start and plait's knowing its process group (when
+/// plait's record of it has only the launch), held open for the test by a debug build.
+#[test]
+fn killing_plait_as_it_starts_a_command_ends_the_command_within_a_second() {
+    sigkill_ends_the_command("sigkill-starting", Some(5_000));
+}
+
+/// Kills `plait run` (with `pause` milliseconds between each command's start and its
+/// watching, if given) once its command runs, and checks that the command and what it
+/// started end within a second.
+fn sigkill_ends_the_command(name: &str, pause: Option<u64>) {
     let dir = job_folder(
-        "sigkill",
+        name,
         r#"
 [tasks.long]
 cmd = "sleep 30 & echo $! > sleeper.pid; echo $$ > shell.pid; wait"
 "#,
     );
-    let mut plait = Command::new(env!("CARGO_BIN_EXE_plait"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plait"));
+    command
         .arg("run")
         .arg(dir.join("job.toml"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .stdout(std::process::Stdio::null());
+    if let Some(pause) = pause {
+        command.env("PLAIT_DEBUG_PAUSE_BEFORE_WATCH_MS", pause.to_string());
+    }
+    let mut plait = command.spawn().unwrap();
     let pids = [
         pid_in(&dir.join("sleeper.pid")),
         pid_in(&dir.join("shell.pid")),
     ];
+    let before_kill = std::time::Instant::now();
     plait.kill().unwrap(); // SIGKILL: plait runs no code of its own after it
     plait.wait().unwrap();
+    if let Some(pause) = pause {
+        assert!(
+            before_kill.elapsed() < std::time::Duration::from_millis(pause),
+            "killed after the pause: the moment was not tested"
+        );
+    }
     let killed = std::time::Instant::now();
     while !pids.iter().all(|&pid| ended(pid)) {
         if killed.elapsed() > std::time::Duration::from_secs(1) {

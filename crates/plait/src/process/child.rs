@@ -101,16 +101,21 @@ impl Child {
         Ok((child, pipes))
     }
 
-    /// Starts `command` in a process group of its own, watched by the keeper.
+    /// Starts `command` in a process group of its own, watched by the keeper from its first
+    /// instruction (see `keeper`: its launch is known before its id).
     fn start(command: &mut std::process::Command) -> io::Result<(Child, std::process::Child)> {
         keeper::ensure();
-        command.process_group(0);
+        let launch = keeper::launch();
+        command
+            .process_group(0)
+            .env(keeper::LAUNCH_ENV, launch.mark());
         let started = command.spawn()?;
+        keeper::pause_before_watch();
         let pid = Pid::from_child(&started);
         let child = Child {
             pid,
             ended: Ended::Thread(None),
-            watched: Some(keeper::watch(pid)),
+            watched: Some(launch.started(pid)),
             status: None,
             stdin: None,
             stdout: None,

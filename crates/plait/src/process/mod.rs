@@ -58,12 +58,17 @@
 //!   it leads a group of its own inside the worker, so the runtime's kill of the worker's
 //!   group misses it, and the worker's own keeper kills it a few milliseconds after the
 //!   worker dies, after `shutdown` may have returned;
-//! * a process started in the instant before plait notes its group for the keeper: the
-//!   note follows the start (the process id is not known before it), so a program killed
-//!   outright between the two leaves that one running. The window is microseconds, but a
-//!   thread preempted there on a loaded machine stretches it: a test that kills its
-//!   program the moment a command has run its first line, beside ten busy loops, saw it
-//!   about once in thirty tries;
+//! * almost never, a process started in the instant before plait notes its group for the
+//!   keeper (the process id is not known before the start). Its row in the table holds
+//!   the launch's number until then, and the process carries this program's token and
+//!   that number in its environment (`PLAIT_LAUNCH`); a keeper that finds such a row
+//!   looks through `/proc` for the process and kills its group. What still escapes: one
+//!   that has not reached its `exec` two seconds after the program died, or one that
+//!   `exec`s again with a cleared environment before the keeper's first look (a few
+//!   milliseconds), or one started while the table was full (4,096 groups at once) or
+//!   could not be written. (Before the search, a test that kills its program the moment a
+//!   command has run its first line, beside busy loops, saw the command outlive it about
+//!   once in thirty tries; a test now holds that moment open for seconds.)
 //! * commands run by `plait advise`, which are not in a group of their own: like `time`,
 //!   it runs the command in the terminal's foreground, where Ctrl-C reaches it.
 //!

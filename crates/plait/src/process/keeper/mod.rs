@@ -26,8 +26,16 @@
 //! the socket first: a copy that does not (a constructor the linker dropped, if one ever
 //! did) is killed at once, and the program goes on without a keeper, saying so.
 //!
+//! A process's group id is known only once it has started, so its row is taken before:
+//! it holds the launch's number, negated, until the id is written over it; and the process
+//! carries this program's token and that number in its environment ([`LAUNCH_ENV`]) from
+//! its first instruction. A program killed between the two leaves a row that names no
+//! group, and the keeper looks for the process by its environment instead (`hunt`).
+//!
 //! If no keeper can be started, processes still start: only the guarantee for a program
 //! killed outright is lost, and a warning says so.
+
+mod hunt;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -37,14 +45,20 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::net::SendFlags;
 use rustix::process::{Pid, Signal, WaitOptions};
 
-/// Set in the keeper's environment: that copy of the program keeps instead of running.
+/// Set in the keeper's environment, to this program's token: that copy of the program
+/// keeps instead of running.
 const KEEPER_ENV: &str = "PLAIT_KEEPER";
+
+/// Set in the environment of every process the program starts: `TOKEN-NUMBER`, this
+/// program's token and the launch's number.
+pub(crate) const LAUNCH_ENV: &str = "PLAIT_LAUNCH";
 
 /// What the keeper says first, on its input socket.
 const HELLO: u8 = b'K';
@@ -82,13 +96,78 @@ pub(crate) fn ensure() {
     }
 }
 
-/// Has the keeper kill `group` if this program dies before the returned guard is dropped.
-/// Starts the keeper if none runs; if none can start, the group is only noted (and a new
-/// keeper, started later, is told of it).
-pub(crate) fn watch(group: Pid) -> Watched {
-    let group = group.as_raw_nonzero().get();
-    KEEPER.state().watch(group);
-    Watched { group }
+/// A process about to start: its row of the table is taken (holding the launch's number,
+/// negated) before the process exists, and [`Launch::started`] writes its group over it.
+/// Dropped unstarted (the process could not start), it gives the row back.
+#[must_use = "a launch is watched only once `started`"]
+#[derive(Debug)]
+pub(crate) struct Launch {
+    number: i32,
+    row: Option<u32>,
+}
+
+/// Takes a row for a process about to start. Starts the keeper if none runs; if none can
+/// start, or the table is full, the process's group is only noted once it has started (a
+/// new keeper, started later, is told of it).
+pub(crate) fn launch() -> Launch {
+    static LAUNCHES: AtomicU32 = AtomicU32::new(0);
+    // From 1 to i32::MAX, then again: rows in flight at once are far fewer.
+    let number = (LAUNCHES.fetch_add(1, Ordering::Relaxed) % i32::MAX as u32) as i32 + 1;
+    let row = KEEPER
+        .state()
+        .table
+        .as_mut()
+        .and_then(|table| table.take_row(-number));
+    Launch { number, row }
+}
+
+impl Launch {
+    /// The value of [`LAUNCH_ENV`] for the process: how the keeper knows it if the program
+    /// dies before [`started`](Launch::started).
+    pub(crate) fn mark(&self) -> String {
+        format!("{}-{}", token(), self.number)
+    }
+
+    /// Has the keeper kill `group` (the started process's) if this program dies before
+    /// the returned guard is dropped.
+    pub(crate) fn started(mut self, group: Pid) -> Watched {
+        let group = group.as_raw_nonzero().get();
+        KEEPER.state().watch(group, self.row.take());
+        Watched { group }
+    }
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        if let Some(row) = self.row.take() {
+            KEEPER.state().release(row);
+        }
+    }
+}
+
+/// This program's token: its id and the time it first asked, unique among the programs on
+/// the machine.
+fn token() -> &'static str {
+    static TOKEN: LazyLock<String> = LazyLock::new(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        format!("{:x}.{nanos:x}", std::process::id())
+    });
+    &TOKEN
+}
+
+/// In builds with debug assertions, waits `PLAIT_DEBUG_PAUSE_BEFORE_WATCH_MS` milliseconds
+/// (if set) between a process's start and its watching: so that a test can kill the program
+/// in that window, which is otherwise microseconds wide.
+pub(crate) fn pause_before_watch() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("PLAIT_DEBUG_PAUSE_BEFORE_WATCH_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
 }
 
 static KEEPER: LazyLock<Keeper> = LazyLock::new(|| Keeper {
@@ -136,8 +215,12 @@ enum Known {
 }
 
 impl State {
-    fn watch(&mut self, group: i32) {
-        let row = self.table.as_mut().and_then(|table| table.take_row(group));
+    /// Watches `group`, in `row` if its launch took one.
+    fn watch(&mut self, group: i32, row: Option<u32>) {
+        let row = self.table.as_mut().and_then(|table| match row {
+            Some(row) => table.fill_row(row, group),
+            None => table.take_row(group),
+        });
         if let Some(row) = row {
             self.groups.insert(group, Known::Row(row));
             if self.process.is_none() {
@@ -188,6 +271,14 @@ impl State {
                 self.drop_table();
             }
             self.restart();
+        }
+    }
+
+    /// Gives back the row of a launch that did not start a process. (A row that cannot be
+    /// cleared breaks the table, which the next watch gives up.)
+    fn release(&mut self, row: u32) {
+        if let Some(table) = &mut self.table {
+            let _ = table.free_row(row);
         }
     }
 
@@ -253,7 +344,7 @@ impl Process {
         let mut command = std::process::Command::new("/proc/self/exe");
         command
             .arg0("plait-keeper")
-            .env(KEEPER_ENV, "1")
+            .env(KEEPER_ENV, token())
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(table)
             .stderr(Stdio::null())
@@ -350,7 +441,8 @@ impl Table {
         })
     }
 
-    /// Writes `group` into a free row; `None` if none is free or the write failed.
+    /// Writes `group` (or a launch's number, negated) into a free row; `None` if none is
+    /// free or the write failed.
     fn take_row(&mut self, group: i32) -> Option<u32> {
         if self.broken {
             return None;
@@ -361,6 +453,14 @@ impl Table {
                 self.unused - 1
             })
         })?;
+        self.fill_row(row, group)
+    }
+
+    /// Writes `group` into `row`, taken before; `None` if the write failed.
+    fn fill_row(&mut self, row: u32, group: i32) -> Option<u32> {
+        if self.broken {
+            return None;
+        }
         match self.write(row, group) {
             Ok(()) => Some(row),
             Err(_) => {
@@ -385,8 +485,8 @@ impl Table {
 /// Runs before `main` in every program that links plait: in a copy started as a keeper,
 /// keeps (and never returns); anywhere else, returns at once.
 extern "C" fn become_keeper() {
-    if std::env::var_os(KEEPER_ENV).is_some() {
-        keep();
+    if let Some(token) = std::env::var_os(KEEPER_ENV) {
+        keep(token.as_encoded_bytes());
     }
 }
 
@@ -397,8 +497,9 @@ extern "C" fn become_keeper() {
 static BECOME_KEEPER: extern "C" fn() = become_keeper;
 
 /// The keeper's life: say hello, note the groups the program reports until its end of the
-/// socket (this process's standard input) closes, then kill every group still listed.
-fn keep() -> ! {
+/// socket (this process's standard input) closes, then kill every group still listed, and
+/// find the processes the program died starting (`token` is the program's).
+fn keep(token: &[u8]) -> ! {
     // Deaf to the terminal and to a `kill` meant for the program.
     for signal in [
         libc::SIGHUP,
@@ -446,15 +547,23 @@ fn keep() -> ! {
             at += n as u64;
         }
     }
-    let rows = table
+    let rows: Vec<i32> = table
         .chunks_exact(4)
         .map(|row| i32::from_le_bytes([row[0], row[1], row[2], row[3]]))
-        .filter(|&group| group > 0);
-    for group in groups.into_iter().chain(rows) {
+        .collect();
+    let listed = rows.iter().copied().filter(|&group| group > 0);
+    for group in groups.into_iter().chain(listed) {
         if let Some(group) = Pid::from_raw(group) {
             let _ = rustix::process::kill_process_group(group, Signal::KILL);
         }
     }
+    // Rows still holding a launch's number: processes started without their group known.
+    let launches: HashSet<i32> = rows
+        .iter()
+        .filter(|&&row| row < 0)
+        .map(|row| row.wrapping_neg())
+        .collect();
+    hunt::hunt(token, launches);
     std::process::exit(0)
 }
 
@@ -482,6 +591,35 @@ mod tests {
         assert_eq!(table.take_row(303), Some(a));
         assert_eq!(&rows(&table)[..2], [303, 202]);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_launch_holds_its_row_with_its_number_until_its_group_is_known() {
+        let read = |row: u32| {
+            let state = KEEPER.state();
+            let mut bytes = [0; 4];
+            let table = state.table.as_ref().expect("a table");
+            table
+                .file
+                .read_exact_at(&mut bytes, u64::from(row) * 4)
+                .unwrap();
+            i32::from_le_bytes(bytes)
+        };
+        let started = launch();
+        let (row, number) = (started.row.expect("a row"), started.number);
+        assert_eq!(read(row), -number);
+        assert_eq!(started.mark(), format!("{}-{number}", token()));
+        // A group id above any pid the kernel gives.
+        let watched = started.started(Pid::from_raw(2_000_000_000).unwrap());
+        assert_eq!(read(row), 2_000_000_000);
+        drop(watched);
+        assert_eq!(read(row), 0);
+
+        let unstarted = launch();
+        let row = unstarted.row.expect("a row");
+        assert!(unstarted.number != number);
+        drop(unstarted);
+        assert_eq!(read(row), 0, "given back");
     }
 
     #[test]
