@@ -2,12 +2,15 @@
 
     cargo build --release -p plait-cli
     python3 crates/plait-bench/scripts/run_vs_make.py [--runs 5] [--plait target/release/plait]
-        [--before OTHER/plait]
+        [--before OTHER/plait] [--only gzip]
 
 Each job is written into a temporary folder for every tool, and the tools run in turn
 (plait, make, ninja, ..., plait, make, ...), each run a fresh process timed from start to
 exit; a tool that is not installed is left out, said once. Prints one markdown table: the
-median wall time of each tool on each job, and plait's time over each one's. Jobs:
+median wall time of each tool on each job, plait's median over each one's, and the median
+of plait's time over each one's round by round (the two ran a few seconds apart, so a
+machine that slows for a while slows both). `--only TEXT` runs the jobs whose name holds
+it. Jobs:
 
 * 2,000 independent `true` commands;
 * a chain of 5,000 `true` commands, each after the last;
@@ -110,7 +113,7 @@ def measure(folder, tools, runs):
             started = time.perf_counter()
             subprocess.run(["sh", "-c", line], cwd=folder, check=True)
             walls[tool].append(time.perf_counter() - started)
-    return {tool: statistics.median(w[1:]) for tool, w in walls.items()}
+    return {tool: w[1:] for tool, w in walls.items()}
 
 
 def main():
@@ -118,6 +121,7 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--plait", default=os.path.abspath("target/release/plait"))
     parser.add_argument("--before", help="another plait binary to measure beside it")
+    parser.add_argument("--only", default="", help="run only the jobs whose name holds this")
     args = parser.parse_args()
     for tool in ("make", "ninja", "parallel"):
         if not shutil.which(tool):
@@ -130,6 +134,8 @@ def main():
         ("200 `gzip` of 1.1 MiB", lambda d: gzips(200, d), True, None),
     ]
     for name, make_job, fresh, prime in cases:
+        if args.only not in name:
+            continue
         with tempfile.TemporaryDirectory(prefix="plait-vs-make-") as folder:
             job = make_job(folder)
             write(os.path.join(folder, "job.toml"), job["plait"])
@@ -145,16 +151,22 @@ def main():
                 # Everything made once, so that every run finds it up to date.
                 for line in tools.values():
                     subprocess.run(["sh", "-c", line], cwd=folder, check=True)
-            medians = measure(folder, tools, args.runs)
-        rows.append((name, medians))
-        print(f"{name}: " + ", ".join(f"{t} {m:.3f} s" for t, m in medians.items()), flush=True)
+            walls = measure(folder, tools, args.runs)
+        rows.append((name, walls))
+        print(f"{name}: " + ", ".join(
+            f"{t} {statistics.median(w):.3f} s" for t, w in walls.items()), flush=True)
     print()
-    print("| job | tool | median wall | plait / tool |")
-    print("|---|---|---:|---:|")
-    for name, medians in rows:
-        for tool, median in medians.items():
-            ratio = "" if tool == "plait" else f"{medians['plait'] / median:.2f}"
-            print(f"| {name} | {tool} | {median:.3f} s | {ratio} |")
+    print("| job | tool | median wall | plait / tool | round by round |")
+    print("|---|---|---:|---:|---:|")
+    for name, walls in rows:
+        plait = walls["plait"]
+        for tool, w in walls.items():
+            median = statistics.median(w)
+            ratio = paired = ""
+            if tool != "plait":
+                ratio = f"{statistics.median(plait) / median:.2f}"
+                paired = f"{statistics.median(p / t for p, t in zip(plait, w)):.2f}"
+            print(f"| {name} | {tool} | {median:.3f} s | {ratio} | {paired} |")
 
 
 if __name__ == "__main__":
