@@ -84,6 +84,22 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
     });
 }
 
+/// Kills the workers a failing test leaves behind (one that passes stops them in order):
+/// a worker cut off from its broker would otherwise go on trying to reach it.
+struct KillOnPanic(Vec<u32>);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for pid in &self.0 {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
 fn worker(dir: &Path, broker: &str, namespace: &str) -> Child {
     plait_in(dir, Some((broker, namespace)))
         .args(["worker", "--lease", "1s", "--concurrency", "1"])
@@ -122,6 +138,7 @@ fn a_worker_cut_off_from_redis_loses_its_task_to_another_and_its_late_completion
 
     let proxy = Proxy::start();
     let cut_off = worker(&host_a, &proxy.url(), &namespace);
+    let mut leftovers = KillOnPanic(vec![cut_off.id()]);
     let started = Instant::now();
     while store.get(id).unwrap().unwrap().state != State::Running {
         assert!(started.elapsed() < Duration::from_secs(60), "never ran");
@@ -129,6 +146,7 @@ fn a_worker_cut_off_from_redis_loses_its_task_to_another_and_its_late_completion
     }
     proxy.cut();
     let rescuer = worker(&host_b, &redis_url(), &namespace);
+    leftovers.0.push(rescuer.id());
     let task = store.wait_finished(id, Duration::from_secs(60)).unwrap();
     assert_eq!(task.state, State::Succeeded);
     assert_eq!((task.attempts, task.crashes), (2, 1), "{task:?}");
