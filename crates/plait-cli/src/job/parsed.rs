@@ -23,8 +23,8 @@ const HEADER: &str = "plait-tasks 1";
 
 /// The tasks of the job file at `path` whose text is `text`: the kept copy where it was
 /// made from this text by this plait, else [`file::parse`]d, with the copy to keep of
-/// them ([`Fresh::keep`], once they make a plan: a job file with a mistake leaves nothing
-/// beside it).
+/// them if `keep` ([`Fresh::keep`], once they make a plan: a job file with a mistake leaves
+/// nothing beside it; a dry run keeps none, and does not make one).
 ///
 /// # Errors
 ///
@@ -34,6 +34,7 @@ pub(crate) fn tasks(
     path: &Path,
     text: &str,
     state: &StatePaths,
+    keep: bool,
 ) -> Result<(Vec<TaskSpec>, Option<Fresh>), FileError> {
     let key = key(text);
     if let Some(tasks) = std::fs::read(&state.tasks)
@@ -43,11 +44,13 @@ pub(crate) fn tasks(
         return Ok((tasks, None));
     }
     let tasks = file::parse(path, text)?;
-    let mut copy = format!("{HEADER} {key}\n").into_bytes();
-    let fresh = serde_json::to_writer(&mut copy, &tasks)
-        .ok()
-        .map(|()| Fresh(copy));
-    Ok((tasks, fresh))
+    let fresh = keep.then(|| {
+        let mut copy = format!("{HEADER} {key}\n").into_bytes();
+        serde_json::to_writer(&mut copy, &tasks)
+            .ok()
+            .map(|()| Fresh(copy))
+    });
+    Ok((tasks, fresh.flatten()))
 }
 
 /// A job file's tasks as just parsed, encoded to be kept.
@@ -133,10 +136,10 @@ mod tests {
     #[test]
     fn a_kept_copy_reads_back_as_the_parse_made_it() {
         let state = state("kept");
-        let (parsed, fresh) = tasks(Path::new("job.toml"), JOB, &state).unwrap();
+        let (parsed, fresh) = tasks(Path::new("job.toml"), JOB, &state, true).unwrap();
         assert_eq!(parsed, file::parse(Path::new("job.toml"), JOB).unwrap());
         fresh.expect("parsed afresh").keep(&state);
-        let (again, fresh) = tasks(Path::new("job.toml"), JOB, &state).unwrap();
+        let (again, fresh) = tasks(Path::new("job.toml"), JOB, &state, true).unwrap();
         assert!(fresh.is_none(), "read from the copy");
         assert_eq!(again, parsed);
         let copy = std::fs::read(&state.tasks).expect("the parse was kept");
@@ -146,12 +149,12 @@ mod tests {
     #[test]
     fn a_copy_of_other_text_is_passed_over() {
         let state = state("other");
-        let (_, fresh) = tasks(Path::new("job.toml"), JOB, &state).unwrap();
+        let (_, fresh) = tasks(Path::new("job.toml"), JOB, &state, true).unwrap();
         fresh.unwrap().keep(&state);
         let edited = JOB.replace("echo a", "echo A");
         let copy = std::fs::read(&state.tasks).unwrap();
         assert_eq!(decode(&copy, &key(&edited)), None);
-        let (now, fresh) = tasks(Path::new("job.toml"), &edited, &state).unwrap();
+        let (now, fresh) = tasks(Path::new("job.toml"), &edited, &state, true).unwrap();
         assert_eq!(now[0].run, file::Run::Shell("echo A".to_owned()));
         fresh.expect("parsed afresh").keep(&state);
         // And the copy now holds the edited file.
@@ -163,15 +166,17 @@ mod tests {
     fn a_damaged_copy_is_parsed_over() {
         let state = state("damaged");
         std::fs::write(&state.tasks, format!("{HEADER} {}\n[{{\"na", key(JOB))).unwrap();
-        let (parsed, fresh) = tasks(Path::new("job.toml"), JOB, &state).unwrap();
+        let (parsed, fresh) = tasks(Path::new("job.toml"), JOB, &state, true).unwrap();
         assert_eq!(parsed, file::parse(Path::new("job.toml"), JOB).unwrap());
         assert!(fresh.is_some(), "parsed afresh");
+        let (_, fresh) = tasks(Path::new("job.toml"), JOB, &state, false).unwrap();
+        assert!(fresh.is_none(), "a dry run makes no copy");
     }
 
     #[test]
     fn a_file_that_does_not_parse_is_still_an_error() {
         let state = state("invalid");
-        let error = tasks(Path::new("job.toml"), "[tasks.a]\n", &state)
+        let error = tasks(Path::new("job.toml"), "[tasks.a]\n", &state, true)
             .err()
             .unwrap();
         assert!(error.message.contains("runs nothing"), "{error}");

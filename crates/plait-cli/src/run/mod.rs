@@ -223,11 +223,12 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode, String> {
 /// a fresh parse is kept for the next run if `keep`.
 fn plan(args: &Args, text: &str, base: &Path, keep: bool) -> Result<(Plan, Vec<bool>), String> {
     let state = StatePaths::of(base, &args.file);
-    let (specs, fresh) = parsed::tasks(&args.file, text, &state).map_err(|e| e.to_string())?;
+    let (specs, fresh) =
+        parsed::tasks(&args.file, text, &state, keep).map_err(|e| e.to_string())?;
     let plan = Plan::new(&args.file, specs)
         .and_then(|plan| plan.only(&args.file, &args.targets))
         .map_err(|e| e.to_string())?;
-    if let Some(fresh) = fresh.filter(|_| keep) {
+    if let Some(fresh) = fresh {
         fresh.keep(&state);
     }
     let forced = forced(&plan, args.force.as_deref()).map_err(|e| e.to_string())?;
